@@ -1,0 +1,482 @@
+//! Making a snapshot: walk the sources, chunk and store changed files, write trees and the
+//! manifest. Directories are processed in parallel (rayon work stealing); a file whose size,
+//! mtime, ctime and inode match the parent snapshot is not read again.
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, Metadata};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::format::{BlobKind, Node, NodeKind, Snapshot, Summary, Tree};
+use crate::id::{BlobId, SnapshotId};
+use crate::meta::{self, NameCache};
+use crate::repo::Repository;
+
+/// What to back up and how.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Paths to back up (made absolute).
+    pub paths: Vec<PathBuf>,
+    /// Exclude globs: without `/` they match a name anywhere; with `/` they match a full path
+    /// (`**` crosses directories).
+    pub excludes: Vec<String>,
+    /// Do not descend into other filesystems (their mount points are kept, empty).
+    pub one_file_system: bool,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Host name recorded.
+    pub host: String,
+    /// Job name recorded.
+    pub job: Option<String>,
+    /// Parent snapshot for change detection.
+    pub parent: Option<(SnapshotId, Snapshot)>,
+    /// Time recorded in the snapshot (Unix ns).
+    pub time_ns: i64,
+}
+
+/// Live counters for a progress display.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Entries processed.
+    pub entries: AtomicU64,
+    /// Bytes read from files.
+    pub bytes_read: AtomicU64,
+    /// Bytes in files seen (read or unchanged).
+    pub bytes_seen: AtomicU64,
+    /// Plaintext bytes of new blobs.
+    pub bytes_added: AtomicU64,
+    /// Warnings so far.
+    pub errors: AtomicU64,
+}
+
+/// The outcome of a backup.
+#[derive(Debug)]
+pub struct BackupReport {
+    /// The new snapshot's id.
+    pub id: SnapshotId,
+    /// The snapshot manifest.
+    pub snapshot: Snapshot,
+    /// Problems with single files (unreadable, changed while read, vanished).
+    pub warnings: Vec<String>,
+    /// Packs written (for the catalog).
+    pub packs_written: Vec<crate::format::IndexPack>,
+}
+
+struct Excludes {
+    names: GlobSet,
+    paths: GlobSet,
+}
+
+impl Excludes {
+    fn new(patterns: &[String]) -> Result<Self> {
+        let mut names = GlobSetBuilder::new();
+        let mut paths = GlobSetBuilder::new();
+        for p in patterns {
+            let p = p.trim_end_matches('/');
+            if p.is_empty() {
+                continue;
+            }
+            let bad = |e: globset::Error| Error::Invalid(format!("exclude pattern {p:?}: {e}"));
+            if p.contains('/') {
+                let full = if p.starts_with('/') { p.to_string() } else { format!("**/{p}") };
+                paths.add(Glob::new(&full).map_err(bad)?);
+            } else {
+                names.add(Glob::new(p).map_err(bad)?);
+            }
+        }
+        Ok(Self { names: names.build().map_err(|e| Error::Invalid(e.to_string()))?, paths: paths.build().map_err(|e| Error::Invalid(e.to_string()))? })
+    }
+
+    fn excluded(&self, path: &Path, name: &OsStr) -> bool {
+        self.names.is_match(Path::new(name)) || self.paths.is_match(path)
+    }
+}
+
+struct Ctx<'a> {
+    repo: &'a Repository,
+    excludes: Excludes,
+    one_fs: bool,
+    names: NameCache,
+    progress: &'a Progress,
+    warnings: Mutex<Vec<String>>,
+    files: AtomicU64,
+    dirs: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Ctx<'_> {
+    fn warn(&self, msg: String) {
+        tracing::warn!("{msg}");
+        self.progress.errors.fetch_add(1, Ordering::Relaxed);
+        self.warnings.lock().unwrap_or_else(|p| p.into_inner()).push(msg);
+    }
+}
+
+/// Makes a snapshot of `opts.paths`.
+///
+/// # Errors
+/// Repository I/O errors (a full disk, say). Problems with single source files are warnings in
+/// the report, not errors; a backup path that does not exist is an error.
+pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> Result<BackupReport> {
+    let started = std::time::Instant::now();
+    if opts.paths.is_empty() {
+        return Err(Error::Invalid("nothing to back up: give at least one path".into()));
+    }
+    let mut abs = Vec::new();
+    for p in &opts.paths {
+        let a = normalize(&std::path::absolute(p).map_err(|e| Error::io(p.display(), e))?);
+        fs::symlink_metadata(&a).map_err(|e| Error::io(a.display(), e))?;
+        abs.push(a);
+    }
+    abs.sort();
+    abs.dedup();
+    // Drop paths inside another path given.
+    let tops: Vec<PathBuf> = abs.iter().filter(|p| !abs.iter().any(|q| q != *p && p.starts_with(q))).cloned().collect();
+
+    let ctx = Ctx {
+        repo,
+        excludes: Excludes::new(&opts.excludes)?,
+        one_fs: opts.one_file_system,
+        names: NameCache::default(),
+        progress,
+        warnings: Mutex::new(Vec::new()),
+        files: AtomicU64::new(0),
+        dirs: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+    };
+    let parent_root = match &opts.parent {
+        Some((_, s)) => match repo.read_tree(&s.tree) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!("parent snapshot unreadable, reading every file: {e}");
+                None
+            }
+        },
+        None => None,
+    };
+
+    // A trie of the paths: each top path hangs below its real parent directories.
+    let mut trie = Trie::default();
+    for p in &tops {
+        let comps: Vec<OsString> = p.components().filter_map(|c| if let Component::Normal(n) = c { Some(n.to_os_string()) } else { None }).collect();
+        trie.insert(&comps);
+    }
+    let root_tree = if tops.iter().any(|p| p == Path::new("/")) {
+        // Backing up "/" itself: the root's entries form the root tree.
+        let m = fs::symlink_metadata("/").map_err(|e| Error::io("/", e))?;
+        let node = dir_node(&ctx, Path::new("/"), OsStr::new("/"), &m, parent_root.as_ref(), m.dev())?;
+        let id = node.subtree.ok_or_else(|| Error::Invalid("root is not a directory".into()))?;
+        id
+    } else {
+        save_trie(&ctx, &trie, Path::new("/"), parent_root.as_ref())?
+    };
+
+    let packs = repo.flush()?;
+    let bytes_stored = packs.iter().map(|p| p.size).sum();
+    let warnings = ctx.warnings.into_inner().unwrap_or_else(|p| p.into_inner());
+    let summary = Summary {
+        files: ctx.files.load(Ordering::Relaxed),
+        dirs: ctx.dirs.load(Ordering::Relaxed),
+        bytes: ctx.bytes.load(Ordering::Relaxed),
+        bytes_read: progress.bytes_read.load(Ordering::Relaxed),
+        bytes_added: progress.bytes_added.load(Ordering::Relaxed),
+        bytes_stored,
+        errors: warnings.len() as u64,
+        incomplete: !warnings.is_empty(),
+        duration_s: started.elapsed().as_secs_f64(),
+    };
+    let snapshot = Snapshot {
+        time_ns: opts.time_ns,
+        host: opts.host.clone(),
+        user: nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name).unwrap_or_default(),
+        paths: tops.iter().map(|p| p.display().to_string()).collect(),
+        tags: opts.tags.clone(),
+        tree: root_tree,
+        parent: opts.parent.as_ref().map(|(id, _)| *id),
+        job: opts.job.clone(),
+        excludes: opts.excludes.clone(),
+        summary,
+    };
+    let id = repo.save_snapshot(&snapshot)?;
+    Ok(BackupReport { id, snapshot, warnings, packs_written: packs })
+}
+
+/// Stores a stream as a snapshot holding one file named `name`.
+///
+/// # Errors
+/// Reading the stream or repository I/O errors.
+pub fn backup_stdin(repo: &Repository, input: &mut dyn Read, name: &str, opts: &BackupOptions, progress: &Progress) -> Result<BackupReport> {
+    let started = std::time::Instant::now();
+    if !crate::format::is_safe_name(name.as_bytes()) {
+        return Err(Error::Invalid(format!("--stdin-name {name:?} must be a plain file name")));
+    }
+    let content = chunk_stream(repo, input, progress).map_err(|e| Error::io("standard input", e))?;
+    let (blobs, size) = content;
+    let uid = nix::unistd::getuid().as_raw();
+    let gid = nix::unistd::getgid().as_raw();
+    let names = NameCache::default();
+    let node = Node {
+        name: name.as_bytes().to_vec(),
+        kind: NodeKind::File,
+        mode: 0o600,
+        uid,
+        gid,
+        user: names.user(uid),
+        group: names.group(gid),
+        size,
+        mtime_ns: opts.time_ns,
+        atime_ns: opts.time_ns,
+        ctime_ns: opts.time_ns,
+        inode: 0,
+        dev: 0,
+        nlink: 1,
+        rdev: 0,
+        target: None,
+        xattrs: vec![],
+        content: blobs,
+        subtree: None,
+    };
+    let (tree, _) = repo.save_blob(BlobKind::Tree, &Tree { nodes: vec![node] }.encode())?;
+    let packs = repo.flush()?;
+    let summary = Summary {
+        files: 1,
+        bytes: size,
+        bytes_read: size,
+        bytes_added: progress.bytes_added.load(Ordering::Relaxed),
+        bytes_stored: packs.iter().map(|p| p.size).sum(),
+        duration_s: started.elapsed().as_secs_f64(),
+        ..Summary::default()
+    };
+    let snapshot = Snapshot {
+        time_ns: opts.time_ns,
+        host: opts.host.clone(),
+        user: names.user(uid).unwrap_or_default(),
+        paths: vec![format!("/{name}")],
+        tags: opts.tags.clone(),
+        tree,
+        parent: None,
+        job: opts.job.clone(),
+        excludes: vec![],
+        summary,
+    };
+    let id = repo.save_snapshot(&snapshot)?;
+    Ok(BackupReport { id, snapshot, warnings: vec![], packs_written: packs })
+}
+
+#[derive(Default)]
+struct Trie {
+    leaf: bool,
+    children: BTreeMap<OsString, Trie>,
+}
+
+impl Trie {
+    fn insert(&mut self, comps: &[OsString]) {
+        match comps.split_first() {
+            None => self.leaf = true,
+            Some((first, rest)) => self.children.entry(first.clone()).or_default().insert(rest),
+        }
+    }
+}
+
+fn save_trie(ctx: &Ctx, trie: &Trie, path: &Path, parent: Option<&Tree>) -> Result<BlobId> {
+    let nodes: Vec<Option<Node>> = trie
+        .children
+        .par_iter()
+        .map(|(name, child)| -> Result<Option<Node>> {
+            let p = path.join(name);
+            let pnode = parent.and_then(|t| t.get(name.as_bytes()));
+            if child.leaf {
+                return Ok(entry_node(ctx, &p, name, pnode, None));
+            }
+            let m = fs::symlink_metadata(&p).map_err(|e| Error::io(p.display(), e))?;
+            let ptree = pnode.and_then(|n| n.subtree).and_then(|id| ctx.repo.read_tree(&id).ok());
+            let mut node = meta::node_from_metadata(name, &m, &ctx.names);
+            node.kind = NodeKind::Dir;
+            node.xattrs = meta::read_xattrs(&p).unwrap_or_default();
+            node.subtree = Some(save_trie(ctx, child, &p, ptree.as_ref())?);
+            Ok(Some(node))
+        })
+        .collect::<Result<_>>()?;
+    let tree = Tree { nodes: nodes.into_iter().flatten().collect() };
+    Ok(ctx.repo.save_blob(BlobKind::Tree, &tree.encode())?.0)
+}
+
+/// The node for one entry, or None (with a warning) if it cannot be read.
+fn entry_node(ctx: &Ctx, path: &Path, name: &OsStr, parent: Option<&Node>, root_dev: Option<u64>) -> Option<Node> {
+    let m = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) => {
+            ctx.warn(format!("{}: {e}", path.display()));
+            return None;
+        }
+    };
+    ctx.progress.entries.fetch_add(1, Ordering::Relaxed);
+    let result = match meta::kind_of(&m) {
+        NodeKind::Dir => {
+            let dev = root_dev.unwrap_or(m.dev());
+            dir_node(ctx, path, name, &m, parent.and_then(|n| n.subtree).and_then(|id| ctx.repo.read_tree(&id).ok()).as_ref(), dev)
+        }
+        NodeKind::File => file_node(ctx, path, name, &m, parent),
+        kind => other_node(ctx, path, name, &m, kind),
+    };
+    match result {
+        Ok(n) => Some(n),
+        Err(e) => {
+            ctx.warn(format!("{}: {e}", path.display()));
+            None
+        }
+    }
+}
+
+fn with_xattrs(ctx: &Ctx, path: &Path, mut node: Node) -> Node {
+    match meta::read_xattrs(path) {
+        Ok(x) => node.xattrs = x,
+        Err(e) => ctx.warn(format!("{}: reading extended attributes: {e}", path.display())),
+    }
+    node
+}
+
+fn dir_node(ctx: &Ctx, path: &Path, name: &OsStr, m: &Metadata, parent: Option<&Tree>, root_dev: u64) -> Result<Node> {
+    ctx.dirs.fetch_add(1, Ordering::Relaxed);
+    let node = with_xattrs(ctx, path, meta::node_from_metadata(name, m, &ctx.names));
+    let mut names: Vec<OsString> = Vec::new();
+    let descend = !(ctx.one_fs && m.dev() != root_dev);
+    if descend {
+        let rd = fs::read_dir(path).map_err(|e| Error::io(path.display(), e))?;
+        for e in rd {
+            match e {
+                Ok(e) => names.push(e.file_name()),
+                Err(e) => ctx.warn(format!("{}: {e}", path.display())),
+            }
+        }
+    }
+    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    let nodes: Vec<Option<Node>> = names
+        .par_iter()
+        .map(|n| {
+            let p = path.join(n);
+            if ctx.excludes.excluded(&p, n) {
+                return None;
+            }
+            entry_node(ctx, &p, n, parent.and_then(|t| t.get(n.as_bytes())), Some(root_dev))
+        })
+        .collect();
+    let tree = Tree { nodes: nodes.into_iter().flatten().collect() };
+    let (id, _) = ctx.repo.save_blob(BlobKind::Tree, &tree.encode())?;
+    let mut node = node;
+    node.subtree = Some(id);
+    Ok(node)
+}
+
+fn other_node(ctx: &Ctx, path: &Path, name: &OsStr, m: &Metadata, kind: NodeKind) -> Result<Node> {
+    ctx.files.fetch_add(1, Ordering::Relaxed);
+    let mut node = with_xattrs(ctx, path, meta::node_from_metadata(name, m, &ctx.names));
+    if kind == NodeKind::Symlink {
+        node.target = Some(fs::read_link(path).map_err(|e| Error::io(path.display(), e))?.as_os_str().as_bytes().to_vec());
+    }
+    Ok(node)
+}
+
+fn unchanged(parent: &Node, m: &Metadata) -> bool {
+    parent.kind == NodeKind::File
+        && parent.size == m.size()
+        && parent.mtime_ns == m.mtime() * 1_000_000_000 + m.mtime_nsec()
+        && parent.ctime_ns == m.ctime() * 1_000_000_000 + m.ctime_nsec()
+        && parent.inode == m.ino()
+}
+
+fn file_node(ctx: &Ctx, path: &Path, name: &OsStr, m: &Metadata, parent: Option<&Node>) -> Result<Node> {
+    ctx.files.fetch_add(1, Ordering::Relaxed);
+    ctx.bytes.fetch_add(m.size(), Ordering::Relaxed);
+    ctx.progress.bytes_seen.fetch_add(m.size(), Ordering::Relaxed);
+    let mut node = with_xattrs(ctx, path, meta::node_from_metadata(name, m, &ctx.names));
+    if let Some(p) = parent {
+        if unchanged(p, m) && p.content.iter().all(|id| ctx.repo.has_blob(id)) {
+            node.content = p.content.clone();
+            return Ok(node);
+        }
+    }
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NOATIME)
+        .open(path)
+        .or_else(|_| fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path))
+        .map_err(|e| Error::io(path.display(), e))?;
+    let (content, size) = chunk_stream(ctx.repo, &mut f, ctx.progress).map_err(|e| Error::io(path.display(), e))?;
+    let after = f.metadata().map_err(|e| Error::io(path.display(), e))?;
+    if after.size() != m.size() || after.mtime() != m.mtime() || after.mtime_nsec() != m.mtime_nsec() || size != m.size() {
+        ctx.warn(format!("{}: file changed while it was read", path.display()));
+        // Record what was read, with the metadata seen after the read.
+        node = with_xattrs(ctx, path, meta::node_from_metadata(name, &after, &ctx.names));
+        node.size = size;
+    }
+    node.content = content;
+    Ok(node)
+}
+
+/// Chunks a stream and stores its chunks. Returns the chunk ids and the byte count.
+fn chunk_stream(repo: &Repository, r: &mut dyn Read, progress: &Progress) -> std::result::Result<(Vec<BlobId>, u64), std::io::Error> {
+    let chunker = repo.chunker();
+    let max = chunker.params().max;
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut start, mut end, mut eof) = (0usize, 0usize, false);
+    let mut ids = Vec::new();
+    let mut total = 0u64;
+    loop {
+        if !eof && end - start < max {
+            if start > 0 {
+                buf.copy_within(start..end, 0);
+                end -= start;
+                start = 0;
+            }
+            while end < max && !eof {
+                if end == buf.len() {
+                    buf.resize((buf.len() * 2).min(max.max(64 * 1024)), 0);
+                }
+                match r.read(&mut buf[end..]) {
+                    Ok(0) => eof = true,
+                    Ok(n) => {
+                        end += n;
+                        total += n as u64;
+                        progress.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if start == end && eof {
+            break;
+        }
+        let n = chunker.cut(&buf[start..end], eof).unwrap_or(end - start);
+        let (id, added) = repo.save_blob(BlobKind::Data, &buf[start..start + n]).map_err(|e| std::io::Error::other(e.to_string()))?;
+        progress.bytes_added.fetch_add(added, Ordering::Relaxed);
+        ids.push(id);
+        start += n;
+    }
+    Ok((ids, total))
+}
+
+/// Removes `.` and `..` lexically.
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}

@@ -1,0 +1,693 @@
+//! The local SQLite catalog: what bakfs knows about its repositories without opening them.
+//!
+//! This is the only module that touches `rusqlite`. The catalog of snapshots and packs is a cache
+//! that `bakfs catalog rebuild` can recreate from a repository
+//! ([`Catalog::replace_repository_contents`]); the `runs` history exists only here.
+//!
+//! # Schema (version 1)
+//!
+//! ```text
+//! repositories(id TEXT PK, location TEXT, last_seen INTEGER /* unix ns */)
+//! snapshots(repo_id, id, time TEXT /* RFC 3339 UTC */, time_ns INTEGER /* unix ns */, host,
+//!           paths TEXT /* JSON array */, tags TEXT /* JSON array */, tree, parent NULL, job NULL,
+//!           files INTEGER, bytes INTEGER, PK(repo_id, id))          index (repo_id, time_ns)
+//! snapshot_packs(repo_id, snapshot_id, pack_id, PK(repo_id, snapshot_id, pack_id),
+//!           FK(repo_id, snapshot_id) -> snapshots ON DELETE CASCADE) index (pack_id)
+//! packs(repo_id, id, size INTEGER, PK(repo_id, id))
+//! runs(id INTEGER PK AUTOINCREMENT, repo_id, job NULL, started_ns, ended_ns NULL,
+//!      outcome TEXT /* 'running' | 'ok' | 'incomplete' | 'failed' */, files, bytes_read,
+//!      bytes_added, snapshot_id NULL, message NULL)                  index (repo_id, started_ns)
+//! ```
+//!
+//! Ids are 64 lowercase hex digits. Counters are stored as SQLite integers (`u64` values above
+//! `i64::MAX` are refused by rusqlite rather than wrapped).
+//!
+//! # Rules
+//!
+//! - The schema version lives in `PRAGMA user_version`; [`SCHEMA_VERSION`] is `MIGRATIONS.len()`.
+//! - Migrations are forward only and append-only: never edit or reorder an entry of `MIGRATIONS`,
+//!   add a new one at the end (e.g. the media tables). Migration `n` (1-based) is
+//!   `MIGRATIONS[n - 1]`; each runs in its own IMMEDIATE transaction together with the
+//!   `user_version = n` bump, after re-reading the version inside the transaction, so concurrent
+//!   openers never apply one twice.
+//! - A catalog whose version is newer than this code knows gives [`CatalogError::TooNew`]; the
+//!   version is checked before any pragma that could write (such as `journal_mode=WAL`), so the
+//!   file is left byte-for-byte untouched.
+//! - Connections use WAL, a 10 s `busy_timeout` and `foreign_keys=ON`; every write is a single
+//!   IMMEDIATE transaction, so concurrent writers wait for each other instead of failing.
+
+use rusqlite::{params, Connection, Result as SqlResult, Row, Transaction, TransactionBehavior};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Schema migrations, applied in order. Append only; see the module docs.
+const MIGRATIONS: &[&str] = &[
+    // 1: repositories, snapshots, snapshot_packs, packs, runs.
+    "CREATE TABLE repositories (id TEXT PRIMARY KEY NOT NULL, location TEXT NOT NULL,
+        last_seen INTEGER NOT NULL);
+    CREATE TABLE snapshots (repo_id TEXT NOT NULL, id TEXT NOT NULL, time TEXT NOT NULL,
+        time_ns INTEGER NOT NULL, host TEXT NOT NULL, paths TEXT NOT NULL, tags TEXT NOT NULL,
+        tree TEXT NOT NULL, parent TEXT NULL, job TEXT NULL, files INTEGER NOT NULL,
+        bytes INTEGER NOT NULL, PRIMARY KEY (repo_id, id));
+    CREATE INDEX snapshots_by_time ON snapshots(repo_id, time_ns);
+    CREATE TABLE snapshot_packs (repo_id TEXT NOT NULL, snapshot_id TEXT NOT NULL,
+        pack_id TEXT NOT NULL, PRIMARY KEY (repo_id, snapshot_id, pack_id),
+        FOREIGN KEY (repo_id, snapshot_id) REFERENCES snapshots(repo_id, id) ON DELETE CASCADE);
+    CREATE INDEX snapshot_packs_by_pack ON snapshot_packs(pack_id);
+    CREATE TABLE packs (repo_id TEXT NOT NULL, id TEXT NOT NULL, size INTEGER NOT NULL,
+        PRIMARY KEY (repo_id, id));
+    CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, repo_id TEXT NOT NULL, job TEXT NULL,
+        started_ns INTEGER NOT NULL, ended_ns INTEGER NULL, outcome TEXT NOT NULL,
+        files INTEGER NOT NULL, bytes_read INTEGER NOT NULL, bytes_added INTEGER NOT NULL,
+        snapshot_id TEXT NULL, message TEXT NULL);
+    CREATE INDEX runs_by_repo ON runs(repo_id, started_ns);",
+];
+
+/// The newest schema version this code knows (the number of migrations).
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Errors from the catalog.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The database could not be opened, configured or migrated.
+    #[error("catalog {path}: {source}")]
+    Open { path: PathBuf, source: rusqlite::Error },
+    /// The catalog was written by a newer bakfs; nothing was changed.
+    #[error("catalog {path} has schema version {found}, this bakfs knows up to {supported}; upgrade bakfs (the catalog was left untouched)")]
+    TooNew { path: PathBuf, found: u32, supported: u32 },
+    /// A query or write failed.
+    #[error("catalog: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// `PRAGMA integrity_check` reported problems.
+    #[error("catalog is damaged: {0}")]
+    Corrupt(String),
+    /// Creating the catalog's directory failed.
+    #[error("catalog {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// Result type of this module.
+pub type CatalogResult<T> = std::result::Result<T, CatalogError>;
+
+/// One snapshot of a repository.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SnapshotRecord {
+    pub repo_id: String,
+    pub id: String,
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// Unix time in nanoseconds; the sort key.
+    pub time_ns: i64,
+    pub host: String,
+    pub paths: Vec<String>,
+    pub tags: Vec<String>,
+    pub tree: String,
+    pub parent: Option<String>,
+    pub job: Option<String>,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// A pack file of a repository.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PackRecord {
+    pub id: String,
+    pub size: u64,
+}
+
+/// One backup run, as recorded by [`Catalog::begin_run`] and [`Catalog::finish_run`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRecord {
+    pub id: i64,
+    pub repo_id: String,
+    pub job: Option<String>,
+    pub started_ns: i64,
+    pub ended_ns: Option<i64>,
+    /// `running`, `ok`, `incomplete` or `failed`.
+    pub outcome: String,
+    pub files: u64,
+    pub bytes_read: u64,
+    pub bytes_added: u64,
+    pub snapshot_id: Option<String>,
+    pub message: Option<String>,
+}
+
+/// How a run ended; see [`Catalog::finish_run`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunOutcome {
+    pub ended_ns: i64,
+    /// `ok`, `incomplete` or `failed`.
+    pub outcome: String,
+    pub files: u64,
+    pub bytes_read: u64,
+    pub bytes_added: u64,
+    pub snapshot_id: Option<String>,
+    pub message: Option<String>,
+}
+
+/// An open catalog database.
+pub struct Catalog {
+    conn: Connection,
+}
+
+fn user_version(conn: &Connection) -> SqlResult<u32> {
+    let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    // user_version is a signed 32-bit field; a negative one is not ours, so treat it as too new.
+    Ok(u32::try_from(v).unwrap_or(u32::MAX))
+}
+
+fn to_json(v: &[String]) -> SqlResult<String> {
+    serde_json::to_string(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+fn from_json(row: &Row<'_>, idx: usize) -> SqlResult<Vec<String>> {
+    let s: String = row.get(idx)?;
+    serde_json::from_str(&s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+const SNAPSHOT_COLUMNS: &str =
+    "repo_id, id, time, time_ns, host, paths, tags, tree, parent, job, files, bytes";
+
+fn snapshot_from_row(row: &Row<'_>) -> SqlResult<SnapshotRecord> {
+    Ok(SnapshotRecord {
+        repo_id: row.get(0)?,
+        id: row.get(1)?,
+        time: row.get(2)?,
+        time_ns: row.get(3)?,
+        host: row.get(4)?,
+        paths: from_json(row, 5)?,
+        tags: from_json(row, 6)?,
+        tree: row.get(7)?,
+        parent: row.get(8)?,
+        job: row.get(9)?,
+        files: row.get(10)?,
+        bytes: row.get(11)?,
+    })
+}
+
+/// Upserts `s` and `packs` and makes `packs` exactly the snapshot's pack list.
+fn put_snapshot(tx: &Transaction, s: &SnapshotRecord, packs: &[PackRecord]) -> SqlResult<()> {
+    tx.execute(
+        &format!(
+            "INSERT INTO snapshots ({SNAPSHOT_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)
+             ON CONFLICT(repo_id, id) DO UPDATE SET time=excluded.time, time_ns=excluded.time_ns,
+               host=excluded.host, paths=excluded.paths, tags=excluded.tags, tree=excluded.tree,
+               parent=excluded.parent, job=excluded.job, files=excluded.files, bytes=excluded.bytes"
+        ),
+        params![
+            s.repo_id, s.id, s.time, s.time_ns, s.host, to_json(&s.paths)?, to_json(&s.tags)?,
+            s.tree, s.parent, s.job, s.files, s.bytes
+        ],
+    )?;
+    tx.execute(
+        "DELETE FROM snapshot_packs WHERE repo_id = ?1 AND snapshot_id = ?2",
+        params![s.repo_id, s.id],
+    )?;
+    let mut pack = tx.prepare_cached(
+        "INSERT INTO packs (repo_id, id, size) VALUES (?1, ?2, ?3)
+         ON CONFLICT(repo_id, id) DO UPDATE SET size = excluded.size",
+    )?;
+    let mut link = tx.prepare_cached(
+        "INSERT OR IGNORE INTO snapshot_packs (repo_id, snapshot_id, pack_id) VALUES (?1, ?2, ?3)",
+    )?;
+    for p in packs {
+        pack.execute(params![s.repo_id, p.id, p.size])?;
+        link.execute(params![s.repo_id, s.id, p.id])?;
+    }
+    Ok(())
+}
+
+impl Catalog {
+    /// Opens (creating if needed) the catalog at `path` and migrates it to [`SCHEMA_VERSION`].
+    ///
+    /// Missing parent directories are created with mode 0700. The schema version is checked
+    /// before anything is written, so a catalog from a newer bakfs is left untouched.
+    ///
+    /// # Errors
+    /// [`CatalogError::Io`] if the directory cannot be created, [`CatalogError::TooNew`] if the
+    /// catalog's schema is newer than this code, [`CatalogError::Open`] if SQLite fails to open,
+    /// configure or migrate the database (including a file that is not a database).
+    pub fn open(path: &Path) -> CatalogResult<Catalog> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|source| CatalogError::Io { path: parent.to_path_buf(), source })?;
+        }
+        let open_err = |source| CatalogError::Open { path: path.to_path_buf(), source };
+        let too_new = |found| CatalogError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            supported: SCHEMA_VERSION,
+        };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
+        // Check before journal_mode=WAL, which rewrites the header of a rollback-journal file.
+        let found = user_version(&conn).map_err(open_err)?;
+        if found > SCHEMA_VERSION {
+            return Err(too_new(found));
+        }
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(path = %path.display(), mode, "catalog is not in WAL mode");
+        }
+        conn.pragma_update(None, "foreign_keys", true).map_err(open_err)?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            let target = i as u32 + 1;
+            let tx =
+                conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(open_err)?;
+            // Another process may have migrated (or upgraded) meanwhile.
+            let now = user_version(&tx).map_err(open_err)?;
+            if now > SCHEMA_VERSION {
+                return Err(too_new(now)); // dropping `tx` rolls back; nothing was written
+            }
+            if now >= target {
+                continue;
+            }
+            tx.execute_batch(sql).map_err(open_err)?;
+            tx.pragma_update(None, "user_version", target).map_err(open_err)?;
+            tx.commit().map_err(open_err)?;
+            tracing::debug!(path = %path.display(), version = target, "catalog migrated");
+        }
+        Ok(Catalog { conn })
+    }
+
+    /// The schema version stored in the file (normally [`SCHEMA_VERSION`]; 0 if it can't be read).
+    pub fn schema_version(&self) -> u32 {
+        user_version(&self.conn).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read catalog schema version");
+            0
+        })
+    }
+
+    /// Runs `f` inside one IMMEDIATE transaction and commits it.
+    fn write<T>(&mut self, f: impl FnOnce(&Transaction) -> SqlResult<T>) -> CatalogResult<T> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Records that repository `repo_id` was seen at `location` at `now_ns` (unix nanoseconds).
+    ///
+    /// # Errors
+    /// [`CatalogError::Sql`] if the write fails.
+    pub fn touch_repository(
+        &mut self,
+        repo_id: &str,
+        location: &str,
+        now_ns: i64,
+    ) -> CatalogResult<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO repositories (id, location, last_seen) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(id) DO UPDATE SET location = excluded.location, last_seen = excluded.last_seen",
+                params![repo_id, location, now_ns],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Inserts or updates snapshot `s`, upserts `packs`, and makes `packs` its exact pack list.
+    ///
+    /// # Errors
+    /// [`CatalogError::Sql`] if the write fails (nothing is changed then).
+    pub fn record_snapshot(
+        &mut self,
+        s: &SnapshotRecord,
+        packs: &[PackRecord],
+    ) -> CatalogResult<()> {
+        self.write(|tx| put_snapshot(tx, s, packs))
+    }
+
+    /// Removes a snapshot and its pack links (the packs themselves stay). Absent ids are no-ops.
+    ///
+    /// # Errors
+    /// [`CatalogError::Sql`] if the write fails.
+    pub fn remove_snapshot(&mut self, repo_id: &str, id: &str) -> CatalogResult<()> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM snapshots WHERE repo_id = ?1 AND id = ?2", params![repo_id, id])
+                .map(drop)
+        })
+    }
+
+    /// The snapshots of `repo_id`, oldest first (by `time_ns`, then id).
+    ///
+    /// # Errors
+    /// [`CatalogError::Sql`] if the query fails or a stored row is malformed.
+    pub fn snapshots(&self, repo_id: &str) -> CatalogResult<Vec<SnapshotRecord>> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE repo_id = ?1 ORDER BY time_ns, id"
+        ))?;
+        let rows = st.query_map([repo_id], snapshot_from_row)?;
+        Ok(rows.collect::<SqlResult<_>>()?)
+    }
+
+    /// The packs a snapshot uses, by id. A pack missing from `packs` is reported with size 0.
+    ///
+    /// # Errors
+    /// [`CatalogError::Sql`] if the query fails.
+    pub fn snapshot_packs(
+        &self,
+        repo_id: &str,
+        snapshot_id: &str,
+    ) -> CatalogResult<Vec<PackRecord>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT sp.pack_id, COALESCE(p.size, 0) FROM snapshot_packs sp
+             LEFT JOIN packs p ON p.repo_id = sp.repo_id AND p.id = sp.pack_id
+             WHERE sp.repo_id = ?1 AND sp.snapshot_id = ?2 ORDER BY sp.pack_id",
+        )?;
+        let rows = st.query_map([repo_id, snapshot_id], |r| {
+            Ok(PackRecord { id: r.get(0)?, size: r.get(1)? })
+        })?;
+        Ok(rows.collect::<SqlResult<_>>()?)
+    }
+
+    /// Records the start of a run (outcome `running`) and returns its id.
+    ///
+    /// # Errors
+    /// [`CatalogError::Sql`] if the write fails.
+    pub fn begin_run(
+        &mut self,
+        repo_id: &str,
+        job: Option<&str>,
+        started_ns: i64,
+    ) -> CatalogResult<i64> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO runs (repo_id, job, started_ns, outcome, files, bytes_read, bytes_added)
+                 VALUES (?1, ?2, ?3, 'running', 0, 0, 0)",
+                params![repo_id, job, started_ns],
+            )?;
+            Ok(tx.last_insert_rowid())
+        })
+    }
+
+    /// Records how run `run_id` ended.
+    ///
+    /// # Errors
+    /// [`CatalogError::Sql`] if the write fails, or wrapping
+    /// [`rusqlite::Error::QueryReturnedNoRows`] if there is no such run.
+    pub fn finish_run(&mut self, run_id: i64, o: &RunOutcome) -> CatalogResult<()> {
+        self.write(|tx| {
+            let n = tx.execute(
+                "UPDATE runs SET ended_ns = ?2, outcome = ?3, files = ?4, bytes_read = ?5,
+                 bytes_added = ?6, snapshot_id = ?7, message = ?8 WHERE id = ?1",
+                params![
+                    run_id,
+                    o.ended_ns,
+                    o.outcome,
+                    o.files,
+                    o.bytes_read,
+                    o.bytes_added,
+                    o.snapshot_id,
+                    o.message
+                ],
+            )?;
+            if n == 0 {
+                return Err(rusqlite::Error::QueryReturnedNoRows);
+            }
+            Ok(())
+        })
+    }
+
+    /// The newest `limit` runs of `repo_id`, newest first.
+    ///
+    /// # Errors
+    /// [`CatalogError::Sql`] if the query fails.
+    pub fn runs(&self, repo_id: &str, limit: usize) -> CatalogResult<Vec<RunRecord>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, repo_id, job, started_ns, ended_ns, outcome, files, bytes_read, bytes_added,
+                    snapshot_id, message
+             FROM runs WHERE repo_id = ?1 ORDER BY started_ns DESC, id DESC LIMIT ?2",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = st.query_map(params![repo_id, limit], |r| {
+            Ok(RunRecord {
+                id: r.get(0)?,
+                repo_id: r.get(1)?,
+                job: r.get(2)?,
+                started_ns: r.get(3)?,
+                ended_ns: r.get(4)?,
+                outcome: r.get(5)?,
+                files: r.get(6)?,
+                bytes_read: r.get(7)?,
+                bytes_added: r.get(8)?,
+                snapshot_id: r.get(9)?,
+                message: r.get(10)?,
+            })
+        })?;
+        Ok(rows.collect::<SqlResult<_>>()?)
+    }
+
+    /// Replaces everything known about `repo_id`'s snapshots and packs with `items`, in one
+    /// transaction (for `bakfs catalog rebuild`). Runs and other repositories are kept.
+    ///
+    /// # Errors
+    /// [`CatalogError::Sql`] if the write fails (nothing is changed then).
+    pub fn replace_repository_contents(
+        &mut self,
+        repo_id: &str,
+        items: &[(SnapshotRecord, Vec<PackRecord>)],
+    ) -> CatalogResult<()> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM snapshot_packs WHERE repo_id = ?1", [repo_id])?;
+            tx.execute("DELETE FROM snapshots WHERE repo_id = ?1", [repo_id])?;
+            tx.execute("DELETE FROM packs WHERE repo_id = ?1", [repo_id])?;
+            for (s, packs) in items {
+                put_snapshot(tx, s, packs)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs `PRAGMA integrity_check`.
+    ///
+    /// # Errors
+    /// [`CatalogError::Corrupt`] with SQLite's report unless it says `ok`;
+    /// [`CatalogError::Sql`] if the check itself cannot run.
+    pub fn integrity_check(&self) -> CatalogResult<()> {
+        let mut st = self.conn.prepare("PRAGMA integrity_check")?;
+        let lines = st.query_map([], |r| r.get::<_, String>(0))?.collect::<SqlResult<Vec<_>>>()?;
+        if lines.len() == 1 && lines[0] == "ok" {
+            Ok(())
+        } else {
+            Err(CatalogError::Corrupt(lines.join("; ")))
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn outcome(ended_ns: i64, snapshot: &str) -> RunOutcome {
+        let snapshot_id = Some(snapshot.to_string());
+        RunOutcome {
+            ended_ns,
+            outcome: "ok".into(),
+            files: 3,
+            bytes_read: 4,
+            bytes_added: 5,
+            snapshot_id,
+            message: None,
+        }
+    }
+
+    fn snap(repo: &str, id: &str, t: i64) -> SnapshotRecord {
+        SnapshotRecord {
+            repo_id: repo.into(),
+            id: id.into(),
+            time: format!("2024-01-01T00:00:{:02}Z", t),
+            time_ns: t,
+            host: "h".into(),
+            paths: vec!["/home".into(), "/etc \"x\"".into()],
+            tags: vec!["daily".into()],
+            tree: "t".repeat(64),
+            parent: (t > 1).then(|| "p".into()),
+            job: Some("job1".into()),
+            files: 7,
+            bytes: 1 << 40,
+        }
+    }
+
+    fn pk(id: &str, size: u64) -> PackRecord {
+        PackRecord { id: id.into(), size }
+    }
+
+    fn tmp() -> (tempfile::TempDir, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a/b/catalog.db");
+        (d, p)
+    }
+
+    #[test]
+    fn round_trip_and_order() {
+        let (_d, p) = tmp();
+        let mut c = Catalog::open(&p).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(p.parent().unwrap()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert_eq!(c.schema_version(), SCHEMA_VERSION);
+        c.touch_repository("r", "/mnt/repo", 5).unwrap();
+        c.touch_repository("r", "/mnt/repo2", 6).unwrap();
+        let (s2, s1) = (snap("r", "s2", 2), snap("r", "s1", 1));
+        c.record_snapshot(&s2, &[pk("p1", 10), pk("p2", 20)]).unwrap();
+        c.record_snapshot(&s1, &[pk("p1", 11)]).unwrap();
+        assert_eq!(c.snapshots("r").unwrap(), vec![s1.clone(), s2.clone()]);
+        assert_eq!(c.snapshot_packs("r", "s2").unwrap(), vec![pk("p1", 11), pk("p2", 20)]);
+        // Re-recording replaces the pack list.
+        let mut s2b = s2.clone();
+        s2b.tags.push("x".into());
+        c.record_snapshot(&s2b, &[pk("p3", 30)]).unwrap();
+        assert_eq!(c.snapshot_packs("r", "s2").unwrap(), vec![pk("p3", 30)]);
+        assert_eq!(c.snapshots("r").unwrap()[1], s2b);
+        assert!(c.snapshots("other").unwrap().is_empty());
+
+        let r1 = c.begin_run("r", Some("job1"), 100).unwrap();
+        let r2 = c.begin_run("r", None, 200).unwrap();
+        let o = outcome(150, "s2");
+        c.finish_run(r1, &o).unwrap();
+        assert!(c.finish_run(9999, &o).is_err());
+        let runs = c.runs("r", 10).unwrap();
+        assert_eq!(runs.len(), 2);
+        assert_eq!((runs[0].id, runs[0].outcome.as_str(), runs[0].ended_ns), (r2, "running", None));
+        let want = RunRecord {
+            id: r1,
+            repo_id: "r".into(),
+            job: Some("job1".into()),
+            started_ns: 100,
+            ended_ns: Some(150),
+            outcome: "ok".into(),
+            files: 3,
+            bytes_read: 4,
+            bytes_added: 5,
+            snapshot_id: Some("s2".into()),
+            message: None,
+        };
+        assert_eq!(runs[1], want);
+        assert_eq!(c.runs("r", 1).unwrap().len(), 1);
+        c.integrity_check().unwrap();
+    }
+
+    #[test]
+    fn remove_cascades() {
+        let (_d, p) = tmp();
+        let mut c = Catalog::open(&p).unwrap();
+        c.record_snapshot(&snap("r", "s1", 1), &[pk("p1", 1), pk("p2", 2)]).unwrap();
+        c.record_snapshot(&snap("r", "s2", 2), &[pk("p1", 1)]).unwrap();
+        c.remove_snapshot("r", "s1").unwrap();
+        let links: i64 = c
+            .conn
+            .query_row("SELECT count(*) FROM snapshot_packs WHERE snapshot_id='s1'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(links, 0);
+        assert_eq!(c.snapshot_packs("r", "s2").unwrap(), vec![pk("p1", 1)]);
+        assert_eq!(c.snapshots("r").unwrap().len(), 1);
+        c.remove_snapshot("r", "nope").unwrap();
+    }
+
+    #[test]
+    fn reopen_keeps_data_and_version() {
+        let (_d, p) = tmp();
+        let s = snap("r", "s1", 1);
+        {
+            let mut c = Catalog::open(&p).unwrap();
+            c.record_snapshot(&s, &[pk("p1", 1)]).unwrap();
+            c.begin_run("r", None, 1).unwrap();
+        }
+        let c = Catalog::open(&p).unwrap();
+        assert_eq!(c.schema_version(), SCHEMA_VERSION);
+        assert_eq!(c.snapshots("r").unwrap(), vec![s]);
+        assert_eq!(c.runs("r", 5).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn too_new_is_refused_untouched() {
+        let (_d, p) = tmp();
+        // A rollback-journal file (journal_mode=WAL would rewrite its header) and a WAL one.
+        let other = p.with_file_name("other.db");
+        drop(Catalog::open(&p).unwrap());
+        {
+            let conn = Connection::open(&p).unwrap();
+            conn.pragma_update(None, "user_version", 999).unwrap();
+        }
+        std::fs::create_dir_all(other.parent().unwrap()).unwrap();
+        {
+            let conn = Connection::open(&other).unwrap();
+            conn.execute_batch("CREATE TABLE snapshots(x); PRAGMA user_version=999;").unwrap();
+        }
+        for f in [&p, &other] {
+            let before = std::fs::read(f).unwrap();
+            match Catalog::open(f) {
+                Err(CatalogError::TooNew { found: 999, supported, .. }) => {
+                    assert_eq!(supported, SCHEMA_VERSION)
+                }
+                Err(e) => panic!("unexpected error {e}"),
+                Ok(_) => panic!("opened a too-new catalog"),
+            }
+            assert_eq!(std::fs::read(f).unwrap(), before, "{} changed", f.display());
+        }
+    }
+
+    #[test]
+    fn replace_keeps_runs_and_other_repos() {
+        let (_d, p) = tmp();
+        let mut c = Catalog::open(&p).unwrap();
+        c.record_snapshot(&snap("r", "old", 1), &[pk("pa", 1)]).unwrap();
+        c.record_snapshot(&snap("q", "keep", 1), &[pk("pa", 9)]).unwrap();
+        let run = c.begin_run("r", None, 1).unwrap();
+        let new = snap("r", "new", 3);
+        c.replace_repository_contents("r", &[(new.clone(), vec![pk("pb", 2)])]).unwrap();
+        assert_eq!(c.snapshots("r").unwrap(), vec![new]);
+        assert_eq!(c.snapshot_packs("r", "new").unwrap(), vec![pk("pb", 2)]);
+        let r_packs: i64 = c
+            .conn
+            .query_row("SELECT count(*) FROM packs WHERE repo_id='r'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(r_packs, 1);
+        assert_eq!(c.snapshots("q").unwrap(), vec![snap("q", "keep", 1)]);
+        assert_eq!(c.snapshot_packs("q", "keep").unwrap(), vec![pk("pa", 9)]);
+        assert_eq!(c.runs("r", 10).unwrap()[0].id, run);
+    }
+
+    #[test]
+    fn concurrent_writers_wait() {
+        let (_d, p) = tmp();
+        drop(Catalog::open(&p).unwrap());
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let handles: Vec<_> = ["a", "b"]
+            .into_iter()
+            .map(|who| {
+                let (p, barrier) = (p.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let mut c = Catalog::open(&p).unwrap();
+                    barrier.wait();
+                    for i in 0..50 {
+                        let s = snap("r", &format!("{who}{i}"), i);
+                        c.record_snapshot(&s, &[pk(&format!("p{i}"), 1)]).unwrap();
+                        let run = c.begin_run("r", Some(who), i).unwrap();
+                        c.finish_run(run, &outcome(i + 1, &s.id)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let c = Catalog::open(&p).unwrap();
+        assert_eq!(c.snapshots("r").unwrap().len(), 100);
+        assert_eq!(c.runs("r", 1000).unwrap().len(), 100);
+        c.integrity_check().unwrap();
+    }
+}

@@ -1,0 +1,25 @@
+//! bakfs-core: the repository format, chunking, crypto, backup, restore, check and prune, and the
+//! SQLite catalog. It does no printing and reads no environment; the binaries do.
+//!
+//! ```no_run
+//! use bakfs_core::{crypto::KdfParams, repo::Repository};
+//! let repo = Repository::init(std::path::Path::new("/tmp/repo"), b"pw", KdfParams::recommended(), "me".into())?;
+//! println!("{}", repo.id());
+//! # Ok::<(), bakfs_core::Error>(())
+//! ```
+
+pub mod backend;
+pub mod backup;
+pub mod catalog;
+pub mod chunker;
+pub mod crypto;
+pub mod error;
+pub mod forget;
+pub mod format;
+pub mod id;
+pub mod meta;
+pub mod repo;
+pub mod restore;
+pub mod timefmt;
+
+pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,462 @@
+//! An open repository: keys, index, reading and writing blobs, snapshots.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+
+use rayon::prelude::*;
+
+use crate::backend::{Backend, FileKind, LocalBackend};
+use crate::chunker::{Chunker, ChunkerParams};
+use crate::crypto::{KdfParams, Keys, MasterKey, WrappedKey};
+use crate::error::{Error, Result};
+use crate::format::{self, BlobKind, Config, IndexFile, IndexPack, PackEntry, Snapshot, Tree};
+use crate::id::{BlobId, IndexId, KeyId, PackId, RepoId, SnapshotId};
+
+/// Target size of a data pack.
+const DATA_PACK_SIZE: usize = 16 * 1024 * 1024;
+/// Target size of a tree pack.
+const TREE_PACK_SIZE: usize = 4 * 1024 * 1024;
+
+/// Where a blob is.
+#[derive(Debug, Clone, Copy)]
+pub struct BlobLocation {
+    /// Its pack.
+    pub pack: PackId,
+    /// Its entry in that pack.
+    pub entry: PackEntry,
+}
+
+#[derive(Default)]
+struct Packer {
+    body: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+/// An open, unlocked repository. Locking is the caller's business (see [`crate::lock`]).
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    config: Config,
+    keys: Keys,
+    key_id: KeyId,
+    chunker: Chunker,
+    index: RwLock<HashMap<BlobId, BlobLocation>>,
+    pack_sizes: RwLock<HashMap<PackId, u64>>,
+    in_flight: Mutex<HashSet<BlobId>>,
+    data_packer: Mutex<Packer>,
+    tree_packer: Mutex<Packer>,
+    new_packs: Mutex<Vec<IndexPack>>,
+}
+
+fn read_config(backend: &dyn Backend, root: &std::path::Path) -> Result<Config> {
+    let raw = match backend.read(FileKind::Config, "config") {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotARepository(root.to_path_buf())),
+        Err(e) => return Err(Error::io(format!("{}/config", backend.location()), e)),
+    };
+    #[derive(serde::Deserialize)]
+    struct V {
+        version: u32,
+    }
+    let v: V = serde_json::from_slice(&raw).map_err(|e| Error::damaged("config", e.to_string()))?;
+    if v.version != format::FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion { found: v.version, supported: format::FORMAT_VERSION });
+    }
+    serde_json::from_slice(&raw).map_err(|e| Error::damaged("config", e.to_string()))
+}
+
+impl Repository {
+    /// Creates a new repository in the directory `root` with a first key wrapped by `passphrase`.
+    ///
+    /// # Errors
+    /// If `root` already holds a repository or other files, or on I/O errors.
+    pub fn init(root: &std::path::Path, passphrase: &[u8], kdf: KdfParams, comment: String) -> Result<Repository> {
+        if root.join("config").exists() {
+            return Err(Error::Invalid(format!("{}: a repository already exists here", root.display())));
+        }
+        if let Ok(mut rd) = std::fs::read_dir(root) {
+            if rd.next().is_some() {
+                return Err(Error::Invalid(format!("{}: directory is not empty", root.display())));
+            }
+        }
+        let backend = LocalBackend::new(root);
+        backend.create_layout().map_err(|e| Error::io(root.display(), e))?;
+        let master = MasterKey::generate();
+        let wrapped = WrappedKey::wrap(&master, passphrase, kdf, crate::timefmt::format_rfc3339(crate::timefmt::now_ns()), comment)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let key_id = KeyId::random();
+        let kjson = serde_json::to_vec_pretty(&wrapped).map_err(|e| Error::Invalid(e.to_string()))?;
+        backend.write(FileKind::Key, &key_id.to_hex(), &kjson).map_err(|e| Error::io(root.display(), e))?;
+        let config = Config { version: format::FORMAT_VERSION, id: RepoId::random(), chunker: ChunkerParams::default(), zstd_level: 3 };
+        let cjson = serde_json::to_vec_pretty(&config).map_err(|e| Error::Invalid(e.to_string()))?;
+        // The config is written last: a directory without it is not a repository.
+        backend.write(FileKind::Config, "config", &cjson).map_err(|e| Error::io(root.display(), e))?;
+        Self::with_key(Arc::new(backend), config, master, key_id)
+    }
+
+    /// Opens the repository in directory `root` with `passphrase`.
+    ///
+    /// # Errors
+    /// [`Error::NotARepository`], [`Error::UnsupportedVersion`], [`Error::WrongPassword`],
+    /// [`Error::Damaged`] for a damaged index, I/O errors.
+    pub fn open(root: &std::path::Path, passphrase: &[u8]) -> Result<Repository> {
+        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(root));
+        let config = read_config(backend.as_ref(), root)?;
+        let names = backend.list(FileKind::Key).map_err(|e| Error::io(format!("{}/keys", root.display()), e))?;
+        let mut damaged = None;
+        for name in names {
+            let Ok(kid) = KeyId::from_hex(&name) else { continue };
+            let raw = backend.read(FileKind::Key, &name).map_err(|e| Error::io(format!("key {name}"), e))?;
+            let w: WrappedKey = match serde_json::from_slice(&raw) {
+                Ok(w) => w,
+                Err(e) => {
+                    damaged = Some(Error::damaged(format!("key {name}"), e.to_string()));
+                    continue;
+                }
+            };
+            if let Ok(master) = w.unwrap_key(passphrase) {
+                return Self::with_key(backend, config, master, kid);
+            }
+        }
+        Err(damaged.unwrap_or(Error::WrongPassword))
+    }
+
+    fn with_key(backend: Arc<dyn Backend>, config: Config, master: MasterKey, key_id: KeyId) -> Result<Repository> {
+        let keys = master.derive();
+        let chunker = Chunker::new(keys.chunker_seed(), config.chunker);
+        let repo = Repository {
+            backend,
+            config,
+            keys,
+            key_id,
+            chunker,
+            index: RwLock::new(HashMap::new()),
+            pack_sizes: RwLock::new(HashMap::new()),
+            in_flight: Mutex::new(HashSet::new()),
+            data_packer: Mutex::new(Packer::default()),
+            tree_packer: Mutex::new(Packer::default()),
+            new_packs: Mutex::new(Vec::new()),
+        };
+        repo.load_index()?;
+        Ok(repo)
+    }
+
+    /// Reads all index files into memory.
+    ///
+    /// # Errors
+    /// [`Error::Damaged`] if an index file does not authenticate.
+    pub fn load_index(&self) -> Result<()> {
+        let names = self.backend.list(FileKind::Index).map_err(|e| Error::io("index/", e))?;
+        let files: Vec<IndexFile> = names
+            .par_iter()
+            .map(|n| {
+                let raw = self.backend.read(FileKind::Index, n).map_err(|e| Error::io(format!("index {n}"), e))?;
+                format::open_index(&self.keys, n, &raw)
+            })
+            .collect::<Result<_>>()?;
+        let mut idx = HashMap::new();
+        let mut sizes = HashMap::new();
+        for f in files {
+            for p in f.packs {
+                sizes.insert(p.id, p.size);
+                for e in p.blobs {
+                    idx.insert(e.id, BlobLocation { pack: p.id, entry: e });
+                }
+            }
+        }
+        *self.index.write().unwrap_or_else(|p| p.into_inner()) = idx;
+        *self.pack_sizes.write().unwrap_or_else(|p| p.into_inner()) = sizes;
+        Ok(())
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    /// The repository id.
+    pub fn id(&self) -> RepoId {
+        self.config.id
+    }
+    /// The derived keys.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+    /// The chunker.
+    pub fn chunker(&self) -> &Chunker {
+        &self.chunker
+    }
+    /// The id of the key wrapping that opened the repository.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    /// Where a blob is, if the index knows it.
+    pub fn locate(&self, id: &BlobId) -> Option<BlobLocation> {
+        self.index.read().unwrap_or_else(|p| p.into_inner()).get(id).copied()
+    }
+
+    /// Whether the index holds a blob.
+    pub fn has_blob(&self, id: &BlobId) -> bool {
+        self.index.read().unwrap_or_else(|p| p.into_inner()).contains_key(id)
+    }
+
+    /// A copy of the whole index (blob → location).
+    pub fn index_snapshot(&self) -> HashMap<BlobId, BlobLocation> {
+        self.index.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Packs the index knows, with sizes.
+    pub fn indexed_packs(&self) -> HashMap<PackId, u64> {
+        self.pack_sizes.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Reads, authenticates and decompresses one blob.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if no index entry; [`Error::Damaged`] if the pack is damaged or
+    /// missing; I/O errors.
+    pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = self.locate(id).ok_or_else(|| Error::damaged(format!("blob {id}"), "not in the index"))?;
+        self.read_blob_at(&loc)
+    }
+
+    /// Reads a blob at a known location.
+    ///
+    /// # Errors
+    /// As [`Repository::read_blob`].
+    pub fn read_blob_at(&self, loc: &BlobLocation) -> Result<Vec<u8>> {
+        let e = &loc.entry;
+        let sealed = self
+            .backend
+            .read_range(FileKind::Pack, &loc.pack.to_hex(), e.offset as u64, e.length as usize)
+            .map_err(|err| match err.kind() {
+                std::io::ErrorKind::NotFound => Error::damaged(format!("pack {}", loc.pack), "missing"),
+                std::io::ErrorKind::UnexpectedEof => Error::damaged(format!("pack {}", loc.pack), "truncated"),
+                _ => Error::io(format!("pack {}", loc.pack), err),
+            })?;
+        format::open_blob(&self.keys, e, &sealed).map_err(|err| match err {
+            Error::Damaged { what, detail } => Error::damaged(format!("{what} in pack {}", loc.pack), detail),
+            other => other,
+        })
+    }
+
+    /// Reads a tree.
+    ///
+    /// # Errors
+    /// As [`Repository::read_blob`], or a malformed tree.
+    pub fn read_tree(&self, id: &BlobId) -> Result<Tree> {
+        Tree::decode(id, &self.read_blob(id)?)
+    }
+
+    /// Stores a blob unless the repository already has it. Returns its id and the number of
+    /// plaintext bytes added (0 if it was a duplicate). Thread-safe; packs are written as they
+    /// fill, and [`Repository::flush`] writes the rest and the index.
+    ///
+    /// # Errors
+    /// I/O errors writing a pack.
+    pub fn save_blob(&self, kind: BlobKind, plain: &[u8]) -> Result<(BlobId, u64)> {
+        let id = self.keys.blob_id(plain);
+        if self.has_blob(&id) {
+            return Ok((id, 0));
+        }
+        if !self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(id) {
+            return Ok((id, 0));
+        }
+        let (sealed, compressed) = format::seal_blob(&self.keys, &id, kind, plain, self.config.zstd_level);
+        let (packer, target) = match kind {
+            BlobKind::Data => (&self.data_packer, DATA_PACK_SIZE),
+            BlobKind::Tree => (&self.tree_packer, TREE_PACK_SIZE),
+        };
+        let full = {
+            let mut p = packer.lock().unwrap_or_else(|p| p.into_inner());
+            let offset = p.body.len() as u32;
+            p.entries.push(PackEntry { id, kind, offset, length: sealed.len() as u32, raw_len: plain.len() as u32, compressed });
+            p.body.extend_from_slice(&sealed);
+            if p.body.len() >= target {
+                Some(std::mem::take(&mut *p))
+            } else {
+                None
+            }
+        };
+        if let Some(p) = full {
+            self.write_pack(p)?;
+        }
+        Ok((id, plain.len() as u64))
+    }
+
+    fn write_pack(&self, p: Packer) -> Result<()> {
+        if p.entries.is_empty() {
+            return Ok(());
+        }
+        let bytes = format::finish_pack(&self.keys, p.body, &p.entries);
+        let id = PackId::hash_of(&bytes);
+        self.backend.write(FileKind::Pack, &id.to_hex(), &bytes).map_err(|e| Error::io(format!("writing pack {id}"), e))?;
+        self.new_packs.lock().unwrap_or_else(|p| p.into_inner()).push(IndexPack { id, size: bytes.len() as u64, blobs: p.entries });
+        Ok(())
+    }
+
+    /// Bytes of packs written since the last flush (including pending ones).
+    pub fn pending_pack_bytes(&self) -> u64 {
+        self.new_packs.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|p| p.size).sum()
+    }
+
+    /// Writes the partly filled packs and an index file for every pack written since the last
+    /// flush, then adds them to the in-memory index. After it returns, everything saved is
+    /// durable and findable. Returns the packs written.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn flush(&self) -> Result<Vec<IndexPack>> {
+        for packer in [&self.data_packer, &self.tree_packer] {
+            let p = std::mem::take(&mut *packer.lock().unwrap_or_else(|p| p.into_inner()));
+            self.write_pack(p)?;
+        }
+        let packs = std::mem::take(&mut *self.new_packs.lock().unwrap_or_else(|p| p.into_inner()));
+        if packs.is_empty() {
+            return Ok(packs);
+        }
+        self.write_index(&IndexFile { packs: packs.clone() })?;
+        {
+            let mut idx = self.index.write().unwrap_or_else(|p| p.into_inner());
+            let mut sizes = self.pack_sizes.write().unwrap_or_else(|p| p.into_inner());
+            for p in &packs {
+                sizes.insert(p.id, p.size);
+                for e in &p.blobs {
+                    idx.insert(e.id, BlobLocation { pack: p.id, entry: *e });
+                }
+            }
+        }
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        Ok(packs)
+    }
+
+    /// Writes one index file. Returns its id.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn write_index(&self, idx: &IndexFile) -> Result<IndexId> {
+        let bytes = format::seal_index(&self.keys, idx);
+        let id = IndexId::hash_of(&bytes);
+        self.backend.write(FileKind::Index, &id.to_hex(), &bytes).map_err(|e| Error::io(format!("writing index {id}"), e))?;
+        Ok(id)
+    }
+
+    /// Writes a snapshot manifest (call after [`Repository::flush`]).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn save_snapshot(&self, s: &Snapshot) -> Result<SnapshotId> {
+        let bytes = format::seal_snapshot(&self.keys, s);
+        let id = SnapshotId::hash_of(&bytes);
+        self.backend.write(FileKind::Snapshot, &id.to_hex(), &bytes).map_err(|e| Error::io(format!("writing snapshot {id}"), e))?;
+        Ok(id)
+    }
+
+    /// All snapshots, oldest first. A damaged manifest is an error.
+    ///
+    /// # Errors
+    /// [`Error::Damaged`], I/O errors.
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let names = self.backend.list(FileKind::Snapshot).map_err(|e| Error::io("snapshots/", e))?;
+        let mut v: Vec<(SnapshotId, Snapshot)> = names
+            .par_iter()
+            .filter_map(|n| SnapshotId::from_hex(n).ok().map(|id| (id, n)))
+            .map(|(id, n)| {
+                let raw = self.backend.read(FileKind::Snapshot, n).map_err(|e| Error::io(format!("snapshot {n}"), e))?;
+                Ok((id, format::open_snapshot(&self.keys, n, &raw)?))
+            })
+            .collect::<Result<_>>()?;
+        v.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
+        Ok(v)
+    }
+
+    /// Finds a snapshot by `latest` or a unique id prefix (at least 4 hex digits).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if none or several match.
+    pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
+        let all = self.snapshots()?;
+        if spec == "latest" {
+            return all.into_iter().last().ok_or_else(|| Error::NotFound("the repository has no snapshots".into()));
+        }
+        let spec_l = spec.to_ascii_lowercase();
+        if spec_l.len() < 4 || !spec_l.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::NotFound(format!("snapshot {spec:?}: give `latest` or at least 4 hex digits of an id")));
+        }
+        let mut m: Vec<_> = all.into_iter().filter(|(id, _)| id.to_hex().starts_with(&spec_l)).collect();
+        match m.len() {
+            0 => Err(Error::NotFound(format!("no snapshot matches {spec:?}"))),
+            1 => Ok(m.remove(0)),
+            n => Err(Error::NotFound(format!("{n} snapshots match {spec:?}; give more digits"))),
+        }
+    }
+
+    /// Removes a snapshot manifest.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn remove_snapshot(&self, id: &SnapshotId) -> Result<()> {
+        self.backend.remove(FileKind::Snapshot, &id.to_hex()).map_err(|e| Error::io(format!("snapshot {id}"), e))
+    }
+
+    /// The key wrappings, with ids.
+    ///
+    /// # Errors
+    /// I/O errors or a damaged key file.
+    pub fn keys_list(&self) -> Result<Vec<(KeyId, WrappedKey)>> {
+        let names = self.backend.list(FileKind::Key).map_err(|e| Error::io("keys/", e))?;
+        names
+            .iter()
+            .filter_map(|n| KeyId::from_hex(n).ok().map(|k| (k, n)))
+            .map(|(k, n)| {
+                let raw = self.backend.read(FileKind::Key, n).map_err(|e| Error::io(format!("key {n}"), e))?;
+                let w = serde_json::from_slice(&raw).map_err(|e| Error::damaged(format!("key {n}"), e.to_string()))?;
+                Ok((k, w))
+            })
+            .collect()
+    }
+
+    /// Adds a wrapping of the master key under another passphrase.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn add_key(&self, master: &MasterKey, passphrase: &[u8], kdf: KdfParams, comment: String) -> Result<KeyId> {
+        let w = WrappedKey::wrap(master, passphrase, kdf, crate::timefmt::format_rfc3339(crate::timefmt::now_ns()), comment)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let id = KeyId::random();
+        let j = serde_json::to_vec_pretty(&w).map_err(|e| Error::Invalid(e.to_string()))?;
+        self.backend.write(FileKind::Key, &id.to_hex(), &j).map_err(|e| Error::io(format!("key {id}"), e))?;
+        Ok(id)
+    }
+
+    /// Removes a key wrapping. Refuses to remove the last one.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for the last key; [`Error::NotFound`]; I/O errors.
+    pub fn remove_key(&self, id: &KeyId) -> Result<()> {
+        let keys = self.keys_list()?;
+        if !keys.iter().any(|(k, _)| k == id) {
+            return Err(Error::NotFound(format!("no key {id}")));
+        }
+        if keys.len() == 1 {
+            return Err(Error::Invalid("refusing to remove the last key: the repository would be unreadable".into()));
+        }
+        self.backend.remove(FileKind::Key, &id.to_hex()).map_err(|e| Error::io(format!("key {id}"), e))
+    }
+}
+
+/// Opens a key wrapping to get the master key again (for `key add`).
+///
+/// # Errors
+/// [`Error::WrongPassword`] or damaged key.
+pub fn unwrap_master(repo: &Repository, passphrase: &[u8]) -> Result<MasterKey> {
+    let (_, w) = repo
+        .keys_list()?
+        .into_iter()
+        .find(|(k, _)| *k == repo.key_id())
+        .ok_or_else(|| Error::NotFound("the key in use was removed".into()))?;
+    w.unwrap_key(passphrase).map_err(|_| Error::WrongPassword)
+}
