@@ -69,6 +69,41 @@ pub struct BackupReport {
     pub warnings: Vec<String>,
     /// Packs written (for the catalog).
     pub packs_written: Vec<crate::format::IndexPack>,
+    /// Every pack the snapshot needs, with sizes (for the catalog and media copies).
+    pub packs_needed: Vec<(crate::id::PackId, u64)>,
+}
+
+/// The packs that hold `blobs`, with their sizes.
+pub fn packs_of(repo: &Repository, blobs: impl IntoIterator<Item = BlobId>) -> Vec<(crate::id::PackId, u64)> {
+    let sizes = repo.indexed_packs();
+    let mut set = std::collections::BTreeSet::new();
+    for b in blobs {
+        if let Some(l) = repo.locate(&b) {
+            set.insert(l.pack);
+        }
+    }
+    set.into_iter().map(|p| (p, sizes.get(&p).copied().unwrap_or(0))).collect()
+}
+
+/// Every blob (trees and data) reachable from tree `root`.
+///
+/// # Errors
+/// Unreadable trees.
+pub fn blobs_of_tree(repo: &Repository, root: &BlobId) -> Result<std::collections::HashSet<BlobId>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![*root];
+    while let Some(t) = stack.pop() {
+        if !seen.insert(t) {
+            continue;
+        }
+        for n in repo.read_tree(&t)?.nodes {
+            if let Some(s) = n.subtree {
+                stack.push(s);
+            }
+            seen.extend(n.content);
+        }
+    }
+    Ok(seen)
 }
 
 struct Excludes {
@@ -108,6 +143,7 @@ struct Ctx<'a> {
     names: NameCache,
     progress: &'a Progress,
     warnings: Mutex<Vec<String>>,
+    blobs: Mutex<std::collections::HashSet<BlobId>>,
     files: AtomicU64,
     dirs: AtomicU64,
     bytes: AtomicU64,
@@ -149,6 +185,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> R
         names: NameCache::default(),
         progress,
         warnings: Mutex::new(Vec::new()),
+        blobs: Mutex::new(std::collections::HashSet::new()),
         files: AtomicU64::new(0),
         dirs: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
@@ -181,6 +218,9 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> R
     };
 
     let packs = repo.flush()?;
+    let mut blobs = ctx.blobs.into_inner().unwrap_or_else(|p| p.into_inner());
+    blobs.insert(root_tree);
+    let packs_needed = packs_of(repo, blobs);
     let bytes_stored = packs.iter().map(|p| p.size).sum();
     let warnings = ctx.warnings.into_inner().unwrap_or_else(|p| p.into_inner());
     let summary = Summary {
@@ -207,7 +247,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> R
         summary,
     };
     let id = repo.save_snapshot(&snapshot)?;
-    Ok(BackupReport { id, snapshot, warnings, packs_written: packs })
+    Ok(BackupReport { id, snapshot, warnings, packs_written: packs, packs_needed })
 }
 
 /// Stores a stream as a snapshot holding one file named `name`.
@@ -245,8 +285,11 @@ pub fn backup_stdin(repo: &Repository, input: &mut dyn Read, name: &str, opts: &
         content: blobs,
         subtree: None,
     };
+    let mut blobs: Vec<BlobId> = node.content.clone();
     let (tree, _) = repo.save_blob(BlobKind::Tree, &Tree { nodes: vec![node] }.encode())?;
+    blobs.push(tree);
     let packs = repo.flush()?;
+    let packs_needed = packs_of(repo, blobs);
     let summary = Summary {
         files: 1,
         bytes: size,
@@ -269,7 +312,7 @@ pub fn backup_stdin(repo: &Repository, input: &mut dyn Read, name: &str, opts: &
         summary,
     };
     let id = repo.save_snapshot(&snapshot)?;
-    Ok(BackupReport { id, snapshot, warnings: vec![], packs_written: packs })
+    Ok(BackupReport { id, snapshot, warnings: vec![], packs_written: packs, packs_needed })
 }
 
 #[derive(Default)]
@@ -307,7 +350,9 @@ fn save_trie(ctx: &Ctx, trie: &Trie, path: &Path, parent: Option<&Tree>) -> Resu
         })
         .collect::<Result<_>>()?;
     let tree = Tree { nodes: nodes.into_iter().flatten().collect() };
-    Ok(ctx.repo.save_blob(BlobKind::Tree, &tree.encode())?.0)
+    let id = ctx.repo.save_blob(BlobKind::Tree, &tree.encode())?.0;
+    ctx.blobs.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+    Ok(id)
 }
 
 /// The node for one entry, or None (with a warning) if it cannot be read.
@@ -372,6 +417,7 @@ fn dir_node(ctx: &Ctx, path: &Path, name: &OsStr, m: &Metadata, parent: Option<&
         .collect();
     let tree = Tree { nodes: nodes.into_iter().flatten().collect() };
     let (id, _) = ctx.repo.save_blob(BlobKind::Tree, &tree.encode())?;
+    ctx.blobs.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
     let mut node = node;
     node.subtree = Some(id);
     Ok(node)
@@ -402,6 +448,7 @@ fn file_node(ctx: &Ctx, path: &Path, name: &OsStr, m: &Metadata, parent: Option<
     if let Some(p) = parent {
         if unchanged(p, m) && p.content.iter().all(|id| ctx.repo.has_blob(id)) {
             node.content = p.content.clone();
+            ctx.blobs.lock().unwrap_or_else(|p| p.into_inner()).extend(node.content.iter().copied());
             return Ok(node);
         }
     }
@@ -419,6 +466,7 @@ fn file_node(ctx: &Ctx, path: &Path, name: &OsStr, m: &Metadata, parent: Option<
         node = with_xattrs(ctx, path, meta::node_from_metadata(name, &after, &ctx.names));
         node.size = size;
     }
+    ctx.blobs.lock().unwrap_or_else(|p| p.into_inner()).extend(content.iter().copied());
     node.content = content;
     Ok(node)
 }

@@ -11,13 +11,16 @@
 pub mod backend;
 pub mod backup;
 pub mod catalog;
+pub mod check;
 pub mod chunker;
 pub mod crypto;
 pub mod error;
 pub mod forget;
 pub mod format;
 pub mod id;
+pub mod lock;
 pub mod meta;
+pub mod prune;
 pub mod repo;
 pub mod restore;
 pub mod timefmt;

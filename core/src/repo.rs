@@ -333,6 +333,25 @@ impl Repository {
         Ok(packs)
     }
 
+    /// Removes the blobs of `packs` from the in-memory index (prune repacks them).
+    pub fn drop_packs_from_index(&self, packs: &HashSet<PackId>) {
+        self.index.write().unwrap_or_else(|p| p.into_inner()).retain(|_, l| !packs.contains(&l.pack));
+    }
+
+    /// Writes the partly filled packs and returns every pack written since the last flush,
+    /// without writing an index (prune writes one index for everything).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn flush_packs_only(&self) -> Result<Vec<IndexPack>> {
+        for packer in [&self.data_packer, &self.tree_packer] {
+            let p = std::mem::take(&mut *packer.lock().unwrap_or_else(|p| p.into_inner()));
+            self.write_pack(p)?;
+        }
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        Ok(std::mem::take(&mut *self.new_packs.lock().unwrap_or_else(|p| p.into_inner())))
+    }
+
     /// Writes one index file. Returns its id.
     ///
     /// # Errors

@@ -1,0 +1,168 @@
+//! `check`: verify structure, and with `read_data` every byte.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::backend::FileKind;
+use crate::error::Result;
+use crate::format::{self, NodeKind};
+use crate::id::{BlobId, PackId, SnapshotId};
+use crate::repo::Repository;
+
+/// What `check` found.
+#[derive(Debug, Default, Serialize)]
+pub struct CheckReport {
+    /// Snapshots checked.
+    pub snapshots: usize,
+    /// Packs in the index.
+    pub packs: usize,
+    /// Packs whose bytes were read.
+    pub packs_read: usize,
+    /// Problems that mean data is damaged or missing.
+    pub errors: Vec<String>,
+    /// Harmless findings (unreferenced packs, left-over temporary files).
+    pub notes: Vec<String>,
+    /// Damaged packs with what is wrong.
+    pub damaged_packs: BTreeMap<String, String>,
+    /// Files affected by damaged or missing data: "snapshot-id:path".
+    pub affected: Vec<String>,
+}
+
+impl CheckReport {
+    /// Whether nothing is damaged.
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty() && self.damaged_packs.is_empty()
+    }
+}
+
+/// Checks the repository. `read_fraction` in (0, 1] reads that share of packs (chosen at random).
+///
+/// # Errors
+/// Only I/O errors that stop the check itself (listing directories).
+pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckReport> {
+    let mut rep = CheckReport::default();
+    let backend = repo.backend();
+    let indexed = repo.indexed_packs();
+    rep.packs = indexed.len();
+    let on_disk: HashSet<String> = backend.list(FileKind::Pack).map_err(|e| crate::Error::io("data/", e))?.into_iter().collect();
+    let mut bad_packs: HashMap<PackId, String> = HashMap::new();
+    for (id, size) in &indexed {
+        let name = id.to_hex();
+        if !on_disk.contains(&name) {
+            bad_packs.insert(*id, "missing".into());
+        } else if let Ok(s) = backend.size(FileKind::Pack, &name) {
+            if s != *size {
+                bad_packs.insert(*id, format!("size {s}, index says {size} (truncated or extended)"));
+            }
+        }
+    }
+    for name in &on_disk {
+        if PackId::from_hex(name).map(|id| !indexed.contains_key(&id)).unwrap_or(true) {
+            rep.notes.push(format!("pack {name} is not in the index (left by an interrupted backup; prune removes it)"));
+        }
+    }
+    if let Some(frac) = read_fraction {
+        let mut ids: Vec<PackId> = indexed.keys().copied().filter(|id| !bad_packs.contains_key(id)).collect();
+        ids.sort();
+        if frac < 1.0 {
+            use rand::seq::SliceRandom;
+            ids.shuffle(&mut rand::thread_rng());
+            let n = ((ids.len() as f64 * frac).ceil() as usize).min(ids.len());
+            ids.truncate(n);
+        }
+        rep.packs_read = ids.len();
+        let results: Vec<(PackId, Option<String>)> = ids.par_iter().map(|id| (*id, read_pack(repo, id).err())).collect();
+        for (id, r) in results {
+            if let Some(msg) = r {
+                bad_packs.insert(id, msg);
+            }
+        }
+    }
+    // Walk every snapshot's trees.
+    let snaps = match repo.snapshots() {
+        Ok(s) => s,
+        Err(e) => {
+            rep.errors.push(e.to_string());
+            // Check the manifests one by one to name the damaged ones.
+            let mut v = vec![];
+            for n in backend.list(FileKind::Snapshot).map_err(|e| crate::Error::io("snapshots/", e))? {
+                let Ok(id) = SnapshotId::from_hex(&n) else { continue };
+                match backend.read(FileKind::Snapshot, &n).map_err(|e| e.to_string()).and_then(|raw| format::open_snapshot(repo.keys(), &n, &raw).map_err(|e| e.to_string())) {
+                    Ok(s) => v.push((id, s)),
+                    Err(e) => rep.errors.push(format!("snapshot {n}: {e}")),
+                }
+            }
+            v
+        }
+    };
+    rep.snapshots = snaps.len();
+    let bad_blob = |id: &BlobId| -> Option<String> {
+        match repo.locate(id) {
+            None => Some("not in the index".into()),
+            Some(l) => bad_packs.get(&l.pack).map(|m| format!("in damaged pack {}: {m}", l.pack)),
+        }
+    };
+    let mut seen_trees: HashSet<BlobId> = HashSet::new();
+    for (sid, s) in &snaps {
+        let mut stack = vec![(s.tree, String::new())];
+        while let Some((tid, path)) = stack.pop() {
+            if let Some(m) = bad_blob(&tid) {
+                rep.errors.push(format!("snapshot {}: tree {} of {path}/: {m}", sid.short(), tid.short()));
+                rep.affected.push(format!("{}:{}/", sid.short(), path));
+                continue;
+            }
+            let tree = match repo.read_tree(&tid) {
+                Ok(t) => t,
+                Err(e) => {
+                    rep.errors.push(format!("snapshot {}: {path}/: {e}", sid.short()));
+                    rep.affected.push(format!("{}:{}/", sid.short(), path));
+                    continue;
+                }
+            };
+            let first_visit = seen_trees.insert(tid);
+            for n in &tree.nodes {
+                let p = format!("{path}/{}", String::from_utf8_lossy(&n.name));
+                if n.kind == NodeKind::Dir {
+                    if let Some(st) = n.subtree {
+                        stack.push((st, p));
+                    }
+                    continue;
+                }
+                let mut problem = None;
+                for b in &n.content {
+                    if let Some(m) = bad_blob(b) {
+                        problem = Some(m);
+                        break;
+                    }
+                }
+                if let Some(m) = problem {
+                    if first_visit || !bad_packs.is_empty() {
+                        rep.errors.push(format!("snapshot {}: {p}: {m}", sid.short()));
+                    }
+                    rep.affected.push(format!("{}:{p}", sid.short()));
+                }
+            }
+        }
+    }
+    for (id, m) in bad_packs {
+        rep.damaged_packs.insert(id.to_hex(), m);
+    }
+    rep.errors.sort();
+    rep.errors.dedup();
+    Ok(rep)
+}
+
+fn read_pack(repo: &Repository, id: &PackId) -> std::result::Result<(), String> {
+    let bytes = repo.backend().read(FileKind::Pack, &id.to_hex()).map_err(|e| e.to_string())?;
+    if PackId::hash_of(&bytes) != *id {
+        return Err("content does not match its name (bytes changed)".into());
+    }
+    let entries = format::read_pack_header(repo.keys(), id, &bytes).map_err(|e| e.to_string())?;
+    for e in &entries {
+        let sealed = &bytes[e.offset as usize..(e.offset + e.length) as usize];
+        format::open_blob(repo.keys(), e, sealed).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! `prune`: remove data no snapshot needs.
+//!
+//! Order (each step durable before the next): mark every blob reachable from every snapshot
+//! (an unreadable tree aborts the prune: nothing is deleted when in doubt) → repack the used
+//! blobs of packs that are mostly unused into new packs → write one new index covering every
+//! kept pack → delete the old index files → delete packs no index lists. A crash at any point
+//! leaves either the old or the new index complete, and at worst unreferenced packs.
+//! The caller holds the exclusive lock.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::backend::FileKind;
+use crate::error::{Error, Result};
+use crate::format::{IndexFile, IndexPack, NodeKind};
+use crate::id::{BlobId, PackId};
+use crate::repo::Repository;
+
+/// Share of unused bytes above which a pack is repacked.
+const REPACK_UNUSED_FRACTION: f64 = 0.2;
+
+/// What prune did (or would do, with `dry_run`).
+#[derive(Debug, Default, Serialize)]
+pub struct PruneReport {
+    /// Packs before.
+    pub packs_before: usize,
+    /// Packs deleted whole.
+    pub packs_deleted: usize,
+    /// Packs repacked.
+    pub packs_repacked: usize,
+    /// Bytes freed (approximate for repacks).
+    pub bytes_freed: u64,
+    /// Unreferenced pack files removed.
+    pub unreferenced_removed: usize,
+}
+
+/// Every blob reachable from the repository's snapshots.
+///
+/// # Errors
+/// Any unreadable tree or manifest (prune must not run then).
+pub fn used_blobs(repo: &Repository) -> Result<HashSet<BlobId>> {
+    let mut used = HashSet::new();
+    let mut stack: Vec<BlobId> = repo.snapshots()?.into_iter().map(|(_, s)| s.tree).collect();
+    while let Some(t) = stack.pop() {
+        if !used.insert(t) {
+            continue;
+        }
+        let tree = repo.read_tree(&t)?;
+        for n in tree.nodes {
+            if n.kind == NodeKind::Dir {
+                if let Some(s) = n.subtree {
+                    stack.push(s);
+                }
+            }
+            used.extend(n.content);
+        }
+    }
+    Ok(used)
+}
+
+/// Prunes.
+///
+/// # Errors
+/// Unreadable snapshots or trees (then nothing is deleted), I/O errors.
+pub fn prune(repo: &Repository, dry_run: bool) -> Result<PruneReport> {
+    let used = used_blobs(repo)?;
+    let index = repo.index_snapshot();
+    let sizes = repo.indexed_packs();
+    for b in &used {
+        if !index.contains_key(b) {
+            return Err(Error::damaged(format!("blob {b}"), "a snapshot needs it but no index lists it; run `bakfs check`; prune stopped"));
+        }
+    }
+    let mut per_pack: HashMap<PackId, (u64, u64, Vec<crate::format::PackEntry>)> = HashMap::new();
+    for (id, loc) in &index {
+        let e = per_pack.entry(loc.pack).or_default();
+        if used.contains(id) {
+            e.0 += loc.entry.length as u64;
+            e.2.push(loc.entry);
+        } else {
+            e.1 += loc.entry.length as u64;
+        }
+    }
+    let mut rep = PruneReport { packs_before: sizes.len(), ..Default::default() };
+    let mut delete: Vec<PackId> = vec![];
+    let mut repack: Vec<(PackId, Vec<crate::format::PackEntry>)> = vec![];
+    let mut keep: Vec<IndexPack> = vec![];
+    for (pid, size) in &sizes {
+        let (u, unused, entries) = per_pack.remove(pid).unwrap_or_default();
+        if u == 0 {
+            delete.push(*pid);
+            rep.bytes_freed += size;
+        } else if unused as f64 > REPACK_UNUSED_FRACTION * (u + unused) as f64 {
+            repack.push((*pid, entries));
+            rep.bytes_freed += unused;
+        } else {
+            let blobs = index.iter().filter(|(_, l)| l.pack == *pid).map(|(_, l)| l.entry).collect();
+            keep.push(IndexPack { id: *pid, size: *size, blobs });
+        }
+    }
+    rep.packs_deleted = delete.len();
+    rep.packs_repacked = repack.len();
+    let on_disk = repo.backend().list(FileKind::Pack).map_err(|e| Error::io("data/", e))?;
+    let unreferenced: Vec<String> = on_disk.into_iter().filter(|n| PackId::from_hex(n).map(|p| !sizes.contains_key(&p)).unwrap_or(false)).collect();
+    rep.unreferenced_removed = unreferenced.len();
+    if dry_run {
+        return Ok(rep);
+    }
+    // Repack: copy used blobs out of mostly-unused packs.
+    if !repack.is_empty() {
+        let pids: HashSet<PackId> = repack.iter().map(|(p, _)| *p).collect();
+        repo.drop_packs_from_index(&pids);
+        for (pid, entries) in &repack {
+            for e in entries {
+                let data = repo.read_blob_at(&crate::repo::BlobLocation { pack: *pid, entry: *e })?;
+                repo.save_blob(e.kind, &data)?;
+            }
+        }
+        let new_packs = repo.flush_packs_only()?;
+        keep.extend(new_packs);
+    }
+    // One index for everything kept, then drop the old index files, then the packs.
+    let old_indexes = repo.backend().list(FileKind::Index).map_err(|e| Error::io("index/", e))?;
+    let new_id = repo.write_index(&IndexFile { packs: keep })?;
+    for n in old_indexes {
+        if n != new_id.to_hex() {
+            repo.backend().remove(FileKind::Index, &n).map_err(|e| Error::io(format!("index {n}"), e))?;
+        }
+    }
+    for pid in delete.iter().chain(repack.iter().map(|(p, _)| p)) {
+        repo.backend().remove(FileKind::Pack, &pid.to_hex()).map_err(|e| Error::io(format!("pack {pid}"), e))?;
+    }
+    for n in &unreferenced {
+        repo.backend().remove(FileKind::Pack, n).map_err(|e| Error::io(format!("pack {n}"), e))?;
+    }
+    repo.load_index()?;
+    Ok(rep)
+}
