@@ -515,7 +515,7 @@ fn chunk_stream(repo: &Repository, r: &mut dyn Read, progress: &Progress) -> std
 }
 
 /// Removes `.` and `..` lexically.
-fn normalize(p: &Path) -> PathBuf {
+pub fn normalize(p: &Path) -> PathBuf {
     let mut out = PathBuf::from("/");
     for c in p.components() {
         match c {

@@ -80,7 +80,8 @@ struct Ctx<'a> {
     errors: Mutex<Vec<String>>,
     damaged: std::sync::atomic::AtomicBool,
     hardlinks: Mutex<HashMap<(u64, u64), PathBuf>>,
-    deferred_links: Mutex<Vec<(PathBuf, (u64, u64), Node)>>,
+    deferred_links: Mutex<Vec<(PathBuf, (u64, u64), Option<(i64, i64)>)>>,
+    dir_times: Mutex<HashMap<PathBuf, (i64, i64)>>,
     verify: bool,
     is_root: bool,
 }
@@ -130,6 +131,7 @@ pub fn restore(repo: &Repository, root: &BlobId, subpath: Option<&str>, target: 
         damaged: Default::default(),
         hardlinks: Mutex::new(HashMap::new()),
         deferred_links: Mutex::new(Vec::new()),
+        dir_times: Mutex::new(HashMap::new()),
         verify: opts.verify,
         is_root: nix::unistd::geteuid().is_root(),
     };
@@ -154,7 +156,9 @@ pub fn restore(repo: &Repository, root: &BlobId, subpath: Option<&str>, target: 
     }
     // Hard links whose first file was restored elsewhere.
     let deferred = std::mem::take(&mut *ctx.deferred_links.lock().unwrap_or_else(|p| p.into_inner()));
-    for (path, key, node) in deferred {
+    let dir_times = std::mem::take(&mut *ctx.dir_times.lock().unwrap_or_else(|p| p.into_inner()));
+    for (path, key, _) in deferred {
+        let node = path.parent().and_then(|d| dir_times.get(d).copied());
         let first = ctx.hardlinks.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
         let r = match first {
             Some(f) => fs::hard_link(&f, &path).map_err(|e| Error::io(path.display(), e)),
@@ -166,7 +170,10 @@ pub fn restore(repo: &Repository, root: &BlobId, subpath: Option<&str>, target: 
             }
             Err(e) => ctx.fail(&path, &e),
         }
-        let _ = node;
+        // Linking changed the parent's times: set them again.
+        if let Some((dir, times)) = path.parent().zip(node) {
+            set_times(dir, times.0, times.1);
+        }
     }
     Ok(RestoreReport {
         entries: progress.entries.load(Ordering::Relaxed),
@@ -256,6 +263,7 @@ fn restore_dir(ctx: &Ctx, n: &Node, path: &Path, snap_path: &str, included: bool
         return Ok(false);
     }
     apply_meta(ctx, path, n);
+    ctx.dir_times.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_path_buf(), (n.atime_ns, n.mtime_ns));
     ctx.progress.entries.fetch_add(1, Ordering::Relaxed);
     Ok(true)
 }
@@ -270,7 +278,7 @@ fn restore_leaf(ctx: &Ctx, n: &Node, path: &Path) -> Result<()> {
                 let mut hl = ctx.hardlinks.lock().unwrap_or_else(|p| p.into_inner());
                 if hl.contains_key(&key) {
                     drop(hl);
-                    ctx.deferred_links.lock().unwrap_or_else(|p| p.into_inner()).push((path.to_path_buf(), key, n.clone()));
+                    ctx.deferred_links.lock().unwrap_or_else(|p| p.into_inner()).push((path.to_path_buf(), key, None));
                     return Ok(());
                 }
                 hl.insert(key, path.to_path_buf());
@@ -306,11 +314,7 @@ fn write_file(ctx: &Ctx, n: &Node, path: &Path) -> Result<()> {
     let mut off = 0u64;
     for id in &n.content {
         let data = ctx.repo.read_blob(id)?;
-        if data.iter().all(|&b| b == 0) {
-            // Leave a hole.
-        } else {
-            f.write_all_at(&data, off).map_err(io)?;
-        }
+        write_sparse(&f, &data, off).map_err(io)?;
         off += data.len() as u64;
         ctx.progress.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
     }
@@ -322,6 +326,34 @@ fn write_file(ctx: &Ctx, n: &Node, path: &Path) -> Result<()> {
         verify_file(ctx, n, path)?;
     }
     Ok(())
+}
+
+/// Writes `data` at `off`, leaving 4 KiB blocks of zeros as holes.
+fn write_sparse(f: &fs::File, data: &[u8], off: u64) -> io::Result<()> {
+    const BLOCK: usize = 4096;
+    let mut i = 0;
+    while i < data.len() {
+        // Skip zero blocks.
+        while i < data.len() && data[i..(i + BLOCK).min(data.len())].iter().all(|&b| b == 0) {
+            i += BLOCK;
+        }
+        let start = i.min(data.len());
+        while i < data.len() && !data[i..(i + BLOCK).min(data.len())].iter().all(|&b| b == 0) {
+            i += BLOCK;
+        }
+        let end = i.min(data.len());
+        if end > start {
+            f.write_all_at(&data[start..end], off + start as u64)?;
+        }
+    }
+    Ok(())
+}
+
+fn set_times(path: &Path, atime_ns: i64, mtime_ns: i64) {
+    use nix::sys::stat::{utimensat, UtimensatFlags};
+    use nix::sys::time::TimeSpec;
+    let ts = |ns: i64| TimeSpec::new(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
+    let _ = utimensat(None, path, &ts(atime_ns), &ts(mtime_ns), UtimensatFlags::NoFollowSymlink);
 }
 
 fn verify_file(ctx: &Ctx, n: &Node, path: &Path) -> Result<()> {

@@ -1,0 +1,231 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// bakfs: deduplicated, compressed, encrypted snapshots you can walk into.
+#[derive(Parser, Debug)]
+#[command(name = "bakfs", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Repository directory.
+    #[arg(long, short = 'r', env = "BAKFS_REPO", global = true)]
+    pub repo: Option<PathBuf>,
+    /// File holding the repository password (first line).
+    #[arg(long, env = "BAKFS_PASSWORD_FILE", global = true)]
+    pub password_file: Option<PathBuf>,
+    /// Configuration file [default: $XDG_CONFIG_HOME/bakfs/config.toml, else /etc/bakfs/bakfs.toml].
+    #[arg(long, env = "BAKFS_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// State directory holding the catalog [default: $XDG_STATE_HOME/bakfs, else /var/lib/bakfs for root, ~/.local/state/bakfs for others].
+    #[arg(long, env = "BAKFS_STATE_DIR", global = true)]
+    pub state_dir: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output (repeat for more).
+    #[arg(long, short = 'v', action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// No progress display.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Create a new encrypted repository.
+    Init,
+    /// Manage the wrappings of the master key.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Make a snapshot.
+    Backup(BackupArgs),
+    /// List snapshots.
+    Snapshots {
+        /// Only snapshots of this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// Only snapshots with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+    },
+    /// List files in a snapshot.
+    Ls {
+        /// Snapshot id prefix or `latest`.
+        snapshot: String,
+        /// Directory or file inside the snapshot.
+        path: Option<String>,
+        /// Long listing (mode, owner, size, time).
+        #[arg(long, short = 'l')]
+        long: bool,
+        /// List recursively.
+        #[arg(long, short = 'R')]
+        recursive: bool,
+    },
+    /// Show paths added, removed and changed between two snapshots.
+    Diff {
+        /// Older snapshot.
+        a: String,
+        /// Newer snapshot.
+        b: String,
+    },
+    /// Restore a snapshot (or SNAPSHOT:SUBPATH) into a directory.
+    Restore(RestoreArgs),
+    /// Write a file to stdout, or a directory as a tar stream.
+    Dump {
+        /// Snapshot id prefix or `latest`.
+        snapshot: String,
+        /// Path inside the snapshot.
+        path: String,
+    },
+    /// Verify the repository.
+    Check {
+        /// Read and authenticate every byte of data.
+        #[arg(long)]
+        read_data: bool,
+        /// Read this share of packs, e.g. `10%`.
+        #[arg(long, value_name = "N%")]
+        read_data_subset: Option<String>,
+    },
+    /// Remove snapshots according to a retention policy.
+    Forget(ForgetArgs),
+    /// Remove data that no snapshot needs.
+    Prune {
+        /// Say what would be removed, remove nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+    },
+    /// Remove stale locks left by dead processes.
+    Unlock {
+        /// Remove every lock, also live ones (dangerous).
+        #[arg(long)]
+        remove_all: bool,
+    },
+    /// The local catalog.
+    #[command(subcommand)]
+    Catalog(CatalogCmd),
+    /// Print shell completions.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCmd {
+    /// Add a password (prompted, or from --new-password-file).
+    Add {
+        #[arg(long)]
+        new_password_file: Option<PathBuf>,
+    },
+    /// List key wrappings.
+    List,
+    /// Remove a key wrapping by id prefix.
+    Remove { id: String },
+    /// Change the password in use: add the new one, remove the old one.
+    Passwd {
+        #[arg(long)]
+        new_password_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CatalogCmd {
+    /// Rebuild the catalog's record of this repository from the repository.
+    Rebuild,
+    /// Show backup runs recorded in the catalog.
+    Runs {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// Paths to back up.
+    pub paths: Vec<PathBuf>,
+    /// Exclude paths matching a glob (repeatable).
+    #[arg(long, short = 'e', value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Read exclude globs from a file (one per line, # comments).
+    #[arg(long, value_name = "FILE")]
+    pub exclude_file: Vec<PathBuf>,
+    /// Stay on the filesystem of each path.
+    #[arg(long, short = 'x')]
+    pub one_file_system: bool,
+    /// Tag the snapshot (repeatable).
+    #[arg(long)]
+    pub tag: Vec<String>,
+    /// Host name to record [default: this host].
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Store standard input as one file.
+    #[arg(long)]
+    pub stdin: bool,
+    /// Name of the file for --stdin.
+    #[arg(long, default_value = "stdin")]
+    pub stdin_name: String,
+    /// Run a job from the configuration.
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Run every job from the configuration.
+    #[arg(long)]
+    pub all_jobs: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// SNAPSHOT or SNAPSHOT:SUBPATH.
+    pub snapshot: String,
+    /// Directory to restore into.
+    #[arg(long, short = 't')]
+    pub target: PathBuf,
+    /// Only restore paths matching (repeatable).
+    #[arg(long, short = 'i', value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Do not restore paths matching (repeatable).
+    #[arg(long, short = 'e', value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Read restored files back and compare them with the snapshot.
+    #[arg(long)]
+    pub verify: bool,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ForgetArgs {
+    #[arg(long)]
+    pub keep_last: Option<u32>,
+    #[arg(long)]
+    pub keep_hourly: Option<u32>,
+    #[arg(long)]
+    pub keep_daily: Option<u32>,
+    #[arg(long)]
+    pub keep_weekly: Option<u32>,
+    #[arg(long)]
+    pub keep_monthly: Option<u32>,
+    #[arg(long)]
+    pub keep_yearly: Option<u32>,
+    /// Keep snapshots newer than DURATION before the newest one (e.g. 30d, 1y6m).
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Apply this job's retention to this job's snapshots.
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Only snapshots of this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Run prune afterwards.
+    #[arg(long)]
+    pub prune: bool,
+    /// Only say what would be removed.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+}

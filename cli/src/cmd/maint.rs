@@ -1,0 +1,221 @@
+//! `check`, `forget`, `prune`, `unlock`, `catalog`.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
+use bakfs_core::backup::{blobs_of_tree, packs_of};
+use bakfs_core::catalog::{PackRecord, SnapshotRecord};
+use bakfs_core::forget::{self, Candidate, KeepPolicy};
+use bakfs_core::{check as chk, lock, prune as prn, timefmt};
+
+use crate::args::{CatalogCmd, ForgetArgs};
+use crate::context::Ctx;
+use crate::exit;
+
+pub fn check(ctx: &Ctx, read_data: bool, subset: Option<String>) -> Result<u8> {
+    let frac = match (read_data, subset) {
+        (_, Some(s)) => {
+            let v: f64 = s.trim_end_matches('%').parse().with_context(|| format!("--read-data-subset {s:?}: expected a percentage like 10%"))?;
+            if !(v > 0.0 && v <= 100.0) {
+                bail!("--read-data-subset must be in (0, 100]%");
+            }
+            Some(v / 100.0)
+        }
+        (true, None) => Some(1.0),
+        (false, None) => None,
+    };
+    let repo = ctx.open_repo()?;
+    let rep = chk::check(&repo, frac)?;
+    if ctx.global.json {
+        ctx.print_json(&serde_json::json!({"ok": rep.ok(), "report": rep}))?;
+    } else {
+        for n in &rep.notes {
+            println!("note: {n}");
+        }
+        for (p, m) in &rep.damaged_packs {
+            println!("damaged pack {p}: {m}");
+        }
+        for e in &rep.errors {
+            println!("error: {e}");
+        }
+        if !rep.affected.is_empty() {
+            println!("affected files ({}):", rep.affected.len());
+            for a in rep.affected.iter().take(1000) {
+                println!("  {a}");
+            }
+        }
+        println!(
+            "{}: {} snapshots, {} packs{}",
+            if rep.ok() { "no errors found" } else { "REPOSITORY DAMAGED" },
+            rep.snapshots,
+            rep.packs,
+            if frac.is_some() { format!(", {} packs read", rep.packs_read) } else { String::new() }
+        );
+    }
+    Ok(if rep.ok() { exit::OK } else { exit::DAMAGED })
+}
+
+pub fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
+    let mut policy = KeepPolicy {
+        last: a.keep_last,
+        hourly: a.keep_hourly,
+        daily: a.keep_daily,
+        weekly: a.keep_weekly,
+        monthly: a.keep_monthly,
+        yearly: a.keep_yearly,
+        within: a.keep_within.as_deref().map(timefmt::parse_duration).transpose()?,
+    };
+    if let Some(j) = &a.job {
+        let job = ctx.config.jobs.get(j).with_context(|| format!("no job {j:?} in the configuration"))?;
+        if policy.is_empty() {
+            policy = job.retention.clone();
+        }
+    }
+    let repo = ctx.open_repo()?;
+    let _lock = lock::acquire(repo.backend(), false, "forget")?;
+    let snaps = repo.snapshots()?;
+    // Group by host, paths and job; the policy applies within each group.
+    let mut groups: BTreeMap<(String, Vec<String>, Option<String>), Vec<_>> = BTreeMap::new();
+    for (id, s) in &snaps {
+        if a.host.as_ref().is_some_and(|h| &s.host != h) || a.job.as_ref().is_some_and(|j| s.job.as_ref() != Some(j)) {
+            continue;
+        }
+        groups.entry((s.host.clone(), s.paths.clone(), s.job.clone())).or_default().push((id.to_hex(), s.time_ns));
+    }
+    let mut removed = vec![];
+    let mut report = vec![];
+    for ((host, paths, job), members) in &groups {
+        let cands: Vec<Candidate> = members.iter().map(|(id, t)| Candidate { id: id.as_str(), time_ns: *t }).collect();
+        let decisions = forget::apply(&policy, &cands, timefmt::now_ns())?;
+        if !ctx.global.json {
+            println!("host {host}, paths {}{}:", paths.join(" "), job.as_ref().map(|j| format!(", job {j}")).unwrap_or_default());
+        }
+        for d in &decisions {
+            if !ctx.global.json {
+                println!("  {} {} {} {}", if d.keep { "keep  " } else { "remove" }, &d.id[..8], timefmt::format_rfc3339(d.time_ns), d.reasons.join(","));
+            }
+            if !d.keep {
+                removed.push(d.id.clone());
+            }
+        }
+        report.push(serde_json::json!({"host": host, "paths": paths, "job": job, "decisions": decisions}));
+    }
+    if !a.dry_run {
+        let mut cat = ctx.catalog().ok();
+        for id in &removed {
+            let sid = bakfs_core::id::SnapshotId::from_hex(id)?;
+            repo.remove_snapshot(&sid)?;
+            if let Some(c) = cat.as_mut() {
+                let _ = c.remove_snapshot(&repo.id().to_hex(), id);
+            }
+        }
+    }
+    if ctx.global.json {
+        ctx.print_json(&serde_json::json!({"dry_run": a.dry_run, "removed": removed, "groups": report}))?;
+    } else {
+        println!("{} snapshots {}", removed.len(), if a.dry_run { "would be removed" } else { "removed" });
+    }
+    drop(_lock);
+    if a.prune && !a.dry_run {
+        return prune_repo(ctx, &repo, false);
+    }
+    Ok(0)
+}
+
+pub fn prune(ctx: &Ctx, dry_run: bool) -> Result<u8> {
+    let repo = ctx.open_repo()?;
+    prune_repo(ctx, &repo, dry_run)
+}
+
+fn prune_repo(ctx: &Ctx, repo: &bakfs_core::repo::Repository, dry_run: bool) -> Result<u8> {
+    let _lock = lock::acquire(repo.backend(), true, "prune")?;
+    // Reload under the lock: a backup may have finished since the repository was opened.
+    repo.load_index()?;
+    let rep = prn::prune(repo, dry_run)?;
+    if ctx.global.json {
+        ctx.print_json(&serde_json::json!({"dry_run": dry_run, "report": rep}))?;
+    } else {
+        println!(
+            "{}{} packs deleted, {} repacked, {} unreferenced removed, {} freed (of {} packs)",
+            if dry_run { "would be: " } else { "" },
+            rep.packs_deleted,
+            rep.packs_repacked,
+            rep.unreferenced_removed,
+            crate::progress::mib(rep.bytes_freed),
+            rep.packs_before
+        );
+    }
+    Ok(0)
+}
+
+pub fn unlock(ctx: &Ctx, all: bool) -> Result<u8> {
+    let path = ctx.repo_path()?;
+    let backend = bakfs_core::backend::LocalBackend::new(&path);
+    if !path.join("config").exists() {
+        return Err(bakfs_core::Error::NotARepository(path).into());
+    }
+    let removed = lock::unlock(&backend, all)?;
+    if ctx.global.json {
+        ctx.print_json(&removed)?;
+    } else {
+        println!("removed {} locks", removed.len());
+    }
+    Ok(0)
+}
+
+pub fn catalog(ctx: &Ctx, c: CatalogCmd) -> Result<u8> {
+    let repo = ctx.open_repo()?;
+    let repo_id = repo.id().to_hex();
+    let mut cat = ctx.catalog()?;
+    match c {
+        CatalogCmd::Rebuild => {
+            let mut items = vec![];
+            for (id, s) in repo.snapshots()? {
+                let blobs = blobs_of_tree(&repo, &s.tree)?;
+                let packs: Vec<PackRecord> = packs_of(&repo, blobs).into_iter().map(|(p, sz)| PackRecord { id: p.to_hex(), size: sz }).collect();
+                let rec = SnapshotRecord {
+                    repo_id: repo_id.clone(),
+                    id: id.to_hex(),
+                    time: timefmt::format_rfc3339(s.time_ns),
+                    time_ns: s.time_ns,
+                    host: s.host.clone(),
+                    paths: s.paths.clone(),
+                    tags: s.tags.clone(),
+                    tree: s.tree.to_hex(),
+                    parent: s.parent.map(|p| p.to_hex()),
+                    job: s.job.clone(),
+                    files: s.summary.files,
+                    bytes: s.summary.bytes,
+                };
+                items.push((rec, packs));
+            }
+            cat.touch_repository(&repo_id, &ctx.repo_path()?.display().to_string(), timefmt::now_ns())?;
+            cat.replace_repository_contents(&repo_id, &items)?;
+            if ctx.global.json {
+                ctx.print_json(&serde_json::json!({"repository": repo_id, "snapshots": items.len()}))?;
+            } else {
+                println!("catalog rebuilt: {} snapshots of repository {}", items.len(), repo.id().short());
+            }
+        }
+        CatalogCmd::Runs { limit } => {
+            let runs = cat.runs(&repo_id, limit)?;
+            if ctx.global.json {
+                ctx.print_json(&runs)?;
+            } else {
+                for r in runs {
+                    println!(
+                        "{:<21} {:<10} {:<12} {:>8} files {:>12} read {:>12} new  {}",
+                        timefmt::format_rfc3339(r.started_ns),
+                        r.outcome,
+                        r.job.unwrap_or_default(),
+                        r.files,
+                        r.bytes_read,
+                        r.bytes_added,
+                        r.message.unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+    Ok(0)
+}

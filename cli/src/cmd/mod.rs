@@ -1,0 +1,37 @@
+//! One module per group of commands.
+
+mod backup;
+mod browse;
+mod keys;
+mod maint;
+mod restore;
+
+use anyhow::Result;
+use clap::CommandFactory;
+
+use crate::args::{Cli, Cmd};
+use crate::context::Ctx;
+
+pub fn run(cli: Cli) -> Result<u8> {
+    if let Cmd::Completions { shell } = &cli.cmd {
+        clap_complete::generate(*shell, &mut Cli::command(), "bakfs", &mut std::io::stdout());
+        return Ok(0);
+    }
+    let ctx = Ctx::new(cli.global)?;
+    match cli.cmd {
+        Cmd::Init => keys::init(&ctx),
+        Cmd::Key(k) => keys::key(&ctx, k),
+        Cmd::Backup(a) => backup::run(&ctx, a),
+        Cmd::Snapshots { host, tag } => browse::snapshots(&ctx, host, tag),
+        Cmd::Ls { snapshot, path, long, recursive } => browse::ls(&ctx, &snapshot, path.as_deref(), long, recursive),
+        Cmd::Diff { a, b } => browse::diff(&ctx, &a, &b),
+        Cmd::Restore(a) => restore::restore(&ctx, a),
+        Cmd::Dump { snapshot, path } => restore::dump(&ctx, &snapshot, &path),
+        Cmd::Check { read_data, read_data_subset } => maint::check(&ctx, read_data, read_data_subset),
+        Cmd::Forget(a) => maint::forget(&ctx, a),
+        Cmd::Prune { dry_run } => maint::prune(&ctx, dry_run),
+        Cmd::Unlock { remove_all } => maint::unlock(&ctx, remove_all),
+        Cmd::Catalog(c) => maint::catalog(&ctx, c),
+        Cmd::Completions { .. } => Ok(0),
+    }
+}

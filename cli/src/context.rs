@@ -1,0 +1,121 @@
+//! What every command needs: configuration, repository location, password, catalog.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use bakfs_core::catalog::Catalog;
+use bakfs_core::repo::Repository;
+
+use crate::args::Global;
+use crate::config::{self, Config};
+
+/// A password held in memory, wiped on drop.
+pub type Secret = zeroize::Zeroizing<Vec<u8>>;
+
+pub struct Ctx {
+    pub global: Global,
+    pub config: Config,
+}
+
+impl Ctx {
+    pub fn new(global: Global) -> Result<Self> {
+        let (config, _) = config::load(global.config.as_deref())?;
+        Ok(Self { global, config })
+    }
+
+    pub fn repo_path(&self) -> Result<PathBuf> {
+        self.global
+            .repo
+            .clone()
+            .or_else(|| self.config.repository.clone())
+            .ok_or_else(|| anyhow!("no repository given: use --repo PATH, BAKFS_REPO or `repository` in the config file"))
+    }
+
+    fn read_password_file(p: &Path) -> Result<Secret> {
+        let raw = std::fs::read(p).with_context(|| format!("reading password file {}", p.display()))?;
+        let line = raw.split(|&b| b == b'\n').next().unwrap_or(&[]).to_vec();
+        if line.is_empty() {
+            bail!("password file {} is empty", p.display());
+        }
+        Ok(Secret::new(line))
+    }
+
+    /// The password: --password-file, BAKFS_PASSWORD_FILE, BAKFS_PASSWORD, the config's
+    /// password_file, else a prompt on the terminal.
+    pub fn password(&self) -> Result<Secret> {
+        if let Some(p) = &self.global.password_file {
+            return Self::read_password_file(p);
+        }
+        if let Some(pw) = std::env::var_os("BAKFS_PASSWORD") {
+            use std::os::unix::ffi::OsStrExt;
+            return Ok(Secret::new(pw.as_bytes().to_vec()));
+        }
+        if let Some(p) = &self.config.password_file {
+            return Self::read_password_file(p);
+        }
+        if std::io::stdin().is_terminal() {
+            let pw = rpassword::prompt_password("repository password: ")?;
+            return Ok(Secret::new(pw.into_bytes()));
+        }
+        bail!("no password: use --password-file, BAKFS_PASSWORD_FILE, BAKFS_PASSWORD or a terminal")
+    }
+
+    /// A new password, asked twice on a terminal or read from a file.
+    pub fn new_password(file: Option<&Path>) -> Result<Secret> {
+        if let Some(f) = file {
+            return Self::read_password_file(f);
+        }
+        if !std::io::stdin().is_terminal() {
+            bail!("give the new password with --new-password-file (no terminal to ask on)");
+        }
+        let a = rpassword::prompt_password("new password: ")?;
+        let b = rpassword::prompt_password("new password again: ")?;
+        if a != b {
+            bail!("the passwords differ");
+        }
+        if a.is_empty() {
+            bail!("empty password");
+        }
+        Ok(Secret::new(a.into_bytes()))
+    }
+
+    pub fn open_repo(&self) -> Result<Repository> {
+        let path = self.repo_path()?;
+        let pw = self.password()?;
+        Ok(Repository::open(&path, &pw)?)
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        if let Some(d) = self.global.state_dir.clone().or_else(|| self.config.state_dir.clone()) {
+            return d;
+        }
+        if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
+            return PathBuf::from(x).join("bakfs");
+        }
+        if nix::unistd::geteuid().is_root() {
+            return PathBuf::from("/var/lib/bakfs");
+        }
+        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp")).join(".local/state/bakfs")
+    }
+
+    pub fn catalog(&self) -> Result<Catalog> {
+        let p = self.state_dir().join("catalog.db");
+        Ok(Catalog::open(&p)?)
+    }
+
+    /// Whether to draw progress on stderr.
+    pub fn show_progress(&self) -> bool {
+        !self.global.quiet && !self.global.json && std::io::stderr().is_terminal()
+    }
+
+    pub fn print_json<T: serde::Serialize>(&self, v: &T) -> Result<()> {
+        println!("{}", serde_json::to_string_pretty(v)?);
+        Ok(())
+    }
+}
+
+pub fn comment() -> String {
+    let user = nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name).unwrap_or_default();
+    format!("{user}@{}", bakfs_core::lock::hostname())
+}
