@@ -1,0 +1,350 @@
+//! Backup → restore round trips, incremental backups, listing, dump, retention, keys, config
+//! jobs and the catalog, through the real `bakfs` binary.
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use bakfs_e2e::{have_root, rsync_diff, sh, write_random, Env};
+
+/// A source tree with every kind of entry and metadata bakfs must keep.
+fn rich_tree(e: &Env) -> std::path::PathBuf {
+    let src = e.path("src");
+    let s = src.display();
+    sh(&format!(
+        r#"
+        mkdir -p {s}/dir/sub {s}/emptydir {s}/keys
+        echo hello > {s}/a.txt
+        : > {s}/empty
+        head -c 5000000 /dev/urandom > {s}/dir/big
+        ln {s}/a.txt {s}/dir/sub/hardlink
+        ln -s ../a.txt {s}/dir/link
+        ln -s /nonexistent/target {s}/dangling
+        mkfifo {s}/fifo
+        mknod {s}/null c 1 3
+        mknod {s}/blk b 7 200
+        truncate -s 20M {s}/sparse
+        printf x | dd of={s}/sparse bs=1 seek=9000000 conv=notrunc status=none
+        chmod 4755 {s}/dir/big
+        chmod 1777 {s}/emptydir
+        chmod 2750 {s}/dir/sub
+        echo 'staker key' > {s}/keys/staker.key
+        chmod 600 {s}/keys/staker.key
+        chown 1234:5678 {s}/empty
+        setfattr -n user.note -v 'a note' {s}/a.txt
+        setfattr -n security.test -v sec {s}/a.txt
+        setfacl -m u:nobody:r {s}/a.txt
+        setfacl -d -m u:nobody:rx {s}/dir
+        touch -h -d '2001-02-03 04:05:06.123456789' {s}/dir/link
+        touch -d '1999-12-31 23:59:59.987654321' {s}/empty
+        n=$(printf 'bin\xff\xfename'); echo binary > "{s}/$n"
+        long=$(printf 'L%.0s' $(seq 255)); echo long > "{s}/$long"
+        "#
+    ));
+    src
+}
+
+#[test]
+fn round_trip_keeps_every_byte_and_attribute() {
+    if !have_root("round_trip_keeps_every_byte_and_attribute") {
+        return;
+    }
+    let e = Env::init();
+    let src = rich_tree(&e);
+    let out = e.json(&["backup", src.to_str().unwrap()]);
+    assert_eq!(out["summary"]["incomplete"], false);
+    let target = e.path("restore");
+    e.ok(&["restore", "latest", "--target", target.to_str().unwrap(), "--verify"]);
+    let restored = target.join(src.strip_prefix("/").unwrap());
+    assert_eq!(rsync_diff(&src, &restored), "", "rsync -aHAXS reports differences");
+    // holes come back as holes
+    let blocks = |p: &std::path::Path| std::os::unix::fs::MetadataExt::blocks(&fs::metadata(p).unwrap());
+    assert!(blocks(&restored.join("sparse")) < 64, "sparse file restored without holes: {} blocks", blocks(&restored.join("sparse")));
+    // the whole-tree check by bytes as well
+    sh(&format!("cd {} && find . -type f -print0 | xargs -0 -I{{}} cmp {{}} {}/{{}}", src.display(), restored.display()));
+}
+
+#[test]
+fn unchanged_files_are_not_read_again() {
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    for i in 0..50 {
+        write_random(&src.join(format!("d/f{i}")), 10_000 + i * 100, i as u64);
+    }
+    write_random(&src.join("big"), 3_000_000, 99);
+    let first = e.json(&["backup", src.to_str().unwrap()]);
+    assert!(first["summary"]["bytes_read"].as_u64().unwrap() > 3_000_000);
+    let second = e.json(&["backup", src.to_str().unwrap()]);
+    assert_eq!(second["summary"]["bytes_read"], 0, "unchanged tree was read again");
+    assert_eq!(second["summary"]["bytes_added"], 0);
+    // change one file: only it is read
+    write_random(&src.join("d/f3"), 10_300, 1000);
+    let third = e.json(&["backup", src.to_str().unwrap()]);
+    assert_eq!(third["summary"]["bytes_read"], 10_300);
+    let snaps = e.json(&["snapshots"]);
+    assert_eq!(snaps.as_array().unwrap().len(), 3);
+    for s in snaps.as_array().unwrap() {
+        for k in ["id", "time", "host", "paths", "tags"] {
+            assert!(s.get(k).is_some(), "snapshots --json lacks {k}");
+        }
+    }
+    // the restore of the newest snapshot has the new content
+    let t = e.path("t");
+    e.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert_eq!(fs::read(t.join(src.strip_prefix("/").unwrap()).join("d/f3")).unwrap(), fs::read(src.join("d/f3")).unwrap());
+}
+
+#[test]
+fn dedup_across_files_and_snapshots() {
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("one"), 4_000_000, 7);
+    fs::copy(src.join("one"), src.join("two")).unwrap();
+    let r = e.json(&["backup", src.to_str().unwrap()]);
+    let added = r["summary"]["bytes_added"].as_u64().unwrap();
+    assert!(added < 4_200_000, "identical files stored twice: {added}");
+}
+
+#[test]
+fn stdin_backup_and_dump() {
+    let e = Env::init();
+    let mut c = e.cmd();
+    c.args(["--json", "backup", "--stdin", "--stdin-name", "db.dump", "--tag", "db"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&data).unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    let o = e.cmd().args(["dump", "latest", "/db.dump"]).output().unwrap();
+    assert!(o.status.success());
+    assert_eq!(o.stdout, data);
+    let snaps = e.json(&["snapshots", "--tag", "db"]);
+    assert_eq!(snaps[0]["paths"][0], "/db.dump");
+}
+
+#[test]
+fn dump_directory_as_tar_keeps_modes_and_owners() {
+    if !have_root("dump_directory_as_tar_keeps_modes_and_owners") {
+        return;
+    }
+    let e = Env::init();
+    let src = e.path("staking");
+    sh(&format!("mkdir -p {0}/sub && echo key > {0}/staker.key && chmod 600 {0}/staker.key && echo crt > {0}/sub/staker.crt && chown 4321:4321 {0}/sub/staker.crt && chmod 640 {0}/sub/staker.crt && ln -s staker.key {0}/link", src.display()));
+    e.ok(&["backup", src.to_str().unwrap()]);
+    let out = e.path("untar");
+    fs::create_dir_all(&out).unwrap();
+    let tar = e.cmd().args(["dump", "latest", src.to_str().unwrap()]).output().unwrap();
+    assert!(tar.status.success(), "{}", String::from_utf8_lossy(&tar.stderr));
+    fs::write(e.path("x.tar"), &tar.stdout).unwrap();
+    sh(&format!("tar --numeric-owner -xpf {} -C {}", e.path("x.tar").display(), out.display()));
+    assert_eq!(rsync_diff(&src, &out.join("staking")), "");
+}
+
+#[test]
+fn ls_diff_and_restore_filters() {
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(src.join("etc/ssh")).unwrap();
+    fs::write(src.join("etc/ssh/sshd_config"), "Port 22\n").unwrap();
+    fs::write(src.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
+    fs::write(src.join("etc/junk.swp"), "x").unwrap();
+    e.ok(&["backup", src.to_str().unwrap(), "--exclude", "*.swp"]);
+    let ls = e.ok(&["ls", "latest", &format!("{}/etc", src.display())]);
+    assert!(ls.contains("/etc/hosts") && ls.contains("/etc/ssh") && !ls.contains("junk.swp"), "{ls}");
+    let lsj = e.json(&["ls", "latest", &format!("{}/etc", src.display()), "-R"]);
+    assert!(lsj.as_array().unwrap().iter().any(|n| n["path"].as_str().unwrap().ends_with("/etc/ssh/sshd_config")));
+
+    fs::write(src.join("etc/hosts"), "10.0.0.1 node\n").unwrap();
+    fs::write(src.join("etc/new"), "new").unwrap();
+    fs::remove_file(src.join("etc/ssh/sshd_config")).unwrap();
+    e.ok(&["backup", src.to_str().unwrap(), "--exclude", "*.swp"]);
+    let snaps = e.json(&["snapshots"]);
+    let (a, b) = (snaps[0]["id"].as_str().unwrap(), snaps[1]["id"].as_str().unwrap());
+    let d = e.json(&["diff", a, b]);
+    let has = |k: &str, suffix: &str| d[k].as_array().unwrap().iter().any(|p| p.as_str().unwrap().ends_with(suffix));
+    assert!(has("added", "/etc/new") && has("removed", "/etc/ssh/sshd_config") && has("changed", "/etc/hosts"), "{d}");
+
+    // SNAPSHOT:SUBPATH restores the contents of that directory into the target
+    let t = e.path("sub");
+    e.ok(&["restore", &format!("{}:{}/etc", &a[..8], src.display()), "--target", t.to_str().unwrap()]);
+    assert_eq!(fs::read_to_string(t.join("ssh/sshd_config")).unwrap(), "Port 22\n");
+    // --include only restores matches (and the directories leading to them)
+    let t2 = e.path("inc");
+    e.ok(&["restore", a, "--target", t2.to_str().unwrap(), "--include", "sshd_config"]);
+    let rel = src.strip_prefix("/").unwrap();
+    assert!(t2.join(rel).join("etc/ssh/sshd_config").exists());
+    assert!(!t2.join(rel).join("etc/hosts").exists());
+    // --exclude
+    let t3 = e.path("exc");
+    e.ok(&["restore", a, "--target", t3.to_str().unwrap(), "--exclude", "ssh"]);
+    assert!(t3.join(rel).join("etc/hosts").exists());
+    assert!(!t3.join(rel).join("etc/ssh").exists());
+}
+
+#[test]
+fn forget_and_prune_free_space_and_keep_the_rest_intact() {
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..5u64 {
+        write_random(&src.join("data"), 2_000_000, 100 + i);
+        fs::write(src.join("stable"), "stable content").unwrap();
+        e.ok(&["backup", src.to_str().unwrap()]);
+    }
+    let before: u64 = bakfs_e2e::packs(&e.repo).iter().map(|p| fs::metadata(p).unwrap().len()).sum();
+    let dry = e.json(&["forget", "--keep-last", "2", "--dry-run"]);
+    assert_eq!(dry["removed"].as_array().unwrap().len(), 3);
+    assert_eq!(e.json(&["snapshots"]).as_array().unwrap().len(), 5, "dry run removed something");
+    e.ok(&["forget", "--keep-last", "2", "--prune"]);
+    assert_eq!(e.json(&["snapshots"]).as_array().unwrap().len(), 2);
+    let after: u64 = bakfs_e2e::packs(&e.repo).iter().map(|p| fs::metadata(p).unwrap().len()).sum();
+    assert!(after < before / 2, "prune freed too little: {before} -> {after}");
+    e.ok(&["check", "--read-data"]);
+    let t = e.path("t");
+    e.ok(&["restore", "latest", "--target", t.to_str().unwrap(), "--verify"]);
+    assert_eq!(fs::read(t.join(src.strip_prefix("/").unwrap()).join("data")).unwrap(), fs::read(src.join("data")).unwrap());
+    // an empty policy is refused
+    e.fails(&["forget"], 1);
+}
+
+#[test]
+fn keys_add_list_remove_passwd() {
+    let e = Env::init();
+    fs::write(e.path("pw2"), "second password\n").unwrap();
+    e.ok(&["key", "add", "--new-password-file", e.path("pw2").to_str().unwrap()]);
+    let keys = e.json(&["key", "list"]);
+    assert_eq!(keys.as_array().unwrap().len(), 2);
+    // the second password opens the repository
+    let o = e.cmd().env_remove("BAKFS_PASSWORD").env("BAKFS_PASSWORD_FILE", e.path("pw2")).args(["snapshots"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // passwd replaces the key in use
+    fs::write(e.path("pw3"), "third\n").unwrap();
+    e.ok(&["key", "passwd", "--new-password-file", e.path("pw3").to_str().unwrap()]);
+    e.fails(&["snapshots"], 12);
+    let o = e.cmd().env("BAKFS_PASSWORD", "third").args(["snapshots"]).output().unwrap();
+    assert!(o.status.success());
+    // removing the key in use is refused; removing the other works
+    let keys = e.cmd().env("BAKFS_PASSWORD", "third").args(["--json", "key", "list"]).output().unwrap();
+    let keys: serde_json::Value = serde_json::from_slice(&keys.stdout).unwrap();
+    let cur = keys.as_array().unwrap().iter().find(|k| k["current"] == true).unwrap()["id"].as_str().unwrap().to_string();
+    let other = keys.as_array().unwrap().iter().find(|k| k["current"] == false).unwrap()["id"].as_str().unwrap().to_string();
+    assert_eq!(e.cmd().env("BAKFS_PASSWORD", "third").args(["key", "remove", &cur]).output().unwrap().status.code(), Some(1));
+    assert!(e.cmd().env("BAKFS_PASSWORD", "third").args(["key", "remove", &other]).output().unwrap().status.success());
+}
+
+#[test]
+fn exit_codes_for_missing_repo_wrong_password_unknown_version() {
+    let e = Env::new();
+    let err = e.fails(&["snapshots"], 10);
+    assert!(err.contains("not a bakfs repository"), "{err}");
+    e.ok(&["init"]);
+    let err = e.cmd().env("BAKFS_PASSWORD", "wrong").args(["snapshots"]).output().unwrap();
+    assert_eq!(err.status.code(), Some(12));
+    assert!(String::from_utf8_lossy(&err.stderr).contains("wrong password"));
+    // init refuses an existing repository
+    e.fails(&["init"], 1);
+    // a newer format version is refused, and nothing is changed
+    let cfg = e.repo.join("config");
+    let text = fs::read_to_string(&cfg).unwrap().replace("\"version\": 1", "\"version\": 99");
+    fs::write(&cfg, &text).unwrap();
+    let err = e.fails(&["snapshots"], 1);
+    assert!(err.contains("version 99"), "{err}");
+    assert_eq!(fs::read_to_string(&cfg).unwrap(), text);
+}
+
+#[test]
+fn config_jobs_and_catalog() {
+    let e = Env::new();
+    let src = e.path("etc-like");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("passwd"), "root:x:0:0\n").unwrap();
+    fs::write(src.join("skip.tmp"), "x").unwrap();
+    fs::write(e.path("pw"), "correct horse\n").unwrap();
+    let cfg = e.path("bakfs.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "repository = \"{}\"\npassword_file = \"{}\"\n\n[jobs.etc]\npaths = [\"{}\"]\nexclude = [\"*.tmp\"]\ntags = [\"etc\"]\nrpo = \"1d\"\nretention = {{ keep_last = 2 }}\n",
+            e.path("cfgrepo").display(),
+            e.path("pw").display(),
+            src.display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let o = e.cmd().env_remove("BAKFS_REPO").env_remove("BAKFS_PASSWORD").arg("--config").arg(&cfg).args(args).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    run(&["init"]);
+    for _ in 0..3 {
+        run(&["backup", "--job", "etc"]);
+    }
+    run(&["backup", "--all-jobs"]);
+    let snaps: serde_json::Value = serde_json::from_str(&run(&["--json", "snapshots"])).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 4);
+    assert_eq!(snaps[0]["tags"][0], "etc");
+    assert_eq!(snaps[0]["job"], "etc");
+    let ls = run(&["ls", "latest", "-R"]);
+    assert!(ls.contains("passwd") && !ls.contains("skip.tmp"));
+    run(&["forget", "--job", "etc"]);
+    let snaps: serde_json::Value = serde_json::from_str(&run(&["--json", "snapshots"])).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 2, "job retention keep_last = 2 not applied");
+    // the catalog recorded runs and snapshots; rebuild reproduces it from the repository
+    let runs: serde_json::Value = serde_json::from_str(&run(&["--json", "catalog", "runs"])).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 4);
+    assert!(runs.as_array().unwrap().iter().all(|r| r["outcome"] == "ok"));
+    let db = e.state.join("catalog.db");
+    assert!(db.exists());
+    run(&["catalog", "rebuild"]);
+    let n = sh(&format!("python3 -c \"import sqlite3; c=sqlite3.connect('{}'); print(c.execute('select count(*) from snapshots').fetchone()[0], c.execute('select count(*) from snapshot_packs').fetchone()[0])\"", db.display()));
+    let parts: Vec<u64> = n.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    assert_eq!(parts[0], 2, "catalog snapshots after rebuild");
+    assert!(parts[1] >= 2, "catalog lists the packs each snapshot needs");
+}
+
+#[test]
+fn unreadable_file_gives_incomplete_exit_code() {
+    // Root can read everything, so use a file that vanishes: a dangling permission is not
+    // possible as root; instead run as nobody when root.
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("ok"), "fine").unwrap();
+    fs::write(src.join("secret"), "no").unwrap();
+    fs::set_permissions(src.join("secret"), fs::Permissions::from_mode(0o000)).unwrap();
+    let is_root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
+    if is_root {
+        // As root, make the repository and source accessible to nobody and back up as nobody.
+        sh(&format!("chmod -R a+rwX {0} && chmod 000 {1} && chmod 755 {0}", e.dir.path().display(), src.join("secret").display()));
+        let o = e.cmd().args(["backup", src.to_str().unwrap()]).env("BAKFS_STATE_DIR", e.path("nobody-state")).uid_gid(65534).output().unwrap();
+        assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("secret"));
+    } else {
+        e.fails(&["backup", src.to_str().unwrap()], 3);
+    }
+    // the snapshot was still written
+    assert_eq!(e.json(&["snapshots"]).as_array().unwrap().len(), 1);
+}
+
+trait UidGid {
+    fn uid_gid(&mut self, id: u32) -> &mut Self;
+}
+impl UidGid for std::process::Command {
+    fn uid_gid(&mut self, id: u32) -> &mut Self {
+        use std::os::unix::process::CommandExt;
+        self.uid(id).gid(id)
+    }
+}
+
+#[test]
+fn completions_are_printed() {
+    let e = Env::new();
+    let out = e.ok(&["completions", "bash"]);
+    assert!(out.contains("bakfs"));
+}

@@ -1,0 +1,174 @@
+//! Helpers for end-to-end tests: run the real `bakfs` binary against real directories.
+//!
+//! Binaries are looked up next to the test executable's target directory
+//! (`target/<profile>/bakfs`), or in `BAKFS_BIN_DIR`. Build them first with
+//! `cargo build --workspace --bins`.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// Directory holding the built binaries.
+pub fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("BAKFS_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    // target/<profile>/deps/<test-exe>
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
+}
+
+/// Path of a built binary; panics with a hint if missing.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(p.exists(), "{} not found: build the binaries first (cargo build --workspace --bins)", p.display());
+    p
+}
+
+/// Whether tests needing root may run. Outside CI they skip (with a printed reason) when not
+/// root; under CI=true they must run, so not being root is a failure.
+pub fn have_root(test: &str) -> bool {
+    // SAFETY-free: geteuid has no preconditions; libc call via std is not available.
+    let root = effective_uid() == 0;
+    if !root {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{test}: needs root, and CI=true forbids skipping");
+        }
+        eprintln!("SKIP {test}: needs root");
+    }
+    root
+}
+
+fn effective_uid() -> u32 {
+    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m)).unwrap_or(u32::MAX)
+}
+
+/// A scratch world: a repository path, a state dir, a password, scratch directories.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub repo: PathBuf,
+    pub state: PathBuf,
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Env {
+    /// A fresh environment (repository not yet created).
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new().prefix("bakfs-e2e-").tempdir_in(scratch_root()).unwrap();
+        let repo = dir.path().join("repo");
+        let state = dir.path().join("state");
+        Self { dir, repo, state }
+    }
+
+    /// A fresh environment with an initialised repository.
+    pub fn init() -> Self {
+        let e = Self::new();
+        e.ok(&["init"]);
+        e
+    }
+
+    /// A path inside the scratch directory.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// A `bakfs` command with repository, password and state dir set.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(bin("bakfs"));
+        c.env("BAKFS_REPO", &self.repo)
+            .env("BAKFS_PASSWORD", "correct horse")
+            .env("BAKFS_STATE_DIR", &self.state)
+            .env("BAKFS_INSECURE_TEST_KDF", "1")
+            .env_remove("BAKFS_PASSWORD_FILE")
+            .env_remove("BAKFS_CONFIG")
+            .env("XDG_CONFIG_HOME", self.dir.path().join("no-config"))
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs bakfs with `args`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Runs bakfs and asserts exit 0; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(o.status.success(), "bakfs {args:?} failed ({:?}):\n{}\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// Runs bakfs with --json and parses stdout.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&a)).unwrap()
+    }
+
+    /// Runs bakfs, asserting exit code `code`; returns stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let o = self.run(args);
+        assert_eq!(o.status.code(), Some(code), "bakfs {args:?}: stdout {} stderr {}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stderr).unwrap()
+    }
+}
+
+/// Where scratch directories go (a real disk filesystem, with xattr support).
+pub fn scratch_root() -> PathBuf {
+    let p = std::env::var_os("BAKFS_TEST_TMP").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+/// Runs a shell command, asserting success; returns stdout.
+pub fn sh(script: &str) -> String {
+    let o = Command::new("bash").arg("-ec").arg(script).output().unwrap();
+    assert!(o.status.success(), "sh {script:?} failed:\n{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// `rsync -aHAXS --dry-run --itemize-changes SRC/ DST/` output (empty means identical).
+pub fn rsync_diff(src: &Path, dst: &Path) -> String {
+    let o = Command::new("rsync")
+        .args(["-aHAXS", "--numeric-ids", "--dry-run", "--itemize-changes", "--checksum"])
+        .arg(format!("{}/", src.display()))
+        .arg(format!("{}/", dst.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "rsync failed: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Writes `len` deterministic pseudo-random bytes (seeded) to `path`.
+pub fn write_random(path: &Path, len: usize, seed: u64) {
+    let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
+    let data: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect();
+    std::fs::write(path, data).unwrap();
+}
+
+/// The single pack files of a repository.
+pub fn packs(repo: &Path) -> Vec<PathBuf> {
+    let mut v = vec![];
+    for d in std::fs::read_dir(repo.join("data")).unwrap() {
+        for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
+            let p = f.unwrap().path();
+            if !p.file_name().unwrap().to_string_lossy().starts_with('.') {
+                v.push(p);
+            }
+        }
+    }
+    v.sort();
+    v
+}
