@@ -1,0 +1,1 @@
+//! Faults: damaged data, crashes, full disks, concurrent prune (being written).

@@ -1,0 +1,1 @@
+//! Malicious repositories and restore targets (being written).
