@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The main job on an embedded default, for a fresh Debian 12 machine, as root:
+# installs what bakfs needs, builds and installs it, creates a default configuration, key and
+# repository, backs up /etc and lists the snapshot. Safe to run again: it keeps what exists.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[[ $(id -u) -eq 0 ]] || { echo "run as root (it installs to /usr/local/bin and writes /etc/bakfs)" >&2; exit 1; }
+# shellcheck source=scripts/deps.sh
+source scripts/deps.sh
+cargo build --release --locked --bins
+install -m 0755 target/release/bakfs /usr/local/bin/bakfs
+install -d -m 0700 /etc/bakfs /var/lib/bakfs
+if [[ ! -s /etc/bakfs/password ]]; then
+    (umask 077; head -c 32 /dev/urandom | base64 > /etc/bakfs/password)
+    echo "created /etc/bakfs/password: copy it somewhere safe (a password manager, paper in a safe); without it no backup can be read"
+fi
+if [[ ! -f /etc/bakfs/bakfs.toml ]]; then
+    install -m 0600 config/bakfs.toml /etc/bakfs/bakfs.toml
+    echo "created /etc/bakfs/bakfs.toml (edit it to add your own jobs)"
+fi
+if [[ ! -f /var/lib/bakfs/repo/config ]]; then
+    bakfs init
+fi
+bakfs backup --all-jobs
+bakfs snapshots
