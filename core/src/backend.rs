@@ -93,12 +93,39 @@ fn check_name(kind: FileKind, name: &str) -> io::Result<()> {
 /// A repository in a local directory.
 pub struct LocalBackend {
     root: PathBuf,
+    /// Open pack files for range reads (packs are immutable once named).
+    open_packs: Mutex<lru_fds::Fds>,
+}
+
+mod lru_fds {
+    use std::collections::HashMap;
+    use std::fs::File;
+    use std::sync::Arc;
+
+    /// A small cache of open files, emptied when full.
+    #[derive(Default)]
+    pub struct Fds(HashMap<String, Arc<File>>);
+
+    impl Fds {
+        pub fn get(&self, name: &str) -> Option<Arc<File>> {
+            self.0.get(name).cloned()
+        }
+        pub fn put(&mut self, name: &str, f: Arc<File>) {
+            if self.0.len() >= 64 {
+                self.0.clear();
+            }
+            self.0.insert(name.to_string(), f);
+        }
+        pub fn forget(&mut self, name: &str) {
+            self.0.remove(name);
+        }
+    }
 }
 
 impl LocalBackend {
     /// A backend rooted at `root` (which need not exist yet).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self { root: root.into(), open_packs: Mutex::new(lru_fds::Fds::default()) }
     }
 
     /// The root directory.
@@ -158,10 +185,24 @@ impl Backend for LocalBackend {
     }
 
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
         check_name(kind, name)?;
+        let mut v = vec![0u8; len];
+        if kind == FileKind::Pack {
+            let cached = self.open_packs.lock().unwrap_or_else(|p| p.into_inner()).get(name);
+            let f = match cached {
+                Some(f) => f,
+                None => {
+                    let f = std::sync::Arc::new(open_nofollow(&self.path(kind, name))?);
+                    self.open_packs.lock().unwrap_or_else(|p| p.into_inner()).put(name, f.clone());
+                    f
+                }
+            };
+            f.read_exact_at(&mut v, offset)?;
+            return Ok(v);
+        }
         let mut f = open_nofollow(&self.path(kind, name))?;
         f.seek(SeekFrom::Start(offset))?;
-        let mut v = vec![0u8; len];
         f.read_exact(&mut v)?;
         Ok(v)
     }
@@ -221,6 +262,7 @@ impl Backend for LocalBackend {
 
     fn remove(&self, kind: FileKind, name: &str) -> io::Result<()> {
         check_name(kind, name)?;
+        self.open_packs.lock().unwrap_or_else(|p| p.into_inner()).forget(name);
         let path = self.path(kind, name);
         match fs::remove_file(&path) {
             Ok(()) => sync_dir(path.parent().unwrap_or(&self.root)),

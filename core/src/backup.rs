@@ -210,7 +210,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> R
     let root_tree = if tops.iter().any(|p| p == Path::new("/")) {
         // Backing up "/" itself: the root's entries form the root tree.
         let m = fs::symlink_metadata("/").map_err(|e| Error::io("/", e))?;
-        let node = dir_node(&ctx, Path::new("/"), OsStr::new("/"), &m, parent_root.as_ref(), m.dev())?;
+        let node = dir_node(&ctx, Path::new("/"), OsStr::new("/"), &m, parent_root.as_ref(), m.dev(), None)?;
         let id = node.subtree.ok_or_else(|| Error::Invalid("root is not a directory".into()))?;
         id
     } else {
@@ -357,7 +357,11 @@ fn save_trie(ctx: &Ctx, trie: &Trie, path: &Path, parent: Option<&Tree>) -> Resu
 
 /// The node for one entry, or None (with a warning) if it cannot be read.
 fn entry_node(ctx: &Ctx, path: &Path, name: &OsStr, parent: Option<&Node>, root_dev: Option<u64>) -> Option<Node> {
-    let m = match fs::symlink_metadata(path) {
+    entry_node_with(ctx, path, name, parent, root_dev, None)
+}
+
+fn entry_node_with(ctx: &Ctx, path: &Path, name: &OsStr, parent: Option<&Node>, root_dev: Option<u64>, meta: Option<Metadata>) -> Option<Node> {
+    let m = match meta.map(Ok).unwrap_or_else(|| fs::symlink_metadata(path)) {
         Ok(m) => m,
         Err(e) => {
             ctx.warn(format!("{}: {e}", path.display()));
@@ -368,10 +372,11 @@ fn entry_node(ctx: &Ctx, path: &Path, name: &OsStr, parent: Option<&Node>, root_
     let result = match meta::kind_of(&m) {
         NodeKind::Dir => {
             let dev = root_dev.unwrap_or(m.dev());
-            dir_node(ctx, path, name, &m, parent.and_then(|n| n.subtree).and_then(|id| ctx.repo.read_tree(&id).ok()).as_ref(), dev)
+            let ptree = parent.and_then(|n| n.subtree).and_then(|id| ctx.repo.read_tree(&id).ok());
+            dir_node(ctx, path, name, &m, ptree.as_ref(), dev, parent)
         }
         NodeKind::File => file_node(ctx, path, name, &m, parent),
-        kind => other_node(ctx, path, name, &m, kind),
+        kind => other_node(ctx, path, name, &m, kind, parent),
     };
     match result {
         Ok(n) => Some(n),
@@ -382,6 +387,18 @@ fn entry_node(ctx: &Ctx, path: &Path, name: &OsStr, parent: Option<&Node>, root_
     }
 }
 
+/// Sets the node's xattrs: reused from the parent snapshot's node when inode and ctime are the
+/// same (setting an xattr changes ctime), else read.
+fn with_xattrs_reuse(ctx: &Ctx, path: &Path, mut node: Node, parent: Option<&Node>) -> Node {
+    if let Some(p) = parent {
+        if p.inode == node.inode && p.ctime_ns == node.ctime_ns && p.kind == node.kind {
+            node.xattrs = p.xattrs.clone();
+            return node;
+        }
+    }
+    with_xattrs(ctx, path, node)
+}
+
 fn with_xattrs(ctx: &Ctx, path: &Path, mut node: Node) -> Node {
     match meta::read_xattrs(path) {
         Ok(x) => node.xattrs = x,
@@ -390,29 +407,30 @@ fn with_xattrs(ctx: &Ctx, path: &Path, mut node: Node) -> Node {
     node
 }
 
-fn dir_node(ctx: &Ctx, path: &Path, name: &OsStr, m: &Metadata, parent: Option<&Tree>, root_dev: u64) -> Result<Node> {
+fn dir_node(ctx: &Ctx, path: &Path, name: &OsStr, m: &Metadata, parent: Option<&Tree>, root_dev: u64, pnode: Option<&Node>) -> Result<Node> {
     ctx.dirs.fetch_add(1, Ordering::Relaxed);
-    let node = with_xattrs(ctx, path, meta::node_from_metadata(name, m, &ctx.names));
-    let mut names: Vec<OsString> = Vec::new();
+    let node = with_xattrs_reuse(ctx, path, meta::node_from_metadata(name, m, &ctx.names), pnode);
+    let mut entries: Vec<(OsString, Option<Metadata>)> = Vec::new();
     let descend = !(ctx.one_fs && m.dev() != root_dev);
     if descend {
         let rd = fs::read_dir(path).map_err(|e| Error::io(path.display(), e))?;
         for e in rd {
             match e {
-                Ok(e) => names.push(e.file_name()),
+                // DirEntry::metadata is fstatat on the directory: no path walk, no symlink follow.
+                Ok(e) => entries.push((e.file_name(), e.metadata().ok())),
                 Err(e) => ctx.warn(format!("{}: {e}", path.display())),
             }
         }
     }
-    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    let nodes: Vec<Option<Node>> = names
-        .par_iter()
-        .map(|n| {
-            let p = path.join(n);
-            if ctx.excludes.excluded(&p, n) {
+    entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let nodes: Vec<Option<Node>> = entries
+        .into_par_iter()
+        .map(|(n, meta)| {
+            let p = path.join(&n);
+            if ctx.excludes.excluded(&p, &n) {
                 return None;
             }
-            entry_node(ctx, &p, n, parent.and_then(|t| t.get(n.as_bytes())), Some(root_dev))
+            entry_node_with(ctx, &p, &n, parent.and_then(|t| t.get(n.as_bytes())), Some(root_dev), meta)
         })
         .collect();
     let tree = Tree { nodes: nodes.into_iter().flatten().collect() };
@@ -423,10 +441,14 @@ fn dir_node(ctx: &Ctx, path: &Path, name: &OsStr, m: &Metadata, parent: Option<&
     Ok(node)
 }
 
-fn other_node(ctx: &Ctx, path: &Path, name: &OsStr, m: &Metadata, kind: NodeKind) -> Result<Node> {
+fn other_node(ctx: &Ctx, path: &Path, name: &OsStr, m: &Metadata, kind: NodeKind, parent: Option<&Node>) -> Result<Node> {
     ctx.files.fetch_add(1, Ordering::Relaxed);
-    let mut node = with_xattrs(ctx, path, meta::node_from_metadata(name, m, &ctx.names));
+    let mut node = with_xattrs_reuse(ctx, path, meta::node_from_metadata(name, m, &ctx.names), parent);
     if kind == NodeKind::Symlink {
+        if let Some(p) = parent.filter(|p| p.kind == NodeKind::Symlink && p.inode == node.inode && p.ctime_ns == node.ctime_ns && p.target.is_some()) {
+            node.target = p.target.clone();
+            return Ok(node);
+        }
         node.target = Some(fs::read_link(path).map_err(|e| Error::io(path.display(), e))?.as_os_str().as_bytes().to_vec());
     }
     Ok(node)
@@ -444,7 +466,7 @@ fn file_node(ctx: &Ctx, path: &Path, name: &OsStr, m: &Metadata, parent: Option<
     ctx.files.fetch_add(1, Ordering::Relaxed);
     ctx.bytes.fetch_add(m.size(), Ordering::Relaxed);
     ctx.progress.bytes_seen.fetch_add(m.size(), Ordering::Relaxed);
-    let mut node = with_xattrs(ctx, path, meta::node_from_metadata(name, m, &ctx.names));
+    let mut node = with_xattrs_reuse(ctx, path, meta::node_from_metadata(name, m, &ctx.names), parent);
     if let Some(p) = parent {
         if unchanged(p, m) && p.content.iter().all(|id| ctx.repo.has_blob(id)) {
             node.content = p.content.clone();
@@ -475,7 +497,7 @@ fn file_node(ctx: &Ctx, path: &Path, name: &OsStr, m: &Metadata, parent: Option<
 fn chunk_stream(repo: &Repository, r: &mut dyn Read, progress: &Progress) -> std::result::Result<(Vec<BlobId>, u64), std::io::Error> {
     let chunker = repo.chunker();
     let max = chunker.params().max;
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; 16 * 1024];
     let (mut start, mut end, mut eof) = (0usize, 0usize, false);
     let mut ids = Vec::new();
     let mut total = 0u64;

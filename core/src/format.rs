@@ -65,12 +65,42 @@ const PACK_HEADER_AD: &[u8] = b"bakfs pack header v1";
 const INDEX_AD: &[u8] = b"bakfs index v1";
 const SNAPSHOT_AD: &[u8] = b"bakfs snapshot v1";
 
+thread_local! {
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// zstd-compresses with a context reused by this thread.
+fn compress(plain: &[u8], level: i32) -> Option<Vec<u8>> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.as_ref().map(|(l, _)| *l) != Some(level) {
+            *c = Some((level, zstd::bulk::Compressor::new(level).ok()?));
+        }
+        c.as_mut()?.1.compress(plain).ok()
+    })
+}
+
+/// zstd-decompresses (at most `cap` bytes) with a context reused by this thread.
+fn decompress(data: &[u8], cap: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match d.as_mut() {
+            Some(d) => d.decompress(data, cap),
+            None => Err(std::io::Error::other("no zstd context")),
+        }
+    })
+}
+
 /// Seals one blob: compress if it helps, encrypt binding id and kind.
 /// Returns the sealed bytes and whether they are compressed.
 pub fn seal_blob(keys: &Keys, id: &BlobId, kind: BlobKind, plain: &[u8], level: i32) -> (Vec<u8>, bool) {
     let ad = crypto::blob_ad(id, kind.ad_byte());
     if plain.len() >= 64 {
-        if let Ok(c) = zstd::bulk::compress(plain, level) {
+        if let Some(c) = compress(plain, level) {
             if c.len() + 16 < plain.len() {
                 return (keys.seal(&c, &ad), true);
             }
@@ -88,7 +118,7 @@ pub fn open_blob(keys: &Keys, e: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>> {
     let ad = crypto::blob_ad(&e.id, e.kind.ad_byte());
     let inner = keys.open(sealed, &ad).map_err(|err| Error::damaged(what(), err.to_string()))?;
     let plain = if e.compressed {
-        zstd::bulk::decompress(&inner, e.raw_len as usize).map_err(|err| Error::damaged(what(), format!("zstd: {err}")))?
+        decompress(&inner, e.raw_len as usize).map_err(|err| Error::damaged(what(), format!("zstd: {err}")))?
     } else {
         inner
     };

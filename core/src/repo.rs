@@ -26,6 +26,18 @@ pub struct BlobLocation {
     pub entry: PackEntry,
 }
 
+enum WriterMsg {
+    Pack(PackId, Vec<u8>, Vec<PackEntry>),
+    Barrier(std::sync::mpsc::SyncSender<()>),
+}
+
+/// Shared between the repository and its pack-writer thread.
+#[derive(Default)]
+struct Written {
+    packs: Mutex<Vec<IndexPack>>,
+    error: Mutex<Option<Error>>,
+}
+
 #[derive(Default)]
 struct Packer {
     body: Vec<u8>,
@@ -44,7 +56,8 @@ pub struct Repository {
     in_flight: Mutex<HashSet<BlobId>>,
     data_packer: Mutex<Packer>,
     tree_packer: Mutex<Packer>,
-    new_packs: Mutex<Vec<IndexPack>>,
+    written: Arc<Written>,
+    writer: Mutex<Option<std::sync::mpsc::SyncSender<WriterMsg>>>,
 }
 
 fn read_config(backend: &dyn Backend, root: &std::path::Path) -> Result<Config> {
@@ -86,7 +99,7 @@ impl Repository {
         let key_id = KeyId::random();
         let kjson = serde_json::to_vec_pretty(&wrapped).map_err(|e| Error::Invalid(e.to_string()))?;
         backend.write(FileKind::Key, &key_id.to_hex(), &kjson).map_err(|e| Error::io(root.display(), e))?;
-        let config = Config { version: format::FORMAT_VERSION, id: RepoId::random(), chunker: ChunkerParams::default(), zstd_level: 3 };
+        let config = Config { version: format::FORMAT_VERSION, id: RepoId::random(), chunker: ChunkerParams::default(), zstd_level: 1 };
         let cjson = serde_json::to_vec_pretty(&config).map_err(|e| Error::Invalid(e.to_string()))?;
         // The config is written last: a directory without it is not a repository.
         backend.write(FileKind::Config, "config", &cjson).map_err(|e| Error::io(root.display(), e))?;
@@ -134,7 +147,8 @@ impl Repository {
             in_flight: Mutex::new(HashSet::new()),
             data_packer: Mutex::new(Packer::default()),
             tree_packer: Mutex::new(Packer::default()),
-            new_packs: Mutex::new(Vec::new()),
+            written: Arc::new(Written::default()),
+            writer: Mutex::new(None),
         };
         repo.load_index()?;
         Ok(repo)
@@ -287,20 +301,71 @@ impl Repository {
         Ok((id, plain.len() as u64))
     }
 
+    /// Hands a full pack to the writer thread (started on first use), so that the threads that
+    /// chunk and compress never wait for the disk. At most two packs wait in the queue.
     fn write_pack(&self, p: Packer) -> Result<()> {
+        self.check_writer()?;
         if p.entries.is_empty() {
             return Ok(());
         }
         let bytes = format::finish_pack(&self.keys, p.body, &p.entries);
         let id = PackId::hash_of(&bytes);
-        self.backend.write(FileKind::Pack, &id.to_hex(), &bytes).map_err(|e| Error::io(format!("writing pack {id}"), e))?;
-        self.new_packs.lock().unwrap_or_else(|p| p.into_inner()).push(IndexPack { id, size: bytes.len() as u64, blobs: p.entries });
-        Ok(())
+        self.send(WriterMsg::Pack(id, bytes, p.entries))
     }
 
-    /// Bytes of packs written since the last flush (including pending ones).
-    pub fn pending_pack_bytes(&self) -> u64 {
-        self.new_packs.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|p| p.size).sum()
+    fn send(&self, msg: WriterMsg) -> Result<()> {
+        let tx = {
+            let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            if w.is_none() {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<WriterMsg>(2);
+                let backend = self.backend.clone();
+                let written = self.written.clone();
+                std::thread::Builder::new()
+                    .name("bakfs-pack-writer".into())
+                    .spawn(move || {
+                        for msg in rx {
+                            match msg {
+                                WriterMsg::Pack(id, bytes, entries) => {
+                                    if written.error.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+                                        continue;
+                                    }
+                                    match backend.write(FileKind::Pack, &id.to_hex(), &bytes) {
+                                        Ok(()) => written.packs.lock().unwrap_or_else(|p| p.into_inner()).push(IndexPack { id, size: bytes.len() as u64, blobs: entries }),
+                                        Err(e) => *written.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(Error::io(format!("writing pack {id}"), e)),
+                                    }
+                                }
+                                WriterMsg::Barrier(done) => {
+                                    let _ = done.send(());
+                                }
+                            }
+                        }
+                    })
+                    .map_err(|e| Error::io("starting the pack writer", e))?;
+                *w = Some(tx);
+            }
+            w.clone()
+        };
+        match tx {
+            Some(tx) => tx.send(msg).map_err(|_| Error::Invalid("pack writer stopped".into())),
+            None => Err(Error::Invalid("pack writer stopped".into())),
+        }
+    }
+
+    /// Fails if the writer thread failed (a full disk, say).
+    fn check_writer(&self) -> Result<()> {
+        match self.written.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until every pack handed to the writer is durable; returns them.
+    fn drain_writer(&self) -> Result<Vec<IndexPack>> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.send(WriterMsg::Barrier(tx))?;
+        rx.recv().map_err(|_| Error::Invalid("pack writer stopped".into()))?;
+        self.check_writer()?;
+        Ok(std::mem::take(&mut *self.written.packs.lock().unwrap_or_else(|p| p.into_inner())))
     }
 
     /// Writes the partly filled packs and an index file for every pack written since the last
@@ -314,7 +379,7 @@ impl Repository {
             let p = std::mem::take(&mut *packer.lock().unwrap_or_else(|p| p.into_inner()));
             self.write_pack(p)?;
         }
-        let packs = std::mem::take(&mut *self.new_packs.lock().unwrap_or_else(|p| p.into_inner()));
+        let packs = self.drain_writer()?;
         if packs.is_empty() {
             return Ok(packs);
         }
@@ -349,7 +414,7 @@ impl Repository {
             self.write_pack(p)?;
         }
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        Ok(std::mem::take(&mut *self.new_packs.lock().unwrap_or_else(|p| p.into_inner())))
+        self.drain_writer()
     }
 
     /// Writes one index file. Returns its id.
