@@ -234,7 +234,8 @@ tool_cmd() {
     esac
 }
 export -f tool_cmd
-export BENCH_DIR SRC RESTORE PWFILE PASSWORD BAKFS
+BAKFS_STATE_DIR="$BENCH_DIR/bakfs-state"
+export BENCH_DIR SRC RESTORE PWFILE PASSWORD BAKFS BAKFS_STATE_DIR
 
 # Where did the restore put the tree?  restic and borg recreate the absolute
 # path under the target; other layouts are accepted too.

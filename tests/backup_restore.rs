@@ -348,3 +348,62 @@ fn completions_are_printed() {
     let out = e.ok(&["completions", "bash"]);
     assert!(out.contains("bakfs"));
 }
+
+#[test]
+fn file_changing_while_read_is_reported_and_snapshot_written() {
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("busy.db"), 60_000_000, 5);
+    fs::write(src.join("calm"), "calm").unwrap();
+    // A writer that keeps changing the file in place for a while.
+    let mut writer = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import os,time\nf=os.open('{}',os.O_WRONLY)\nend=time.time()+20\nwhile time.time()<end:\n    os.pwrite(f,os.urandom(64),int.from_bytes(os.urandom(3),'big')*3)\n    time.sleep(0.0005)\n",
+            src.join("busy.db").display()
+        ))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let o = e.run(&["backup", src.to_str().unwrap()]);
+    writer.kill().unwrap();
+    writer.wait().unwrap();
+    assert_eq!(o.status.code(), Some(3), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("changed while it was read"), "{}", String::from_utf8_lossy(&o.stderr));
+    let snaps = e.json(&["snapshots"]);
+    assert_eq!(snaps.as_array().unwrap().len(), 1);
+    assert_eq!(snaps[0]["summary"]["incomplete"], true);
+    // the calm file restores
+    let t = e.path("t");
+    e.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert_eq!(fs::read_to_string(t.join(src.strip_prefix("/").unwrap()).join("calm")).unwrap(), "calm");
+}
+
+#[test]
+fn one_file_system_and_exclude_file() {
+    if !have_root("one_file_system_and_exclude_file") {
+        return;
+    }
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(src.join("mnt")).unwrap();
+    fs::write(src.join("keep"), "k").unwrap();
+    fs::write(src.join("drop.log"), "d").unwrap();
+    sh(&format!("mount -t tmpfs -o size=1m tmpfs {}", src.join("mnt").display()));
+    struct Umount(std::path::PathBuf);
+    impl Drop for Umount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _guard = Umount(src.join("mnt"));
+    fs::write(src.join("mnt/other-fs"), "o").unwrap();
+    fs::write(e.path("excludes"), "# comment\n*.log\n").unwrap();
+    e.ok(&["backup", "-x", "--exclude-file", e.path("excludes").to_str().unwrap(), src.to_str().unwrap()]);
+    let ls = e.ok(&["ls", "latest", "-R"]);
+    assert!(ls.contains("/keep"), "{ls}");
+    assert!(ls.contains("/mnt"), "mount point itself is kept: {ls}");
+    assert!(!ls.contains("other-fs"), "crossed into another filesystem: {ls}");
+    assert!(!ls.contains("drop.log"), "exclude file ignored: {ls}");
+}

@@ -112,6 +112,9 @@ pub enum Cmd {
     /// The local catalog.
     #[command(subcommand)]
     Catalog(CatalogCmd),
+    /// Repair a damaged repository.
+    #[command(subcommand)]
+    Repair(RepairCmd),
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -135,6 +138,12 @@ pub enum KeyCmd {
         #[arg(long)]
         new_password_file: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RepairCmd {
+    /// Rebuild the index from the headers of the pack files (after a damaged or lost index).
+    Index,
 }
 
 #[derive(Subcommand, Debug)]
@@ -201,6 +210,8 @@ pub struct RestoreArgs {
 
 #[derive(Args, Debug, Default)]
 pub struct ForgetArgs {
+    /// Remove exactly these snapshots (id prefixes; works on damaged manifests too).
+    pub ids: Vec<String>,
     #[arg(long)]
     pub keep_last: Option<u32>,
     #[arg(long)]

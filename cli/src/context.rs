@@ -61,6 +61,19 @@ impl Ctx {
         bail!("no password: use --password-file, BAKFS_PASSWORD_FILE, BAKFS_PASSWORD or a terminal")
     }
 
+    /// The password for a new repository: from the usual sources, else asked twice.
+    pub fn password_for_init(&self) -> Result<Secret> {
+        let given = self.global.password_file.is_some() || std::env::var_os("BAKFS_PASSWORD").is_some() || self.config.password_file.is_some();
+        if given {
+            let pw = self.password()?;
+            if pw.is_empty() {
+                bail!("refusing an empty password");
+            }
+            return Ok(pw);
+        }
+        Self::new_password(None)
+    }
+
     /// A new password, asked twice on a terminal or read from a file.
     pub fn new_password(file: Option<&Path>) -> Result<Secret> {
         if let Some(f) = file {
@@ -118,4 +131,22 @@ impl Ctx {
 pub fn comment() -> String {
     let user = nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name).unwrap_or_default();
     format!("{user}@{}", bakfs_core::lock::hostname())
+}
+
+/// The catalog's record of a snapshot.
+pub fn snapshot_record(repo_id: &str, id: &bakfs_core::id::SnapshotId, s: &bakfs_core::format::Snapshot) -> bakfs_core::catalog::SnapshotRecord {
+    bakfs_core::catalog::SnapshotRecord {
+        repo_id: repo_id.to_string(),
+        id: id.to_hex(),
+        time: bakfs_core::timefmt::format_rfc3339(s.time_ns),
+        time_ns: s.time_ns,
+        host: s.host.clone(),
+        paths: s.paths.clone(),
+        tags: s.tags.clone(),
+        tree: s.tree.to_hex(),
+        parent: s.parent.map(|p| p.to_hex()),
+        job: s.job.clone(),
+        files: s.summary.files,
+        bytes: s.summary.bytes,
+    }
 }

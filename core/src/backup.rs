@@ -143,6 +143,8 @@ struct Ctx<'a> {
     names: NameCache,
     progress: &'a Progress,
     warnings: Mutex<Vec<String>>,
+    /// The first repository error: it aborts the backup (a source error is only a warning).
+    fatal: Mutex<Option<Error>>,
     blobs: Mutex<std::collections::HashSet<BlobId>>,
     files: AtomicU64,
     dirs: AtomicU64,
@@ -150,6 +152,24 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Stores a blob; a failure is fatal for the whole backup.
+    fn save(&self, kind: BlobKind, data: &[u8]) -> Result<(BlobId, u64)> {
+        if self.aborted() {
+            return Err(Error::Invalid("backup aborted".into()));
+        }
+        self.repo.save_blob(kind, data).map_err(|e| {
+            let mut f = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
+            if f.is_none() {
+                *f = Some(e);
+            }
+            Error::Invalid("backup aborted".into())
+        })
+    }
+
+    fn aborted(&self) -> bool {
+        self.fatal.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
     fn warn(&self, msg: String) {
         tracing::warn!("{msg}");
         self.progress.errors.fetch_add(1, Ordering::Relaxed);
@@ -167,16 +187,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> R
     if opts.paths.is_empty() {
         return Err(Error::Invalid("nothing to back up: give at least one path".into()));
     }
-    let mut abs = Vec::new();
-    for p in &opts.paths {
-        let a = normalize(&std::path::absolute(p).map_err(|e| Error::io(p.display(), e))?);
-        fs::symlink_metadata(&a).map_err(|e| Error::io(a.display(), e))?;
-        abs.push(a);
-    }
-    abs.sort();
-    abs.dedup();
-    // Drop paths inside another path given.
-    let tops: Vec<PathBuf> = abs.iter().filter(|p| !abs.iter().any(|q| q != *p && p.starts_with(q))).cloned().collect();
+    let tops = source_paths(&opts.paths)?;
 
     let ctx = Ctx {
         repo,
@@ -185,6 +196,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> R
         names: NameCache::default(),
         progress,
         warnings: Mutex::new(Vec::new()),
+        fatal: Mutex::new(None),
         blobs: Mutex::new(std::collections::HashSet::new()),
         files: AtomicU64::new(0),
         dirs: AtomicU64::new(0),
@@ -210,13 +222,20 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> R
     let root_tree = if tops.iter().any(|p| p == Path::new("/")) {
         // Backing up "/" itself: the root's entries form the root tree.
         let m = fs::symlink_metadata("/").map_err(|e| Error::io("/", e))?;
-        let node = dir_node(&ctx, Path::new("/"), OsStr::new("/"), &m, parent_root.as_ref(), m.dev(), None)?;
+        let node = dir_node(&ctx, Path::new("/"), OsStr::new("/"), &m, parent_root.as_ref(), m.dev(), None)
+            .map_err(|e| ctx.fatal.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or(e))?;
         let id = node.subtree.ok_or_else(|| Error::Invalid("root is not a directory".into()))?;
         id
     } else {
-        save_trie(&ctx, &trie, Path::new("/"), parent_root.as_ref())?
+        match save_trie(&ctx, &trie, Path::new("/"), parent_root.as_ref()) {
+            Ok(id) => id,
+            Err(e) => return Err(ctx.fatal.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or(e)),
+        }
     };
 
+    if let Some(e) = ctx.fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(e);
+    }
     let packs = repo.flush()?;
     let mut blobs = ctx.blobs.into_inner().unwrap_or_else(|p| p.into_inner());
     blobs.insert(root_tree);
@@ -250,6 +269,23 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> R
     Ok(BackupReport { id, snapshot, warnings, packs_written: packs, packs_needed })
 }
 
+/// The absolute, normalised paths a backup of `paths` records: sorted, duplicates and paths
+/// inside another given path dropped. Each must exist.
+///
+/// # Errors
+/// A path that cannot be made absolute or does not exist.
+pub fn source_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut abs = Vec::new();
+    for p in paths {
+        let a = normalize(&std::path::absolute(p).map_err(|e| Error::io(p.display(), e))?);
+        fs::symlink_metadata(&a).map_err(|e| Error::io(a.display(), e))?;
+        abs.push(a);
+    }
+    abs.sort();
+    abs.dedup();
+    Ok(abs.iter().filter(|p| !abs.iter().any(|q| q != *p && p.starts_with(q))).cloned().collect())
+}
+
 /// Stores a stream as a snapshot holding one file named `name`.
 ///
 /// # Errors
@@ -259,7 +295,11 @@ pub fn backup_stdin(repo: &Repository, input: &mut dyn Read, name: &str, opts: &
     if !crate::format::is_safe_name(name.as_bytes()) {
         return Err(Error::Invalid(format!("--stdin-name {name:?} must be a plain file name")));
     }
-    let content = chunk_stream(repo, input, progress).map_err(|e| Error::io("standard input", e))?;
+    let content = match chunk_stream(repo.chunker(), input, progress, &|d| repo.save_blob(BlobKind::Data, d)) {
+        Ok(x) => x,
+        Err(StreamError::Source(e)) => return Err(Error::io("standard input", e)),
+        Err(StreamError::Repo(e)) => return Err(e),
+    };
     let (blobs, size) = content;
     let uid = nix::unistd::getuid().as_raw();
     let gid = nix::unistd::getgid().as_raw();
@@ -274,7 +314,6 @@ pub fn backup_stdin(repo: &Repository, input: &mut dyn Read, name: &str, opts: &
         group: names.group(gid),
         size,
         mtime_ns: opts.time_ns,
-        atime_ns: opts.time_ns,
         ctime_ns: opts.time_ns,
         inode: 0,
         dev: 0,
@@ -350,7 +389,7 @@ fn save_trie(ctx: &Ctx, trie: &Trie, path: &Path, parent: Option<&Tree>) -> Resu
         })
         .collect::<Result<_>>()?;
     let tree = Tree { nodes: nodes.into_iter().flatten().collect() };
-    let id = ctx.repo.save_blob(BlobKind::Tree, &tree.encode())?.0;
+    let id = ctx.save(BlobKind::Tree, &tree.encode())?.0;
     ctx.blobs.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
     Ok(id)
 }
@@ -361,6 +400,9 @@ fn entry_node(ctx: &Ctx, path: &Path, name: &OsStr, parent: Option<&Node>, root_
 }
 
 fn entry_node_with(ctx: &Ctx, path: &Path, name: &OsStr, parent: Option<&Node>, root_dev: Option<u64>, meta: Option<Metadata>) -> Option<Node> {
+    if ctx.aborted() {
+        return None;
+    }
     let m = match meta.map(Ok).unwrap_or_else(|| fs::symlink_metadata(path)) {
         Ok(m) => m,
         Err(e) => {
@@ -380,6 +422,7 @@ fn entry_node_with(ctx: &Ctx, path: &Path, name: &OsStr, parent: Option<&Node>, 
     };
     match result {
         Ok(n) => Some(n),
+        Err(_) if ctx.aborted() => None,
         Err(e) => {
             ctx.warn(format!("{}: {e}", path.display()));
             None
@@ -434,7 +477,7 @@ fn dir_node(ctx: &Ctx, path: &Path, name: &OsStr, m: &Metadata, parent: Option<&
         })
         .collect();
     let tree = Tree { nodes: nodes.into_iter().flatten().collect() };
-    let (id, _) = ctx.repo.save_blob(BlobKind::Tree, &tree.encode())?;
+    let (id, _) = ctx.save(BlobKind::Tree, &tree.encode())?;
     ctx.blobs.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
     let mut node = node;
     node.subtree = Some(id);
@@ -480,7 +523,11 @@ fn file_node(ctx: &Ctx, path: &Path, name: &OsStr, m: &Metadata, parent: Option<
         .open(path)
         .or_else(|_| fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path))
         .map_err(|e| Error::io(path.display(), e))?;
-    let (content, size) = chunk_stream(ctx.repo, &mut f, ctx.progress).map_err(|e| Error::io(path.display(), e))?;
+    let (content, size) = match chunk_stream(ctx.repo.chunker(), &mut f, ctx.progress, &|d| ctx.save(BlobKind::Data, d)) {
+        Ok(x) => x,
+        Err(StreamError::Source(e)) => return Err(Error::io(path.display(), e)),
+        Err(StreamError::Repo(e)) => return Err(e),
+    };
     let after = f.metadata().map_err(|e| Error::io(path.display(), e))?;
     if after.size() != m.size() || after.mtime() != m.mtime() || after.mtime_nsec() != m.mtime_nsec() || size != m.size() {
         ctx.warn(format!("{}: file changed while it was read", path.display()));
@@ -493,9 +540,17 @@ fn file_node(ctx: &Ctx, path: &Path, name: &OsStr, m: &Metadata, parent: Option<
     Ok(node)
 }
 
-/// Chunks a stream and stores its chunks. Returns the chunk ids and the byte count.
-fn chunk_stream(repo: &Repository, r: &mut dyn Read, progress: &Progress) -> std::result::Result<(Vec<BlobId>, u64), std::io::Error> {
-    let chunker = repo.chunker();
+enum StreamError {
+    /// Reading the source failed: a warning for that file.
+    Source(std::io::Error),
+    /// Storing failed: the backup stops.
+    Repo(Error),
+}
+
+type SaveFn<'a> = dyn Fn(&[u8]) -> Result<(BlobId, u64)> + 'a;
+
+/// Chunks a stream and stores its chunks with `save`. Returns the chunk ids and the byte count.
+fn chunk_stream(chunker: &crate::chunker::Chunker, r: &mut dyn Read, progress: &Progress, save: &SaveFn) -> std::result::Result<(Vec<BlobId>, u64), StreamError> {
     let max = chunker.params().max;
     let mut buf = vec![0u8; 16 * 1024];
     let (mut start, mut end, mut eof) = (0usize, 0usize, false);
@@ -520,7 +575,7 @@ fn chunk_stream(repo: &Repository, r: &mut dyn Read, progress: &Progress) -> std
                         progress.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(StreamError::Source(e)),
                 }
             }
         }
@@ -528,7 +583,7 @@ fn chunk_stream(repo: &Repository, r: &mut dyn Read, progress: &Progress) -> std
             break;
         }
         let n = chunker.cut(&buf[start..end], eof).unwrap_or(end - start);
-        let (id, added) = repo.save_blob(BlobKind::Data, &buf[start..start + n]).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let (id, added) = save(&buf[start..start + n]).map_err(StreamError::Repo)?;
         progress.bytes_added.fetch_add(added, Ordering::Relaxed);
         ids.push(id);
         start += n;

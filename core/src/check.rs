@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::backend::FileKind;
 use crate::error::Result;
 use crate::format::{self, NodeKind};
-use crate::id::{BlobId, PackId, SnapshotId};
+use crate::id::{BlobId, PackId};
 use crate::repo::Repository;
 
 /// What `check` found.
@@ -81,22 +81,10 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
         }
     }
     // Walk every snapshot's trees.
-    let snaps = match repo.snapshots() {
-        Ok(s) => s,
-        Err(e) => {
-            rep.errors.push(e.to_string());
-            // Check the manifests one by one to name the damaged ones.
-            let mut v = vec![];
-            for n in backend.list(FileKind::Snapshot).map_err(|e| crate::Error::io("snapshots/", e))? {
-                let Ok(id) = SnapshotId::from_hex(&n) else { continue };
-                match backend.read(FileKind::Snapshot, &n).map_err(|e| e.to_string()).and_then(|raw| format::open_snapshot(repo.keys(), &n, &raw).map_err(|e| e.to_string())) {
-                    Ok(s) => v.push((id, s)),
-                    Err(e) => rep.errors.push(format!("snapshot {n}: {e}")),
-                }
-            }
-            v
-        }
-    };
+    let snaps = repo.snapshots()?;
+    for (what, why) in repo.damaged() {
+        rep.errors.push(format!("{what}: {why}"));
+    }
     rep.snapshots = snaps.len();
     let bad_blob = |id: &BlobId| -> Option<String> {
         match repo.locate(id) {

@@ -134,8 +134,7 @@ pub struct KdfParams {
 
 impl KdfParams {
     /// Parameters for new wrappings: 64 MiB, 3 passes (OWASP's argon2id recommendation range).
-    /// `BAKFS_TEST_FAST_KDF` is not read here (libraries do not read the environment); callers
-    /// that need cheap keys in tests use [`KdfParams::weak_for_tests`].
+    /// Tests that need cheap keys use [`KdfParams::weak_for_tests`].
     pub fn recommended() -> Self {
         Self { m_kib: 64 * 1024, t: 3, p: 1, salt: hex::encode(rand::random::<[u8; 16]>()) }
     }
@@ -146,6 +145,10 @@ impl KdfParams {
     }
 
     fn derive(&self, passphrase: &[u8]) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+        // A planted key file must not make us allocate or spin without bound.
+        if self.m_kib > 4 * 1024 * 1024 || self.t > 64 || self.p > 16 {
+            return Err(CryptoError::Malformed(format!("argon2 cost out of range (m={} KiB, t={}, p={})", self.m_kib, self.t, self.p)));
+        }
         let params = argon2::Params::new(self.m_kib, self.t, self.p, Some(32))
             .map_err(|e| CryptoError::Malformed(format!("argon2 parameters: {e}")))?;
         let salt = hex::decode(&self.salt).map_err(|_| CryptoError::Malformed("salt".into()))?;

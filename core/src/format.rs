@@ -132,6 +132,7 @@ pub fn open_blob(keys: &Keys, e: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>> {
 pub fn finish_pack(keys: &Keys, mut body: Vec<u8>, entries: &[PackEntry]) -> Vec<u8> {
     let header = postcard::to_stdvec(entries).unwrap_or_default();
     let sealed = keys.seal(&header, PACK_HEADER_AD);
+    body.reserve_exact(sealed.len() + 4);
     body.extend_from_slice(&sealed);
     body.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
     body
@@ -266,10 +267,9 @@ pub struct Node {
     pub group: Option<String>,
     /// Size in bytes (files) or target length (symlinks).
     pub size: u64,
-    /// Modification time, Unix ns.
+    /// Modification time, Unix ns. (Access times are not recorded: they change on every read
+    /// and would make every tree new; a restore sets atime to mtime.)
     pub mtime_ns: i64,
-    /// Access time, Unix ns.
-    pub atime_ns: i64,
     /// Status change time, Unix ns (for change detection; not restored).
     pub ctime_ns: i64,
     /// Inode number in the source (for change detection and hard links).

@@ -99,15 +99,23 @@ pub fn acquire(backend: &Arc<dyn Backend>, exclusive: bool, purpose: &str) -> Re
     Ok(guard)
 }
 
-/// Removes stale locks (or all locks with `all`). Returns the names removed.
+/// Removes stale locks (or all locks with `all`, also lock files that cannot be read or
+/// parsed). Returns the names removed.
 ///
 /// # Errors
 /// I/O errors.
 pub fn unlock(backend: &dyn Backend, all: bool) -> Result<Vec<String>> {
     let host = hostname();
     let mut removed = vec![];
+    if all {
+        for n in backend.list(FileKind::Lock).map_err(|e| Error::io("locks/", e))? {
+            backend.remove(FileKind::Lock, &n).map_err(|e| Error::io(format!("lock {n}"), e))?;
+            removed.push(n);
+        }
+        return Ok(removed);
+    }
     for (n, info) in list(backend)? {
-        if all || info.is_stale(&host) {
+        if info.is_stale(&host) {
             backend.remove(FileKind::Lock, &n).map_err(|e| Error::io(format!("lock {n}"), e))?;
             removed.push(n);
         }

@@ -88,7 +88,6 @@ pub fn node_from_metadata(name: &OsStr, m: &Metadata, names: &NameCache) -> Node
         group: names.group(m.gid()),
         size: if matches!(kind, NodeKind::File | NodeKind::Symlink) { m.size() } else { 0 },
         mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
-        atime_ns: m.atime() * 1_000_000_000 + m.atime_nsec(),
         ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
         inode: m.ino(),
         dev: m.dev(),

@@ -65,6 +65,13 @@ pub fn used_blobs(repo: &Repository) -> Result<HashSet<BlobId>> {
 /// Unreadable snapshots or trees (then nothing is deleted), I/O errors.
 pub fn prune(repo: &Repository, dry_run: bool) -> Result<PruneReport> {
     let used = used_blobs(repo)?;
+    let damaged = repo.damaged();
+    if let Some((what, why)) = damaged.first() {
+        return Err(Error::damaged(
+            what.clone(),
+            format!("{why}; prune could delete data only it refers to, so it stops: run `bakfs repair index` for a damaged index, `bakfs forget ID` for a damaged snapshot"),
+        ));
+    }
     let index = repo.index_snapshot();
     let sizes = repo.indexed_packs();
     for b in &used {

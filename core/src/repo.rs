@@ -13,7 +13,7 @@ use crate::format::{self, BlobKind, Config, IndexFile, IndexPack, PackEntry, Sna
 use crate::id::{BlobId, IndexId, KeyId, PackId, RepoId, SnapshotId};
 
 /// Target size of a data pack.
-const DATA_PACK_SIZE: usize = 16 * 1024 * 1024;
+const DATA_PACK_SIZE: usize = 8 * 1024 * 1024;
 /// Target size of a tree pack.
 const TREE_PACK_SIZE: usize = 4 * 1024 * 1024;
 
@@ -57,6 +57,8 @@ pub struct Repository {
     data_packer: Mutex<Packer>,
     tree_packer: Mutex<Packer>,
     written: Arc<Written>,
+    /// Index files and snapshot manifests that failed to open: (name, reason).
+    damaged: Mutex<Vec<(String, String)>>,
     writer: Mutex<Option<std::sync::mpsc::SyncSender<WriterMsg>>>,
 }
 
@@ -74,7 +76,13 @@ fn read_config(backend: &dyn Backend, root: &std::path::Path) -> Result<Config> 
     if v.version != format::FORMAT_VERSION {
         return Err(Error::UnsupportedVersion { found: v.version, supported: format::FORMAT_VERSION });
     }
-    serde_json::from_slice(&raw).map_err(|e| Error::damaged("config", e.to_string()))
+    let c: Config = serde_json::from_slice(&raw).map_err(|e| Error::damaged("config", e.to_string()))?;
+    let p = c.chunker;
+    let sane = p.min >= 64 && p.avg.is_power_of_two() && p.min < p.avg && p.avg < p.max && p.max <= 64 << 20 && (-7..=22).contains(&c.zstd_level);
+    if !sane {
+        return Err(Error::damaged("config", format!("implausible parameters (chunker {}/{}/{}, zstd level {})", p.min, p.avg, p.max, c.zstd_level)));
+    }
+    Ok(c)
 }
 
 impl Repository {
@@ -99,7 +107,7 @@ impl Repository {
         let key_id = KeyId::random();
         let kjson = serde_json::to_vec_pretty(&wrapped).map_err(|e| Error::Invalid(e.to_string()))?;
         backend.write(FileKind::Key, &key_id.to_hex(), &kjson).map_err(|e| Error::io(root.display(), e))?;
-        let config = Config { version: format::FORMAT_VERSION, id: RepoId::random(), chunker: ChunkerParams::default(), zstd_level: 1 };
+        let config = Config { version: format::FORMAT_VERSION, id: RepoId::random(), chunker: ChunkerParams::default(), zstd_level: 3 };
         let cjson = serde_json::to_vec_pretty(&config).map_err(|e| Error::Invalid(e.to_string()))?;
         // The config is written last: a directory without it is not a repository.
         backend.write(FileKind::Config, "config", &cjson).map_err(|e| Error::io(root.display(), e))?;
@@ -148,25 +156,40 @@ impl Repository {
             data_packer: Mutex::new(Packer::default()),
             tree_packer: Mutex::new(Packer::default()),
             written: Arc::new(Written::default()),
+            damaged: Mutex::new(Vec::new()),
             writer: Mutex::new(None),
         };
         repo.load_index()?;
         Ok(repo)
     }
 
-    /// Reads all index files into memory.
+    /// Reads all index files into memory. A damaged index file is skipped with a warning and
+    /// listed by [`Repository::damaged`] (the blobs only it lists become unreachable until
+    /// `repair index`; prune refuses to run meanwhile).
     ///
     /// # Errors
-    /// [`Error::Damaged`] if an index file does not authenticate.
+    /// I/O errors listing or reading.
     pub fn load_index(&self) -> Result<()> {
         let names = self.backend.list(FileKind::Index).map_err(|e| Error::io("index/", e))?;
-        let files: Vec<IndexFile> = names
+        let results: Vec<Result<IndexFile>> = names
             .par_iter()
             .map(|n| {
                 let raw = self.backend.read(FileKind::Index, n).map_err(|e| Error::io(format!("index {n}"), e))?;
                 format::open_index(&self.keys, n, &raw)
             })
-            .collect::<Result<_>>()?;
+            .collect();
+        let mut files = Vec::new();
+        self.damaged.lock().unwrap_or_else(|p| p.into_inner()).retain(|(n, _)| !n.starts_with("index "));
+        for (n, r) in names.iter().zip(results) {
+            match r {
+                Ok(f) => files.push(f),
+                Err(e @ Error::Damaged { .. }) => {
+                    tracing::warn!("{e}: skipped");
+                    self.damaged.lock().unwrap_or_else(|p| p.into_inner()).push((format!("index {n}"), e.to_string()));
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let mut idx = HashMap::new();
         let mut sizes = HashMap::new();
         for f in files {
@@ -180,6 +203,51 @@ impl Repository {
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = idx;
         *self.pack_sizes.write().unwrap_or_else(|p| p.into_inner()) = sizes;
         Ok(())
+    }
+
+    /// Index files and snapshot manifests found damaged so far: ("index <id>" or
+    /// "snapshot <id>", reason).
+    pub fn damaged(&self) -> Vec<(String, String)> {
+        self.damaged.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Rebuilds the index from the headers of the packs present: writes one new index file,
+    /// then removes the others. Returns the number of packs indexed and the packs whose header
+    /// is unreadable (left alone; `check --read-data` names them).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn rebuild_index(&self) -> Result<(usize, Vec<(PackId, String)>)> {
+        let names = self.backend.list(FileKind::Pack).map_err(|e| Error::io("data/", e))?;
+        let results: Vec<(PackId, Result<IndexPack>)> = names
+            .par_iter()
+            .filter_map(|n| PackId::from_hex(n).ok())
+            .map(|id| {
+                let r = self.backend.read(FileKind::Pack, &id.to_hex()).map_err(|e| Error::io(format!("pack {id}"), e)).and_then(|bytes| {
+                    let blobs = format::read_pack_header(&self.keys, &id, &bytes)?;
+                    Ok(IndexPack { id, size: bytes.len() as u64, blobs })
+                });
+                (id, r)
+            })
+            .collect();
+        let mut packs = vec![];
+        let mut bad = vec![];
+        for (id, r) in results {
+            match r {
+                Ok(p) => packs.push(p),
+                Err(e) => bad.push((id, e.to_string())),
+            }
+        }
+        let old = self.backend.list(FileKind::Index).map_err(|e| Error::io("index/", e))?;
+        let n = packs.len();
+        let new_id = self.write_index(&IndexFile { packs })?;
+        for o in old {
+            if o != new_id.to_hex() {
+                self.backend.remove(FileKind::Index, &o).map_err(|e| Error::io(format!("index {o}"), e))?;
+            }
+        }
+        self.load_index()?;
+        Ok((n, bad))
     }
 
     /// The backend.
@@ -286,6 +354,10 @@ impl Repository {
         };
         let full = {
             let mut p = packer.lock().unwrap_or_else(|p| p.into_inner());
+            if p.body.capacity() == 0 {
+                // One allocation per pack: a full pack plus the largest blob.
+                p.body.reserve_exact(target + self.config.chunker.max + crate::crypto::OVERHEAD + 1024);
+            }
             let offset = p.body.len() as u32;
             p.entries.push(PackEntry { id, kind, offset, length: sealed.len() as u32, raw_len: plain.len() as u32, compressed });
             p.body.extend_from_slice(&sealed);
@@ -302,7 +374,7 @@ impl Repository {
     }
 
     /// Hands a full pack to the writer thread (started on first use), so that the threads that
-    /// chunk and compress never wait for the disk. At most two packs wait in the queue.
+    /// chunk and compress never wait for the disk. At most one pack waits in the queue.
     fn write_pack(&self, p: Packer) -> Result<()> {
         self.check_writer()?;
         if p.entries.is_empty() {
@@ -317,7 +389,7 @@ impl Repository {
         let tx = {
             let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
             if w.is_none() {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<WriterMsg>(2);
+                let (tx, rx) = std::sync::mpsc::sync_channel::<WriterMsg>(1);
                 let backend = self.backend.clone();
                 let written = self.written.clone();
                 std::thread::Builder::new()
@@ -439,20 +511,39 @@ impl Repository {
         Ok(id)
     }
 
-    /// All snapshots, oldest first. A damaged manifest is an error.
+    /// All readable snapshots, oldest first. A damaged manifest is skipped with a warning and
+    /// listed by [`Repository::damaged`].
     ///
     /// # Errors
-    /// [`Error::Damaged`], I/O errors.
+    /// I/O errors.
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
         let names = self.backend.list(FileKind::Snapshot).map_err(|e| Error::io("snapshots/", e))?;
-        let mut v: Vec<(SnapshotId, Snapshot)> = names
+        let results: Vec<(String, Result<(SnapshotId, Snapshot)>)> = names
             .par_iter()
             .filter_map(|n| SnapshotId::from_hex(n).ok().map(|id| (id, n)))
             .map(|(id, n)| {
-                let raw = self.backend.read(FileKind::Snapshot, n).map_err(|e| Error::io(format!("snapshot {n}"), e))?;
-                Ok((id, format::open_snapshot(&self.keys, n, &raw)?))
+                let r = self
+                    .backend
+                    .read(FileKind::Snapshot, n)
+                    .map_err(|e| Error::io(format!("snapshot {n}"), e))
+                    .and_then(|raw| Ok((id, format::open_snapshot(&self.keys, n, &raw)?)));
+                (n.clone(), r)
             })
-            .collect::<Result<_>>()?;
+            .collect();
+        let mut v = Vec::new();
+        let mut damaged = self.damaged.lock().unwrap_or_else(|p| p.into_inner());
+        damaged.retain(|(n, _)| !n.starts_with("snapshot "));
+        for (n, r) in results {
+            match r {
+                Ok(x) => v.push(x),
+                Err(e @ Error::Damaged { .. }) => {
+                    tracing::warn!("{e}: skipped (remove it with `bakfs forget {}`)", &n[..8]);
+                    damaged.push((format!("snapshot {n}"), e.to_string()));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        drop(damaged);
         v.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
         Ok(v)
     }

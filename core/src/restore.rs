@@ -251,8 +251,10 @@ fn restore_dir(ctx: &Ctx, n: &Node, path: &Path, snap_path: &str, included: bool
         }
         Err(e) => return Err(io(e)),
     };
-    // Owner-only while children are written.
-    let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o700));
+    // A new directory is owner-only while its children are written.
+    if created {
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o700));
+    }
     let id = n.subtree.ok_or_else(|| Error::damaged(format!("directory {snap_path}"), "no subtree"))?;
     let tree = ctx.repo.read_tree(&id)?;
     let any = restore_children(ctx, &tree, path, snap_path, included);
@@ -263,7 +265,7 @@ fn restore_dir(ctx: &Ctx, n: &Node, path: &Path, snap_path: &str, included: bool
         return Ok(false);
     }
     apply_meta(ctx, path, n);
-    ctx.dir_times.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_path_buf(), (n.atime_ns, n.mtime_ns));
+    ctx.dir_times.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_path_buf(), (n.mtime_ns, n.mtime_ns));
     ctx.progress.entries.fetch_add(1, Ordering::Relaxed);
     Ok(true)
 }
@@ -397,7 +399,7 @@ fn apply_meta(ctx: &Ctx, path: &Path, n: &Node) {
         }
     }
     let ts = |ns: i64| TimeSpec::new(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
-    if let Err(e) = utimensat(None, path, &ts(n.atime_ns), &ts(n.mtime_ns), UtimensatFlags::NoFollowSymlink) {
+    if let Err(e) = utimensat(None, path, &ts(n.mtime_ns), &ts(n.mtime_ns), UtimensatFlags::NoFollowSymlink) {
         ctx.fail(path, &Error::io(path.display(), e.into()));
     }
 }

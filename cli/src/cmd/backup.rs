@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use bakfs_core::backup::{self, BackupOptions, BackupReport, Progress};
-use bakfs_core::catalog::{PackRecord, RunOutcome, SnapshotRecord};
+use bakfs_core::catalog::{PackRecord, RunOutcome};
 use bakfs_core::repo::Repository;
 use bakfs_core::timefmt;
 
@@ -87,20 +87,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
                 let s = &rep.snapshot;
                 let incomplete = s.summary.incomplete;
                 if let Some(c) = catalog.as_mut() {
-                    let rec = SnapshotRecord {
-                        repo_id: repo_id.clone(),
-                        id: rep.id.to_hex(),
-                        time: timefmt::format_rfc3339(s.time_ns),
-                        time_ns: s.time_ns,
-                        host: s.host.clone(),
-                        paths: s.paths.clone(),
-                        tags: s.tags.clone(),
-                        tree: s.tree.to_hex(),
-                        parent: s.parent.map(|p| p.to_hex()),
-                        job: s.job.clone(),
-                        files: s.summary.files,
-                        bytes: s.summary.bytes,
-                    };
+                    let rec = crate::context::snapshot_record(&repo_id, &rep.id, s);
                     let packs: Vec<PackRecord> = rep.packs_needed.iter().map(|(p, sz)| PackRecord { id: p.to_hex(), size: *sz }).collect();
                     if let Err(e) = c.record_snapshot(&rec, &packs) {
                         tracing::warn!("catalog: {e}");
@@ -169,15 +156,7 @@ fn run_one(ctx: &Ctx, repo: &Repository, plan: &mut Plan, stdin: bool, stdin_nam
         return Ok(backup::backup_stdin(repo, &mut std::io::stdin().lock(), stdin_name, &plan.opts, &progress)?);
     }
     // Parent: the newest snapshot of the same host and paths.
-    let abs: Vec<String> = plan
-        .opts
-        .paths
-        .iter()
-        .map(|p| std::path::absolute(p).map(|a| backup::normalize(&a).display().to_string()).unwrap_or_default())
-        .collect();
-    let mut want = abs.clone();
-    want.sort();
-    want.dedup();
+    let want: Vec<String> = backup::source_paths(&plan.opts.paths)?.iter().map(|p| p.display().to_string()).collect();
     plan.opts.parent = repo.snapshots()?.into_iter().rev().find(|(_, s)| {
         let mut sp = s.paths.clone();
         sp.sort();

@@ -19,7 +19,7 @@ fn kdf() -> KdfParams {
 
 pub fn init(ctx: &Ctx) -> Result<u8> {
     let path = ctx.repo_path()?;
-    let pw = ctx.password()?;
+    let pw = ctx.password_for_init()?;
     let repo = Repository::init(&path, &pw, kdf(), comment())?;
     if let Ok(mut cat) = ctx.catalog() {
         let _ = cat.touch_repository(&repo.id().to_hex(), &path.display().to_string(), bakfs_core::timefmt::now_ns());

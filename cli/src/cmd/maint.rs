@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
 use bakfs_core::backup::{blobs_of_tree, packs_of};
-use bakfs_core::catalog::{PackRecord, SnapshotRecord};
+use bakfs_core::catalog::PackRecord;
 use bakfs_core::forget::{self, Candidate, KeepPolicy};
 use bakfs_core::{check as chk, lock, prune as prn, timefmt};
 
@@ -55,7 +55,61 @@ pub fn check(ctx: &Ctx, read_data: bool, subset: Option<String>) -> Result<u8> {
     Ok(if rep.ok() { exit::OK } else { exit::DAMAGED })
 }
 
+/// Removes the snapshots named by id prefix, without decrypting them (so damaged ones too).
+fn forget_ids(ctx: &Ctx, a: &ForgetArgs) -> Result<u8> {
+    let path = ctx.repo_path()?;
+    let repo = ctx.open_repo()?;
+    let _lock = lock::acquire(repo.backend(), false, "forget")?;
+    let names = repo.backend().list(bakfs_core::backend::FileKind::Snapshot)?;
+    let mut removed = vec![];
+    for want in &a.ids {
+        let w = want.to_ascii_lowercase();
+        let m: Vec<&String> = names.iter().filter(|n| n.starts_with(&w)).collect();
+        if w.len() < 4 || m.len() != 1 {
+            bail!("{want:?} matches {} snapshots in {} (give at least 4 hex digits of one id)", m.len(), path.display());
+        }
+        removed.push(m[0].clone());
+    }
+    if !a.dry_run {
+        let mut cat = ctx.catalog().ok();
+        for id in &removed {
+            repo.remove_snapshot(&bakfs_core::id::SnapshotId::from_hex(id)?)?;
+            if let Some(c) = cat.as_mut() {
+                let _ = c.remove_snapshot(&repo.id().to_hex(), id);
+            }
+        }
+    }
+    if ctx.global.json {
+        ctx.print_json(&serde_json::json!({"dry_run": a.dry_run, "removed": removed}))?;
+    } else {
+        println!("{} snapshots {}", removed.len(), if a.dry_run { "would be removed" } else { "removed" });
+    }
+    drop(_lock);
+    if a.prune && !a.dry_run {
+        return prune_repo(ctx, &repo, false);
+    }
+    Ok(0)
+}
+
+pub fn repair_index(ctx: &Ctx) -> Result<u8> {
+    let repo = ctx.open_repo()?;
+    let _lock = lock::acquire(repo.backend(), true, "repair index")?;
+    let (n, bad) = repo.rebuild_index()?;
+    for (p, why) in &bad {
+        eprintln!("pack {p} left out: {why}");
+    }
+    if ctx.global.json {
+        ctx.print_json(&serde_json::json!({"packs": n, "unreadable": bad.iter().map(|(p, w)| serde_json::json!({"pack": p.to_hex(), "error": w})).collect::<Vec<_>>()}))?;
+    } else {
+        println!("index rebuilt from {n} packs{}", if bad.is_empty() { String::new() } else { format!(", {} unreadable packs left out", bad.len()) });
+    }
+    Ok(if bad.is_empty() { exit::OK } else { exit::DAMAGED })
+}
+
 pub fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
+    if !a.ids.is_empty() {
+        return forget_ids(ctx, &a);
+    }
     let mut policy = KeepPolicy {
         last: a.keep_last,
         hourly: a.keep_hourly,
@@ -132,6 +186,17 @@ fn prune_repo(ctx: &Ctx, repo: &bakfs_core::repo::Repository, dry_run: bool) -> 
     // Reload under the lock: a backup may have finished since the repository was opened.
     repo.load_index()?;
     let rep = prn::prune(repo, dry_run)?;
+    if !dry_run {
+        // Packs were deleted or rewritten: the catalog's pack lists must follow.
+        match ctx.catalog() {
+            Ok(mut cat) => {
+                if let Err(e) = rebuild_catalog(ctx, repo, &mut cat) {
+                    tracing::warn!("catalog not updated after prune: {e:#}; run `bakfs catalog rebuild`");
+                }
+            }
+            Err(e) => tracing::warn!("catalog unavailable: {e:#}"),
+        }
+    }
     if ctx.global.json {
         ctx.print_json(&serde_json::json!({"dry_run": dry_run, "report": rep}))?;
     } else {
@@ -163,38 +228,31 @@ pub fn unlock(ctx: &Ctx, all: bool) -> Result<u8> {
     Ok(0)
 }
 
+/// Replaces the catalog's record of this repository by what the repository holds.
+fn rebuild_catalog(ctx: &Ctx, repo: &bakfs_core::repo::Repository, cat: &mut bakfs_core::catalog::Catalog) -> Result<usize> {
+    let repo_id = repo.id().to_hex();
+    let mut items = vec![];
+    for (id, s) in repo.snapshots()? {
+        let blobs = blobs_of_tree(repo, &s.tree)?;
+        let packs: Vec<PackRecord> = packs_of(repo, blobs).into_iter().map(|(p, sz)| PackRecord { id: p.to_hex(), size: sz }).collect();
+        items.push((crate::context::snapshot_record(&repo_id, &id, &s), packs));
+    }
+    cat.touch_repository(&repo_id, &ctx.repo_path()?.display().to_string(), timefmt::now_ns())?;
+    cat.replace_repository_contents(&repo_id, &items)?;
+    Ok(items.len())
+}
+
 pub fn catalog(ctx: &Ctx, c: CatalogCmd) -> Result<u8> {
     let repo = ctx.open_repo()?;
     let repo_id = repo.id().to_hex();
     let mut cat = ctx.catalog()?;
     match c {
         CatalogCmd::Rebuild => {
-            let mut items = vec![];
-            for (id, s) in repo.snapshots()? {
-                let blobs = blobs_of_tree(&repo, &s.tree)?;
-                let packs: Vec<PackRecord> = packs_of(&repo, blobs).into_iter().map(|(p, sz)| PackRecord { id: p.to_hex(), size: sz }).collect();
-                let rec = SnapshotRecord {
-                    repo_id: repo_id.clone(),
-                    id: id.to_hex(),
-                    time: timefmt::format_rfc3339(s.time_ns),
-                    time_ns: s.time_ns,
-                    host: s.host.clone(),
-                    paths: s.paths.clone(),
-                    tags: s.tags.clone(),
-                    tree: s.tree.to_hex(),
-                    parent: s.parent.map(|p| p.to_hex()),
-                    job: s.job.clone(),
-                    files: s.summary.files,
-                    bytes: s.summary.bytes,
-                };
-                items.push((rec, packs));
-            }
-            cat.touch_repository(&repo_id, &ctx.repo_path()?.display().to_string(), timefmt::now_ns())?;
-            cat.replace_repository_contents(&repo_id, &items)?;
+            let n = rebuild_catalog(ctx, &repo, &mut cat)?;
             if ctx.global.json {
-                ctx.print_json(&serde_json::json!({"repository": repo_id, "snapshots": items.len()}))?;
+                ctx.print_json(&serde_json::json!({"repository": repo_id, "snapshots": n}))?;
             } else {
-                println!("catalog rebuilt: {} snapshots of repository {}", items.len(), repo.id().short());
+                println!("catalog rebuilt: {n} snapshots of repository {}", repo.id().short());
             }
         }
         CatalogCmd::Runs { limit } => {

@@ -32,6 +32,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Cmd::Prune { dry_run } => maint::prune(&ctx, dry_run),
         Cmd::Unlock { remove_all } => maint::unlock(&ctx, remove_all),
         Cmd::Catalog(c) => maint::catalog(&ctx, c),
+        Cmd::Repair(crate::args::RepairCmd::Index) => maint::repair_index(&ctx),
         Cmd::Completions { .. } => Ok(0),
     }
 }
