@@ -99,6 +99,19 @@ impl Ctx {
         Ok(Repository::open(&path, &pw)?)
     }
 
+    /// A shared lock for a command that only reads, so that prune cannot delete data under it.
+    /// A repository that cannot be written (a read-only medium) is read without a lock.
+    pub fn reader_lock(&self, repo: &Repository, purpose: &str) -> Result<Option<bakfs_core::lock::LockGuard>> {
+        match bakfs_core::lock::acquire(repo.backend(), false, purpose) {
+            Ok(g) => Ok(Some(g)),
+            Err(e @ bakfs_core::Error::Locked(_)) => Err(e.into()),
+            Err(e) => {
+                tracing::info!("reading without a lock: {e}");
+                Ok(None)
+            }
+        }
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         if let Some(d) = self.global.state_dir.clone().or_else(|| self.config.state_dir.clone()) {
             return d;

@@ -64,7 +64,9 @@ pub fn used_blobs(repo: &Repository) -> Result<HashSet<BlobId>> {
 /// # Errors
 /// Unreadable snapshots or trees (then nothing is deleted), I/O errors.
 pub fn prune(repo: &Repository, dry_run: bool) -> Result<PruneReport> {
-    let used = used_blobs(repo)?;
+    // Damaged index files and manifests are named first: with a damaged index, reading the
+    // trees fails with a bare "not in the index" that hides the cause and the remedy.
+    let used = used_blobs(repo);
     let damaged = repo.damaged();
     if let Some((what, why)) = damaged.first() {
         return Err(Error::damaged(
@@ -72,6 +74,7 @@ pub fn prune(repo: &Repository, dry_run: bool) -> Result<PruneReport> {
             format!("{why}; prune could delete data only it refers to, so it stops: run `bakfs repair index` for a damaged index, `bakfs forget ID` for a damaged snapshot"),
         ));
     }
+    let used = used?;
     let index = repo.index_snapshot();
     let sizes = repo.indexed_packs();
     for b in &used {

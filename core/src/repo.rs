@@ -423,10 +423,15 @@ impl Repository {
         }
     }
 
-    /// Fails if the writer thread failed (a full disk, say).
+    /// Fails if the writer thread failed (a full disk, say): the first caller gets the error,
+    /// every later one a reminder of it, so no later write or flush can look successful.
     fn check_writer(&self) -> Result<()> {
-        match self.written.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            Some(e) => Err(e),
+        let mut err = self.written.error.lock().unwrap_or_else(|p| p.into_inner());
+        match err.take() {
+            Some(e) => {
+                *err = Some(Error::Invalid(format!("an earlier pack write failed: {e}")));
+                Err(e)
+            }
             None => Ok(()),
         }
     }

@@ -148,6 +148,9 @@ pub fn restore(repo: &Repository, root: &BlobId, subpath: Option<&str>, target: 
                 restore_children(&ctx, &tree, target, s, ctx.filters.include.is_none());
                 apply_meta(&ctx, target, &n);
             }
+            Some(n) if !is_safe_name(&n.name) => {
+                return Err(Error::Invalid(format!("refusing entry name {:?}", String::from_utf8_lossy(&n.name))));
+            }
             Some(n) => {
                 restore_node(&ctx, &n, target, s.rsplit_once('/').map(|x| x.0).unwrap_or(""), ctx.filters.include.is_none());
             }

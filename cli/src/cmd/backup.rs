@@ -63,6 +63,8 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
 
     let repo = ctx.open_repo()?;
     let _lock = bakfs_core::lock::acquire(repo.backend(), false, "backup")?;
+    // A prune may have finished between opening and locking: dedup only against what is there now.
+    repo.load_index()?;
     let mut catalog = match ctx.catalog() {
         Ok(c) => Some(c),
         Err(e) => {

@@ -25,6 +25,7 @@ pub fn check(ctx: &Ctx, read_data: bool, subset: Option<String>) -> Result<u8> {
         (false, None) => None,
     };
     let repo = ctx.open_repo()?;
+    let _lock = ctx.reader_lock(&repo, "check")?;
     let rep = chk::check(&repo, frac)?;
     if ctx.global.json {
         ctx.print_json(&serde_json::json!({"ok": rep.ok(), "report": rep}))?;

@@ -21,6 +21,7 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
         None => (a.snapshot.clone(), None),
     };
     let repo = ctx.open_repo()?;
+    let _lock = ctx.reader_lock(&repo, "restore")?;
     let (id, snap) = repo.find_snapshot(&spec)?;
     let progress = Arc::new(RestoreProgress::default());
     let p = progress.clone();
@@ -75,6 +76,7 @@ impl Read for ChunkReader<'_> {
 
 pub fn dump(ctx: &Ctx, spec: &str, path: &str) -> Result<u8> {
     let repo = ctx.open_repo()?;
+    let _lock = ctx.reader_lock(&repo, "dump")?;
     let (_, snap) = repo.find_snapshot(spec)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
