@@ -66,18 +66,19 @@ const INDEX_AD: &[u8] = b"bakfs index v1";
 const SNAPSHOT_AD: &[u8] = b"bakfs snapshot v1";
 
 thread_local! {
-    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { std::cell::RefCell::new(None) };
+    /// One compression context per level in use (the sample test uses level 1).
+    static COMPRESSORS: std::cell::RefCell<Vec<(i32, zstd::bulk::Compressor<'static>)>> = const { std::cell::RefCell::new(Vec::new()) };
     static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
 }
 
 /// zstd-compresses with a context reused by this thread.
 fn compress(plain: &[u8], level: i32) -> Option<Vec<u8>> {
-    COMPRESSOR.with(|c| {
+    COMPRESSORS.with(|c| {
         let mut c = c.borrow_mut();
-        if c.as_ref().map(|(l, _)| *l) != Some(level) {
-            *c = Some((level, zstd::bulk::Compressor::new(level).ok()?));
+        if !c.iter().any(|(l, _)| *l == level) {
+            c.push((level, zstd::bulk::Compressor::new(level).ok()?));
         }
-        c.as_mut()?.1.compress(plain).ok()
+        c.iter_mut().find(|(l, _)| *l == level)?.1.compress(plain).ok()
     })
 }
 
@@ -95,11 +96,23 @@ fn decompress(data: &[u8], cap: usize) -> std::io::Result<Vec<u8>> {
     })
 }
 
+/// Whether a large blob is not worth compressing (already compressed data, media): decided by
+/// compressing a 32 KiB sample from its middle at level 1, which costs ~3% of compressing it all.
+fn looks_incompressible(plain: &[u8]) -> bool {
+    const SAMPLE: usize = 32 * 1024;
+    if plain.len() < 4 * SAMPLE {
+        return false;
+    }
+    let mid = plain.len() / 2 - SAMPLE / 2;
+    let sample = &plain[mid..mid + SAMPLE];
+    compress(sample, 1).is_some_and(|c| c.len() * 100 > sample.len() * 97)
+}
+
 /// Seals one blob: compress if it helps, encrypt binding id and kind.
 /// Returns the sealed bytes and whether they are compressed.
 pub fn seal_blob(keys: &Keys, id: &BlobId, kind: BlobKind, plain: &[u8], level: i32) -> (Vec<u8>, bool) {
     let ad = crypto::blob_ad(id, kind.ad_byte());
-    if plain.len() >= 64 {
+    if plain.len() >= 64 && !looks_incompressible(plain) {
         if let Some(c) = compress(plain, level) {
             if c.len() + 16 < plain.len() {
                 return (keys.seal(&c, &ad), true);
