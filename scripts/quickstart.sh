@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on an embedded default, for a fresh Debian 12 machine, as root:
 # installs what bakfs needs, builds and installs it, creates a default configuration, key and
-# repository, backs up /etc and lists the snapshot. Safe to run again: it keeps what exists.
+# repository, backs up /etc, lists the snapshot and mounts every snapshot on /mnt/snapshots. Safe to run again: it keeps what exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $(id -u) -eq 0 ]] || { echo "run as root (it installs to /usr/local/bin and writes /etc/bakfs)" >&2; exit 1; }
@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 source scripts/deps.sh
 cargo build --release --locked --bins
 install -m 0755 target/release/bakfs /usr/local/bin/bakfs
+# mount(8) helper: `mount -t fuse.bakfs` and fstab lines
+ln -sfn /usr/local/bin/bakfs /sbin/mount.fuse.bakfs
 install -d -m 0700 /etc/bakfs /var/lib/bakfs
 if [[ ! -s /etc/bakfs/password ]]; then
     (umask 077; head -c 32 /dev/urandom | base64 > /etc/bakfs/password)
@@ -23,3 +25,11 @@ if [[ ! -f /var/lib/bakfs/repo/config ]]; then
 fi
 bakfs backup --all-jobs
 bakfs snapshots
+# Every snapshot as a read-only tree. A live mount shows new snapshots by itself.
+install -d /mnt/snapshots
+if ! findmnt -n -t fuse.bakfs /mnt/snapshots >/dev/null; then
+    bakfs mount /mnt/snapshots
+fi
+echo "ls /mnt/snapshots/latest/etc:"
+ls /mnt/snapshots/latest/etc | head -n 5
+echo "(bakfs umount /mnt/snapshots to unmount)"

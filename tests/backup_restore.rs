@@ -5,44 +5,7 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use bakfs_e2e::{have_root, rsync_diff, sh, write_random, Env};
-
-/// A source tree with every kind of entry and metadata bakfs must keep.
-fn rich_tree(e: &Env) -> std::path::PathBuf {
-    let src = e.path("src");
-    let s = src.display();
-    sh(&format!(
-        r#"
-        mkdir -p {s}/dir/sub {s}/emptydir {s}/keys
-        echo hello > {s}/a.txt
-        : > {s}/empty
-        head -c 5000000 /dev/urandom > {s}/dir/big
-        ln {s}/a.txt {s}/dir/sub/hardlink
-        ln -s ../a.txt {s}/dir/link
-        ln -s /nonexistent/target {s}/dangling
-        mkfifo {s}/fifo
-        mknod {s}/null c 1 3
-        mknod {s}/blk b 7 200
-        truncate -s 20M {s}/sparse
-        printf x | dd of={s}/sparse bs=1 seek=9000000 conv=notrunc status=none
-        chmod 4755 {s}/dir/big
-        chmod 1777 {s}/emptydir
-        chmod 2750 {s}/dir/sub
-        echo 'staker key' > {s}/keys/staker.key
-        chmod 600 {s}/keys/staker.key
-        chown 1234:5678 {s}/empty
-        setfattr -n user.note -v 'a note' {s}/a.txt
-        setfattr -n security.test -v sec {s}/a.txt
-        setfacl -m u:nobody:r {s}/a.txt
-        setfacl -d -m u:nobody:rx {s}/dir
-        touch -h -d '2001-02-03 04:05:06.123456789' {s}/dir/link
-        touch -d '1999-12-31 23:59:59.987654321' {s}/empty
-        n=$(printf 'bin\xff\xfename'); echo binary > "{s}/$n"
-        long=$(printf 'L%.0s' $(seq 255)); echo long > "{s}/$long"
-        "#
-    ));
-    src
-}
+use bakfs_e2e::{have_root, rich_tree, rsync_diff, sh, write_random, Env};
 
 #[test]
 fn round_trip_keeps_every_byte_and_attribute() {

@@ -86,6 +86,13 @@ pub enum Cmd {
         /// Path inside the snapshot.
         path: String,
     },
+    /// Mount the repository read-only: every snapshot as a directory tree.
+    Mount(MountArgs),
+    /// Unmount a `bakfs mount`.
+    Umount {
+        /// Where it is mounted.
+        mountpoint: PathBuf,
+    },
     /// Verify the repository.
     Check {
         /// Read and authenticate every byte of data.
@@ -120,6 +127,24 @@ pub enum Cmd {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// An empty directory to mount on.
+    pub mountpoint: PathBuf,
+    /// Let other users in (the kernel still checks each file's own permissions).
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Stay in the foreground until unmounted or signalled (for systemd, Type=notify).
+    #[arg(long, short = 'f')]
+    pub foreground: bool,
+    /// Threads answering file system requests.
+    #[arg(long, default_value_t = 4, hide = true)]
+    pub threads: usize,
+    /// Internal: the background process started by `bakfs mount`.
+    #[arg(long, hide = true)]
+    pub daemon_child: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -4,6 +4,7 @@ mod args;
 mod cmd;
 mod config;
 mod context;
+mod mount_helper;
 mod progress;
 
 use std::process::ExitCode;
@@ -22,8 +23,32 @@ pub mod exit {
     pub const DAMAGED: u8 = 13;
 }
 
+/// The exit code for an error (see [`exit`]).
+pub fn exit_code_of(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<bakfs_core::Error>().map(|c| c.kind()) {
+        Some(ErrorKind::NotFound) => exit::NO_REPO,
+        Some(ErrorKind::Locked) => exit::LOCKED,
+        Some(ErrorKind::WrongPassword) => exit::WRONG_PASSWORD,
+        Some(ErrorKind::Damaged) => exit::DAMAGED,
+        _ => exit::ERROR,
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Called by mount(8) as `mount.fuse.bakfs REPO DIR -o OPTIONS` (`mount -t fuse.bakfs`, fstab).
+    let helper = argv.first().and_then(|a| std::path::Path::new(a).file_name()).is_some_and(|n| n == "mount.fuse.bakfs");
+    let cli = if helper {
+        match mount_helper::translate(&argv[1..]) {
+            Ok(a) => args::Cli::parse_from(a),
+            Err(e) => {
+                eprintln!("mount.fuse.bakfs: {e}");
+                return ExitCode::from(exit::ERROR);
+            }
+        }
+    } else {
+        args::Cli::parse_from(argv)
+    };
     let level = match cli.global.verbose {
         0 => "warn",
         1 => "info",
@@ -35,13 +60,7 @@ fn main() -> ExitCode {
     match cmd::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let code = match e.downcast_ref::<bakfs_core::Error>().map(|c| c.kind()) {
-                Some(ErrorKind::NotFound) => exit::NO_REPO,
-                Some(ErrorKind::Locked) => exit::LOCKED,
-                Some(ErrorKind::WrongPassword) => exit::WRONG_PASSWORD,
-                Some(ErrorKind::Damaged) => exit::DAMAGED,
-                _ => exit::ERROR,
-            };
+            let code = exit_code_of(&e);
             eprintln!("bakfs: {e:#}");
             ExitCode::from(code)
         }

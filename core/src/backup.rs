@@ -224,8 +224,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> R
         let m = fs::symlink_metadata("/").map_err(|e| Error::io("/", e))?;
         let node = dir_node(&ctx, Path::new("/"), OsStr::new("/"), &m, parent_root.as_ref(), m.dev(), None)
             .map_err(|e| ctx.fatal.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or(e))?;
-        let id = node.subtree.ok_or_else(|| Error::Invalid("root is not a directory".into()))?;
-        id
+        node.subtree.ok_or_else(|| Error::Invalid("root is not a directory".into()))?
     } else {
         match save_trie(&ctx, &trie, Path::new("/"), parent_root.as_ref()) {
             Ok(id) => id,

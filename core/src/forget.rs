@@ -85,7 +85,7 @@ impl KeepPolicy {
         [self.last, self.hourly, self.daily, self.weekly, self.monthly, self.yearly]
             .iter()
             .all(|n| n.unwrap_or(0) == 0)
-            && self.within.map_or(true, |d| d.is_zero())
+            && self.within.is_none_or(|d| d.is_zero())
     }
 }
 

@@ -24,5 +24,6 @@ pub mod prune;
 pub mod repo;
 pub mod restore;
 pub mod timefmt;
+pub mod vfs;
 
 pub use error::{Error, ErrorKind, Result};

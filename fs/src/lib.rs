@@ -1,4 +1,248 @@
-//! bakfs-fs: the FUSE filesystem over bakfs-core's snapshot view.
+//! bakfs-fs: the FUSE filesystem over bakfs-core's snapshot view ([`bakfs_core::vfs`]).
 //!
-//! Not built yet: `bakfs mount` is its own issue. This crate exists so that the workspace has the
-//! layout of the design and the dependency direction (fs depends on core) is fixed from the start.
+//! [`BakFs`] answers kernel requests from a [`Vfs`]; [`mount`] mounts it read-only as
+//! `fuse.bakfs` and [`unmount`] takes it down. Every request gets an answer: view errors become
+//! errno values (a damaged chunk is EIO, never wrong bytes), and nothing on a request path
+//! panics.
+
+mod mount;
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bakfs_core::format::NodeKind;
+use bakfs_core::vfs::{Attr, VfsError, Vfs};
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+};
+
+pub use mount::{is_mounted, mount, recover_stale, unmount, MountOptions, Mounted};
+
+/// How long the kernel may keep what never changes (entries inside snapshots).
+const STABLE_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How long it may keep the top level, which changes when snapshots come and go.
+const TOP_TTL: Duration = Duration::from_secs(1);
+
+/// The FUSE filesystem.
+pub struct BakFs {
+    vfs: Arc<Vfs>,
+}
+
+impl BakFs {
+    /// A filesystem answering from `vfs`.
+    pub fn new(vfs: Arc<Vfs>) -> Self {
+        BakFs { vfs }
+    }
+}
+
+fn errno(e: VfsError) -> Errno {
+    match e {
+        VfsError::NotFound => Errno::ENOENT,
+        VfsError::Io => Errno::EIO,
+        VfsError::NotDir => Errno::ENOTDIR,
+        VfsError::NotLink => Errno::EINVAL,
+        VfsError::NoData => Errno::ENODATA,
+        VfsError::BadHandle => Errno::EBADF,
+    }
+}
+
+fn file_type(k: NodeKind) -> FileType {
+    match k {
+        NodeKind::File => FileType::RegularFile,
+        NodeKind::Dir => FileType::Directory,
+        NodeKind::Symlink => FileType::Symlink,
+        NodeKind::Fifo => FileType::NamedPipe,
+        NodeKind::CharDev => FileType::CharDevice,
+        NodeKind::BlockDev => FileType::BlockDevice,
+        NodeKind::Socket => FileType::Socket,
+    }
+}
+
+fn time(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH.checked_sub(Duration::from_nanos(ns.unsigned_abs())).unwrap_or(UNIX_EPOCH)
+    }
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    let t = time(a.mtime_ns);
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.size.div_ceil(512),
+        atime: t,
+        mtime: t,
+        ctime: time(a.ctime_ns),
+        crtime: t,
+        kind: file_type(a.kind),
+        perm: (a.perm & 0o7777) as u16,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+fn ttl(a: &Attr) -> Duration {
+    if a.stable {
+        STABLE_TTL
+    } else {
+        TOP_TTL
+    }
+}
+
+impl Filesystem for BakFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Readdirplus saves a lookup per entry on `ls -l`; parallel lookups in one directory;
+        // POSIX ACLs stored in snapshots are enforced by the kernel (with default_permissions).
+        let wanted = InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO | InitFlags::FUSE_PARALLEL_DIROPS | InitFlags::FUSE_POSIX_ACL;
+        let have = config.capabilities();
+        let _ = config.add_capabilities(wanted & have);
+        let _ = config.set_max_readahead(1 << 20);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.vfs.lookup(parent.0, name.as_bytes()) {
+            Ok(a) => reply.entry(&ttl(&a), &file_attr(&a), Generation(0)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.vfs.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.vfs.getattr(ino.0) {
+            Ok(a) => reply.attr(&ttl(&a), &file_attr(&a)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.vfs.readlink(ino.0) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
+            reply.error(Errno::EROFS);
+            return;
+        }
+        match self.vfs.open(ino.0) {
+            // Snapshot content never changes: keep the page cache across opens.
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn read(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, size: u32, _flags: OpenFlags, _lock: Option<LockOwner>, reply: ReplyData) {
+        match self.vfs.read(fh.0, offset, size) {
+            Ok(d) => reply.data(&d),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn release(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, _lock: Option<LockOwner>, _flush: bool, reply: ReplyEmpty) {
+        self.vfs.release(fh.0);
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.vfs.getattr(ino.0) {
+            Ok(a) if a.kind == NodeKind::Dir => reply.opened(FileHandle(0), if a.stable { FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR } else { FopenFlags::empty() }),
+            Ok(_) => reply.error(Errno::ENOTDIR),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        match self.vfs.readdir(ino.0, offset, 512) {
+            Ok(items) => {
+                for it in items {
+                    if reply.add(INodeNo(it.ino), it.next, file_type(it.kind), OsStr::from_bytes(&it.name)) {
+                        break;
+                    }
+                }
+                reply.ok();
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let items = match self.vfs.readdir(ino.0, offset, 256) {
+            Ok(items) => items,
+            Err(e) => {
+                reply.error(errno(e));
+                return;
+            }
+        };
+        for it in items {
+            if it.name == b"." || it.name == b".." {
+                // The kernel takes no reference for these; attributes only.
+                let Ok(a) = self.vfs.getattr(it.ino) else { continue };
+                if reply.add(INodeNo(it.ino), it.next, OsStr::from_bytes(&it.name), &ttl(&a), &file_attr(&a), Generation(0)) {
+                    break;
+                }
+                continue;
+            }
+            // Each entry returned counts as a lookup; one that does not fit is forgotten again.
+            let Ok(a) = self.vfs.lookup(ino.0, &it.name) else { continue };
+            if reply.add(INodeNo(a.ino), it.next, OsStr::from_bytes(&it.name), &ttl(&a), &file_attr(&a), Generation(0)) {
+                self.vfs.forget(a.ino, 1);
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let (bytes, snapshots) = self.vfs.usage();
+        reply.statfs(bytes.div_ceil(4096), 0, 0, snapshots, 0, 4096, 255, 4096);
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.vfs.getxattr(ino.0, name.as_bytes()) {
+            Ok(v) => xattr_reply(&v, size, reply),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.vfs.listxattr(ino.0) {
+            Ok(v) => xattr_reply(&v, size, reply),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        // Permissions are the kernel's (default_permissions); only writing is refused here.
+        if mask.contains(fuser::AccessFlags::W_OK) {
+            reply.error(Errno::EROFS);
+        } else {
+            reply.ok();
+        }
+    }
+}
+
+fn xattr_reply(v: &[u8], size: u32, reply: ReplyXattr) {
+    let len = u32::try_from(v.len()).unwrap_or(u32::MAX);
+    if size == 0 {
+        reply.size(len);
+    } else if len <= size {
+        reply.data(v);
+    } else {
+        reply.error(Errno::ERANGE);
+    }
+}

@@ -4,6 +4,7 @@ mod backup;
 mod browse;
 mod keys;
 mod maint;
+mod mount;
 mod restore;
 
 use anyhow::Result;
@@ -27,6 +28,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Cmd::Diff { a, b } => browse::diff(&ctx, &a, &b),
         Cmd::Restore(a) => restore::restore(&ctx, a),
         Cmd::Dump { snapshot, path } => restore::dump(&ctx, &snapshot, &path),
+        Cmd::Mount(a) => mount::mount(&ctx, a),
+        Cmd::Umount { mountpoint } => mount::umount(&ctx, &mountpoint),
         Cmd::Check { read_data, read_data_subset } => maint::check(&ctx, read_data, read_data_subset),
         Cmd::Forget(a) => maint::forget(&ctx, a),
         Cmd::Prune { dry_run } => maint::prune(&ctx, dry_run),

@@ -1,0 +1,661 @@
+//! The snapshot view behind `bakfs mount`: every snapshot of a repository as one read-only tree,
+//! with stable inode numbers, answered from tree objects and chunks on demand. It knows nothing
+//! of FUSE; `bakfs-fs` maps its calls and errors onto the kernel protocol.
+//!
+//! Inode numbers are derived from what an entry is (a snapshot id and the names on the way down,
+//! or for hard-linked files the source device and inode), so they are the same on every mount
+//! and hard links share one. The kernel's lookup counts are kept, so forgotten entries are
+//! dropped and memory follows what the kernel caches.
+
+mod cache;
+pub mod top;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::backend::FileKind;
+use crate::format::{self, is_safe_name, Node, NodeKind, Snapshot, Tree};
+use crate::id::{BlobId, SnapshotId};
+use crate::repo::{BlobLocation, Repository};
+use cache::LruCache;
+pub use top::{MetaDir, Top, TopChild};
+
+/// The root's inode number.
+pub const ROOT_INO: u64 = 1;
+
+/// Why a request failed; `bakfs-fs` turns these into errno values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VfsError {
+    /// No such entry (ENOENT).
+    NotFound,
+    /// Data could not be read or failed authentication (EIO); already logged.
+    Io,
+    /// Not a directory (ENOTDIR).
+    NotDir,
+    /// Not a symlink (EINVAL).
+    NotLink,
+    /// No such extended attribute (ENODATA).
+    NoData,
+    /// Unknown file handle (EBADF).
+    BadHandle,
+}
+
+/// Result of a view request.
+pub type VResult<T> = std::result::Result<T, VfsError>;
+
+/// Attributes of one entry.
+#[derive(Debug, Clone)]
+pub struct Attr {
+    /// Inode number.
+    pub ino: u64,
+    /// Kind.
+    pub kind: NodeKind,
+    /// Permission bits, with setuid, setgid and sticky.
+    pub perm: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// Link count.
+    pub nlink: u32,
+    /// Modification time, Unix ns.
+    pub mtime_ns: i64,
+    /// Status change time, Unix ns.
+    pub ctime_ns: i64,
+    /// Device number (Linux `new_encode_dev` form) of device nodes.
+    pub rdev: u32,
+    /// Inside a snapshot: never changes, so the kernel may cache it for long.
+    pub stable: bool,
+}
+
+/// One directory entry as `readdir` lists it.
+#[derive(Debug, Clone)]
+pub struct DirItem {
+    /// Inode number.
+    pub ino: u64,
+    /// Kind.
+    pub kind: NodeKind,
+    /// Name.
+    pub name: Vec<u8>,
+    /// The offset to pass to continue after this entry.
+    pub next: u64,
+}
+
+/// Tuning of a [`Vfs`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Bytes of decrypted chunks kept.
+    pub blob_cache_bytes: usize,
+    /// Bytes (estimated) of decoded directories kept.
+    pub tree_cache_bytes: usize,
+    /// How often the snapshot list is looked at again, at most.
+    pub refresh_interval: Duration,
+    /// Owner of the synthetic directories (the mounting user).
+    pub uid: u32,
+    /// Group of the synthetic directories.
+    pub gid: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { blob_cache_bytes: 64 << 20, tree_cache_bytes: 32 << 20, refresh_interval: Duration::from_secs(1), uid: 0, gid: 0 }
+    }
+}
+
+enum What {
+    Meta(MetaDir),
+    TopLink { dir: MetaDir, name: Vec<u8> },
+    SnapRoot { snap: SnapshotId, tree: BlobId, time_ns: i64 },
+    Node { snap: SnapshotId, node: Box<Node> },
+}
+
+struct Inode {
+    what: Arc<What>,
+    key: [u8; 32],
+    parent: u64,
+    name: Vec<u8>,
+    lookups: u64,
+}
+
+struct Chunk {
+    start: u64,
+    len: u64,
+    id: BlobId,
+    loc: BlobLocation,
+}
+
+struct OpenFile {
+    ino: u64,
+    size: u64,
+    chunks: Vec<Chunk>,
+    /// Where the chunk table stops being known (a chunk missing from the index).
+    known_end: u64,
+}
+
+/// The mounted view of one repository.
+pub struct Vfs {
+    repo: Repository,
+    opts: Options,
+    top: RwLock<Arc<Top>>,
+    manifests: Mutex<HashMap<String, Option<Snapshot>>>,
+    last_refresh: Mutex<Instant>,
+    inodes: Mutex<HashMap<u64, Inode>>,
+    trees: Mutex<LruCache<BlobId, Tree>>,
+    blobs: Mutex<LruCache<BlobId, Vec<u8>>>,
+    files: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    next_fh: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn key(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"bakfs vfs inode v1");
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    *h.finalize().as_bytes()
+}
+
+fn meta_key(d: &MetaDir) -> [u8; 32] {
+    match d {
+        MetaDir::Root => key(&[b"root"]),
+        MetaDir::Ids => key(&[b"ids"]),
+        MetaDir::Hosts => key(&[b"hosts"]),
+        MetaDir::Tags => key(&[b"tags"]),
+        MetaDir::Host(h) => key(&[b"host", h.as_bytes()]),
+        MetaDir::Tag(t) => key(&[b"tag", t.as_bytes()]),
+    }
+}
+
+fn node_key(snap: &SnapshotId, parent_key: &[u8; 32], n: &Node) -> [u8; 32] {
+    if n.kind == NodeKind::File && n.nlink > 1 && n.inode != 0 {
+        // Hard links: one inode per source (device, inode) in a snapshot.
+        key(&[b"hardlink", &snap.0, &n.dev.to_le_bytes(), &n.inode.to_le_bytes()])
+    } else {
+        key(&[b"node", parent_key, &n.name])
+    }
+}
+
+/// The inode number a key maps to (collisions are resolved when an entry is remembered).
+fn ino_of(k: &[u8; 32]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&k[..8]);
+    let v = u64::from_le_bytes(b) >> 1; // below 2^63: some tools treat inode numbers as signed
+    v.max(16)
+}
+
+/// Linux `new_encode_dev` of a glibc `dev_t`, as FUSE carries it.
+fn encode_dev(dev: u64) -> u32 {
+    let major = ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff);
+    let minor = ((dev >> 12) & 0xffff_ff00) | (dev & 0xff);
+    ((minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)) as u32
+}
+
+fn tree_bytes(t: &Tree) -> usize {
+    t.nodes.iter().map(|n| 160 + n.name.len() + 32 * n.content.len() + n.xattrs.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>()).sum::<usize>() + 64
+}
+
+impl Vfs {
+    /// A view of `repo`, reading its snapshot list now.
+    ///
+    /// # Errors
+    /// If the snapshot list cannot be read.
+    pub fn new(repo: Repository, opts: Options) -> crate::Result<Vfs> {
+        let snaps = repo.snapshots()?;
+        let manifests: HashMap<String, Option<Snapshot>> = snaps.iter().map(|(id, s)| (id.to_hex(), Some(s.clone()))).collect();
+        let top = Top::new(&snaps);
+        let mut inodes = HashMap::new();
+        inodes.insert(ROOT_INO, Inode { what: Arc::new(What::Meta(MetaDir::Root)), key: meta_key(&MetaDir::Root), parent: ROOT_INO, name: Vec::new(), lookups: u64::MAX / 2 });
+        Ok(Vfs {
+            trees: Mutex::new(LruCache::new(opts.tree_cache_bytes)),
+            blobs: Mutex::new(LruCache::new(opts.blob_cache_bytes)),
+            last_refresh: Mutex::new(Instant::now()),
+            repo,
+            opts,
+            top: RwLock::new(Arc::new(top)),
+            manifests: Mutex::new(manifests),
+            inodes: Mutex::new(inodes),
+            files: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+        })
+    }
+
+    /// The repository behind the view.
+    pub fn repo(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// Number of snapshots shown.
+    pub fn snapshot_count(&self) -> usize {
+        self.top().len()
+    }
+
+    fn top(&self) -> Arc<Top> {
+        self.top.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Looks at the repository's snapshot list again if it was last read more than the refresh
+    /// interval ago (or `force`), so that new snapshots appear and forgotten ones go.
+    pub fn refresh(&self, force: bool) {
+        {
+            let mut last = lock(&self.last_refresh);
+            if !force && last.elapsed() < self.opts.refresh_interval {
+                return;
+            }
+            *last = Instant::now();
+        }
+        let names = match self.repo.backend().list(FileKind::Snapshot) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!("cannot list snapshots: {e}");
+                return;
+            }
+        };
+        let mut m = lock(&self.manifests);
+        let present: HashSet<&String> = names.iter().collect();
+        let before = m.len();
+        m.retain(|k, _| present.contains(k));
+        let mut changed = before != m.len();
+        let mut added = false;
+        for n in &names {
+            if m.contains_key(n) || SnapshotId::from_hex(n).is_err() {
+                continue;
+            }
+            let s = match self.repo.backend().read(FileKind::Snapshot, n) {
+                Ok(raw) => match format::open_snapshot(self.repo.keys(), n, &raw) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        tracing::warn!("{e}: not shown");
+                        None
+                    }
+                },
+                // Removed between listing and reading, or not yet readable: try again later.
+                Err(e) => {
+                    tracing::debug!("snapshot {n}: {e}");
+                    continue;
+                }
+            };
+            added |= s.is_some();
+            changed = true;
+            m.insert(n.clone(), s);
+        }
+        if !changed {
+            return;
+        }
+        if added {
+            // A new snapshot's blobs are in index files written before its manifest.
+            if let Err(e) = self.repo.load_index() {
+                tracing::warn!("cannot reload the index: {e}");
+            }
+        }
+        let snaps: Vec<(SnapshotId, Snapshot)> = m.iter().filter_map(|(n, s)| Some((SnapshotId::from_hex(n).ok()?, s.clone()?))).collect();
+        drop(m);
+        let n = snaps.len();
+        *self.top.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Top::new(&snaps));
+        tracing::info!("snapshot list changed: {n} snapshots");
+    }
+
+    fn entry(&self, ino: u64) -> VResult<(Arc<What>, [u8; 32])> {
+        let t = lock(&self.inodes);
+        let e = t.get(&ino).ok_or(VfsError::NotFound)?;
+        Ok((e.what.clone(), e.key))
+    }
+
+    /// The path of `ino` below the mount, for log messages.
+    pub fn path_of(&self, ino: u64) -> String {
+        let t = lock(&self.inodes);
+        let mut parts = Vec::new();
+        let mut cur = ino;
+        while cur != ROOT_INO && parts.len() < 4096 {
+            let Some(e) = t.get(&cur) else {
+                parts.push("?".to_string());
+                break;
+            };
+            parts.push(String::from_utf8_lossy(&e.name).into_owned());
+            cur = e.parent;
+        }
+        parts.reverse();
+        format!("/{}", parts.join("/"))
+    }
+
+    fn remember(&self, parent: u64, name: &[u8], key: [u8; 32], what: What) -> u64 {
+        let mut t = lock(&self.inodes);
+        let mut ino = ino_of(&key);
+        loop {
+            match t.get_mut(&ino) {
+                Some(e) if e.key == key => {
+                    e.lookups += 1;
+                    return ino;
+                }
+                Some(_) => {
+                    tracing::debug!("inode number {ino} taken by another entry; probing");
+                    ino = ino.wrapping_add(1).max(16);
+                }
+                None => {
+                    t.insert(ino, Inode { what: Arc::new(what), key, parent, name: name.to_vec(), lookups: 1 });
+                    return ino;
+                }
+            }
+        }
+    }
+
+    /// The kernel dropped `n` references to `ino`.
+    pub fn forget(&self, ino: u64, n: u64) {
+        if ino == ROOT_INO {
+            return;
+        }
+        let mut t = lock(&self.inodes);
+        if let Some(e) = t.get_mut(&ino) {
+            e.lookups = e.lookups.saturating_sub(n);
+            if e.lookups == 0 {
+                t.remove(&ino);
+            }
+        }
+    }
+
+    /// Number of inodes the kernel holds references to.
+    pub fn inode_count(&self) -> usize {
+        lock(&self.inodes).len()
+    }
+
+    fn tree(&self, id: &BlobId, ino: u64) -> VResult<Arc<Tree>> {
+        if let Some(t) = lock(&self.trees).get(id) {
+            return Ok(t);
+        }
+        match self.repo.read_tree(id) {
+            Ok(t) => {
+                let size = tree_bytes(&t);
+                let t = Arc::new(t);
+                lock(&self.trees).put(*id, t.clone(), size);
+                Ok(t)
+            }
+            Err(e) => {
+                tracing::error!("{}: cannot read directory: {e}", self.path_of(ino));
+                Err(VfsError::Io)
+            }
+        }
+    }
+
+    fn dir_tree(&self, what: &What, ino: u64) -> VResult<Option<Arc<Tree>>> {
+        match what {
+            What::SnapRoot { tree, .. } => Ok(Some(self.tree(tree, ino)?)),
+            What::Node { node, .. } if node.kind == NodeKind::Dir => match &node.subtree {
+                Some(id) => Ok(Some(self.tree(id, ino)?)),
+                None => Ok(Some(Arc::new(Tree::default()))),
+            },
+            What::Meta(_) => Ok(None),
+            _ => Err(VfsError::NotDir),
+        }
+    }
+
+    fn attr_of(&self, ino: u64, what: &What) -> Attr {
+        let o = &self.opts;
+        let synthetic = |kind, size, time_ns| Attr { ino, kind, perm: if kind == NodeKind::Dir { 0o555 } else { 0o777 }, uid: o.uid, gid: o.gid, size, nlink: if kind == NodeKind::Dir { 2 } else { 1 }, mtime_ns: time_ns, ctime_ns: time_ns, rdev: 0, stable: false };
+        match what {
+            What::Meta(_) => synthetic(NodeKind::Dir, 0, self.top().newest_ns().unwrap_or(0)),
+            What::TopLink { dir, name } => {
+                let len = match self.top().child(dir, name) {
+                    Some(TopChild::Link(t)) => t.len() as u64,
+                    _ => 0,
+                };
+                synthetic(NodeKind::Symlink, len, self.top().newest_ns().unwrap_or(0))
+            }
+            What::SnapRoot { time_ns, .. } => Attr { stable: true, ..synthetic(NodeKind::Dir, 0, *time_ns) },
+            What::Node { node: n, .. } => Attr {
+                ino,
+                kind: n.kind,
+                perm: n.mode & 0o7777,
+                uid: n.uid,
+                gid: n.gid,
+                size: match n.kind {
+                    NodeKind::Symlink => n.target.as_ref().map_or(0, |t| t.len() as u64),
+                    _ => n.size,
+                },
+                nlink: u32::try_from(n.nlink.max(1)).unwrap_or(u32::MAX),
+                mtime_ns: n.mtime_ns,
+                ctime_ns: n.ctime_ns,
+                rdev: encode_dev(n.rdev),
+                stable: true,
+            },
+        }
+    }
+
+    /// Attributes of `ino`.
+    ///
+    /// # Errors
+    /// [`VfsError::NotFound`] for an inode the kernel no longer holds.
+    pub fn getattr(&self, ino: u64) -> VResult<Attr> {
+        let (what, _) = self.entry(ino)?;
+        if matches!(*what, What::Meta(_)) {
+            self.refresh(false);
+        }
+        Ok(self.attr_of(ino, &what))
+    }
+
+    /// Looks up `name` in directory `parent`, taking one kernel reference on the result.
+    ///
+    /// # Errors
+    /// [`VfsError::NotFound`], [`VfsError::NotDir`], or [`VfsError::Io`] if the directory
+    /// cannot be read.
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> VResult<Attr> {
+        if !is_safe_name(name) {
+            return Err(VfsError::NotFound);
+        }
+        let (pwhat, pkey) = self.entry(parent)?;
+        let (key, what) = match &*pwhat {
+            What::Meta(d) => {
+                self.refresh(false);
+                match self.top().child(d, name) {
+                    Some(TopChild::Dir(md)) => (meta_key(&md), What::Meta(md)),
+                    Some(TopChild::Snap(snap, tree, time_ns)) => (key(&[b"snap", &snap.0]), What::SnapRoot { snap, tree, time_ns }),
+                    Some(TopChild::Link(_)) => (key(&[b"link", &pkey, name]), What::TopLink { dir: d.clone(), name: name.to_vec() }),
+                    None => return Err(VfsError::NotFound),
+                }
+            }
+            other => {
+                let snap = match other {
+                    What::SnapRoot { snap, .. } | What::Node { snap, .. } => *snap,
+                    _ => return Err(VfsError::NotDir),
+                };
+                let tree = self.dir_tree(other, parent)?.ok_or(VfsError::NotDir)?;
+                let node = tree.get(name).ok_or(VfsError::NotFound)?;
+                (node_key(&snap, &pkey, node), What::Node { snap, node: Box::new(node.clone()) })
+            }
+        };
+        let ino = self.remember(parent, name, key, what);
+        let (what, _) = self.entry(ino)?;
+        Ok(self.attr_of(ino, &what))
+    }
+
+    /// The entries of directory `ino` from `offset` on (0 is the start; `.` and `..` first),
+    /// at most `max` of them.
+    ///
+    /// # Errors
+    /// [`VfsError::NotDir`], [`VfsError::NotFound`], [`VfsError::Io`].
+    pub fn readdir(&self, ino: u64, offset: u64, max: usize) -> VResult<Vec<DirItem>> {
+        let (what, key) = self.entry(ino)?;
+        let parent = lock(&self.inodes).get(&ino).map_or(ROOT_INO, |e| e.parent);
+        let mut out = Vec::new();
+        if offset == 0 {
+            out.push(DirItem { ino, kind: NodeKind::Dir, name: b".".to_vec(), next: 1 });
+        }
+        if offset <= 1 {
+            out.push(DirItem { ino: parent, kind: NodeKind::Dir, name: b"..".to_vec(), next: 2 });
+        }
+        let skip = offset.saturating_sub(2) as usize;
+        match &*what {
+            What::Meta(d) => {
+                self.refresh(false);
+                let children = self.top().children(d).ok_or(VfsError::NotFound)?;
+                for (i, (name, c)) in children.into_iter().enumerate().skip(skip).take(max) {
+                    let (ckey, kind) = match &c {
+                        TopChild::Dir(md) => (meta_key(md), NodeKind::Dir),
+                        TopChild::Snap(snap, ..) => (self::key(&[b"snap", &snap.0]), NodeKind::Dir),
+                        TopChild::Link(_) => (self::key(&[b"link", &key, &name]), NodeKind::Symlink),
+                    };
+                    out.push(DirItem { ino: ino_of(&ckey), kind, name, next: i as u64 + 3 });
+                }
+            }
+            other => {
+                let snap = match other {
+                    What::SnapRoot { snap, .. } | What::Node { snap, .. } => *snap,
+                    _ => return Err(VfsError::NotDir),
+                };
+                let tree = self.dir_tree(other, ino)?.ok_or(VfsError::NotDir)?;
+                for (i, n) in tree.nodes.iter().enumerate().skip(skip).take(max) {
+                    if !is_safe_name(&n.name) {
+                        tracing::warn!("{}: entry with an unsafe name {:?} not shown", self.path_of(ino), String::from_utf8_lossy(&n.name));
+                        continue;
+                    }
+                    out.push(DirItem { ino: ino_of(&node_key(&snap, &key, n)), kind: n.kind, name: n.name.clone(), next: i as u64 + 3 });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The target of symlink `ino`.
+    ///
+    /// # Errors
+    /// [`VfsError::NotLink`] if it is not one; [`VfsError::NotFound`] if it has gone.
+    pub fn readlink(&self, ino: u64) -> VResult<Vec<u8>> {
+        let (what, _) = self.entry(ino)?;
+        match &*what {
+            What::TopLink { dir, name } => match self.top().child(dir, name) {
+                Some(TopChild::Link(t)) => Ok(t),
+                _ => Err(VfsError::NotFound),
+            },
+            What::Node { node, .. } if node.kind == NodeKind::Symlink => Ok(node.target.clone().unwrap_or_default()),
+            _ => Err(VfsError::NotLink),
+        }
+    }
+
+    /// Opens regular file `ino` for reading; returns a handle for [`Vfs::read`].
+    ///
+    /// # Errors
+    /// [`VfsError::NotFound`]; [`VfsError::Io`] for anything but a regular file.
+    pub fn open(&self, ino: u64) -> VResult<u64> {
+        let (what, _) = self.entry(ino)?;
+        let What::Node { node, .. } = &*what else { return Err(VfsError::Io) };
+        if node.kind != NodeKind::File {
+            return Err(VfsError::Io);
+        }
+        let mut chunks = Vec::with_capacity(node.content.len());
+        let mut pos = 0u64;
+        let mut known_end = u64::MAX;
+        for id in &node.content {
+            let Some(loc) = self.repo.locate(id) else {
+                tracing::error!("{}: chunk {} is not in the index; reads from byte {pos} on fail", self.path_of(ino), id.short());
+                known_end = pos;
+                break;
+            };
+            let len = u64::from(loc.entry.raw_len);
+            chunks.push(Chunk { start: pos, len, id: *id, loc });
+            pos += len;
+        }
+        if known_end == u64::MAX && pos != node.size {
+            tracing::warn!("{}: chunks hold {pos} bytes, the entry says {}", self.path_of(ino), node.size);
+        }
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        lock(&self.files).insert(fh, Arc::new(OpenFile { ino, size: node.size, chunks, known_end: known_end.min(pos) }));
+        Ok(fh)
+    }
+
+    /// Closes a handle.
+    pub fn release(&self, fh: u64) {
+        lock(&self.files).remove(&fh);
+    }
+
+    fn chunk_data(&self, f: &OpenFile, c: &Chunk) -> VResult<Arc<Vec<u8>>> {
+        if let Some(d) = lock(&self.blobs).get(&c.id) {
+            return Ok(d);
+        }
+        match self.repo.read_blob_at(&c.loc) {
+            Ok(d) if d.len() as u64 == c.len => {
+                let d = Arc::new(d);
+                lock(&self.blobs).put(c.id, d.clone(), c.len as usize);
+                Ok(d)
+            }
+            Ok(d) => {
+                tracing::error!("{}: chunk {} in pack {} has {} bytes, the index says {}", self.path_of(f.ino), c.id.short(), c.loc.pack.short(), d.len(), c.len);
+                Err(VfsError::Io)
+            }
+            Err(e) => {
+                tracing::error!("{}: bytes {}..{} unreadable: {e}", self.path_of(f.ino), c.start, c.start + c.len);
+                Err(VfsError::Io)
+            }
+        }
+    }
+
+    /// Reads up to `size` bytes at `offset` of an open file. Short only at the end of the file.
+    ///
+    /// # Errors
+    /// [`VfsError::BadHandle`]; [`VfsError::Io`] if a chunk in the range is missing or damaged
+    /// (never wrong bytes).
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> VResult<Vec<u8>> {
+        let f = lock(&self.files).get(&fh).cloned().ok_or(VfsError::BadHandle)?;
+        if offset >= f.size {
+            return Ok(Vec::new());
+        }
+        let end = f.size.min(offset.saturating_add(u64::from(size)));
+        if end > f.known_end {
+            tracing::error!("{}: bytes {}..{end} unreadable: a chunk is missing", self.path_of(f.ino), offset.max(f.known_end));
+            return Err(VfsError::Io);
+        }
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        let mut pos = offset;
+        let mut i = f.chunks.partition_point(|c| c.start + c.len <= pos);
+        while pos < end {
+            let Some(c) = f.chunks.get(i) else {
+                tracing::error!("{}: the chunks end at byte {pos}, before the file's size {}", self.path_of(f.ino), f.size);
+                return Err(VfsError::Io);
+            };
+            let data = self.chunk_data(&f, c)?;
+            let from = (pos - c.start) as usize;
+            let to = ((end - c.start).min(c.len)) as usize;
+            out.extend_from_slice(&data[from..to]);
+            pos = c.start + to as u64;
+            i += 1;
+        }
+        Ok(out)
+    }
+
+    /// The value of extended attribute `name` of `ino`.
+    ///
+    /// # Errors
+    /// [`VfsError::NoData`] if it has none of that name.
+    pub fn getxattr(&self, ino: u64, name: &[u8]) -> VResult<Vec<u8>> {
+        match &*self.entry(ino)?.0 {
+            What::Node { node, .. } => node.xattrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).ok_or(VfsError::NoData),
+            _ => Err(VfsError::NoData),
+        }
+    }
+
+    /// The names of `ino`'s extended attributes, each followed by a NUL byte.
+    ///
+    /// # Errors
+    /// [`VfsError::NotFound`] for an unknown inode.
+    pub fn listxattr(&self, ino: u64) -> VResult<Vec<u8>> {
+        let mut out = Vec::new();
+        if let What::Node { node, .. } = &*self.entry(ino)?.0 {
+            for (k, _) in &node.xattrs {
+                out.extend_from_slice(k);
+                out.push(0);
+            }
+        }
+        Ok(out)
+    }
+
+    /// (Bytes of packs in the repository, number of snapshots), for `statfs`.
+    pub fn usage(&self) -> (u64, u64) {
+        (self.repo.indexed_packs().values().sum(), self.top().len() as u64)
+    }
+}

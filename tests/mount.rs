@@ -1,0 +1,356 @@
+//! `bakfs mount` through real FUSE mounts: the mounted snapshot against its source, `latest`,
+//! new snapshots appearing, permissions for other users, EIO on damage, concurrent readers,
+//! signals, a killed mount, and the mount(8) helper.
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bakfs_e2e::{bin, have_root, rich_tree, rsync_diff, sh, write_random, Env};
+
+/// A mount that is taken down when the test ends, pass or fail.
+struct Mnt {
+    mp: PathBuf,
+    pid: Option<u32>,
+}
+
+impl Drop for Mnt {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.mp).stderr(Stdio::null()).status();
+        if let Some(pid) = self.pid {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).stderr(Stdio::null()).status();
+        }
+    }
+}
+
+fn needs_fuse(test: &str) -> bool {
+    if !have_root(test) {
+        return false;
+    }
+    assert!(Path::new("/dev/fuse").exists(), "{test}: /dev/fuse is missing (modprobe fuse)");
+    true
+}
+
+fn mounted_type(mp: &Path) -> Option<String> {
+    let mp = mp.canonicalize().ok()?;
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .rev()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            (Path::new(left.split(' ').nth(4)?) == mp).then(|| right.to_string())
+        })
+        .next()
+}
+
+/// Mounts in the background (the default) and returns the guard.
+fn mount(e: &Env, extra: &[&str]) -> Mnt {
+    let mp = e.path("mnt");
+    let _ = fs::create_dir(&mp); // exists already, perhaps as a stale mount
+    let mut args = vec!["mount", mp.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = e.json(&args);
+    let m = Mnt { mp: mp.clone(), pid: out["pid"].as_u64().map(|p| p as u32) };
+    let t = mounted_type(&mp).expect("nothing mounted after `bakfs mount` returned");
+    assert!(t.starts_with("fuse.bakfs bakfs:"), "mount table says {t:?}");
+    m
+}
+
+fn snapshot_dirs(mp: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(mp).unwrap().map(|d| d.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("20")).collect();
+    v.sort();
+    v
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn inode_numbers(root: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = vec![(root.to_path_buf(), fs::symlink_metadata(root).unwrap().ino())];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i].0.clone();
+        if fs::symlink_metadata(&p).unwrap().is_dir() {
+            for d in fs::read_dir(&p).unwrap() {
+                let d = d.unwrap();
+                out.push((d.path(), d.metadata().unwrap().ino()));
+            }
+        }
+        i += 1;
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn mounted_snapshot_is_the_source_tree() {
+    if !needs_fuse("mounted_snapshot_is_the_source_tree") {
+        return;
+    }
+    let e = Env::init();
+    let src = rich_tree(&e);
+    let snap = e.json(&["backup", src.to_str().unwrap()]);
+    let id = snap["id"].as_str().unwrap().to_string();
+    let m = mount(&e, &[]);
+    let dirs = snapshot_dirs(&m.mp);
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let inside = m.mp.join("latest").join(src.strip_prefix("/").unwrap());
+    // Contents, modes, owners, times, hard links, ACLs, xattrs, devices, symlinks.
+    assert_eq!(rsync_diff(&src, &inside), "", "rsync -aHAXS sees differences through the mount");
+    sh(&format!("cd {} && find . -type f -print0 | xargs -0 -I{{}} cmp {{}} {}/{{}}", src.display(), inside.display()));
+    // Hard links share an inode number; the link count is the source's.
+    let a = fs::metadata(inside.join("a.txt")).unwrap();
+    let h = fs::metadata(inside.join("dir/sub/hardlink")).unwrap();
+    assert_eq!((a.ino(), a.nlink()), (h.ino(), 2));
+    assert_eq!(fs::read_link(inside.join("dir/link")).unwrap(), Path::new("../a.txt"));
+    // xattrs and ACLs with the usual tools.
+    let x = sh(&format!("getfattr -n user.note --only-values {}", inside.join("a.txt").display()));
+    assert_eq!(x, "a note");
+    let acl = sh(&format!("getfacl -c {}", inside.join("a.txt").display()));
+    assert!(acl.contains("user:nobody:r--"), "{acl}");
+    // The other ways in: by id, by host, and statfs.
+    let short = &id[..8];
+    assert_eq!(fs::read_link(m.mp.join("ids").join(short)).unwrap(), Path::new("..").join(&dirs[0]));
+    assert!(m.mp.join("ids").join(short).join(src.strip_prefix("/").unwrap()).join("a.txt").exists());
+    let snaps = e.json(&["snapshots"]);
+    let host = snaps[0]["host"].as_str().unwrap();
+    assert!(m.mp.join("hosts").join(host).join("latest").join(src.strip_prefix("/").unwrap()).join("a.txt").exists());
+    let statfs = sh(&format!("stat -f -c '%T %l' {}", m.mp.display()));
+    assert!(statfs.starts_with("fuse"), "{statfs}");
+    // Read-only: every write is EROFS.
+    for cmd in ["touch {}/new", "mkdir {}/newdir", "rm -f {}/a.txt", "sh -c 'echo x >> {}/a.txt'"] {
+        let c = cmd.replace("{}", inside.to_str().unwrap());
+        let o = Command::new("bash").arg("-c").arg(&c).output().unwrap();
+        assert!(!o.status.success(), "{c} succeeded");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("Read-only file system"), "{c}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    // Inode numbers are the same after a remount.
+    let before = inode_numbers(&m.mp.join(&dirs[0]));
+    e.ok(&["umount", m.mp.to_str().unwrap()]);
+    assert!(mounted_type(&m.mp).is_none(), "still mounted after bakfs umount");
+    if let Some(pid) = m.pid {
+        wait_until("the mount process to exit", || !Path::new(&format!("/proc/{pid}")).exists() || fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z "));
+    }
+    let m2 = mount(&e, &[]);
+    assert_eq!(inode_numbers(&m2.mp.join(&dirs[0])), before, "inode numbers changed across a remount");
+    drop(m);
+}
+
+#[test]
+fn new_snapshots_appear_without_remounting() {
+    if !needs_fuse("new_snapshots_appear_without_remounting") {
+        return;
+    }
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), "one").unwrap();
+    e.ok(&["backup", src.to_str().unwrap(), "--tag", "nightly"]);
+    let m = mount(&e, &[]);
+    assert_eq!(snapshot_dirs(&m.mp).len(), 1);
+    let rel = src.strip_prefix("/").unwrap().join("f");
+    assert_eq!(fs::read_to_string(m.mp.join("latest").join(&rel)).unwrap(), "one");
+    std::thread::sleep(Duration::from_millis(1100)); // a different second, so a different name
+    fs::write(src.join("f"), "two").unwrap();
+    e.ok(&["backup", src.to_str().unwrap(), "--tag", "nightly"]);
+    wait_until("the new snapshot to appear", || snapshot_dirs(&m.mp).len() == 2);
+    let dirs = snapshot_dirs(&m.mp);
+    wait_until("latest to move", || fs::read_link(m.mp.join("latest")).unwrap() == Path::new(&dirs[1]));
+    assert_eq!(fs::read_to_string(m.mp.join("latest").join(&rel)).unwrap(), "two");
+    assert_eq!(fs::read_to_string(m.mp.join(&dirs[0]).join(&rel)).unwrap(), "one");
+    let tagged: Vec<_> = fs::read_dir(m.mp.join("tags/nightly")).unwrap().map(|d| d.unwrap().file_name()).collect();
+    assert_eq!(tagged.len(), 3, "two snapshots and latest: {tagged:?}");
+}
+
+#[test]
+fn other_users_get_only_what_permissions_allow() {
+    if !needs_fuse("other_users_get_only_what_permissions_allow") {
+        return;
+    }
+    let e = Env::init();
+    // The scratch directory is 0700; open it so that only the file modes decide.
+    fs::set_permissions(e.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let src = e.path("node");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("staker.key"), "secret key").unwrap();
+    fs::set_permissions(src.join("staker.key"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(src.join("config.json"), "{}").unwrap();
+    fs::set_permissions(src.join("config.json"), fs::Permissions::from_mode(0o644)).unwrap();
+    e.ok(&["backup", src.to_str().unwrap()]);
+    let m = mount(&e, &["--allow-other"]);
+    let inside = m.mp.join("latest").join(src.strip_prefix("/").unwrap());
+    let as_nobody = |cmd: &str| Command::new("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"]).arg(inside.join(cmd)).output().unwrap();
+    let denied = as_nobody("staker.key");
+    assert!(!denied.status.success() && denied.stdout.is_empty(), "nobody read the 0600 key");
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("Permission denied"), "{}", String::from_utf8_lossy(&denied.stderr));
+    let allowed = as_nobody("config.json");
+    assert!(allowed.status.success(), "nobody cannot read a 0644 file: {}", String::from_utf8_lossy(&allowed.stderr));
+    assert_eq!(fs::read_to_string(inside.join("staker.key")).unwrap(), "secret key");
+}
+
+#[test]
+fn damaged_chunk_is_eio_and_other_files_read() {
+    if !needs_fuse("damaged_chunk_is_eio_and_other_files_read") {
+        return;
+    }
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("victim"), 3_000_000, 1);
+    e.ok(&["backup", src.to_str().unwrap()]);
+    let first: Vec<PathBuf> = bakfs_e2e::packs(&e.repo);
+    write_random(&src.join("healthy"), 3_000_000, 2);
+    e.ok(&["backup", src.to_str().unwrap()]);
+    // The victim's data is in the largest pack of the first backup (the others hold trees).
+    let pack = first.iter().max_by_key(|p| fs::metadata(p).unwrap().len()).unwrap();
+    let mut bytes = fs::read(pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    fs::write(pack, bytes).unwrap();
+    let m = mount(&e, &[]);
+    let inside = m.mp.join("latest").join(src.strip_prefix("/").unwrap());
+    let o = Command::new("cat").arg(inside.join("victim")).output().unwrap();
+    assert!(!o.status.success(), "reading a file with a damaged chunk succeeded");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Input/output error"), "{}", String::from_utf8_lossy(&o.stderr));
+    // Whatever was returned before the error is the file's own bytes.
+    let original = fs::read(src.join("victim")).unwrap();
+    assert_eq!(&original[..o.stdout.len()], &o.stdout[..], "wrong bytes returned before the error");
+    assert_eq!(fs::read(inside.join("healthy")).unwrap(), fs::read(src.join("healthy")).unwrap());
+    let log = fs::read_to_string(e.state.join("mount.log")).unwrap();
+    let pack_name = pack.file_name().unwrap().to_string_lossy().to_string();
+    assert!(log.contains(&pack_name) && log.contains("victim"), "the log names neither pack nor path:\n{log}");
+}
+
+#[test]
+fn thirty_two_concurrent_readers_see_the_same_bytes() {
+    if !needs_fuse("thirty_two_concurrent_readers_see_the_same_bytes") {
+        return;
+    }
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..8 {
+        write_random(&src.join(format!("f{i}")), 2_000_000 + i * 777_777, i as u64 + 10);
+    }
+    e.ok(&["backup", src.to_str().unwrap()]);
+    let m = mount(&e, &[]);
+    let inside = m.mp.join("latest").join(src.strip_prefix("/").unwrap());
+    let expected: Vec<Vec<u8>> = (0..8).map(|i| fs::read(src.join(format!("f{i}"))).unwrap()).collect();
+    std::thread::scope(|s| {
+        for t in 0..32 {
+            let (inside, expected) = (&inside, &expected);
+            s.spawn(move || {
+                for k in 0..8 {
+                    let i = (t + k) % 8;
+                    // Drop the page cache now and then so that reads reach the filesystem.
+                    if t == 0 && k % 3 == 0 {
+                        let _ = fs::write("/proc/sys/vm/drop_caches", "1");
+                    }
+                    let got = fs::read(inside.join(format!("f{i}"))).unwrap();
+                    assert!(got == expected[i], "reader {t} got different bytes for f{i}");
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn sigterm_unmounts_cleanly() {
+    if !needs_fuse("sigterm_unmounts_cleanly") {
+        return;
+    }
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), "x").unwrap();
+    e.ok(&["backup", src.to_str().unwrap()]);
+    let mp = e.path("mnt");
+    fs::create_dir_all(&mp).unwrap();
+    let mut child = e.cmd().args(["mount", "--foreground", mp.to_str().unwrap()]).stderr(Stdio::null()).spawn().unwrap();
+    let _guard = Mnt { mp: mp.clone(), pid: Some(child.id()) };
+    wait_until("the mount", || mounted_type(&mp).is_some());
+    assert!(mp.join("latest").exists());
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "bakfs mount did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit after SIGTERM: {status}");
+    assert!(mounted_type(&mp).is_none(), "still mounted after SIGTERM");
+}
+
+#[test]
+fn a_killed_mount_is_recovered_by_mounting_again() {
+    if !needs_fuse("a_killed_mount_is_recovered_by_mounting_again") {
+        return;
+    }
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), "x").unwrap();
+    e.ok(&["backup", src.to_str().unwrap()]);
+    let m = mount(&e, &[]);
+    let pid = m.pid.expect("pid in --json output");
+    Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+    wait_until("the stale mount", || fs::metadata(&m.mp).err().and_then(|e| e.raw_os_error()) == Some(libc::ENOTCONN));
+    let m2 = mount(&e, &[]);
+    assert_eq!(fs::read_to_string(m2.mp.join("latest").join(src.strip_prefix("/").unwrap()).join("f")).unwrap(), "x");
+    // Only one bakfs mount is left on the mount point.
+    let n = fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|l| l.contains(m.mp.to_str().unwrap())).count();
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn mount_t_fuse_bakfs_and_fstab_work() {
+    if !needs_fuse("mount_t_fuse_bakfs_and_fstab_work") {
+        return;
+    }
+    let helper = Path::new("/sbin/mount.fuse.bakfs");
+    let ours = fs::symlink_metadata(helper).is_err();
+    if ours {
+        std::os::unix::fs::symlink(bin("bakfs"), helper).unwrap();
+    }
+    struct RemoveHelper(bool);
+    impl Drop for RemoveHelper {
+        fn drop(&mut self) {
+            if self.0 {
+                let _ = fs::remove_file("/sbin/mount.fuse.bakfs");
+            }
+        }
+    }
+    let _h = RemoveHelper(ours);
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), "via mount(8)").unwrap();
+    e.ok(&["backup", src.to_str().unwrap()]);
+    let pw = e.path("pw");
+    fs::write(&pw, "correct horse\n").unwrap();
+    let mp = e.path("mnt");
+    fs::create_dir_all(&mp).unwrap();
+    let _guard = Mnt { mp: mp.clone(), pid: None };
+    let opts = format!("nofail,password_file={},state_dir={}", pw.display(), e.state.display());
+    sh(&format!("mount -t fuse.bakfs {} {} -o {opts}", e.repo.display(), mp.display()));
+    let rel = src.strip_prefix("/").unwrap().join("f");
+    assert_eq!(fs::read_to_string(mp.join("latest").join(&rel)).unwrap(), "via mount(8)");
+    sh(&format!("umount {}", mp.display()));
+    assert!(mounted_type(&mp).is_none());
+    // The same through an fstab line.
+    let fstab = e.path("fstab");
+    fs::write(&fstab, format!("{} {} fuse.bakfs {opts},allow_other 0 0\n", e.repo.display(), mp.display())).unwrap();
+    sh(&format!("mount -T {} {}", fstab.display(), mp.display()));
+    assert_eq!(fs::read_to_string(mp.join("latest").join(&rel)).unwrap(), "via mount(8)");
+    sh(&format!("umount {}", mp.display()));
+}
