@@ -187,7 +187,52 @@ def render(meta, rows):
       "(restic's cache, borg's files/chunks cache and keys, bakfs's `$XDG_CACHE_HOME`) is not "
       "included in them and is shown separately. \"Restore check\" compares the restored tree "
       "with the source (contents, file types, symlink targets; not metadata).")
+    render_mounts(a, tools, cell)
     return "\n".join(out) + "\n"
+
+
+MOUNT_OPS = [
+    ("m_ls_cold", "`ls -lR` of the snapshot, cold"),
+    ("m_ls_warm", "`ls -lR` again, warm"),
+    ("m_find", "`find \\| wc -l`, warm"),
+    ("m_read_all", "read every file (`tar -cf - . \\| wc -c`), cold"),
+    ("m_read_all_warm", "read every file again, warm"),
+    ("m_read_big", "read the >100 MB file, cold"),
+    ("m_pread", "1000 random 4 KiB preads in it, cold"),
+]
+
+
+def render_mounts(a, tools, cell):
+    if not any(cell(t, op) for t in tools + ["native"] for op, _ in MOUNT_OPS):
+        return
+    a("")
+    a("### Browsing through the mounts")
+    a("")
+    a("Each tool's mount of its last snapshot (the changed tree); \"native\" is the original "
+      "directory. Cold runs start after `echo 3 > /proc/sys/vm/drop_caches` and, for a mount, on a "
+      "fresh mount.")
+    a("")
+    cols = ["native"] + tools
+    a("| Workload | " + " | ".join(f"{t} (s)" for t in cols) + " | bakfs vs native | bakfs vs restic |")
+    a("|---|" + "---:|" * (len(cols) + 2))
+    for op, label in MOUNT_OPS:
+        secs = {}
+        cells = []
+        for t in cols:
+            r = cell(t, op)
+            v = num(r["seconds"]) if r and r["status"] == "ok" else None
+            secs[t] = v
+            cells.append(f"{v:.2f}" if v is not None else ("failed" if r else "—"))
+        def ratio(x, y):
+            return f"{secs[x] / max(secs[y], 0.01):.2f}×" if secs.get(x) is not None and secs.get(y) is not None else "—"
+        a(f"| {label} | " + " | ".join(cells) + f" | {ratio('bakfs', 'native')} | {ratio('bakfs', REF)} |")
+    rss = {}
+    for t in tools:
+        r = cell(t, "m_peak_rss")
+        rss[t] = num(r["max_rss_kib"]) if r and r["status"] == "ok" else None
+    vals = " | ".join(f"{rss[t] / 1024:.0f} MiB" if rss[t] else "—" for t in tools)
+    ratio = f"{rss['bakfs'] / rss[REF]:.2f}×" if rss.get("bakfs") and rss.get(REF) else "—"
+    a(f"| peak memory of the mount process (VmHWM) | — | {vals} | — | {ratio} |")
 
 
 def write_out(path, section):

@@ -83,6 +83,7 @@ RESULTS="$RES_DIR/results.tsv"
 META="$RES_DIR/meta.tsv"
 SRC="$BENCH_DIR/data"         # the one path every tool backs up
 RESTORE="$BENCH_DIR/restore"  # tmpfs mount point
+MNT="$BENCH_DIR/mnt"          # where each tool's FUSE mount goes
 PWFILE="$BENCH_DIR/password"
 mkdir -p "$LOGS" "$RESTORE"
 (umask 077 && printf '%s\n' "$PASSWORD" >"$PWFILE")
@@ -91,6 +92,7 @@ printf 'tool\top\tstatus\tseconds\tmax_rss_kib\tbytes\tnote\n' >"$RESULTS"
 
 cleanup() {
     if mountpoint -q "$RESTORE" 2>/dev/null; then umount "$RESTORE" || true; fi
+    if mountpoint -q "$MNT" 2>/dev/null; then umount -l "$MNT" || true; fi
     # $SRC holds hard links into the dataset: removing it leaves base intact
     if [[ $KEEP -eq 0 ]]; then
         rm -rf "$SRC" "$BENCH_DIR"/repo-* "$BENCH_DIR"/cache-*
@@ -314,6 +316,101 @@ run_tool() {
         fi
     fi
     umount_scratch
+    echo "-- $tool mount"
+    mount_phase "$tool"
+}
+
+# ---------------------------------------------------------------- mounts
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+
+MOUNT_PID=""
+MOUNT_ROOT=""
+MOUNT_HWM=0
+# fuse_mount TOOL: mount TOOL's repository (its last snapshot) on $MNT, fresh; sets MOUNT_PID and
+# MOUNT_ROOT (the backed-up tree inside the mount).
+fuse_mount() {
+    local tool=$1 repo="$BENCH_DIR/repo-$1" cache="$BENCH_DIR/cache-$1" i
+    mkdir -p "$MNT"
+    case $tool in
+    bakfs)
+        MOUNT_PID=$(XDG_CACHE_HOME=$cache "$BAKFS" --json mount --repo "$repo" --password-file "$PWFILE" "$MNT" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')
+        MOUNT_ROOT="$MNT/latest$SRC"
+        ;;
+    restic)
+        RESTIC_REPOSITORY=$repo RESTIC_PASSWORD=$PASSWORD RESTIC_CACHE_DIR=$cache restic mount "$MNT" >>"$LOGS/restic-mount.log" 2>&1 &
+        MOUNT_PID=$!
+        MOUNT_ROOT="$MNT/snapshots/latest$SRC"
+        ;;
+    borg)
+        BORG_PASSPHRASE=$PASSWORD BORG_BASE_DIR=$cache borg mount "$repo::bench-3" "$MNT" >>"$LOGS/borg-mount.log" 2>&1
+        MOUNT_PID=$(pgrep -n -f "borg mount") || true
+        MOUNT_ROOT="$MNT$SRC"
+        ;;
+    esac
+    for i in $(seq 600); do
+        [[ -d $MOUNT_ROOT ]] && return 0
+        sleep 0.1
+    done
+    warn "$tool mount did not come up"
+    return 1
+}
+
+fuse_umount() {
+    local hwm
+    hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$MOUNT_PID/status" 2>/dev/null || echo 0)
+    ((hwm > MOUNT_HWM)) && MOUNT_HWM=$hwm
+    umount "$MNT" 2>/dev/null || fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" || true
+    for _ in $(seq 100); do
+        kill -0 "$MOUNT_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+}
+
+# mount_ops TOOL ROOT: the read workloads on ROOT (a mount, or the original tree for "native").
+# Each cold measurement starts from dropped kernel caches (and, for a mount, a fresh mount).
+mount_ops() {
+    local tool=$1 fresh=$2
+    local big
+    big=$(find "$SRC" -type f -printf '%s %P\n' | sort -n | tail -n 1 | cut -d' ' -f2-)  # the >100 MB file
+    local big_bytes
+    big_bytes=$(stat -c %s "$SRC/$big")
+    $fresh || return 0
+    drop_caches
+    measure "$tool" m_ls_cold 0 bash -c 'ls -lR "$1" >/dev/null' _ "$MOUNT_ROOT" || true
+    measure "$tool" m_ls_warm 0 bash -c 'ls -lR "$1" >/dev/null' _ "$MOUNT_ROOT" || true
+    measure "$tool" m_find 0 bash -o pipefail -c 'find "$1" | wc -l' _ "$MOUNT_ROOT" || true
+    $fresh || return 0
+    drop_caches
+    measure "$tool" m_read_all "$CHANGED_BYTES" bash -o pipefail -c 'tar -cf - -C "$1" . | wc -c' _ "$MOUNT_ROOT" || true
+    measure "$tool" m_read_all_warm "$CHANGED_BYTES" bash -o pipefail -c 'tar -cf - -C "$1" . | wc -c' _ "$MOUNT_ROOT" || true
+    $fresh || return 0
+    drop_caches
+    measure "$tool" m_read_big "$big_bytes" bash -c 'cat "$1" >/dev/null' _ "$MOUNT_ROOT/$big" || true
+    $fresh || return 0
+    drop_caches
+    measure "$tool" m_pread 0 python3 "$HERE/pread.py" "$MOUNT_ROOT/$big" 1000 || true
+}
+
+remount() { fuse_umount; fuse_mount "$1"; }
+export -f remount fuse_mount fuse_umount
+
+mount_phase() {
+    local tool=$1
+    MOUNT_HWM=0
+    if ! fuse_mount "$tool"; then
+        for op in m_ls_cold m_ls_warm m_find m_read_all m_read_all_warm m_read_big m_pread; do row "$tool" "$op" failed "" "" "" "mount failed"; done
+        fuse_umount
+        return
+    fi
+    # "fresh" hook: remount and report true, so every cold run starts from a new mount
+    local first=1
+    fresh_mount() {
+        if ((first)); then first=0; else remount "$tool" || return 1; fi
+        return 0
+    }
+    mount_ops "$tool" fresh_mount
+    fuse_umount
+    row "$tool" m_peak_rss ok "" "$MOUNT_HWM" "" "mount process VmHWM"
 }
 
 # ---------------------------------------------------------------- run
@@ -334,6 +431,11 @@ mount_scratch
 # shellcheck disable=SC2016  # $1/$2 are expanded by the inner bash
 measure tar tar_copy "$BASE_BYTES" bash -o pipefail -c 'tar -cf - -C "$1" . | tar -xf - -C "$2"' _ "$BASE" "$RESTORE" || true
 umount_scratch
+
+echo "== the original tree (native baseline for the mounts)"
+MOUNT_ROOT=$SRC
+native_fresh() { return 0; }
+mount_ops native native_fresh
 
 echo
 python3 "$HERE/report.py" --results "$RES_DIR" --out "$OUT"
