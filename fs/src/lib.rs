@@ -45,7 +45,6 @@ fn errno(e: VfsError) -> Errno {
         VfsError::NotDir => Errno::ENOTDIR,
         VfsError::NotLink => Errno::EINVAL,
         VfsError::NoData => Errno::ENODATA,
-        VfsError::BadHandle => Errno::EBADF,
     }
 }
 
@@ -134,28 +133,22 @@ impl Filesystem for BakFs {
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, _req: &Request, _ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
             reply.error(Errno::EROFS);
             return;
         }
-        match self.vfs.open(ino.0) {
-            // Snapshot content never changes: keep the page cache across opens.
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
-            Err(e) => reply.error(errno(e)),
-        }
+        // ENOSYS tells the kernel (FUSE_NO_OPEN_SUPPORT) that opening is free: it stops sending
+        // open and release and keeps the page cache of files across opens (FOPEN_KEEP_CACHE),
+        // which suits snapshots that never change. Reads come by inode number.
+        reply.error(Errno::ENOSYS);
     }
 
-    fn read(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, size: u32, _flags: OpenFlags, _lock: Option<LockOwner>, reply: ReplyData) {
-        match self.vfs.read(fh.0, offset, size) {
+    fn read(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, size: u32, _flags: OpenFlags, _lock: Option<LockOwner>, reply: ReplyData) {
+        match self.vfs.read(ino.0, offset, size) {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(errno(e)),
         }
-    }
-
-    fn release(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, _lock: Option<LockOwner>, _flush: bool, reply: ReplyEmpty) {
-        self.vfs.release(fh.0);
-        reply.ok();
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {

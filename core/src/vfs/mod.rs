@@ -11,7 +11,6 @@ mod cache;
 pub mod top;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -38,8 +37,6 @@ pub enum VfsError {
     NotLink,
     /// No such extended attribute (ENODATA).
     NoData,
-    /// Unknown file handle (EBADF).
-    BadHandle,
 }
 
 /// Result of a view request.
@@ -146,8 +143,8 @@ pub struct Vfs {
     inodes: Mutex<HashMap<u64, Inode>>,
     trees: Mutex<LruCache<BlobId, Tree>>,
     blobs: Mutex<LruCache<BlobId, Vec<u8>>>,
+    /// Chunk tables of files being read, by inode; dropped when the kernel forgets the inode.
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
-    next_fh: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -224,7 +221,6 @@ impl Vfs {
             manifests: Mutex::new(manifests),
             inodes: Mutex::new(inodes),
             files: Mutex::new(HashMap::new()),
-            next_fh: AtomicU64::new(1),
         })
     }
 
@@ -357,6 +353,8 @@ impl Vfs {
             e.lookups = e.lookups.saturating_sub(n);
             if e.lookups == 0 {
                 t.remove(&ino);
+                drop(t);
+                lock(&self.files).remove(&ino);
             }
         }
     }
@@ -538,11 +536,11 @@ impl Vfs {
         }
     }
 
-    /// Opens regular file `ino` for reading; returns a handle for [`Vfs::read`].
-    ///
-    /// # Errors
-    /// [`VfsError::NotFound`]; [`VfsError::Io`] for anything but a regular file.
-    pub fn open(&self, ino: u64) -> VResult<u64> {
+    /// The chunk table of regular file `ino`, built on first use.
+    fn file(&self, ino: u64) -> VResult<Arc<OpenFile>> {
+        if let Some(f) = lock(&self.files).get(&ino) {
+            return Ok(f.clone());
+        }
         let (what, _) = self.entry(ino)?;
         let What::Node { node, .. } = &*what else { return Err(VfsError::Io) };
         if node.kind != NodeKind::File {
@@ -564,14 +562,9 @@ impl Vfs {
         if known_end == u64::MAX && pos != node.size {
             tracing::warn!("{}: chunks hold {pos} bytes, the entry says {}", self.path_of(ino), node.size);
         }
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        lock(&self.files).insert(fh, Arc::new(OpenFile { ino, size: node.size, chunks, known_end: known_end.min(pos) }));
-        Ok(fh)
-    }
-
-    /// Closes a handle.
-    pub fn release(&self, fh: u64) {
-        lock(&self.files).remove(&fh);
+        let f = Arc::new(OpenFile { ino, size: node.size, chunks, known_end: known_end.min(pos) });
+        lock(&self.files).insert(ino, f.clone());
+        Ok(f)
     }
 
     fn chunk_data(&self, f: &OpenFile, c: &Chunk) -> VResult<Arc<Vec<u8>>> {
@@ -595,13 +588,14 @@ impl Vfs {
         }
     }
 
-    /// Reads up to `size` bytes at `offset` of an open file. Short only at the end of the file.
+    /// Reads up to `size` bytes at `offset` of regular file `ino`. Short only at the end of the
+    /// file. (No open call is needed: the kernel is told that opening is free.)
     ///
     /// # Errors
-    /// [`VfsError::BadHandle`]; [`VfsError::Io`] if a chunk in the range is missing or damaged
-    /// (never wrong bytes).
-    pub fn read(&self, fh: u64, offset: u64, size: u32) -> VResult<Vec<u8>> {
-        let f = lock(&self.files).get(&fh).cloned().ok_or(VfsError::BadHandle)?;
+    /// [`VfsError::NotFound`]; [`VfsError::Io`] if a chunk in the range is missing or damaged
+    /// (never wrong bytes), or `ino` is not a regular file.
+    pub fn read(&self, ino: u64, offset: u64, size: u32) -> VResult<Vec<u8>> {
+        let f = self.file(ino)?;
         if offset >= f.size {
             return Ok(Vec::new());
         }
