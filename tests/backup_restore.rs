@@ -17,14 +17,33 @@ fn round_trip_keeps_every_byte_and_attribute() {
     let out = e.json(&["backup", src.to_str().unwrap()]);
     assert_eq!(out["summary"]["incomplete"], false);
     let target = e.path("restore");
-    e.ok(&["restore", "latest", "--target", target.to_str().unwrap(), "--verify"]);
+    e.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--verify",
+    ]);
     let restored = target.join(src.strip_prefix("/").unwrap());
-    assert_eq!(rsync_diff(&src, &restored), "", "rsync -aHAXS reports differences");
+    assert_eq!(
+        rsync_diff(&src, &restored),
+        "",
+        "rsync -aHAXS reports differences"
+    );
     // holes come back as holes
-    let blocks = |p: &std::path::Path| std::os::unix::fs::MetadataExt::blocks(&fs::metadata(p).unwrap());
-    assert!(blocks(&restored.join("sparse")) < 64, "sparse file restored without holes: {} blocks", blocks(&restored.join("sparse")));
+    let blocks =
+        |p: &std::path::Path| std::os::unix::fs::MetadataExt::blocks(&fs::metadata(p).unwrap());
+    assert!(
+        blocks(&restored.join("sparse")) < 64,
+        "sparse file restored without holes: {} blocks",
+        blocks(&restored.join("sparse"))
+    );
     // the whole-tree check by bytes as well
-    sh(&format!("cd {} && find . -type f -print0 | xargs -0 -I{{}} cmp {{}} {}/{{}}", src.display(), restored.display()));
+    sh(&format!(
+        "cd {} && find . -type f -print0 | xargs -0 -I{{}} cmp {{}} {}/{{}}",
+        src.display(),
+        restored.display()
+    ));
 }
 
 #[test]
@@ -39,7 +58,10 @@ fn unchanged_files_are_not_read_again() {
     let first = e.json(&["backup", src.to_str().unwrap()]);
     assert!(first["summary"]["bytes_read"].as_u64().unwrap() > 3_000_000);
     let second = e.json(&["backup", src.to_str().unwrap()]);
-    assert_eq!(second["summary"]["bytes_read"], 0, "unchanged tree was read again");
+    assert_eq!(
+        second["summary"]["bytes_read"], 0,
+        "unchanged tree was read again"
+    );
     assert_eq!(second["summary"]["bytes_added"], 0);
     // change one file: only it is read
     write_random(&src.join("d/f3"), 10_300, 1000);
@@ -55,7 +77,10 @@ fn unchanged_files_are_not_read_again() {
     // the restore of the newest snapshot has the new content
     let t = e.path("t");
     e.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
-    assert_eq!(fs::read(t.join(src.strip_prefix("/").unwrap()).join("d/f3")).unwrap(), fs::read(src.join("d/f3")).unwrap());
+    assert_eq!(
+        fs::read(t.join(src.strip_prefix("/").unwrap()).join("d/f3")).unwrap(),
+        fs::read(src.join("d/f3")).unwrap()
+    );
 }
 
 #[test]
@@ -74,7 +99,17 @@ fn dedup_across_files_and_snapshots() {
 fn stdin_backup_and_dump() {
     let e = Env::init();
     let mut c = e.cmd();
-    c.args(["--json", "backup", "--stdin", "--stdin-name", "db.dump", "--tag", "db"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    c.args([
+        "--json",
+        "backup",
+        "--stdin",
+        "--stdin-name",
+        "db.dump",
+        "--tag",
+        "db",
+    ])
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped());
     let mut child = c.spawn().unwrap();
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     {
@@ -83,7 +118,11 @@ fn stdin_backup_and_dump() {
     }
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success());
-    let o = e.cmd().args(["dump", "latest", "/db.dump"]).output().unwrap();
+    let o = e
+        .cmd()
+        .args(["dump", "latest", "/db.dump"])
+        .output()
+        .unwrap();
     assert!(o.status.success());
     assert_eq!(o.stdout, data);
     let snaps = e.json(&["snapshots", "--tag", "db"]);
@@ -101,10 +140,22 @@ fn dump_directory_as_tar_keeps_modes_and_owners() {
     e.ok(&["backup", src.to_str().unwrap()]);
     let out = e.path("untar");
     fs::create_dir_all(&out).unwrap();
-    let tar = e.cmd().args(["dump", "latest", src.to_str().unwrap()]).output().unwrap();
-    assert!(tar.status.success(), "{}", String::from_utf8_lossy(&tar.stderr));
+    let tar = e
+        .cmd()
+        .args(["dump", "latest", src.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        tar.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tar.stderr)
+    );
     fs::write(e.path("x.tar"), &tar.stdout).unwrap();
-    sh(&format!("tar --numeric-owner -xpf {} -C {}", e.path("x.tar").display(), out.display()));
+    sh(&format!(
+        "tar --numeric-owner -xpf {} -C {}",
+        e.path("x.tar").display(),
+        out.display()
+    ));
     assert_eq!(rsync_diff(&src, &out.join("staking")), "");
 }
 
@@ -118,33 +169,74 @@ fn ls_diff_and_restore_filters() {
     fs::write(src.join("etc/junk.swp"), "x").unwrap();
     e.ok(&["backup", src.to_str().unwrap(), "--exclude", "*.swp"]);
     let ls = e.ok(&["ls", "latest", &format!("{}/etc", src.display())]);
-    assert!(ls.contains("/etc/hosts") && ls.contains("/etc/ssh") && !ls.contains("junk.swp"), "{ls}");
+    assert!(
+        ls.contains("/etc/hosts") && ls.contains("/etc/ssh") && !ls.contains("junk.swp"),
+        "{ls}"
+    );
     let lsj = e.json(&["ls", "latest", &format!("{}/etc", src.display()), "-R"]);
-    assert!(lsj.as_array().unwrap().iter().any(|n| n["path"].as_str().unwrap().ends_with("/etc/ssh/sshd_config")));
+    assert!(lsj.as_array().unwrap().iter().any(|n| n["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("/etc/ssh/sshd_config")));
 
     fs::write(src.join("etc/hosts"), "10.0.0.1 node\n").unwrap();
     fs::write(src.join("etc/new"), "new").unwrap();
     fs::remove_file(src.join("etc/ssh/sshd_config")).unwrap();
     e.ok(&["backup", src.to_str().unwrap(), "--exclude", "*.swp"]);
     let snaps = e.json(&["snapshots"]);
-    let (a, b) = (snaps[0]["id"].as_str().unwrap(), snaps[1]["id"].as_str().unwrap());
+    let (a, b) = (
+        snaps[0]["id"].as_str().unwrap(),
+        snaps[1]["id"].as_str().unwrap(),
+    );
     let d = e.json(&["diff", a, b]);
-    let has = |k: &str, suffix: &str| d[k].as_array().unwrap().iter().any(|p| p.as_str().unwrap().ends_with(suffix));
-    assert!(has("added", "/etc/new") && has("removed", "/etc/ssh/sshd_config") && has("changed", "/etc/hosts"), "{d}");
+    let has = |k: &str, suffix: &str| {
+        d[k].as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().unwrap().ends_with(suffix))
+    };
+    assert!(
+        has("added", "/etc/new")
+            && has("removed", "/etc/ssh/sshd_config")
+            && has("changed", "/etc/hosts"),
+        "{d}"
+    );
 
     // SNAPSHOT:SUBPATH restores the contents of that directory into the target
     let t = e.path("sub");
-    e.ok(&["restore", &format!("{}:{}/etc", &a[..8], src.display()), "--target", t.to_str().unwrap()]);
-    assert_eq!(fs::read_to_string(t.join("ssh/sshd_config")).unwrap(), "Port 22\n");
+    e.ok(&[
+        "restore",
+        &format!("{}:{}/etc", &a[..8], src.display()),
+        "--target",
+        t.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        fs::read_to_string(t.join("ssh/sshd_config")).unwrap(),
+        "Port 22\n"
+    );
     // --include only restores matches (and the directories leading to them)
     let t2 = e.path("inc");
-    e.ok(&["restore", a, "--target", t2.to_str().unwrap(), "--include", "sshd_config"]);
+    e.ok(&[
+        "restore",
+        a,
+        "--target",
+        t2.to_str().unwrap(),
+        "--include",
+        "sshd_config",
+    ]);
     let rel = src.strip_prefix("/").unwrap();
     assert!(t2.join(rel).join("etc/ssh/sshd_config").exists());
     assert!(!t2.join(rel).join("etc/hosts").exists());
     // --exclude
     let t3 = e.path("exc");
-    e.ok(&["restore", a, "--target", t3.to_str().unwrap(), "--exclude", "ssh"]);
+    e.ok(&[
+        "restore",
+        a,
+        "--target",
+        t3.to_str().unwrap(),
+        "--exclude",
+        "ssh",
+    ]);
     assert!(t3.join(rel).join("etc/hosts").exists());
     assert!(!t3.join(rel).join("etc/ssh").exists());
 }
@@ -159,18 +251,40 @@ fn forget_and_prune_free_space_and_keep_the_rest_intact() {
         fs::write(src.join("stable"), "stable content").unwrap();
         e.ok(&["backup", src.to_str().unwrap()]);
     }
-    let before: u64 = bakfs_e2e::packs(&e.repo).iter().map(|p| fs::metadata(p).unwrap().len()).sum();
+    let before: u64 = bakfs_e2e::packs(&e.repo)
+        .iter()
+        .map(|p| fs::metadata(p).unwrap().len())
+        .sum();
     let dry = e.json(&["forget", "--keep-last", "2", "--dry-run"]);
     assert_eq!(dry["removed"].as_array().unwrap().len(), 3);
-    assert_eq!(e.json(&["snapshots"]).as_array().unwrap().len(), 5, "dry run removed something");
+    assert_eq!(
+        e.json(&["snapshots"]).as_array().unwrap().len(),
+        5,
+        "dry run removed something"
+    );
     e.ok(&["forget", "--keep-last", "2", "--prune"]);
     assert_eq!(e.json(&["snapshots"]).as_array().unwrap().len(), 2);
-    let after: u64 = bakfs_e2e::packs(&e.repo).iter().map(|p| fs::metadata(p).unwrap().len()).sum();
-    assert!(after < before / 2, "prune freed too little: {before} -> {after}");
+    let after: u64 = bakfs_e2e::packs(&e.repo)
+        .iter()
+        .map(|p| fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(
+        after < before / 2,
+        "prune freed too little: {before} -> {after}"
+    );
     e.ok(&["check", "--read-data"]);
     let t = e.path("t");
-    e.ok(&["restore", "latest", "--target", t.to_str().unwrap(), "--verify"]);
-    assert_eq!(fs::read(t.join(src.strip_prefix("/").unwrap()).join("data")).unwrap(), fs::read(src.join("data")).unwrap());
+    e.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--verify",
+    ]);
+    assert_eq!(
+        fs::read(t.join(src.strip_prefix("/").unwrap()).join("data")).unwrap(),
+        fs::read(src.join("data")).unwrap()
+    );
     // an empty policy is refused
     e.fails(&["forget"], 1);
 }
@@ -179,25 +293,83 @@ fn forget_and_prune_free_space_and_keep_the_rest_intact() {
 fn keys_add_list_remove_passwd() {
     let e = Env::init();
     fs::write(e.path("pw2"), "second password\n").unwrap();
-    e.ok(&["key", "add", "--new-password-file", e.path("pw2").to_str().unwrap()]);
+    e.ok(&[
+        "key",
+        "add",
+        "--new-password-file",
+        e.path("pw2").to_str().unwrap(),
+    ]);
     let keys = e.json(&["key", "list"]);
     assert_eq!(keys.as_array().unwrap().len(), 2);
     // the second password opens the repository
-    let o = e.cmd().env_remove("BAKFS_PASSWORD").env("BAKFS_PASSWORD_FILE", e.path("pw2")).args(["snapshots"]).output().unwrap();
+    let o = e
+        .cmd()
+        .env_remove("BAKFS_PASSWORD")
+        .env("BAKFS_PASSWORD_FILE", e.path("pw2"))
+        .args(["snapshots"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // passwd replaces the key in use
     fs::write(e.path("pw3"), "third\n").unwrap();
-    e.ok(&["key", "passwd", "--new-password-file", e.path("pw3").to_str().unwrap()]);
+    e.ok(&[
+        "key",
+        "passwd",
+        "--new-password-file",
+        e.path("pw3").to_str().unwrap(),
+    ]);
     e.fails(&["snapshots"], 12);
-    let o = e.cmd().env("BAKFS_PASSWORD", "third").args(["snapshots"]).output().unwrap();
+    let o = e
+        .cmd()
+        .env("BAKFS_PASSWORD", "third")
+        .args(["snapshots"])
+        .output()
+        .unwrap();
     assert!(o.status.success());
     // removing the key in use is refused; removing the other works
-    let keys = e.cmd().env("BAKFS_PASSWORD", "third").args(["--json", "key", "list"]).output().unwrap();
+    let keys = e
+        .cmd()
+        .env("BAKFS_PASSWORD", "third")
+        .args(["--json", "key", "list"])
+        .output()
+        .unwrap();
     let keys: serde_json::Value = serde_json::from_slice(&keys.stdout).unwrap();
-    let cur = keys.as_array().unwrap().iter().find(|k| k["current"] == true).unwrap()["id"].as_str().unwrap().to_string();
-    let other = keys.as_array().unwrap().iter().find(|k| k["current"] == false).unwrap()["id"].as_str().unwrap().to_string();
-    assert_eq!(e.cmd().env("BAKFS_PASSWORD", "third").args(["key", "remove", &cur]).output().unwrap().status.code(), Some(1));
-    assert!(e.cmd().env("BAKFS_PASSWORD", "third").args(["key", "remove", &other]).output().unwrap().status.success());
+    let cur = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["current"] == true)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["current"] == false)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        e.cmd()
+            .env("BAKFS_PASSWORD", "third")
+            .args(["key", "remove", &cur])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(1)
+    );
+    assert!(e
+        .cmd()
+        .env("BAKFS_PASSWORD", "third")
+        .args(["key", "remove", &other])
+        .output()
+        .unwrap()
+        .status
+        .success());
 }
 
 #[test]
@@ -206,14 +378,21 @@ fn exit_codes_for_missing_repo_wrong_password_unknown_version() {
     let err = e.fails(&["snapshots"], 10);
     assert!(err.contains("not a bakfs repository"), "{err}");
     e.ok(&["init"]);
-    let err = e.cmd().env("BAKFS_PASSWORD", "wrong").args(["snapshots"]).output().unwrap();
+    let err = e
+        .cmd()
+        .env("BAKFS_PASSWORD", "wrong")
+        .args(["snapshots"])
+        .output()
+        .unwrap();
     assert_eq!(err.status.code(), Some(12));
     assert!(String::from_utf8_lossy(&err.stderr).contains("wrong password"));
     // init refuses an existing repository
     e.fails(&["init"], 1);
     // a newer format version is refused, and nothing is changed
     let cfg = e.repo.join("config");
-    let text = fs::read_to_string(&cfg).unwrap().replace("\"version\": 1", "\"version\": 99");
+    let text = fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("\"version\": 1", "\"version\": 99");
     fs::write(&cfg, &text).unwrap();
     let err = e.fails(&["snapshots"], 1);
     assert!(err.contains("version 99"), "{err}");
@@ -240,8 +419,20 @@ fn config_jobs_and_catalog() {
     )
     .unwrap();
     let run = |args: &[&str]| {
-        let o = e.cmd().env_remove("BAKFS_REPO").env_remove("BAKFS_PASSWORD").arg("--config").arg(&cfg).args(args).output().unwrap();
-        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        let o = e
+            .cmd()
+            .env_remove("BAKFS_REPO")
+            .env_remove("BAKFS_PASSWORD")
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8(o.stdout).unwrap()
     };
     run(&["init"]);
@@ -257,11 +448,20 @@ fn config_jobs_and_catalog() {
     assert!(ls.contains("passwd") && !ls.contains("skip.tmp"));
     run(&["forget", "--job", "etc"]);
     let snaps: serde_json::Value = serde_json::from_str(&run(&["--json", "snapshots"])).unwrap();
-    assert_eq!(snaps.as_array().unwrap().len(), 2, "job retention keep_last = 2 not applied");
+    assert_eq!(
+        snaps.as_array().unwrap().len(),
+        2,
+        "job retention keep_last = 2 not applied"
+    );
     // the catalog recorded runs and snapshots; rebuild reproduces it from the repository
-    let runs: serde_json::Value = serde_json::from_str(&run(&["--json", "catalog", "runs"])).unwrap();
+    let runs: serde_json::Value =
+        serde_json::from_str(&run(&["--json", "catalog", "runs"])).unwrap();
     assert_eq!(runs.as_array().unwrap().len(), 4);
-    assert!(runs.as_array().unwrap().iter().all(|r| r["outcome"] == "ok"));
+    assert!(runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["outcome"] == "ok"));
     let db = e.state.join("catalog.db");
     assert!(db.exists());
     run(&["catalog", "rebuild"]);
@@ -281,12 +481,29 @@ fn unreadable_file_gives_incomplete_exit_code() {
     fs::write(src.join("ok"), "fine").unwrap();
     fs::write(src.join("secret"), "no").unwrap();
     fs::set_permissions(src.join("secret"), fs::Permissions::from_mode(0o000)).unwrap();
-    let is_root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
+    let is_root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
     if is_root {
         // As root, make the repository and source accessible to nobody and back up as nobody.
-        sh(&format!("chmod -R a+rwX {0} && chmod 000 {1} && chmod 755 {0}", e.dir.path().display(), src.join("secret").display()));
-        let o = e.cmd().args(["backup", src.to_str().unwrap()]).env("BAKFS_STATE_DIR", e.path("nobody-state")).uid_gid(65534).output().unwrap();
-        assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+        sh(&format!(
+            "chmod -R a+rwX {0} && chmod 000 {1} && chmod 755 {0}",
+            e.dir.path().display(),
+            src.join("secret").display()
+        ));
+        let o = e
+            .cmd()
+            .args(["backup", src.to_str().unwrap()])
+            .env("BAKFS_STATE_DIR", e.path("nobody-state"))
+            .uid_gid(65534)
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(3),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         assert!(String::from_utf8_lossy(&o.stderr).contains("secret"));
     } else {
         e.fails(&["backup", src.to_str().unwrap()], 3);
@@ -332,15 +549,27 @@ fn file_changing_while_read_is_reported_and_snapshot_written() {
     let o = e.run(&["backup", src.to_str().unwrap()]);
     writer.kill().unwrap();
     writer.wait().unwrap();
-    assert_eq!(o.status.code(), Some(3), "stderr: {}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("changed while it was read"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("changed while it was read"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let snaps = e.json(&["snapshots"]);
     assert_eq!(snaps.as_array().unwrap().len(), 1);
     assert_eq!(snaps[0]["summary"]["incomplete"], true);
     // the calm file restores
     let t = e.path("t");
     e.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
-    assert_eq!(fs::read_to_string(t.join(src.strip_prefix("/").unwrap()).join("calm")).unwrap(), "calm");
+    assert_eq!(
+        fs::read_to_string(t.join(src.strip_prefix("/").unwrap()).join("calm")).unwrap(),
+        "calm"
+    );
 }
 
 #[test]
@@ -353,20 +582,35 @@ fn one_file_system_and_exclude_file() {
     fs::create_dir_all(src.join("mnt")).unwrap();
     fs::write(src.join("keep"), "k").unwrap();
     fs::write(src.join("drop.log"), "d").unwrap();
-    sh(&format!("mount -t tmpfs -o size=1m tmpfs {}", src.join("mnt").display()));
+    sh(&format!(
+        "mount -t tmpfs -o size=1m tmpfs {}",
+        src.join("mnt").display()
+    ));
     struct Umount(std::path::PathBuf);
     impl Drop for Umount {
         fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
         }
     }
     let _guard = Umount(src.join("mnt"));
     fs::write(src.join("mnt/other-fs"), "o").unwrap();
     fs::write(e.path("excludes"), "# comment\n*.log\n").unwrap();
-    e.ok(&["backup", "-x", "--exclude-file", e.path("excludes").to_str().unwrap(), src.to_str().unwrap()]);
+    e.ok(&[
+        "backup",
+        "-x",
+        "--exclude-file",
+        e.path("excludes").to_str().unwrap(),
+        src.to_str().unwrap(),
+    ]);
     let ls = e.ok(&["ls", "latest", "-R"]);
     assert!(ls.contains("/keep"), "{ls}");
     assert!(ls.contains("/mnt"), "mount point itself is kept: {ls}");
-    assert!(!ls.contains("other-fs"), "crossed into another filesystem: {ls}");
+    assert!(
+        !ls.contains("other-fs"),
+        "crossed into another filesystem: {ls}"
+    );
     assert!(!ls.contains("drop.log"), "exclude file ignored: {ls}");
 }

@@ -21,7 +21,12 @@ fn text(b: &[u8]) -> String {
 
 /// stdout and stderr of a run, for messages.
 fn both(o: &Output) -> String {
-    format!("exit {:?}\n--- stdout\n{}--- stderr\n{}", o.status.code(), text(&o.stdout), text(&o.stderr))
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        text(&o.stdout),
+        text(&o.stderr)
+    )
 }
 
 /// Where a restore puts the source path `src`.
@@ -32,32 +37,64 @@ fn under(target: &Path, src: &Path) -> PathBuf {
 /// `count` files of `size` random bytes named f0.. in `dir`.
 fn random_tree(dir: &Path, count: usize, size: usize) {
     fs::create_dir_all(dir).unwrap();
-    sh(&format!("for i in $(seq 0 {}); do head -c {size} /dev/urandom > {}/f$i; done", count - 1, dir.display()));
+    sh(&format!(
+        "for i in $(seq 0 {}); do head -c {size} /dev/urandom > {}/f$i; done",
+        count - 1,
+        dir.display()
+    ));
 }
 
 /// Asserts that two trees are identical (names, types, bytes).
 fn assert_same_tree(expected: &Path, actual: &Path) {
-    let o = std::process::Command::new("diff").args(["-r", "-q", "--no-dereference"]).arg(expected).arg(actual).output().unwrap();
-    assert!(o.status.success(), "restored tree {} differs from {}:\n{}{}", actual.display(), expected.display(), text(&o.stdout), text(&o.stderr));
+    let o = std::process::Command::new("diff")
+        .args(["-r", "-q", "--no-dereference"])
+        .arg(expected)
+        .arg(actual)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "restored tree {} differs from {}:\n{}{}",
+        actual.display(),
+        expected.display(),
+        text(&o.stdout),
+        text(&o.stderr)
+    );
 }
 
 /// Restores `snap` into a fresh directory, asserting exit 0, and compares the restored copy of
 /// `src` with `expected`.
 fn restore_exact(e: &Env, snap: &str, src: &Path, expected: &Path) {
-    let t = tempfile::Builder::new().prefix("restore-").tempdir_in(e.dir.path()).unwrap();
-    let o = e.run(&["restore", snap, "--target", t.path().to_str().unwrap(), "--verify"]);
+    let t = tempfile::Builder::new()
+        .prefix("restore-")
+        .tempdir_in(e.dir.path())
+        .unwrap();
+    let o = e.run(&[
+        "restore",
+        snap,
+        "--target",
+        t.path().to_str().unwrap(),
+        "--verify",
+    ]);
     assert!(o.status.success(), "restore of {snap} failed: {}", both(&o));
     assert_same_tree(expected, &under(t.path(), src));
 }
 
 /// Backs up `path` (asserting exit 0) and returns the snapshot id.
 fn backup(e: &Env, path: &Path) -> String {
-    e.json(&["backup", path.to_str().unwrap()])["id"].as_str().unwrap().to_string()
+    e.json(&["backup", path.to_str().unwrap()])["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// `cp -a src dst`.
 fn copy_tree(src: &Path, dst: &Path) {
-    sh(&format!("rm -rf {1} && cp -a {0} {1}", src.display(), dst.display()));
+    sh(&format!(
+        "rm -rf {1} && cp -a {0} {1}",
+        src.display(),
+        dst.display()
+    ));
 }
 
 /// Path of pack file `hex` in the repository.
@@ -69,9 +106,18 @@ fn pack_path(repo: &Path, hex: &str) -> PathBuf {
 fn packs_of_file(e: &Env, snap: &str, file: &Path) -> BTreeSet<String> {
     let repo = Repository::open(&e.repo, PASSWORD).unwrap();
     let (_, s) = repo.find_snapshot(snap).unwrap();
-    let node = bakfs_core::restore::find_node(&repo, &s.tree, file.to_str().unwrap()).unwrap().unwrap();
-    assert!(!node.content.is_empty(), "{} has no content", file.display());
-    node.content.iter().map(|b| repo.locate(b).unwrap().pack.to_hex()).collect()
+    let node = bakfs_core::restore::find_node(&repo, &s.tree, file.to_str().unwrap())
+        .unwrap()
+        .unwrap();
+    assert!(
+        !node.content.is_empty(),
+        "{} has no content",
+        file.display()
+    );
+    node.content
+        .iter()
+        .map(|b| repo.locate(b).unwrap().pack.to_hex())
+        .collect()
 }
 
 fn flip_byte(path: &Path, offset: usize) {
@@ -81,22 +127,40 @@ fn flip_byte(path: &Path, offset: usize) {
 }
 
 fn lock_files(e: &Env) -> BTreeSet<String> {
-    fs::read_dir(e.repo.join("locks")).unwrap().map(|d| d.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| !n.starts_with('.')).collect()
+    fs::read_dir(e.repo.join("locks"))
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect()
 }
 
 fn snapshot_ids(e: &Env) -> Vec<String> {
-    e.json(&["snapshots"]).as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect()
+    e.json(&["snapshots"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn index_files(e: &Env) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(e.repo.join("index")).unwrap().map(|d| d.unwrap().path()).filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.')).collect();
+    let mut v: Vec<PathBuf> = fs::read_dir(e.repo.join("index"))
+        .unwrap()
+        .map(|d| d.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
     v.sort();
     v
 }
 
 /// Spawns bakfs with `args`, output discarded (so that a full pipe never blocks it).
 fn spawn_quiet(e: &Env, args: &[&str]) -> Child {
-    e.cmd().args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+    e.cmd()
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 /// SIGKILLs `child` after `ms` milliseconds; returns whether it was still running then.
@@ -107,7 +171,10 @@ fn kill_after(mut child: Child, ms: u64) -> bool {
     let status = child.wait().unwrap();
     use std::os::unix::process::ExitStatusExt;
     if running {
-        assert!(status.signal() == Some(9) || status.success(), "unexpected end of the killed process: {status:?}");
+        assert!(
+            status.signal() == Some(9) || status.success(),
+            "unexpected end of the killed process: {status:?}"
+        );
     }
     running && status.signal() == Some(9)
 }
@@ -115,11 +182,19 @@ fn kill_after(mut child: Child, ms: u64) -> bool {
 /// `check --read-data` exits 0; notes (unreferenced packs) are allowed.
 fn assert_check_clean(e: &Env) {
     let o = e.run(&["check", "--read-data"]);
-    assert_eq!(o.status.code(), Some(0), "check --read-data found damage: {}", both(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "check --read-data found damage: {}",
+        both(&o)
+    );
     let out = text(&o.stdout);
     assert!(out.contains("no errors found"), "{out}");
     for l in out.lines() {
-        assert!(l.starts_with("note: ") || l.starts_with("no errors found"), "unexpected check output line {l:?}\n{out}");
+        assert!(
+            l.starts_with("note: ") || l.starts_with("no errors found"),
+            "unexpected check output line {l:?}\n{out}"
+        );
     }
 }
 
@@ -146,7 +221,10 @@ fn two_snapshots() -> TwoSnapshots {
     write_random(&src.join("a1"), 300_000, 1);
     write_random(&src.join("docs/a2"), 50_000, 2);
     fs::write(src.join("docs/a3.txt"), "small text\n").unwrap();
-    let a_files: Vec<PathBuf> = ["a1", "docs/a2", "docs/a3.txt"].iter().map(|f| src.join(f)).collect();
+    let a_files: Vec<PathBuf> = ["a1", "docs/a2", "docs/a3.txt"]
+        .iter()
+        .map(|f| src.join(f))
+        .collect();
     let a_bytes = a_files.iter().map(|f| fs::read(f).unwrap()).collect();
     let s1 = backup(&e, &src);
     let b = src.join("b");
@@ -157,32 +235,73 @@ fn two_snapshots() -> TwoSnapshots {
     assert_eq!(b_packs.len(), 1, "B spans several packs: {b_packs:?}");
     let pack = b_packs.into_iter().next().unwrap();
     for f in &a_files {
-        assert!(!packs_of_file(&e, &s2, f).contains(&pack), "{} shares B's pack", f.display());
+        assert!(
+            !packs_of_file(&e, &s2, f).contains(&pack),
+            "{} shares B's pack",
+            f.display()
+        );
     }
     let pack_file = pack_path(&e.repo, &pack);
     assert!(pack_file.exists());
-    TwoSnapshots { e, src, s1, s2, a_files, a_bytes, b, b_bytes, pack, pack_file }
+    TwoSnapshots {
+        e,
+        src,
+        s1,
+        s2,
+        a_files,
+        a_bytes,
+        b,
+        b_bytes,
+        pack,
+        pack_file,
+    }
 }
 
 impl TwoSnapshots {
     /// Restores `snap`; asserts the A files are bit-exact. Returns the run and whether B came back
     /// (if so, with the right bytes: a damaged file is never left with wrong bytes).
     fn restore(&self, snap: &str) -> (Output, bool) {
-        let t = tempfile::Builder::new().prefix("restore-").tempdir_in(self.e.dir.path()).unwrap();
-        let o = self.e.run(&["restore", snap, "--target", t.path().to_str().unwrap()]);
+        let t = tempfile::Builder::new()
+            .prefix("restore-")
+            .tempdir_in(self.e.dir.path())
+            .unwrap();
+        let o = self
+            .e
+            .run(&["restore", snap, "--target", t.path().to_str().unwrap()]);
         for (f, want) in self.a_files.iter().zip(&self.a_bytes) {
-            let got = fs::read(under(t.path(), f)).unwrap_or_else(|err| panic!("unaffected file {} not restored ({err}): {}", f.display(), both(&o)));
-            assert!(got == *want, "unaffected file {} restored with wrong bytes", f.display());
+            let got = fs::read(under(t.path(), f)).unwrap_or_else(|err| {
+                panic!(
+                    "unaffected file {} not restored ({err}): {}",
+                    f.display(),
+                    both(&o)
+                )
+            });
+            assert!(
+                got == *want,
+                "unaffected file {} restored with wrong bytes",
+                f.display()
+            );
         }
         let rb = under(t.path(), &self.b);
         let b_there = rb.exists();
         if b_there {
-            assert!(fs::read(&rb).unwrap() == self.b_bytes, "damaged file B restored with wrong bytes: {}", both(&o));
+            assert!(
+                fs::read(&rb).unwrap() == self.b_bytes,
+                "damaged file B restored with wrong bytes: {}",
+                both(&o)
+            );
         }
         // no stray temporary files either
-        let entries = sh(&format!("cd {} && find . -mindepth 1 -type f | sort", under(t.path(), &self.src).display()));
+        let entries = sh(&format!(
+            "cd {} && find . -mindepth 1 -type f | sort",
+            under(t.path(), &self.src).display()
+        ));
         let expected_files = if b_there { 4 } else { 3 };
-        assert_eq!(entries.lines().count(), expected_files, "unexpected files in the target:\n{entries}");
+        assert_eq!(
+            entries.lines().count(),
+            expected_files,
+            "unexpected files in the target:\n{entries}"
+        );
         (o, b_there)
     }
 
@@ -209,19 +328,40 @@ fn flipped_byte_in_a_pack_is_found_and_only_that_file_is_lost() {
     let o = e.run(&["check", "--read-data"]);
     assert_eq!(o.status.code(), Some(13), "{}", both(&o));
     let out = text(&o.stdout);
-    assert!(out.contains(&format!("damaged pack {}", w.pack)), "check does not name the damaged pack: {}", both(&o));
-    assert!(out.contains(&format!("{}:{}", &w.s2[..8], w.b.display())), "check does not name the affected file: {}", both(&o));
+    assert!(
+        out.contains(&format!("damaged pack {}", w.pack)),
+        "check does not name the damaged pack: {}",
+        both(&o)
+    );
+    assert!(
+        out.contains(&format!("{}:{}", &w.s2[..8], w.b.display())),
+        "check does not name the affected file: {}",
+        both(&o)
+    );
     assert!(out.contains("REPOSITORY DAMAGED"), "{out}");
     for f in &w.a_files {
-        assert!(!out.contains(&format!("{}\n", f.display())), "check lists unaffected file {}: {out}", f.display());
+        assert!(
+            !out.contains(&format!("{}\n", f.display())),
+            "check lists unaffected file {}: {out}",
+            f.display()
+        );
     }
 
     // Restore: exit 13, B is not written with wrong bytes, the rest is restored.
     let (o, b_there) = w.restore(&w.s2);
     assert_eq!(o.status.code(), Some(13), "{}", both(&o));
-    assert!(!b_there, "B restored although its only chunk is damaged: {}", both(&o));
+    assert!(
+        !b_there,
+        "B restored although its only chunk is damaged: {}",
+        both(&o)
+    );
     let err = text(&o.stderr);
-    assert!(err.contains(&format!("{}", w.b.strip_prefix("/").unwrap().display())) && err.contains(&w.pack), "restore does not name the file and pack: {}", both(&o));
+    assert!(
+        err.contains(&format!("{}", w.b.strip_prefix("/").unwrap().display()))
+            && err.contains(&w.pack),
+        "restore does not name the file and pack: {}",
+        both(&o)
+    );
     assert!(text(&o.stdout).contains("FAILED"), "{}", both(&o));
 
     w.assert_first_snapshot_intact();
@@ -232,21 +372,43 @@ fn truncated_pack_is_found_without_reading_data() {
     let w = two_snapshots();
     let e = &w.e;
     let len = fs::metadata(&w.pack_file).unwrap().len();
-    fs::OpenOptions::new().write(true).open(&w.pack_file).unwrap().set_len(len - 100).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&w.pack_file)
+        .unwrap()
+        .set_len(len - 100)
+        .unwrap();
 
     for args in [&["check"][..], &["check", "--read-data"]] {
         let o = e.run(args);
         assert_eq!(o.status.code(), Some(13), "{args:?}: {}", both(&o));
         let out = text(&o.stdout);
-        assert!(out.contains(&format!("damaged pack {}", w.pack)), "{args:?} does not name the pack: {}", both(&o));
-        assert!(out.contains("truncated"), "{args:?} does not say the pack is truncated: {}", both(&o));
-        assert!(out.contains(&format!("{}:{}", &w.s2[..8], w.b.display())), "{args:?} does not name the affected file: {}", both(&o));
+        assert!(
+            out.contains(&format!("damaged pack {}", w.pack)),
+            "{args:?} does not name the pack: {}",
+            both(&o)
+        );
+        assert!(
+            out.contains("truncated"),
+            "{args:?} does not say the pack is truncated: {}",
+            both(&o)
+        );
+        assert!(
+            out.contains(&format!("{}:{}", &w.s2[..8], w.b.display())),
+            "{args:?} does not name the affected file: {}",
+            both(&o)
+        );
     }
 
     // Only the pack header was cut: B's chunk still authenticates, so B may come back, but only
     // with the right bytes; the exit code says whether something failed.
     let (o, b_there) = w.restore(&w.s2);
-    assert_eq!(o.status.code(), Some(if b_there { 0 } else { 13 }), "{}", both(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(if b_there { 0 } else { 13 }),
+        "{}",
+        both(&o)
+    );
     w.assert_first_snapshot_intact();
 }
 
@@ -260,15 +422,27 @@ fn missing_pack_is_found_without_reading_data() {
         let o = e.run(args);
         assert_eq!(o.status.code(), Some(13), "{args:?}: {}", both(&o));
         let out = text(&o.stdout);
-        assert!(out.contains(&format!("damaged pack {}: missing", w.pack)), "{args:?} does not name the missing pack: {}", both(&o));
-        assert!(out.contains(&format!("{}:{}", &w.s2[..8], w.b.display())), "{args:?} does not name the affected file: {}", both(&o));
+        assert!(
+            out.contains(&format!("damaged pack {}: missing", w.pack)),
+            "{args:?} does not name the missing pack: {}",
+            both(&o)
+        );
+        assert!(
+            out.contains(&format!("{}:{}", &w.s2[..8], w.b.display())),
+            "{args:?} does not name the affected file: {}",
+            both(&o)
+        );
     }
 
     let (o, b_there) = w.restore(&w.s2);
     assert_eq!(o.status.code(), Some(13), "{}", both(&o));
     assert!(!b_there);
     let err = text(&o.stderr);
-    assert!(err.contains(&format!("pack {}", w.pack)) && err.contains("missing"), "restore does not say which pack is missing: {}", both(&o));
+    assert!(
+        err.contains(&format!("pack {}", w.pack)) && err.contains("missing"),
+        "restore does not say which pack is missing: {}",
+        both(&o)
+    );
     w.assert_first_snapshot_intact();
 }
 
@@ -288,20 +462,34 @@ fn damaged_index_file_is_named() {
     // Opening skips the damaged index with a warning that names it.
     let o = e.run(&["snapshots"]);
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
-    assert!(text(&o.stderr).contains(&format!("damaged index {name}")), "no warning naming the index: {}", both(&o));
+    assert!(
+        text(&o.stderr).contains(&format!("damaged index {name}")),
+        "no warning naming the index: {}",
+        both(&o)
+    );
     // check names it and exits 13.
     let o = e.run(&["check"]);
     assert_eq!(o.status.code(), Some(13), "{}", both(&o));
-    assert!(text(&o.stdout).contains(&format!("index {name}")), "check does not name the index: {}", both(&o));
+    assert!(
+        text(&o.stdout).contains(&format!("index {name}")),
+        "check does not name the index: {}",
+        both(&o)
+    );
     // The blobs only it listed are unreachable: restore fails with 13 and writes no wrong bytes.
     let t = e.path("t");
     let o = e.run(&["restore", &s1, "--target", t.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(13), "{}", both(&o));
     assert!(text(&o.stderr).contains("not in the index"), "{}", both(&o));
-    assert_eq!(sh(&format!("find {} -type f 2>/dev/null | wc -l", t.display())).trim(), "0");
+    assert_eq!(
+        sh(&format!("find {} -type f 2>/dev/null | wc -l", t.display())).trim(),
+        "0"
+    );
     // prune refuses to run (it could delete what only the damaged index knows); nothing deleted.
     let err = e.fails(&["prune"], 13);
-    assert!(err.contains(&format!("index {name}")) && err.contains("repair index"), "{err}");
+    assert!(
+        err.contains(&format!("index {name}")) && err.contains("repair index"),
+        "{err}"
+    );
     assert_eq!(bakfs_e2e::packs(&e.repo), packs_before);
     assert!(idx[0].exists());
 
@@ -329,14 +517,22 @@ fn damaged_snapshot_manifest_is_named() {
 
     let o = e.run(&["check"]);
     assert_eq!(o.status.code(), Some(13), "{}", both(&o));
-    assert!(text(&o.stdout).contains(&format!("damaged snapshot {s2}")), "check does not name the manifest: {}", both(&o));
+    assert!(
+        text(&o.stdout).contains(&format!("damaged snapshot {s2}")),
+        "check does not name the manifest: {}",
+        both(&o)
+    );
     // the intact snapshot is still walked
     assert!(text(&o.stdout).contains("1 snapshots"), "{}", both(&o));
 
     // Listing skips it with a warning naming it.
     let o = e.run(&["--json", "snapshots"]);
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
-    assert!(text(&o.stderr).contains(&format!("damaged snapshot {s2}")), "no warning naming the manifest: {}", both(&o));
+    assert!(
+        text(&o.stderr).contains(&format!("damaged snapshot {s2}")),
+        "no warning naming the manifest: {}",
+        both(&o)
+    );
     assert_eq!(snapshot_ids(&e), vec![s1.clone()]);
     // The other snapshot still restores.
     restore_exact(&e, &s1, &src, &keep);
@@ -360,7 +556,10 @@ fn damaged_key_file_is_named() {
     let src = e.path("src");
     random_tree(&src, 2, 10_000);
     let s1 = backup(&e, &src);
-    let keys: Vec<PathBuf> = fs::read_dir(e.repo.join("keys")).unwrap().map(|d| d.unwrap().path()).collect();
+    let keys: Vec<PathBuf> = fs::read_dir(e.repo.join("keys"))
+        .unwrap()
+        .map(|d| d.unwrap().path())
+        .collect();
     assert_eq!(keys.len(), 1);
     let key = &keys[0];
     let kid = key.file_name().unwrap().to_string_lossy().into_owned();
@@ -370,7 +569,10 @@ fn damaged_key_file_is_named() {
     fs::write(key, b"{ this is not json").unwrap();
     for args in [&["snapshots"][..], &["check"], &["key", "list"]] {
         let err = e.fails(args, 13);
-        assert!(err.contains(&format!("damaged key {kid}")), "{args:?} does not name the key: {err}");
+        assert!(
+            err.contains(&format!("damaged key {kid}")),
+            "{args:?} does not name the key: {err}"
+        );
     }
     // Truncated JSON is just as damaged.
     fs::write(key, &good[..good.len() / 2]).unwrap();
@@ -381,9 +583,19 @@ fn damaged_key_file_is_named() {
     // to the password that only the damaged key would have opened.
     fs::write(key, &good).unwrap();
     fs::write(e.path("pw2"), "second password\n").unwrap();
-    e.ok(&["key", "add", "--new-password-file", e.path("pw2").to_str().unwrap()]);
+    e.ok(&[
+        "key",
+        "add",
+        "--new-password-file",
+        e.path("pw2").to_str().unwrap(),
+    ]);
     fs::write(key, b"garbage").unwrap();
-    let o = e.cmd().env("BAKFS_PASSWORD", "second password").args(["snapshots"]).output().unwrap();
+    let o = e
+        .cmd()
+        .env("BAKFS_PASSWORD", "second password")
+        .args(["snapshots"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", both(&o));
     let err = e.fails(&["snapshots"], 13);
     assert!(err.contains(&format!("damaged key {kid}")), "{err}");
@@ -400,11 +612,25 @@ fn damaged_config_is_named() {
     let s1 = backup(&e, &src);
     let cfg = e.repo.join("config");
     let good = fs::read(&cfg).unwrap();
-    for garbage in [&b"\x00\x01garbage"[..], b"", b"{\"version\": 1", b"{\"version\": 1}", b"[1, 2, 3]"] {
+    for garbage in [
+        &b"\x00\x01garbage"[..],
+        b"",
+        b"{\"version\": 1",
+        b"{\"version\": 1}",
+        b"[1, 2, 3]",
+    ] {
         fs::write(&cfg, garbage).unwrap();
-        for args in [&["snapshots"][..], &["check"], &["backup", src.to_str().unwrap()]] {
+        for args in [
+            &["snapshots"][..],
+            &["check"],
+            &["backup", src.to_str().unwrap()],
+        ] {
             let err = e.fails(args, 13);
-            assert!(err.contains("damaged config"), "{args:?} with config {:?}: {err}", text(garbage));
+            assert!(
+                err.contains("damaged config"),
+                "{args:?} with config {:?}: {err}",
+                text(garbage)
+            );
         }
         // init does not overwrite a damaged repository
         e.fails(&["init"], 1);
@@ -427,7 +653,10 @@ fn sigkill_during_backup_loses_nothing() {
     for (round, ms) in [50u64, 200, 500, 1000].into_iter().enumerate() {
         if round > 0 {
             // Give the next run fresh data to store (unchanged files are not read again).
-            sh(&format!("for i in 0 5 10; do head -c 10000000 /dev/urandom > {}/f$i; done", big.display()));
+            sh(&format!(
+                "for i in 0 5 10; do head -c 10000000 /dev/urandom > {}/f$i; done",
+                big.display()
+            ));
         }
         let killed = kill_after(spawn_quiet(&e, &["backup", big.to_str().unwrap()]), ms);
         killed_runs += usize::from(killed);
@@ -436,11 +665,26 @@ fn sigkill_during_backup_loses_nothing() {
 
         // Locks of dead processes on this host are ignored: a backup works without unlock.
         let o = e.run(&["backup", early.to_str().unwrap()]);
-        assert_eq!(o.status.code(), Some(0), "backup after a killed backup ({ms} ms): {}", both(&o));
-        assert_eq!(lock_files(&e), stale, "the second backup left or removed a lock");
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "backup after a killed backup ({ms} ms): {}",
+            both(&o)
+        );
+        assert_eq!(
+            lock_files(&e),
+            stale,
+            "the second backup left or removed a lock"
+        );
 
         // unlock recognises the stale lock of the dead process and removes exactly it.
-        let removed: BTreeSet<String> = e.json(&["unlock"]).as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+        let removed: BTreeSet<String> = e
+            .json(&["unlock"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
         assert_eq!(removed, stale, "unlock after kill at {ms} ms");
         assert!(lock_files(&e).is_empty());
 
@@ -454,7 +698,10 @@ fn sigkill_during_backup_loses_nothing() {
             restore_exact(&e, &s, &big, &big);
         }
     }
-    assert!(killed_runs >= 2, "only {killed_runs} backups were still running when killed: the tree is too small");
+    assert!(
+        killed_runs >= 2,
+        "only {killed_runs} backups were still running when killed: the tree is too small"
+    );
 }
 
 #[test]
@@ -472,7 +719,10 @@ fn sigkill_during_prune_loses_nothing() {
     // `odd` round is kept, half of each of its packs is unused: prune repacks them.
     let mut new_round = |e: &Env, expected: &mut BTreeMap<String, PathBuf>, all: bool| {
         let (start, step) = if all { (0, 1) } else { (1, 2) };
-        sh(&format!("for i in $(seq {start} {step} 15); do head -c 2000000 /dev/urandom > {}/f$i; done", src.display()));
+        sh(&format!(
+            "for i in $(seq {start} {step} 15); do head -c 2000000 /dev/urandom > {}/f$i; done",
+            src.display()
+        ));
         let id = backup(e, &src);
         let c = copies.join(format!("r{round}"));
         copy_tree(&src, &c);
@@ -495,7 +745,10 @@ fn sigkill_during_prune_loses_nothing() {
         });
         assert_eq!(expected.len(), 2);
         let dry = e.json(&["prune", "--dry-run"]);
-        assert!(dry["report"]["packs_repacked"].as_u64().unwrap() > 0, "no repack work for prune: {dry}");
+        assert!(
+            dry["report"]["packs_repacked"].as_u64().unwrap() > 0,
+            "no repack work for prune: {dry}"
+        );
 
         let killed = kill_after(spawn_quiet(&e, &["prune"]), ms);
         eprintln!("prune killed after {ms} ms: {killed}");
@@ -507,7 +760,12 @@ fn sigkill_during_prune_loses_nothing() {
         }
         // A stale exclusive lock of the killed prune does not stop the next prune.
         let o = e.run(&["prune"]);
-        assert_eq!(o.status.code(), Some(0), "prune after a prune killed at {ms} ms: {}", both(&o));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "prune after a prune killed at {ms} ms: {}",
+            both(&o)
+        );
     }
     assert_check_clean(&e);
     for (id, c) in &expected {
@@ -515,7 +773,10 @@ fn sigkill_during_prune_loses_nothing() {
     }
     e.ok(&["unlock"]);
     assert!(lock_files(&e).is_empty());
-    assert!(killed_runs >= 2, "only {killed_runs} prunes were still running when killed: too little work");
+    assert!(
+        killed_runs >= 2,
+        "only {killed_runs} prunes were still running when killed: too little work"
+    );
 }
 
 /// Unmounts (lazily) on drop, also when the test panics.
@@ -523,7 +784,10 @@ struct MountGuard(PathBuf);
 
 impl Drop for MountGuard {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
     }
 }
 
@@ -534,7 +798,10 @@ fn full_disk_fails_cleanly_and_loses_nothing() {
     }
     let e = Env::new();
     fs::create_dir_all(&e.repo).unwrap();
-    sh(&format!("mount -t tmpfs -o size=20m tmpfs {}", e.repo.display()));
+    sh(&format!(
+        "mount -t tmpfs -o size=20m tmpfs {}",
+        e.repo.display()
+    ));
     let _mount = MountGuard(e.repo.clone());
     e.ok(&["init"]);
     let src = e.path("src");
@@ -549,9 +816,23 @@ fn full_disk_fails_cleanly_and_loses_nothing() {
     for (files, size) in [(6, 10_000_000), (4, 13_000_000)] {
         random_tree(&src.join("big"), files, size);
         let o = e.run(&["backup", src.to_str().unwrap()]);
-        assert_eq!(o.status.code(), Some(1), "backup of {} MB onto a full disk: {}", files * size / 1_000_000, both(&o));
-        assert!(text(&o.stderr).contains("No space left"), "no ENOSPC message: {}", both(&o));
-        assert_eq!(snapshot_ids(&e), vec![s0.clone()], "a snapshot was written by the failed backup");
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "backup of {} MB onto a full disk: {}",
+            files * size / 1_000_000,
+            both(&o)
+        );
+        assert!(
+            text(&o.stderr).contains("No space left"),
+            "no ENOSPC message: {}",
+            both(&o)
+        );
+        assert_eq!(
+            snapshot_ids(&e),
+            vec![s0.clone()],
+            "a snapshot was written by the failed backup"
+        );
         assert!(lock_files(&e).is_empty(), "the failed backup left its lock");
         fs::remove_dir_all(src.join("big")).unwrap();
         // prune removes the packs the failed backup left behind
@@ -580,21 +861,45 @@ fn backup_and_prune_started_together() {
     expected.insert(id, copies.join("r0"));
     let mut outcomes = vec![];
     for round in 1..=5usize {
-        sh(&format!("for i in $(seq {} 3 24); do head -c 2000000 /dev/urandom > {}/f$i; done", round % 3, src.display()));
+        sh(&format!(
+            "for i in $(seq {} 3 24); do head -c 2000000 /dev/urandom > {}/f$i; done",
+            round % 3,
+            src.display()
+        ));
         let c = copies.join(format!("r{round}"));
         copy_tree(&src, &c);
         // Started at the same moment; in later rounds forget gets a small head start, so that
         // both orders of taking the locks are exercised.
         let head_start = [0u64, 0, 30, 80, 200][round - 1];
-        let p = e.cmd().args(["forget", "--keep-last", "1", "--prune"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let p = e
+            .cmd()
+            .args(["forget", "--keep-last", "1", "--prune"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(head_start));
-        let b = e.cmd().args(["--json", "backup", src.to_str().unwrap()]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let b = e
+            .cmd()
+            .args(["--json", "backup", src.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let (b, p) = (b.wait_with_output().unwrap(), p.wait_with_output().unwrap());
         for (what, o) in [("backup", &b), ("forget --prune", &p)] {
             match o.status.code() {
                 Some(0) => {}
-                Some(11) => assert!(text(&o.stderr).contains("repository is locked:") && text(&o.stderr).contains(" lock held by pid "), "{what}: unclear lock message: {}", both(o)),
-                _ => panic!("{what} in round {round}: neither success nor locked: {}", both(o)),
+                Some(11) => assert!(
+                    text(&o.stderr).contains("repository is locked:")
+                        && text(&o.stderr).contains(" lock held by pid "),
+                    "{what}: unclear lock message: {}",
+                    both(o)
+                ),
+                _ => panic!(
+                    "{what} in round {round}: neither success nor locked: {}",
+                    both(o)
+                ),
             }
         }
         outcomes.push((b.status.code(), p.status.code()));
@@ -609,7 +914,9 @@ fn backup_and_prune_started_together() {
     let ids = snapshot_ids(&e);
     assert!(!ids.is_empty());
     for id in &ids {
-        let c = expected.get(id).unwrap_or_else(|| panic!("snapshot {id} was not made by a successful backup"));
+        let c = expected
+            .get(id)
+            .unwrap_or_else(|| panic!("snapshot {id} was not made by a successful backup"));
         restore_exact(&e, id, &src, c);
     }
     // And a last prune leaves the same.
@@ -645,22 +952,40 @@ fn lock_of_a_live_process_blocks_and_a_dead_one_does_not() {
     // An exclusive lock of a live process (this one) stops backups and forget.
     let lock = write_lock(&e, true, me);
     let err = e.fails(&["backup", src.to_str().unwrap()], 11);
-    assert!(err.contains(&format!("an exclusive lock held by pid {me} on {} for e2e test", bakfs_core::lock::hostname())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "an exclusive lock held by pid {me} on {} for e2e test",
+            bakfs_core::lock::hostname()
+        )),
+        "{err}"
+    );
     let err = e.fails(&["forget", "--keep-last", "1", "--prune"], 11);
     assert!(err.contains(&format!("pid {me}")), "{err}");
     assert_eq!(snapshot_ids(&e), vec![s0.clone()]);
     // The refused commands removed their own locks, not the holder's.
     // Readers take a shared lock too: restore and check are refused the same way.
-    for args in [&["restore", &s0, "--target", e.path("t").to_str().unwrap()][..], &["check"]] {
+    for args in [
+        &["restore", &s0, "--target", e.path("t").to_str().unwrap()][..],
+        &["check"],
+    ] {
         let err = e.fails(args, 11);
         assert!(err.contains(&format!("pid {me}")), "{args:?}: {err}");
     }
     assert!(!e.path("t").exists());
-    assert_eq!(lock_files(&e), BTreeSet::from([lock.file_name().unwrap().to_string_lossy().into_owned()]));
+    assert_eq!(
+        lock_files(&e),
+        BTreeSet::from([lock.file_name().unwrap().to_string_lossy().into_owned()])
+    );
     // unlock leaves a live lock alone; --remove-all removes it.
     assert_eq!(e.json(&["unlock"]).as_array().unwrap().len(), 0);
     assert!(lock.exists());
-    assert_eq!(e.json(&["unlock", "--remove-all"]).as_array().unwrap().len(), 1);
+    assert_eq!(
+        e.json(&["unlock", "--remove-all"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     assert!(!lock.exists());
 
     // A shared lock of a live process lets backups run but stops prune.
@@ -668,7 +993,10 @@ fn lock_of_a_live_process_blocks_and_a_dead_one_does_not() {
     backup(&e, &src);
     restore_exact(&e, &s0, &src, &src);
     let err = e.fails(&["prune"], 11);
-    assert!(err.contains(&format!("a shared lock held by pid {me}")), "{err}");
+    assert!(
+        err.contains(&format!("a shared lock held by pid {me}")),
+        "{err}"
+    );
     fs::remove_file(&lock).unwrap();
 
     // A lock of a dead process on this host is stale: ignored, and removed by unlock.
@@ -678,7 +1006,11 @@ fn lock_of_a_live_process_blocks_and_a_dead_one_does_not() {
     let lock = write_lock(&e, true, dead);
     let o = e.run(&["backup", src.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
-    assert!(text(&o.stderr).contains("stale lock"), "no warning about the stale lock: {}", both(&o));
+    assert!(
+        text(&o.stderr).contains("stale lock"),
+        "no warning about the stale lock: {}",
+        both(&o)
+    );
     e.ok(&["prune"]);
     assert_eq!(e.json(&["unlock"]).as_array().unwrap().len(), 1);
     assert!(!lock.exists());
@@ -692,7 +1024,10 @@ fn lock_of_a_live_process_blocks_and_a_dead_one_does_not() {
     e.ok(&["unlock"]);
     assert!(junk.exists());
     let removed = e.json(&["unlock", "--remove-all"]);
-    assert!(!junk.exists(), "unlock --remove-all left the unreadable lock file (removed {removed})");
+    assert!(
+        !junk.exists(),
+        "unlock --remove-all left the unreadable lock file (removed {removed})"
+    );
     assert!(lock_files(&e).is_empty());
     assert_check_clean(&e);
 }

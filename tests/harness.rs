@@ -21,7 +21,11 @@ pub fn bin_dir() -> PathBuf {
 /// Path of a built binary; panics with a hint if missing.
 pub fn bin(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
-    assert!(p.exists(), "{} not found: build the binaries first (cargo build --workspace --bins)", p.display());
+    assert!(
+        p.exists(),
+        "{} not found: build the binaries first (cargo build --workspace --bins)",
+        p.display()
+    );
     p
 }
 
@@ -40,7 +44,9 @@ pub fn have_root(test: &str) -> bool {
 }
 
 fn effective_uid() -> u32 {
-    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m)).unwrap_or(u32::MAX)
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap_or(u32::MAX)
 }
 
 /// A scratch world: a repository path, a state dir, a password, scratch directories.
@@ -59,7 +65,10 @@ impl Default for Env {
 impl Env {
     /// A fresh environment (repository not yet created).
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("bakfs-e2e-").tempdir_in(scratch_root()).unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("bakfs-e2e-")
+            .tempdir_in(scratch_root())
+            .unwrap();
         let repo = dir.path().join("repo");
         let state = dir.path().join("state");
         Self { dir, repo, state }
@@ -99,7 +108,13 @@ impl Env {
     /// Runs bakfs and asserts exit 0; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.run(args);
-        assert!(o.status.success(), "bakfs {args:?} failed ({:?}):\n{}\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "bakfs {args:?} failed ({:?}):\n{}\n{}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8(o.stdout).unwrap()
     }
 
@@ -113,34 +128,61 @@ impl Env {
     /// Runs bakfs, asserting exit code `code`; returns stderr.
     pub fn fails(&self, args: &[&str], code: i32) -> String {
         let o = self.run(args);
-        assert_eq!(o.status.code(), Some(code), "bakfs {args:?}: stdout {} stderr {}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "bakfs {args:?}: stdout {} stderr {}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8(o.stderr).unwrap()
     }
 }
 
 /// Where scratch directories go (a real disk filesystem, with xattr support).
 pub fn scratch_root() -> PathBuf {
-    let p = std::env::var_os("BAKFS_TEST_TMP").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    let p = std::env::var_os("BAKFS_TEST_TMP")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
     std::fs::create_dir_all(&p).unwrap();
     p
 }
 
 /// Runs a shell command, asserting success; returns stdout.
 pub fn sh(script: &str) -> String {
-    let o = Command::new("bash").arg("-ec").arg(script).output().unwrap();
-    assert!(o.status.success(), "sh {script:?} failed:\n{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let o = Command::new("bash")
+        .arg("-ec")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "sh {script:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout).unwrap()
 }
 
 /// `rsync -aHAXS --dry-run --itemize-changes SRC/ DST/` output (empty means identical).
 pub fn rsync_diff(src: &Path, dst: &Path) -> String {
     let o = Command::new("rsync")
-        .args(["-aHAXS", "--numeric-ids", "--dry-run", "--itemize-changes", "--checksum"])
+        .args([
+            "-aHAXS",
+            "--numeric-ids",
+            "--dry-run",
+            "--itemize-changes",
+            "--checksum",
+        ])
         .arg(format!("{}/", src.display()))
         .arg(format!("{}/", dst.display()))
         .output()
         .unwrap();
-    assert!(o.status.success(), "rsync failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "rsync failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout).unwrap()
 }
 

@@ -21,11 +21,18 @@ fn text(b: &[u8]) -> String {
 }
 
 fn both(o: &Output) -> String {
-    format!("exit {:?}\n--- stdout\n{}--- stderr\n{}", o.status.code(), text(&o.stdout), text(&o.stderr))
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        text(&o.stdout),
+        text(&o.stderr)
+    )
 }
 
 fn is_root() -> bool {
-    fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 /// The message restore gives for a refused name.
@@ -50,9 +57,16 @@ impl Crafter {
         e.ok(&["backup", src.to_str().unwrap()]);
         let repo = Repository::open(&e.repo, b"correct horse").unwrap();
         let (_, snap) = repo.find_snapshot("latest").unwrap();
-        let template = bakfs_core::restore::find_node(&repo, &snap.tree, src.join("t").to_str().unwrap()).unwrap().unwrap();
+        let template =
+            bakfs_core::restore::find_node(&repo, &snap.tree, src.join("t").to_str().unwrap())
+                .unwrap()
+                .unwrap();
         assert_eq!(template.kind, NodeKind::File);
-        Self { repo, template, seq: std::cell::Cell::new(0) }
+        Self {
+            repo,
+            template,
+            seq: std::cell::Cell::new(0),
+        }
     }
 
     fn node(&self, name: &[u8], kind: NodeKind, mode: u32) -> Node {
@@ -75,7 +89,11 @@ impl Crafter {
 
     fn file(&self, name: &[u8], data: &[u8]) -> Node {
         let mut n = self.node(name, NodeKind::File, 0o644);
-        n.content = if data.is_empty() { vec![] } else { vec![self.repo.save_blob(BlobKind::Data, data).unwrap().0] };
+        n.content = if data.is_empty() {
+            vec![]
+        } else {
+            vec![self.repo.save_blob(BlobKind::Data, data).unwrap().0]
+        };
         n.size = data.len() as u64;
         n
     }
@@ -104,7 +122,10 @@ impl Crafter {
     }
 
     fn tree(&self, nodes: Vec<Node>) -> BlobId {
-        self.repo.save_blob(BlobKind::Tree, &Tree { nodes }.encode()).unwrap().0
+        self.repo
+            .save_blob(BlobKind::Tree, &Tree { nodes }.encode())
+            .unwrap()
+            .0
     }
 
     /// A snapshot whose root tree holds `nodes` (in this order). Returns its id.
@@ -152,8 +173,17 @@ impl Scene {
         let sentinel = base.join("sentinel");
         fs::create_dir_all(&target).unwrap();
         fs::create_dir_all(&sentinel).unwrap();
-        let outside = tempfile::Builder::new().prefix("outside-").tempdir_in("/tmp").unwrap();
-        Self { base, target, sentinel, outside, outside_before: vec![] }
+        let outside = tempfile::Builder::new()
+            .prefix("outside-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        Self {
+            base,
+            target,
+            sentinel,
+            outside,
+            outside_before: vec![],
+        }
     }
 
     fn outside(&self) -> &Path {
@@ -184,8 +214,18 @@ impl Scene {
             .map(|d| {
                 let p = d.unwrap().path();
                 let m = fs::symlink_metadata(&p).unwrap();
-                let bytes = if m.is_file() { fs::read(&p).unwrap() } else { vec![] };
-                (p.file_name().unwrap().to_string_lossy().into_owned(), bytes, m.mode(), m.mtime(), m.uid())
+                let bytes = if m.is_file() {
+                    fs::read(&p).unwrap()
+                } else {
+                    vec![]
+                };
+                (
+                    p.file_name().unwrap().to_string_lossy().into_owned(),
+                    bytes,
+                    m.mode(),
+                    m.mtime(),
+                    m.uid(),
+                )
             })
             .collect();
         v.sort();
@@ -200,17 +240,44 @@ impl Scene {
     /// and the outside directory is as it was (no new entries, same bytes, modes, times, owners,
     /// and no extended attributes added).
     fn assert_contained(&self, ctx: &str) {
-        let names: BTreeSet<String> = fs::read_dir(&self.base).unwrap().map(|d| d.unwrap().file_name().to_string_lossy().into_owned()).collect();
-        assert_eq!(names, BTreeSet::from(["sentinel".to_string(), "target".to_string()]), "{ctx}: something was written beside the target");
-        assert_eq!(fs::read_dir(&self.sentinel).unwrap().count(), 0, "{ctx}: something was written into the sentinel directory");
-        assert_eq!(Self::describe(self.outside()), self.outside_before, "{ctx}: the outside directory changed");
-        let x = sh(&format!("getfattr -d -m - --absolute-names -R {} 2>/dev/null || true", self.outside().display()));
-        assert!(!x.contains("evil"), "{ctx}: extended attributes were set outside: {x}");
+        let names: BTreeSet<String> = fs::read_dir(&self.base)
+            .unwrap()
+            .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            BTreeSet::from(["sentinel".to_string(), "target".to_string()]),
+            "{ctx}: something was written beside the target"
+        );
+        assert_eq!(
+            fs::read_dir(&self.sentinel).unwrap().count(),
+            0,
+            "{ctx}: something was written into the sentinel directory"
+        );
+        assert_eq!(
+            Self::describe(self.outside()),
+            self.outside_before,
+            "{ctx}: the outside directory changed"
+        );
+        let x = sh(&format!(
+            "getfattr -d -m - --absolute-names -R {} 2>/dev/null || true",
+            self.outside().display()
+        ));
+        assert!(
+            !x.contains("evil"),
+            "{ctx}: extended attributes were set outside: {x}"
+        );
     }
 
     /// Every file below the target, relative, with its kind: "f", "d", "l".
     fn listing(&self) -> BTreeSet<String> {
-        sh(&format!("cd {} && find . -mindepth 1 -printf '%y %P\\n'", self.target.display())).lines().map(String::from).collect()
+        sh(&format!(
+            "cd {} && find . -mindepth 1 -printf '%y %P\\n'",
+            self.target.display()
+        ))
+        .lines()
+        .map(String::from)
+        .collect()
     }
 }
 
@@ -224,16 +291,37 @@ fn unsafe_names_are_refused_and_siblings_restored() {
     let c = Crafter::new(&e);
     let sc = Scene::new(&e, "names");
     let abs = [sc.outside_bytes(), b"/pwned-abs".to_vec()].concat();
-    let unsafe_names: Vec<Vec<u8>> = vec![b"..".to_vec(), b".".to_vec(), b"a/b".to_vec(), abs.clone(), b"".to_vec(), b"evil\0name".to_vec(), b"../escaped".to_vec()];
+    let unsafe_names: Vec<Vec<u8>> = vec![
+        b"..".to_vec(),
+        b".".to_vec(),
+        b"a/b".to_vec(),
+        abs.clone(),
+        b"".to_vec(),
+        b"evil\0name".to_vec(),
+        b"../escaped".to_vec(),
+    ];
     let mut root = vec![
         c.file(b"safe.txt", b"safe\n"),
         c.dir(b"a", vec![c.file(b"ok", b"ok in a\n")]),
         // the same attacks one level down
-        c.dir(b"sub", sorted(vec![c.file(b"inner.txt", b"inner\n"), c.dir(b"..", vec![c.file(b"escaped-from-sub", b"x")]), c.file(b"x/y", b"x")])),
+        c.dir(
+            b"sub",
+            sorted(vec![
+                c.file(b"inner.txt", b"inner\n"),
+                c.dir(b"..", vec![c.file(b"escaped-from-sub", b"x")]),
+                c.file(b"x/y", b"x"),
+            ]),
+        ),
     ];
     for n in &unsafe_names {
         root.push(match n.as_slice() {
-            b".." | b"." => c.dir(n, vec![c.file(b"escaped", b"escaped\n"), c.file(b"dotted", b"dotted\n")]),
+            b".." | b"." => c.dir(
+                n,
+                vec![
+                    c.file(b"escaped", b"escaped\n"),
+                    c.file(b"dotted", b"dotted\n"),
+                ],
+            ),
             _ => c.file(n, b"pwned\n"),
         });
     }
@@ -242,26 +330,60 @@ fn unsafe_names_are_refused_and_siblings_restored() {
     assert_eq!(o.status.code(), Some(1), "{}", both(&o));
     let err = text(&o.stderr);
     for n in unsafe_names.iter().chain([b"x/y".to_vec()].iter()) {
-        assert!(err.contains(&refusal(n)), "no refusal naming {:?}: {}", text(n), both(&o));
+        assert!(
+            err.contains(&refusal(n)),
+            "no refusal naming {:?}: {}",
+            text(n),
+            both(&o)
+        );
     }
-    assert_eq!(sc.listing(), set(&["f safe.txt", "d a", "f a/ok", "d sub", "f sub/inner.txt"]), "{}", both(&o));
-    assert_eq!(fs::read(sc.target.join("sub/inner.txt")).unwrap(), b"inner\n");
+    assert_eq!(
+        sc.listing(),
+        set(&["f safe.txt", "d a", "f a/ok", "d sub", "f sub/inner.txt"]),
+        "{}",
+        both(&o)
+    );
+    assert_eq!(
+        fs::read(sc.target.join("sub/inner.txt")).unwrap(),
+        b"inner\n"
+    );
     assert_eq!(fs::read(sc.target.join("a/ok")).unwrap(), b"ok in a\n");
     sc.assert_contained("restore of unsafe names");
 
     // Sub-paths resolving through crafted ".." directories stay inside the target.
     for sub in ["/..", "/sub/..", "/../escaped"] {
-        let o = e.run(&["restore", &format!("{snap}:{sub}"), "--target", sc.target.to_str().unwrap()]);
-        assert!(matches!(o.status.code(), Some(0 | 1)), "restore {sub}: {}", both(&o));
+        let o = e.run(&[
+            "restore",
+            &format!("{snap}:{sub}"),
+            "--target",
+            sc.target.to_str().unwrap(),
+        ]);
+        assert!(
+            matches!(o.status.code(), Some(0 | 1)),
+            "restore {sub}: {}",
+            both(&o)
+        );
         sc.assert_contained(&format!("restore of {sub}"));
     }
     // A sub-path naming a crafted file ".." is refused: it would be written at target/.. .
     let sc2 = Scene::new(&e, "names-subpath");
-    let snap2 = c.snapshot(vec![c.file(b"..", b"pwned\n"), c.dir(b"d", vec![c.file(b"..", b"pwned\n")])]);
+    let snap2 = c.snapshot(vec![
+        c.file(b"..", b"pwned\n"),
+        c.dir(b"d", vec![c.file(b"..", b"pwned\n")]),
+    ]);
     for sub in ["/..", "/d/.."] {
-        let o = e.run(&["restore", &format!("{snap2}:{sub}"), "--target", sc2.target.to_str().unwrap()]);
+        let o = e.run(&[
+            "restore",
+            &format!("{snap2}:{sub}"),
+            "--target",
+            sc2.target.to_str().unwrap(),
+        ]);
         assert!(!o.status.success(), "restore {sub}: {}", both(&o));
-        assert!(text(&o.stderr).contains(".."), "restore {sub}: {}", both(&o));
+        assert!(
+            text(&o.stderr).contains(".."),
+            "restore {sub}: {}",
+            both(&o)
+        );
         sc2.assert_contained(&format!("restore of file {sub}"));
         assert_eq!(fs::read_dir(&sc2.target).unwrap().count(), 0);
     }
@@ -274,15 +396,56 @@ fn duplicate_names_with_a_symlink_write_nothing_outside() {
     // (what comes first, what comes second) under the same name
     type MakeNodes<'a> = Box<dyn Fn(&[u8]) -> Vec<Node> + 'a>;
     let cases: Vec<(&str, MakeNodes)> = vec![
-        ("symlink then directory", Box::new(|out: &[u8]| vec![c.symlink(b"link", out), c.dir(b"link", vec![c.file(b"pwned", b"pwned\n")])])),
-        ("directory then symlink", Box::new(|out: &[u8]| vec![c.dir(b"link", vec![c.file(b"pwned", b"pwned\n")]), c.symlink(b"link", out)])),
-        ("symlink then file", Box::new(|out: &[u8]| vec![c.symlink(b"link", &[out, b"/pwned"].concat()), c.file(b"link", b"pwned\n")])),
+        (
+            "symlink then directory",
+            Box::new(|out: &[u8]| {
+                vec![
+                    c.symlink(b"link", out),
+                    c.dir(b"link", vec![c.file(b"pwned", b"pwned\n")]),
+                ]
+            }),
+        ),
+        (
+            "directory then symlink",
+            Box::new(|out: &[u8]| {
+                vec![
+                    c.dir(b"link", vec![c.file(b"pwned", b"pwned\n")]),
+                    c.symlink(b"link", out),
+                ]
+            }),
+        ),
+        (
+            "symlink then file",
+            Box::new(|out: &[u8]| {
+                vec![
+                    c.symlink(b"link", &[out, b"/pwned"].concat()),
+                    c.file(b"link", b"pwned\n"),
+                ]
+            }),
+        ),
         (
             "directory with a symlink, then directory with a directory of that name",
-            Box::new(|out: &[u8]| vec![c.dir(b"link", vec![c.symlink(b"x", out)]), c.dir(b"link", vec![c.dir(b"x", vec![c.file(b"pwned", b"pwned\n")])])]),
+            Box::new(|out: &[u8]| {
+                vec![
+                    c.dir(b"link", vec![c.symlink(b"x", out)]),
+                    c.dir(
+                        b"link",
+                        vec![c.dir(b"x", vec![c.file(b"pwned", b"pwned\n")])],
+                    ),
+                ]
+            }),
         ),
         // not adjacent: the tree is not sorted
-        ("symlink, other, directory", Box::new(|out: &[u8]| vec![c.symlink(b"link", out), c.file(b"m", b"m\n"), c.dir(b"link", vec![c.file(b"pwned", b"pwned\n")])])),
+        (
+            "symlink, other, directory",
+            Box::new(|out: &[u8]| {
+                vec![
+                    c.symlink(b"link", out),
+                    c.file(b"m", b"m\n"),
+                    c.dir(b"link", vec![c.file(b"pwned", b"pwned\n")]),
+                ]
+            }),
+        ),
     ];
     for (i, (what, make)) in cases.iter().enumerate() {
         let sc = Scene::new(&e, &format!("dup{i}"));
@@ -292,13 +455,28 @@ fn duplicate_names_with_a_symlink_write_nothing_outside() {
         let snap = c.snapshot(nodes);
         let o = sc.restore(&e, &snap);
         assert_eq!(o.status.code(), Some(1), "{what}: {}", both(&o));
-        assert!(text(&o.stderr).contains(&refusal(b"link")), "{what}: duplicate not named: {}", both(&o));
+        assert!(
+            text(&o.stderr).contains(&refusal(b"link")),
+            "{what}: duplicate not named: {}",
+            both(&o)
+        );
         sc.assert_contained(what);
-        assert_eq!(fs::read(sc.target.join("a-safe")).unwrap(), b"safe\n", "{what}");
-        assert_eq!(fs::read(sc.target.join("z-safe")).unwrap(), b"safe too\n", "{what}");
+        assert_eq!(
+            fs::read(sc.target.join("a-safe")).unwrap(),
+            b"safe\n",
+            "{what}"
+        );
+        assert_eq!(
+            fs::read(sc.target.join("z-safe")).unwrap(),
+            b"safe too\n",
+            "{what}"
+        );
         // whatever came first is what is there
         let l = sc.listing();
-        assert!(l.contains("l link") || l.contains("d link"), "{what}: {l:?}");
+        assert!(
+            l.contains("l link") || l.contains("d link"),
+            "{what}: {l:?}"
+        );
         // a second restore into the same target (with the symlink now present) changes nothing outside
         let o = sc.restore(&e, &snap);
         assert_eq!(o.status.code(), Some(1), "{what}, again: {}", both(&o));
@@ -322,17 +500,40 @@ fn symlinks_already_in_the_target_are_not_followed() {
     // named as in the outside directory, to catch a write through target/dir
     let snap = c.snapshot(vec![
         c.file(b"dangling", b"through a dangling link?\n"),
-        c.dir(b"dir", vec![c.file(b"file", b"new\n"), c.file(b"victim", b"overwritten?\n")]),
+        c.dir(
+            b"dir",
+            vec![
+                c.file(b"file", b"new\n"),
+                c.file(b"victim", b"overwritten?\n"),
+            ],
+        ),
         c.file(b"file", b"new content\n"),
         c.dir(b"real", vec![c.file(b"inner", b"new inner\n")]),
     ]);
     let o = sc.restore(&e, &snap);
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     sc.assert_contained("restore over symlinks in the target");
-    assert_eq!(sc.listing(), set(&["f dangling", "d dir", "f dir/file", "f dir/victim", "f file", "d real", "f real/inner"]));
+    assert_eq!(
+        sc.listing(),
+        set(&[
+            "f dangling",
+            "d dir",
+            "f dir/file",
+            "f dir/victim",
+            "f file",
+            "d real",
+            "f real/inner"
+        ])
+    );
     assert_eq!(fs::read(sc.target.join("file")).unwrap(), b"new content\n");
-    assert_eq!(fs::read(sc.target.join("dir/victim")).unwrap(), b"overwritten?\n");
-    assert_eq!(fs::read(sc.target.join("real/inner")).unwrap(), b"new inner\n");
+    assert_eq!(
+        fs::read(sc.target.join("dir/victim")).unwrap(),
+        b"overwritten?\n"
+    );
+    assert_eq!(
+        fs::read(sc.target.join("real/inner")).unwrap(),
+        b"new inner\n"
+    );
     assert_eq!(fs::read(&victim).unwrap(), b"original\n");
 }
 
@@ -364,22 +565,46 @@ fn hard_links_only_join_files_of_the_restore() {
     let o = sc.restore(&e, &snap);
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     sc.assert_contained("restore of hard links");
-    assert_eq!(sc.listing(), set(&["f a", "f c", "d d", "f d/b", "f lonely", "f pre1", "f pre2", "f real-inode"]));
+    assert_eq!(
+        sc.listing(),
+        set(&[
+            "f a",
+            "f c",
+            "d d",
+            "f d/b",
+            "f lonely",
+            "f pre1",
+            "f pre2",
+            "f real-inode"
+        ])
+    );
     let m = |p: &str| fs::symlink_metadata(sc.target.join(p)).unwrap();
     // every link of every restored file is inside the target
-    let files: Vec<String> = sc.listing().iter().filter_map(|l| l.strip_prefix("f ").map(String::from)).collect();
+    let files: Vec<String> = sc
+        .listing()
+        .iter()
+        .filter_map(|l| l.strip_prefix("f ").map(String::from))
+        .collect();
     for f in &files {
         let ino = m(f).ino();
         let inside = files.iter().filter(|g| m(g).ino() == ino).count() as u64;
         assert_eq!(m(f).nlink(), inside, "{f} has links outside the target");
     }
     assert_eq!(m("a").ino(), m("d/b").ino());
-    assert_eq!(m("a").ino(), m("c").ino(), "c claims a's inode: it joins a (a file of this restore)");
+    assert_eq!(
+        m("a").ino(),
+        m("c").ino(),
+        "c claims a's inode: it joins a (a file of this restore)"
+    );
     // which of the claimed links came first decides the content
     let content = fs::read(sc.target.join("a")).unwrap();
     assert!(content == b"linked content\n" || content == b"different content\n");
     assert_eq!(fs::read(sc.target.join("lonely")).unwrap(), b"lonely\n");
-    assert_eq!(m("lonely").nlink(), 1, "a link whose partner is absent is a plain file");
+    assert_eq!(
+        m("lonely").nlink(),
+        1,
+        "a link whose partner is absent is a plain file"
+    );
     assert_eq!(m("real-inode").nlink(), 1);
     assert_eq!(fs::read(sc.target.join("real-inode")).unwrap(), b"real\n");
     assert_eq!(m("pre1").ino(), m("pre2").ino());
@@ -395,7 +620,11 @@ fn hard_links_only_join_files_of_the_restore() {
     let snap = c.snapshot(vec![c.file(b"ok", b"ok\n"), x1, x2]);
     let o = sc2.restore(&e, &snap);
     assert_eq!(o.status.code(), Some(13), "{}", both(&o));
-    assert!(text(&o.stderr).contains("x1") && text(&o.stderr).contains("x2"), "{}", both(&o));
+    assert!(
+        text(&o.stderr).contains("x1") && text(&o.stderr).contains("x2"),
+        "{}",
+        both(&o)
+    );
     assert_eq!(sc2.listing(), set(&["f ok"]));
     sc2.assert_contained("damaged hard link");
 }
@@ -407,15 +636,31 @@ fn dump_refuses_unsafe_names() {
     let snap = c.snapshot(sorted(vec![
         c.file(b"a.txt", b"plain text\n"),
         c.dir(b"..", vec![c.file(b"escaped", b"escaped\n")]),
-        c.dir(b"sub", sorted(vec![c.file(b"ok", b"ok\n"), c.dir(b"..", vec![c.file(b"up", b"up\n")])])),
+        c.dir(
+            b"sub",
+            sorted(vec![
+                c.file(b"ok", b"ok\n"),
+                c.dir(b"..", vec![c.file(b"up", b"up\n")]),
+            ]),
+        ),
         c.dir(b"slash", vec![c.file(b"x/y", b"x\n")]),
     ]));
     for (path, bad) in [("/", ".."), ("/sub", ".."), ("/slash", "x/y")] {
         let o = e.run(&["dump", &snap, path]);
         assert_eq!(o.status.code(), Some(1), "dump {path}: {}", both(&o));
-        assert!(text(&o.stderr).contains(&format!("refusing entry name {bad:?}")), "dump {path}: {}", both(&o));
-        assert!(!o.stdout.windows(2).any(|w| w == b".."), "dump {path} wrote a '..' path");
-        assert!(!o.stdout.windows(3).any(|w| w == b"x/y"), "dump {path} wrote x/y");
+        assert!(
+            text(&o.stderr).contains(&format!("refusing entry name {bad:?}")),
+            "dump {path}: {}",
+            both(&o)
+        );
+        assert!(
+            !o.stdout.windows(2).any(|w| w == b".."),
+            "dump {path} wrote a '..' path"
+        );
+        assert!(
+            !o.stdout.windows(3).any(|w| w == b"x/y"),
+            "dump {path} wrote x/y"
+        );
     }
     // the safe file still dumps
     let o = e.run(&["dump", &snap, "/a.txt"]);
@@ -432,7 +677,10 @@ fn absolute_symlinks_are_restored_as_symlinks_and_never_followed() {
     let out = sc.outside_bytes();
     let mut to_file = c.symlink(b"absfile", victim.as_os_str().as_bytes());
     // metadata on the link must go to the link, not to what it points to
-    to_file.xattrs = vec![(b"trusted.evil".to_vec(), b"1".to_vec()), (b"user.evil".to_vec(), b"1".to_vec())];
+    to_file.xattrs = vec![
+        (b"trusted.evil".to_vec(), b"1".to_vec()),
+        (b"user.evil".to_vec(), b"1".to_vec()),
+    ];
     to_file.mode = 0o4777;
     to_file.mtime_ns = 0;
     to_file.uid = 65534;
@@ -440,26 +688,54 @@ fn absolute_symlinks_are_restored_as_symlinks_and_never_followed() {
     let snap = c.snapshot(vec![
         c.symlink(b"abs", &out),
         to_file,
-        c.dir(b"d", vec![c.file(b"f", b"in d\n"), c.symlink(b"up", b"../../..")]),
+        c.dir(
+            b"d",
+            vec![c.file(b"f", b"in d\n"), c.symlink(b"up", b"../../..")],
+        ),
         c.file(b"z", b"zzz\n"),
     ]);
     for round in ["first restore", "restore over the restored symlinks"] {
         let o = sc.restore(&e, &snap);
         assert_eq!(o.status.code(), Some(0), "{round}: {}", both(&o));
         sc.assert_contained(round);
-        assert_eq!(sc.listing(), set(&["l abs", "l absfile", "d d", "f d/f", "l d/up", "f z"]), "{round}");
+        assert_eq!(
+            sc.listing(),
+            set(&["l abs", "l absfile", "d d", "f d/f", "l d/up", "f z"]),
+            "{round}"
+        );
         assert_eq!(fs::read_link(sc.target.join("abs")).unwrap(), sc.outside());
         assert_eq!(fs::read_link(sc.target.join("absfile")).unwrap(), victim);
-        assert_eq!(fs::read_link(sc.target.join("d/up")).unwrap(), Path::new("../../.."));
+        assert_eq!(
+            fs::read_link(sc.target.join("d/up")).unwrap(),
+            Path::new("../../..")
+        );
         if is_root() {
-            assert_eq!(fs::symlink_metadata(sc.target.join("absfile")).unwrap().uid(), 65534, "{round}: owner of the link itself");
+            assert_eq!(
+                fs::symlink_metadata(sc.target.join("absfile"))
+                    .unwrap()
+                    .uid(),
+                65534,
+                "{round}: owner of the link itself"
+            );
         }
-        assert_eq!(fs::symlink_metadata(sc.target.join("absfile")).unwrap().mtime(), 0, "{round}: time of the link itself");
+        assert_eq!(
+            fs::symlink_metadata(sc.target.join("absfile"))
+                .unwrap()
+                .mtime(),
+            0,
+            "{round}: time of the link itself"
+        );
     }
     // A later snapshot with a directory and a file under those names: written into the target,
     // not through the symlinks left by the previous restore.
     let snap2 = c.snapshot(vec![
-        c.dir(b"abs", vec![c.file(b"pwned", b"pwned\n"), c.file(b"victim", b"overwritten?\n")]),
+        c.dir(
+            b"abs",
+            vec![
+                c.file(b"pwned", b"pwned\n"),
+                c.file(b"victim", b"overwritten?\n"),
+            ],
+        ),
         c.file(b"absfile", b"overwritten?\n"),
         c.dir(b"d", vec![c.dir(b"up", vec![c.file(b"pwned", b"pwned\n")])]),
     ]);
@@ -467,9 +743,19 @@ fn absolute_symlinks_are_restored_as_symlinks_and_never_followed() {
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     sc.assert_contained("restore over absolute symlinks");
     let l = sc.listing();
-    for want in ["d abs", "f abs/pwned", "f abs/victim", "f absfile", "d d/up", "f d/up/pwned"] {
+    for want in [
+        "d abs",
+        "f abs/pwned",
+        "f abs/victim",
+        "f absfile",
+        "d d/up",
+        "f d/up/pwned",
+    ] {
         assert!(l.contains(want), "{want} missing: {l:?}");
     }
     assert_eq!(fs::read(&victim).unwrap(), b"original\n");
-    assert_eq!(fs::read(sc.target.join("absfile")).unwrap(), b"overwritten?\n");
+    assert_eq!(
+        fs::read(sc.target.join("absfile")).unwrap(),
+        b"overwritten?\n"
+    );
 }

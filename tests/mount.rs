@@ -19,9 +19,16 @@ struct Mnt {
 
 impl Drop for Mnt {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.mp).stderr(Stdio::null()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(&self.mp)
+            .stderr(Stdio::null())
+            .status();
         if let Some(pid) = self.pid {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).stderr(Stdio::null()).status();
+            let _ = Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }
@@ -30,7 +37,10 @@ fn needs_fuse(test: &str) -> bool {
     if !have_root(test) {
         return false;
     }
-    assert!(Path::new("/dev/fuse").exists(), "{test}: /dev/fuse is missing (modprobe fuse)");
+    assert!(
+        Path::new("/dev/fuse").exists(),
+        "{test}: /dev/fuse is missing (modprobe fuse)"
+    );
     true
 }
 
@@ -53,14 +63,21 @@ fn mount(e: &Env, extra: &[&str]) -> Mnt {
     let mut args = vec!["mount", mp.to_str().unwrap()];
     args.extend_from_slice(extra);
     let out = e.json(&args);
-    let m = Mnt { mp: mp.clone(), pid: out["pid"].as_u64().map(|p| p as u32) };
+    let m = Mnt {
+        mp: mp.clone(),
+        pid: out["pid"].as_u64().map(|p| p as u32),
+    };
     let t = mounted_type(&mp).expect("nothing mounted after `bakfs mount` returned");
     assert!(t.starts_with("fuse.bakfs bakfs:"), "mount table says {t:?}");
     m
 }
 
 fn snapshot_dirs(mp: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(mp).unwrap().map(|d| d.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("20")).collect();
+    let mut v: Vec<String> = fs::read_dir(mp)
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("20"))
+        .collect();
     v.sort();
     v
 }
@@ -68,13 +85,19 @@ fn snapshot_dirs(mp: &Path) -> Vec<String> {
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
     while !f() {
-        assert!(t.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 fn inode_numbers(root: &Path) -> Vec<(PathBuf, u64)> {
-    let mut out = vec![(root.to_path_buf(), fs::symlink_metadata(root).unwrap().ino())];
+    let mut out = vec![(
+        root.to_path_buf(),
+        fs::symlink_metadata(root).unwrap().ino(),
+    )];
     let mut i = 0;
     while i < out.len() {
         let p = out[i].0.clone();
@@ -104,43 +127,94 @@ fn mounted_snapshot_is_the_source_tree() {
     assert_eq!(dirs.len(), 1, "{dirs:?}");
     let inside = m.mp.join("latest").join(src.strip_prefix("/").unwrap());
     // Contents, modes, owners, times, hard links, ACLs, xattrs, devices, symlinks.
-    assert_eq!(rsync_diff(&src, &inside), "", "rsync -aHAXS sees differences through the mount");
-    sh(&format!("cd {} && find . -type f -print0 | xargs -0 -I{{}} cmp {{}} {}/{{}}", src.display(), inside.display()));
+    assert_eq!(
+        rsync_diff(&src, &inside),
+        "",
+        "rsync -aHAXS sees differences through the mount"
+    );
+    sh(&format!(
+        "cd {} && find . -type f -print0 | xargs -0 -I{{}} cmp {{}} {}/{{}}",
+        src.display(),
+        inside.display()
+    ));
     // Hard links share an inode number; the link count is the source's.
     let a = fs::metadata(inside.join("a.txt")).unwrap();
     let h = fs::metadata(inside.join("dir/sub/hardlink")).unwrap();
     assert_eq!((a.ino(), a.nlink()), (h.ino(), 2));
-    assert_eq!(fs::read_link(inside.join("dir/link")).unwrap(), Path::new("../a.txt"));
+    assert_eq!(
+        fs::read_link(inside.join("dir/link")).unwrap(),
+        Path::new("../a.txt")
+    );
     // xattrs and ACLs with the usual tools.
-    let x = sh(&format!("getfattr -n user.note --only-values {}", inside.join("a.txt").display()));
+    let x = sh(&format!(
+        "getfattr -n user.note --only-values {}",
+        inside.join("a.txt").display()
+    ));
     assert_eq!(x, "a note");
     let acl = sh(&format!("getfacl -c {}", inside.join("a.txt").display()));
     assert!(acl.contains("user:nobody:r--"), "{acl}");
     // The other ways in: by id, by host, and statfs.
     let short = &id[..8];
-    assert_eq!(fs::read_link(m.mp.join("ids").join(short)).unwrap(), Path::new("..").join(&dirs[0]));
-    assert!(m.mp.join("ids").join(short).join(src.strip_prefix("/").unwrap()).join("a.txt").exists());
+    assert_eq!(
+        fs::read_link(m.mp.join("ids").join(short)).unwrap(),
+        Path::new("..").join(&dirs[0])
+    );
+    assert!(m
+        .mp
+        .join("ids")
+        .join(short)
+        .join(src.strip_prefix("/").unwrap())
+        .join("a.txt")
+        .exists());
     let snaps = e.json(&["snapshots"]);
     let host = snaps[0]["host"].as_str().unwrap();
-    assert!(m.mp.join("hosts").join(host).join("latest").join(src.strip_prefix("/").unwrap()).join("a.txt").exists());
+    assert!(m
+        .mp
+        .join("hosts")
+        .join(host)
+        .join("latest")
+        .join(src.strip_prefix("/").unwrap())
+        .join("a.txt")
+        .exists());
     let statfs = sh(&format!("stat -f -c '%T %l' {}", m.mp.display()));
     assert!(statfs.starts_with("fuse"), "{statfs}");
     // Read-only: every write is EROFS.
-    for cmd in ["touch {}/new", "mkdir {}/newdir", "rm -f {}/a.txt", "sh -c 'echo x >> {}/a.txt'"] {
+    for cmd in [
+        "touch {}/new",
+        "mkdir {}/newdir",
+        "rm -f {}/a.txt",
+        "sh -c 'echo x >> {}/a.txt'",
+    ] {
         let c = cmd.replace("{}", inside.to_str().unwrap());
         let o = Command::new("bash").arg("-c").arg(&c).output().unwrap();
         assert!(!o.status.success(), "{c} succeeded");
-        assert!(String::from_utf8_lossy(&o.stderr).contains("Read-only file system"), "{c}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("Read-only file system"),
+            "{c}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     // Inode numbers are the same after a remount.
     let before = inode_numbers(&m.mp.join(&dirs[0]));
     e.ok(&["umount", m.mp.to_str().unwrap()]);
-    assert!(mounted_type(&m.mp).is_none(), "still mounted after bakfs umount");
+    assert!(
+        mounted_type(&m.mp).is_none(),
+        "still mounted after bakfs umount"
+    );
     if let Some(pid) = m.pid {
-        wait_until("the mount process to exit", || !Path::new(&format!("/proc/{pid}")).exists() || fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z "));
+        wait_until("the mount process to exit", || {
+            !Path::new(&format!("/proc/{pid}")).exists()
+                || fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .unwrap_or_default()
+                    .contains(") Z ")
+        });
     }
     let m2 = mount(&e, &[]);
-    assert_eq!(inode_numbers(&m2.mp.join(&dirs[0])), before, "inode numbers changed across a remount");
+    assert_eq!(
+        inode_numbers(&m2.mp.join(&dirs[0])),
+        before,
+        "inode numbers changed across a remount"
+    );
     drop(m);
 }
 
@@ -157,16 +231,32 @@ fn new_snapshots_appear_without_remounting() {
     let m = mount(&e, &[]);
     assert_eq!(snapshot_dirs(&m.mp).len(), 1);
     let rel = src.strip_prefix("/").unwrap().join("f");
-    assert_eq!(fs::read_to_string(m.mp.join("latest").join(&rel)).unwrap(), "one");
+    assert_eq!(
+        fs::read_to_string(m.mp.join("latest").join(&rel)).unwrap(),
+        "one"
+    );
     std::thread::sleep(Duration::from_millis(1100)); // a different second, so a different name
     fs::write(src.join("f"), "two").unwrap();
     e.ok(&["backup", src.to_str().unwrap(), "--tag", "nightly"]);
-    wait_until("the new snapshot to appear", || snapshot_dirs(&m.mp).len() == 2);
+    wait_until("the new snapshot to appear", || {
+        snapshot_dirs(&m.mp).len() == 2
+    });
     let dirs = snapshot_dirs(&m.mp);
-    wait_until("latest to move", || fs::read_link(m.mp.join("latest")).unwrap() == Path::new(&dirs[1]));
-    assert_eq!(fs::read_to_string(m.mp.join("latest").join(&rel)).unwrap(), "two");
-    assert_eq!(fs::read_to_string(m.mp.join(&dirs[0]).join(&rel)).unwrap(), "one");
-    let tagged: Vec<_> = fs::read_dir(m.mp.join("tags/nightly")).unwrap().map(|d| d.unwrap().file_name()).collect();
+    wait_until("latest to move", || {
+        fs::read_link(m.mp.join("latest")).unwrap() == Path::new(&dirs[1])
+    });
+    assert_eq!(
+        fs::read_to_string(m.mp.join("latest").join(&rel)).unwrap(),
+        "two"
+    );
+    assert_eq!(
+        fs::read_to_string(m.mp.join(&dirs[0]).join(&rel)).unwrap(),
+        "one"
+    );
+    let tagged: Vec<_> = fs::read_dir(m.mp.join("tags/nightly"))
+        .unwrap()
+        .map(|d| d.unwrap().file_name())
+        .collect();
     assert_eq!(tagged.len(), 3, "two snapshots and latest: {tagged:?}");
 }
 
@@ -187,13 +277,33 @@ fn other_users_get_only_what_permissions_allow() {
     e.ok(&["backup", src.to_str().unwrap()]);
     let m = mount(&e, &["--allow-other"]);
     let inside = m.mp.join("latest").join(src.strip_prefix("/").unwrap());
-    let as_nobody = |cmd: &str| Command::new("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"]).arg(inside.join(cmd)).output().unwrap();
+    let as_nobody = |cmd: &str| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+            .arg(inside.join(cmd))
+            .output()
+            .unwrap()
+    };
     let denied = as_nobody("staker.key");
-    assert!(!denied.status.success() && denied.stdout.is_empty(), "nobody read the 0600 key");
-    assert!(String::from_utf8_lossy(&denied.stderr).contains("Permission denied"), "{}", String::from_utf8_lossy(&denied.stderr));
+    assert!(
+        !denied.status.success() && denied.stdout.is_empty(),
+        "nobody read the 0600 key"
+    );
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
     let allowed = as_nobody("config.json");
-    assert!(allowed.status.success(), "nobody cannot read a 0644 file: {}", String::from_utf8_lossy(&allowed.stderr));
-    assert_eq!(fs::read_to_string(inside.join("staker.key")).unwrap(), "secret key");
+    assert!(
+        allowed.status.success(),
+        "nobody cannot read a 0644 file: {}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
+    assert_eq!(
+        fs::read_to_string(inside.join("staker.key")).unwrap(),
+        "secret key"
+    );
 }
 
 #[test]
@@ -210,23 +320,46 @@ fn damaged_chunk_is_eio_and_other_files_read() {
     write_random(&src.join("healthy"), 3_000_000, 2);
     e.ok(&["backup", src.to_str().unwrap()]);
     // The victim's data is in the largest pack of the first backup (the others hold trees).
-    let pack = first.iter().max_by_key(|p| fs::metadata(p).unwrap().len()).unwrap();
+    let pack = first
+        .iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
     let mut bytes = fs::read(pack).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
     fs::write(pack, bytes).unwrap();
     let m = mount(&e, &[]);
     let inside = m.mp.join("latest").join(src.strip_prefix("/").unwrap());
-    let o = Command::new("cat").arg(inside.join("victim")).output().unwrap();
-    assert!(!o.status.success(), "reading a file with a damaged chunk succeeded");
-    assert!(String::from_utf8_lossy(&o.stderr).contains("Input/output error"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new("cat")
+        .arg(inside.join("victim"))
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "reading a file with a damaged chunk succeeded"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Input/output error"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // Whatever was returned before the error is the file's own bytes.
     let original = fs::read(src.join("victim")).unwrap();
-    assert_eq!(&original[..o.stdout.len()], &o.stdout[..], "wrong bytes returned before the error");
-    assert_eq!(fs::read(inside.join("healthy")).unwrap(), fs::read(src.join("healthy")).unwrap());
+    assert_eq!(
+        &original[..o.stdout.len()],
+        &o.stdout[..],
+        "wrong bytes returned before the error"
+    );
+    assert_eq!(
+        fs::read(inside.join("healthy")).unwrap(),
+        fs::read(src.join("healthy")).unwrap()
+    );
     let log = fs::read_to_string(e.state.join("mount.log")).unwrap();
     let pack_name = pack.file_name().unwrap().to_string_lossy().to_string();
-    assert!(log.contains(&pack_name) && log.contains("victim"), "the log names neither pack nor path:\n{log}");
+    assert!(
+        log.contains(&pack_name) && log.contains("victim"),
+        "the log names neither pack nor path:\n{log}"
+    );
 }
 
 #[test]
@@ -238,12 +371,18 @@ fn thirty_two_concurrent_readers_see_the_same_bytes() {
     let src = e.path("src");
     fs::create_dir_all(&src).unwrap();
     for i in 0..8 {
-        write_random(&src.join(format!("f{i}")), 2_000_000 + i * 777_777, i as u64 + 10);
+        write_random(
+            &src.join(format!("f{i}")),
+            2_000_000 + i * 777_777,
+            i as u64 + 10,
+        );
     }
     e.ok(&["backup", src.to_str().unwrap()]);
     let m = mount(&e, &[]);
     let inside = m.mp.join("latest").join(src.strip_prefix("/").unwrap());
-    let expected: Vec<Vec<u8>> = (0..8).map(|i| fs::read(src.join(format!("f{i}"))).unwrap()).collect();
+    let expected: Vec<Vec<u8>> = (0..8)
+        .map(|i| fs::read(src.join(format!("f{i}"))).unwrap())
+        .collect();
     std::thread::scope(|s| {
         for t in 0..32 {
             let (inside, expected) = (&inside, &expected);
@@ -255,7 +394,10 @@ fn thirty_two_concurrent_readers_see_the_same_bytes() {
                         let _ = fs::write("/proc/sys/vm/drop_caches", "1");
                     }
                     let got = fs::read(inside.join(format!("f{i}"))).unwrap();
-                    assert!(got == expected[i], "reader {t} got different bytes for f{i}");
+                    assert!(
+                        got == expected[i],
+                        "reader {t} got different bytes for f{i}"
+                    );
                 }
             });
         }
@@ -274,17 +416,31 @@ fn sigterm_unmounts_cleanly() {
     e.ok(&["backup", src.to_str().unwrap()]);
     let mp = e.path("mnt");
     fs::create_dir_all(&mp).unwrap();
-    let mut child = e.cmd().args(["mount", "--foreground", mp.to_str().unwrap()]).stderr(Stdio::null()).spawn().unwrap();
-    let _guard = Mnt { mp: mp.clone(), pid: Some(child.id()) };
+    let mut child = e
+        .cmd()
+        .args(["mount", "--foreground", mp.to_str().unwrap()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard = Mnt {
+        mp: mp.clone(),
+        pid: Some(child.id()),
+    };
     wait_until("the mount", || mounted_type(&mp).is_some());
     assert!(mp.join("latest").exists());
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     let t = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(t.elapsed() < Duration::from_secs(30), "bakfs mount did not exit after SIGTERM");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "bakfs mount did not exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "exit after SIGTERM: {status}");
@@ -303,12 +459,30 @@ fn a_killed_mount_is_recovered_by_mounting_again() {
     e.ok(&["backup", src.to_str().unwrap()]);
     let m = mount(&e, &[]);
     let pid = m.pid.expect("pid in --json output");
-    Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
-    wait_until("the stale mount", || fs::metadata(&m.mp).err().and_then(|e| e.raw_os_error()) == Some(libc::ENOTCONN));
+    Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    wait_until("the stale mount", || {
+        fs::metadata(&m.mp).err().and_then(|e| e.raw_os_error()) == Some(libc::ENOTCONN)
+    });
     let m2 = mount(&e, &[]);
-    assert_eq!(fs::read_to_string(m2.mp.join("latest").join(src.strip_prefix("/").unwrap()).join("f")).unwrap(), "x");
+    assert_eq!(
+        fs::read_to_string(
+            m2.mp
+                .join("latest")
+                .join(src.strip_prefix("/").unwrap())
+                .join("f")
+        )
+        .unwrap(),
+        "x"
+    );
     // Only one bakfs mount is left on the mount point.
-    let n = fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|l| l.contains(m.mp.to_str().unwrap())).count();
+    let n = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(m.mp.to_str().unwrap()))
+        .count();
     assert_eq!(n, 1);
 }
 
@@ -340,17 +514,42 @@ fn mount_t_fuse_bakfs_and_fstab_work() {
     fs::write(&pw, "correct horse\n").unwrap();
     let mp = e.path("mnt");
     fs::create_dir_all(&mp).unwrap();
-    let _guard = Mnt { mp: mp.clone(), pid: None };
-    let opts = format!("nofail,password_file={},state_dir={}", pw.display(), e.state.display());
-    sh(&format!("mount -t fuse.bakfs {} {} -o {opts}", e.repo.display(), mp.display()));
+    let _guard = Mnt {
+        mp: mp.clone(),
+        pid: None,
+    };
+    let opts = format!(
+        "nofail,password_file={},state_dir={}",
+        pw.display(),
+        e.state.display()
+    );
+    sh(&format!(
+        "mount -t fuse.bakfs {} {} -o {opts}",
+        e.repo.display(),
+        mp.display()
+    ));
     let rel = src.strip_prefix("/").unwrap().join("f");
-    assert_eq!(fs::read_to_string(mp.join("latest").join(&rel)).unwrap(), "via mount(8)");
+    assert_eq!(
+        fs::read_to_string(mp.join("latest").join(&rel)).unwrap(),
+        "via mount(8)"
+    );
     sh(&format!("umount {}", mp.display()));
     assert!(mounted_type(&mp).is_none());
     // The same through an fstab line.
     let fstab = e.path("fstab");
-    fs::write(&fstab, format!("{} {} fuse.bakfs {opts},allow_other 0 0\n", e.repo.display(), mp.display())).unwrap();
+    fs::write(
+        &fstab,
+        format!(
+            "{} {} fuse.bakfs {opts},allow_other 0 0\n",
+            e.repo.display(),
+            mp.display()
+        ),
+    )
+    .unwrap();
     sh(&format!("mount -T {} {}", fstab.display(), mp.display()));
-    assert_eq!(fs::read_to_string(mp.join("latest").join(&rel)).unwrap(), "via mount(8)");
+    assert_eq!(
+        fs::read_to_string(mp.join("latest").join(&rel)).unwrap(),
+        "via mount(8)"
+    );
     sh(&format!("umount {}", mp.display()));
 }

@@ -51,17 +51,27 @@ pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>)> {
     let path = match explicit {
         Some(p) => Some(p.to_path_buf()),
         None => {
-            let xdg = std::env::var_os("XDG_CONFIG_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
-            let candidates = xdg.map(|x| x.join("bakfs/config.toml")).into_iter().chain([PathBuf::from("/etc/bakfs/bakfs.toml")]);
+            let xdg = std::env::var_os("XDG_CONFIG_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+            let candidates = xdg
+                .map(|x| x.join("bakfs/config.toml"))
+                .into_iter()
+                .chain([PathBuf::from("/etc/bakfs/bakfs.toml")]);
             candidates.into_iter().find(|p| p.is_file())
         }
     };
-    let Some(path) = path else { return Ok((Config::default(), None)) };
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading config {}", path.display()))?;
-    let cfg: Config = toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
+    let Some(path) = path else {
+        return Ok((Config::default(), None));
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading config {}", path.display()))?;
+    let cfg: Config =
+        toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
     for (name, job) in &cfg.jobs {
         if let Some(r) = &job.rpo {
-            bakfs_core::timefmt::parse_duration(r).with_context(|| format!("config {}: job {name}: rpo", path.display()))?;
+            bakfs_core::timefmt::parse_duration(r)
+                .with_context(|| format!("config {}: job {name}: rpo", path.display()))?;
         }
     }
     Ok((cfg, Some(path)))

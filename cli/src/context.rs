@@ -33,7 +33,8 @@ impl Ctx {
     }
 
     fn read_password_file(p: &Path) -> Result<Secret> {
-        let raw = std::fs::read(p).with_context(|| format!("reading password file {}", p.display()))?;
+        let raw =
+            std::fs::read(p).with_context(|| format!("reading password file {}", p.display()))?;
         let line = raw.split(|&b| b == b'\n').next().unwrap_or(&[]).to_vec();
         if line.is_empty() {
             bail!("password file {} is empty", p.display());
@@ -63,7 +64,9 @@ impl Ctx {
 
     /// The password for a new repository: from the usual sources, else asked twice.
     pub fn password_for_init(&self) -> Result<Secret> {
-        let given = self.global.password_file.is_some() || std::env::var_os("BAKFS_PASSWORD").is_some() || self.config.password_file.is_some();
+        let given = self.global.password_file.is_some()
+            || std::env::var_os("BAKFS_PASSWORD").is_some()
+            || self.config.password_file.is_some();
         if given {
             let pw = self.password()?;
             if pw.is_empty() {
@@ -101,7 +104,11 @@ impl Ctx {
 
     /// A shared lock for a command that only reads, so that prune cannot delete data under it.
     /// A repository that cannot be written (a read-only medium) is read without a lock.
-    pub fn reader_lock(&self, repo: &Repository, purpose: &str) -> Result<Option<bakfs_core::lock::LockGuard>> {
+    pub fn reader_lock(
+        &self,
+        repo: &Repository,
+        purpose: &str,
+    ) -> Result<Option<bakfs_core::lock::LockGuard>> {
         match bakfs_core::lock::acquire(repo.backend(), false, purpose) {
             Ok(g) => Ok(Some(g)),
             Err(e @ bakfs_core::Error::Locked(_)) => Err(e.into()),
@@ -113,7 +120,12 @@ impl Ctx {
     }
 
     pub fn state_dir(&self) -> PathBuf {
-        if let Some(d) = self.global.state_dir.clone().or_else(|| self.config.state_dir.clone()) {
+        if let Some(d) = self
+            .global
+            .state_dir
+            .clone()
+            .or_else(|| self.config.state_dir.clone())
+        {
             return d;
         }
         if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
@@ -122,7 +134,10 @@ impl Ctx {
         if nix::unistd::geteuid().is_root() {
             return PathBuf::from("/var/lib/bakfs");
         }
-        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp")).join(".local/state/bakfs")
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/tmp"))
+            .join(".local/state/bakfs")
     }
 
     pub fn catalog(&self) -> Result<Catalog> {
@@ -142,12 +157,20 @@ impl Ctx {
 }
 
 pub fn comment() -> String {
-    let user = nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name).unwrap_or_default();
+    let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_default();
     format!("{user}@{}", bakfs_core::lock::hostname())
 }
 
 /// The catalog's record of a snapshot.
-pub fn snapshot_record(repo_id: &str, id: &bakfs_core::id::SnapshotId, s: &bakfs_core::format::Snapshot) -> bakfs_core::catalog::SnapshotRecord {
+pub fn snapshot_record(
+    repo_id: &str,
+    id: &bakfs_core::id::SnapshotId,
+    s: &bakfs_core::format::Snapshot,
+) -> bakfs_core::catalog::SnapshotRecord {
     bakfs_core::catalog::SnapshotRecord {
         repo_id: repo_id.to_string(),
         id: id.to_hex(),

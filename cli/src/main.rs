@@ -37,7 +37,10 @@ pub fn exit_code_of(e: &anyhow::Error) -> u8 {
 fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // Called by mount(8) as `mount.fuse.bakfs REPO DIR -o OPTIONS` (`mount -t fuse.bakfs`, fstab).
-    let helper = argv.first().and_then(|a| std::path::Path::new(a).file_name()).is_some_and(|n| n == "mount.fuse.bakfs");
+    let helper = argv
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == "mount.fuse.bakfs");
     let cli = if helper {
         match mount_helper::translate(&argv[1..]) {
             Ok(a) => args::Cli::parse_from(a),
@@ -55,8 +58,14 @@ fn main() -> ExitCode {
         2 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BAKFS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).without_time().init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BAKFS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
     match cmd::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -11,7 +11,33 @@ use std::ffi::OsString;
 
 /// Options mount(8) passes that mean nothing here: the mount is always read-only, nosuid, nodev.
 const IGNORED: &[&str] = &[
-    "ro", "rw", "defaults", "auto", "noauto", "nofail", "user", "users", "nouser", "owner", "group", "_netdev", "nosuid", "suid", "nodev", "dev", "exec", "noexec", "atime", "noatime", "relatime", "strictatime", "lazytime", "sync", "async", "default_permissions", "comment",
+    "ro",
+    "rw",
+    "defaults",
+    "auto",
+    "noauto",
+    "nofail",
+    "user",
+    "users",
+    "nouser",
+    "owner",
+    "group",
+    "_netdev",
+    "nosuid",
+    "suid",
+    "nodev",
+    "dev",
+    "exec",
+    "noexec",
+    "atime",
+    "noatime",
+    "relatime",
+    "strictatime",
+    "lazytime",
+    "sync",
+    "async",
+    "default_permissions",
+    "comment",
 ];
 
 /// Turns `REPO DIR [-o OPTS] [-n] [-s] [-f] [-v] [-t TYPE]` into `bakfs` arguments.
@@ -23,7 +49,13 @@ pub fn translate(args: &[OsString]) -> Result<Vec<OsString>, String> {
     while let Some(a) = it.next() {
         let s = a.to_string_lossy();
         match s.as_ref() {
-            "-o" => opts.extend(it.next().ok_or("-o needs options")?.to_string_lossy().split(',').map(str::to_string)),
+            "-o" => opts.extend(
+                it.next()
+                    .ok_or("-o needs options")?
+                    .to_string_lossy()
+                    .split(',')
+                    .map(str::to_string),
+            ),
             "-t" | "-N" => {
                 it.next();
             }
@@ -40,7 +72,9 @@ pub fn translate(args: &[OsString]) -> Result<Vec<OsString>, String> {
     let mut out: Vec<OsString> = vec!["bakfs".into(), "--repo".into(), repo.clone()];
     let mut mount_flags: Vec<OsString> = Vec::new();
     for o in opts.iter().filter(|o| !o.is_empty()) {
-        let (k, v) = o.split_once('=').map_or((o.as_str(), None), |(k, v)| (k, Some(v)));
+        let (k, v) = o
+            .split_once('=')
+            .map_or((o.as_str(), None), |(k, v)| (k, Some(v)));
         match (k, v) {
             ("password_file", Some(v)) => out.extend(["--password-file".into(), v.into()]),
             ("config", Some(v)) => out.extend(["--config".into(), v.into()]),
@@ -63,13 +97,32 @@ mod tests {
     use super::*;
 
     fn t(a: &[&str]) -> Result<Vec<String>, String> {
-        translate(&a.iter().map(OsString::from).collect::<Vec<_>>()).map(|v| v.iter().map(|s| s.to_string_lossy().into_owned()).collect())
+        translate(&a.iter().map(OsString::from).collect::<Vec<_>>())
+            .map(|v| v.iter().map(|s| s.to_string_lossy().into_owned()).collect())
     }
 
     #[test]
     fn fstab_options_become_arguments() {
-        let v = t(&["/srv/repo", "/mnt/s", "-o", "rw,nofail,allow_other,password_file=/etc/bakfs/pw,x-systemd.automount"]).expect("ok");
-        assert_eq!(v, ["bakfs", "--repo", "/srv/repo", "--password-file", "/etc/bakfs/pw", "mount", "/mnt/s", "--allow-other"]);
+        let v = t(&[
+            "/srv/repo",
+            "/mnt/s",
+            "-o",
+            "rw,nofail,allow_other,password_file=/etc/bakfs/pw,x-systemd.automount",
+        ])
+        .expect("ok");
+        assert_eq!(
+            v,
+            [
+                "bakfs",
+                "--repo",
+                "/srv/repo",
+                "--password-file",
+                "/etc/bakfs/pw",
+                "mount",
+                "/mnt/s",
+                "--allow-other"
+            ]
+        );
         assert!(t(&["/srv/repo"]).is_err());
         assert!(t(&["/srv/repo", "/mnt", "-o", "exotic"]).is_err());
     }

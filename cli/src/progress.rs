@@ -32,7 +32,10 @@ impl Ticker {
             }
             let _ = write!(std::io::stderr(), "\r\x1b[K");
         });
-        Self { stop, handle: Some(handle) }
+        Self {
+            stop,
+            handle: Some(handle),
+        }
     }
 }
 

@@ -55,7 +55,13 @@ pub trait Backend: Send + Sync {
     ///
     /// # Errors
     /// I/O errors.
-    fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: usize) -> io::Result<Vec<u8>>;
+    fn read_range(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<Vec<u8>>;
     /// Writes a file durably and atomically (see the module docs).
     ///
     /// # Errors
@@ -81,12 +87,19 @@ pub trait Backend: Send + Sync {
 fn check_name(kind: FileKind, name: &str) -> io::Result<()> {
     let ok = match kind {
         FileKind::Config => true,
-        _ => !name.is_empty() && name.len() <= 128 && name.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'),
+        _ => {
+            !name.is_empty()
+                && name.len() <= 128
+                && name.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+        }
     };
     if ok {
         Ok(())
     } else {
-        Err(io::Error::new(io::ErrorKind::InvalidInput, format!("refusing file name {name:?}")))
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refusing file name {name:?}"),
+        ))
     }
 }
 
@@ -125,7 +138,10 @@ mod lru_fds {
 impl LocalBackend {
     /// A backend rooted at `root` (which need not exist yet).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), open_packs: Mutex::new(lru_fds::Fds::default()) }
+        Self {
+            root: root.into(),
+            open_packs: Mutex::new(lru_fds::Fds::default()),
+        }
     }
 
     /// The root directory.
@@ -139,7 +155,13 @@ impl LocalBackend {
     /// I/O errors.
     pub fn create_layout(&self) -> io::Result<()> {
         fs::create_dir_all(&self.root)?;
-        for k in [FileKind::Key, FileKind::Pack, FileKind::Index, FileKind::Snapshot, FileKind::Lock] {
+        for k in [
+            FileKind::Key,
+            FileKind::Pack,
+            FileKind::Index,
+            FileKind::Snapshot,
+            FileKind::Lock,
+        ] {
             fs::create_dir_all(self.root.join(k.dir()))?;
         }
         for i in 0..=255u8 {
@@ -153,7 +175,11 @@ impl LocalBackend {
     pub fn path(&self, kind: FileKind, name: &str) -> PathBuf {
         match kind {
             FileKind::Config => self.root.join("config"),
-            FileKind::Pack => self.root.join("data").join(name.get(..2).unwrap_or("00")).join(name),
+            FileKind::Pack => self
+                .root
+                .join("data")
+                .join(name.get(..2).unwrap_or("00"))
+                .join(name),
             _ => self.root.join(kind.dir()).join(name),
         }
     }
@@ -168,7 +194,10 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 fn open_nofollow(path: &Path) -> io::Result<File> {
-    OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
 }
 
 impl Backend for LocalBackend {
@@ -184,17 +213,30 @@ impl Backend for LocalBackend {
         Ok(v)
     }
 
-    fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    fn read_range(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<Vec<u8>> {
         use std::os::unix::fs::FileExt;
         check_name(kind, name)?;
         let mut v = vec![0u8; len];
         if kind == FileKind::Pack {
-            let cached = self.open_packs.lock().unwrap_or_else(|p| p.into_inner()).get(name);
+            let cached = self
+                .open_packs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(name);
             let f = match cached {
                 Some(f) => f,
                 None => {
                     let f = std::sync::Arc::new(open_nofollow(&self.path(kind, name))?);
-                    self.open_packs.lock().unwrap_or_else(|p| p.into_inner()).put(name, f.clone());
+                    self.open_packs
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .put(name, f.clone());
                     f
                 }
             };
@@ -211,9 +253,17 @@ impl Backend for LocalBackend {
         check_name(kind, name)?;
         let path = self.path(kind, name);
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), hex::encode(rand::random::<[u8; 8]>())));
+        let tmp = dir.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            hex::encode(rand::random::<[u8; 8]>())
+        ));
         let result = (|| {
-            let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
             f.write_all(data)?;
             f.sync_all()?;
             drop(f);
@@ -229,8 +279,16 @@ impl Backend for LocalBackend {
     fn list(&self, kind: FileKind) -> io::Result<Vec<String>> {
         let mut out = Vec::new();
         let dirs: Vec<PathBuf> = match kind {
-            FileKind::Config => return Ok(if self.root.join("config").exists() { vec!["config".into()] } else { vec![] }),
-            FileKind::Pack => (0..=255u8).map(|i| self.root.join("data").join(format!("{i:02x}"))).collect(),
+            FileKind::Config => {
+                return Ok(if self.root.join("config").exists() {
+                    vec!["config".into()]
+                } else {
+                    vec![]
+                })
+            }
+            FileKind::Pack => (0..=255u8)
+                .map(|i| self.root.join("data").join(format!("{i:02x}")))
+                .collect(),
             _ => vec![self.root.join(kind.dir())],
         };
         for d in dirs {
@@ -262,7 +320,10 @@ impl Backend for LocalBackend {
 
     fn remove(&self, kind: FileKind, name: &str) -> io::Result<()> {
         check_name(kind, name)?;
-        self.open_packs.lock().unwrap_or_else(|p| p.into_inner()).forget(name);
+        self.open_packs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .forget(name);
         let path = self.path(kind, name);
         match fs::remove_file(&path) {
             Ok(()) => sync_dir(path.parent().unwrap_or(&self.root)),
@@ -289,12 +350,23 @@ impl Backend for MemBackend {
         "memory".into()
     }
     fn read(&self, kind: FileKind, name: &str) -> io::Result<Vec<u8>> {
-        self.files().get(&(kind, name.to_string())).cloned().ok_or_else(|| io::ErrorKind::NotFound.into())
+        self.files()
+            .get(&(kind, name.to_string()))
+            .cloned()
+            .ok_or_else(|| io::ErrorKind::NotFound.into())
     }
-    fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    fn read_range(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<Vec<u8>> {
         let f = self.read(kind, name)?;
         let o = offset as usize;
-        f.get(o..o + len).map(|s| s.to_vec()).ok_or_else(|| io::ErrorKind::UnexpectedEof.into())
+        f.get(o..o + len)
+            .map(|s| s.to_vec())
+            .ok_or_else(|| io::ErrorKind::UnexpectedEof.into())
     }
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> io::Result<()> {
         check_name(kind, name)?;
@@ -302,7 +374,12 @@ impl Backend for MemBackend {
         Ok(())
     }
     fn list(&self, kind: FileKind) -> io::Result<Vec<String>> {
-        Ok(self.files().keys().filter(|(k, _)| *k == kind).map(|(_, n)| n.clone()).collect())
+        Ok(self
+            .files()
+            .keys()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, n)| n.clone())
+            .collect())
     }
     fn size(&self, kind: FileKind, name: &str) -> io::Result<u64> {
         Ok(self.read(kind, name)?.len() as u64)

@@ -74,7 +74,10 @@ pub struct BackupReport {
 }
 
 /// The packs that hold `blobs`, with their sizes.
-pub fn packs_of(repo: &Repository, blobs: impl IntoIterator<Item = BlobId>) -> Vec<(crate::id::PackId, u64)> {
+pub fn packs_of(
+    repo: &Repository,
+    blobs: impl IntoIterator<Item = BlobId>,
+) -> Vec<(crate::id::PackId, u64)> {
     let sizes = repo.indexed_packs();
     let mut set = std::collections::BTreeSet::new();
     for b in blobs {
@@ -82,14 +85,19 @@ pub fn packs_of(repo: &Repository, blobs: impl IntoIterator<Item = BlobId>) -> V
             set.insert(l.pack);
         }
     }
-    set.into_iter().map(|p| (p, sizes.get(&p).copied().unwrap_or(0))).collect()
+    set.into_iter()
+        .map(|p| (p, sizes.get(&p).copied().unwrap_or(0)))
+        .collect()
 }
 
 /// Every blob (trees and data) reachable from tree `root`.
 ///
 /// # Errors
 /// Unreadable trees.
-pub fn blobs_of_tree(repo: &Repository, root: &BlobId) -> Result<std::collections::HashSet<BlobId>> {
+pub fn blobs_of_tree(
+    repo: &Repository,
+    root: &BlobId,
+) -> Result<std::collections::HashSet<BlobId>> {
     let mut seen = std::collections::HashSet::new();
     let mut stack = vec![*root];
     while let Some(t) = stack.pop() {
@@ -122,13 +130,20 @@ impl Excludes {
             }
             let bad = |e: globset::Error| Error::Invalid(format!("exclude pattern {p:?}: {e}"));
             if p.contains('/') {
-                let full = if p.starts_with('/') { p.to_string() } else { format!("**/{p}") };
+                let full = if p.starts_with('/') {
+                    p.to_string()
+                } else {
+                    format!("**/{p}")
+                };
                 paths.add(Glob::new(&full).map_err(bad)?);
             } else {
                 names.add(Glob::new(p).map_err(bad)?);
             }
         }
-        Ok(Self { names: names.build().map_err(|e| Error::Invalid(e.to_string()))?, paths: paths.build().map_err(|e| Error::Invalid(e.to_string()))? })
+        Ok(Self {
+            names: names.build().map_err(|e| Error::Invalid(e.to_string()))?,
+            paths: paths.build().map_err(|e| Error::Invalid(e.to_string()))?,
+        })
     }
 
     fn excluded(&self, path: &Path, name: &OsStr) -> bool {
@@ -167,13 +182,19 @@ impl Ctx<'_> {
     }
 
     fn aborted(&self) -> bool {
-        self.fatal.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+        self.fatal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     fn warn(&self, msg: String) {
         tracing::warn!("{msg}");
         self.progress.errors.fetch_add(1, Ordering::Relaxed);
-        self.warnings.lock().unwrap_or_else(|p| p.into_inner()).push(msg);
+        self.warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(msg);
     }
 }
 
@@ -182,10 +203,16 @@ impl Ctx<'_> {
 /// # Errors
 /// Repository I/O errors (a full disk, say). Problems with single source files are warnings in
 /// the report, not errors; a backup path that does not exist is an error.
-pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> Result<BackupReport> {
+pub fn backup(
+    repo: &Repository,
+    opts: &BackupOptions,
+    progress: &Progress,
+) -> Result<BackupReport> {
     let started = std::time::Instant::now();
     if opts.paths.is_empty() {
-        return Err(Error::Invalid("nothing to back up: give at least one path".into()));
+        return Err(Error::Invalid(
+            "nothing to back up: give at least one path".into(),
+        ));
     }
     let tops = source_paths(&opts.paths)?;
 
@@ -216,19 +243,50 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> R
     // A trie of the paths: each top path hangs below its real parent directories.
     let mut trie = Trie::default();
     for p in &tops {
-        let comps: Vec<OsString> = p.components().filter_map(|c| if let Component::Normal(n) = c { Some(n.to_os_string()) } else { None }).collect();
+        let comps: Vec<OsString> = p
+            .components()
+            .filter_map(|c| {
+                if let Component::Normal(n) = c {
+                    Some(n.to_os_string())
+                } else {
+                    None
+                }
+            })
+            .collect();
         trie.insert(&comps);
     }
     let root_tree = if tops.iter().any(|p| p == Path::new("/")) {
         // Backing up "/" itself: the root's entries form the root tree.
         let m = fs::symlink_metadata("/").map_err(|e| Error::io("/", e))?;
-        let node = dir_node(&ctx, Path::new("/"), OsStr::new("/"), &m, parent_root.as_ref(), m.dev(), None)
-            .map_err(|e| ctx.fatal.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or(e))?;
-        node.subtree.ok_or_else(|| Error::Invalid("root is not a directory".into()))?
+        let node = dir_node(
+            &ctx,
+            Path::new("/"),
+            OsStr::new("/"),
+            &m,
+            parent_root.as_ref(),
+            m.dev(),
+            None,
+        )
+        .map_err(|e| {
+            ctx.fatal
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .unwrap_or(e)
+        })?;
+        node.subtree
+            .ok_or_else(|| Error::Invalid("root is not a directory".into()))?
     } else {
         match save_trie(&ctx, &trie, Path::new("/"), parent_root.as_ref()) {
             Ok(id) => id,
-            Err(e) => return Err(ctx.fatal.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or(e)),
+            Err(e) => {
+                return Err(ctx
+                    .fatal
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .unwrap_or(e))
+            }
         }
     };
 
@@ -255,7 +313,11 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> R
     let snapshot = Snapshot {
         time_ns: opts.time_ns,
         host: opts.host.clone(),
-        user: nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name).unwrap_or_default(),
+        user: nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_default(),
         paths: tops.iter().map(|p| p.display().to_string()).collect(),
         tags: opts.tags.clone(),
         tree: root_tree,
@@ -265,7 +327,13 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> R
         summary,
     };
     let id = repo.save_snapshot(&snapshot)?;
-    Ok(BackupReport { id, snapshot, warnings, packs_written: packs, packs_needed })
+    Ok(BackupReport {
+        id,
+        snapshot,
+        warnings,
+        packs_written: packs,
+        packs_needed,
+    })
 }
 
 /// The absolute, normalised paths a backup of `paths` records: sorted, duplicates and paths
@@ -282,19 +350,33 @@ pub fn source_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     }
     abs.sort();
     abs.dedup();
-    Ok(abs.iter().filter(|p| !abs.iter().any(|q| q != *p && p.starts_with(q))).cloned().collect())
+    Ok(abs
+        .iter()
+        .filter(|p| !abs.iter().any(|q| q != *p && p.starts_with(q)))
+        .cloned()
+        .collect())
 }
 
 /// Stores a stream as a snapshot holding one file named `name`.
 ///
 /// # Errors
 /// Reading the stream or repository I/O errors.
-pub fn backup_stdin(repo: &Repository, input: &mut dyn Read, name: &str, opts: &BackupOptions, progress: &Progress) -> Result<BackupReport> {
+pub fn backup_stdin(
+    repo: &Repository,
+    input: &mut dyn Read,
+    name: &str,
+    opts: &BackupOptions,
+    progress: &Progress,
+) -> Result<BackupReport> {
     let started = std::time::Instant::now();
     if !crate::format::is_safe_name(name.as_bytes()) {
-        return Err(Error::Invalid(format!("--stdin-name {name:?} must be a plain file name")));
+        return Err(Error::Invalid(format!(
+            "--stdin-name {name:?} must be a plain file name"
+        )));
     }
-    let content = match chunk_stream(repo.chunker(), input, progress, &|d| repo.save_blob(BlobKind::Data, d)) {
+    let content = match chunk_stream(repo.chunker(), input, progress, &|d| {
+        repo.save_blob(BlobKind::Data, d)
+    }) {
         Ok(x) => x,
         Err(StreamError::Source(e)) => return Err(Error::io("standard input", e)),
         Err(StreamError::Repo(e)) => return Err(e),
@@ -350,7 +432,13 @@ pub fn backup_stdin(repo: &Repository, input: &mut dyn Read, name: &str, opts: &
         summary,
     };
     let id = repo.save_snapshot(&snapshot)?;
-    Ok(BackupReport { id, snapshot, warnings: vec![], packs_written: packs, packs_needed })
+    Ok(BackupReport {
+        id,
+        snapshot,
+        warnings: vec![],
+        packs_written: packs,
+        packs_needed,
+    })
 }
 
 #[derive(Default)]
@@ -379,7 +467,9 @@ fn save_trie(ctx: &Ctx, trie: &Trie, path: &Path, parent: Option<&Tree>) -> Resu
                 return Ok(entry_node(ctx, &p, name, pnode, None));
             }
             let m = fs::symlink_metadata(&p).map_err(|e| Error::io(p.display(), e))?;
-            let ptree = pnode.and_then(|n| n.subtree).and_then(|id| ctx.repo.read_tree(&id).ok());
+            let ptree = pnode
+                .and_then(|n| n.subtree)
+                .and_then(|id| ctx.repo.read_tree(&id).ok());
             let mut node = meta::node_from_metadata(name, &m, &ctx.names);
             node.kind = NodeKind::Dir;
             node.xattrs = meta::read_xattrs(&p).unwrap_or_default();
@@ -387,18 +477,36 @@ fn save_trie(ctx: &Ctx, trie: &Trie, path: &Path, parent: Option<&Tree>) -> Resu
             Ok(Some(node))
         })
         .collect::<Result<_>>()?;
-    let tree = Tree { nodes: nodes.into_iter().flatten().collect() };
+    let tree = Tree {
+        nodes: nodes.into_iter().flatten().collect(),
+    };
     let id = ctx.save(BlobKind::Tree, &tree.encode())?.0;
-    ctx.blobs.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+    ctx.blobs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id);
     Ok(id)
 }
 
 /// The node for one entry, or None (with a warning) if it cannot be read.
-fn entry_node(ctx: &Ctx, path: &Path, name: &OsStr, parent: Option<&Node>, root_dev: Option<u64>) -> Option<Node> {
+fn entry_node(
+    ctx: &Ctx,
+    path: &Path,
+    name: &OsStr,
+    parent: Option<&Node>,
+    root_dev: Option<u64>,
+) -> Option<Node> {
     entry_node_with(ctx, path, name, parent, root_dev, None)
 }
 
-fn entry_node_with(ctx: &Ctx, path: &Path, name: &OsStr, parent: Option<&Node>, root_dev: Option<u64>, meta: Option<Metadata>) -> Option<Node> {
+fn entry_node_with(
+    ctx: &Ctx,
+    path: &Path,
+    name: &OsStr,
+    parent: Option<&Node>,
+    root_dev: Option<u64>,
+    meta: Option<Metadata>,
+) -> Option<Node> {
     if ctx.aborted() {
         return None;
     }
@@ -413,7 +521,9 @@ fn entry_node_with(ctx: &Ctx, path: &Path, name: &OsStr, parent: Option<&Node>, 
     let result = match meta::kind_of(&m) {
         NodeKind::Dir => {
             let dev = root_dev.unwrap_or(m.dev());
-            let ptree = parent.and_then(|n| n.subtree).and_then(|id| ctx.repo.read_tree(&id).ok());
+            let ptree = parent
+                .and_then(|n| n.subtree)
+                .and_then(|id| ctx.repo.read_tree(&id).ok());
             dir_node(ctx, path, name, &m, ptree.as_ref(), dev, parent)
         }
         NodeKind::File => file_node(ctx, path, name, &m, parent),
@@ -444,14 +554,30 @@ fn with_xattrs_reuse(ctx: &Ctx, path: &Path, mut node: Node, parent: Option<&Nod
 fn with_xattrs(ctx: &Ctx, path: &Path, mut node: Node) -> Node {
     match meta::read_xattrs(path) {
         Ok(x) => node.xattrs = x,
-        Err(e) => ctx.warn(format!("{}: reading extended attributes: {e}", path.display())),
+        Err(e) => ctx.warn(format!(
+            "{}: reading extended attributes: {e}",
+            path.display()
+        )),
     }
     node
 }
 
-fn dir_node(ctx: &Ctx, path: &Path, name: &OsStr, m: &Metadata, parent: Option<&Tree>, root_dev: u64, pnode: Option<&Node>) -> Result<Node> {
+fn dir_node(
+    ctx: &Ctx,
+    path: &Path,
+    name: &OsStr,
+    m: &Metadata,
+    parent: Option<&Tree>,
+    root_dev: u64,
+    pnode: Option<&Node>,
+) -> Result<Node> {
     ctx.dirs.fetch_add(1, Ordering::Relaxed);
-    let node = with_xattrs_reuse(ctx, path, meta::node_from_metadata(name, m, &ctx.names), pnode);
+    let node = with_xattrs_reuse(
+        ctx,
+        path,
+        meta::node_from_metadata(name, m, &ctx.names),
+        pnode,
+    );
     let mut entries: Vec<(OsString, Option<Metadata>)> = Vec::new();
     let descend = !(ctx.one_fs && m.dev() != root_dev);
     if descend {
@@ -472,26 +598,61 @@ fn dir_node(ctx: &Ctx, path: &Path, name: &OsStr, m: &Metadata, parent: Option<&
             if ctx.excludes.excluded(&p, &n) {
                 return None;
             }
-            entry_node_with(ctx, &p, &n, parent.and_then(|t| t.get(n.as_bytes())), Some(root_dev), meta)
+            entry_node_with(
+                ctx,
+                &p,
+                &n,
+                parent.and_then(|t| t.get(n.as_bytes())),
+                Some(root_dev),
+                meta,
+            )
         })
         .collect();
-    let tree = Tree { nodes: nodes.into_iter().flatten().collect() };
+    let tree = Tree {
+        nodes: nodes.into_iter().flatten().collect(),
+    };
     let (id, _) = ctx.save(BlobKind::Tree, &tree.encode())?;
-    ctx.blobs.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+    ctx.blobs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id);
     let mut node = node;
     node.subtree = Some(id);
     Ok(node)
 }
 
-fn other_node(ctx: &Ctx, path: &Path, name: &OsStr, m: &Metadata, kind: NodeKind, parent: Option<&Node>) -> Result<Node> {
+fn other_node(
+    ctx: &Ctx,
+    path: &Path,
+    name: &OsStr,
+    m: &Metadata,
+    kind: NodeKind,
+    parent: Option<&Node>,
+) -> Result<Node> {
     ctx.files.fetch_add(1, Ordering::Relaxed);
-    let mut node = with_xattrs_reuse(ctx, path, meta::node_from_metadata(name, m, &ctx.names), parent);
+    let mut node = with_xattrs_reuse(
+        ctx,
+        path,
+        meta::node_from_metadata(name, m, &ctx.names),
+        parent,
+    );
     if kind == NodeKind::Symlink {
-        if let Some(p) = parent.filter(|p| p.kind == NodeKind::Symlink && p.inode == node.inode && p.ctime_ns == node.ctime_ns && p.target.is_some()) {
+        if let Some(p) = parent.filter(|p| {
+            p.kind == NodeKind::Symlink
+                && p.inode == node.inode
+                && p.ctime_ns == node.ctime_ns
+                && p.target.is_some()
+        }) {
             node.target = p.target.clone();
             return Ok(node);
         }
-        node.target = Some(fs::read_link(path).map_err(|e| Error::io(path.display(), e))?.as_os_str().as_bytes().to_vec());
+        node.target = Some(
+            fs::read_link(path)
+                .map_err(|e| Error::io(path.display(), e))?
+                .as_os_str()
+                .as_bytes()
+                .to_vec(),
+        );
     }
     Ok(node)
 }
@@ -504,15 +665,31 @@ fn unchanged(parent: &Node, m: &Metadata) -> bool {
         && parent.inode == m.ino()
 }
 
-fn file_node(ctx: &Ctx, path: &Path, name: &OsStr, m: &Metadata, parent: Option<&Node>) -> Result<Node> {
+fn file_node(
+    ctx: &Ctx,
+    path: &Path,
+    name: &OsStr,
+    m: &Metadata,
+    parent: Option<&Node>,
+) -> Result<Node> {
     ctx.files.fetch_add(1, Ordering::Relaxed);
     ctx.bytes.fetch_add(m.size(), Ordering::Relaxed);
-    ctx.progress.bytes_seen.fetch_add(m.size(), Ordering::Relaxed);
-    let mut node = with_xattrs_reuse(ctx, path, meta::node_from_metadata(name, m, &ctx.names), parent);
+    ctx.progress
+        .bytes_seen
+        .fetch_add(m.size(), Ordering::Relaxed);
+    let mut node = with_xattrs_reuse(
+        ctx,
+        path,
+        meta::node_from_metadata(name, m, &ctx.names),
+        parent,
+    );
     if let Some(p) = parent {
         if unchanged(p, m) && p.content.iter().all(|id| ctx.repo.has_blob(id)) {
             node.content = p.content.clone();
-            ctx.blobs.lock().unwrap_or_else(|p| p.into_inner()).extend(node.content.iter().copied());
+            ctx.blobs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(node.content.iter().copied());
             return Ok(node);
         }
     }
@@ -520,21 +697,42 @@ fn file_node(ctx: &Ctx, path: &Path, name: &OsStr, m: &Metadata, parent: Option<
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NOATIME)
         .open(path)
-        .or_else(|_| fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path))
+        .or_else(|_| {
+            fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)
+        })
         .map_err(|e| Error::io(path.display(), e))?;
-    let (content, size) = match chunk_stream(ctx.repo.chunker(), &mut f, ctx.progress, &|d| ctx.save(BlobKind::Data, d)) {
+    let (content, size) = match chunk_stream(ctx.repo.chunker(), &mut f, ctx.progress, &|d| {
+        ctx.save(BlobKind::Data, d)
+    }) {
         Ok(x) => x,
         Err(StreamError::Source(e)) => return Err(Error::io(path.display(), e)),
         Err(StreamError::Repo(e)) => return Err(e),
     };
     let after = f.metadata().map_err(|e| Error::io(path.display(), e))?;
-    if after.size() != m.size() || after.mtime() != m.mtime() || after.mtime_nsec() != m.mtime_nsec() || size != m.size() {
-        ctx.warn(format!("{}: file changed while it was read", path.display()));
+    if after.size() != m.size()
+        || after.mtime() != m.mtime()
+        || after.mtime_nsec() != m.mtime_nsec()
+        || size != m.size()
+    {
+        ctx.warn(format!(
+            "{}: file changed while it was read",
+            path.display()
+        ));
         // Record what was read, with the metadata seen after the read.
-        node = with_xattrs(ctx, path, meta::node_from_metadata(name, &after, &ctx.names));
+        node = with_xattrs(
+            ctx,
+            path,
+            meta::node_from_metadata(name, &after, &ctx.names),
+        );
         node.size = size;
     }
-    ctx.blobs.lock().unwrap_or_else(|p| p.into_inner()).extend(content.iter().copied());
+    ctx.blobs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(content.iter().copied());
     node.content = content;
     Ok(node)
 }
@@ -549,7 +747,12 @@ enum StreamError {
 type SaveFn<'a> = dyn Fn(&[u8]) -> Result<(BlobId, u64)> + 'a;
 
 /// Chunks a stream and stores its chunks with `save`. Returns the chunk ids and the byte count.
-fn chunk_stream(chunker: &crate::chunker::Chunker, r: &mut dyn Read, progress: &Progress, save: &SaveFn) -> std::result::Result<(Vec<BlobId>, u64), StreamError> {
+fn chunk_stream(
+    chunker: &crate::chunker::Chunker,
+    r: &mut dyn Read,
+    progress: &Progress,
+    save: &SaveFn,
+) -> std::result::Result<(Vec<BlobId>, u64), StreamError> {
     let max = chunker.params().max;
     let mut buf = vec![0u8; 16 * 1024];
     let (mut start, mut end, mut eof) = (0usize, 0usize, false);

@@ -72,10 +72,17 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 pub enum CatalogError {
     /// The database could not be opened, configured or migrated.
     #[error("catalog {path}: {source}")]
-    Open { path: PathBuf, source: rusqlite::Error },
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     /// The catalog was written by a newer bakfs; nothing was changed.
     #[error("catalog {path} has schema version {found}, this bakfs knows up to {supported}; upgrade bakfs (the catalog was left untouched)")]
-    TooNew { path: PathBuf, found: u32, supported: u32 },
+    TooNew {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
     /// A query or write failed.
     #[error("catalog: {0}")]
     Sql(#[from] rusqlite::Error),
@@ -84,7 +91,10 @@ pub enum CatalogError {
     Corrupt(String),
     /// Creating the catalog's directory failed.
     #[error("catalog {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Result type of this module.
@@ -237,16 +247,23 @@ impl Catalog {
                 .recursive(true)
                 .mode(0o700)
                 .create(parent)
-                .map_err(|source| CatalogError::Io { path: parent.to_path_buf(), source })?;
+                .map_err(|source| CatalogError::Io {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
         }
-        let open_err = |source| CatalogError::Open { path: path.to_path_buf(), source };
+        let open_err = |source| CatalogError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
         let too_new = |found| CatalogError::TooNew {
             path: path.to_path_buf(),
             found,
             supported: SCHEMA_VERSION,
         };
         let mut conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(open_err)?;
         // Check before journal_mode=WAL, which rewrites the header of a rollback-journal file.
         let found = user_version(&conn).map_err(open_err)?;
         if found > SCHEMA_VERSION {
@@ -258,11 +275,13 @@ impl Catalog {
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(path = %path.display(), mode, "catalog is not in WAL mode");
         }
-        conn.pragma_update(None, "foreign_keys", true).map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(open_err)?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
             let target = i as u32 + 1;
-            let tx =
-                conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(open_err)?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(open_err)?;
             // Another process may have migrated (or upgraded) meanwhile.
             let now = user_version(&tx).map_err(open_err)?;
             if now > SCHEMA_VERSION {
@@ -272,7 +291,8 @@ impl Catalog {
                 continue;
             }
             tx.execute_batch(sql).map_err(open_err)?;
-            tx.pragma_update(None, "user_version", target).map_err(open_err)?;
+            tx.pragma_update(None, "user_version", target)
+                .map_err(open_err)?;
             tx.commit().map_err(open_err)?;
             tracing::debug!(path = %path.display(), version = target, "catalog migrated");
         }
@@ -289,7 +309,9 @@ impl Catalog {
 
     /// Runs `f` inside one IMMEDIATE transaction and commits it.
     fn write<T>(&mut self, f: impl FnOnce(&Transaction) -> SqlResult<T>) -> CatalogResult<T> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
         Ok(out)
@@ -333,8 +355,11 @@ impl Catalog {
     /// [`CatalogError::Sql`] if the write fails.
     pub fn remove_snapshot(&mut self, repo_id: &str, id: &str) -> CatalogResult<()> {
         self.write(|tx| {
-            tx.execute("DELETE FROM snapshots WHERE repo_id = ?1 AND id = ?2", params![repo_id, id])
-                .map(drop)
+            tx.execute(
+                "DELETE FROM snapshots WHERE repo_id = ?1 AND id = ?2",
+                params![repo_id, id],
+            )
+            .map(drop)
         })
     }
 
@@ -365,7 +390,10 @@ impl Catalog {
              WHERE sp.repo_id = ?1 AND sp.snapshot_id = ?2 ORDER BY sp.pack_id",
         )?;
         let rows = st.query_map([repo_id, snapshot_id], |r| {
-            Ok(PackRecord { id: r.get(0)?, size: r.get(1)? })
+            Ok(PackRecord {
+                id: r.get(0)?,
+                size: r.get(1)?,
+            })
         })?;
         Ok(rows.collect::<SqlResult<_>>()?)
     }
@@ -475,7 +503,9 @@ impl Catalog {
     /// [`CatalogError::Sql`] if the check itself cannot run.
     pub fn integrity_check(&self) -> CatalogResult<()> {
         let mut st = self.conn.prepare("PRAGMA integrity_check")?;
-        let lines = st.query_map([], |r| r.get::<_, String>(0))?.collect::<SqlResult<Vec<_>>>()?;
+        let lines = st
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<SqlResult<Vec<_>>>()?;
         if lines.len() == 1 && lines[0] == "ok" {
             Ok(())
         } else {
@@ -520,7 +550,10 @@ mod tests {
     }
 
     fn pk(id: &str, size: u64) -> PackRecord {
-        PackRecord { id: id.into(), size }
+        PackRecord {
+            id: id.into(),
+            size,
+        }
     }
 
     fn tmp() -> (tempfile::TempDir, PathBuf) {
@@ -534,16 +567,23 @@ mod tests {
         let (_d, p) = tmp();
         let mut c = Catalog::open(&p).unwrap();
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(p.parent().unwrap()).unwrap().permissions().mode();
+        let mode = std::fs::metadata(p.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o700);
         assert_eq!(c.schema_version(), SCHEMA_VERSION);
         c.touch_repository("r", "/mnt/repo", 5).unwrap();
         c.touch_repository("r", "/mnt/repo2", 6).unwrap();
         let (s2, s1) = (snap("r", "s2", 2), snap("r", "s1", 1));
-        c.record_snapshot(&s2, &[pk("p1", 10), pk("p2", 20)]).unwrap();
+        c.record_snapshot(&s2, &[pk("p1", 10), pk("p2", 20)])
+            .unwrap();
         c.record_snapshot(&s1, &[pk("p1", 11)]).unwrap();
         assert_eq!(c.snapshots("r").unwrap(), vec![s1.clone(), s2.clone()]);
-        assert_eq!(c.snapshot_packs("r", "s2").unwrap(), vec![pk("p1", 11), pk("p2", 20)]);
+        assert_eq!(
+            c.snapshot_packs("r", "s2").unwrap(),
+            vec![pk("p1", 11), pk("p2", 20)]
+        );
         // Re-recording replaces the pack list.
         let mut s2b = s2.clone();
         s2b.tags.push("x".into());
@@ -559,7 +599,10 @@ mod tests {
         assert!(c.finish_run(9999, &o).is_err());
         let runs = c.runs("r", 10).unwrap();
         assert_eq!(runs.len(), 2);
-        assert_eq!((runs[0].id, runs[0].outcome.as_str(), runs[0].ended_ns), (r2, "running", None));
+        assert_eq!(
+            (runs[0].id, runs[0].outcome.as_str(), runs[0].ended_ns),
+            (r2, "running", None)
+        );
         let want = RunRecord {
             id: r1,
             repo_id: "r".into(),
@@ -582,14 +625,18 @@ mod tests {
     fn remove_cascades() {
         let (_d, p) = tmp();
         let mut c = Catalog::open(&p).unwrap();
-        c.record_snapshot(&snap("r", "s1", 1), &[pk("p1", 1), pk("p2", 2)]).unwrap();
-        c.record_snapshot(&snap("r", "s2", 2), &[pk("p1", 1)]).unwrap();
+        c.record_snapshot(&snap("r", "s1", 1), &[pk("p1", 1), pk("p2", 2)])
+            .unwrap();
+        c.record_snapshot(&snap("r", "s2", 2), &[pk("p1", 1)])
+            .unwrap();
         c.remove_snapshot("r", "s1").unwrap();
         let links: i64 = c
             .conn
-            .query_row("SELECT count(*) FROM snapshot_packs WHERE snapshot_id='s1'", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT count(*) FROM snapshot_packs WHERE snapshot_id='s1'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(links, 0);
         assert_eq!(c.snapshot_packs("r", "s2").unwrap(), vec![pk("p1", 1)]);
@@ -625,12 +672,17 @@ mod tests {
         std::fs::create_dir_all(other.parent().unwrap()).unwrap();
         {
             let conn = Connection::open(&other).unwrap();
-            conn.execute_batch("CREATE TABLE snapshots(x); PRAGMA user_version=999;").unwrap();
+            conn.execute_batch("CREATE TABLE snapshots(x); PRAGMA user_version=999;")
+                .unwrap();
         }
         for f in [&p, &other] {
             let before = std::fs::read(f).unwrap();
             match Catalog::open(f) {
-                Err(CatalogError::TooNew { found: 999, supported, .. }) => {
+                Err(CatalogError::TooNew {
+                    found: 999,
+                    supported,
+                    ..
+                }) => {
                     assert_eq!(supported, SCHEMA_VERSION)
                 }
                 Err(e) => panic!("unexpected error {e}"),
@@ -644,16 +696,21 @@ mod tests {
     fn replace_keeps_runs_and_other_repos() {
         let (_d, p) = tmp();
         let mut c = Catalog::open(&p).unwrap();
-        c.record_snapshot(&snap("r", "old", 1), &[pk("pa", 1)]).unwrap();
-        c.record_snapshot(&snap("q", "keep", 1), &[pk("pa", 9)]).unwrap();
+        c.record_snapshot(&snap("r", "old", 1), &[pk("pa", 1)])
+            .unwrap();
+        c.record_snapshot(&snap("q", "keep", 1), &[pk("pa", 9)])
+            .unwrap();
         let run = c.begin_run("r", None, 1).unwrap();
         let new = snap("r", "new", 3);
-        c.replace_repository_contents("r", &[(new.clone(), vec![pk("pb", 2)])]).unwrap();
+        c.replace_repository_contents("r", &[(new.clone(), vec![pk("pb", 2)])])
+            .unwrap();
         assert_eq!(c.snapshots("r").unwrap(), vec![new]);
         assert_eq!(c.snapshot_packs("r", "new").unwrap(), vec![pk("pb", 2)]);
         let r_packs: i64 = c
             .conn
-            .query_row("SELECT count(*) FROM packs WHERE repo_id='r'", [], |r| r.get(0))
+            .query_row("SELECT count(*) FROM packs WHERE repo_id='r'", [], |r| {
+                r.get(0)
+            })
             .unwrap();
         assert_eq!(r_packs, 1);
         assert_eq!(c.snapshots("q").unwrap(), vec![snap("q", "keep", 1)]);

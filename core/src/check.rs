@@ -46,7 +46,11 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
     let backend = repo.backend();
     let indexed = repo.indexed_packs();
     rep.packs = indexed.len();
-    let on_disk: HashSet<String> = backend.list(FileKind::Pack).map_err(|e| crate::Error::io("data/", e))?.into_iter().collect();
+    let on_disk: HashSet<String> = backend
+        .list(FileKind::Pack)
+        .map_err(|e| crate::Error::io("data/", e))?
+        .into_iter()
+        .collect();
     let mut bad_packs: HashMap<PackId, String> = HashMap::new();
     for (id, size) in &indexed {
         let name = id.to_hex();
@@ -54,17 +58,29 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
             bad_packs.insert(*id, "missing".into());
         } else if let Ok(s) = backend.size(FileKind::Pack, &name) {
             if s != *size {
-                bad_packs.insert(*id, format!("size {s}, index says {size} (truncated or extended)"));
+                bad_packs.insert(
+                    *id,
+                    format!("size {s}, index says {size} (truncated or extended)"),
+                );
             }
         }
     }
     for name in &on_disk {
-        if PackId::from_hex(name).map(|id| !indexed.contains_key(&id)).unwrap_or(true) {
-            rep.notes.push(format!("pack {name} is not in the index (left by an interrupted backup; prune removes it)"));
+        if PackId::from_hex(name)
+            .map(|id| !indexed.contains_key(&id))
+            .unwrap_or(true)
+        {
+            rep.notes.push(format!(
+                "pack {name} is not in the index (left by an interrupted backup; prune removes it)"
+            ));
         }
     }
     if let Some(frac) = read_fraction {
-        let mut ids: Vec<PackId> = indexed.keys().copied().filter(|id| !bad_packs.contains_key(id)).collect();
+        let mut ids: Vec<PackId> = indexed
+            .keys()
+            .copied()
+            .filter(|id| !bad_packs.contains_key(id))
+            .collect();
         ids.sort();
         if frac < 1.0 {
             use rand::seq::SliceRandom;
@@ -73,7 +89,10 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
             ids.truncate(n);
         }
         rep.packs_read = ids.len();
-        let results: Vec<(PackId, Option<String>)> = ids.par_iter().map(|id| (*id, read_pack(repo, id).err())).collect();
+        let results: Vec<(PackId, Option<String>)> = ids
+            .par_iter()
+            .map(|id| (*id, read_pack(repo, id).err()))
+            .collect();
         for (id, r) in results {
             if let Some(msg) = r {
                 bad_packs.insert(id, msg);
@@ -89,7 +108,9 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
     let bad_blob = |id: &BlobId| -> Option<String> {
         match repo.locate(id) {
             None => Some("not in the index".into()),
-            Some(l) => bad_packs.get(&l.pack).map(|m| format!("in damaged pack {}: {m}", l.pack)),
+            Some(l) => bad_packs
+                .get(&l.pack)
+                .map(|m| format!("in damaged pack {}: {m}", l.pack)),
         }
     };
     let mut seen_trees: HashSet<BlobId> = HashSet::new();
@@ -97,14 +118,19 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
         let mut stack = vec![(s.tree, String::new())];
         while let Some((tid, path)) = stack.pop() {
             if let Some(m) = bad_blob(&tid) {
-                rep.errors.push(format!("snapshot {}: tree {} of {path}/: {m}", sid.short(), tid.short()));
+                rep.errors.push(format!(
+                    "snapshot {}: tree {} of {path}/: {m}",
+                    sid.short(),
+                    tid.short()
+                ));
                 rep.affected.push(format!("{}:{}/", sid.short(), path));
                 continue;
             }
             let tree = match repo.read_tree(&tid) {
                 Ok(t) => t,
                 Err(e) => {
-                    rep.errors.push(format!("snapshot {}: {path}/: {e}", sid.short()));
+                    rep.errors
+                        .push(format!("snapshot {}: {path}/: {e}", sid.short()));
                     rep.affected.push(format!("{}:{}/", sid.short(), path));
                     continue;
                 }
@@ -127,7 +153,8 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
                 }
                 if let Some(m) = problem {
                     if first_visit || !bad_packs.is_empty() {
-                        rep.errors.push(format!("snapshot {}: {p}: {m}", sid.short()));
+                        rep.errors
+                            .push(format!("snapshot {}: {p}: {m}", sid.short()));
                     }
                     rep.affected.push(format!("{}:{p}", sid.short()));
                 }
@@ -143,7 +170,10 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
 }
 
 fn read_pack(repo: &Repository, id: &PackId) -> std::result::Result<(), String> {
-    let bytes = repo.backend().read(FileKind::Pack, &id.to_hex()).map_err(|e| e.to_string())?;
+    let bytes = repo
+        .backend()
+        .read(FileKind::Pack, &id.to_hex())
+        .map_err(|e| e.to_string())?;
     if PackId::hash_of(&bytes) != *id {
         return Err("content does not match its name (bytes changed)".into());
     }

@@ -17,7 +17,11 @@ pub struct ChunkerParams {
 
 impl Default for ChunkerParams {
     fn default() -> Self {
-        Self { min: 256 * 1024, avg: 1024 * 1024, max: 4 * 1024 * 1024 }
+        Self {
+            min: 256 * 1024,
+            avg: 1024 * 1024,
+            max: 4 * 1024 * 1024,
+        }
     }
 }
 
@@ -45,7 +49,12 @@ impl Chunker {
         // Normalised chunking: harder to cut before the average, easier after.
         let mask_small = !0u64 << (64 - (bits + 2).min(63));
         let mask_large = !0u64 << (64 - bits.saturating_sub(2).max(1));
-        Self { gear, params, mask_small, mask_large }
+        Self {
+            gear,
+            params,
+            mask_small,
+            mask_large,
+        }
     }
 
     /// The limits in use.
@@ -61,7 +70,11 @@ impl Chunker {
     pub fn cut(&self, data: &[u8], eof: bool) -> Option<usize> {
         let p = self.params;
         if data.len() <= p.min {
-            return if eof || data.len() >= p.max { Some(data.len()) } else { None };
+            return if eof || data.len() >= p.max {
+                Some(data.len())
+            } else {
+                None
+            };
         }
         let end = data.len().min(p.max);
         let normal = p.avg.min(end);
@@ -123,7 +136,11 @@ mod tests {
     }
 
     fn small() -> ChunkerParams {
-        ChunkerParams { min: 2048, avg: 8192, max: 32768 }
+        ChunkerParams {
+            min: 2048,
+            avg: 8192,
+            max: 32768,
+        }
     }
 
     #[test]
@@ -154,7 +171,11 @@ mod tests {
             assert_eq!(out, whole, "step {step}");
         }
         assert_eq!(whole.iter().sum::<usize>(), d.len());
-        assert!(whole.iter().rev().skip(1).all(|&n| (2048..=32768).contains(&n)));
+        assert!(whole
+            .iter()
+            .rev()
+            .skip(1)
+            .all(|&n| (2048..=32768).contains(&n)));
         let avg = d.len() / whole.len();
         assert!((4096..=24576).contains(&avg), "avg {avg}");
     }
@@ -170,7 +191,12 @@ mod tests {
         let mut d2 = b"inserted!".to_vec();
         d2.extend_from_slice(&d);
         let x = chunk_all(&c, &d2);
-        let common = a.iter().rev().zip(x.iter().rev()).take_while(|(p, q)| p == q).count();
+        let common = a
+            .iter()
+            .rev()
+            .zip(x.iter().rev())
+            .take_while(|(p, q)| p == q)
+            .count();
         assert!(common + 3 >= a.len(), "{common} of {}", a.len());
     }
 

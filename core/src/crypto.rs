@@ -101,7 +101,13 @@ fn seal_with(key: &[u8; 32], plaintext: &[u8], ad: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
     out.extend_from_slice(&nonce_bytes);
     // Encryption with a valid key cannot fail for in-memory buffers of sane size.
-    match cipher.encrypt(nonce, Payload { msg: plaintext, aad: ad }) {
+    match cipher.encrypt(
+        nonce,
+        Payload {
+            msg: plaintext,
+            aad: ad,
+        },
+    ) {
         Ok(ct) => out.extend_from_slice(&ct),
         Err(_) => unreachable!("XChaCha20-Poly1305 encryption does not fail"),
     }
@@ -136,18 +142,31 @@ impl KdfParams {
     /// Parameters for new wrappings: 64 MiB, 3 passes (OWASP's argon2id recommendation range).
     /// Tests that need cheap keys use [`KdfParams::weak_for_tests`].
     pub fn recommended() -> Self {
-        Self { m_kib: 64 * 1024, t: 3, p: 1, salt: hex::encode(rand::random::<[u8; 16]>()) }
+        Self {
+            m_kib: 64 * 1024,
+            t: 3,
+            p: 1,
+            salt: hex::encode(rand::random::<[u8; 16]>()),
+        }
     }
 
     /// Cheap parameters: only for tests.
     pub fn weak_for_tests() -> Self {
-        Self { m_kib: 256, t: 1, p: 1, salt: hex::encode(rand::random::<[u8; 16]>()) }
+        Self {
+            m_kib: 256,
+            t: 1,
+            p: 1,
+            salt: hex::encode(rand::random::<[u8; 16]>()),
+        }
     }
 
     fn derive(&self, passphrase: &[u8]) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
         // A planted key file must not make us allocate or spin without bound.
         if self.m_kib > 4 * 1024 * 1024 || self.t > 64 || self.p > 16 {
-            return Err(CryptoError::Malformed(format!("argon2 cost out of range (m={} KiB, t={}, p={})", self.m_kib, self.t, self.p)));
+            return Err(CryptoError::Malformed(format!(
+                "argon2 cost out of range (m={} KiB, t={}, p={})",
+                self.m_kib, self.t, self.p
+            )));
         }
         let params = argon2::Params::new(self.m_kib, self.t, self.p, Some(32))
             .map_err(|e| CryptoError::Malformed(format!("argon2 parameters: {e}")))?;
@@ -182,10 +201,22 @@ impl WrappedKey {
     ///
     /// # Errors
     /// Only if `kdf` is invalid.
-    pub fn wrap(key: &MasterKey, passphrase: &[u8], kdf: KdfParams, created: String, comment: String) -> Result<Self, CryptoError> {
+    pub fn wrap(
+        key: &MasterKey,
+        passphrase: &[u8],
+        kdf: KdfParams,
+        created: String,
+        comment: String,
+    ) -> Result<Self, CryptoError> {
         let kek = kdf.derive(passphrase)?;
         let wrapped = hex::encode(seal_with(&kek, &key.bytes, WRAP_AD));
-        Ok(Self { version: 1, created, comment, kdf, wrapped })
+        Ok(Self {
+            version: 1,
+            created,
+            comment,
+            kdf,
+            wrapped,
+        })
     }
 
     /// Unwraps the master key.
@@ -194,8 +225,11 @@ impl WrappedKey {
     /// [`CryptoError::WrongPassword`] if the passphrase is wrong (or the file damaged).
     pub fn unwrap_key(&self, passphrase: &[u8]) -> Result<MasterKey, CryptoError> {
         let kek = self.kdf.derive(passphrase)?;
-        let sealed = hex::decode(&self.wrapped).map_err(|_| CryptoError::Malformed("wrapped key".into()))?;
-        let plain = Zeroizing::new(open_with(&kek, &sealed, WRAP_AD).map_err(|_| CryptoError::WrongPassword)?);
+        let sealed =
+            hex::decode(&self.wrapped).map_err(|_| CryptoError::Malformed("wrapped key".into()))?;
+        let plain = Zeroizing::new(
+            open_with(&kek, &sealed, WRAP_AD).map_err(|_| CryptoError::WrongPassword)?,
+        );
         if plain.len() != 64 {
             return Err(CryptoError::Malformed("master key length".into()));
         }
@@ -236,9 +270,19 @@ mod tests {
     #[test]
     fn wrap_unwrap() {
         let mk = MasterKey::generate();
-        let w = WrappedKey::wrap(&mk, b"pw", KdfParams::weak_for_tests(), "t".into(), "c".into()).unwrap();
+        let w = WrappedKey::wrap(
+            &mk,
+            b"pw",
+            KdfParams::weak_for_tests(),
+            "t".into(),
+            "c".into(),
+        )
+        .unwrap();
         let back = w.unwrap_key(b"pw").unwrap();
         assert_eq!(back.derive().blob_id(b"x"), mk.derive().blob_id(b"x"));
-        assert!(matches!(w.unwrap_key(b"wrong"), Err(CryptoError::WrongPassword)));
+        assert!(matches!(
+            w.unwrap_key(b"wrong"),
+            Err(CryptoError::WrongPassword)
+        ));
     }
 }

@@ -9,7 +9,9 @@ pub enum Error {
     #[error("{0}: not a bakfs repository (no config file)")]
     NotARepository(PathBuf),
     /// The repository was made by a newer bakfs.
-    #[error("repository format version {found} is not supported (this bakfs reads version {supported})")]
+    #[error(
+        "repository format version {found} is not supported (this bakfs reads version {supported})"
+    )]
     UnsupportedVersion {
         /// Version in the config file.
         found: u32,
@@ -75,12 +77,18 @@ impl Error {
 
     /// An I/O error about `path`.
     pub fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
-        Error::Io { path: path.to_string(), source }
+        Error::Io {
+            path: path.to_string(),
+            source,
+        }
     }
 
     /// Damage to `what`.
     pub fn damaged(what: impl Into<String>, detail: impl Into<String>) -> Self {
-        Error::Damaged { what: what.into(), detail: detail.into() }
+        Error::Damaged {
+            what: what.into(),
+            detail: detail.into(),
+        }
     }
 }
 

@@ -58,15 +58,35 @@ use crate::timefmt;
 pub struct KeepPolicy {
     #[serde(rename = "keep_last", default, skip_serializing_if = "Option::is_none")]
     pub last: Option<u32>,
-    #[serde(rename = "keep_hourly", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "keep_hourly",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub hourly: Option<u32>,
-    #[serde(rename = "keep_daily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "keep_daily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daily: Option<u32>,
-    #[serde(rename = "keep_weekly", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "keep_weekly",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub weekly: Option<u32>,
-    #[serde(rename = "keep_monthly", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "keep_monthly",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub monthly: Option<u32>,
-    #[serde(rename = "keep_yearly", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "keep_yearly",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub yearly: Option<u32>,
     /// Stored as a duration string such as `"30d"` or `"1y6m"`.
     #[serde(
@@ -82,9 +102,16 @@ impl KeepPolicy {
     /// True if no rule would keep anything (all counts absent or 0, and no
     /// non-zero `within`).
     pub fn is_empty(&self) -> bool {
-        [self.last, self.hourly, self.daily, self.weekly, self.monthly, self.yearly]
-            .iter()
-            .all(|n| n.unwrap_or(0) == 0)
+        [
+            self.last,
+            self.hourly,
+            self.daily,
+            self.weekly,
+            self.monthly,
+            self.yearly,
+        ]
+        .iter()
+        .all(|n| n.unwrap_or(0) == 0)
             && self.within.is_none_or(|d| d.is_zero())
     }
 }
@@ -101,9 +128,9 @@ mod duration_str {
     pub fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match v {
             None => s.serialize_none(),
-            Some(d) if d.subsec_nanos() != 0 || d.as_secs() % 3600 != 0 => {
-                Err(S::Error::custom(format!("keep_within {d:?} is not a whole number of hours")))
-            }
+            Some(d) if d.subsec_nanos() != 0 || d.as_secs() % 3600 != 0 => Err(S::Error::custom(
+                format!("keep_within {d:?} is not a whole number of hours"),
+            )),
             Some(d) => s.serialize_some(&timefmt::format_duration(*d)),
         }
     }
@@ -172,9 +199,13 @@ pub fn apply(
     };
     // (reason, buckets still to keep, bucket function, key of the last kept bucket)
     let rules: [(&str, Option<u32>, BucketFn); 5] = [
-        ("hourly", policy.hourly, |c, _| (c.year, c.month, c.day, c.hour)),
+        ("hourly", policy.hourly, |c, _| {
+            (c.year, c.month, c.day, c.hour)
+        }),
         ("daily", policy.daily, |c, _| (c.year, c.month, c.day, 0)),
-        ("weekly", policy.weekly, |_, ns| (timefmt::iso_week(ns).0, timefmt::iso_week(ns).1, 0, 0)),
+        ("weekly", policy.weekly, |_, ns| {
+            (timefmt::iso_week(ns).0, timefmt::iso_week(ns).1, 0, 0)
+        }),
         ("monthly", policy.monthly, |c, _| (c.year, c.month, 0, 0)),
         ("yearly", policy.yearly, |c, _| (c.year, 0, 0, 0)),
     ];
@@ -233,17 +264,24 @@ mod tests {
     /// `n` snapshots `step` apart, ending at `end` (ids "s000", "s001", ... oldest first).
     fn series(end: &str, n: i64, step: i64) -> Vec<(String, i64)> {
         let end = parse_rfc3339(end).unwrap();
-        (0..n).map(|i| (format!("s{i:03}"), end - (n - 1 - i) * step)).collect()
+        (0..n)
+            .map(|i| (format!("s{i:03}"), end - (n - 1 - i) * step))
+            .collect()
     }
 
     /// Applies the policy given as JSON config and checks the invariants.
     fn run(policy: &str, snaps: &[(String, i64)], now: i64) -> Vec<Decision> {
         let policy: KeepPolicy = serde_json::from_str(policy).unwrap();
-        let cands: Vec<Candidate<'_>> =
-            snaps.iter().map(|(id, t)| Candidate { id, time_ns: *t }).collect();
+        let cands: Vec<Candidate<'_>> = snaps
+            .iter()
+            .map(|(id, t)| Candidate { id, time_ns: *t })
+            .collect();
         let out = apply(&policy, &cands, now).unwrap();
         assert_eq!(out.len(), snaps.len());
-        assert!(out.windows(2).all(|w| w[0].time_ns >= w[1].time_ns), "newest first");
+        assert!(
+            out.windows(2).all(|w| w[0].time_ns >= w[1].time_ns),
+            "newest first"
+        );
         assert!(out.iter().all(|d| d.keep != d.reasons.is_empty()));
         out
     }
@@ -251,18 +289,26 @@ mod tests {
     /// "<time> <reasons>" of each kept snapshot, newest first.
     fn kept(policy: &str, snaps: &[(String, i64)]) -> Vec<String> {
         let out = run(policy, snaps, 0).into_iter().filter(|d| d.keep);
-        out.map(|d| format!("{} {}", format_rfc3339(d.time_ns), d.reasons.join(","))).collect()
+        out.map(|d| format!("{} {}", format_rfc3339(d.time_ns), d.reasons.join(",")))
+            .collect()
     }
 
     #[test]
     fn keep_last() {
         let snaps = series("2026-11-22T09:00:00Z", 10, H);
         let out = run(r#"{"keep_last":3}"#, &snaps, 0);
-        let ids: Vec<_> =
-            out.iter().filter(|d| d.keep).map(|d| (d.id.as_str(), d.reasons.join(","))).collect();
+        let ids: Vec<_> = out
+            .iter()
+            .filter(|d| d.keep)
+            .map(|d| (d.id.as_str(), d.reasons.join(",")))
+            .collect();
         assert_eq!(
             ids,
-            [("s009", "last".into()), ("s008", "last".into()), ("s007", "last".into())]
+            [
+                ("s009", "last".into()),
+                ("s008", "last".into()),
+                ("s007", "last".into())
+            ]
         );
         assert!(run(r#"{"keep_last":50}"#, &snaps, 0).iter().all(|d| d.keep));
     }
@@ -270,8 +316,10 @@ mod tests {
     #[test]
     fn keep_daily_over_hourly_snapshots() {
         let snaps = series("2026-11-30T23:00:00Z", 30 * 24, H);
-        let want: Vec<_> =
-            (24..=30).rev().map(|d| format!("2026-11-{d}T23:00:00Z daily")).collect();
+        let want: Vec<_> = (24..=30)
+            .rev()
+            .map(|d| format!("2026-11-{d}T23:00:00Z daily"))
+            .collect();
         assert_eq!(kept(r#"{"keep_daily":7}"#, &snaps), want);
     }
 
@@ -316,7 +364,11 @@ mod tests {
     fn keep_within_measures_from_newest_snapshot() {
         let snaps = series("2026-11-22T12:00:00Z", 5 * 24, H);
         // `now` years later must not matter.
-        let out = run(r#"{"keep_within":"2d"}"#, &snaps, parse_rfc3339("2030-01-01").unwrap());
+        let out = run(
+            r#"{"keep_within":"2d"}"#,
+            &snaps,
+            parse_rfc3339("2030-01-01").unwrap(),
+        );
         let kept: Vec<&Decision> = out.iter().filter(|d| d.keep).collect();
         assert_eq!(kept.len(), 49); // the newest plus 48 hours back, inclusive
         assert_eq!(format_rfc3339(kept[48].time_ns), "2026-11-20T12:00:00Z");
@@ -342,22 +394,43 @@ mod tests {
     #[test]
     fn snapshots_in_the_same_second() {
         let t = parse_rfc3339("2026-11-22T03:04:05Z").unwrap();
-        let snaps: Vec<(String, i64)> =
-            [("c", t), ("a", t), ("b", t), ("d", t + 5), ("old", t - 24 * H)]
-                .map(|(id, t)| (id.into(), t))
-                .into();
+        let snaps: Vec<(String, i64)> = [
+            ("c", t),
+            ("a", t),
+            ("b", t),
+            ("d", t + 5),
+            ("old", t - 24 * H),
+        ]
+        .map(|(id, t)| (id.into(), t))
+        .into();
         let out = run(r#"{"keep_last":2}"#, &snaps, 0);
         let ids: Vec<_> = out.iter().map(|d| (d.id.as_str(), d.keep)).collect();
         // Ties are broken by id, so the result is deterministic.
-        assert_eq!(ids, [("d", true), ("a", true), ("b", false), ("c", false), ("old", false)]);
+        assert_eq!(
+            ids,
+            [
+                ("d", true),
+                ("a", true),
+                ("b", false),
+                ("c", false),
+                ("old", false)
+            ]
+        );
         let out = run(r#"{"keep_daily":5}"#, &snaps, 0);
-        let ids: Vec<_> = out.iter().filter(|d| d.keep).map(|d| d.id.as_str()).collect();
+        let ids: Vec<_> = out
+            .iter()
+            .filter(|d| d.keep)
+            .map(|d| d.id.as_str())
+            .collect();
         assert_eq!(ids, ["d", "old"]);
     }
 
     #[test]
     fn empty_policy_and_empty_input() {
-        let cands = [Candidate { id: "x", time_ns: 0 }];
+        let cands = [Candidate {
+            id: "x",
+            time_ns: 0,
+        }];
         let zero = KeepPolicy {
             last: Some(0),
             daily: Some(0),
@@ -373,7 +446,10 @@ mod tests {
                 "no --keep-* option given: refusing to forget every snapshot"
             );
         }
-        let policy = KeepPolicy { yearly: Some(1), ..Default::default() };
+        let policy = KeepPolicy {
+            yearly: Some(1),
+            ..Default::default()
+        };
         assert!(!policy.is_empty());
         assert!(apply(&policy, &[], 0).unwrap().is_empty());
     }
@@ -381,9 +457,17 @@ mod tests {
     #[test]
     fn serde_field_names() {
         let within = Some(timefmt::parse_duration("1y6m").unwrap());
-        let policy = KeepPolicy { last: Some(3), daily: Some(7), within, ..Default::default() };
+        let policy = KeepPolicy {
+            last: Some(3),
+            daily: Some(7),
+            within,
+            ..Default::default()
+        };
         let json = serde_json::to_string(&policy).unwrap();
-        assert_eq!(json, r#"{"keep_last":3,"keep_daily":7,"keep_within":"1y180d"}"#);
+        assert_eq!(
+            json,
+            r#"{"keep_last":3,"keep_daily":7,"keep_within":"1y180d"}"#
+        );
         assert_eq!(serde_json::from_str::<KeepPolicy>(&json).unwrap(), policy);
         let all = r#"{"keep_last":1,"keep_hourly":2,"keep_daily":3,"keep_weekly":4,
             "keep_monthly":5,"keep_yearly":6,"keep_within":"30d"}"#;
@@ -392,12 +476,22 @@ mod tests {
         assert_eq!(counts, [1, 2, 3, 4, 5, 6].map(Some));
         assert_eq!(p.within, Some(Duration::from_secs(30 * 86_400)));
         for empty in ["{}", r#"{"keep_within":null}"#] {
-            assert_eq!(serde_json::from_str::<KeepPolicy>(empty).unwrap(), KeepPolicy::default());
+            assert_eq!(
+                serde_json::from_str::<KeepPolicy>(empty).unwrap(),
+                KeepPolicy::default()
+            );
         }
-        for bad in [r#"{"keep_within":"30x"}"#, r#"{"keep_dayly":7}"#, r#"{"keep_last":-1}"#] {
+        for bad in [
+            r#"{"keep_within":"30x"}"#,
+            r#"{"keep_dayly":7}"#,
+            r#"{"keep_last":-1}"#,
+        ] {
             assert!(serde_json::from_str::<KeepPolicy>(bad).is_err(), "{bad}");
         }
-        let odd = KeepPolicy { within: Some(Duration::from_secs(90)), ..Default::default() };
+        let odd = KeepPolicy {
+            within: Some(Duration::from_secs(90)),
+            ..Default::default()
+        };
         assert!(serde_json::to_string(&odd).is_err());
     }
 }

@@ -78,7 +78,11 @@ fn compress(plain: &[u8], level: i32) -> Option<Vec<u8>> {
         if !c.iter().any(|(l, _)| *l == level) {
             c.push((level, zstd::bulk::Compressor::new(level).ok()?));
         }
-        c.iter_mut().find(|(l, _)| *l == level)?.1.compress(plain).ok()
+        c.iter_mut()
+            .find(|(l, _)| *l == level)?
+            .1
+            .compress(plain)
+            .ok()
     })
 }
 
@@ -110,7 +114,13 @@ fn looks_incompressible(plain: &[u8]) -> bool {
 
 /// Seals one blob: compress if it helps, encrypt binding id and kind.
 /// Returns the sealed bytes and whether they are compressed.
-pub fn seal_blob(keys: &Keys, id: &BlobId, kind: BlobKind, plain: &[u8], level: i32) -> (Vec<u8>, bool) {
+pub fn seal_blob(
+    keys: &Keys,
+    id: &BlobId,
+    kind: BlobKind,
+    plain: &[u8],
+    level: i32,
+) -> (Vec<u8>, bool) {
     let ad = crypto::blob_ad(id, kind.ad_byte());
     if plain.len() >= 64 && !looks_incompressible(plain) {
         if let Some(c) = compress(plain, level) {
@@ -129,9 +139,12 @@ pub fn seal_blob(keys: &Keys, id: &BlobId, kind: BlobKind, plain: &[u8], level: 
 pub fn open_blob(keys: &Keys, e: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>> {
     let what = || format!("blob {}", e.id);
     let ad = crypto::blob_ad(&e.id, e.kind.ad_byte());
-    let inner = keys.open(sealed, &ad).map_err(|err| Error::damaged(what(), err.to_string()))?;
+    let inner = keys
+        .open(sealed, &ad)
+        .map_err(|err| Error::damaged(what(), err.to_string()))?;
     let plain = if e.compressed {
-        decompress(&inner, e.raw_len as usize).map_err(|err| Error::damaged(what(), format!("zstd: {err}")))?
+        decompress(&inner, e.raw_len as usize)
+            .map_err(|err| Error::damaged(what(), format!("zstd: {err}")))?
     } else {
         inner
     };
@@ -160,13 +173,21 @@ pub fn read_pack_header(keys: &Keys, id: &PackId, pack: &[u8]) -> Result<Vec<Pac
     if pack.len() < 4 {
         return Err(Error::damaged(what(), "truncated"));
     }
-    let n = u32::from_le_bytes([pack[pack.len() - 4], pack[pack.len() - 3], pack[pack.len() - 2], pack[pack.len() - 1]]) as usize;
+    let n = u32::from_le_bytes([
+        pack[pack.len() - 4],
+        pack[pack.len() - 3],
+        pack[pack.len() - 2],
+        pack[pack.len() - 1],
+    ]) as usize;
     if n + 4 > pack.len() {
         return Err(Error::damaged(what(), "truncated header"));
     }
     let sealed = &pack[pack.len() - 4 - n..pack.len() - 4];
-    let plain = keys.open(sealed, PACK_HEADER_AD).map_err(|e| Error::damaged(what(), format!("header: {e}")))?;
-    let entries: Vec<PackEntry> = postcard::from_bytes(&plain).map_err(|e| Error::damaged(what(), format!("header: {e}")))?;
+    let plain = keys
+        .open(sealed, PACK_HEADER_AD)
+        .map_err(|e| Error::damaged(what(), format!("header: {e}")))?;
+    let entries: Vec<PackEntry> =
+        postcard::from_bytes(&plain).map_err(|e| Error::damaged(what(), format!("header: {e}")))?;
     let body_len = pack.len() - 4 - n;
     for e in &entries {
         if e.offset as usize + e.length as usize > body_len {
@@ -326,7 +347,10 @@ impl Tree {
 
     /// The entry named `name`.
     pub fn get(&self, name: &[u8]) -> Option<&Node> {
-        self.nodes.binary_search_by(|n| n.name.as_slice().cmp(name)).ok().map(|i| &self.nodes[i])
+        self.nodes
+            .binary_search_by(|n| n.name.as_slice().cmp(name))
+            .ok()
+            .map(|i| &self.nodes[i])
     }
 }
 
@@ -348,8 +372,11 @@ pub fn seal_index(keys: &Keys, idx: &IndexFile) -> Vec<u8> {
 /// [`Error::Damaged`] on authentication or decoding failure.
 pub fn open_index(keys: &Keys, name: &str, b: &[u8]) -> Result<IndexFile> {
     let what = || format!("index {name}");
-    let c = keys.open(b, INDEX_AD).map_err(|e| Error::damaged(what(), e.to_string()))?;
-    let plain = zstd::stream::decode_all(&c[..]).map_err(|e| Error::damaged(what(), e.to_string()))?;
+    let c = keys
+        .open(b, INDEX_AD)
+        .map_err(|e| Error::damaged(what(), e.to_string()))?;
+    let plain =
+        zstd::stream::decode_all(&c[..]).map_err(|e| Error::damaged(what(), e.to_string()))?;
     postcard::from_bytes(&plain).map_err(|e| Error::damaged(what(), e.to_string()))
 }
 
@@ -364,7 +391,9 @@ pub fn seal_snapshot(keys: &Keys, s: &Snapshot) -> Vec<u8> {
 /// [`Error::Damaged`] on authentication or decoding failure.
 pub fn open_snapshot(keys: &Keys, name: &str, b: &[u8]) -> Result<Snapshot> {
     let what = || format!("snapshot {name}");
-    let plain = keys.open(b, SNAPSHOT_AD).map_err(|e| Error::damaged(what(), e.to_string()))?;
+    let plain = keys
+        .open(b, SNAPSHOT_AD)
+        .map_err(|e| Error::damaged(what(), e.to_string()))?;
     serde_json::from_slice(&plain).map_err(|e| Error::damaged(what(), e.to_string()))
 }
 
@@ -382,7 +411,14 @@ mod tests {
             let plain = vec![i; 1000 * (i as usize + 1)];
             let id = keys.blob_id(&plain);
             let (sealed, compressed) = seal_blob(&keys, &id, BlobKind::Data, &plain, 3);
-            entries.push(PackEntry { id, kind: BlobKind::Data, offset: body.len() as u32, length: sealed.len() as u32, raw_len: plain.len() as u32, compressed });
+            entries.push(PackEntry {
+                id,
+                kind: BlobKind::Data,
+                offset: body.len() as u32,
+                length: sealed.len() as u32,
+                raw_len: plain.len() as u32,
+                compressed,
+            });
             body.extend_from_slice(&sealed);
         }
         let pack = finish_pack(&keys, body, &entries);
@@ -390,20 +426,35 @@ mod tests {
         let h = read_pack_header(&keys, &pid, &pack).unwrap();
         assert_eq!(h, entries);
         for e in &h {
-            let b = open_blob(&keys, e, &pack[e.offset as usize..(e.offset + e.length) as usize]).unwrap();
+            let b = open_blob(
+                &keys,
+                e,
+                &pack[e.offset as usize..(e.offset + e.length) as usize],
+            )
+            .unwrap();
             assert_eq!(b.len(), e.raw_len as usize);
         }
         // a flipped byte in a blob is caught
         let mut bad = pack.clone();
         bad[10] ^= 0x40;
         let e = &h[0];
-        assert!(open_blob(&keys, e, &bad[e.offset as usize..(e.offset + e.length) as usize]).is_err());
+        assert!(open_blob(
+            &keys,
+            e,
+            &bad[e.offset as usize..(e.offset + e.length) as usize]
+        )
+        .is_err());
         // truncation is caught
         assert!(read_pack_header(&keys, &pid, &pack[..pack.len() - 10]).is_err());
         // the kind is bound: a data blob is not accepted as a tree
         let mut as_tree = *e;
         as_tree.kind = BlobKind::Tree;
-        assert!(open_blob(&keys, &as_tree, &pack[e.offset as usize..(e.offset + e.length) as usize]).is_err());
+        assert!(open_blob(
+            &keys,
+            &as_tree,
+            &pack[e.offset as usize..(e.offset + e.length) as usize]
+        )
+        .is_err());
     }
 
     #[test]

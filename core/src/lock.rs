@@ -30,7 +30,9 @@ pub struct LockInfo {
 impl LockInfo {
     /// Whether the holder is known to be dead (same host, no such process).
     pub fn is_stale(&self, this_host: &str) -> bool {
-        self.host == this_host && nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid as i32), None) == Err(nix::errno::Errno::ESRCH)
+        self.host == this_host
+            && nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid as i32), None)
+                == Err(nix::errno::Errno::ESRCH)
     }
 }
 
@@ -48,7 +50,10 @@ impl Drop for LockGuard {
 
 /// The local host name.
 pub fn hostname() -> String {
-    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// All lock files with their content (unreadable ones are skipped).
@@ -56,7 +61,9 @@ pub fn hostname() -> String {
 /// # Errors
 /// I/O errors listing.
 pub fn list(backend: &dyn Backend) -> Result<Vec<(String, LockInfo)>> {
-    let names = backend.list(FileKind::Lock).map_err(|e| Error::io("locks/", e))?;
+    let names = backend
+        .list(FileKind::Lock)
+        .map_err(|e| Error::io("locks/", e))?;
     Ok(names
         .into_iter()
         .filter_map(|n| {
@@ -73,23 +80,43 @@ pub fn list(backend: &dyn Backend) -> Result<Vec<(String, LockInfo)>> {
 /// [`Error::Locked`] if a live conflicting lock exists; I/O errors.
 pub fn acquire(backend: &Arc<dyn Backend>, exclusive: bool, purpose: &str) -> Result<LockGuard> {
     let host = hostname();
-    let info = LockInfo { exclusive, host: host.clone(), pid: std::process::id(), time_ns: crate::timefmt::now_ns(), purpose: purpose.to_string() };
+    let info = LockInfo {
+        exclusive,
+        host: host.clone(),
+        pid: std::process::id(),
+        time_ns: crate::timefmt::now_ns(),
+        purpose: purpose.to_string(),
+    };
     let name = hex::encode(rand::random::<[u8; 16]>());
     let bytes = serde_json::to_vec(&info).map_err(|e| Error::Invalid(e.to_string()))?;
-    backend.write(FileKind::Lock, &name, &bytes).map_err(|e| Error::io("locks/", e))?;
-    let guard = LockGuard { backend: backend.clone(), name: name.clone() };
+    backend
+        .write(FileKind::Lock, &name, &bytes)
+        .map_err(|e| Error::io("locks/", e))?;
+    let guard = LockGuard {
+        backend: backend.clone(),
+        name: name.clone(),
+    };
     for (n, other) in list(backend.as_ref())? {
         if n == name || !(exclusive || other.exclusive) {
             continue;
         }
         if other.is_stale(&host) {
-            tracing::warn!("ignoring stale lock {n} of dead process {} on {} ({}); `bakfs unlock` removes it", other.pid, other.host, other.purpose);
+            tracing::warn!(
+                "ignoring stale lock {n} of dead process {} on {} ({}); `bakfs unlock` removes it",
+                other.pid,
+                other.host,
+                other.purpose
+            );
             continue;
         }
         drop(guard);
         return Err(Error::Locked(format!(
             "{} lock held by pid {} on {} for {} since {}",
-            if other.exclusive { "an exclusive" } else { "a shared" },
+            if other.exclusive {
+                "an exclusive"
+            } else {
+                "a shared"
+            },
             other.pid,
             other.host,
             other.purpose,
@@ -108,15 +135,22 @@ pub fn unlock(backend: &dyn Backend, all: bool) -> Result<Vec<String>> {
     let host = hostname();
     let mut removed = vec![];
     if all {
-        for n in backend.list(FileKind::Lock).map_err(|e| Error::io("locks/", e))? {
-            backend.remove(FileKind::Lock, &n).map_err(|e| Error::io(format!("lock {n}"), e))?;
+        for n in backend
+            .list(FileKind::Lock)
+            .map_err(|e| Error::io("locks/", e))?
+        {
+            backend
+                .remove(FileKind::Lock, &n)
+                .map_err(|e| Error::io(format!("lock {n}"), e))?;
             removed.push(n);
         }
         return Ok(removed);
     }
     for (n, info) in list(backend)? {
         if info.is_stale(&host) {
-            backend.remove(FileKind::Lock, &n).map_err(|e| Error::io(format!("lock {n}"), e))?;
+            backend
+                .remove(FileKind::Lock, &n)
+                .map_err(|e| Error::io(format!("lock {n}"), e))?;
             removed.push(n);
         }
     }

@@ -22,14 +22,24 @@ impl NameCache {
     pub fn user(&self, uid: u32) -> Option<String> {
         let mut m = self.users.lock().unwrap_or_else(|p| p.into_inner());
         m.entry(uid)
-            .or_insert_with(|| nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name))
+            .or_insert_with(|| {
+                nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name)
+            })
             .clone()
     }
     /// The name of group `gid`, if it has one.
     pub fn group(&self, gid: u32) -> Option<String> {
         let mut m = self.groups.lock().unwrap_or_else(|p| p.into_inner());
         m.entry(gid)
-            .or_insert_with(|| nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)).ok().flatten().map(|g| g.name))
+            .or_insert_with(|| {
+                nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+                    .ok()
+                    .flatten()
+                    .map(|g| g.name)
+            })
             .clone()
     }
 }
@@ -86,13 +96,21 @@ pub fn node_from_metadata(name: &OsStr, m: &Metadata, names: &NameCache) -> Node
         gid: m.gid(),
         user: names.user(m.uid()),
         group: names.group(m.gid()),
-        size: if matches!(kind, NodeKind::File | NodeKind::Symlink) { m.size() } else { 0 },
+        size: if matches!(kind, NodeKind::File | NodeKind::Symlink) {
+            m.size()
+        } else {
+            0
+        },
         mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
         ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
         inode: m.ino(),
         dev: m.dev(),
         nlink: m.nlink(),
-        rdev: if matches!(kind, NodeKind::CharDev | NodeKind::BlockDev) { m.rdev() } else { 0 },
+        rdev: if matches!(kind, NodeKind::CharDev | NodeKind::BlockDev) {
+            m.rdev()
+        } else {
+            0
+        },
         target: None,
         xattrs: vec![],
         content: vec![],

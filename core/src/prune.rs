@@ -79,7 +79,10 @@ pub fn prune(repo: &Repository, dry_run: bool) -> Result<PruneReport> {
     let sizes = repo.indexed_packs();
     for b in &used {
         if !index.contains_key(b) {
-            return Err(Error::damaged(format!("blob {b}"), "a snapshot needs it but no index lists it; run `bakfs check`; prune stopped"));
+            return Err(Error::damaged(
+                format!("blob {b}"),
+                "a snapshot needs it but no index lists it; run `bakfs check`; prune stopped",
+            ));
         }
     }
     let mut per_pack: HashMap<PackId, (u64, u64, Vec<crate::format::PackEntry>)> = HashMap::new();
@@ -92,7 +95,10 @@ pub fn prune(repo: &Repository, dry_run: bool) -> Result<PruneReport> {
             e.1 += loc.entry.length as u64;
         }
     }
-    let mut rep = PruneReport { packs_before: sizes.len(), ..Default::default() };
+    let mut rep = PruneReport {
+        packs_before: sizes.len(),
+        ..Default::default()
+    };
     let mut delete: Vec<PackId> = vec![];
     let mut repack: Vec<(PackId, Vec<crate::format::PackEntry>)> = vec![];
     let mut keep: Vec<IndexPack> = vec![];
@@ -105,14 +111,32 @@ pub fn prune(repo: &Repository, dry_run: bool) -> Result<PruneReport> {
             repack.push((*pid, entries));
             rep.bytes_freed += unused;
         } else {
-            let blobs = index.iter().filter(|(_, l)| l.pack == *pid).map(|(_, l)| l.entry).collect();
-            keep.push(IndexPack { id: *pid, size: *size, blobs });
+            let blobs = index
+                .iter()
+                .filter(|(_, l)| l.pack == *pid)
+                .map(|(_, l)| l.entry)
+                .collect();
+            keep.push(IndexPack {
+                id: *pid,
+                size: *size,
+                blobs,
+            });
         }
     }
     rep.packs_deleted = delete.len();
     rep.packs_repacked = repack.len();
-    let on_disk = repo.backend().list(FileKind::Pack).map_err(|e| Error::io("data/", e))?;
-    let unreferenced: Vec<String> = on_disk.into_iter().filter(|n| PackId::from_hex(n).map(|p| !sizes.contains_key(&p)).unwrap_or(false)).collect();
+    let on_disk = repo
+        .backend()
+        .list(FileKind::Pack)
+        .map_err(|e| Error::io("data/", e))?;
+    let unreferenced: Vec<String> = on_disk
+        .into_iter()
+        .filter(|n| {
+            PackId::from_hex(n)
+                .map(|p| !sizes.contains_key(&p))
+                .unwrap_or(false)
+        })
+        .collect();
     rep.unreferenced_removed = unreferenced.len();
     if dry_run {
         return Ok(rep);
@@ -123,7 +147,10 @@ pub fn prune(repo: &Repository, dry_run: bool) -> Result<PruneReport> {
         repo.drop_packs_from_index(&pids);
         for (pid, entries) in &repack {
             for e in entries {
-                let data = repo.read_blob_at(&crate::repo::BlobLocation { pack: *pid, entry: *e })?;
+                let data = repo.read_blob_at(&crate::repo::BlobLocation {
+                    pack: *pid,
+                    entry: *e,
+                })?;
                 repo.save_blob(e.kind, &data)?;
             }
         }
@@ -131,18 +158,27 @@ pub fn prune(repo: &Repository, dry_run: bool) -> Result<PruneReport> {
         keep.extend(new_packs);
     }
     // One index for everything kept, then drop the old index files, then the packs.
-    let old_indexes = repo.backend().list(FileKind::Index).map_err(|e| Error::io("index/", e))?;
+    let old_indexes = repo
+        .backend()
+        .list(FileKind::Index)
+        .map_err(|e| Error::io("index/", e))?;
     let new_id = repo.write_index(&IndexFile { packs: keep })?;
     for n in old_indexes {
         if n != new_id.to_hex() {
-            repo.backend().remove(FileKind::Index, &n).map_err(|e| Error::io(format!("index {n}"), e))?;
+            repo.backend()
+                .remove(FileKind::Index, &n)
+                .map_err(|e| Error::io(format!("index {n}"), e))?;
         }
     }
     for pid in delete.iter().chain(repack.iter().map(|(p, _)| p)) {
-        repo.backend().remove(FileKind::Pack, &pid.to_hex()).map_err(|e| Error::io(format!("pack {pid}"), e))?;
+        repo.backend()
+            .remove(FileKind::Pack, &pid.to_hex())
+            .map_err(|e| Error::io(format!("pack {pid}"), e))?;
     }
     for n in &unreferenced {
-        repo.backend().remove(FileKind::Pack, n).map_err(|e| Error::io(format!("pack {n}"), e))?;
+        repo.backend()
+            .remove(FileKind::Pack, n)
+            .map_err(|e| Error::io(format!("pack {n}"), e))?;
     }
     repo.load_index()?;
     Ok(rep)

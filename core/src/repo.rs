@@ -65,7 +65,9 @@ pub struct Repository {
 fn read_config(backend: &dyn Backend, root: &std::path::Path) -> Result<Config> {
     let raw = match backend.read(FileKind::Config, "config") {
         Ok(r) => r,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotARepository(root.to_path_buf())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NotARepository(root.to_path_buf()))
+        }
         Err(e) => return Err(Error::io(format!("{}/config", backend.location()), e)),
     };
     #[derive(serde::Deserialize)]
@@ -74,13 +76,28 @@ fn read_config(backend: &dyn Backend, root: &std::path::Path) -> Result<Config> 
     }
     let v: V = serde_json::from_slice(&raw).map_err(|e| Error::damaged("config", e.to_string()))?;
     if v.version != format::FORMAT_VERSION {
-        return Err(Error::UnsupportedVersion { found: v.version, supported: format::FORMAT_VERSION });
+        return Err(Error::UnsupportedVersion {
+            found: v.version,
+            supported: format::FORMAT_VERSION,
+        });
     }
-    let c: Config = serde_json::from_slice(&raw).map_err(|e| Error::damaged("config", e.to_string()))?;
+    let c: Config =
+        serde_json::from_slice(&raw).map_err(|e| Error::damaged("config", e.to_string()))?;
     let p = c.chunker;
-    let sane = p.min >= 64 && p.avg.is_power_of_two() && p.min < p.avg && p.avg < p.max && p.max <= 64 << 20 && (-7..=22).contains(&c.zstd_level);
+    let sane = p.min >= 64
+        && p.avg.is_power_of_two()
+        && p.min < p.avg
+        && p.avg < p.max
+        && p.max <= 64 << 20
+        && (-7..=22).contains(&c.zstd_level);
     if !sane {
-        return Err(Error::damaged("config", format!("implausible parameters (chunker {}/{}/{}, zstd level {})", p.min, p.avg, p.max, c.zstd_level)));
+        return Err(Error::damaged(
+            "config",
+            format!(
+                "implausible parameters (chunker {}/{}/{}, zstd level {})",
+                p.min, p.avg, p.max, c.zstd_level
+            ),
+        ));
     }
     Ok(c)
 }
@@ -90,27 +107,57 @@ impl Repository {
     ///
     /// # Errors
     /// If `root` already holds a repository or other files, or on I/O errors.
-    pub fn init(root: &std::path::Path, passphrase: &[u8], kdf: KdfParams, comment: String) -> Result<Repository> {
+    pub fn init(
+        root: &std::path::Path,
+        passphrase: &[u8],
+        kdf: KdfParams,
+        comment: String,
+    ) -> Result<Repository> {
         if root.join("config").exists() {
-            return Err(Error::Invalid(format!("{}: a repository already exists here", root.display())));
+            return Err(Error::Invalid(format!(
+                "{}: a repository already exists here",
+                root.display()
+            )));
         }
         if let Ok(mut rd) = std::fs::read_dir(root) {
             if rd.next().is_some() {
-                return Err(Error::Invalid(format!("{}: directory is not empty", root.display())));
+                return Err(Error::Invalid(format!(
+                    "{}: directory is not empty",
+                    root.display()
+                )));
             }
         }
         let backend = LocalBackend::new(root);
-        backend.create_layout().map_err(|e| Error::io(root.display(), e))?;
+        backend
+            .create_layout()
+            .map_err(|e| Error::io(root.display(), e))?;
         let master = MasterKey::generate();
-        let wrapped = WrappedKey::wrap(&master, passphrase, kdf, crate::timefmt::format_rfc3339(crate::timefmt::now_ns()), comment)
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let wrapped = WrappedKey::wrap(
+            &master,
+            passphrase,
+            kdf,
+            crate::timefmt::format_rfc3339(crate::timefmt::now_ns()),
+            comment,
+        )
+        .map_err(|e| Error::Invalid(e.to_string()))?;
         let key_id = KeyId::random();
-        let kjson = serde_json::to_vec_pretty(&wrapped).map_err(|e| Error::Invalid(e.to_string()))?;
-        backend.write(FileKind::Key, &key_id.to_hex(), &kjson).map_err(|e| Error::io(root.display(), e))?;
-        let config = Config { version: format::FORMAT_VERSION, id: RepoId::random(), chunker: ChunkerParams::default(), zstd_level: 3 };
-        let cjson = serde_json::to_vec_pretty(&config).map_err(|e| Error::Invalid(e.to_string()))?;
+        let kjson =
+            serde_json::to_vec_pretty(&wrapped).map_err(|e| Error::Invalid(e.to_string()))?;
+        backend
+            .write(FileKind::Key, &key_id.to_hex(), &kjson)
+            .map_err(|e| Error::io(root.display(), e))?;
+        let config = Config {
+            version: format::FORMAT_VERSION,
+            id: RepoId::random(),
+            chunker: ChunkerParams::default(),
+            zstd_level: 3,
+        };
+        let cjson =
+            serde_json::to_vec_pretty(&config).map_err(|e| Error::Invalid(e.to_string()))?;
         // The config is written last: a directory without it is not a repository.
-        backend.write(FileKind::Config, "config", &cjson).map_err(|e| Error::io(root.display(), e))?;
+        backend
+            .write(FileKind::Config, "config", &cjson)
+            .map_err(|e| Error::io(root.display(), e))?;
         Self::with_key(Arc::new(backend), config, master, key_id)
     }
 
@@ -122,11 +169,17 @@ impl Repository {
     pub fn open(root: &std::path::Path, passphrase: &[u8]) -> Result<Repository> {
         let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(root));
         let config = read_config(backend.as_ref(), root)?;
-        let names = backend.list(FileKind::Key).map_err(|e| Error::io(format!("{}/keys", root.display()), e))?;
+        let names = backend
+            .list(FileKind::Key)
+            .map_err(|e| Error::io(format!("{}/keys", root.display()), e))?;
         let mut damaged = None;
         for name in names {
-            let Ok(kid) = KeyId::from_hex(&name) else { continue };
-            let raw = backend.read(FileKind::Key, &name).map_err(|e| Error::io(format!("key {name}"), e))?;
+            let Ok(kid) = KeyId::from_hex(&name) else {
+                continue;
+            };
+            let raw = backend
+                .read(FileKind::Key, &name)
+                .map_err(|e| Error::io(format!("key {name}"), e))?;
             let w: WrappedKey = match serde_json::from_slice(&raw) {
                 Ok(w) => w,
                 Err(e) => {
@@ -141,7 +194,12 @@ impl Repository {
         Err(damaged.unwrap_or(Error::WrongPassword))
     }
 
-    fn with_key(backend: Arc<dyn Backend>, config: Config, master: MasterKey, key_id: KeyId) -> Result<Repository> {
+    fn with_key(
+        backend: Arc<dyn Backend>,
+        config: Config,
+        master: MasterKey,
+        key_id: KeyId,
+    ) -> Result<Repository> {
         let keys = master.derive();
         let chunker = Chunker::new(keys.chunker_seed(), config.chunker);
         let repo = Repository {
@@ -170,22 +228,34 @@ impl Repository {
     /// # Errors
     /// I/O errors listing or reading.
     pub fn load_index(&self) -> Result<()> {
-        let names = self.backend.list(FileKind::Index).map_err(|e| Error::io("index/", e))?;
+        let names = self
+            .backend
+            .list(FileKind::Index)
+            .map_err(|e| Error::io("index/", e))?;
         let results: Vec<Result<IndexFile>> = names
             .par_iter()
             .map(|n| {
-                let raw = self.backend.read(FileKind::Index, n).map_err(|e| Error::io(format!("index {n}"), e))?;
+                let raw = self
+                    .backend
+                    .read(FileKind::Index, n)
+                    .map_err(|e| Error::io(format!("index {n}"), e))?;
                 format::open_index(&self.keys, n, &raw)
             })
             .collect();
         let mut files = Vec::new();
-        self.damaged.lock().unwrap_or_else(|p| p.into_inner()).retain(|(n, _)| !n.starts_with("index "));
+        self.damaged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(n, _)| !n.starts_with("index "));
         for (n, r) in names.iter().zip(results) {
             match r {
                 Ok(f) => files.push(f),
                 Err(e @ Error::Damaged { .. }) => {
                     tracing::warn!("{e}: skipped");
-                    self.damaged.lock().unwrap_or_else(|p| p.into_inner()).push((format!("index {n}"), e.to_string()));
+                    self.damaged
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((format!("index {n}"), e.to_string()));
                 }
                 Err(e) => return Err(e),
             }
@@ -196,7 +266,13 @@ impl Repository {
             for p in f.packs {
                 sizes.insert(p.id, p.size);
                 for e in p.blobs {
-                    idx.insert(e.id, BlobLocation { pack: p.id, entry: e });
+                    idx.insert(
+                        e.id,
+                        BlobLocation {
+                            pack: p.id,
+                            entry: e,
+                        },
+                    );
                 }
             }
         }
@@ -208,7 +284,10 @@ impl Repository {
     /// Index files and snapshot manifests found damaged so far: ("index <id>" or
     /// "snapshot <id>", reason).
     pub fn damaged(&self) -> Vec<(String, String)> {
-        self.damaged.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.damaged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Rebuilds the index from the headers of the packs present: writes one new index file,
@@ -218,15 +297,26 @@ impl Repository {
     /// # Errors
     /// I/O errors.
     pub fn rebuild_index(&self) -> Result<(usize, Vec<(PackId, String)>)> {
-        let names = self.backend.list(FileKind::Pack).map_err(|e| Error::io("data/", e))?;
+        let names = self
+            .backend
+            .list(FileKind::Pack)
+            .map_err(|e| Error::io("data/", e))?;
         let results: Vec<(PackId, Result<IndexPack>)> = names
             .par_iter()
             .filter_map(|n| PackId::from_hex(n).ok())
             .map(|id| {
-                let r = self.backend.read(FileKind::Pack, &id.to_hex()).map_err(|e| Error::io(format!("pack {id}"), e)).and_then(|bytes| {
-                    let blobs = format::read_pack_header(&self.keys, &id, &bytes)?;
-                    Ok(IndexPack { id, size: bytes.len() as u64, blobs })
-                });
+                let r = self
+                    .backend
+                    .read(FileKind::Pack, &id.to_hex())
+                    .map_err(|e| Error::io(format!("pack {id}"), e))
+                    .and_then(|bytes| {
+                        let blobs = format::read_pack_header(&self.keys, &id, &bytes)?;
+                        Ok(IndexPack {
+                            id,
+                            size: bytes.len() as u64,
+                            blobs,
+                        })
+                    });
                 (id, r)
             })
             .collect();
@@ -238,12 +328,17 @@ impl Repository {
                 Err(e) => bad.push((id, e.to_string())),
             }
         }
-        let old = self.backend.list(FileKind::Index).map_err(|e| Error::io("index/", e))?;
+        let old = self
+            .backend
+            .list(FileKind::Index)
+            .map_err(|e| Error::io("index/", e))?;
         let n = packs.len();
         let new_id = self.write_index(&IndexFile { packs })?;
         for o in old {
             if o != new_id.to_hex() {
-                self.backend.remove(FileKind::Index, &o).map_err(|e| Error::io(format!("index {o}"), e))?;
+                self.backend
+                    .remove(FileKind::Index, &o)
+                    .map_err(|e| Error::io(format!("index {o}"), e))?;
             }
         }
         self.load_index()?;
@@ -277,12 +372,19 @@ impl Repository {
 
     /// Where a blob is, if the index knows it.
     pub fn locate(&self, id: &BlobId) -> Option<BlobLocation> {
-        self.index.read().unwrap_or_else(|p| p.into_inner()).get(id).copied()
+        self.index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .copied()
     }
 
     /// Whether the index holds a blob.
     pub fn has_blob(&self, id: &BlobId) -> bool {
-        self.index.read().unwrap_or_else(|p| p.into_inner()).contains_key(id)
+        self.index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(id)
     }
 
     /// A copy of the whole index (blob → location).
@@ -292,7 +394,10 @@ impl Repository {
 
     /// Packs the index knows, with sizes.
     pub fn indexed_packs(&self) -> HashMap<PackId, u64> {
-        self.pack_sizes.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.pack_sizes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Reads, authenticates and decompresses one blob.
@@ -301,7 +406,9 @@ impl Repository {
     /// [`Error::NotFound`] if no index entry; [`Error::Damaged`] if the pack is damaged or
     /// missing; I/O errors.
     pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
-        let loc = self.locate(id).ok_or_else(|| Error::damaged(format!("blob {id}"), "not in the index"))?;
+        let loc = self
+            .locate(id)
+            .ok_or_else(|| Error::damaged(format!("blob {id}"), "not in the index"))?;
         self.read_blob_at(&loc)
     }
 
@@ -313,14 +420,25 @@ impl Repository {
         let e = &loc.entry;
         let sealed = self
             .backend
-            .read_range(FileKind::Pack, &loc.pack.to_hex(), e.offset as u64, e.length as usize)
+            .read_range(
+                FileKind::Pack,
+                &loc.pack.to_hex(),
+                e.offset as u64,
+                e.length as usize,
+            )
             .map_err(|err| match err.kind() {
-                std::io::ErrorKind::NotFound => Error::damaged(format!("pack {}", loc.pack), "missing"),
-                std::io::ErrorKind::UnexpectedEof => Error::damaged(format!("pack {}", loc.pack), "truncated"),
+                std::io::ErrorKind::NotFound => {
+                    Error::damaged(format!("pack {}", loc.pack), "missing")
+                }
+                std::io::ErrorKind::UnexpectedEof => {
+                    Error::damaged(format!("pack {}", loc.pack), "truncated")
+                }
                 _ => Error::io(format!("pack {}", loc.pack), err),
             })?;
         format::open_blob(&self.keys, e, &sealed).map_err(|err| match err {
-            Error::Damaged { what, detail } => Error::damaged(format!("{what} in pack {}", loc.pack), detail),
+            Error::Damaged { what, detail } => {
+                Error::damaged(format!("{what} in pack {}", loc.pack), detail)
+            }
             other => other,
         })
     }
@@ -344,10 +462,16 @@ impl Repository {
         if self.has_blob(&id) {
             return Ok((id, 0));
         }
-        if !self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(id) {
+        if !self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id)
+        {
             return Ok((id, 0));
         }
-        let (sealed, compressed) = format::seal_blob(&self.keys, &id, kind, plain, self.config.zstd_level);
+        let (sealed, compressed) =
+            format::seal_blob(&self.keys, &id, kind, plain, self.config.zstd_level);
         let (packer, target) = match kind {
             BlobKind::Data => (&self.data_packer, DATA_PACK_SIZE),
             BlobKind::Tree => (&self.tree_packer, TREE_PACK_SIZE),
@@ -356,10 +480,19 @@ impl Repository {
             let mut p = packer.lock().unwrap_or_else(|p| p.into_inner());
             if p.body.capacity() == 0 {
                 // One allocation per pack: a full pack plus the largest blob.
-                p.body.reserve_exact(target + self.config.chunker.max + crate::crypto::OVERHEAD + 1024);
+                p.body.reserve_exact(
+                    target + self.config.chunker.max + crate::crypto::OVERHEAD + 1024,
+                );
             }
             let offset = p.body.len() as u32;
-            p.entries.push(PackEntry { id, kind, offset, length: sealed.len() as u32, raw_len: plain.len() as u32, compressed });
+            p.entries.push(PackEntry {
+                id,
+                kind,
+                offset,
+                length: sealed.len() as u32,
+                raw_len: plain.len() as u32,
+                compressed,
+            });
             p.body.extend_from_slice(&sealed);
             if p.body.len() >= target {
                 Some(std::mem::take(&mut *p))
@@ -398,12 +531,31 @@ impl Repository {
                         for msg in rx {
                             match msg {
                                 WriterMsg::Pack(id, bytes, entries) => {
-                                    if written.error.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+                                    if written
+                                        .error
+                                        .lock()
+                                        .unwrap_or_else(|p| p.into_inner())
+                                        .is_some()
+                                    {
                                         continue;
                                     }
                                     match backend.write(FileKind::Pack, &id.to_hex(), &bytes) {
-                                        Ok(()) => written.packs.lock().unwrap_or_else(|p| p.into_inner()).push(IndexPack { id, size: bytes.len() as u64, blobs: entries }),
-                                        Err(e) => *written.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(Error::io(format!("writing pack {id}"), e)),
+                                        Ok(()) => written
+                                            .packs
+                                            .lock()
+                                            .unwrap_or_else(|p| p.into_inner())
+                                            .push(IndexPack {
+                                                id,
+                                                size: bytes.len() as u64,
+                                                blobs: entries,
+                                            }),
+                                        Err(e) => {
+                                            *written
+                                                .error
+                                                .lock()
+                                                .unwrap_or_else(|p| p.into_inner()) =
+                                                Some(Error::io(format!("writing pack {id}"), e))
+                                        }
                                     }
                                 }
                                 WriterMsg::Barrier(done) => {
@@ -418,7 +570,9 @@ impl Repository {
             w.clone()
         };
         match tx {
-            Some(tx) => tx.send(msg).map_err(|_| Error::Invalid("pack writer stopped".into())),
+            Some(tx) => tx
+                .send(msg)
+                .map_err(|_| Error::Invalid("pack writer stopped".into())),
             None => Err(Error::Invalid("pack writer stopped".into())),
         }
     }
@@ -440,9 +594,12 @@ impl Repository {
     fn drain_writer(&self) -> Result<Vec<IndexPack>> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.send(WriterMsg::Barrier(tx))?;
-        rx.recv().map_err(|_| Error::Invalid("pack writer stopped".into()))?;
+        rx.recv()
+            .map_err(|_| Error::Invalid("pack writer stopped".into()))?;
         self.check_writer()?;
-        Ok(std::mem::take(&mut *self.written.packs.lock().unwrap_or_else(|p| p.into_inner())))
+        Ok(std::mem::take(
+            &mut *self.written.packs.lock().unwrap_or_else(|p| p.into_inner()),
+        ))
     }
 
     /// Writes the partly filled packs and an index file for every pack written since the last
@@ -460,24 +617,38 @@ impl Repository {
         if packs.is_empty() {
             return Ok(packs);
         }
-        self.write_index(&IndexFile { packs: packs.clone() })?;
+        self.write_index(&IndexFile {
+            packs: packs.clone(),
+        })?;
         {
             let mut idx = self.index.write().unwrap_or_else(|p| p.into_inner());
             let mut sizes = self.pack_sizes.write().unwrap_or_else(|p| p.into_inner());
             for p in &packs {
                 sizes.insert(p.id, p.size);
                 for e in &p.blobs {
-                    idx.insert(e.id, BlobLocation { pack: p.id, entry: *e });
+                    idx.insert(
+                        e.id,
+                        BlobLocation {
+                            pack: p.id,
+                            entry: *e,
+                        },
+                    );
                 }
             }
         }
-        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         Ok(packs)
     }
 
     /// Removes the blobs of `packs` from the in-memory index (prune repacks them).
     pub fn drop_packs_from_index(&self, packs: &HashSet<PackId>) {
-        self.index.write().unwrap_or_else(|p| p.into_inner()).retain(|_, l| !packs.contains(&l.pack));
+        self.index
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, l| !packs.contains(&l.pack));
     }
 
     /// Writes the partly filled packs and returns every pack written since the last flush,
@@ -490,7 +661,10 @@ impl Repository {
             let p = std::mem::take(&mut *packer.lock().unwrap_or_else(|p| p.into_inner()));
             self.write_pack(p)?;
         }
-        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         self.drain_writer()
     }
 
@@ -501,7 +675,9 @@ impl Repository {
     pub fn write_index(&self, idx: &IndexFile) -> Result<IndexId> {
         let bytes = format::seal_index(&self.keys, idx);
         let id = IndexId::hash_of(&bytes);
-        self.backend.write(FileKind::Index, &id.to_hex(), &bytes).map_err(|e| Error::io(format!("writing index {id}"), e))?;
+        self.backend
+            .write(FileKind::Index, &id.to_hex(), &bytes)
+            .map_err(|e| Error::io(format!("writing index {id}"), e))?;
         Ok(id)
     }
 
@@ -512,7 +688,9 @@ impl Repository {
     pub fn save_snapshot(&self, s: &Snapshot) -> Result<SnapshotId> {
         let bytes = format::seal_snapshot(&self.keys, s);
         let id = SnapshotId::hash_of(&bytes);
-        self.backend.write(FileKind::Snapshot, &id.to_hex(), &bytes).map_err(|e| Error::io(format!("writing snapshot {id}"), e))?;
+        self.backend
+            .write(FileKind::Snapshot, &id.to_hex(), &bytes)
+            .map_err(|e| Error::io(format!("writing snapshot {id}"), e))?;
         Ok(id)
     }
 
@@ -522,7 +700,10 @@ impl Repository {
     /// # Errors
     /// I/O errors.
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
-        let names = self.backend.list(FileKind::Snapshot).map_err(|e| Error::io("snapshots/", e))?;
+        let names = self
+            .backend
+            .list(FileKind::Snapshot)
+            .map_err(|e| Error::io("snapshots/", e))?;
         let results: Vec<(String, Result<(SnapshotId, Snapshot)>)> = names
             .par_iter()
             .filter_map(|n| SnapshotId::from_hex(n).ok().map(|id| (id, n)))
@@ -560,17 +741,27 @@ impl Repository {
     pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
         let all = self.snapshots()?;
         if spec == "latest" {
-            return all.into_iter().last().ok_or_else(|| Error::NotFound("the repository has no snapshots".into()));
+            return all
+                .into_iter()
+                .last()
+                .ok_or_else(|| Error::NotFound("the repository has no snapshots".into()));
         }
         let spec_l = spec.to_ascii_lowercase();
         if spec_l.len() < 4 || !spec_l.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::NotFound(format!("snapshot {spec:?}: give `latest` or at least 4 hex digits of an id")));
+            return Err(Error::NotFound(format!(
+                "snapshot {spec:?}: give `latest` or at least 4 hex digits of an id"
+            )));
         }
-        let mut m: Vec<_> = all.into_iter().filter(|(id, _)| id.to_hex().starts_with(&spec_l)).collect();
+        let mut m: Vec<_> = all
+            .into_iter()
+            .filter(|(id, _)| id.to_hex().starts_with(&spec_l))
+            .collect();
         match m.len() {
             0 => Err(Error::NotFound(format!("no snapshot matches {spec:?}"))),
             1 => Ok(m.remove(0)),
-            n => Err(Error::NotFound(format!("{n} snapshots match {spec:?}; give more digits"))),
+            n => Err(Error::NotFound(format!(
+                "{n} snapshots match {spec:?}; give more digits"
+            ))),
         }
     }
 
@@ -579,7 +770,9 @@ impl Repository {
     /// # Errors
     /// I/O errors.
     pub fn remove_snapshot(&self, id: &SnapshotId) -> Result<()> {
-        self.backend.remove(FileKind::Snapshot, &id.to_hex()).map_err(|e| Error::io(format!("snapshot {id}"), e))
+        self.backend
+            .remove(FileKind::Snapshot, &id.to_hex())
+            .map_err(|e| Error::io(format!("snapshot {id}"), e))
     }
 
     /// The key wrappings, with ids.
@@ -587,13 +780,20 @@ impl Repository {
     /// # Errors
     /// I/O errors or a damaged key file.
     pub fn keys_list(&self) -> Result<Vec<(KeyId, WrappedKey)>> {
-        let names = self.backend.list(FileKind::Key).map_err(|e| Error::io("keys/", e))?;
+        let names = self
+            .backend
+            .list(FileKind::Key)
+            .map_err(|e| Error::io("keys/", e))?;
         names
             .iter()
             .filter_map(|n| KeyId::from_hex(n).ok().map(|k| (k, n)))
             .map(|(k, n)| {
-                let raw = self.backend.read(FileKind::Key, n).map_err(|e| Error::io(format!("key {n}"), e))?;
-                let w = serde_json::from_slice(&raw).map_err(|e| Error::damaged(format!("key {n}"), e.to_string()))?;
+                let raw = self
+                    .backend
+                    .read(FileKind::Key, n)
+                    .map_err(|e| Error::io(format!("key {n}"), e))?;
+                let w = serde_json::from_slice(&raw)
+                    .map_err(|e| Error::damaged(format!("key {n}"), e.to_string()))?;
                 Ok((k, w))
             })
             .collect()
@@ -603,12 +803,26 @@ impl Repository {
     ///
     /// # Errors
     /// I/O errors.
-    pub fn add_key(&self, master: &MasterKey, passphrase: &[u8], kdf: KdfParams, comment: String) -> Result<KeyId> {
-        let w = WrappedKey::wrap(master, passphrase, kdf, crate::timefmt::format_rfc3339(crate::timefmt::now_ns()), comment)
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+    pub fn add_key(
+        &self,
+        master: &MasterKey,
+        passphrase: &[u8],
+        kdf: KdfParams,
+        comment: String,
+    ) -> Result<KeyId> {
+        let w = WrappedKey::wrap(
+            master,
+            passphrase,
+            kdf,
+            crate::timefmt::format_rfc3339(crate::timefmt::now_ns()),
+            comment,
+        )
+        .map_err(|e| Error::Invalid(e.to_string()))?;
         let id = KeyId::random();
         let j = serde_json::to_vec_pretty(&w).map_err(|e| Error::Invalid(e.to_string()))?;
-        self.backend.write(FileKind::Key, &id.to_hex(), &j).map_err(|e| Error::io(format!("key {id}"), e))?;
+        self.backend
+            .write(FileKind::Key, &id.to_hex(), &j)
+            .map_err(|e| Error::io(format!("key {id}"), e))?;
         Ok(id)
     }
 
@@ -622,9 +836,13 @@ impl Repository {
             return Err(Error::NotFound(format!("no key {id}")));
         }
         if keys.len() == 1 {
-            return Err(Error::Invalid("refusing to remove the last key: the repository would be unreadable".into()));
+            return Err(Error::Invalid(
+                "refusing to remove the last key: the repository would be unreadable".into(),
+            ));
         }
-        self.backend.remove(FileKind::Key, &id.to_hex()).map_err(|e| Error::io(format!("key {id}"), e))
+        self.backend
+            .remove(FileKind::Key, &id.to_hex())
+            .map_err(|e| Error::io(format!("key {id}"), e))
     }
 }
 

@@ -67,7 +67,11 @@ fn globset(patterns: &[String]) -> Result<GlobSet> {
     let mut b = GlobSetBuilder::new();
     for p in patterns {
         let p = p.trim_end_matches('/');
-        let full = if p.starts_with('/') { p.to_string() } else { format!("**/{p}") };
+        let full = if p.starts_with('/') {
+            p.to_string()
+        } else {
+            format!("**/{p}")
+        };
         b.add(Glob::new(&full).map_err(|e| Error::Invalid(format!("pattern {p:?}: {e}")))?);
     }
     b.build().map_err(|e| Error::Invalid(e.to_string()))
@@ -93,7 +97,10 @@ impl Ctx<'_> {
         }
         let msg = format!("{}: {e}", path.display());
         tracing::error!("{msg}");
-        self.errors.lock().unwrap_or_else(|p| p.into_inner()).push(msg);
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(msg);
     }
 }
 
@@ -103,12 +110,20 @@ impl Ctx<'_> {
 /// [`Error::NotFound`] if a component is missing.
 pub fn find_node(repo: &Repository, root: &BlobId, subpath: &str) -> Result<Option<Node>> {
     let mut tree = repo.read_tree(root)?;
-    let comps: Vec<&str> = subpath.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    let comps: Vec<&str> = subpath
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
     let mut node = None;
     for (i, c) in comps.iter().enumerate() {
-        let n = tree.get(c.as_bytes()).cloned().ok_or_else(|| Error::NotFound(format!("{subpath}: no such path in the snapshot")))?;
+        let n = tree
+            .get(c.as_bytes())
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("{subpath}: no such path in the snapshot")))?;
         if i + 1 < comps.len() {
-            let id = n.subtree.ok_or_else(|| Error::NotFound(format!("{subpath}: {c} is not a directory")))?;
+            let id = n
+                .subtree
+                .ok_or_else(|| Error::NotFound(format!("{subpath}: {c} is not a directory")))?;
             tree = repo.read_tree(&id)?;
         }
         node = Some(n);
@@ -121,11 +136,25 @@ pub fn find_node(repo: &Repository, root: &BlobId, subpath: &str) -> Result<Opti
 /// # Errors
 /// Only if the target cannot be created or the root tree cannot be read; failures of single
 /// entries are listed in the report.
-pub fn restore(repo: &Repository, root: &BlobId, subpath: Option<&str>, target: &Path, opts: &RestoreOptions, progress: &RestoreProgress) -> Result<RestoreReport> {
+pub fn restore(
+    repo: &Repository,
+    root: &BlobId,
+    subpath: Option<&str>,
+    target: &Path,
+    opts: &RestoreOptions,
+    progress: &RestoreProgress,
+) -> Result<RestoreReport> {
     fs::create_dir_all(target).map_err(|e| Error::io(target.display(), e))?;
     let ctx = Ctx {
         repo,
-        filters: Filters { include: if opts.include.is_empty() { None } else { Some(globset(&opts.include)?) }, exclude: globset(&opts.exclude)? },
+        filters: Filters {
+            include: if opts.include.is_empty() {
+                None
+            } else {
+                Some(globset(&opts.include)?)
+            },
+            exclude: globset(&opts.exclude)?,
+        },
         progress,
         errors: Mutex::new(Vec::new()),
         damaged: Default::default(),
@@ -135,7 +164,9 @@ pub fn restore(repo: &Repository, root: &BlobId, subpath: Option<&str>, target: 
         verify: opts.verify,
         is_root: nix::unistd::geteuid().is_root(),
     };
-    let sub = subpath.map(|s| format!("/{}", s.trim_matches('/'))).filter(|s| s != "/");
+    let sub = subpath
+        .map(|s| format!("/{}", s.trim_matches('/')))
+        .filter(|s| s != "/");
     match &sub {
         None => {
             let tree = repo.read_tree(root)?;
@@ -143,26 +174,43 @@ pub fn restore(repo: &Repository, root: &BlobId, subpath: Option<&str>, target: 
         }
         Some(s) => match find_node(repo, root, s)? {
             Some(n) if n.kind == NodeKind::Dir => {
-                let id = n.subtree.ok_or_else(|| Error::damaged(format!("directory {s}"), "no subtree"))?;
+                let id = n
+                    .subtree
+                    .ok_or_else(|| Error::damaged(format!("directory {s}"), "no subtree"))?;
                 let tree = repo.read_tree(&id)?;
                 restore_children(&ctx, &tree, target, s, ctx.filters.include.is_none());
                 apply_meta(&ctx, target, &n);
             }
             Some(n) if !is_safe_name(&n.name) => {
-                return Err(Error::Invalid(format!("refusing entry name {:?}", String::from_utf8_lossy(&n.name))));
+                return Err(Error::Invalid(format!(
+                    "refusing entry name {:?}",
+                    String::from_utf8_lossy(&n.name)
+                )));
             }
             Some(n) => {
-                restore_node(&ctx, &n, target, s.rsplit_once('/').map(|x| x.0).unwrap_or(""), ctx.filters.include.is_none());
+                restore_node(
+                    &ctx,
+                    &n,
+                    target,
+                    s.rsplit_once('/').map(|x| x.0).unwrap_or(""),
+                    ctx.filters.include.is_none(),
+                );
             }
             None => {}
         },
     }
     // Hard links whose first file was restored elsewhere.
-    let deferred = std::mem::take(&mut *ctx.deferred_links.lock().unwrap_or_else(|p| p.into_inner()));
+    let deferred =
+        std::mem::take(&mut *ctx.deferred_links.lock().unwrap_or_else(|p| p.into_inner()));
     let dir_times = std::mem::take(&mut *ctx.dir_times.lock().unwrap_or_else(|p| p.into_inner()));
     for (path, key, _) in deferred {
         let node = path.parent().and_then(|d| dir_times.get(d).copied());
-        let first = ctx.hardlinks.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
+        let first = ctx
+            .hardlinks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
         let r = match first {
             Some(f) => fs::hard_link(&f, &path).map_err(|e| Error::io(path.display(), e)),
             None => Err(Error::Invalid("hard link target was not restored".into())),
@@ -195,13 +243,22 @@ fn restore_children(ctx: &Ctx, tree: &Tree, dir: &Path, snap_dir: &str, included
     for n in &tree.nodes {
         let dup = prev.is_some_and(|p| p >= n.name.as_slice());
         if !is_safe_name(&n.name) || dup {
-            ctx.fail(&dir.join(std::ffi::OsStr::from_bytes(&n.name)), &Error::Invalid(format!("refusing entry name {:?}", String::from_utf8_lossy(&n.name))));
+            ctx.fail(
+                &dir.join(std::ffi::OsStr::from_bytes(&n.name)),
+                &Error::Invalid(format!(
+                    "refusing entry name {:?}",
+                    String::from_utf8_lossy(&n.name)
+                )),
+            );
             continue;
         }
         prev = Some(&n.name);
         ok_nodes.push(n);
     }
-    let any: Vec<bool> = ok_nodes.par_iter().map(|n| restore_node(ctx, n, dir, snap_dir, included)).collect();
+    let any: Vec<bool> = ok_nodes
+        .par_iter()
+        .map(|n| restore_node(ctx, n, dir, snap_dir, included))
+        .collect();
     any.into_iter().any(|b| b)
 }
 
@@ -212,7 +269,12 @@ fn restore_node(ctx: &Ctx, n: &Node, dir: &Path, snap_dir: &str, parent_included
     if ctx.filters.exclude.is_match(&snap_path) {
         return false;
     }
-    let included = parent_included || ctx.filters.include.as_ref().is_some_and(|g| g.is_match(&snap_path));
+    let included = parent_included
+        || ctx
+            .filters
+            .include
+            .as_ref()
+            .is_some_and(|g| g.is_match(&snap_path));
     if n.kind != NodeKind::Dir && !included {
         return false;
     }
@@ -232,7 +294,10 @@ fn restore_node(ctx: &Ctx, n: &Node, dir: &Path, snap_dir: &str, parent_included
 /// Removes whatever non-directory is at `path`, so that nothing is written through it.
 fn clear_path(path: &Path) -> io::Result<()> {
     match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => Err(io::Error::new(io::ErrorKind::AlreadyExists, "a directory is in the way")),
+        Ok(m) if m.is_dir() => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "a directory is in the way",
+        )),
         Ok(_) => fs::remove_file(path),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
@@ -258,7 +323,9 @@ fn restore_dir(ctx: &Ctx, n: &Node, path: &Path, snap_path: &str, included: bool
     if created {
         let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o700));
     }
-    let id = n.subtree.ok_or_else(|| Error::damaged(format!("directory {snap_path}"), "no subtree"))?;
+    let id = n
+        .subtree
+        .ok_or_else(|| Error::damaged(format!("directory {snap_path}"), "no subtree"))?;
     let tree = ctx.repo.read_tree(&id)?;
     let any = restore_children(ctx, &tree, path, snap_path, included);
     if !included && !any {
@@ -268,7 +335,10 @@ fn restore_dir(ctx: &Ctx, n: &Node, path: &Path, snap_path: &str, included: bool
         return Ok(false);
     }
     apply_meta(ctx, path, n);
-    ctx.dir_times.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_path_buf(), (n.mtime_ns, n.mtime_ns));
+    ctx.dir_times
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(path.to_path_buf(), (n.mtime_ns, n.mtime_ns));
     ctx.progress.entries.fetch_add(1, Ordering::Relaxed);
     Ok(true)
 }
@@ -283,7 +353,10 @@ fn restore_leaf(ctx: &Ctx, n: &Node, path: &Path) -> Result<()> {
                 let mut hl = ctx.hardlinks.lock().unwrap_or_else(|p| p.into_inner());
                 if hl.contains_key(&key) {
                     drop(hl);
-                    ctx.deferred_links.lock().unwrap_or_else(|p| p.into_inner()).push((path.to_path_buf(), key, None));
+                    ctx.deferred_links
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((path.to_path_buf(), key, None));
                     return Ok(());
                 }
                 hl.insert(key, path.to_path_buf());
@@ -294,17 +367,28 @@ fn restore_leaf(ctx: &Ctx, n: &Node, path: &Path) -> Result<()> {
             }
         }
         NodeKind::Symlink => {
-            let t = n.target.as_deref().ok_or_else(|| Error::damaged("symlink", "no target"))?;
+            let t = n
+                .target
+                .as_deref()
+                .ok_or_else(|| Error::damaged("symlink", "no target"))?;
             std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(t), path).map_err(io)?;
         }
-        NodeKind::Fifo => nix::unistd::mkfifo(path, Mode::from_bits_truncate(0o600)).map_err(|e| io(e.into()))?,
+        NodeKind::Fifo => {
+            nix::unistd::mkfifo(path, Mode::from_bits_truncate(0o600)).map_err(|e| io(e.into()))?
+        }
         NodeKind::CharDev | NodeKind::BlockDev | NodeKind::Socket => {
             let kind = match n.kind {
                 NodeKind::CharDev => SFlag::S_IFCHR,
                 NodeKind::BlockDev => SFlag::S_IFBLK,
                 _ => SFlag::S_IFSOCK,
             };
-            nix::sys::stat::mknod(path, kind, Mode::from_bits_truncate(0o600), n.rdev as nix::libc::dev_t).map_err(|e| io(e.into()))?;
+            nix::sys::stat::mknod(
+                path,
+                kind,
+                Mode::from_bits_truncate(0o600),
+                n.rdev as nix::libc::dev_t,
+            )
+            .map_err(|e| io(e.into()))?;
         }
         NodeKind::Dir => {}
     }
@@ -315,17 +399,28 @@ fn restore_leaf(ctx: &Ctx, n: &Node, path: &Path) -> Result<()> {
 
 fn write_file(ctx: &Ctx, n: &Node, path: &Path) -> Result<()> {
     let io = |e| Error::io(path.display(), e);
-    let f = OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(path).map_err(io)?;
+    let f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(io)?;
     let mut off = 0u64;
     for id in &n.content {
         let data = ctx.repo.read_blob(id)?;
         write_sparse(&f, &data, off).map_err(io)?;
         off += data.len() as u64;
-        ctx.progress.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        ctx.progress
+            .bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
     }
     f.set_len(off).map_err(io)?;
     if off != n.size {
-        return Err(Error::damaged(format!("file {}", path.display()), format!("content is {off} bytes, metadata says {}", n.size)));
+        return Err(Error::damaged(
+            format!("file {}", path.display()),
+            format!("content is {off} bytes, metadata says {}", n.size),
+        ));
     }
     if ctx.verify {
         verify_file(ctx, n, path)?;
@@ -358,18 +453,36 @@ fn set_times(path: &Path, atime_ns: i64, mtime_ns: i64) {
     use nix::sys::stat::{utimensat, UtimensatFlags};
     use nix::sys::time::TimeSpec;
     let ts = |ns: i64| TimeSpec::new(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
-    let _ = utimensat(None, path, &ts(atime_ns), &ts(mtime_ns), UtimensatFlags::NoFollowSymlink);
+    let _ = utimensat(
+        None,
+        path,
+        &ts(atime_ns),
+        &ts(mtime_ns),
+        UtimensatFlags::NoFollowSymlink,
+    );
 }
 
 fn verify_file(ctx: &Ctx, n: &Node, path: &Path) -> Result<()> {
-    let f = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path).map_err(|e| Error::io(path.display(), e))?;
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| Error::io(path.display(), e))?;
     let mut off = 0u64;
     for id in &n.content {
-        let len = ctx.repo.locate(id).map(|l| l.entry.raw_len as usize).unwrap_or(0);
+        let len = ctx
+            .repo
+            .locate(id)
+            .map(|l| l.entry.raw_len as usize)
+            .unwrap_or(0);
         let mut buf = vec![0u8; len];
-        f.read_exact_at(&mut buf, off).map_err(|e| Error::io(path.display(), e))?;
+        f.read_exact_at(&mut buf, off)
+            .map_err(|e| Error::io(path.display(), e))?;
         if ctx.repo.keys().blob_id(&buf) != *id {
-            return Err(Error::damaged(format!("restored file {}", path.display()), format!("bytes at offset {off} differ from the snapshot")));
+            return Err(Error::damaged(
+                format!("restored file {}", path.display()),
+                format!("bytes at offset {off} differ from the snapshot"),
+            ));
         }
         off += len as u64;
     }
@@ -378,11 +491,17 @@ fn verify_file(ctx: &Ctx, n: &Node, path: &Path) -> Result<()> {
 
 /// Applies owner, mode, extended attributes and times (in that order: chown clears setuid bits).
 fn apply_meta(ctx: &Ctx, path: &Path, n: &Node) {
+    use nix::fcntl::AtFlags;
     use nix::sys::stat::{utimensat, UtimensatFlags};
     use nix::sys::time::TimeSpec;
-    use nix::fcntl::AtFlags;
     use nix::unistd::{fchownat, Gid, Uid};
-    let r = fchownat(None, path, Some(Uid::from_raw(n.uid)), Some(Gid::from_raw(n.gid)), AtFlags::AT_SYMLINK_NOFOLLOW);
+    let r = fchownat(
+        None,
+        path,
+        Some(Uid::from_raw(n.uid)),
+        Some(Gid::from_raw(n.gid)),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    );
     if let Err(e) = r {
         if ctx.is_root {
             ctx.fail(path, &Error::io(path.display(), e.into()));
@@ -397,12 +516,24 @@ fn apply_meta(ctx: &Ctx, path: &Path, n: &Node) {
         if let Err(e) = xattr::set(path, std::ffi::OsStr::from_bytes(k), v) {
             // user.* xattrs cannot be set on symlinks; security.* needs privileges.
             if n.kind != NodeKind::Symlink && ctx.is_root {
-                ctx.fail(path, &Error::io(format!("{}: xattr {}", path.display(), String::from_utf8_lossy(k)), e));
+                ctx.fail(
+                    path,
+                    &Error::io(
+                        format!("{}: xattr {}", path.display(), String::from_utf8_lossy(k)),
+                        e,
+                    ),
+                );
             }
         }
     }
     let ts = |ns: i64| TimeSpec::new(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
-    if let Err(e) = utimensat(None, path, &ts(n.mtime_ns), &ts(n.mtime_ns), UtimensatFlags::NoFollowSymlink) {
+    if let Err(e) = utimensat(
+        None,
+        path,
+        &ts(n.mtime_ns),
+        &ts(n.mtime_ns),
+        UtimensatFlags::NoFollowSymlink,
+    ) {
         ctx.fail(path, &Error::io(path.display(), e.into()));
     }
 }

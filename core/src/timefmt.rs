@@ -81,7 +81,15 @@ pub fn civil_from_unix_ns(ns: i64) -> Civil {
     let days = secs.div_euclid(SECS_PER_DAY);
     let sod = secs.rem_euclid(SECS_PER_DAY) as u32;
     let (year, month, day) = civil_from_days(days);
-    Civil { year, month, day, hour: sod / 3600, minute: sod / 60 % 60, second: sod % 60, nanos }
+    Civil {
+        year,
+        month,
+        day,
+        hour: sod / 3600,
+        minute: sod / 60 % 60,
+        second: sod % 60,
+        nanos,
+    }
 }
 
 /// `None` if the result does not fit in an `i64`.
@@ -145,7 +153,15 @@ fn parse_inner(s: &str) -> Option<i64> {
     if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
         return None;
     }
-    let mut c = Civil { year, month, day, hour: 0, minute: 0, second: 0, nanos: 0 };
+    let mut c = Civil {
+        year,
+        month,
+        day,
+        hour: 0,
+        minute: 0,
+        second: 0,
+        nanos: 0,
+    };
     if rest.is_empty() {
         return checked_unix_ns(&c);
     }
@@ -223,7 +239,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, TimeError> {
     let mut num: Option<u64> = None;
     for ch in t.chars() {
         if let Some(d) = ch.to_digit(10) {
-            let n = num.unwrap_or(0).checked_mul(10).and_then(|n| n.checked_add(u64::from(d)));
+            let n = num
+                .unwrap_or(0)
+                .checked_mul(10)
+                .and_then(|n| n.checked_add(u64::from(d)));
             num = Some(n.ok_or_else(bad)?);
             continue;
         }
@@ -236,7 +255,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, TimeError> {
             _ => return Err(bad()),
         };
         let n = num.take().ok_or_else(bad)?;
-        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
     }
     if num.is_some() {
         return Err(bad());
@@ -275,8 +297,22 @@ mod tests {
     #[test]
     fn known_dates_round_trip() {
         let ns = p("2026-11-22T03:04:05.123456789Z");
-        let c = Civil { year: 2026, month: 11, day: 22, hour: 3, minute: 4, second: 5, nanos: 0 };
-        assert_eq!(civil_from_unix_ns(ns), Civil { nanos: 123_456_789, ..c });
+        let c = Civil {
+            year: 2026,
+            month: 11,
+            day: 22,
+            hour: 3,
+            minute: 4,
+            second: 5,
+            nanos: 0,
+        };
+        assert_eq!(
+            civil_from_unix_ns(ns),
+            Civil {
+                nanos: 123_456_789,
+                ..c
+            }
+        );
         assert_eq!(unix_ns_from_civil(&c), 1_795_316_645 * NS_PER_SEC);
         for (text, secs) in [
             ("1970-01-01T00:00:00Z", 0),
@@ -297,7 +333,10 @@ mod tests {
     fn leap_years_and_day_arithmetic() {
         // 2100 is not a leap year: Feb 28 is followed by Mar 1.
         assert!(parse_rfc3339("2100-02-29").is_err());
-        assert_eq!(format_rfc3339(p("2100-02-28") + 86_400 * NS_PER_SEC), "2100-03-01T00:00:00Z");
+        assert_eq!(
+            format_rfc3339(p("2100-02-28") + 86_400 * NS_PER_SEC),
+            "2100-03-01T00:00:00Z"
+        );
         assert!(parse_rfc3339("2023-02-29").is_err());
         assert_eq!(p("2024-02-29") - p("2024-02-28"), 86_400 * NS_PER_SEC);
         // Every day from 1677 to 2262 converts both ways and follows its predecessor.
@@ -325,7 +364,10 @@ mod tests {
             assert_eq!(unix_ns_from_civil(&civil_from_unix_ns(ns)), ns);
             assert_eq!(p(&format_rfc3339_nanos(ns)), ns);
         }
-        assert_eq!(format_rfc3339_nanos(i64::MIN), "1677-09-21T00:12:43.145224192Z");
+        assert_eq!(
+            format_rfc3339_nanos(i64::MIN),
+            "1677-09-21T00:12:43.145224192Z"
+        );
         let c = civil_from_unix_ns(0);
         assert_eq!(unix_ns_from_civil(&Civil { year: 3000, ..c }), i64::MAX);
         assert_eq!(unix_ns_from_civil(&Civil { year: 1000, ..c }), i64::MIN);
@@ -348,8 +390,14 @@ mod tests {
         assert_eq!(p("2026-11-22T03:04:05.123456789123Z"), base + 123_456_789);
         assert_eq!(p("2026-11-22"), base - 11_045 * NS_PER_SEC);
         assert_eq!(format_rfc3339_nanos(base), "2026-11-22T03:04:05Z");
-        assert_eq!(format_rfc3339_nanos(base + 123_456_789), "2026-11-22T03:04:05.123456789Z");
-        assert_eq!(format_rfc3339_nanos(base + 1_000), "2026-11-22T03:04:05.000001000Z");
+        assert_eq!(
+            format_rfc3339_nanos(base + 123_456_789),
+            "2026-11-22T03:04:05.123456789Z"
+        );
+        assert_eq!(
+            format_rfc3339_nanos(base + 1_000),
+            "2026-11-22T03:04:05.000001000Z"
+        );
         let bad = "garbage 2026-11-22T03:04:05 2026-13-01 2026-00-10 2026-11-31 2026-11-22T24:00:00Z \
                    2026-11-22T03:60:00Z 2026-11-22T03:04:60Z 2026-11-22T03:04:05.Z 2026-11-22T03:04:05+0200 \
                    2026-11-22T03:04:05+24:00 2026-11-22T03:04:05Zjunk 2026-11-22T 26-11-22 2026-1-22 \
@@ -361,7 +409,10 @@ mod tests {
             }
         }
         let msg = parse_rfc3339("x").unwrap_err().to_string();
-        assert_eq!(msg, "invalid time \"x\" (expected RFC 3339, e.g. 2026-11-22T03:04:05Z)");
+        assert_eq!(
+            msg,
+            "invalid time \"x\" (expected RFC 3339, e.g. 2026-11-22T03:04:05Z)"
+        );
     }
 
     #[test]
@@ -385,18 +436,33 @@ mod tests {
     #[test]
     fn durations() {
         let d = |s: &str| parse_duration(s).unwrap().as_secs();
-        let secs = [30 * DAY, 14 * DAY, 12 * HOUR, 0, 365 * DAY, 180 * DAY, 545 * DAY];
+        let secs = [
+            30 * DAY,
+            14 * DAY,
+            12 * HOUR,
+            0,
+            365 * DAY,
+            180 * DAY,
+            545 * DAY,
+        ];
         assert_eq!(["30d", "2w", "12h", "0d", "1y", "6m", "1y6m"].map(d), secs);
         assert_eq!(d(" 1y2m3d4h "), (365 + 60 + 3) * DAY + 4 * HOUR);
         let bad = "30 d 30s 1y6 -1d 1.5d 1D 99999999999999999999d 1x 30min";
         for bad in bad.split_whitespace().chain(["", " ", "3 d"]) {
-            assert!(matches!(parse_duration(bad), Err(TimeError::BadDuration(_))), "{bad:?}");
+            assert!(
+                matches!(parse_duration(bad), Err(TimeError::BadDuration(_))),
+                "{bad:?}"
+            );
         }
         let msg = parse_duration("1x").unwrap_err().to_string();
         assert_eq!(msg, "invalid duration \"1x\" (expected e.g. 7d, 1y6m, 12h)");
-        for (input, shown) in
-            [("30d", "30d"), ("1y6m", "1y180d"), ("2w", "14d"), ("1d12h", "1d12h"), ("0h", "0d")]
-        {
+        for (input, shown) in [
+            ("30d", "30d"),
+            ("1y6m", "1y180d"),
+            ("2w", "14d"),
+            ("1d12h", "1d12h"),
+            ("0h", "0d"),
+        ] {
             assert_eq!(format_duration(parse_duration(input).unwrap()), shown);
             assert_eq!(d(shown), d(input));
         }

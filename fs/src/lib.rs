@@ -13,10 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bakfs_core::format::NodeKind;
-use bakfs_core::vfs::{Attr, VfsError, Vfs};
+use bakfs_core::vfs::{Attr, Vfs, VfsError};
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 
 pub use mount::{is_mounted, mount, recover_stale, unmount, MountOptions, Mounted};
@@ -64,7 +65,9 @@ fn time(ns: i64) -> SystemTime {
     if ns >= 0 {
         UNIX_EPOCH + Duration::from_nanos(ns as u64)
     } else {
-        UNIX_EPOCH.checked_sub(Duration::from_nanos(ns.unsigned_abs())).unwrap_or(UNIX_EPOCH)
+        UNIX_EPOCH
+            .checked_sub(Duration::from_nanos(ns.unsigned_abs()))
+            .unwrap_or(UNIX_EPOCH)
     }
 }
 
@@ -101,7 +104,10 @@ impl Filesystem for BakFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // Readdirplus saves a lookup per entry on `ls -l`; parallel lookups in one directory;
         // POSIX ACLs stored in snapshots are enforced by the kernel (with default_permissions).
-        let wanted = InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO | InitFlags::FUSE_PARALLEL_DIROPS | InitFlags::FUSE_POSIX_ACL;
+        let wanted = InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_POSIX_ACL;
         let have = config.capabilities();
         let _ = config.add_capabilities(wanted & have);
         let _ = config.set_max_readahead(1 << 20);
@@ -144,7 +150,17 @@ impl Filesystem for BakFs {
         reply.error(Errno::ENOSYS);
     }
 
-    fn read(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, size: u32, _flags: OpenFlags, _lock: Option<LockOwner>, reply: ReplyData) {
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
         match self.vfs.read(ino.0, offset, size) {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(errno(e)),
@@ -153,17 +169,36 @@ impl Filesystem for BakFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.vfs.getattr(ino.0) {
-            Ok(a) if a.kind == NodeKind::Dir => reply.opened(FileHandle(0), if a.stable { FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR } else { FopenFlags::empty() }),
+            Ok(a) if a.kind == NodeKind::Dir => reply.opened(
+                FileHandle(0),
+                if a.stable {
+                    FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR
+                } else {
+                    FopenFlags::empty()
+                },
+            ),
             Ok(_) => reply.error(Errno::ENOTDIR),
             Err(e) => reply.error(errno(e)),
         }
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         match self.vfs.readdir(ino.0, offset, 512) {
             Ok(items) => {
                 for it in items {
-                    if reply.add(INodeNo(it.ino), it.next, file_type(it.kind), OsStr::from_bytes(&it.name)) {
+                    if reply.add(
+                        INodeNo(it.ino),
+                        it.next,
+                        file_type(it.kind),
+                        OsStr::from_bytes(&it.name),
+                    ) {
                         break;
                     }
                 }
@@ -173,7 +208,14 @@ impl Filesystem for BakFs {
         }
     }
 
-    fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
         let items = match self.vfs.readdir(ino.0, offset, 256) {
             Ok(items) => items,
             Err(e) => {
@@ -184,15 +226,33 @@ impl Filesystem for BakFs {
         for it in items {
             if it.name == b"." || it.name == b".." {
                 // The kernel takes no reference for these; attributes only.
-                let Ok(a) = self.vfs.getattr(it.ino) else { continue };
-                if reply.add(INodeNo(it.ino), it.next, OsStr::from_bytes(&it.name), &ttl(&a), &file_attr(&a), Generation(0)) {
+                let Ok(a) = self.vfs.getattr(it.ino) else {
+                    continue;
+                };
+                if reply.add(
+                    INodeNo(it.ino),
+                    it.next,
+                    OsStr::from_bytes(&it.name),
+                    &ttl(&a),
+                    &file_attr(&a),
+                    Generation(0),
+                ) {
                     break;
                 }
                 continue;
             }
             // Each entry returned counts as a lookup; one that does not fit is forgotten again.
-            let Ok(a) = self.vfs.lookup(ino.0, &it.name) else { continue };
-            if reply.add(INodeNo(a.ino), it.next, OsStr::from_bytes(&it.name), &ttl(&a), &file_attr(&a), Generation(0)) {
+            let Ok(a) = self.vfs.lookup(ino.0, &it.name) else {
+                continue;
+            };
+            if reply.add(
+                INodeNo(a.ino),
+                it.next,
+                OsStr::from_bytes(&it.name),
+                &ttl(&a),
+                &file_attr(&a),
+                Generation(0),
+            ) {
                 self.vfs.forget(a.ino, 1);
                 break;
             }

@@ -46,7 +46,9 @@ impl Mounted {
     /// # Errors
     /// If the session ended with an error.
     pub fn wait(self) -> io::Result<()> {
-        self.thread.join().map_err(|_| io::Error::other("the FUSE session thread panicked"))?
+        self.thread
+            .join()
+            .map_err(|_| io::Error::other("the FUSE session thread panicked"))?
     }
 }
 
@@ -60,26 +62,53 @@ fn config(o: &MountOptions) -> Config {
         MountOption::NoSuid,
         MountOption::NoDev,
     ];
-    c.acl = if o.allow_other { SessionACL::All } else { SessionACL::Owner };
+    c.acl = if o.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
     c.n_threads = Some(o.threads.max(1));
     c
 }
 
 /// mount(2) as root, with the type `fuse.bakfs`. `Ok(None)` if not permitted.
 fn mount_sys(mountpoint: &Path, o: &MountOptions) -> io::Result<Option<OwnedFd>> {
-    let dev = OpenOptions::new().read(true).write(true).open("/dev/fuse").map_err(|e| io::Error::new(e.kind(), format!("/dev/fuse: {e} (is the fuse module loaded?)")))?;
+    let dev = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("/dev/fuse: {e} (is the fuse module loaded?)"),
+            )
+        })?;
     let rootmode = std::fs::metadata(mountpoint)?.mode() & libc::S_IFMT;
     let fd: OwnedFd = dev.into();
     use std::os::fd::AsRawFd;
-    let mut data = format!("fd={},rootmode={rootmode:o},user_id={},group_id={},default_permissions", fd.as_raw_fd(), nix::unistd::getuid(), nix::unistd::getgid());
+    let mut data = format!(
+        "fd={},rootmode={rootmode:o},user_id={},group_id={},default_permissions",
+        fd.as_raw_fd(),
+        nix::unistd::getuid(),
+        nix::unistd::getgid()
+    );
     if o.allow_other {
         data.push_str(",allow_other");
     }
     let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    match nix::mount::mount(Some(o.fsname.as_str()), mountpoint, Some("fuse.bakfs"), flags, Some(data.as_str())) {
+    match nix::mount::mount(
+        Some(o.fsname.as_str()),
+        mountpoint,
+        Some("fuse.bakfs"),
+        flags,
+        Some(data.as_str()),
+    ) {
         Ok(()) => Ok(Some(fd)),
         Err(nix::errno::Errno::EPERM) => Ok(None),
-        Err(e) => Err(io::Error::new(io::Error::from(e).kind(), format!("mount {}: {e}", mountpoint.display()))),
+        Err(e) => Err(io::Error::new(
+            io::Error::from(e).kind(),
+            format!("mount {}: {e}", mountpoint.display()),
+        )),
     }
 }
 
@@ -89,7 +118,9 @@ fn mount_sys(mountpoint: &Path, o: &MountOptions) -> io::Result<Option<OwnedFd>>
 /// # Errors
 /// If /dev/fuse cannot be opened, the mount is refused, or the handshake fails.
 pub fn mount(vfs: Arc<Vfs>, mountpoint: &Path, o: &MountOptions) -> io::Result<Mounted> {
-    let mountpoint = mountpoint.canonicalize().map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", mountpoint.display())))?;
+    let mountpoint = mountpoint
+        .canonicalize()
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", mountpoint.display())))?;
     let fs = BakFs::new(vfs);
     let cfg = config(o);
     let session = if nix::unistd::geteuid().is_root() {
@@ -106,18 +137,24 @@ pub fn mount(vfs: Arc<Vfs>, mountpoint: &Path, o: &MountOptions) -> io::Result<M
     } else {
         Session::new(fs, &mountpoint, &cfg)?
     };
-    let thread = std::thread::Builder::new().name("fuse-session".into()).spawn(move || session.run())?;
+    let thread = std::thread::Builder::new()
+        .name("fuse-session".into())
+        .spawn(move || session.run())?;
     Ok(Mounted { mountpoint, thread })
 }
 
 /// The filesystem type mounted at `mountpoint`, if something is mounted there.
 pub fn is_mounted(mountpoint: &Path) -> Option<String> {
-    let want = mountpoint.canonicalize().unwrap_or_else(|_| mountpoint.to_path_buf());
+    let want = mountpoint
+        .canonicalize()
+        .unwrap_or_else(|_| mountpoint.to_path_buf());
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let mut found = None;
     for line in info.lines() {
         let (left, right) = line.split_once(" - ")?;
-        let Some(mp) = left.split(' ').nth(4) else { continue };
+        let Some(mp) = left.split(' ').nth(4) else {
+            continue;
+        };
         if Path::new(&unescape(mp)) == want {
             // The last mount on a path is the one visible.
             found = right.split(' ').next().map(str::to_string);
@@ -132,7 +169,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 4 <= b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -144,11 +184,22 @@ fn unescape(s: &str) -> String {
 }
 
 fn fusermount(args: &[&str], mountpoint: &Path) -> io::Result<()> {
-    let out = Command::new("fusermount3").args(args).arg(mountpoint).output().map_err(|e| io::Error::new(e.kind(), format!("fusermount3: {e} (install the fuse3 package)")))?;
+    let out = Command::new("fusermount3")
+        .args(args)
+        .arg(mountpoint)
+        .output()
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("fusermount3: {e} (install the fuse3 package)"),
+            )
+        })?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()))
+        Err(io::Error::other(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
     }
 }
 
@@ -164,8 +215,14 @@ pub fn unmount(mountpoint: &Path) -> io::Result<()> {
                 tracing::warn!("{} is busy: detaching it", mountpoint.display());
                 nix::mount::umount2(mountpoint, MntFlags::MNT_DETACH).map_err(io::Error::from)
             }
-            Err(nix::errno::Errno::EINVAL) => Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{}: not a mount point", mountpoint.display()))),
-            Err(e) => Err(io::Error::new(io::Error::from(e).kind(), format!("unmount {}: {e}", mountpoint.display()))),
+            Err(nix::errno::Errno::EINVAL) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{}: not a mount point", mountpoint.display()),
+            )),
+            Err(e) => Err(io::Error::new(
+                io::Error::from(e).kind(),
+                format!("unmount {}: {e}", mountpoint.display()),
+            )),
         }
     } else {
         fusermount(&["-u"], mountpoint).or_else(|_| fusermount(&["-u", "-z"], mountpoint))
@@ -185,13 +242,28 @@ pub fn recover_stale(mountpoint: &Path) -> io::Result<bool> {
             } else {
                 fusermount(&["-u", "-z"], mountpoint)?;
             }
-            tracing::warn!("{}: removed a mount left behind by a process that died", mountpoint.display());
+            tracing::warn!(
+                "{}: removed a mount left behind by a process that died",
+                mountpoint.display()
+            );
             Ok(true)
         }
-        Err(e) => Err(io::Error::new(e.kind(), format!("{}: {e}", mountpoint.display()))),
-        Ok(m) if !m.is_dir() => Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{}: not a directory", mountpoint.display()))),
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("{}: {e}", mountpoint.display()),
+        )),
+        Ok(m) if !m.is_dir() => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a directory", mountpoint.display()),
+        )),
         Ok(_) => match is_mounted(mountpoint) {
-            Some(t) if t.starts_with("fuse.bakfs") => Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{}: a bakfs filesystem is already mounted here", mountpoint.display()))),
+            Some(t) if t.starts_with("fuse.bakfs") => Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{}: a bakfs filesystem is already mounted here",
+                    mountpoint.display()
+                ),
+            )),
             _ => Ok(false),
         },
     }

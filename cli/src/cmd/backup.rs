@@ -22,8 +22,14 @@ struct Plan {
 fn read_exclude_files(files: &[std::path::PathBuf]) -> Result<Vec<String>> {
     let mut out = vec![];
     for f in files {
-        let text = std::fs::read_to_string(f).with_context(|| format!("reading exclude file {}", f.display()))?;
-        out.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from));
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("reading exclude file {}", f.display()))?;
+        out.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
     }
     Ok(out)
 }
@@ -36,12 +42,20 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         if !a.paths.is_empty() || a.stdin {
             bail!("give either paths or --job/--all-jobs, not both");
         }
-        let names: Vec<String> = if a.all_jobs { ctx.config.jobs.keys().cloned().collect() } else { a.job.clone().into_iter().collect() };
+        let names: Vec<String> = if a.all_jobs {
+            ctx.config.jobs.keys().cloned().collect()
+        } else {
+            a.job.clone().into_iter().collect()
+        };
         if names.is_empty() {
             bail!("the configuration has no jobs");
         }
         for n in names {
-            let j = ctx.config.jobs.get(&n).with_context(|| format!("no job {n:?} in the configuration"))?;
+            let j = ctx
+                .config
+                .jobs
+                .get(&n)
+                .with_context(|| format!("no job {n:?} in the configuration"))?;
             let mut excludes = j.exclude.clone();
             excludes.extend(a.exclude.iter().cloned());
             excludes.extend(extra_excludes.iter().cloned());
@@ -49,7 +63,15 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
             tags.extend(a.tag.iter().cloned());
             plans.push(Plan {
                 job: Some(n.clone()),
-                opts: BackupOptions { paths: j.paths.clone(), excludes, one_file_system: j.one_file_system || a.one_file_system, tags, host: host.clone(), job: Some(n), ..Default::default() },
+                opts: BackupOptions {
+                    paths: j.paths.clone(),
+                    excludes,
+                    one_file_system: j.one_file_system || a.one_file_system,
+                    tags,
+                    host: host.clone(),
+                    job: Some(n),
+                    ..Default::default()
+                },
             });
         }
     } else {
@@ -58,7 +80,17 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         }
         let mut excludes = a.exclude.clone();
         excludes.extend(extra_excludes);
-        plans.push(Plan { job: None, opts: BackupOptions { paths: a.paths.clone(), excludes, one_file_system: a.one_file_system, tags: a.tag.clone(), host: host.clone(), ..Default::default() } });
+        plans.push(Plan {
+            job: None,
+            opts: BackupOptions {
+                paths: a.paths.clone(),
+                excludes,
+                one_file_system: a.one_file_system,
+                tags: a.tag.clone(),
+                host: host.clone(),
+                ..Default::default()
+            },
+        });
     }
 
     let repo = ctx.open_repo()?;
@@ -81,7 +113,10 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
     let mut results = vec![];
     for mut plan in plans {
         plan.opts.time_ns = timefmt::now_ns();
-        let run_id = catalog.as_mut().and_then(|c| c.begin_run(&repo_id, plan.job.as_deref(), plan.opts.time_ns).ok());
+        let run_id = catalog.as_mut().and_then(|c| {
+            c.begin_run(&repo_id, plan.job.as_deref(), plan.opts.time_ns)
+                .ok()
+        });
         let outcome = run_one(ctx, &repo, &mut plan, a.stdin, &a.stdin_name);
         let ended = timefmt::now_ns();
         match outcome {
@@ -90,12 +125,30 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
                 let incomplete = s.summary.incomplete;
                 if let Some(c) = catalog.as_mut() {
                     let rec = crate::context::snapshot_record(&repo_id, &rep.id, s);
-                    let packs: Vec<PackRecord> = rep.packs_needed.iter().map(|(p, sz)| PackRecord { id: p.to_hex(), size: *sz }).collect();
+                    let packs: Vec<PackRecord> = rep
+                        .packs_needed
+                        .iter()
+                        .map(|(p, sz)| PackRecord {
+                            id: p.to_hex(),
+                            size: *sz,
+                        })
+                        .collect();
                     if let Err(e) = c.record_snapshot(&rec, &packs) {
                         tracing::warn!("catalog: {e}");
                     }
                     if let Some(r) = run_id {
-                        let _ = c.finish_run(r, &RunOutcome { ended_ns: ended, outcome: if incomplete { "incomplete" } else { "ok" }.into(), files: s.summary.files, bytes_read: s.summary.bytes_read, bytes_added: s.summary.bytes_added, snapshot_id: Some(rep.id.to_hex()), message: rep.warnings.first().cloned() });
+                        let _ = c.finish_run(
+                            r,
+                            &RunOutcome {
+                                ended_ns: ended,
+                                outcome: if incomplete { "incomplete" } else { "ok" }.into(),
+                                files: s.summary.files,
+                                bytes_read: s.summary.bytes_read,
+                                bytes_added: s.summary.bytes_added,
+                                snapshot_id: Some(rep.id.to_hex()),
+                                message: rep.warnings.first().cloned(),
+                            },
+                        );
                     }
                 }
                 if incomplete {
@@ -124,7 +177,18 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
             }
             Err(e) => {
                 if let (Some(c), Some(r)) = (catalog.as_mut(), run_id) {
-                    let _ = c.finish_run(r, &RunOutcome { ended_ns: ended, outcome: "failed".into(), files: 0, bytes_read: 0, bytes_added: 0, snapshot_id: None, message: Some(format!("{e:#}")) });
+                    let _ = c.finish_run(
+                        r,
+                        &RunOutcome {
+                            ended_ns: ended,
+                            outcome: "failed".into(),
+                            files: 0,
+                            bytes_read: 0,
+                            bytes_added: 0,
+                            snapshot_id: None,
+                            message: Some(format!("{e:#}")),
+                        },
+                    );
                 }
                 if plan.job.is_none() {
                     return Err(e);
@@ -135,12 +199,22 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         }
     }
     if ctx.global.json {
-        ctx.print_json(&if results.len() == 1 { results.remove(0) } else { serde_json::Value::Array(results) })?;
+        ctx.print_json(&if results.len() == 1 {
+            results.remove(0)
+        } else {
+            serde_json::Value::Array(results)
+        })?;
     }
     Ok(code)
 }
 
-fn run_one(ctx: &Ctx, repo: &Repository, plan: &mut Plan, stdin: bool, stdin_name: &str) -> Result<BackupReport> {
+fn run_one(
+    ctx: &Ctx,
+    repo: &Repository,
+    plan: &mut Plan,
+    stdin: bool,
+    stdin_name: &str,
+) -> Result<BackupReport> {
     let progress = Arc::new(Progress::default());
     let p = progress.clone();
     let _ticker = Ticker::start(ctx.show_progress(), move |t| {
@@ -155,10 +229,19 @@ fn run_one(ctx: &Ctx, repo: &Repository, plan: &mut Plan, stdin: bool, stdin_nam
         )
     });
     if stdin {
-        return Ok(backup::backup_stdin(repo, &mut std::io::stdin().lock(), stdin_name, &plan.opts, &progress)?);
+        return Ok(backup::backup_stdin(
+            repo,
+            &mut std::io::stdin().lock(),
+            stdin_name,
+            &plan.opts,
+            &progress,
+        )?);
     }
     // Parent: the newest snapshot of the same host and paths.
-    let want: Vec<String> = backup::source_paths(&plan.opts.paths)?.iter().map(|p| p.display().to_string()).collect();
+    let want: Vec<String> = backup::source_paths(&plan.opts.paths)?
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
     plan.opts.parent = repo.snapshots()?.into_iter().rev().find(|(_, s)| {
         let mut sp = s.paths.clone();
         sp.sort();

@@ -16,7 +16,10 @@ pub fn snapshots(ctx: &Ctx, host: Option<String>, tag: Option<String>) -> Result
     let snaps: Vec<_> = repo
         .snapshots()?
         .into_iter()
-        .filter(|(_, s)| host.as_ref().is_none_or(|h| &s.host == h) && tag.as_ref().is_none_or(|t| s.tags.contains(t)))
+        .filter(|(_, s)| {
+            host.as_ref().is_none_or(|h| &s.host == h)
+                && tag.as_ref().is_none_or(|t| s.tags.contains(t))
+        })
         .collect();
     if ctx.global.json {
         let v: Vec<_> = snaps
@@ -31,7 +34,10 @@ pub fn snapshots(ctx: &Ctx, host: Option<String>, tag: Option<String>) -> Result
             .collect();
         return ctx.print_json(&v).map(|()| 0);
     }
-    println!("{:<10} {:<21} {:<16} {:<12} {:>10}  paths", "id", "time (UTC)", "host", "tags", "size");
+    println!(
+        "{:<10} {:<21} {:<16} {:<12} {:>10}  paths",
+        "id", "time (UTC)", "host", "tags", "size"
+    );
     for (id, s) in &snaps {
         println!(
             "{:<10} {:<21} {:<16} {:<12} {:>10}  {}",
@@ -108,7 +114,11 @@ pub fn ls(ctx: &Ctx, spec: &str, path: Option<&str>, long: bool, recursive: bool
     }
     for (p, n) in &out {
         if long {
-            let link = n.target.as_ref().map(|t| format!(" -> {}", String::from_utf8_lossy(t))).unwrap_or_default();
+            let link = n
+                .target
+                .as_ref()
+                .map(|t| format!(" -> {}", String::from_utf8_lossy(t)))
+                .unwrap_or_default();
             println!(
                 "{} {:>8} {:>8} {:>12} {} {p}{link}",
                 mode_string(n),
@@ -124,7 +134,13 @@ pub fn ls(ctx: &Ctx, spec: &str, path: Option<&str>, long: bool, recursive: bool
     Ok(0)
 }
 
-fn list_tree(repo: &Repository, id: &BlobId, base: &str, recursive: bool, out: &mut Vec<(String, Node)>) -> Result<()> {
+fn list_tree(
+    repo: &Repository,
+    id: &BlobId,
+    base: &str,
+    recursive: bool,
+    out: &mut Vec<(String, Node)>,
+) -> Result<()> {
     let tree = repo.read_tree(id)?;
     for n in tree.nodes {
         let p = format!("{base}/{}", String::from_utf8_lossy(&n.name));
@@ -139,7 +155,12 @@ fn list_tree(repo: &Repository, id: &BlobId, base: &str, recursive: bool, out: &
     Ok(())
 }
 
-fn flatten(repo: &Repository, id: &BlobId, base: &str, out: &mut BTreeMap<String, Node>) -> Result<()> {
+fn flatten(
+    repo: &Repository,
+    id: &BlobId,
+    base: &str,
+    out: &mut BTreeMap<String, Node>,
+) -> Result<()> {
     let tree: Tree = repo.read_tree(id)?;
     for n in tree.nodes {
         let p = format!("{base}/{}", String::from_utf8_lossy(&n.name));
@@ -152,7 +173,15 @@ fn flatten(repo: &Repository, id: &BlobId, base: &str, out: &mut BTreeMap<String
 }
 
 fn differs(a: &Node, b: &Node) -> bool {
-    a.kind != b.kind || a.mode != b.mode || a.uid != b.uid || a.gid != b.gid || a.size != b.size || a.mtime_ns != b.mtime_ns || a.content != b.content || a.target != b.target || a.xattrs != b.xattrs
+    a.kind != b.kind
+        || a.mode != b.mode
+        || a.uid != b.uid
+        || a.gid != b.gid
+        || a.size != b.size
+        || a.mtime_ns != b.mtime_ns
+        || a.content != b.content
+        || a.target != b.target
+        || a.xattrs != b.xattrs
 }
 
 pub fn diff(ctx: &Ctx, a: &str, b: &str) -> Result<u8> {
@@ -167,7 +196,12 @@ pub fn diff(ctx: &Ctx, a: &str, b: &str) -> Result<u8> {
         match fb.get(p) {
             None => changes.push(("-", p.clone())),
             Some(m) if n.kind != NodeKind::Dir && differs(n, m) => changes.push(("M", p.clone())),
-            Some(m) if n.kind == NodeKind::Dir && (n.mode != m.mode || n.uid != m.uid || n.gid != m.gid) => changes.push(("M", p.clone())),
+            Some(m)
+                if n.kind == NodeKind::Dir
+                    && (n.mode != m.mode || n.uid != m.uid || n.gid != m.gid) =>
+            {
+                changes.push(("M", p.clone()))
+            }
             _ => {}
         }
     }
@@ -178,13 +212,24 @@ pub fn diff(ctx: &Ctx, a: &str, b: &str) -> Result<u8> {
     }
     changes.sort_by(|x, y| x.1.cmp(&y.1));
     if ctx.global.json {
-        let f = |c: &str| changes.iter().filter(|x| x.0 == c).map(|x| x.1.clone()).collect::<Vec<_>>();
+        let f = |c: &str| {
+            changes
+                .iter()
+                .filter(|x| x.0 == c)
+                .map(|x| x.1.clone())
+                .collect::<Vec<_>>()
+        };
         return ctx.print_json(&serde_json::json!({"a": ia.to_hex(), "b": ib.to_hex(), "added": f("+"), "removed": f("-"), "changed": f("M")})).map(|()| 0);
     }
     for (c, p) in &changes {
         println!("{c} {p}");
     }
     let count = |c: &str| changes.iter().filter(|x| x.0 == c).count();
-    println!("{} added, {} removed, {} changed", count("+"), count("-"), count("M"));
+    println!(
+        "{} added, {} removed, {} changed",
+        count("+"),
+        count("-"),
+        count("M")
+    );
     Ok(0)
 }

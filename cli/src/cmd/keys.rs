@@ -22,12 +22,20 @@ pub fn init(ctx: &Ctx) -> Result<u8> {
     let pw = ctx.password_for_init()?;
     let repo = Repository::init(&path, &pw, kdf(), comment())?;
     if let Ok(mut cat) = ctx.catalog() {
-        let _ = cat.touch_repository(&repo.id().to_hex(), &path.display().to_string(), bakfs_core::timefmt::now_ns());
+        let _ = cat.touch_repository(
+            &repo.id().to_hex(),
+            &path.display().to_string(),
+            bakfs_core::timefmt::now_ns(),
+        );
     }
     if ctx.global.json {
         ctx.print_json(&serde_json::json!({"id": repo.id().to_hex(), "path": path}))?;
     } else {
-        println!("created repository {} at {}", repo.id().short(), path.display());
+        println!(
+            "created repository {} at {}",
+            repo.id().short(),
+            path.display()
+        );
         println!("keep the password safe: without it the data cannot be read");
     }
     Ok(0)
@@ -43,7 +51,13 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<u8> {
                 ctx.print_json(&v)?;
             } else {
                 for (id, w) in keys {
-                    println!("{} {} {:<25} {}", if id == repo.key_id() { "*" } else { " " }, id.short(), w.created, w.comment);
+                    println!(
+                        "{} {} {:<25} {}",
+                        if id == repo.key_id() { "*" } else { " " },
+                        id.short(),
+                        w.created,
+                        w.comment
+                    );
                 }
             }
         }
@@ -55,7 +69,11 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<u8> {
         }
         KeyCmd::Remove { id } => {
             let keys = repo.keys_list()?;
-            let m: Vec<KeyId> = keys.iter().map(|(k, _)| *k).filter(|k| k.to_hex().starts_with(&id.to_ascii_lowercase())).collect();
+            let m: Vec<KeyId> = keys
+                .iter()
+                .map(|(k, _)| *k)
+                .filter(|k| k.to_hex().starts_with(&id.to_ascii_lowercase()))
+                .collect();
             if m.len() != 1 {
                 bail!("{} keys match {id:?}", m.len());
             }
@@ -70,7 +88,11 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<u8> {
             let pw = Ctx::new_password(new_password_file.as_deref())?;
             let id = repo.add_key(&master, &pw, kdf(), comment())?;
             repo.remove_key(&repo.key_id())?;
-            println!("password changed (key {} replaces {})", id.short(), repo.key_id().short());
+            println!(
+                "password changed (key {} replaces {})",
+                id.short(),
+                repo.key_id().short()
+            );
         }
     }
     Ok(0)

@@ -15,7 +15,9 @@ use crate::exit;
 pub fn check(ctx: &Ctx, read_data: bool, subset: Option<String>) -> Result<u8> {
     let frac = match (read_data, subset) {
         (_, Some(s)) => {
-            let v: f64 = s.trim_end_matches('%').parse().with_context(|| format!("--read-data-subset {s:?}: expected a percentage like 10%"))?;
+            let v: f64 = s.trim_end_matches('%').parse().with_context(|| {
+                format!("--read-data-subset {s:?}: expected a percentage like 10%")
+            })?;
             if !(v > 0.0 && v <= 100.0) {
                 bail!("--read-data-subset must be in (0, 100]%");
             }
@@ -47,10 +49,18 @@ pub fn check(ctx: &Ctx, read_data: bool, subset: Option<String>) -> Result<u8> {
         }
         println!(
             "{}: {} snapshots, {} packs{}",
-            if rep.ok() { "no errors found" } else { "REPOSITORY DAMAGED" },
+            if rep.ok() {
+                "no errors found"
+            } else {
+                "REPOSITORY DAMAGED"
+            },
             rep.snapshots,
             rep.packs,
-            if frac.is_some() { format!(", {} packs read", rep.packs_read) } else { String::new() }
+            if frac.is_some() {
+                format!(", {} packs read", rep.packs_read)
+            } else {
+                String::new()
+            }
         );
     }
     Ok(if rep.ok() { exit::OK } else { exit::DAMAGED })
@@ -61,13 +71,19 @@ fn forget_ids(ctx: &Ctx, a: &ForgetArgs) -> Result<u8> {
     let path = ctx.repo_path()?;
     let repo = ctx.open_repo()?;
     let _lock = lock::acquire(repo.backend(), false, "forget")?;
-    let names = repo.backend().list(bakfs_core::backend::FileKind::Snapshot)?;
+    let names = repo
+        .backend()
+        .list(bakfs_core::backend::FileKind::Snapshot)?;
     let mut removed = vec![];
     for want in &a.ids {
         let w = want.to_ascii_lowercase();
         let m: Vec<&String> = names.iter().filter(|n| n.starts_with(&w)).collect();
         if w.len() < 4 || m.len() != 1 {
-            bail!("{want:?} matches {} snapshots in {} (give at least 4 hex digits of one id)", m.len(), path.display());
+            bail!(
+                "{want:?} matches {} snapshots in {} (give at least 4 hex digits of one id)",
+                m.len(),
+                path.display()
+            );
         }
         removed.push(m[0].clone());
     }
@@ -83,7 +99,15 @@ fn forget_ids(ctx: &Ctx, a: &ForgetArgs) -> Result<u8> {
     if ctx.global.json {
         ctx.print_json(&serde_json::json!({"dry_run": a.dry_run, "removed": removed}))?;
     } else {
-        println!("{} snapshots {}", removed.len(), if a.dry_run { "would be removed" } else { "removed" });
+        println!(
+            "{} snapshots {}",
+            removed.len(),
+            if a.dry_run {
+                "would be removed"
+            } else {
+                "removed"
+            }
+        );
     }
     drop(_lock);
     if a.prune && !a.dry_run {
@@ -102,9 +126,20 @@ pub fn repair_index(ctx: &Ctx) -> Result<u8> {
     if ctx.global.json {
         ctx.print_json(&serde_json::json!({"packs": n, "unreadable": bad.iter().map(|(p, w)| serde_json::json!({"pack": p.to_hex(), "error": w})).collect::<Vec<_>>()}))?;
     } else {
-        println!("index rebuilt from {n} packs{}", if bad.is_empty() { String::new() } else { format!(", {} unreadable packs left out", bad.len()) });
+        println!(
+            "index rebuilt from {n} packs{}",
+            if bad.is_empty() {
+                String::new()
+            } else {
+                format!(", {} unreadable packs left out", bad.len())
+            }
+        );
     }
-    Ok(if bad.is_empty() { exit::OK } else { exit::DAMAGED })
+    Ok(if bad.is_empty() {
+        exit::OK
+    } else {
+        exit::DAMAGED
+    })
 }
 
 pub fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
@@ -118,10 +153,18 @@ pub fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
         weekly: a.keep_weekly,
         monthly: a.keep_monthly,
         yearly: a.keep_yearly,
-        within: a.keep_within.as_deref().map(timefmt::parse_duration).transpose()?,
+        within: a
+            .keep_within
+            .as_deref()
+            .map(timefmt::parse_duration)
+            .transpose()?,
     };
     if let Some(j) = &a.job {
-        let job = ctx.config.jobs.get(j).with_context(|| format!("no job {j:?} in the configuration"))?;
+        let job = ctx
+            .config
+            .jobs
+            .get(j)
+            .with_context(|| format!("no job {j:?} in the configuration"))?;
         if policy.is_empty() {
             policy = job.retention.clone();
         }
@@ -132,28 +175,53 @@ pub fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
     // Group by host, paths and job; the policy applies within each group.
     let mut groups: BTreeMap<(String, Vec<String>, Option<String>), Vec<_>> = BTreeMap::new();
     for (id, s) in &snaps {
-        if a.host.as_ref().is_some_and(|h| &s.host != h) || a.job.as_ref().is_some_and(|j| s.job.as_ref() != Some(j)) {
+        if a.host.as_ref().is_some_and(|h| &s.host != h)
+            || a.job.as_ref().is_some_and(|j| s.job.as_ref() != Some(j))
+        {
             continue;
         }
-        groups.entry((s.host.clone(), s.paths.clone(), s.job.clone())).or_default().push((id.to_hex(), s.time_ns));
+        groups
+            .entry((s.host.clone(), s.paths.clone(), s.job.clone()))
+            .or_default()
+            .push((id.to_hex(), s.time_ns));
     }
     let mut removed = vec![];
     let mut report = vec![];
     for ((host, paths, job), members) in &groups {
-        let cands: Vec<Candidate> = members.iter().map(|(id, t)| Candidate { id: id.as_str(), time_ns: *t }).collect();
+        let cands: Vec<Candidate> = members
+            .iter()
+            .map(|(id, t)| Candidate {
+                id: id.as_str(),
+                time_ns: *t,
+            })
+            .collect();
         let decisions = forget::apply(&policy, &cands, timefmt::now_ns())?;
         if !ctx.global.json {
-            println!("host {host}, paths {}{}:", paths.join(" "), job.as_ref().map(|j| format!(", job {j}")).unwrap_or_default());
+            println!(
+                "host {host}, paths {}{}:",
+                paths.join(" "),
+                job.as_ref()
+                    .map(|j| format!(", job {j}"))
+                    .unwrap_or_default()
+            );
         }
         for d in &decisions {
             if !ctx.global.json {
-                println!("  {} {} {} {}", if d.keep { "keep  " } else { "remove" }, &d.id[..8], timefmt::format_rfc3339(d.time_ns), d.reasons.join(","));
+                println!(
+                    "  {} {} {} {}",
+                    if d.keep { "keep  " } else { "remove" },
+                    &d.id[..8],
+                    timefmt::format_rfc3339(d.time_ns),
+                    d.reasons.join(",")
+                );
             }
             if !d.keep {
                 removed.push(d.id.clone());
             }
         }
-        report.push(serde_json::json!({"host": host, "paths": paths, "job": job, "decisions": decisions}));
+        report.push(
+            serde_json::json!({"host": host, "paths": paths, "job": job, "decisions": decisions}),
+        );
     }
     if !a.dry_run {
         let mut cat = ctx.catalog().ok();
@@ -166,9 +234,19 @@ pub fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
         }
     }
     if ctx.global.json {
-        ctx.print_json(&serde_json::json!({"dry_run": a.dry_run, "removed": removed, "groups": report}))?;
+        ctx.print_json(
+            &serde_json::json!({"dry_run": a.dry_run, "removed": removed, "groups": report}),
+        )?;
     } else {
-        println!("{} snapshots {}", removed.len(), if a.dry_run { "would be removed" } else { "removed" });
+        println!(
+            "{} snapshots {}",
+            removed.len(),
+            if a.dry_run {
+                "would be removed"
+            } else {
+                "removed"
+            }
+        );
     }
     drop(_lock);
     if a.prune && !a.dry_run {
@@ -192,7 +270,9 @@ fn prune_repo(ctx: &Ctx, repo: &bakfs_core::repo::Repository, dry_run: bool) -> 
         match ctx.catalog() {
             Ok(mut cat) => {
                 if let Err(e) = rebuild_catalog(ctx, repo, &mut cat) {
-                    tracing::warn!("catalog not updated after prune: {e:#}; run `bakfs catalog rebuild`");
+                    tracing::warn!(
+                        "catalog not updated after prune: {e:#}; run `bakfs catalog rebuild`"
+                    );
                 }
             }
             Err(e) => tracing::warn!("catalog unavailable: {e:#}"),
@@ -230,15 +310,29 @@ pub fn unlock(ctx: &Ctx, all: bool) -> Result<u8> {
 }
 
 /// Replaces the catalog's record of this repository by what the repository holds.
-fn rebuild_catalog(ctx: &Ctx, repo: &bakfs_core::repo::Repository, cat: &mut bakfs_core::catalog::Catalog) -> Result<usize> {
+fn rebuild_catalog(
+    ctx: &Ctx,
+    repo: &bakfs_core::repo::Repository,
+    cat: &mut bakfs_core::catalog::Catalog,
+) -> Result<usize> {
     let repo_id = repo.id().to_hex();
     let mut items = vec![];
     for (id, s) in repo.snapshots()? {
         let blobs = blobs_of_tree(repo, &s.tree)?;
-        let packs: Vec<PackRecord> = packs_of(repo, blobs).into_iter().map(|(p, sz)| PackRecord { id: p.to_hex(), size: sz }).collect();
+        let packs: Vec<PackRecord> = packs_of(repo, blobs)
+            .into_iter()
+            .map(|(p, sz)| PackRecord {
+                id: p.to_hex(),
+                size: sz,
+            })
+            .collect();
         items.push((crate::context::snapshot_record(&repo_id, &id, &s), packs));
     }
-    cat.touch_repository(&repo_id, &ctx.repo_path()?.display().to_string(), timefmt::now_ns())?;
+    cat.touch_repository(
+        &repo_id,
+        &ctx.repo_path()?.display().to_string(),
+        timefmt::now_ns(),
+    )?;
     cat.replace_repository_contents(&repo_id, &items)?;
     Ok(items.len())
 }
@@ -253,7 +347,10 @@ pub fn catalog(ctx: &Ctx, c: CatalogCmd) -> Result<u8> {
             if ctx.global.json {
                 ctx.print_json(&serde_json::json!({"repository": repo_id, "snapshots": n}))?;
             } else {
-                println!("catalog rebuilt: {n} snapshots of repository {}", repo.id().short());
+                println!(
+                    "catalog rebuilt: {n} snapshots of repository {}",
+                    repo.id().short()
+                );
             }
         }
         CatalogCmd::Runs { limit } => {

@@ -46,33 +46,52 @@ fn serve(ctx: &Ctx, a: &MountArgs, signals: SigSet) -> Result<u8> {
     bakfs_fs::recover_stale(&a.mountpoint)?;
     let repo = ctx.open_repo()?;
     let fsname = format!("bakfs:{}", repo.id());
-    let opts = Options { uid: nix::unistd::geteuid().as_raw(), gid: nix::unistd::getegid().as_raw(), ..Options::default() };
+    let opts = Options {
+        uid: nix::unistd::geteuid().as_raw(),
+        gid: nix::unistd::getegid().as_raw(),
+        ..Options::default()
+    };
     let vfs = Arc::new(Vfs::new(repo, opts)?);
     let count = vfs.snapshot_count();
-    let mounted = bakfs_fs::mount(vfs, &a.mountpoint, &bakfs_fs::MountOptions { allow_other: a.allow_other, fsname: fsname.clone(), threads: a.threads })
-        .with_context(|| format!("mounting on {}", a.mountpoint.display()))?;
+    let mounted = bakfs_fs::mount(
+        vfs,
+        &a.mountpoint,
+        &bakfs_fs::MountOptions {
+            allow_other: a.allow_other,
+            fsname: fsname.clone(),
+            threads: a.threads,
+        },
+    )
+    .with_context(|| format!("mounting on {}", a.mountpoint.display()))?;
     let mp = mounted.mountpoint().to_path_buf();
     // Through the kernel and back: the mount answers.
-    std::fs::metadata(&mp).with_context(|| format!("{} does not answer after mounting", mp.display()))?;
+    std::fs::metadata(&mp)
+        .with_context(|| format!("{} does not answer after mounting", mp.display()))?;
     tracing::info!("mounted {fsname} at {} ({count} snapshots)", mp.display());
     if a.daemon_child {
         println!("ready {count} {}", mp.display());
         let _ = std::io::stdout().flush();
         // The caller has gone; nothing more to say on that pipe.
     } else if !ctx.global.json {
-        eprintln!("mounted {count} snapshots at {}; Ctrl-C or `bakfs umount {}` to unmount", mp.display(), mp.display());
+        eprintln!(
+            "mounted {count} snapshots at {}; Ctrl-C or `bakfs umount {}` to unmount",
+            mp.display(),
+            mp.display()
+        );
     }
     sd_notify("READY=1");
     let sig_mp = mp.clone();
-    std::thread::Builder::new().name("signals".into()).spawn(move || {
-        if let Ok(sig) = signals.wait() {
-            tracing::info!("{sig}: unmounting {}", sig_mp.display());
-            sd_notify("STOPPING=1");
-            if let Err(e) = bakfs_fs::unmount(&sig_mp) {
-                tracing::error!("unmounting {}: {e}", sig_mp.display());
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Ok(sig) = signals.wait() {
+                tracing::info!("{sig}: unmounting {}", sig_mp.display());
+                sd_notify("STOPPING=1");
+                if let Err(e) = bakfs_fs::unmount(&sig_mp) {
+                    tracing::error!("unmounting {}: {e}", sig_mp.display());
+                }
             }
-        }
-    })?;
+        })?;
     mounted.wait().context("serving the mount")?;
     tracing::info!("{} unmounted", mp.display());
     Ok(crate::exit::OK)
@@ -80,12 +99,17 @@ fn serve(ctx: &Ctx, a: &MountArgs, signals: SigSet) -> Result<u8> {
 
 /// Tells systemd (if it started us with `Type=notify`) about our state.
 fn sd_notify(msg: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
-    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else { return };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
     let bytes = path.as_encoded_bytes();
     let r = if let Some(name) = bytes.strip_prefix(b"@") {
         use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(name).and_then(|addr| sock.send_to_addr(msg.as_bytes(), &addr))
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|addr| sock.send_to_addr(msg.as_bytes(), &addr))
     } else {
         sock.send_to(msg.as_bytes(), Path::new(&path))
     };
@@ -106,7 +130,11 @@ fn spawn_background(ctx: &Ctx, a: &MountArgs) -> Result<u8> {
     let state = ctx.state_dir();
     std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
     let log_path = state.join("mount.log");
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).with_context(|| format!("opening {}", log_path.display()))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
     let mut args: Vec<std::ffi::OsString> = vec!["--repo".into(), repo.into()];
     if let Some(c) = &ctx.global.config {
         args.extend(["--config".into(), absolute(c)?.into()]);
@@ -115,7 +143,13 @@ fn spawn_background(ctx: &Ctx, a: &MountArgs) -> Result<u8> {
     for _ in 0..ctx.global.verbose.max(1) {
         args.push("-v".into());
     }
-    args.extend(["mount".into(), absolute(&a.mountpoint)?.into(), "--threads".into(), a.threads.to_string().into(), "--daemon-child".into()]);
+    args.extend([
+        "mount".into(),
+        absolute(&a.mountpoint)?.into(),
+        "--threads".into(),
+        a.threads.to_string().into(),
+        "--daemon-child".into(),
+    ]);
     if a.allow_other {
         args.push("--allow-other".into());
     }
@@ -135,7 +169,10 @@ fn spawn_background(ctx: &Ctx, a: &MountArgs) -> Result<u8> {
         line.push(b'\n');
         stdin.write_all(&line).context("passing the password")?;
     }
-    let out = child.stdout.take().context("no pipe from the mount process")?;
+    let out = child
+        .stdout
+        .take()
+        .context("no pipe from the mount process")?;
     for line in BufReader::new(out).lines() {
         let line = line?;
         if let Some(rest) = line.strip_prefix("ready ") {
@@ -155,13 +192,17 @@ fn spawn_background(ctx: &Ctx, a: &MountArgs) -> Result<u8> {
         }
     }
     let status = child.wait()?;
-    bail!("the mount process ended ({status}) without mounting; see {}", log_path.display())
+    bail!(
+        "the mount process ended ({status}) without mounting; see {}",
+        log_path.display()
+    )
 }
 
 pub fn umount(ctx: &Ctx, mountpoint: &Path) -> Result<u8> {
     if !bakfs_fs::recover_stale(mountpoint).unwrap_or(false) {
         match bakfs_fs::is_mounted(mountpoint) {
-            Some(t) if t.starts_with("fuse.bakfs") => bakfs_fs::unmount(mountpoint).with_context(|| format!("unmounting {}", mountpoint.display()))?,
+            Some(t) if t.starts_with("fuse.bakfs") => bakfs_fs::unmount(mountpoint)
+                .with_context(|| format!("unmounting {}", mountpoint.display()))?,
             Some(t) => bail!("{}: not a bakfs mount (it is {t})", mountpoint.display()),
             None => bail!("{}: nothing is mounted there", mountpoint.display()),
         }

@@ -28,10 +28,28 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
     let total = snap.summary.bytes;
     let ticker = Ticker::start(ctx.show_progress(), move |t| {
         let b = p.bytes.load(Ordering::Relaxed);
-        format!("{:>5.0}s  {} entries  {} of {} ({:.0}%)", t.as_secs_f64(), p.entries.load(Ordering::Relaxed), mib(b), mib(total), 100.0 * b as f64 / total.max(1) as f64)
+        format!(
+            "{:>5.0}s  {} entries  {} of {} ({:.0}%)",
+            t.as_secs_f64(),
+            p.entries.load(Ordering::Relaxed),
+            mib(b),
+            mib(total),
+            100.0 * b as f64 / total.max(1) as f64
+        )
     });
-    let opts = RestoreOptions { include: a.include, exclude: a.exclude, verify: a.verify };
-    let rep = restore::restore(&repo, &snap.tree, sub.as_deref(), &a.target, &opts, &progress)?;
+    let opts = RestoreOptions {
+        include: a.include,
+        exclude: a.exclude,
+        verify: a.verify,
+    };
+    let rep = restore::restore(
+        &repo,
+        &snap.tree,
+        sub.as_deref(),
+        &a.target,
+        &opts,
+        &progress,
+    )?;
     drop(ticker);
     for e in &rep.errors {
         eprintln!("error: {e}");
@@ -39,7 +57,18 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
     if ctx.global.json {
         ctx.print_json(&serde_json::json!({"snapshot": id.to_hex(), "target": a.target, "entries": rep.entries, "bytes": rep.bytes, "errors": rep.errors}))?;
     } else {
-        println!("restored {} entries, {} from snapshot {} to {}{}", rep.entries, mib(rep.bytes), id.short(), a.target.display(), if rep.errors.is_empty() { String::new() } else { format!(" — {} FAILED", rep.errors.len()) });
+        println!(
+            "restored {} entries, {} from snapshot {} to {}{}",
+            rep.entries,
+            mib(rep.bytes),
+            id.short(),
+            a.target.display(),
+            if rep.errors.is_empty() {
+                String::new()
+            } else {
+                format!(" — {} FAILED", rep.errors.len())
+            }
+        );
     }
     Ok(if rep.damaged {
         exit::DAMAGED
@@ -62,8 +91,13 @@ struct ChunkReader<'a> {
 impl Read for ChunkReader<'_> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         while self.pos == self.buf.len() {
-            let Some(id) = self.ids.get(self.next) else { return Ok(0) };
-            self.buf = self.repo.read_blob(id).map_err(|e| std::io::Error::other(e.to_string()))?;
+            let Some(id) = self.ids.get(self.next) else {
+                return Ok(0);
+            };
+            self.buf = self
+                .repo
+                .read_blob(id)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
             self.pos = 0;
             self.next += 1;
         }
@@ -83,7 +117,13 @@ pub fn dump(ctx: &Ctx, spec: &str, path: &str) -> Result<u8> {
     let node = find_node(&repo, &snap.tree, path)?;
     match node {
         Some(n) if n.kind == NodeKind::File => {
-            let mut r = ChunkReader { repo: &repo, ids: &n.content, next: 0, buf: vec![], pos: 0 };
+            let mut r = ChunkReader {
+                repo: &repo,
+                ids: &n.content,
+                next: 0,
+                buf: vec![],
+                pos: 0,
+            };
             std::io::copy(&mut r, &mut out).context("writing to stdout")?;
         }
         Some(n) if n.kind == NodeKind::Dir => {
@@ -107,9 +147,18 @@ pub fn dump(ctx: &Ctx, spec: &str, path: &str) -> Result<u8> {
     Ok(0)
 }
 
-fn tar_node<W: Write>(repo: &Repository, tb: &mut tar::Builder<W>, n: &Node, path: &str, links: &mut std::collections::HashMap<(u64, u64), String>) -> Result<()> {
+fn tar_node<W: Write>(
+    repo: &Repository,
+    tb: &mut tar::Builder<W>,
+    n: &Node,
+    path: &str,
+    links: &mut std::collections::HashMap<(u64, u64), String>,
+) -> Result<()> {
     if !bakfs_core::format::is_safe_name(&n.name) {
-        bail!("refusing entry name {:?} in the snapshot", String::from_utf8_lossy(&n.name));
+        bail!(
+            "refusing entry name {:?} in the snapshot",
+            String::from_utf8_lossy(&n.name)
+        );
     }
     let mut h = tar::Header::new_gnu();
     h.set_mode(n.mode);
@@ -123,7 +172,16 @@ fn tar_node<W: Write>(repo: &Repository, tb: &mut tar::Builder<W>, n: &Node, pat
         let _ = h.set_groupname(g);
     }
     if !n.xattrs.is_empty() {
-        let pax: Vec<(String, &[u8])> = n.xattrs.iter().map(|(k, v)| (format!("SCHILY.xattr.{}", String::from_utf8_lossy(k)), v.as_slice())).collect();
+        let pax: Vec<(String, &[u8])> = n
+            .xattrs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    format!("SCHILY.xattr.{}", String::from_utf8_lossy(k)),
+                    v.as_slice(),
+                )
+            })
+            .collect();
         tb.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), *v)))?;
     }
     match n.kind {
@@ -150,7 +208,13 @@ fn tar_node<W: Write>(repo: &Repository, tb: &mut tar::Builder<W>, n: &Node, pat
             }
             h.set_entry_type(tar::EntryType::Regular);
             h.set_size(n.size);
-            let r = ChunkReader { repo, ids: &n.content, next: 0, buf: vec![], pos: 0 };
+            let r = ChunkReader {
+                repo,
+                ids: &n.content,
+                next: 0,
+                buf: vec![],
+                pos: 0,
+            };
             tb.append_data(&mut h, path, r)?;
         }
         NodeKind::Symlink => {

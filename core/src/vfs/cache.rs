@@ -16,7 +16,13 @@ pub struct LruCache<K, V> {
 impl<K: Hash + Eq + Clone, V> LruCache<K, V> {
     /// A cache holding at most `budget` bytes (as the callers count them).
     pub fn new(budget: usize) -> Self {
-        LruCache { map: HashMap::new(), order: BTreeMap::new(), tick: 0, bytes: 0, budget }
+        LruCache {
+            map: HashMap::new(),
+            order: BTreeMap::new(),
+            tick: 0,
+            bytes: 0,
+            budget,
+        }
     }
 
     /// The value for `k`, marking it recently used.
@@ -45,7 +51,9 @@ impl<K: Hash + Eq + Clone, V> LruCache<K, V> {
         self.map.insert(k, (v, size, self.tick));
         self.bytes += size;
         while self.bytes > self.budget {
-            let Some((_, old)) = self.order.pop_first() else { break };
+            let Some((_, old)) = self.order.pop_first() else {
+                break;
+            };
             if let Some((_, s, _)) = self.map.remove(&old) {
                 self.bytes -= s;
             }

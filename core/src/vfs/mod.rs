@@ -99,15 +99,31 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { blob_cache_bytes: 64 << 20, tree_cache_bytes: 32 << 20, refresh_interval: Duration::from_secs(1), uid: 0, gid: 0 }
+        Options {
+            blob_cache_bytes: 64 << 20,
+            tree_cache_bytes: 32 << 20,
+            refresh_interval: Duration::from_secs(1),
+            uid: 0,
+            gid: 0,
+        }
     }
 }
 
 enum What {
     Meta(MetaDir),
-    TopLink { dir: MetaDir, name: Vec<u8> },
-    SnapRoot { snap: SnapshotId, tree: BlobId, time_ns: i64 },
-    Node { snap: SnapshotId, node: Box<Node> },
+    TopLink {
+        dir: MetaDir,
+        name: Vec<u8>,
+    },
+    SnapRoot {
+        snap: SnapshotId,
+        tree: BlobId,
+        time_ns: i64,
+    },
+    Node {
+        snap: SnapshotId,
+        node: Box<Node>,
+    },
 }
 
 struct Inode {
@@ -175,7 +191,12 @@ fn meta_key(d: &MetaDir) -> [u8; 32] {
 fn node_key(snap: &SnapshotId, parent_key: &[u8; 32], n: &Node) -> [u8; 32] {
     if n.kind == NodeKind::File && n.nlink > 1 && n.inode != 0 {
         // Hard links: one inode per source (device, inode) in a snapshot.
-        key(&[b"hardlink", &snap.0, &n.dev.to_le_bytes(), &n.inode.to_le_bytes()])
+        key(&[
+            b"hardlink",
+            &snap.0,
+            &n.dev.to_le_bytes(),
+            &n.inode.to_le_bytes(),
+        ])
     } else {
         key(&[b"node", parent_key, &n.name])
     }
@@ -197,7 +218,18 @@ fn encode_dev(dev: u64) -> u32 {
 }
 
 fn tree_bytes(t: &Tree) -> usize {
-    t.nodes.iter().map(|n| 160 + n.name.len() + 32 * n.content.len() + n.xattrs.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>()).sum::<usize>() + 64
+    t.nodes
+        .iter()
+        .map(|n| {
+            160 + n.name.len()
+                + 32 * n.content.len()
+                + n.xattrs
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 48)
+                    .sum::<usize>()
+        })
+        .sum::<usize>()
+        + 64
 }
 
 impl Vfs {
@@ -207,10 +239,22 @@ impl Vfs {
     /// If the snapshot list cannot be read.
     pub fn new(repo: Repository, opts: Options) -> crate::Result<Vfs> {
         let snaps = repo.snapshots()?;
-        let manifests: HashMap<String, Option<Snapshot>> = snaps.iter().map(|(id, s)| (id.to_hex(), Some(s.clone()))).collect();
+        let manifests: HashMap<String, Option<Snapshot>> = snaps
+            .iter()
+            .map(|(id, s)| (id.to_hex(), Some(s.clone())))
+            .collect();
         let top = Top::new(&snaps);
         let mut inodes = HashMap::new();
-        inodes.insert(ROOT_INO, Inode { what: Arc::new(What::Meta(MetaDir::Root)), key: meta_key(&MetaDir::Root), parent: ROOT_INO, name: Vec::new(), lookups: u64::MAX / 2 });
+        inodes.insert(
+            ROOT_INO,
+            Inode {
+                what: Arc::new(What::Meta(MetaDir::Root)),
+                key: meta_key(&MetaDir::Root),
+                parent: ROOT_INO,
+                name: Vec::new(),
+                lookups: u64::MAX / 2,
+            },
+        );
         Ok(Vfs {
             trees: Mutex::new(LruCache::new(opts.tree_cache_bytes)),
             blobs: Mutex::new(LruCache::new(opts.blob_cache_bytes)),
@@ -292,7 +336,10 @@ impl Vfs {
                 tracing::warn!("cannot reload the index: {e}");
             }
         }
-        let snaps: Vec<(SnapshotId, Snapshot)> = m.iter().filter_map(|(n, s)| Some((SnapshotId::from_hex(n).ok()?, s.clone()?))).collect();
+        let snaps: Vec<(SnapshotId, Snapshot)> = m
+            .iter()
+            .filter_map(|(n, s)| Some((SnapshotId::from_hex(n).ok()?, s.clone()?)))
+            .collect();
         drop(m);
         let n = snaps.len();
         *self.top.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Top::new(&snaps));
@@ -336,7 +383,16 @@ impl Vfs {
                     ino = ino.wrapping_add(1).max(16);
                 }
                 None => {
-                    t.insert(ino, Inode { what: Arc::new(what), key, parent, name: name.to_vec(), lookups: 1 });
+                    t.insert(
+                        ino,
+                        Inode {
+                            what: Arc::new(what),
+                            key,
+                            parent,
+                            name: name.to_vec(),
+                            lookups: 1,
+                        },
+                    );
                     return ino;
                 }
             }
@@ -396,7 +452,19 @@ impl Vfs {
 
     fn attr_of(&self, ino: u64, what: &What) -> Attr {
         let o = &self.opts;
-        let synthetic = |kind, size, time_ns| Attr { ino, kind, perm: if kind == NodeKind::Dir { 0o555 } else { 0o777 }, uid: o.uid, gid: o.gid, size, nlink: if kind == NodeKind::Dir { 2 } else { 1 }, mtime_ns: time_ns, ctime_ns: time_ns, rdev: 0, stable: false };
+        let synthetic = |kind, size, time_ns| Attr {
+            ino,
+            kind,
+            perm: if kind == NodeKind::Dir { 0o555 } else { 0o777 },
+            uid: o.uid,
+            gid: o.gid,
+            size,
+            nlink: if kind == NodeKind::Dir { 2 } else { 1 },
+            mtime_ns: time_ns,
+            ctime_ns: time_ns,
+            rdev: 0,
+            stable: false,
+        };
         match what {
             What::Meta(_) => synthetic(NodeKind::Dir, 0, self.top().newest_ns().unwrap_or(0)),
             What::TopLink { dir, name } => {
@@ -406,7 +474,10 @@ impl Vfs {
                 };
                 synthetic(NodeKind::Symlink, len, self.top().newest_ns().unwrap_or(0))
             }
-            What::SnapRoot { time_ns, .. } => Attr { stable: true, ..synthetic(NodeKind::Dir, 0, *time_ns) },
+            What::SnapRoot { time_ns, .. } => Attr {
+                stable: true,
+                ..synthetic(NodeKind::Dir, 0, *time_ns)
+            },
             What::Node { node: n, .. } => Attr {
                 ino,
                 kind: n.kind,
@@ -453,8 +524,21 @@ impl Vfs {
                 self.refresh(false);
                 match self.top().child(d, name) {
                     Some(TopChild::Dir(md)) => (meta_key(&md), What::Meta(md)),
-                    Some(TopChild::Snap(snap, tree, time_ns)) => (key(&[b"snap", &snap.0]), What::SnapRoot { snap, tree, time_ns }),
-                    Some(TopChild::Link(_)) => (key(&[b"link", &pkey, name]), What::TopLink { dir: d.clone(), name: name.to_vec() }),
+                    Some(TopChild::Snap(snap, tree, time_ns)) => (
+                        key(&[b"snap", &snap.0]),
+                        What::SnapRoot {
+                            snap,
+                            tree,
+                            time_ns,
+                        },
+                    ),
+                    Some(TopChild::Link(_)) => (
+                        key(&[b"link", &pkey, name]),
+                        What::TopLink {
+                            dir: d.clone(),
+                            name: name.to_vec(),
+                        },
+                    ),
                     None => return Err(VfsError::NotFound),
                 }
             }
@@ -465,7 +549,13 @@ impl Vfs {
                 };
                 let tree = self.dir_tree(other, parent)?.ok_or(VfsError::NotDir)?;
                 let node = tree.get(name).ok_or(VfsError::NotFound)?;
-                (node_key(&snap, &pkey, node), What::Node { snap, node: Box::new(node.clone()) })
+                (
+                    node_key(&snap, &pkey, node),
+                    What::Node {
+                        snap,
+                        node: Box::new(node.clone()),
+                    },
+                )
             }
         };
         let ino = self.remember(parent, name, key, what);
@@ -483,10 +573,20 @@ impl Vfs {
         let parent = lock(&self.inodes).get(&ino).map_or(ROOT_INO, |e| e.parent);
         let mut out = Vec::new();
         if offset == 0 {
-            out.push(DirItem { ino, kind: NodeKind::Dir, name: b".".to_vec(), next: 1 });
+            out.push(DirItem {
+                ino,
+                kind: NodeKind::Dir,
+                name: b".".to_vec(),
+                next: 1,
+            });
         }
         if offset <= 1 {
-            out.push(DirItem { ino: parent, kind: NodeKind::Dir, name: b"..".to_vec(), next: 2 });
+            out.push(DirItem {
+                ino: parent,
+                kind: NodeKind::Dir,
+                name: b"..".to_vec(),
+                next: 2,
+            });
         }
         let skip = offset.saturating_sub(2) as usize;
         match &*what {
@@ -497,9 +597,16 @@ impl Vfs {
                     let (ckey, kind) = match &c {
                         TopChild::Dir(md) => (meta_key(md), NodeKind::Dir),
                         TopChild::Snap(snap, ..) => (self::key(&[b"snap", &snap.0]), NodeKind::Dir),
-                        TopChild::Link(_) => (self::key(&[b"link", &key, &name]), NodeKind::Symlink),
+                        TopChild::Link(_) => {
+                            (self::key(&[b"link", &key, &name]), NodeKind::Symlink)
+                        }
                     };
-                    out.push(DirItem { ino: ino_of(&ckey), kind, name, next: i as u64 + 3 });
+                    out.push(DirItem {
+                        ino: ino_of(&ckey),
+                        kind,
+                        name,
+                        next: i as u64 + 3,
+                    });
                 }
             }
             other => {
@@ -510,10 +617,19 @@ impl Vfs {
                 let tree = self.dir_tree(other, ino)?.ok_or(VfsError::NotDir)?;
                 for (i, n) in tree.nodes.iter().enumerate().skip(skip).take(max) {
                     if !is_safe_name(&n.name) {
-                        tracing::warn!("{}: entry with an unsafe name {:?} not shown", self.path_of(ino), String::from_utf8_lossy(&n.name));
+                        tracing::warn!(
+                            "{}: entry with an unsafe name {:?} not shown",
+                            self.path_of(ino),
+                            String::from_utf8_lossy(&n.name)
+                        );
                         continue;
                     }
-                    out.push(DirItem { ino: ino_of(&node_key(&snap, &key, n)), kind: n.kind, name: n.name.clone(), next: i as u64 + 3 });
+                    out.push(DirItem {
+                        ino: ino_of(&node_key(&snap, &key, n)),
+                        kind: n.kind,
+                        name: n.name.clone(),
+                        next: i as u64 + 3,
+                    });
                 }
             }
         }
@@ -531,7 +647,9 @@ impl Vfs {
                 Some(TopChild::Link(t)) => Ok(t),
                 _ => Err(VfsError::NotFound),
             },
-            What::Node { node, .. } if node.kind == NodeKind::Symlink => Ok(node.target.clone().unwrap_or_default()),
+            What::Node { node, .. } if node.kind == NodeKind::Symlink => {
+                Ok(node.target.clone().unwrap_or_default())
+            }
             _ => Err(VfsError::NotLink),
         }
     }
@@ -542,7 +660,9 @@ impl Vfs {
             return Ok(f.clone());
         }
         let (what, _) = self.entry(ino)?;
-        let What::Node { node, .. } = &*what else { return Err(VfsError::Io) };
+        let What::Node { node, .. } = &*what else {
+            return Err(VfsError::Io);
+        };
         if node.kind != NodeKind::File {
             return Err(VfsError::Io);
         }
@@ -551,18 +671,36 @@ impl Vfs {
         let mut known_end = u64::MAX;
         for id in &node.content {
             let Some(loc) = self.repo.locate(id) else {
-                tracing::error!("{}: chunk {} is not in the index; reads from byte {pos} on fail", self.path_of(ino), id.short());
+                tracing::error!(
+                    "{}: chunk {} is not in the index; reads from byte {pos} on fail",
+                    self.path_of(ino),
+                    id.short()
+                );
                 known_end = pos;
                 break;
             };
             let len = u64::from(loc.entry.raw_len);
-            chunks.push(Chunk { start: pos, len, id: *id, loc });
+            chunks.push(Chunk {
+                start: pos,
+                len,
+                id: *id,
+                loc,
+            });
             pos += len;
         }
         if known_end == u64::MAX && pos != node.size {
-            tracing::warn!("{}: chunks hold {pos} bytes, the entry says {}", self.path_of(ino), node.size);
+            tracing::warn!(
+                "{}: chunks hold {pos} bytes, the entry says {}",
+                self.path_of(ino),
+                node.size
+            );
         }
-        let f = Arc::new(OpenFile { ino, size: node.size, chunks, known_end: known_end.min(pos) });
+        let f = Arc::new(OpenFile {
+            ino,
+            size: node.size,
+            chunks,
+            known_end: known_end.min(pos),
+        });
         lock(&self.files).insert(ino, f.clone());
         Ok(f)
     }
@@ -578,11 +716,23 @@ impl Vfs {
                 Ok(d)
             }
             Ok(d) => {
-                tracing::error!("{}: chunk {} in pack {} has {} bytes, the index says {}", self.path_of(f.ino), c.id.short(), c.loc.pack.short(), d.len(), c.len);
+                tracing::error!(
+                    "{}: chunk {} in pack {} has {} bytes, the index says {}",
+                    self.path_of(f.ino),
+                    c.id.short(),
+                    c.loc.pack.short(),
+                    d.len(),
+                    c.len
+                );
                 Err(VfsError::Io)
             }
             Err(e) => {
-                tracing::error!("{}: bytes {}..{} unreadable: {e}", self.path_of(f.ino), c.start, c.start + c.len);
+                tracing::error!(
+                    "{}: bytes {}..{} unreadable: {e}",
+                    self.path_of(f.ino),
+                    c.start,
+                    c.start + c.len
+                );
                 Err(VfsError::Io)
             }
         }
@@ -601,7 +751,11 @@ impl Vfs {
         }
         let end = f.size.min(offset.saturating_add(u64::from(size)));
         if end > f.known_end {
-            tracing::error!("{}: bytes {}..{end} unreadable: a chunk is missing", self.path_of(f.ino), offset.max(f.known_end));
+            tracing::error!(
+                "{}: bytes {}..{end} unreadable: a chunk is missing",
+                self.path_of(f.ino),
+                offset.max(f.known_end)
+            );
             return Err(VfsError::Io);
         }
         let mut out = Vec::with_capacity((end - offset) as usize);
@@ -609,7 +763,11 @@ impl Vfs {
         let mut i = f.chunks.partition_point(|c| c.start + c.len <= pos);
         while pos < end {
             let Some(c) = f.chunks.get(i) else {
-                tracing::error!("{}: the chunks end at byte {pos}, before the file's size {}", self.path_of(f.ino), f.size);
+                tracing::error!(
+                    "{}: the chunks end at byte {pos}, before the file's size {}",
+                    self.path_of(f.ino),
+                    f.size
+                );
                 return Err(VfsError::Io);
             };
             let data = self.chunk_data(&f, c)?;
@@ -628,7 +786,12 @@ impl Vfs {
     /// [`VfsError::NoData`] if it has none of that name.
     pub fn getxattr(&self, ino: u64, name: &[u8]) -> VResult<Vec<u8>> {
         match &*self.entry(ino)?.0 {
-            What::Node { node, .. } => node.xattrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).ok_or(VfsError::NoData),
+            What::Node { node, .. } => node
+                .xattrs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .ok_or(VfsError::NoData),
             _ => Err(VfsError::NoData),
         }
     }
@@ -650,6 +813,9 @@ impl Vfs {
 
     /// (Bytes of packs in the repository, number of snapshots), for `statfs`.
     pub fn usage(&self) -> (u64, u64) {
-        (self.repo.indexed_packs().values().sum(), self.top().len() as u64)
+        (
+            self.repo.indexed_packs().values().sum(),
+            self.top().len() as u64,
+        )
     }
 }

@@ -53,7 +53,10 @@ pub struct Top {
 
 /// A host or tag made into one safe path component.
 fn component(s: &str) -> String {
-    let c: String = s.chars().map(|c| if c == '/' || c == '\0' { '_' } else { c }).collect();
+    let c: String = s
+        .chars()
+        .map(|c| if c == '/' || c == '\0' { '_' } else { c })
+        .collect();
     if is_safe_name(c.as_bytes()) {
         c
     } else {
@@ -83,7 +86,13 @@ impl Top {
             for t in &tags {
                 top.tags.entry(t.clone()).or_default().push(i);
             }
-            top.snaps.push(SnapEntry { id: *id, dirname, short: id.short(), time_ns: s.time_ns, tree: s.tree });
+            top.snaps.push(SnapEntry {
+                id: *id,
+                dirname,
+                short: id.short(),
+                time_ns: s.time_ns,
+                tree: s.tree,
+            });
         }
         // Ids share 8 digits only by rare chance: then those use the full id.
         let mut count: BTreeMap<String, usize> = BTreeMap::new();
@@ -114,10 +123,20 @@ impl Top {
     }
 
     fn links_into(&self, up: &str, list: &[usize]) -> Vec<(Vec<u8>, TopChild)> {
-        let mut v: Vec<(Vec<u8>, TopChild)> =
-            list.iter().map(|&i| (self.snaps[i].dirname.clone().into_bytes(), TopChild::Link(format!("{up}{}", self.snaps[i].dirname).into_bytes()))).collect();
+        let mut v: Vec<(Vec<u8>, TopChild)> = list
+            .iter()
+            .map(|&i| {
+                (
+                    self.snaps[i].dirname.clone().into_bytes(),
+                    TopChild::Link(format!("{up}{}", self.snaps[i].dirname).into_bytes()),
+                )
+            })
+            .collect();
         if let Some(&last) = list.last() {
-            v.push((b"latest".to_vec(), TopChild::Link(format!("{up}{}", self.snaps[last].dirname).into_bytes())));
+            v.push((
+                b"latest".to_vec(),
+                TopChild::Link(format!("{up}{}", self.snaps[last].dirname).into_bytes()),
+            ));
         }
         v
     }
@@ -132,14 +151,49 @@ impl Top {
                     (b"tags".to_vec(), TopChild::Dir(MetaDir::Tags)),
                 ];
                 if let Some(last) = self.snaps.last() {
-                    v.push((b"latest".to_vec(), TopChild::Link(last.dirname.clone().into_bytes())));
+                    v.push((
+                        b"latest".to_vec(),
+                        TopChild::Link(last.dirname.clone().into_bytes()),
+                    ));
                 }
-                v.extend((0..self.snaps.len()).map(|i| (self.snaps[i].dirname.clone().into_bytes(), self.snap_child(i))));
+                v.extend((0..self.snaps.len()).map(|i| {
+                    (
+                        self.snaps[i].dirname.clone().into_bytes(),
+                        self.snap_child(i),
+                    )
+                }));
                 v
             }
-            MetaDir::Ids => self.snaps.iter().map(|s| (s.short.clone().into_bytes(), TopChild::Link(format!("../{}", s.dirname).into_bytes()))).collect(),
-            MetaDir::Hosts => self.hosts.keys().map(|h| (h.clone().into_bytes(), TopChild::Dir(MetaDir::Host(h.clone())))).collect(),
-            MetaDir::Tags => self.tags.keys().map(|t| (t.clone().into_bytes(), TopChild::Dir(MetaDir::Tag(t.clone())))).collect(),
+            MetaDir::Ids => self
+                .snaps
+                .iter()
+                .map(|s| {
+                    (
+                        s.short.clone().into_bytes(),
+                        TopChild::Link(format!("../{}", s.dirname).into_bytes()),
+                    )
+                })
+                .collect(),
+            MetaDir::Hosts => self
+                .hosts
+                .keys()
+                .map(|h| {
+                    (
+                        h.clone().into_bytes(),
+                        TopChild::Dir(MetaDir::Host(h.clone())),
+                    )
+                })
+                .collect(),
+            MetaDir::Tags => self
+                .tags
+                .keys()
+                .map(|t| {
+                    (
+                        t.clone().into_bytes(),
+                        TopChild::Dir(MetaDir::Tag(t.clone())),
+                    )
+                })
+                .collect(),
             MetaDir::Host(h) => self.links_into("../../", self.hosts.get(h)?),
             MetaDir::Tag(t) => self.links_into("../../", self.tags.get(t)?),
         })
@@ -152,13 +206,20 @@ impl Top {
                 if let Some(i) = self.snaps.iter().position(|s| s.dirname.as_bytes() == name) {
                     return Some(self.snap_child(i));
                 }
-                self.children(dir)?.into_iter().find(|(n, _)| n == name).map(|(_, c)| c)
+                self.children(dir)?
+                    .into_iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, c)| c)
             }
             MetaDir::Ids => {
                 let s = self.snaps.iter().find(|s| s.short.as_bytes() == name)?;
                 Some(TopChild::Link(format!("../{}", s.dirname).into_bytes()))
             }
-            _ => self.children(dir)?.into_iter().find(|(n, _)| n == name).map(|(_, c)| c),
+            _ => self
+                .children(dir)?
+                .into_iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, c)| c),
         }
     }
 
@@ -192,11 +253,22 @@ mod tests {
     #[test]
     fn names_are_unique_and_latest_is_newest() {
         let sec = 1_000_000_000;
-        let v = vec![snap(2 * sec + 5, "b", &["x"]), snap(2 * sec, "a/../x", &["x", ".."]), snap(1 * sec, "a/../x", &[])];
+        let v = vec![
+            snap(2 * sec + 5, "b", &["x"]),
+            snap(2 * sec, "a/../x", &["x", ".."]),
+            snap(1 * sec, "a/../x", &[]),
+        ];
         let top = Top::new(&v);
         let root = top.children(&MetaDir::Root).expect("root");
-        let names: Vec<String> = root.iter().map(|(n, _)| String::from_utf8_lossy(n).into_owned()).collect();
-        assert!(names.contains(&"1970-01-01T00:00:02Z".to_string()) && names.contains(&"1970-01-01T00:00:02Z.2".to_string()), "{names:?}");
+        let names: Vec<String> = root
+            .iter()
+            .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
+            .collect();
+        assert!(
+            names.contains(&"1970-01-01T00:00:02Z".to_string())
+                && names.contains(&"1970-01-01T00:00:02Z.2".to_string()),
+            "{names:?}"
+        );
         match top.child(&MetaDir::Root, b"latest") {
             Some(TopChild::Link(t)) => assert_eq!(t, b"1970-01-01T00:00:02Z.2"),
             other => panic!("{other:?}"),
@@ -207,7 +279,11 @@ mod tests {
         }
         let tags = top.children(&MetaDir::Tags).expect("tags");
         assert!(tags.iter().all(|(n, _)| is_safe_name(n)));
-        assert!(matches!(top.child(&MetaDir::Tag("x".into()), b"latest"), Some(TopChild::Link(t)) if t == b"../../1970-01-01T00:00:02Z.2"));
-        assert!(top.child(&MetaDir::Host("nope".into()), b"latest").is_none());
+        assert!(
+            matches!(top.child(&MetaDir::Tag("x".into()), b"latest"), Some(TopChild::Link(t)) if t == b"../../1970-01-01T00:00:02Z.2")
+        );
+        assert!(top
+            .child(&MetaDir::Host("nope".into()), b"latest")
+            .is_none());
     }
 }
