@@ -72,6 +72,16 @@ fn mount(e: &Env, extra: &[&str]) -> Mnt {
     m
 }
 
+/// A repository with one snapshot of `src/` holding the file `f` with `content`.
+fn one_file_snapshot(content: &str) -> (Env, PathBuf) {
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), content).unwrap();
+    e.ok(&["backup", src.to_str().unwrap()]);
+    (e, src)
+}
+
 fn snapshot_dirs(mp: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(mp)
         .unwrap()
@@ -409,11 +419,7 @@ fn sigterm_unmounts_cleanly() {
     if !needs_fuse("sigterm_unmounts_cleanly") {
         return;
     }
-    let e = Env::init();
-    let src = e.path("src");
-    fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("f"), "x").unwrap();
-    e.ok(&["backup", src.to_str().unwrap()]);
+    let (e, _src) = one_file_snapshot("x");
     let mp = e.path("mnt");
     fs::create_dir_all(&mp).unwrap();
     let mut child = e
@@ -452,11 +458,7 @@ fn a_killed_mount_is_recovered_by_mounting_again() {
     if !needs_fuse("a_killed_mount_is_recovered_by_mounting_again") {
         return;
     }
-    let e = Env::init();
-    let src = e.path("src");
-    fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("f"), "x").unwrap();
-    e.ok(&["backup", src.to_str().unwrap()]);
+    let (e, src) = one_file_snapshot("x");
     let m = mount(&e, &[]);
     let pid = m.pid.expect("pid in --json output");
     Command::new("kill")
@@ -505,11 +507,7 @@ fn mount_t_fuse_bakfs_and_fstab_work() {
         }
     }
     let _h = RemoveHelper(ours);
-    let e = Env::init();
-    let src = e.path("src");
-    fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("f"), "via mount(8)").unwrap();
-    e.ok(&["backup", src.to_str().unwrap()]);
+    let (e, src) = one_file_snapshot("via mount(8)");
     let pw = e.path("pw");
     fs::write(&pw, "correct horse\n").unwrap();
     let mp = e.path("mnt");
