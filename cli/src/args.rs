@@ -119,6 +119,9 @@ pub enum Cmd {
     /// The local catalog.
     #[command(subcommand)]
     Catalog(CatalogCmd),
+    /// Offline media that bakfs-mediad copies snapshots onto.
+    #[command(subcommand)]
+    Media(MediaCmd),
     /// Repair a damaged repository.
     #[command(subcommand)]
     Repair(RepairCmd),
@@ -237,6 +240,25 @@ pub struct RestoreArgs {
 pub struct ForgetArgs {
     /// Remove exactly these snapshots (id prefixes; works on damaged manifests too).
     pub ids: Vec<String>,
+    #[command(flatten)]
+    pub keep: KeepArgs,
+    /// Apply this job's retention to this job's snapshots.
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Only snapshots of this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Run prune afterwards.
+    #[arg(long)]
+    pub prune: bool,
+    /// Only say what would be removed.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+}
+
+/// A retention policy on the command line.
+#[derive(Args, Debug, Default, Clone)]
+pub struct KeepArgs {
     #[arg(long)]
     pub keep_last: Option<u32>,
     #[arg(long)]
@@ -252,16 +274,59 @@ pub struct ForgetArgs {
     /// Keep snapshots newer than DURATION before the newest one (e.g. 30d, 1y6m).
     #[arg(long, value_name = "DURATION")]
     pub keep_within: Option<String>,
-    /// Apply this job's retention to this job's snapshots.
+}
+
+impl KeepArgs {
+    pub fn policy(&self) -> anyhow::Result<bakfs_core::forget::KeepPolicy> {
+        Ok(bakfs_core::forget::KeepPolicy {
+            last: self.keep_last,
+            hourly: self.keep_hourly,
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+            yearly: self.keep_yearly,
+            within: self
+                .keep_within
+                .as_deref()
+                .map(bakfs_core::timefmt::parse_duration)
+                .transpose()?,
+        })
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MediaCmd {
+    /// Prepare a medium (a block device with a filesystem) for bakfs-mediad.
+    Enroll(EnrollArgs),
+    /// List enrolled media.
+    List,
+    /// Show what the catalog knows of one medium (no need to plug it in).
+    Show { label: String },
+    /// Record where a medium is now.
+    SetLocation {
+        label: String,
+        #[arg(value_parser = ["onsite", "offsite"])]
+        location: String,
+    },
+    /// Forget a medium and its ledger (its files stay on it).
+    Forget { label: String },
+}
+
+#[derive(Args, Debug)]
+pub struct EnrollArgs {
+    /// The block device holding the medium's filesystem, e.g. /dev/sdb1.
+    pub device: PathBuf,
+    /// A unique name, written on the medium's sticker.
     #[arg(long)]
-    pub job: Option<String>,
-    /// Only snapshots of this host.
-    #[arg(long)]
-    pub host: Option<String>,
-    /// Run prune afterwards.
-    #[arg(long)]
-    pub prune: bool,
-    /// Only say what would be removed.
-    #[arg(long, short = 'n')]
-    pub dry_run: bool,
+    pub label: String,
+    /// A group of media that rotate together.
+    #[arg(long, default_value = "default")]
+    pub pool: String,
+    #[arg(long, default_value = "onsite", value_parser = ["onsite", "offsite"])]
+    pub location: String,
+    #[arg(long, value_parser = ["usb", "disk"])]
+    pub kind: Option<String>,
+    /// Snapshots to keep on the medium [default: --keep-last 3].
+    #[command(flatten)]
+    pub keep: KeepArgs,
 }

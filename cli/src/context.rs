@@ -8,7 +8,7 @@ use bakfs_core::catalog::Catalog;
 use bakfs_core::repo::Repository;
 
 use crate::args::Global;
-use crate::config::{self, Config};
+use bakfs_core::settings::{self as config, Config};
 
 /// A password held in memory, wiped on drop.
 pub type Secret = zeroize::Zeroizing<Vec<u8>>;
@@ -120,24 +120,7 @@ impl Ctx {
     }
 
     pub fn state_dir(&self) -> PathBuf {
-        if let Some(d) = self
-            .global
-            .state_dir
-            .clone()
-            .or_else(|| self.config.state_dir.clone())
-        {
-            return d;
-        }
-        if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
-            return PathBuf::from(x).join("bakfs");
-        }
-        if nix::unistd::geteuid().is_root() {
-            return PathBuf::from("/var/lib/bakfs");
-        }
-        std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/tmp"))
-            .join(".local/state/bakfs")
+        config::state_dir(self.global.state_dir.as_deref(), &self.config)
     }
 
     pub fn catalog(&self) -> Result<Catalog> {

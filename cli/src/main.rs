@@ -2,7 +2,6 @@
 
 mod args;
 mod cmd;
-mod config;
 mod context;
 mod mount_helper;
 mod progress;

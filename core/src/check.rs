@@ -52,10 +52,18 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
         .into_iter()
         .collect();
     let mut bad_packs: HashMap<PackId, String> = HashMap::new();
+    // A medium's copy holds only the packs its snapshots need, under the primary's index:
+    // an absent pack is damage only if a snapshot here needs it.
+    let partial = repo.is_medium();
+    let mut absent: HashSet<PackId> = HashSet::new();
     for (id, size) in &indexed {
         let name = id.to_hex();
         if !on_disk.contains(&name) {
-            bad_packs.insert(*id, "missing".into());
+            if partial {
+                absent.insert(*id);
+            } else {
+                bad_packs.insert(*id, "missing".into());
+            }
         } else if let Ok(s) = backend.size(FileKind::Pack, &name) {
             if s != *size {
                 bad_packs.insert(
@@ -79,7 +87,7 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
         let mut ids: Vec<PackId> = indexed
             .keys()
             .copied()
-            .filter(|id| !bad_packs.contains_key(id))
+            .filter(|id| !bad_packs.contains_key(id) && !absent.contains(id))
             .collect();
         ids.sort();
         if frac < 1.0 {
@@ -105,9 +113,17 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
         rep.errors.push(format!("{what}: {why}"));
     }
     rep.snapshots = snaps.len();
+    let needed_absent: std::sync::Mutex<HashSet<PackId>> = Default::default();
     let bad_blob = |id: &BlobId| -> Option<String> {
         match repo.locate(id) {
             None => Some("not in the index".into()),
+            Some(l) if absent.contains(&l.pack) => {
+                needed_absent
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(l.pack);
+                Some(format!("in pack {}, which is not on this medium", l.pack))
+            }
             Some(l) => bad_packs
                 .get(&l.pack)
                 .map(|m| format!("in damaged pack {}: {m}", l.pack)),
@@ -160,6 +176,18 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
                 }
             }
         }
+    }
+    let needed_absent = needed_absent
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    for id in &needed_absent {
+        bad_packs.insert(*id, "missing".into());
+    }
+    if absent.len() > needed_absent.len() {
+        rep.notes.push(format!(
+            "{} packs listed in the index are not on this medium (no snapshot on it needs them)",
+            absent.len() - needed_absent.len()
+        ));
     }
     for (id, m) in bad_packs {
         rep.damaged_packs.insert(id.to_hex(), m);

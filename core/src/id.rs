@@ -83,6 +83,10 @@ id_type!(
     /// Random id of one wrapping of the master key.
     KeyId
 );
+id_type!(
+    /// Random id of an enrolled medium, fixed at `bakfs media enroll`.
+    MediumId
+);
 
 #[cfg(test)]
 mod tests {

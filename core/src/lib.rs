@@ -19,10 +19,12 @@ pub mod forget;
 pub mod format;
 pub mod id;
 pub mod lock;
+pub mod medium;
 pub mod meta;
 pub mod prune;
 pub mod repo;
 pub mod restore;
+pub mod settings;
 pub mod timefmt;
 pub mod vfs;
 

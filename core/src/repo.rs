@@ -60,6 +60,8 @@ pub struct Repository {
     /// Index files and snapshot manifests that failed to open: (name, reason).
     damaged: Mutex<Vec<(String, String)>>,
     writer: Mutex<Option<std::sync::mpsc::SyncSender<WriterMsg>>>,
+    /// A medium's copy (see [`crate::medium`]): its index may list packs it does not hold.
+    medium: bool,
 }
 
 fn read_config(backend: &dyn Backend, root: &std::path::Path) -> Result<Config> {
@@ -161,12 +163,22 @@ impl Repository {
         Self::with_key(Arc::new(backend), config, master, key_id)
     }
 
+    /// Reads the plaintext `config` of the repository in `root`, without the key (for mediad
+    /// and `bakfs media`, which copy encrypted files and need only the repository id).
+    ///
+    /// # Errors
+    /// [`Error::NotARepository`], [`Error::UnsupportedVersion`], a damaged config.
+    pub fn read_config(root: &std::path::Path) -> Result<Config> {
+        read_config(&LocalBackend::new(root), root)
+    }
+
     /// Opens the repository in directory `root` with `passphrase`.
     ///
     /// # Errors
     /// [`Error::NotARepository`], [`Error::UnsupportedVersion`], [`Error::WrongPassword`],
     /// [`Error::Damaged`] for a damaged index, I/O errors.
     pub fn open(root: &std::path::Path, passphrase: &[u8]) -> Result<Repository> {
+        let medium = crate::medium::is_medium(root);
         let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(root));
         let config = read_config(backend.as_ref(), root)?;
         let names = backend
@@ -188,7 +200,10 @@ impl Repository {
                 }
             };
             if let Ok(master) = w.unwrap_key(passphrase) {
-                return Self::with_key(backend, config, master, kid);
+                let mut repo = Self::with_key_lazy(backend, config, master, kid);
+                repo.medium = medium;
+                repo.load_index()?;
+                return Ok(repo);
             }
         }
         Err(damaged.unwrap_or(Error::WrongPassword))
@@ -200,6 +215,17 @@ impl Repository {
         master: MasterKey,
         key_id: KeyId,
     ) -> Result<Repository> {
+        let repo = Self::with_key_lazy(backend, config, master, key_id);
+        repo.load_index()?;
+        Ok(repo)
+    }
+
+    fn with_key_lazy(
+        backend: Arc<dyn Backend>,
+        config: Config,
+        master: MasterKey,
+        key_id: KeyId,
+    ) -> Repository {
         let keys = master.derive();
         let chunker = Chunker::new(keys.chunker_seed(), config.chunker);
         let repo = Repository {
@@ -216,9 +242,14 @@ impl Repository {
             written: Arc::new(Written::default()),
             damaged: Mutex::new(Vec::new()),
             writer: Mutex::new(None),
+            medium: false,
         };
-        repo.load_index()?;
-        Ok(repo)
+        repo
+    }
+
+    /// Whether this is a medium's copy, which holds only some of the packs its index lists.
+    pub fn is_medium(&self) -> bool {
+        self.medium
     }
 
     /// Reads all index files into memory. A damaged index file is skipped with a warning and
@@ -262,17 +293,44 @@ impl Repository {
         }
         let mut idx = HashMap::new();
         let mut sizes = HashMap::new();
+        // Blobs listed more than once: the later entry wins, the others are kept in case its
+        // pack is absent (a medium holds only some packs).
+        let mut others: HashMap<BlobId, Vec<BlobLocation>> = HashMap::new();
         for f in files {
             for p in f.packs {
                 sizes.insert(p.id, p.size);
                 for e in p.blobs {
-                    idx.insert(
-                        e.id,
-                        BlobLocation {
-                            pack: p.id,
-                            entry: e,
-                        },
-                    );
+                    let loc = BlobLocation {
+                        pack: p.id,
+                        entry: e,
+                    };
+                    if let Some(old) = idx.insert(e.id, loc) {
+                        if self.medium && old.pack != p.id {
+                            others.entry(e.id).or_default().push(old);
+                        }
+                    }
+                }
+            }
+        }
+        if !others.is_empty() {
+            let present: HashSet<String> = self
+                .backend
+                .list(FileKind::Pack)
+                .map_err(|e| Error::io("data/", e))?
+                .into_iter()
+                .collect();
+            for (id, alts) in others {
+                let Some(cur) = idx.get_mut(&id) else {
+                    continue;
+                };
+                if present.contains(&cur.pack.to_hex()) {
+                    continue;
+                }
+                if let Some(alt) = alts
+                    .into_iter()
+                    .find(|a| present.contains(&a.pack.to_hex()))
+                {
+                    *cur = alt;
                 }
             }
         }

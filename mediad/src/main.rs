@@ -1,6 +1,88 @@
-//! bakfs-mediad: the media daemon. Not built yet: it is its own issue.
+//! bakfs-mediad: copies the newest snapshots onto enrolled media when udev sees them.
+//!
+//! It reads the same configuration, repository and state directory as `bakfs` and needs no
+//! passphrase: packs, index files and manifests are copied as they are (encrypted) and checked
+//! against their names. See docs/mediad.md.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("bakfs-mediad: not implemented yet");
-    std::process::ExitCode::from(1)
+mod copy;
+mod daemon;
+mod plan;
+mod rotate;
+mod udev;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context, Result};
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bakfs-mediad",
+    version,
+    about = "Copies bakfs snapshots onto enrolled media as they are plugged in"
+)]
+struct Args {
+    /// Configuration file (default: $XDG_CONFIG_HOME/bakfs/config.toml, else /etc/bakfs/bakfs.toml).
+    #[arg(long, env = "BAKFS_CONFIG")]
+    config: Option<PathBuf>,
+    /// The primary repository.
+    #[arg(long, short = 'r', env = "BAKFS_REPO")]
+    repo: Option<PathBuf>,
+    /// State directory holding the catalog.
+    #[arg(long, env = "BAKFS_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Where media are mounted while they are written.
+    #[arg(long, default_value = "/run/bakfs/media")]
+    media_root: PathBuf,
+    /// Handle the media present now, then exit (no udev monitor).
+    #[arg(long)]
+    once: bool,
+    /// More log output (-v debug, -vv trace); BAKFS_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn setup(a: &Args) -> Result<rotate::Setup> {
+    let (cfg, _) = bakfs_core::settings::load(a.config.as_deref())?;
+    let repo_root = a
+        .repo
+        .clone()
+        .or_else(|| cfg.repository.clone())
+        .ok_or_else(|| anyhow!("no repository given: use --repo PATH, BAKFS_REPO or `repository` in the config file"))?;
+    let repo_root = std::path::absolute(&repo_root)?;
+    let config = bakfs_core::repo::Repository::read_config(&repo_root)
+        .with_context(|| format!("repository {}", repo_root.display()))?;
+    let state = bakfs_core::settings::state_dir(a.state_dir.as_deref(), &cfg);
+    Ok(rotate::Setup {
+        repo_root,
+        repo_id: config.id.to_hex(),
+        catalog: state.join("catalog.db"),
+        media_root: a.media_root.clone(),
+    })
+}
+
+fn main() -> ExitCode {
+    let a = Args::parse();
+    let level = match a.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BAKFS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let r = setup(&a).and_then(|s| daemon::run(&s, a.once));
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("bakfs-mediad: {e:#}");
+            ExitCode::from(1)
+        }
+    }
 }

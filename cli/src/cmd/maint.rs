@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use bakfs_core::backup::{blobs_of_tree, packs_of};
 use bakfs_core::catalog::PackRecord;
-use bakfs_core::forget::{self, Candidate, KeepPolicy};
+use bakfs_core::forget::{self, Candidate};
 use bakfs_core::{check as chk, lock, prune as prn, timefmt};
 
 use crate::args::{CatalogCmd, ForgetArgs};
@@ -146,19 +146,7 @@ pub fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
     if !a.ids.is_empty() {
         return forget_ids(ctx, &a);
     }
-    let mut policy = KeepPolicy {
-        last: a.keep_last,
-        hourly: a.keep_hourly,
-        daily: a.keep_daily,
-        weekly: a.keep_weekly,
-        monthly: a.keep_monthly,
-        yearly: a.keep_yearly,
-        within: a
-            .keep_within
-            .as_deref()
-            .map(timefmt::parse_duration)
-            .transpose()?,
-    };
+    let mut policy = a.keep.policy()?;
     if let Some(j) = &a.job {
         let job = ctx
             .config

@@ -4,6 +4,7 @@ mod backup;
 mod browse;
 mod keys;
 mod maint;
+mod media;
 mod mount;
 mod restore;
 
@@ -22,6 +23,7 @@ pub fn run(cli: Cli) -> Result<u8> {
     match cli.cmd {
         Cmd::Init => keys::init(&ctx),
         Cmd::Key(k) => keys::key(&ctx, k),
+        Cmd::Media(m) => media::run(&ctx, m),
         Cmd::Backup(a) => backup::run(&ctx, a),
         Cmd::Snapshots { host, tag } => browse::snapshots(&ctx, host, tag),
         Cmd::Ls {

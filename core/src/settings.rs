@@ -1,4 +1,5 @@
-//! The configuration file (TOML).
+//! The configuration file (TOML), read by `bakfs` and `bakfs-mediad` alike, and the state
+//! directory rule they share.
 //!
 //! ```toml
 //! repository = "/var/lib/bakfs/repo"
@@ -16,9 +17,17 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
-use bakfs_core::forget::KeepPolicy;
 use serde::Deserialize;
+
+use crate::forget::KeepPolicy;
+
+/// Why the configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("config {path}: {msg}")]
+pub struct SettingsError {
+    pub path: PathBuf,
+    pub msg: String,
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,7 +56,10 @@ pub struct Job {
 }
 
 /// Finds and reads the configuration: `explicit`, else the XDG location, else /etc.
-pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>)> {
+///
+/// # Errors
+/// The file cannot be read, is not valid TOML, has unknown keys or a bad `rpo`.
+pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), SettingsError> {
     let path = match explicit {
         Some(p) => Some(p.to_path_buf()),
         None => {
@@ -64,15 +76,35 @@ pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>)> {
     let Some(path) = path else {
         return Ok((Config::default(), None));
     };
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("reading config {}", path.display()))?;
-    let cfg: Config =
-        toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
+    let err = |msg: String| SettingsError {
+        path: path.clone(),
+        msg,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
+    let cfg: Config = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
     for (name, job) in &cfg.jobs {
         if let Some(r) = &job.rpo {
-            bakfs_core::timefmt::parse_duration(r)
-                .with_context(|| format!("config {}: job {name}: rpo", path.display()))?;
+            crate::timefmt::parse_duration(r).map_err(|e| err(format!("job {name}: rpo: {e}")))?;
         }
     }
     Ok((cfg, Some(path)))
+}
+
+/// The state directory (catalog, logs): `explicit` (`--state-dir`, `BAKFS_STATE_DIR`), else the
+/// config's `state_dir`, else `$XDG_STATE_HOME/bakfs`, else `/var/lib/bakfs` for root, else
+/// `~/.local/state/bakfs`.
+pub fn state_dir(explicit: Option<&Path>, cfg: &Config) -> PathBuf {
+    if let Some(d) = explicit.or(cfg.state_dir.as_deref()) {
+        return d.to_path_buf();
+    }
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("bakfs");
+    }
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/bakfs");
+    }
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join(".local/state/bakfs")
 }

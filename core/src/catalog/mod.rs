@@ -36,6 +36,9 @@
 //! - Connections use WAL, a 10 s `busy_timeout` and `foreign_keys=ON`; every write is a single
 //!   IMMEDIATE transaction, so concurrent writers wait for each other instead of failing.
 
+mod media;
+pub use media::{MediumFile, MediumRecord, MediumRun, MediumSnapshot};
+
 use rusqlite::{params, Connection, Result as SqlResult, Row, Transaction, TransactionBehavior};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -62,6 +65,32 @@ const MIGRATIONS: &[&str] = &[
         files INTEGER NOT NULL, bytes_read INTEGER NOT NULL, bytes_added INTEGER NOT NULL,
         snapshot_id TEXT NULL, message TEXT NULL);
     CREATE INDEX runs_by_repo ON runs(repo_id, started_ns);",
+    // 2: the media ledger (see media.rs).
+    "CREATE TABLE media (id TEXT PRIMARY KEY NOT NULL, label TEXT NOT NULL UNIQUE,
+        repo_id TEXT NOT NULL, fs_uuid TEXT NOT NULL UNIQUE, fs_type TEXT NOT NULL,
+        serial TEXT NULL, kind TEXT NOT NULL, pool TEXT NOT NULL, location TEXT NOT NULL,
+        capacity INTEGER NOT NULL, retention TEXT NOT NULL, enrolled_ns INTEGER NOT NULL,
+        last_seen_ns INTEGER NULL, last_written_ns INTEGER NULL, last_verified_ns INTEGER NULL,
+        state TEXT NOT NULL, message TEXT NULL, bytes INTEGER NOT NULL DEFAULT 0);
+    CREATE TABLE media_snapshots (medium_id TEXT NOT NULL, snapshot_id TEXT NOT NULL,
+        time_ns INTEGER NOT NULL, host TEXT NOT NULL, paths TEXT NOT NULL, job TEXT NULL,
+        verified_ns INTEGER NOT NULL, PRIMARY KEY (medium_id, snapshot_id),
+        FOREIGN KEY (medium_id) REFERENCES media(id) ON DELETE CASCADE);
+    CREATE TABLE media_snapshot_packs (medium_id TEXT NOT NULL, snapshot_id TEXT NOT NULL,
+        pack_id TEXT NOT NULL, PRIMARY KEY (medium_id, snapshot_id, pack_id),
+        FOREIGN KEY (medium_id, snapshot_id) REFERENCES media_snapshots(medium_id, snapshot_id)
+            ON DELETE CASCADE);
+    CREATE TABLE media_files (medium_id TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
+        size INTEGER NOT NULL, verified_ns INTEGER NOT NULL, PRIMARY KEY (medium_id, kind, name),
+        FOREIGN KEY (medium_id) REFERENCES media(id) ON DELETE CASCADE);
+    CREATE TABLE media_runs (id INTEGER PRIMARY KEY AUTOINCREMENT, medium_id TEXT NOT NULL,
+        started_ns INTEGER NOT NULL, ended_ns INTEGER NULL, outcome TEXT NOT NULL,
+        snapshots_added INTEGER NOT NULL DEFAULT 0, snapshots_removed INTEGER NOT NULL DEFAULT 0,
+        files_written INTEGER NOT NULL DEFAULT 0, bytes_written INTEGER NOT NULL DEFAULT 0,
+        bytes_verified INTEGER NOT NULL DEFAULT 0, seconds REAL NOT NULL DEFAULT 0,
+        message TEXT NULL,
+        FOREIGN KEY (medium_id) REFERENCES media(id) ON DELETE CASCADE);
+    CREATE INDEX media_runs_by_medium ON media_runs(medium_id, started_ns);",
 ];
 
 /// The newest schema version this code knows (the number of migrations).

@@ -1,0 +1,287 @@
+//! `bakfs media`: enroll media for bakfs-mediad and read their ledger from the catalog.
+
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use bakfs_core::catalog::{Catalog, MediumRecord};
+use bakfs_core::id::MediumId;
+use bakfs_core::medium::{self, Identity};
+use bakfs_core::repo::Repository;
+use bakfs_core::timefmt;
+use serde_json::json;
+
+use crate::args::{EnrollArgs, MediaCmd};
+use crate::context::Ctx;
+use crate::progress::mib;
+
+pub fn run(ctx: &Ctx, cmd: MediaCmd) -> Result<u8> {
+    match cmd {
+        MediaCmd::Enroll(a) => enroll(ctx, a),
+        MediaCmd::List => list(ctx),
+        MediaCmd::Show { label } => show(ctx, &label),
+        MediaCmd::SetLocation { label, location } => {
+            if !ctx.catalog()?.set_medium_location(&label, &location)? {
+                bail!("no medium labelled {label:?} (see `bakfs media list`)");
+            }
+            done(ctx, &label, &format!("{label} is {location}"))
+        }
+        MediaCmd::Forget { label } => {
+            if !ctx.catalog()?.forget_medium(&label)? {
+                bail!("no medium labelled {label:?} (see `bakfs media list`)");
+            }
+            done(
+                ctx,
+                &label,
+                &format!("{label} forgotten (the files on it are left alone)"),
+            )
+        }
+    }
+}
+
+fn done(ctx: &Ctx, label: &str, msg: &str) -> Result<u8> {
+    if ctx.global.json {
+        ctx.print_json(&json!({ "label": label, "ok": true }))?;
+    } else {
+        println!("{msg}");
+    }
+    Ok(crate::exit::OK)
+}
+
+/// udev's properties of a device, if udev knows it (`udevadm info`).
+fn udev_props(dev: &Path) -> Vec<(String, String)> {
+    let Ok(out) = std::process::Command::new("udevadm")
+        .args(["info", "--query=property", "--name"])
+        .arg(dev)
+        .output()
+    else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn enroll(ctx: &Ctx, a: EnrollArgs) -> Result<u8> {
+    let meta = std::fs::metadata(&a.device).with_context(|| a.device.display().to_string())?;
+    if !meta.file_type().is_block_device() {
+        bail!("{} is not a block device", a.device.display());
+    }
+    let repo_root = ctx.repo_path()?;
+    let repo_id = Repository::read_config(&repo_root)?.id.to_hex();
+    let mut policy = a.keep.policy()?;
+    if policy.is_empty() {
+        policy.last = Some(3);
+    }
+    let fs = medium::probe(&a.device)?;
+    if !medium::FS_TYPES.contains(&fs.fs_type.as_str()) {
+        bail!(
+            "{}: filesystem {} is not supported for media (use one of {})",
+            a.device.display(),
+            fs.fs_type,
+            medium::FS_TYPES.join(", ")
+        );
+    }
+    let mut cat = ctx.catalog()?;
+    if let Some(m) = cat.medium_by_label(&a.label)? {
+        bail!(
+            "label {} is taken by the medium with filesystem UUID {}",
+            a.label,
+            m.fs_uuid
+        );
+    }
+    if let Some(m) = cat.medium_by_uuid(&fs.uuid)? {
+        bail!(
+            "{} (filesystem UUID {}) is already enrolled as {}",
+            a.device.display(),
+            fs.uuid,
+            m.label
+        );
+    }
+    let props = udev_props(&a.device);
+    let prop = |k: &str| props.iter().find(|(p, _)| p == k).map(|(_, v)| v.clone());
+    let kind = a.kind.clone().unwrap_or_else(|| {
+        if prop("ID_BUS").as_deref() == Some("usb") {
+            "usb".into()
+        } else {
+            "disk".into()
+        }
+    });
+    let now = timefmt::now_ns();
+    let ident = Identity {
+        format: medium::IDENTITY_FORMAT,
+        medium_id: MediumId::random().to_hex(),
+        label: a.label.clone(),
+        repo_id: repo_id.clone(),
+        enrolled_ns: now,
+    };
+    let mp = std::env::temp_dir().join(format!("bakfs-enroll-{}", std::process::id()));
+    medium::mount_private(&a.device, &fs.fs_type, &mp)?;
+    let r = (|| -> Result<MediumRecord> {
+        let root = medium::create(&mp, &ident)?;
+        let rec = MediumRecord {
+            id: ident.medium_id.clone(),
+            label: a.label.clone(),
+            repo_id: repo_id.clone(),
+            fs_uuid: fs.uuid.clone(),
+            fs_type: fs.fs_type.clone(),
+            serial: prop("ID_SERIAL_SHORT").or_else(|| prop("ID_SERIAL")),
+            kind,
+            pool: a.pool.clone(),
+            location: a.location.clone(),
+            capacity: i64::try_from(medium::capacity(&mp)?).unwrap_or(i64::MAX),
+            retention: serde_json::to_string(&policy)?,
+            enrolled_ns: now,
+            last_seen_ns: Some(now),
+            last_written_ns: None,
+            last_verified_ns: None,
+            state: "enrolled".into(),
+            message: None,
+            bytes: 0,
+        };
+        if let Err(e) = cat.enroll_medium(&rec) {
+            let _ = std::fs::remove_file(root.join(medium::IDENTITY));
+            let _ = std::fs::remove_dir(&root);
+            return Err(e.into());
+        }
+        Ok(rec)
+    })();
+    let _ = nix::unistd::sync();
+    let um = medium::unmount(&mp);
+    let _ = std::fs::remove_dir(&mp);
+    let rec = r?;
+    um?;
+    if ctx.global.json {
+        ctx.print_json(&medium_json(&cat, &rec)?)?;
+    } else {
+        println!(
+            "enrolled {} ({} {}, filesystem {} {}, {}): bakfs-mediad fills it when it is plugged in",
+            rec.label,
+            rec.kind,
+            rec.location,
+            rec.fs_type,
+            rec.fs_uuid,
+            mib(rec.capacity as u64)
+        );
+    }
+    Ok(crate::exit::OK)
+}
+
+fn when(ns: Option<i64>) -> String {
+    ns.map(timefmt::format_rfc3339)
+        .unwrap_or_else(|| "never".into())
+}
+
+fn medium_json(cat: &Catalog, m: &MediumRecord) -> Result<serde_json::Value> {
+    let snaps = cat.medium_snapshots(&m.id)?;
+    let retention: serde_json::Value = serde_json::from_str(&m.retention).unwrap_or(json!({}));
+    Ok(json!({
+        "label": m.label, "id": m.id, "repo_id": m.repo_id, "kind": m.kind, "pool": m.pool,
+        "location": m.location, "fs_uuid": m.fs_uuid, "fs_type": m.fs_type, "serial": m.serial,
+        "capacity": m.capacity, "bytes": m.bytes, "retention": retention, "state": m.state,
+        "message": m.message, "enrolled": timefmt::format_rfc3339(m.enrolled_ns),
+        "last_seen": m.last_seen_ns.map(timefmt::format_rfc3339),
+        "last_written": m.last_written_ns.map(timefmt::format_rfc3339),
+        "last_verified": m.last_verified_ns.map(timefmt::format_rfc3339),
+        "snapshots": snaps.iter().map(|s| json!({
+            "id": s.snapshot_id, "time": timefmt::format_rfc3339(s.time_ns), "host": s.host,
+            "paths": s.paths, "job": s.job, "verified": timefmt::format_rfc3339(s.verified_ns),
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+fn list(ctx: &Ctx) -> Result<u8> {
+    let cat = ctx.catalog()?;
+    let media = cat.media()?;
+    if ctx.global.json {
+        let v = media
+            .iter()
+            .map(|m| medium_json(&cat, m))
+            .collect::<Result<Vec<_>>>()?;
+        ctx.print_json(&v)?;
+        return Ok(crate::exit::OK);
+    }
+    if media.is_empty() {
+        println!("no media enrolled (see `bakfs media enroll --help`)");
+        return Ok(crate::exit::OK);
+    }
+    println!(
+        "{:<14} {:<5} {:<10} {:<8} {:>5} {:>12} {:<21} STATE",
+        "LABEL", "KIND", "POOL", "WHERE", "SNAPS", "SIZE", "LAST WRITTEN"
+    );
+    for m in &media {
+        let n = cat.medium_snapshots(&m.id)?.len();
+        println!(
+            "{:<14} {:<5} {:<10} {:<8} {:>5} {:>12} {:<21} {}",
+            m.label,
+            m.kind,
+            m.pool,
+            m.location,
+            n,
+            mib(m.bytes as u64),
+            when(m.last_written_ns),
+            m.state
+        );
+    }
+    Ok(crate::exit::OK)
+}
+
+fn show(ctx: &Ctx, label: &str) -> Result<u8> {
+    let cat = ctx.catalog()?;
+    let Some(m) = cat.medium_by_label(label)? else {
+        bail!("no medium labelled {label:?} (see `bakfs media list`)");
+    };
+    let runs = cat.medium_runs(&m.id, 5)?;
+    if ctx.global.json {
+        let mut v = medium_json(&cat, &m)?;
+        v["runs"] = serde_json::to_value(&runs)?;
+        ctx.print_json(&v)?;
+        return Ok(crate::exit::OK);
+    }
+    println!("{} ({} {}, pool {})", m.label, m.kind, m.location, m.pool);
+    println!(
+        "  state:         {}{}",
+        m.state,
+        m.message
+            .as_deref()
+            .map(|x| format!(": {x}"))
+            .unwrap_or_default()
+    );
+    println!(
+        "  filesystem:    {} {}, {}",
+        m.fs_type,
+        m.fs_uuid,
+        mib(m.capacity as u64)
+    );
+    println!("  retention:     {}", m.retention);
+    println!("  holds:         {} of bakfs files", mib(m.bytes as u64));
+    println!("  last seen:     {}", when(m.last_seen_ns));
+    println!("  last written:  {}", when(m.last_written_ns));
+    println!("  last verified: {}", when(m.last_verified_ns));
+    let snaps = cat.medium_snapshots(&m.id)?;
+    println!("  snapshots ({}):", snaps.len());
+    for s in snaps {
+        println!(
+            "    {}  {}  {} {}",
+            &s.snapshot_id[..8.min(s.snapshot_id.len())],
+            timefmt::format_rfc3339(s.time_ns),
+            s.host,
+            s.paths.join(" ")
+        );
+    }
+    for r in runs {
+        println!(
+            "  run {}: {} ({} added, {} removed, {} written, {:.1} s){}",
+            timefmt::format_rfc3339(r.started_ns),
+            r.outcome,
+            r.snapshots_added,
+            r.snapshots_removed,
+            mib(r.bytes_written as u64),
+            r.seconds,
+            r.message.map(|m| format!(": {m}")).unwrap_or_default()
+        );
+    }
+    Ok(crate::exit::OK)
+}

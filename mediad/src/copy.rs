@@ -1,0 +1,313 @@
+//! Copying repository files onto a medium and reading them back.
+//!
+//! Files on a medium are untrusted: they are opened with `O_NOFOLLOW`, only regular files with
+//! names bakfs writes are looked at, and sizes are compared before anything is read. Writes go
+//! to `.tmp-<name>` and are renamed into place; nothing is recorded until it was synced and read
+//! back with its page cache dropped.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bakfs_core::medium;
+
+const BUF: usize = 1 << 20;
+
+/// A repository file kind, as the catalog's `media_files.kind` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Config,
+    Key,
+    Index,
+    Pack,
+    Snapshot,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Config => "config",
+            Kind::Key => "key",
+            Kind::Index => "index",
+            Kind::Pack => "pack",
+            Kind::Snapshot => "snapshot",
+        }
+    }
+
+    /// Whether the file is named by the blake3 of its bytes.
+    pub fn content_addressed(self) -> bool {
+        matches!(self, Kind::Index | Kind::Pack | Kind::Snapshot)
+    }
+}
+
+/// Where a file of `kind` lives under a repository root.
+pub fn rel(kind: Kind, name: &str) -> PathBuf {
+    match kind {
+        Kind::Config => PathBuf::from("config"),
+        Kind::Key => Path::new("keys").join(name),
+        Kind::Index => Path::new("index").join(name),
+        Kind::Snapshot => Path::new("snapshots").join(name),
+        Kind::Pack => Path::new("data")
+            .join(&name[..2.min(name.len())])
+            .join(name),
+    }
+}
+
+fn hex64(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// Why a copy stopped.
+#[derive(Debug)]
+pub enum CopyError {
+    /// The medium ran out of space.
+    Full(String),
+    /// The job was cancelled (medium removed, daemon stopping).
+    Cancelled,
+    /// The primary's file does not match its name: it is not copied.
+    SourceDamaged(String),
+    Io(String),
+}
+
+impl std::fmt::Display for CopyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CopyError::Full(m) => write!(f, "medium full: {m}"),
+            CopyError::Cancelled => write!(f, "cancelled"),
+            CopyError::SourceDamaged(m) => write!(f, "primary repository damaged: {m}"),
+            CopyError::Io(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+fn io_err(what: &Path, e: &std::io::Error) -> CopyError {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+            CopyError::Full(format!("{}: {e}", what.display()))
+        }
+        _ => CopyError::Io(format!("{}: {e}", what.display())),
+    }
+}
+
+/// The bakfs files on a medium's repository directory: (kind, name) → size. Entries that are
+/// not regular files with bakfs names (symlinks, devices, stray files) are skipped and counted.
+pub fn inventory(root: &Path) -> (HashMap<(Kind, String), u64>, usize) {
+    let mut out = HashMap::new();
+    let mut skipped = 0;
+    let mut scan = |dir: &Path, kind: Kind, out: &mut HashMap<(Kind, String), u64>| {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Ok(m) = e.metadata() else { continue }; // lstat: does not follow
+            if name.starts_with(".tmp-") {
+                continue;
+            }
+            if !m.file_type().is_file() || !hex64(&name) {
+                skipped += 1;
+                continue;
+            }
+            out.insert((kind, name), m.size());
+        }
+    };
+    scan(&root.join("keys"), Kind::Key, &mut out);
+    scan(&root.join("index"), Kind::Index, &mut out);
+    scan(&root.join("snapshots"), Kind::Snapshot, &mut out);
+    if let Ok(rd) = std::fs::read_dir(root.join("data")) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                scan(&e.path(), Kind::Pack, &mut out);
+            }
+        }
+    }
+    if std::fs::symlink_metadata(root.join("config")).is_ok_and(|m| m.is_file()) {
+        if let Ok(m) = std::fs::symlink_metadata(root.join("config")) {
+            out.insert((Kind::Config, "config".into()), m.size());
+        }
+    }
+    (out, skipped)
+}
+
+/// Copies `src` to `dst_root/rel(kind, name)` through a temporary file and returns the blake3 of
+/// the bytes copied. A content-addressed source whose hash is not its name is not installed.
+///
+/// # Errors
+/// [`CopyError`].
+pub fn copy_in(
+    src: &Path,
+    dst_root: &Path,
+    kind: Kind,
+    name: &str,
+    cancel: &AtomicBool,
+) -> Result<(blake3::Hash, u64), CopyError> {
+    let dst = dst_root.join(rel(kind, name));
+    let dir = dst.parent().unwrap_or(dst_root).to_path_buf();
+    medium::ensure_dir(&dir).map_err(|e| CopyError::Io(e.to_string()))?;
+    let tmp = dir.join(format!(".tmp-{name}"));
+    let r = (|| {
+        let mut input = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(src)
+            .map_err(|e| CopyError::Io(format!("{}: {e}", src.display())))?;
+        let _ = std::fs::remove_file(&tmp);
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .map_err(|e| io_err(&tmp, &e))?;
+        let mut h = blake3::Hasher::new();
+        let mut buf = vec![0u8; BUF];
+        let mut n = 0u64;
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(CopyError::Cancelled);
+            }
+            let k = input
+                .read(&mut buf)
+                .map_err(|e| CopyError::Io(format!("{}: {e}", src.display())))?;
+            if k == 0 {
+                break;
+            }
+            h.update(&buf[..k]);
+            out.write_all(&buf[..k]).map_err(|e| io_err(&tmp, &e))?;
+            n += k as u64;
+        }
+        // Surface a delayed write error (ENOSPC, EIO) now rather than at syncfs.
+        out.flush().map_err(|e| io_err(&tmp, &e))?;
+        let hash = h.finalize();
+        if kind.content_addressed() && hash.to_hex().as_str() != name {
+            return Err(CopyError::SourceDamaged(format!(
+                "{} does not match its name",
+                src.display()
+            )));
+        }
+        std::fs::rename(&tmp, &dst).map_err(|e| io_err(&dst, &e))?;
+        Ok((hash, n))
+    })();
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
+
+/// Reads `root/rel(kind, name)` back from the device (its page cache dropped first) and returns
+/// its blake3, refusing anything that is not a regular file of `size` bytes.
+///
+/// # Errors
+/// [`CopyError`]; a size mismatch is an `Io` error.
+pub fn read_back(
+    root: &Path,
+    kind: Kind,
+    name: &str,
+    size: u64,
+    cancel: &AtomicBool,
+) -> Result<blake3::Hash, CopyError> {
+    let path = root.join(rel(kind, name));
+    let (f, actual) = medium::open_regular(&path).map_err(|e| CopyError::Io(e.to_string()))?;
+    if actual != size {
+        return Err(CopyError::Io(format!(
+            "{}: {actual} bytes, expected {size}",
+            path.display()
+        )));
+    }
+    drop_cache(&f);
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; BUF];
+    let mut f = f.take(size);
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(CopyError::Cancelled);
+        }
+        let k = f.read(&mut buf).map_err(|e| io_err(&path, &e))?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+    }
+    Ok(h.finalize())
+}
+
+/// Asks the kernel to forget the file's cached pages, so the next read comes from the device.
+fn drop_cache(f: &File) {
+    use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+    let _ = posix_fadvise(f.as_raw_fd(), 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
+}
+
+/// Flushes the filesystem holding `path` to its device.
+///
+/// # Errors
+/// syncfs(2) errors (EIO when the device failed).
+pub fn sync_fs(path: &Path) -> Result<(), CopyError> {
+    let f = File::open(path).map_err(|e| io_err(path, &e))?;
+    nix::unistd::syncfs(f.as_raw_fd()).map_err(|e| io_err(path, &e.into()))
+}
+
+/// Removes a file from the medium (never follows a link: unlink removes the link itself).
+///
+/// # Errors
+/// I/O errors other than not-found.
+pub fn remove(root: &Path, kind: Kind, name: &str) -> Result<(), CopyError> {
+    let p = root.join(rel(kind, name));
+    match std::fs::remove_file(&p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(&p, &e)),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_verify_and_refuse_damaged_source() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let bytes = b"pack bytes".repeat(1000);
+        let name = blake3::hash(&bytes).to_hex().to_string();
+        std::fs::write(src.path().join("p"), &bytes).unwrap();
+        let no = AtomicBool::new(false);
+        let (h, n) = copy_in(&src.path().join("p"), dst.path(), Kind::Pack, &name, &no).unwrap();
+        assert_eq!(
+            (h.to_hex().to_string(), n),
+            (name.clone(), bytes.len() as u64)
+        );
+        assert_eq!(read_back(dst.path(), Kind::Pack, &name, n, &no).unwrap(), h);
+        assert!(read_back(dst.path(), Kind::Pack, &name, n + 1, &no).is_err());
+        let (inv, skipped) = inventory(dst.path());
+        assert_eq!(inv.get(&(Kind::Pack, name.clone())), Some(&n));
+        assert_eq!(skipped, 0);
+        // A source that does not match its name is not installed.
+        let wrong = "0".repeat(64);
+        let e = copy_in(&src.path().join("p"), dst.path(), Kind::Pack, &wrong, &no).unwrap_err();
+        assert!(matches!(e, CopyError::SourceDamaged(_)));
+        assert!(!dst.path().join(rel(Kind::Pack, &wrong)).exists());
+        // A symlink planted where a pack belongs is neither read nor listed.
+        let link = "1".repeat(64);
+        std::fs::create_dir_all(dst.path().join("data/11")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dst.path().join(rel(Kind::Pack, &link))).unwrap();
+        assert!(read_back(dst.path(), Kind::Pack, &link, 0, &no).is_err());
+        assert_eq!(inventory(dst.path()).1, 1);
+        // Cancelled copies leave nothing behind.
+        let yes = AtomicBool::new(true);
+        assert!(matches!(
+            copy_in(&src.path().join("p"), dst.path(), Kind::Index, &name, &yes),
+            Err(CopyError::Cancelled)
+        ));
+        assert!(std::fs::read_dir(dst.path().join("index"))
+            .unwrap()
+            .next()
+            .is_none());
+    }
+}

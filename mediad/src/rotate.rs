@@ -1,0 +1,538 @@
+//! One rotation: an enrolled medium was plugged in. Mount it privately, copy what its policy
+//! wants and it lacks, verify, record, apply its retention, write its ledger, unmount.
+//!
+//! The catalog only ever lists what was read back verified: files are recorded after the
+//! filesystem was synced and each file read back (page cache dropped) and hashed, and before
+//! anything is deleted from the medium its rows are removed first.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use std::sync::Arc;
+
+use bakfs_core::backend::{Backend, FileKind, LocalBackend};
+use bakfs_core::catalog::{Catalog, MediumFile, MediumRecord, MediumRun, MediumSnapshot};
+use bakfs_core::forget::KeepPolicy;
+use bakfs_core::medium;
+
+use crate::copy::{self, CopyError, Kind};
+use crate::plan;
+
+/// What every job needs to know.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub repo_root: PathBuf,
+    pub repo_id: String,
+    pub catalog: PathBuf,
+    /// Where media are mounted: `<media_root>/<fs uuid>`.
+    pub media_root: PathBuf,
+}
+
+/// The device to work on.
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub devnode: PathBuf,
+    pub fs_type: String,
+    pub fs_uuid: String,
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    added: i64,
+    removed: i64,
+    files_written: i64,
+    bytes_written: i64,
+    bytes_verified: i64,
+}
+
+fn now_ns() -> i64 {
+    bakfs_core::timefmt::now_ns()
+}
+
+/// Runs the job to the end and records its outcome; returns the medium's new state.
+pub fn run(setup: &Setup, m: &MediumRecord, dev: &Device, cancel: &AtomicBool) -> String {
+    let started = Instant::now();
+    let t0 = now_ns();
+    let mut cat = match Catalog::open(&setup.catalog) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(medium = %m.label, "catalog: {e}");
+            return "failed".into();
+        }
+    };
+    let _ = cat.set_medium_state(&m.id, "copying", None, t0);
+    let run_id = cat.begin_medium_run(&m.id, t0).unwrap_or(0);
+    tracing::info!(medium = %m.label, device = %dev.devnode.display(), "copying snapshots onto {}", m.label);
+    let mp = setup.media_root.join(&dev.fs_uuid);
+    let mut stats = Stats::default();
+    let result = match mount(dev, &mp) {
+        Ok(()) => {
+            let r = copy_onto(setup, &mut cat, m, &mp, cancel, &mut stats);
+            let r = r.and_then(|()| copy::sync_fs(&mp));
+            if let Err(e) = medium::unmount(&mp) {
+                tracing::warn!(medium = %m.label, "unmounting {}: {e}", mp.display());
+            }
+            let _ = std::fs::remove_dir(&mp);
+            r
+        }
+        Err(e) => Err(e),
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let (state, outcome, msg) = match &result {
+        Ok(()) => ("safe to remove", "ok", None),
+        Err(CopyError::Full(m)) => ("medium full", "medium full", Some(m.clone())),
+        Err(CopyError::Cancelled) => (
+            "removed during copy",
+            "cancelled",
+            Some("the medium went away or the daemon stopped".to_string()),
+        ),
+        Err(e) => ("failed", "failed", Some(e.to_string())),
+    };
+    let _ = cat.finish_medium_run(&MediumRun {
+        id: run_id,
+        medium_id: m.id.clone(),
+        started_ns: t0,
+        ended_ns: Some(now_ns()),
+        outcome: outcome.into(),
+        snapshots_added: stats.added,
+        snapshots_removed: stats.removed,
+        files_written: stats.files_written,
+        bytes_written: stats.bytes_written,
+        bytes_verified: stats.bytes_verified,
+        seconds: secs,
+        message: msg.clone(),
+    });
+    let _ = cat.set_medium_state(&m.id, state, msg.as_deref(), now_ns());
+    let mib_s = stats.bytes_written as f64 / secs.max(1e-9) / (1 << 20) as f64;
+    match &result {
+        Ok(()) => tracing::info!(
+            medium = %m.label,
+            added = stats.added,
+            removed = stats.removed,
+            bytes_written = stats.bytes_written,
+            "safe to remove {} ({} snapshots added, {} removed, {} bytes written at {mib_s:.1} MiB/s, {secs:.1} s)",
+            m.label, stats.added, stats.removed, stats.bytes_written
+        ),
+        Err(e) => tracing::error!(medium = %m.label, "{}: {e}", m.label),
+    }
+    state.into()
+}
+
+fn mount(dev: &Device, mp: &Path) -> Result<(), CopyError> {
+    // A mount left by a killed daemon.
+    let _ = medium::unmount(mp);
+    medium::mount_private(&dev.devnode, &dev.fs_type, mp)
+        .map_err(|e| CopyError::Io(format!("mounting {}: {e}", dev.devnode.display())))
+}
+
+fn sql(e: impl std::fmt::Display) -> CopyError {
+    CopyError::Io(format!("catalog: {e}"))
+}
+
+/// Checks the medium is this one, then brings it up to date.
+fn copy_onto(
+    setup: &Setup,
+    cat: &mut Catalog,
+    m: &MediumRecord,
+    mp: &Path,
+    cancel: &AtomicBool,
+    stats: &mut Stats,
+) -> Result<(), CopyError> {
+    let root = mp.join(medium::DIR);
+    let refuse = |msg: String| CopyError::Io(format!("refused: {msg}"));
+    let ident = medium::read_identity(&root).map_err(|e| {
+        refuse(format!(
+            "no valid bakfs identity ({e}): not enrolled here, or a filesystem with a cloned UUID"
+        ))
+    })?;
+    if ident.medium_id != m.id {
+        return Err(refuse(format!(
+            "the filesystem has {}'s UUID but is medium {} ({}): a cloned filesystem?",
+            m.label, ident.label, ident.medium_id
+        )));
+    }
+    if ident.repo_id != setup.repo_id {
+        return Err(refuse(format!(
+            "{} belongs to repository {}, not {}",
+            m.label, ident.repo_id, setup.repo_id
+        )));
+    }
+    for d in ["keys", "index", "snapshots", "data", "locks"] {
+        medium::ensure_dir(&root.join(d)).map_err(|e| refuse(e.to_string()))?;
+    }
+    let primary: Arc<dyn Backend> = Arc::new(LocalBackend::new(&setup.repo_root));
+    let _lock = bakfs_core::lock::acquire(
+        &primary,
+        false,
+        &format!("bakfs-mediad: copying to {}", m.label),
+    )
+    .map_err(|e| CopyError::Io(format!("locking the repository: {e}")))?;
+
+    // What the medium really holds: recorded files that are gone or changed are forgotten.
+    let (mut present, skipped) = copy::inventory(&root);
+    if skipped > 0 {
+        tracing::warn!(medium = %m.label, "{skipped} entries on the medium are not bakfs files (symlinks or stray files); ignored");
+    }
+    let recorded: HashMap<(Kind, String), i64> = cat
+        .medium_files(&m.id)
+        .map_err(sql)?
+        .into_iter()
+        .filter_map(|f| Some(((kind_of(&f.kind)?, f.name), f.size)))
+        .collect();
+    let stale: Vec<(String, String)> = recorded
+        .iter()
+        .filter(|(k, size)| present.get(k).map(|s| *s as i64) != Some(**size))
+        .map(|((k, n), _)| (k.as_str().to_string(), n.clone()))
+        .collect();
+    if !stale.is_empty() {
+        tracing::warn!(medium = %m.label, "{} recorded files are missing or changed on the medium; they will be copied again", stale.len());
+        cat.remove_medium_files(&m.id, &stale).map_err(sql)?;
+        let gone: Vec<String> = stale
+            .iter()
+            .filter(|(k, _)| k == "snapshot")
+            .map(|(_, n)| n.clone())
+            .collect();
+        cat.remove_medium_snapshots(&m.id, &gone).map_err(sql)?;
+    }
+    let mut verified: HashSet<(Kind, String)> = recorded
+        .into_iter()
+        .filter(|(k, size)| present.get(k).map(|s| *s as i64) == Some(*size))
+        .map(|(k, _)| k)
+        .collect();
+    // Snapshots whose packs were found damaged lose their place too.
+    let held = cat.medium_snapshots(&m.id).map_err(sql)?;
+    let mut broken = Vec::new();
+    for s in &held {
+        if !verified.contains(&(Kind::Snapshot, s.snapshot_id.clone())) {
+            broken.push(s.snapshot_id.clone());
+        }
+    }
+    if !broken.is_empty() {
+        cat.remove_medium_snapshots(&m.id, &broken).map_err(sql)?;
+    }
+
+    let policy: KeepPolicy = serde_json::from_str(&m.retention).unwrap_or_default();
+    let primary_snaps = cat.snapshots(&setup.repo_id).map_err(sql)?;
+    let held = cat.medium_snapshots(&m.id).map_err(sql)?;
+    let p = plan::plan(&policy, &primary_snaps, &held);
+
+    let mut w = Writer {
+        setup,
+        root: &root,
+        medium_id: &m.id,
+        cancel,
+        present: &mut present,
+        verified: &mut verified,
+        stats,
+    };
+    // Repository-wide files first: config, key wrappings, index files.
+    w.ensure(cat, Kind::Config, "config", None)?;
+    let keys = list(&primary, FileKind::Key)?;
+    for k in &keys {
+        w.ensure(cat, Kind::Key, k, None)?;
+    }
+    let mut retention_done = false;
+    let mut index_done = false;
+    for s in &p.add {
+        let packs = cat.snapshot_packs(&setup.repo_id, &s.id).map_err(sql)?;
+        if packs.is_empty() {
+            tracing::warn!(medium = %m.label, snapshot = %s.id, "the catalog lists no packs for this snapshot; run `bakfs catalog rebuild`");
+            continue;
+        }
+        let mut attempt = 0;
+        loop {
+            let r = (|| {
+                if !index_done {
+                    for n in list(&primary, FileKind::Index)? {
+                        w.ensure(cat, Kind::Index, &n, None)?;
+                    }
+                    index_done = true;
+                }
+                w.copy_snapshot(cat, s, &packs)
+            })();
+            match r {
+                Err(CopyError::Full(msg)) if !retention_done && attempt == 0 => {
+                    tracing::info!(medium = %m.label, "{msg}: applying retention first to make room");
+                    retention(cat, &root, m, &p, w.stats, w.present)?;
+                    retention_done = true;
+                    attempt += 1;
+                }
+                Err(CopyError::SourceDamaged(msg)) => {
+                    tracing::error!(medium = %m.label, snapshot = %s.id, "not copied: {msg}; run `bakfs check --read-data`");
+                    break;
+                }
+                other => {
+                    other?;
+                    break;
+                }
+            }
+        }
+    }
+    if !retention_done {
+        retention(cat, &root, m, &p, w.stats, w.present)?;
+    }
+    // Key wrappings removed from the primary (a revoked passphrase) go from the medium too.
+    let keep: HashSet<&String> = keys.iter().collect();
+    let old_keys: Vec<String> = w
+        .present
+        .keys()
+        .filter(|(k, n)| *k == Kind::Key && !keep.contains(n))
+        .map(|(_, n)| n.clone())
+        .collect();
+    if !keys.is_empty() {
+        for k in old_keys {
+            cat.remove_medium_files(&m.id, &[("key".into(), k.clone())])
+                .map_err(sql)?;
+            copy::remove(&root, Kind::Key, &k)?;
+        }
+    }
+    write_ledger(cat, &root, m)?;
+    Ok(())
+}
+
+fn kind_of(s: &str) -> Option<Kind> {
+    Some(match s {
+        "config" => Kind::Config,
+        "key" => Kind::Key,
+        "index" => Kind::Index,
+        "pack" => Kind::Pack,
+        "snapshot" => Kind::Snapshot,
+        _ => return None,
+    })
+}
+
+fn list(primary: &Arc<dyn Backend>, kind: FileKind) -> Result<Vec<String>, CopyError> {
+    let mut v = primary
+        .list(kind)
+        .map_err(|e| CopyError::Io(format!("listing the repository: {e}")))?;
+    v.sort();
+    Ok(v)
+}
+
+struct Writer<'a> {
+    setup: &'a Setup,
+    root: &'a Path,
+    medium_id: &'a str,
+    cancel: &'a AtomicBool,
+    present: &'a mut HashMap<(Kind, String), u64>,
+    verified: &'a mut HashSet<(Kind, String)>,
+    stats: &'a mut Stats,
+}
+
+impl Writer<'_> {
+    /// Makes sure one file is on the medium and verified; `size` is the expected size if known.
+    /// Returns the file's record when it had to be written or checked now.
+    fn ensure(
+        &mut self,
+        cat: &mut Catalog,
+        kind: Kind,
+        name: &str,
+        size: Option<u64>,
+    ) -> Result<(), CopyError> {
+        let key = (kind, name.to_string());
+        if self.verified.contains(&key) && (kind.content_addressed() || kind == Kind::Key) {
+            return Ok(());
+        }
+        let rec = self.put(kind, name, size)?;
+        self.sync_and_verify(cat, &[rec], &[])
+    }
+
+    /// Copies (if needed) one file; returns what must be read back: (kind, name, size, hash).
+    fn put(
+        &mut self,
+        kind: Kind,
+        name: &str,
+        size: Option<u64>,
+    ) -> Result<(Kind, String, u64, blake3::Hash), CopyError> {
+        let src = self.setup.repo_root.join(copy::rel(kind, name));
+        let key = (kind, name.to_string());
+        let src_size = match size {
+            Some(s) if s > 0 => s,
+            _ => std::fs::symlink_metadata(&src)
+                .map_err(|e| CopyError::Io(format!("{}: {e}", src.display())))?
+                .len(),
+        };
+        // Already there with the right size but never verified (an interrupted run): its
+        // read-back decides. Non-content-addressed files are compared with the source's hash.
+        if self.present.get(&key) == Some(&src_size) && kind.content_addressed() {
+            let want = blake3::Hash::from_hex(name).map_err(|e| CopyError::Io(e.to_string()))?;
+            return Ok((kind, name.to_string(), src_size, want));
+        }
+        let (hash, n) = copy::copy_in(&src, self.root, kind, name, self.cancel)?;
+        self.present.insert(key, n);
+        self.stats.files_written += 1;
+        self.stats.bytes_written += n as i64;
+        Ok((kind, name.to_string(), n, hash))
+    }
+
+    /// Syncs the filesystem, reads back `files` and records them (and `snaps`) as verified.
+    fn sync_and_verify(
+        &mut self,
+        cat: &mut Catalog,
+        files: &[(Kind, String, u64, blake3::Hash)],
+        snaps: &[(MediumSnapshot, Vec<String>)],
+    ) -> Result<(), CopyError> {
+        copy::sync_fs(self.root)?;
+        let now = now_ns();
+        let mut rows = Vec::new();
+        for (kind, name, size, want) in files {
+            let got = copy::read_back(self.root, *kind, name, *size, self.cancel)?;
+            self.stats.bytes_verified += *size as i64;
+            if got != *want {
+                // A bad copy (or a stale file of the same size): replace it once.
+                tracing::warn!(
+                    "{} {name} on the medium does not match; copying it again",
+                    kind.as_str()
+                );
+                copy::remove(self.root, *kind, name)?;
+                self.present.remove(&(*kind, name.clone()));
+                let rec = self.put(*kind, name, Some(*size))?;
+                copy::sync_fs(self.root)?;
+                let again = copy::read_back(self.root, *kind, name, rec.2, self.cancel)?;
+                if again != rec.3 {
+                    return Err(CopyError::Io(format!(
+                        "{} {name}: read back differs from what was written (failing medium?)",
+                        kind.as_str()
+                    )));
+                }
+            }
+            rows.push(MediumFile {
+                kind: kind.as_str().into(),
+                name: name.clone(),
+                size: *size as i64,
+                verified_ns: now,
+            });
+        }
+        cat.record_medium_verified(self.medium_id, &rows, snaps, true, now)
+            .map_err(sql)?;
+        for (kind, name, _, _) in files {
+            self.verified.insert((*kind, name.clone()));
+        }
+        Ok(())
+    }
+
+    /// Copies one snapshot: its packs, then its manifest; verifies; records.
+    fn copy_snapshot(
+        &mut self,
+        cat: &mut Catalog,
+        s: &bakfs_core::catalog::SnapshotRecord,
+        packs: &[bakfs_core::catalog::PackRecord],
+    ) -> Result<(), CopyError> {
+        let mut todo = Vec::new();
+        for p in packs {
+            if !self.verified.contains(&(Kind::Pack, p.id.clone())) {
+                todo.push(self.put(Kind::Pack, &p.id, u64::try_from(p.size).ok())?);
+            }
+        }
+        todo.push(self.put(Kind::Snapshot, &s.id, None)?);
+        let snap = MediumSnapshot {
+            snapshot_id: s.id.clone(),
+            time_ns: s.time_ns,
+            host: s.host.clone(),
+            paths: s.paths.clone(),
+            job: s.job.clone(),
+            verified_ns: now_ns(),
+        };
+        let pack_ids = packs.iter().map(|p| p.id.clone()).collect();
+        self.sync_and_verify(cat, &todo, &[(snap, pack_ids)])?;
+        self.stats.added += 1;
+        tracing::info!(snapshot = %s.id, "snapshot {} ({}) verified on the medium", &s.id[..8], s.time);
+        Ok(())
+    }
+}
+
+/// Removes the snapshots the policy no longer wants, then the packs no snapshot on the medium
+/// (or about to be copied) needs. Catalog rows go first, files second.
+fn retention(
+    cat: &mut Catalog,
+    root: &Path,
+    m: &MediumRecord,
+    p: &plan::Plan,
+    stats: &mut Stats,
+    present: &mut HashMap<(Kind, String), u64>,
+) -> Result<(), CopyError> {
+    if !p.remove.is_empty() {
+        cat.remove_medium_snapshots(&m.id, &p.remove).map_err(sql)?;
+        for id in &p.remove {
+            copy::remove(root, Kind::Snapshot, id)?;
+            present.remove(&(Kind::Snapshot, id.clone()));
+            stats.removed += 1;
+            tracing::info!(medium = %m.label, snapshot = %id, "removed by the medium's retention");
+        }
+    }
+    // Manifests on the medium that the catalog does not know: their packs are unknown, so no
+    // pack is removed while they are there.
+    let known: HashSet<&String> = p.wanted.iter().collect();
+    let held: HashSet<String> = cat
+        .medium_snapshots(&m.id)
+        .map_err(sql)?
+        .into_iter()
+        .map(|s| s.snapshot_id)
+        .collect();
+    let unknown = present
+        .keys()
+        .filter(|(k, n)| *k == Kind::Snapshot && !held.contains(n) && !known.contains(n))
+        .count();
+    if unknown > 0 {
+        tracing::warn!(medium = %m.label, "{unknown} snapshot manifests on the medium are not in the catalog; keeping all packs");
+        return Ok(());
+    }
+    let mut needed = cat.medium_needed_packs(&m.id).map_err(sql)?;
+    for s in &p.add {
+        for pk in cat.snapshot_packs(&s.repo_id, &s.id).map_err(sql)? {
+            needed.insert(pk.id);
+        }
+    }
+    let unneeded: Vec<String> = present
+        .keys()
+        .filter(|(k, n)| *k == Kind::Pack && !needed.contains(n))
+        .map(|(_, n)| n.clone())
+        .collect();
+    if unneeded.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<(String, String)> = unneeded
+        .iter()
+        .map(|n| ("pack".into(), n.clone()))
+        .collect();
+    cat.remove_medium_files(&m.id, &rows).map_err(sql)?;
+    for n in &unneeded {
+        copy::remove(root, Kind::Pack, n)?;
+        present.remove(&(Kind::Pack, n.clone()));
+    }
+    tracing::info!(medium = %m.label, "removed {} packs no snapshot on the medium needs", unneeded.len());
+    Ok(())
+}
+
+/// Mirrors the catalog's ledger of this medium onto it (informational: bakfs never trusts it).
+fn write_ledger(cat: &Catalog, root: &Path, m: &MediumRecord) -> Result<(), CopyError> {
+    let snaps = cat.medium_snapshots(&m.id).map_err(sql)?;
+    let runs = cat.medium_runs(&m.id, 20).map_err(sql)?;
+    let files = cat.medium_files(&m.id).map_err(sql)?;
+    let bytes: i64 = files.iter().map(|f| f.size).sum();
+    let ledger = serde_json::json!({
+        "medium_id": m.id,
+        "label": m.label,
+        "repo_id": m.repo_id,
+        "pool": m.pool,
+        "kind": m.kind,
+        "updated_ns": now_ns(),
+        "files": files.len(),
+        "bytes": bytes,
+        "snapshots": snaps,
+        "runs": runs,
+    });
+    let text = serde_json::to_vec_pretty(&ledger).map_err(|e| CopyError::Io(e.to_string()))?;
+    medium::write_atomic(root, medium::LEDGER, &text).map_err(|e| match e {
+        medium::MediumError::Io { path, source } => {
+            if source.raw_os_error() == Some(libc::ENOSPC) {
+                CopyError::Full(format!("{}: {source}", path.display()))
+            } else {
+                CopyError::Io(format!("{}: {source}", path.display()))
+            }
+        }
+        other => CopyError::Io(other.to_string()),
+    })
+}

@@ -1,0 +1,137 @@
+//! Block devices as udev sees them: the devices present at start, then the monitor's events.
+//! The only module that touches libudev.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+/// The udev tag `udev-rules/70-bakfs.rules` puts on candidate devices.
+pub const TAG: &str = "bakfs";
+
+/// What happened to a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Present at start (enumerated).
+    Present,
+    Add,
+    Change,
+    Remove,
+    Other,
+}
+
+/// A block device and the udev properties mediad uses.
+#[derive(Debug, Clone)]
+pub struct Dev {
+    pub action: Action,
+    pub devnode: PathBuf,
+    pub fs_uuid: Option<String>,
+    pub fs_label: Option<String>,
+    pub fs_type: Option<String>,
+    pub serial: Option<String>,
+    pub bus: Option<String>,
+    /// False when udev says `SYSTEMD_READY=0` (a loop device detached, a medium going away).
+    pub ready: bool,
+    /// Whether the bakfs rule tagged it.
+    pub tagged: bool,
+}
+
+impl Dev {
+    /// Whether this event means the medium is gone (or going).
+    pub fn is_gone(&self) -> bool {
+        self.action == Action::Remove || !self.ready || self.fs_uuid.is_none()
+    }
+}
+
+fn prop(d: &udev::Device, key: &str) -> Option<String> {
+    d.property_value(key)
+        .map(|v| v.to_string_lossy().into_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn to_dev(d: &udev::Device, action: Action) -> Option<Dev> {
+    let devnode = d.devnode()?.to_path_buf();
+    let tagged = prop(d, "TAGS").is_some_and(|t| t.split(':').any(|x| x == TAG))
+        || prop(d, "CURRENT_TAGS").is_some_and(|t| t.split(':').any(|x| x == TAG));
+    Some(Dev {
+        action,
+        devnode,
+        fs_uuid: prop(d, "ID_FS_UUID"),
+        fs_label: prop(d, "ID_FS_LABEL"),
+        fs_type: prop(d, "ID_FS_TYPE"),
+        serial: prop(d, "ID_SERIAL_SHORT").or_else(|| prop(d, "ID_SERIAL")),
+        bus: prop(d, "ID_BUS"),
+        ready: prop(d, "SYSTEMD_READY").as_deref() != Some("0"),
+        tagged,
+    })
+}
+
+/// The block devices present now.
+///
+/// # Errors
+/// libudev errors.
+pub fn present() -> Result<Vec<Dev>> {
+    let mut e = udev::Enumerator::new().context("udev enumerator")?;
+    e.match_subsystem("block")?;
+    Ok(e.scan_devices()?
+        .filter_map(|d| to_dev(&d, Action::Present))
+        .collect())
+}
+
+/// A udev monitor of block devices. Not `Send`: it stays on the daemon's main thread.
+pub struct Monitor {
+    socket: udev::MonitorSocket,
+}
+
+impl Monitor {
+    /// Listens for events of the `block` subsystem (after rule processing).
+    ///
+    /// # Errors
+    /// libudev errors.
+    pub fn new() -> Result<Self> {
+        let socket = udev::MonitorBuilder::new()
+            .context("udev monitor")?
+            .match_subsystem("block")?
+            .listen()
+            .context("udev monitor: listen")?;
+        Ok(Self { socket })
+    }
+
+    /// The socket to poll for readability.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+
+    /// Events received so far (never blocks).
+    pub fn drain(&self) -> Vec<Dev> {
+        self.socket
+            .iter()
+            .filter_map(|ev| {
+                let action = match ev.event_type() {
+                    udev::EventType::Add => Action::Add,
+                    udev::EventType::Change => Action::Change,
+                    udev::EventType::Remove => Action::Remove,
+                    _ => Action::Other,
+                };
+                to_dev(&ev.device(), action)
+            })
+            .filter(|d| d.action != Action::Other)
+            .collect()
+    }
+}
+
+/// For log lines.
+pub fn describe(d: &Dev) -> String {
+    let s = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    format!(
+        "{} {:?} uuid={} label={} type={} bus={} ready={} tagged={}",
+        d.devnode.display(),
+        d.action,
+        s(&d.fs_uuid),
+        s(&d.fs_label),
+        s(&d.fs_type),
+        s(&d.bus),
+        d.ready,
+        d.tagged
+    )
+}
