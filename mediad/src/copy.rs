@@ -149,6 +149,9 @@ pub fn copy_in(
 ) -> Result<(blake3::Hash, u64), CopyError> {
     let dst = dst_root.join(rel(kind, name));
     let dir = dst.parent().unwrap_or(dst_root).to_path_buf();
+    if kind == Kind::Pack {
+        medium::ensure_dir(&dst_root.join("data")).map_err(|e| CopyError::Io(e.to_string()))?;
+    }
     medium::ensure_dir(&dir).map_err(|e| CopyError::Io(e.to_string()))?;
     let tmp = dir.join(format!(".tmp-{name}"));
     let r = (|| {
