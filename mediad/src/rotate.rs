@@ -90,6 +90,8 @@ pub fn run(setup: &Setup, m: &MediumRecord, dev: &Device, cancel: &AtomicBool) -
         ),
         Err(e) => ("failed", "failed", Some(e.to_string())),
     };
+    // State first, run second: a reader that sees the run ended sees the state too.
+    let _ = cat.set_medium_state(&m.id, state, msg.as_deref(), now_ns());
     let _ = cat.finish_medium_run(&MediumRun {
         id: run_id,
         medium_id: m.id.clone(),
@@ -104,7 +106,6 @@ pub fn run(setup: &Setup, m: &MediumRecord, dev: &Device, cancel: &AtomicBool) -
         seconds: secs,
         message: msg.clone(),
     });
-    let _ = cat.set_medium_state(&m.id, state, msg.as_deref(), now_ns());
     let mib_s = stats.bytes_written as f64 / secs.max(1e-9) / (1 << 20) as f64;
     match &result {
         Ok(()) => tracing::info!(
@@ -254,6 +255,20 @@ fn copy_onto(
             })();
             match r {
                 Err(CopyError::Full(msg)) if !retention_done && attempt == 0 => {
+                    // Make room only if that is enough: never empty a medium for nothing.
+                    let need: u64 = packs
+                        .iter()
+                        .filter(|pk| !w.verified.contains(&(Kind::Pack, pk.id.clone())))
+                        .map(|pk| u64::try_from(pk.size).unwrap_or(0))
+                        .sum();
+                    let free = medium::free_bytes(&root).unwrap_or(0);
+                    let freed = freeable(cat, m, &p, w.present)?;
+                    if need > free + freed {
+                        return Err(CopyError::Full(format!(
+                            "{msg}; snapshot {} needs {need} bytes, {free} are free and retention could free {freed}",
+                            &s.id[..8]
+                        )));
+                    }
                     tracing::info!(medium = %m.label, "{msg}: applying retention first to make room");
                     retention(cat, &root, m, &p, w.stats, w.present)?;
                     retention_done = true;
@@ -290,6 +305,15 @@ fn copy_onto(
     }
     write_ledger(cat, &root, m)?;
     Ok(())
+}
+
+/// Test hook: `BAKFS_MEDIAD_TEST_PACE_MS` sleeps after each file written, so that tests can
+/// pull a medium or kill the daemon in the middle of a copy. Unset in production.
+fn test_pace() -> Option<u64> {
+    std::env::var("BAKFS_MEDIAD_TEST_PACE_MS")
+        .ok()?
+        .parse()
+        .ok()
 }
 
 fn kind_of(s: &str) -> Option<Kind> {
@@ -361,6 +385,9 @@ impl Writer<'_> {
             return Ok((kind, name.to_string(), src_size, want));
         }
         let (hash, n) = copy::copy_in(&src, self.root, kind, name, self.cancel)?;
+        if let Some(ms) = test_pace() {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         self.present.insert(key, n);
         self.stats.files_written += 1;
         self.stats.bytes_written += n as i64;
@@ -479,17 +506,7 @@ fn retention(
         tracing::warn!(medium = %m.label, "{unknown} snapshot manifests on the medium are not in the catalog; keeping all packs");
         return Ok(());
     }
-    let mut needed = cat.medium_needed_packs(&m.id).map_err(sql)?;
-    for s in &p.add {
-        for pk in cat.snapshot_packs(&s.repo_id, &s.id).map_err(sql)? {
-            needed.insert(pk.id);
-        }
-    }
-    let unneeded: Vec<String> = present
-        .keys()
-        .filter(|(k, n)| *k == Kind::Pack && !needed.contains(n))
-        .map(|(_, n)| n.clone())
-        .collect();
+    let unneeded = unneeded_packs(cat, m, p, present, &[])?;
     if unneeded.is_empty() {
         return Ok(());
     }
@@ -504,6 +521,50 @@ fn retention(
     }
     tracing::info!(medium = %m.label, "removed {} packs no snapshot on the medium needs", unneeded.len());
     Ok(())
+}
+
+/// Packs on the medium that no snapshot kept on it (after removing `dropping`) or about to be
+/// copied needs.
+fn unneeded_packs(
+    cat: &Catalog,
+    m: &MediumRecord,
+    p: &plan::Plan,
+    present: &HashMap<(Kind, String), u64>,
+    dropping: &[String],
+) -> Result<Vec<String>, CopyError> {
+    let mut needed = HashSet::new();
+    for s in cat.medium_snapshots(&m.id).map_err(sql)? {
+        if dropping.contains(&s.snapshot_id) {
+            continue;
+        }
+        needed.extend(
+            cat.medium_snapshot_packs(&m.id, &s.snapshot_id)
+                .map_err(sql)?,
+        );
+    }
+    for s in &p.add {
+        for pk in cat.snapshot_packs(&s.repo_id, &s.id).map_err(sql)? {
+            needed.insert(pk.id);
+        }
+    }
+    Ok(present
+        .keys()
+        .filter(|(k, n)| *k == Kind::Pack && !needed.contains(n))
+        .map(|(_, n)| n.clone())
+        .collect())
+}
+
+/// Bytes retention would free on the medium now.
+fn freeable(
+    cat: &Catalog,
+    m: &MediumRecord,
+    p: &plan::Plan,
+    present: &HashMap<(Kind, String), u64>,
+) -> Result<u64, CopyError> {
+    Ok(unneeded_packs(cat, m, p, present, &p.remove)?
+        .iter()
+        .filter_map(|n| present.get(&(Kind::Pack, n.clone())))
+        .sum())
 }
 
 /// Mirrors the catalog's ledger of this medium onto it (informational: bakfs never trusts it).

@@ -237,6 +237,7 @@ fn show(ctx: &Ctx, label: &str) -> Result<u8> {
     if ctx.global.json {
         let mut v = medium_json(&cat, &m)?;
         v["runs"] = serde_json::to_value(&runs)?;
+        v["runs_total"] = json!(cat.medium_run_count(&m.id)?);
         ctx.print_json(&v)?;
         return Ok(crate::exit::OK);
     }

@@ -260,6 +260,22 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The packs one snapshot on a medium needs.
+    ///
+    /// # Errors
+    /// [`super::CatalogError::Sql`].
+    pub fn medium_snapshot_packs(
+        &self,
+        medium_id: &str,
+        snapshot_id: &str,
+    ) -> CatalogResult<Vec<String>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT pack_id FROM media_snapshot_packs WHERE medium_id = ?1 AND snapshot_id = ?2",
+        )?;
+        let rows = st.query_map([medium_id, snapshot_id], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// The files verified on a medium.
     ///
     /// # Errors
@@ -458,6 +474,18 @@ impl Catalog {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// How many copy runs a medium has had.
+    ///
+    /// # Errors
+    /// [`super::CatalogError::Sql`].
+    pub fn medium_run_count(&self, medium_id: &str) -> CatalogResult<i64> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM media_runs WHERE medium_id = ?1",
+            [medium_id],
+            |r| r.get(0),
+        )?)
     }
 
     /// Marks runs still `running` as `interrupted` (a daemon starting after a crash).

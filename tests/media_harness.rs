@@ -1,0 +1,332 @@
+//! Helpers for the media tests: systemd-udevd, the bakfs udev rule, loop-backed media and a
+//! running bakfs-mediad, each undone when the test ends, pass or fail.
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bakfs_e2e::{bin, sh, Env};
+
+/// Media tests share udevd and see each other's devices: they run one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Takes the media-test lock (a failed test does not poison it for the others).
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+const RULE: &str = "/run/udev/rules.d/70-bakfs.rules";
+
+/// systemd-udevd running with the bakfs rule; stopped and removed again if this started them.
+pub struct Udev {
+    started: bool,
+}
+
+impl Udev {
+    pub fn start() -> Self {
+        let running = Command::new("pgrep")
+            .args(["-x", "systemd-udevd"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        std::fs::create_dir_all("/run/udev/rules.d").unwrap();
+        let rule = Path::new(env!("CARGO_MANIFEST_DIR")).join("../udev-rules/70-bakfs.rules");
+        std::fs::copy(rule, RULE).unwrap();
+        if !running {
+            let st = Command::new("/lib/systemd/systemd-udevd")
+                .arg("--daemon")
+                .status()
+                .expect("systemd-udevd (Debian package udev) must be installed");
+            assert!(st.success(), "systemd-udevd --daemon failed");
+        }
+        sh("udevadm control --reload && udevadm settle -t 10");
+        Self { started: !running }
+    }
+}
+
+impl Drop for Udev {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(RULE);
+        let _ = Command::new("udevadm")
+            .args(["control", "--reload"])
+            .status();
+        if self.started {
+            let _ = Command::new("udevadm").args(["control", "--exit"]).status();
+        }
+    }
+}
+
+/// A filesystem image attached to a loop device (the stand-in for a USB stick).
+pub struct Medium {
+    pub image: PathBuf,
+    pub dev: Option<String>,
+}
+
+impl Medium {
+    /// A new image of `mib` MiB with a `fs` filesystem labelled `label`.
+    pub fn create(e: &Env, name: &str, mib: u64, fs: &str) -> Self {
+        let image = e.path(&format!("{name}.img"));
+        let f = std::fs::File::create(&image).unwrap();
+        f.set_len(mib << 20).unwrap();
+        let mkfs = match fs {
+            "xfs" => format!("mkfs.xfs -q -L {name} {}", image.display()),
+            _ => format!("mkfs.ext4 -q -L {name} {}", image.display()),
+        };
+        sh(&mkfs);
+        Self { image, dev: None }
+    }
+
+    /// Plugs it in: attaches the loop device (udev sends `change` with ID_FS_UUID).
+    pub fn plug(&mut self) -> String {
+        assert!(self.dev.is_none(), "already plugged in");
+        let dev = sh(&format!("losetup -f --show {}", self.image.display()))
+            .trim()
+            .to_string();
+        self.dev = Some(dev.clone());
+        dev
+    }
+
+    /// Pulls it out: detaches the loop device (udev sends `change` with SYSTEMD_READY=0).
+    pub fn unplug(&mut self) {
+        if let Some(d) = self.dev.take() {
+            // A loop whose filesystem is still mounted is detached when it is unmounted.
+            let _ = Command::new("losetup").args(["-d", &d]).status();
+        }
+    }
+
+    /// The filesystem UUID.
+    pub fn uuid(&self) -> String {
+        sh(&format!(
+            "blkid -p -s UUID -o value {}",
+            self.image.display()
+        ))
+        .trim()
+        .to_string()
+    }
+
+    /// Mounts the image read-only at `mp` (for looking at it as a restore host would).
+    pub fn inspect(&self, mp: &Path) -> Inspect {
+        std::fs::create_dir_all(mp).unwrap();
+        sh(&format!(
+            "mount -o ro,loop {} {}",
+            self.image.display(),
+            mp.display()
+        ));
+        Inspect(mp.to_path_buf())
+    }
+
+    /// Mounts the image read-write at `mp` (to plant things on it).
+    pub fn tamper(&self, mp: &Path) -> Inspect {
+        std::fs::create_dir_all(mp).unwrap();
+        sh(&format!(
+            "mount -o loop {} {}",
+            self.image.display(),
+            mp.display()
+        ));
+        Inspect(mp.to_path_buf())
+    }
+}
+
+impl Drop for Medium {
+    fn drop(&mut self) {
+        self.unplug();
+        // Loops attached to this image by anyone (a test that failed half-way).
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "losetup -j {} -O NAME -n | xargs -r -n1 losetup -d",
+                self.image.display()
+            ))
+            .status();
+    }
+}
+
+/// A mount of a medium's image, unmounted on drop.
+pub struct Inspect(pub PathBuf);
+
+impl Inspect {
+    pub fn repo(&self) -> PathBuf {
+        self.0.join("bakfs")
+    }
+}
+
+impl Drop for Inspect {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A running bakfs-mediad for an environment's repository and catalog.
+pub struct Mediad {
+    pub child: Option<Child>,
+    pub log: PathBuf,
+    pub media_root: PathBuf,
+    pace_ms: Option<u64>,
+}
+
+impl Mediad {
+    pub fn start(e: &Env) -> Self {
+        Self::start_paced(e, None)
+    }
+
+    /// With a pause after each file written, so a test can act in the middle of a copy.
+    pub fn start_paced(e: &Env, pace_ms: Option<u64>) -> Self {
+        let mut m = Self {
+            child: None,
+            log: e.path("mediad.log"),
+            media_root: e.path("media"),
+            pace_ms,
+        };
+        m.spawn(e);
+        m
+    }
+
+    fn spawn(&mut self, e: &Env) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut c = Command::new(bin("bakfs-mediad"));
+        c.arg("--media-root")
+            .arg(&self.media_root)
+            .env("BAKFS_REPO", &e.repo)
+            .env("BAKFS_STATE_DIR", &e.state)
+            .env("XDG_CONFIG_HOME", e.path("no-config"))
+            .env("NO_COLOR", "1")
+            .env_remove("BAKFS_PASSWORD")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        if let Some(ms) = self.pace_ms {
+            c.env("BAKFS_MEDIAD_TEST_PACE_MS", ms.to_string());
+        }
+        let start_len = self.log_text().matches("listening for media").count();
+        self.child = Some(c.spawn().unwrap());
+        wait_until("bakfs-mediad to listen", Duration::from_secs(20), || {
+            self.log_text().matches("listening for media").count() > start_len
+        });
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL, then start again.
+    pub fn kill_and_restart(&mut self, e: &Env) {
+        let mut c = self.child.take().unwrap();
+        c.kill().unwrap();
+        c.wait().unwrap();
+        self.spawn(e);
+    }
+
+    /// Whether the daemon is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    /// Mounts left under the media root.
+    pub fn leftover_mounts(&self) -> Vec<String> {
+        let root = self.media_root.to_string_lossy().to_string();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+            .filter(|mp| mp.starts_with(&root))
+            .collect()
+    }
+
+    /// SIGTERM and wait; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(30) {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+}
+
+impl Drop for Mediad {
+    fn drop(&mut self) {
+        self.stop();
+        for mp in self.leftover_mounts() {
+            let _ = Command::new("umount").args(["-l", &mp]).status();
+        }
+    }
+}
+
+/// Polls `cond` every 100 ms until it holds; panics after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `bakfs media show LABEL --json`.
+pub fn show(e: &Env, label: &str) -> serde_json::Value {
+    e.json(&["media", "show", label])
+}
+
+/// The copy runs of a medium, newest first.
+pub fn runs(e: &Env, label: &str) -> Vec<serde_json::Value> {
+    show(e, label)["runs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Waits until a medium has more than `before` runs and the newest has ended; returns it.
+pub fn wait_run(e: &Env, label: &str, before: usize) -> serde_json::Value {
+    wait_until(
+        &format!("a copy run on {label} to end"),
+        Duration::from_secs(120),
+        || {
+            let s = show(e, label);
+            s["runs_total"].as_u64().unwrap() as usize > before
+                && s["runs"][0]["outcome"] != "running"
+        },
+    );
+    runs(e, label)[0].clone()
+}
+
+/// Total number of copy runs of a medium (the ledger keeps them all; `show` lists 5).
+pub fn run_count(e: &Env, label: &str) -> usize {
+    show(e, label)["runs_total"].as_u64().unwrap() as usize
+}
+
+/// Snapshot ids the catalog says a medium holds.
+pub fn held(e: &Env, label: &str) -> Vec<String> {
+    let mut v: Vec<String> = show(e, label)["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A bakfs command that knows only a medium's directory and the key: no catalog of the
+/// primary (its own empty state dir), no primary repository.
+pub fn on_medium(e: &Env, repo: &Path, args: &[&str]) -> std::process::Output {
+    let mut c = e.cmd();
+    c.env("BAKFS_REPO", repo)
+        .env("BAKFS_STATE_DIR", e.path("restore-host-state"));
+    c.args(args).output().unwrap()
+}

@@ -1,0 +1,615 @@
+//! bakfs-mediad with real udev events: loop-backed ext4 and xfs filesystems stand in for USB
+//! sticks, systemd-udevd runs with the bakfs rule, and each medium is checked and restored from
+//! alone afterwards.
+#![allow(clippy::unwrap_used)]
+
+#[path = "media_harness.rs"]
+mod media_harness;
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use bakfs_e2e::{have_root, rsync_diff, sh, write_random, Env};
+use media_harness::*;
+
+fn enroll(e: &Env, m: &mut Medium, label: &str, extra: &[&str]) {
+    let dev = m.plug();
+    let mut args = vec!["media", "enroll", dev.as_str(), "--label", label];
+    args.extend_from_slice(extra);
+    e.ok(&args);
+    m.unplug();
+}
+
+fn backup(e: &Env, src: &Path) -> String {
+    let v = e.json(&["backup", src.to_str().unwrap()]);
+    v["id"]
+        .as_str()
+        .or(v["snapshot"].as_str())
+        .unwrap()
+        .to_string()
+}
+
+/// Checks a medium alone: `check --read-data` passes, its snapshots are what the catalog says,
+/// and `latest` restores equal to a restore of the same snapshot from the primary.
+fn check_medium_alone(e: &Env, m: &Medium, label: &str, src: &Path) {
+    let mp = e.path(&format!("inspect-{label}"));
+    let i = m.inspect(&mp);
+    let repo = i.repo();
+    let o = on_medium(e, &repo, &["check", "--read-data"]);
+    assert!(
+        o.status.success(),
+        "{label}: check: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = on_medium(e, &repo, &["--json", "snapshots"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let snaps: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut ids: Vec<String> = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, held(e, label), "{label}: medium and catalog agree");
+    let newest = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by_key(|s| s["time"].as_str().unwrap().to_string())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let from_medium = e.path(&format!("restore-{label}"));
+    let o = on_medium(
+        e,
+        &repo,
+        &[
+            "restore",
+            &newest,
+            "--target",
+            from_medium.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "{label}: restore: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let from_primary = e.path(&format!("restore-primary-{label}"));
+    e.ok(&[
+        "restore",
+        &newest,
+        "--target",
+        from_primary.to_str().unwrap(),
+    ]);
+    let rel = src.strip_prefix("/").unwrap();
+    assert_eq!(
+        rsync_diff(&from_primary.join(rel), &from_medium.join(rel)),
+        "",
+        "{label}: restored bytes differ"
+    );
+    sh(&format!(
+        "rm -rf {} {}",
+        from_medium.display(),
+        from_primary.display()
+    ));
+}
+
+#[test]
+fn udev_rule_passes_udevadm_test_and_tags_filesystems() {
+    if !have_root("udev_rule_passes_udevadm_test_and_tags_filesystems") {
+        return;
+    }
+    let _s = serial();
+    let _u = Udev::start();
+    let e = Env::new();
+    let mut m = Medium::create(&e, "LINT", 32, "ext4");
+    let dev = m.plug();
+    let name = Path::new(&dev)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let out = sh(&format!(
+        "udevadm test --action=add /sys/class/block/{name} 2>&1"
+    ));
+    assert!(out.contains("70-bakfs.rules"), "rule not read:\n{out}");
+    let complaints: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("70-bakfs.rules:"))
+        .collect();
+    assert!(complaints.is_empty(), "udevadm complains: {complaints:?}");
+    let tags = out.lines().find(|l| l.starts_with("TAGS=")).unwrap_or("");
+    assert!(tags.contains(":bakfs:"), "not tagged: {tags}");
+    m.unplug();
+}
+
+#[test]
+fn three_media_rotate_and_each_restores_alone() {
+    if !have_root("three_media_rotate_and_each_restores_alone") {
+        return;
+    }
+    let _s = serial();
+    let _u = Udev::start();
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(src.join("keys")).unwrap();
+    write_random(&src.join("chain.db"), 12 << 20, 1);
+    fs::write(src.join("keys/staker.key"), "secret\n").unwrap();
+    let mut off1 = Medium::create(&e, "OFF1", 96, "ext4");
+    let mut off2 = Medium::create(&e, "OFF2", 300, "xfs");
+    let mut on1 = Medium::create(&e, "ON1", 96, "ext4");
+    enroll(
+        &e,
+        &mut off1,
+        "OFF1",
+        &["--location", "offsite", "--keep-last", "2", "--kind", "usb"],
+    );
+    enroll(
+        &e,
+        &mut off2,
+        "OFF2",
+        &["--location", "offsite", "--keep-last", "2"],
+    );
+    enroll(
+        &e,
+        &mut on1,
+        "ON1",
+        &["--pool", "onsite", "--keep-daily", "7"],
+    );
+    // A device nobody enrolled: left alone.
+    let mut stranger = Medium::create(&e, "STRANGER", 32, "ext4");
+    let before = sh(&format!("sha256sum {}", stranger.image.display()));
+
+    let mut d = Mediad::start(&e);
+    let s1 = backup(&e, &src);
+    off1.plug();
+    let r = wait_run(&e, "OFF1", 0);
+    assert_eq!(r["outcome"], "ok", "{r}");
+    assert_eq!(show(&e, "OFF1")["state"], "safe to remove");
+    assert!(d.log_text().contains("safe to remove OFF1"));
+    off1.unplug();
+
+    write_random(&src.join("chain.db.1"), 3 << 20, 2);
+    let s2 = backup(&e, &src);
+    off2.plug();
+    on1.plug();
+    stranger.plug();
+    assert_eq!(wait_run(&e, "OFF2", 0)["outcome"], "ok");
+    assert_eq!(wait_run(&e, "ON1", 0)["outcome"], "ok");
+    off2.unplug();
+    on1.unplug();
+    stranger.unplug();
+    let after = sh(&format!("sha256sum {}", stranger.image.display()));
+    assert_eq!(before, after, "an unenrolled device was written to");
+
+    // A small change, then OFF1 again: it gains s2 and s3, keeps two, and writes about the new
+    // data rather than the whole snapshot.
+    write_random(&src.join("chain.db.2"), 1 << 20, 3);
+    let s3 = backup(&e, &src);
+    off1.plug();
+    let r = wait_run(&e, "OFF1", 1);
+    assert_eq!(r["outcome"], "ok", "{r}");
+    assert_eq!(r["snapshots_added"], 2);
+    assert_eq!(r["snapshots_removed"], 1);
+    let written = r["bytes_written"].as_u64().unwrap();
+    assert!(
+        written < 8 << 20,
+        "rotation wrote {written} bytes for ~4 MiB of new data"
+    );
+    off1.unplug();
+
+    let mut want = vec![s2.clone(), s3.clone()];
+    want.sort();
+    assert_eq!(held(&e, "OFF1"), want);
+    let mut want2 = vec![s1.clone(), s2.clone()];
+    want2.sort();
+    assert_eq!(held(&e, "OFF2"), want2);
+    // keep-daily keeps the newest snapshot of each day: s1 and s2 share one.
+    assert_eq!(held(&e, "ON1"), vec![s2.clone()]);
+    assert!(d.alive());
+    assert!(d.leftover_mounts().is_empty(), "{:?}", d.leftover_mounts());
+    assert_eq!(d.stop(), Some(0));
+
+    check_medium_alone(&e, &off1, "OFF1", &src);
+    check_medium_alone(&e, &off2, "OFF2", &src);
+    check_medium_alone(&e, &on1, "ON1", &src);
+    // The latest snapshot on OFF1 is the live source.
+    let mp = e.path("inspect-live");
+    let i = off1.inspect(&mp);
+    let out = e.path("live");
+    let o = on_medium(
+        &e,
+        &i.repo(),
+        &["restore", "latest", "--target", out.to_str().unwrap()],
+    );
+    assert!(o.status.success());
+    let restored = out.join(src.strip_prefix("/").unwrap());
+    assert_eq!(rsync_diff(&src, &restored), "");
+    // The ledger mirror is there and names the medium.
+    let ledger = fs::read_to_string(i.repo().join("ledger.json")).unwrap();
+    assert!(ledger.contains("\"OFF1\""));
+
+    // list and set-location
+    let list = e.json(&["media", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 3);
+    e.ok(&["media", "set-location", "ON1", "offsite"]);
+    assert_eq!(show(&e, "ON1")["location"], "offsite");
+}
+
+#[test]
+fn medium_pulled_mid_copy_then_next_insertion_completes() {
+    if !have_root("medium_pulled_mid_copy_then_next_insertion_completes") {
+        return;
+    }
+    let _s = serial();
+    let _u = Udev::start();
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..6 {
+        write_random(&src.join(format!("f{i}")), 6 << 20, 10 + i);
+    }
+    let mut m = Medium::create(&e, "PULL", 128, "ext4");
+    enroll(&e, &mut m, "PULL", &[]);
+    let id = backup(&e, &src);
+    let mut d = Mediad::start_paced(&e, Some(400));
+    let dev = m.plug();
+    wait_until("the copy to start", Duration::from_secs(30), || {
+        show(&e, "PULL")["state"] == "copying"
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    // The stick goes away: udev says remove.
+    let name = Path::new(&dev)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    sh(&format!(
+        "udevadm trigger --action=remove /sys/class/block/{name}"
+    ));
+    let r = wait_run(&e, "PULL", 0);
+    assert_eq!(r["outcome"], "cancelled", "{r}");
+    assert_eq!(show(&e, "PULL")["state"], "removed during copy");
+    assert!(
+        held(&e, "PULL").is_empty(),
+        "an unverified snapshot is listed"
+    );
+    assert!(d.alive());
+    wait_until(
+        "the medium to be unmounted",
+        Duration::from_secs(20),
+        || d.leftover_mounts().is_empty(),
+    );
+    m.unplug();
+    std::thread::sleep(Duration::from_millis(500));
+    // Plugged in again: the copy completes (what was verified before is not copied again).
+    m.plug();
+    let r = wait_run(&e, "PULL", 1);
+    assert_eq!(r["outcome"], "ok", "{r}");
+    assert_eq!(held(&e, "PULL"), vec![id]);
+    m.unplug();
+    drop(d);
+    check_medium_alone(&e, &m, "PULL", &src);
+}
+
+#[test]
+fn device_failing_mid_write_loses_nothing() {
+    if !have_root("device_failing_mid_write_loses_nothing") {
+        return;
+    }
+    let _s = serial();
+    let _u = Udev::start();
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..6 {
+        write_random(&src.join(format!("f{i}")), 6 << 20, 20 + i);
+    }
+    let mut m = Medium::create(&e, "FAIL", 300, "xfs");
+    enroll(&e, &mut m, "FAIL", &[]);
+    let id = backup(&e, &src);
+    let mut d = Mediad::start_paced(&e, Some(400));
+    m.plug();
+    wait_until("the copy to start", Duration::from_secs(30), || {
+        show(&e, "FAIL")["state"] == "copying"
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    // The device fails: every further write gets EIO.
+    let mp = d.media_root.join(m.uuid());
+    sh(&format!("xfs_io -x -c 'shutdown -f' {}", mp.display()));
+    let r = wait_run(&e, "FAIL", 0);
+    assert_eq!(r["outcome"], "failed", "{r}");
+    assert!(held(&e, "FAIL").is_empty());
+    assert!(d.alive());
+    wait_until(
+        "the medium to be unmounted",
+        Duration::from_secs(20),
+        || d.leftover_mounts().is_empty(),
+    );
+    m.unplug();
+    std::thread::sleep(Duration::from_millis(500));
+    m.plug();
+    let r = wait_run(&e, "FAIL", 1);
+    assert_eq!(r["outcome"], "ok", "{r}");
+    assert_eq!(held(&e, "FAIL"), vec![id]);
+    m.unplug();
+    drop(d);
+    check_medium_alone(&e, &m, "FAIL", &src);
+}
+
+#[test]
+fn full_medium_makes_room_by_retention_or_reports_full() {
+    if !have_root("full_medium_makes_room_by_retention_or_reports_full") {
+        return;
+    }
+    let _s = serial();
+    let _u = Udev::start();
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let mut m = Medium::create(&e, "SMALL", 48, "ext4");
+    enroll(&e, &mut m, "SMALL", &["--keep-last", "1"]);
+    let _d = Mediad::start(&e);
+    write_random(&src.join("a"), 22 << 20, 30);
+    let _a = backup(&e, &src);
+    m.plug();
+    assert_eq!(wait_run(&e, "SMALL", 0)["outcome"], "ok");
+    m.unplug();
+    // New data of the same size: both do not fit, so retention removes the old one first.
+    write_random(&src.join("a"), 22 << 20, 31);
+    let b = backup(&e, &src);
+    std::thread::sleep(Duration::from_millis(300));
+    m.plug();
+    let r = wait_run(&e, "SMALL", 1);
+    assert_eq!(r["outcome"], "ok", "{r}");
+    assert_eq!(held(&e, "SMALL"), vec![b.clone()]);
+    m.unplug();
+    // Far too big: reported as full, nothing removed, the medium still checks clean.
+    write_random(&src.join("a"), 70 << 20, 32);
+    backup(&e, &src);
+    std::thread::sleep(Duration::from_millis(300));
+    m.plug();
+    let r = wait_run(&e, "SMALL", 2);
+    assert_eq!(r["outcome"], "medium full", "{r}");
+    assert_eq!(show(&e, "SMALL")["state"], "medium full");
+    assert_eq!(held(&e, "SMALL"), vec![b]);
+    m.unplug();
+    drop(_d);
+    check_medium_alone(&e, &m, "SMALL", &src);
+}
+
+#[test]
+fn hostile_medium_is_not_trusted() {
+    if !have_root("hostile_medium_is_not_trusted") {
+        return;
+    }
+    let _s = serial();
+    let _u = Udev::start();
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("a"), 2 << 20, 40);
+    let id = backup(&e, &src);
+    let outside = e.path("outside");
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("secret"), "do not touch\n").unwrap();
+    let mut m = Medium::create(&e, "EVIL", 64, "ext4");
+    enroll(&e, &mut m, "EVIL", &[]);
+    // Plant: a pack-named symlink to a file outside, the name of a real pack of the snapshot
+    // as a symlink too, a huge sparse "pack", a crafted ledger.
+    let packs = bakfs_e2e::packs(&e.repo);
+    let real = packs[0].file_name().unwrap().to_str().unwrap().to_string();
+    {
+        let t = m.tamper(&e.path("tamper"));
+        let r = t.repo();
+        fs::create_dir_all(r.join(format!("data/{}", &real[..2]))).unwrap();
+        std::os::unix::fs::symlink(
+            outside.join("secret"),
+            r.join(format!("data/{}/{real}", &real[..2])),
+        )
+        .unwrap();
+        let fake = "ab".repeat(32);
+        fs::create_dir_all(r.join("data/ab")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", r.join(format!("data/ab/{fake}"))).unwrap();
+        let huge = "cd".repeat(32);
+        fs::create_dir_all(r.join("data/cd")).unwrap();
+        let f = fs::File::create(r.join(format!("data/cd/{huge}"))).unwrap();
+        f.set_len(1 << 40).unwrap();
+        fs::write(
+            r.join("ledger.json"),
+            "{\"snapshots\": [\"../../etc\"], \"trust\": \"me\"}",
+        )
+        .unwrap();
+    }
+    let d = Mediad::start(&e);
+    m.plug();
+    let r = wait_run(&e, "EVIL", 0);
+    assert_eq!(r["outcome"], "ok", "{r}");
+    assert_eq!(held(&e, "EVIL"), vec![id]);
+    assert_eq!(
+        fs::read_to_string(outside.join("secret")).unwrap(),
+        "do not touch\n"
+    );
+    assert!(
+        d.log_text().contains("not bakfs files"),
+        "planted entries not reported"
+    );
+    m.unplug();
+    drop(d);
+    check_medium_alone(&e, &m, "EVIL", &src);
+    // Now the snapshots directory itself is a symlink out of the medium: refused.
+    {
+        let t = m.tamper(&e.path("tamper"));
+        let r = t.repo();
+        fs::rename(r.join("snapshots"), r.join("old-snapshots")).unwrap();
+        std::os::unix::fs::symlink(&outside, r.join("snapshots")).unwrap();
+    }
+    write_random(&src.join("b"), 1 << 20, 41);
+    backup(&e, &src);
+    let d = Mediad::start(&e);
+    m.plug();
+    let r = wait_run(&e, "EVIL", 1);
+    assert_eq!(r["outcome"], "failed", "{r}");
+    assert!(r["message"].as_str().unwrap().contains("symlink"), "{r}");
+    m.unplug();
+    let names: Vec<_> = fs::read_dir(&outside)
+        .unwrap()
+        .flatten()
+        .map(|x| x.file_name())
+        .collect();
+    assert_eq!(
+        names.len(),
+        1,
+        "something was written outside the medium: {names:?}"
+    );
+    drop(d);
+}
+
+#[test]
+fn clones_and_impostors_are_refused() {
+    if !have_root("clones_and_impostors_are_refused") {
+        return;
+    }
+    let _s = serial();
+    let _u = Udev::start();
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), "a\n").unwrap();
+    backup(&e, &src);
+    let mut m = Medium::create(&e, "REAL", 32, "ext4");
+    enroll(&e, &mut m, "REAL", &[]);
+    let uuid = m.uuid();
+    // Same UUID, no bakfs identity (a filesystem made with -U, or a wiped stick).
+    let impostor_img = e.path("impostor.img");
+    fs::File::create(&impostor_img)
+        .unwrap()
+        .set_len(32 << 20)
+        .unwrap();
+    sh(&format!(
+        "mkfs.ext4 -q -U {uuid} {}",
+        impostor_img.display()
+    ));
+    let mut impostor = Medium {
+        image: impostor_img,
+        dev: None,
+    };
+    let d = Mediad::start(&e);
+    impostor.plug();
+    let r = wait_run(&e, "REAL", 0);
+    assert_eq!(r["outcome"], "failed", "{r}");
+    assert!(r["message"].as_str().unwrap().contains("identity"), "{r}");
+    impostor.unplug();
+    // Looked at with debugfs on the image: a loop mount would be announced to mediad again.
+    let root = sh(&format!(
+        "debugfs -R 'ls -l /' {} 2>/dev/null",
+        impostor.image.display()
+    ));
+    assert!(
+        !root.contains("bakfs"),
+        "the impostor was written to: {root}"
+    );
+    // A byte-for-byte clone plugged in beside the real one: the second is refused.
+    let clone_img = e.path("clone.img");
+    fs::copy(&m.image, &clone_img).unwrap();
+    let mut clone = Medium {
+        image: clone_img,
+        dev: None,
+    };
+    m.plug();
+    let r = wait_run(&e, "REAL", 1);
+    assert_eq!(r["outcome"], "ok", "{r}");
+    let runs_before = run_count(&e, "REAL");
+    clone.plug();
+    wait_until("the clone to be refused", Duration::from_secs(20), || {
+        d.log_text().contains("both claim medium REAL")
+    });
+    assert_eq!(run_count(&e, "REAL"), runs_before, "a job ran on the clone");
+    clone.unplug();
+    m.unplug();
+    drop(d);
+}
+
+#[test]
+fn sigkill_mid_copy_then_restart_finishes() {
+    if !have_root("sigkill_mid_copy_then_restart_finishes") {
+        return;
+    }
+    let _s = serial();
+    let _u = Udev::start();
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..6 {
+        write_random(&src.join(format!("f{i}")), 6 << 20, 50 + i);
+    }
+    let mut m = Medium::create(&e, "KILL", 128, "ext4");
+    enroll(&e, &mut m, "KILL", &[]);
+    let id = backup(&e, &src);
+    let mut d = Mediad::start_paced(&e, Some(400));
+    m.plug();
+    wait_until("the copy to start", Duration::from_secs(30), || {
+        show(&e, "KILL")["state"] == "copying"
+    });
+    std::thread::sleep(Duration::from_millis(900));
+    d.kill_and_restart(&e);
+    // The restarted daemon sees the medium present, closes the killed run, finishes the copy.
+    let r = wait_run(&e, "KILL", 1);
+    assert_eq!(r["outcome"], "ok", "{r}");
+    let all = runs(&e, "KILL");
+    assert!(all.iter().any(|x| x["outcome"] == "interrupted"), "{all:?}");
+    assert_eq!(held(&e, "KILL"), vec![id]);
+    assert!(d.leftover_mounts().is_empty());
+    m.unplug();
+    drop(d);
+    check_medium_alone(&e, &m, "KILL", &src);
+}
+
+#[test]
+fn fifty_quick_insert_remove_cycles() {
+    if !have_root("fifty_quick_insert_remove_cycles") {
+        return;
+    }
+    let _s = serial();
+    let _u = Udev::start();
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("a"), 4 << 20, 60);
+    let id = backup(&e, &src);
+    let mut m = Medium::create(&e, "FLAKY", 64, "ext4");
+    enroll(&e, &mut m, "FLAKY", &[]);
+    let mut d = Mediad::start(&e);
+    for _ in 0..50 {
+        m.plug();
+        std::thread::sleep(Duration::from_millis(30));
+        m.unplug();
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    sh("udevadm settle -t 30");
+    wait_until("the daemon to go idle", Duration::from_secs(60), || {
+        show(&e, "FLAKY")["state"] != "copying" && d.leftover_mounts().is_empty()
+    });
+    let n = run_count(&e, "FLAKY");
+    assert!(n <= 50, "{n} jobs for 50 insertions");
+    assert!(d.alive());
+    assert!(d.leftover_mounts().is_empty());
+    let leftover_loops = sh(&format!("losetup -j {} -n", m.image.display()));
+    assert_eq!(leftover_loops.trim(), "", "loop devices leaked");
+    // One calm insertion finishes whatever the quick ones left.
+    let before = run_count(&e, "FLAKY");
+    m.plug();
+    let r = wait_run(&e, "FLAKY", before);
+    assert_eq!(r["outcome"], "ok", "{r}");
+    assert_eq!(held(&e, "FLAKY"), vec![id]);
+    m.unplug();
+    drop(d);
+    check_medium_alone(&e, &m, "FLAKY", &src);
+}
