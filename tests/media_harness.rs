@@ -330,3 +330,58 @@ pub fn on_medium(e: &Env, repo: &Path, args: &[&str]) -> std::process::Output {
         .env("BAKFS_STATE_DIR", e.path("restore-host-state"));
     c.args(args).output().unwrap()
 }
+
+/// A zram block device (real kernel add/remove events), removed on drop.
+pub struct Zram {
+    pub n: Option<u32>,
+}
+
+impl Zram {
+    /// Creates /dev/zramN of `mib` MiB with an ext4 filesystem (`uuid` if given) and replays its
+    /// add event so that udev (with the bakfs rule) records ID_FS_UUID.
+    pub fn create(mib: u64, label: &str, uuid: Option<&str>) -> Self {
+        let n: u32 = std::fs::read_to_string("/sys/class/zram-control/hot_add")
+            .expect("zram (CONFIG_ZRAM) is needed for real add/remove events")
+            .trim()
+            .parse()
+            .unwrap();
+        let z = Self { n: Some(n) };
+        std::fs::write(
+            format!("/sys/block/zram{n}/disksize"),
+            format!("{}", mib << 20),
+        )
+        .unwrap();
+        let u = uuid.map(|u| format!("-U {u}")).unwrap_or_default();
+        sh(&format!("mkfs.ext4 -q -L {label} {u} /dev/zram{n}"));
+        sh(&format!(
+            "udevadm trigger --action=add --settle /sys/block/zram{n}"
+        ));
+        z
+    }
+
+    pub fn dev(&self) -> String {
+        format!("/dev/zram{}", self.n.unwrap())
+    }
+
+    /// Removes the device: the kernel sends a real `remove` event.
+    pub fn remove(&mut self) {
+        if let Some(n) = self.n.take() {
+            let t = Instant::now();
+            // EBUSY while something still has it mounted or open.
+            while std::fs::write("/sys/class/zram-control/hot_remove", n.to_string()).is_err()
+                && t.elapsed() < Duration::from_secs(10)
+            {
+                let _ = Command::new("umount")
+                    .args(["-l", &format!("/dev/zram{n}")])
+                    .status();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+impl Drop for Zram {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}

@@ -613,3 +613,42 @@ fn fifty_quick_insert_remove_cycles() {
     drop(d);
     check_medium_alone(&e, &m, "FLAKY", &src);
 }
+
+#[test]
+fn zram_present_at_start_and_real_remove_events() {
+    if !have_root("zram_present_at_start_and_real_remove_events") {
+        return;
+    }
+    let _s = serial();
+    let _u = Udev::start();
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("a"), 3 << 20, 70);
+    let id = backup(&e, &src);
+    let mut z = Zram::create(64, "ZRAM1", None);
+    e.ok(&["media", "enroll", &z.dev(), "--label", "ZRAM1"]);
+    let uuid = sh(&format!("blkid -p -s UUID -o value {}", z.dev()))
+        .trim()
+        .to_string();
+    // Already plugged in when the daemon starts: handled at start.
+    let d = Mediad::start(&e);
+    let r = wait_run(&e, "ZRAM1", 0);
+    assert_eq!(r["outcome"], "ok", "{r}");
+    assert_eq!(held(&e, "ZRAM1"), vec![id]);
+    wait_until(
+        "the medium to be unmounted",
+        Duration::from_secs(20),
+        || d.leftover_mounts().is_empty(),
+    );
+    // A real remove event, then a new device with the same UUID but none of the medium's
+    // content: a new insertion, refused for its missing identity.
+    z.remove();
+    let mut z2 = Zram::create(64, "ZRAM1", Some(&uuid));
+    let r = wait_run(&e, "ZRAM1", 1);
+    assert_eq!(r["outcome"], "failed", "{r}");
+    assert!(r["message"].as_str().unwrap().contains("identity"), "{r}");
+    assert!(d.leftover_mounts().is_empty());
+    drop(d);
+    z2.remove();
+}

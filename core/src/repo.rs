@@ -228,7 +228,7 @@ impl Repository {
     ) -> Repository {
         let keys = master.derive();
         let chunker = Chunker::new(keys.chunker_seed(), config.chunker);
-        let repo = Repository {
+        Repository {
             backend,
             config,
             keys,
@@ -243,8 +243,7 @@ impl Repository {
             damaged: Mutex::new(Vec::new()),
             writer: Mutex::new(None),
             medium: false,
-        };
-        repo
+        }
     }
 
     /// Whether this is a medium's copy, which holds only some of the packs its index lists.

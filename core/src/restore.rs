@@ -63,6 +63,9 @@ struct Filters {
     exclude: GlobSet,
 }
 
+/// A hard link to make once its target exists: (path, (dev, inode) of the target, times).
+type DeferredLink = (PathBuf, (u64, u64), Option<(i64, i64)>);
+
 fn globset(patterns: &[String]) -> Result<GlobSet> {
     let mut b = GlobSetBuilder::new();
     for p in patterns {
@@ -84,7 +87,7 @@ struct Ctx<'a> {
     errors: Mutex<Vec<String>>,
     damaged: std::sync::atomic::AtomicBool,
     hardlinks: Mutex<HashMap<(u64, u64), PathBuf>>,
-    deferred_links: Mutex<Vec<(PathBuf, (u64, u64), Option<(i64, i64)>)>>,
+    deferred_links: Mutex<Vec<DeferredLink>>,
     dir_times: Mutex<HashMap<PathBuf, (i64, i64)>>,
     verify: bool,
     is_root: bool,

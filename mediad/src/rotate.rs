@@ -259,7 +259,7 @@ fn copy_onto(
                     let need: u64 = packs
                         .iter()
                         .filter(|pk| !w.verified.contains(&(Kind::Pack, pk.id.clone())))
-                        .map(|pk| u64::try_from(pk.size).unwrap_or(0))
+                        .map(|pk| pk.size)
                         .sum();
                     let free = medium::free_bytes(&root).unwrap_or(0);
                     let freed = freeable(cat, m, &p, w.present)?;
@@ -450,7 +450,7 @@ impl Writer<'_> {
         let mut todo = Vec::new();
         for p in packs {
             if !self.verified.contains(&(Kind::Pack, p.id.clone())) {
-                todo.push(self.put(Kind::Pack, &p.id, u64::try_from(p.size).ok())?);
+                todo.push(self.put(Kind::Pack, &p.id, Some(p.size))?);
             }
         }
         todo.push(self.put(Kind::Snapshot, &s.id, None)?);

@@ -148,7 +148,7 @@ fn enroll(ctx: &Ctx, a: EnrollArgs) -> Result<u8> {
         }
         Ok(rec)
     })();
-    let _ = nix::unistd::sync();
+    nix::unistd::sync();
     let um = medium::unmount(&mp);
     let _ = std::fs::remove_dir(&mp);
     let rec = r?;

@@ -119,7 +119,7 @@ fn sd_notify(msg: &str) {
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
-    Ok(std::path::absolute(p).with_context(|| format!("{}", p.display()))?)
+    std::path::absolute(p).with_context(|| format!("{}", p.display()))
 }
 
 fn spawn_background(ctx: &Ctx, a: &MountArgs) -> Result<u8> {
