@@ -652,3 +652,48 @@ fn zram_present_at_start_and_real_remove_events() {
     drop(d);
     z2.remove();
 }
+
+#[test]
+fn enroll_refuses_what_it_cannot_safely_take() {
+    if !have_root("enroll_refuses_what_it_cannot_safely_take") {
+        return;
+    }
+    let _s = serial();
+    let e = Env::init();
+    let mut a = Medium::create(&e, "A", 32, "ext4");
+    let mut b = Medium::create(&e, "B", 32, "ext4");
+    let not_dev = e.path("plain-file");
+    fs::write(&not_dev, "x").unwrap();
+    let err = e.fails(
+        &["media", "enroll", not_dev.to_str().unwrap(), "--label", "X"],
+        1,
+    );
+    assert!(err.contains("not a block device"), "{err}");
+    let da = a.plug();
+    e.ok(&["media", "enroll", &da, "--label", "A"]);
+    // The same filesystem again, under another label: already enrolled.
+    let err = e.fails(&["media", "enroll", &da, "--label", "A2"], 1);
+    assert!(err.contains("already enrolled as A"), "{err}");
+    // Another filesystem under a label in use.
+    let db = b.plug();
+    let err = e.fails(&["media", "enroll", &db, "--label", "A"], 1);
+    assert!(err.contains("label A is taken"), "{err}");
+    // A filesystem that carries another catalog's bakfs directory.
+    e.ok(&["media", "forget", "A"]);
+    let err = e.fails(&["media", "enroll", &da, "--label", "A"], 1);
+    assert!(err.contains("already enrolled as A"), "{err}");
+    // No filesystem at all.
+    let raw = e.path("raw.img");
+    fs::File::create(&raw).unwrap().set_len(8 << 20).unwrap();
+    let dr = sh(&format!("losetup -f --show {}", raw.display()))
+        .trim()
+        .to_string();
+    let err = e.fails(&["media", "enroll", &dr, "--label", "R"], 1);
+    sh(&format!("losetup -d {dr}"));
+    assert!(err.contains("no filesystem"), "{err}");
+    let err = e.fails(&["media", "show", "NOPE"], 1);
+    assert!(err.contains("no medium labelled"), "{err}");
+    a.unplug();
+    b.unplug();
+    assert!(e.json(&["media", "list"]).as_array().unwrap().is_empty());
+}

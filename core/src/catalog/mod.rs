@@ -4,7 +4,7 @@
 //! that `bakfs catalog rebuild` can recreate from a repository
 //! ([`Catalog::replace_repository_contents`]); the `runs` history exists only here.
 //!
-//! # Schema (version 1)
+//! # Schema (version 1; version 2 adds the media ledger, see `media.rs`)
 //!
 //! ```text
 //! repositories(id TEXT PK, location TEXT, last_seen INTEGER /* unix ns */)

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Benchmark bakfs-mediad: copying a snapshot onto a medium against `cp` of the same repository
+# files onto the same kind of filesystem, and the bytes a rotation writes after a small change.
+#
+#   bench/media.sh [--size MB] [--no-build]
+#
+# Needs root (loop devices, mounts, udev not required: mediad runs with --once). Media are
+# ext4 images on BENCH_DIR (default /var/tmp/bakfs-bench), attached to loop devices with direct
+# I/O so that writes reach the image file rather than only the loop's page cache. Prints a
+# markdown table for docs/benchmarks.md.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+SIZE_MB=1024
+BUILD=1
+while [[ $# -gt 0 ]]; do
+    case $1 in
+    --size) SIZE_MB=$2; shift 2 ;;
+    --no-build) BUILD=0; shift ;;
+    *) echo "usage: $0 [--size MB] [--no-build]" >&2; exit 2 ;;
+    esac
+done
+[[ $(id -u) -eq 0 ]] || { echo "run as root" >&2; exit 1; }
+BENCH_DIR=${BENCH_DIR:-/var/tmp/bakfs-bench}
+DATA=${DATASET_DIR:-$BENCH_DIR/dataset-${SIZE_MB}MB}
+W=$BENCH_DIR/media
+if ((BUILD)); then (cd "$ROOT" && cargo build --release --bins -q); fi
+B=$ROOT/target/release/bakfs
+M=$ROOT/target/release/bakfs-mediad
+bash "$HERE/make-dataset.sh" "$DATA" "$SIZE_MB" >&2
+
+LOOPS=()
+MNTS=()
+cleanup() {
+    for m in "${MNTS[@]}"; do umount "$m" 2>/dev/null || true; done
+    for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null || true; done
+    rm -rf "$W"
+}
+trap cleanup EXIT
+rm -rf "$W" && mkdir -p "$W"
+export BAKFS_REPO=$W/repo BAKFS_STATE_DIR=$W/state BAKFS_PASSWORD=bench XDG_CONFIG_HOME=$W/none
+"$B" init -q >/dev/null 2>&1 || "$B" init >/dev/null
+"$B" backup "$DATA/base" -q >/dev/null
+REPO_BYTES=$(du -sb "$W/repo" | awk '{print $1}')
+IMG_MB=$((REPO_BYTES / 1048576 * 2 + 512))
+
+mkimg() { # mkimg NAME -> prints the loop device
+    truncate -s "${IMG_MB}M" "$W/$1.img"
+    mkfs.ext4 -q -L "$1" "$W/$1.img"
+    local l
+    l=$(losetup -f --show --direct-io=on "$W/$1.img")
+    LOOPS+=("$l")
+    echo "$l"
+}
+drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+now() { date +%s.%N; }
+
+# cp of the repository's files (what a medium holds) onto a fresh ext4, synced.
+L1=$(mkimg CP)
+mkdir -p "$W/cp"
+mount "$L1" "$W/cp"
+MNTS+=("$W/cp")
+drop
+t0=$(now)
+cp -r "$W/repo/data" "$W/repo/index" "$W/repo/snapshots" "$W/repo/keys" "$W/repo/config" "$W/cp/"
+sync -f "$W/cp"
+t1=$(now)
+CP_S=$(echo "$t1 - $t0" | bc -l)
+umount "$W/cp"
+
+# mediad onto another fresh ext4 (copy, syncfs, read back every file, catalog, ledger).
+L2=$(mkimg MED)
+"$B" media enroll "$L2" --label MED --keep-last 2 >/dev/null
+drop
+t0=$(now)
+/usr/bin/time -f '%M' -o "$W/rss" "$M" --once --media-root "$W/mnt" 2>"$W/mediad.log"
+t1=$(now)
+MED_S=$(echo "$t1 - $t0" | bc -l)
+RUN=$("$B" media show MED --json)
+WRITTEN=$(echo "$RUN" | python3 -c 'import json,sys; r=json.load(sys.stdin)["runs"][0]; print(r["bytes_written"])')
+OUTCOME=$(echo "$RUN" | python3 -c 'import json,sys; print(json.load(sys.stdin)["runs"][0]["outcome"])')
+[[ $OUTCOME == ok ]] || { cat "$W/mediad.log" >&2; exit 1; }
+RSS=$(cat "$W/rss")
+
+# A small change, then a rotation onto the same medium.
+"$B" backup "$DATA/changed" -q >/dev/null
+ADDED=$("$B" catalog runs --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["bytes_added"])')
+drop
+t0=$(now)
+"$M" --once --media-root "$W/mnt" 2>>"$W/mediad.log"
+t1=$(now)
+ROT_S=$(echo "$t1 - $t0" | bc -l)
+ROT=$("$B" media show MED --json | python3 -c 'import json,sys; r=json.load(sys.stdin)["runs"][0]; print(r["bytes_written"], r["outcome"])')
+ROT_W=${ROT% *}
+
+mib() { echo "scale=1; $1 / 1048576" | bc -l; }
+rate() { echo "scale=1; $1 / 1048576 / $2" | bc -l; }
+echo
+echo "Media benchmark, $(date -u +%Y-%m-%dT%H:%MZ), dataset ${SIZE_MB} MB, ext4 on a loop device (direct I/O) on $(df --output=source "$BENCH_DIR" | tail -1):"
+echo
+echo "| measure | value |"
+echo "|---|---|"
+echo "| repository files copied | $(mib "$REPO_BYTES") MiB |"
+echo "| \`cp -r\` + \`sync -f\` | $(printf %.2f "$CP_S") s ($(rate "$REPO_BYTES" "$CP_S") MiB/s) |"
+echo "| bakfs-mediad --once (copy, syncfs, read back, record, unmount) | $(printf %.2f "$MED_S") s ($(rate "$WRITTEN" "$MED_S") MiB/s), $(echo "scale=2; $CP_S / $MED_S" | bc -l)x of cp's rate |"
+echo "| bakfs-mediad peak RSS | $((RSS / 1024)) MiB |"
+echo "| rotation after the 'changed' backup: new data (bytes_added) | $(mib "$ADDED") MiB |"
+echo "| rotation: bytes written | $(mib "$ROT_W") MiB in $(printf %.2f "$ROT_S") s (${ROT#* }) |"
