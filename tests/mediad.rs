@@ -697,3 +697,49 @@ fn enroll_refuses_what_it_cannot_safely_take() {
     b.unplug();
     assert!(e.json(&["media", "list"]).as_array().unwrap().is_empty());
 }
+
+#[test]
+fn damaged_primary_pack_is_not_copied() {
+    if !have_root("damaged_primary_pack_is_not_copied") {
+        return;
+    }
+    let _s = serial();
+    let _u = Udev::start();
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("a"), 2 << 20, 80);
+    backup(&e, &src);
+    // Flip a byte in the middle of the biggest pack of the primary.
+    let mut packs = bakfs_e2e::packs(&e.repo);
+    packs.sort_by_key(|p| fs::metadata(p).unwrap().len());
+    let victim = packs.last().unwrap().clone();
+    let mut bytes = fs::read(&victim).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    fs::write(&victim, bytes).unwrap();
+    let mut m = Medium::create(&e, "DMG", 32, "ext4");
+    enroll(&e, &mut m, "DMG", &[]);
+    let d = Mediad::start(&e);
+    m.plug();
+    wait_run(&e, "DMG", 0);
+    assert!(
+        held(&e, "DMG").is_empty(),
+        "a snapshot with a damaged pack was recorded"
+    );
+    assert!(
+        d.log_text().contains("primary repository damaged"),
+        "{}",
+        d.log_text()
+    );
+    m.unplug();
+    drop(d);
+    let name = victim.file_name().unwrap().to_str().unwrap().to_string();
+    let i = m.inspect(&e.path("look"));
+    assert!(
+        !i.repo()
+            .join(format!("data/{}/{name}", &name[..2]))
+            .exists(),
+        "the damaged pack was left on the medium"
+    );
+}

@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bakfs_core::medium;
 
 const BUF: usize = 1 << 20;
+/// Largest config or key file copied.
+const MAX_SMALL: u64 = 1 << 20;
 
 /// A repository file kind, as the catalog's `media_files.kind` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -135,8 +137,8 @@ pub fn inventory(root: &Path) -> (HashMap<(Kind, String), u64>, usize) {
     (out, skipped)
 }
 
-/// Copies `src` to `dst_root/rel(kind, name)` through a temporary file and returns the blake3 of
-/// the bytes copied. A content-addressed source whose hash is not its name is not installed.
+/// Copies `src` to `dst_root/rel(kind, name)` through a temporary file and returns the blake3
+/// the copy must have (its name, for content-addressed kinds) and its size.
 ///
 /// # Errors
 /// [`CopyError`].
@@ -168,32 +170,33 @@ pub fn copy_in(
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)
             .map_err(|e| io_err(&tmp, &e))?;
-        let mut h = blake3::Hasher::new();
-        let mut buf = vec![0u8; BUF];
-        let mut n = 0u64;
-        loop {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(CopyError::Cancelled);
-            }
-            let k = input
-                .read(&mut buf)
+        if cancel.load(Ordering::Relaxed) {
+            return Err(CopyError::Cancelled);
+        }
+        let (hash, n) = if kind.content_addressed() {
+            // In-kernel copy (copy_file_range); the read-back checks the bytes against the
+            // name, and [`source_matches`] tells a damaged source from a bad copy.
+            let n = std::io::copy(&mut input, &mut out).map_err(|e| io_err(&tmp, &e))?;
+            let want = blake3::Hash::from_hex(name)
+                .map_err(|_| CopyError::Io(format!("{name}: not a blake3 name")))?;
+            (want, n)
+        } else {
+            // Small files named otherwise (config, keys): hash what is copied.
+            let mut raw = Vec::new();
+            input
+                .take(MAX_SMALL + 1)
+                .read_to_end(&mut raw)
                 .map_err(|e| CopyError::Io(format!("{}: {e}", src.display())))?;
-            if k == 0 {
-                break;
+            if raw.len() as u64 > MAX_SMALL {
+                return Err(CopyError::SourceDamaged(format!(
+                    "{} is larger than {MAX_SMALL} bytes",
+                    src.display()
+                )));
             }
-            h.update(&buf[..k]);
-            out.write_all(&buf[..k]).map_err(|e| io_err(&tmp, &e))?;
-            n += k as u64;
-        }
-        // Surface a delayed write error (ENOSPC, EIO) now rather than at syncfs.
+            out.write_all(&raw).map_err(|e| io_err(&tmp, &e))?;
+            (blake3::hash(&raw), raw.len() as u64)
+        };
         out.flush().map_err(|e| io_err(&tmp, &e))?;
-        let hash = h.finalize();
-        if kind.content_addressed() && hash.to_hex().as_str() != name {
-            return Err(CopyError::SourceDamaged(format!(
-                "{} does not match its name",
-                src.display()
-            )));
-        }
         std::fs::rename(&tmp, &dst).map_err(|e| io_err(&dst, &e))?;
         Ok((hash, n))
     })();
@@ -201,6 +204,19 @@ pub fn copy_in(
         let _ = std::fs::remove_file(&tmp);
     }
     r
+}
+
+/// Whether the primary's file `src` still hashes to `name` (after a read-back mismatch: a damaged
+/// source is not the medium's fault).
+///
+/// # Errors
+/// I/O errors reading it.
+pub fn source_matches(src: &Path, name: &str) -> Result<bool, CopyError> {
+    let (f, _) = medium::open_regular(src).map_err(|e| CopyError::Io(e.to_string()))?;
+    let mut h = blake3::Hasher::new();
+    h.update_reader(f)
+        .map_err(|e| CopyError::Io(format!("{}: {e}", src.display())))?;
+    Ok(h.finalize().to_hex().as_str() == name)
 }
 
 /// Reads `root/rel(kind, name)` back from the device (its page cache dropped first) and returns
@@ -291,11 +307,17 @@ mod tests {
         let (inv, skipped) = inventory(dst.path());
         assert_eq!(inv.get(&(Kind::Pack, name.clone())), Some(&n));
         assert_eq!(skipped, 0);
-        // A source that does not match its name is not installed.
+        // A source that does not match its name: the read-back shows it, the source check says
+        // whose fault it is.
         let wrong = "0".repeat(64);
-        let e = copy_in(&src.path().join("p"), dst.path(), Kind::Pack, &wrong, &no).unwrap_err();
-        assert!(matches!(e, CopyError::SourceDamaged(_)));
-        assert!(!dst.path().join(rel(Kind::Pack, &wrong)).exists());
+        let (want, n) =
+            copy_in(&src.path().join("p"), dst.path(), Kind::Pack, &wrong, &no).unwrap();
+        assert_ne!(
+            read_back(dst.path(), Kind::Pack, &wrong, n, &no).unwrap(),
+            want
+        );
+        assert!(!source_matches(&src.path().join("p"), &wrong).unwrap());
+        assert!(source_matches(&src.path().join("p"), &name).unwrap());
         // A symlink planted where a pack belongs is neither read nor listed.
         let link = "1".repeat(64);
         std::fs::create_dir_all(dst.path().join("data/11")).unwrap();

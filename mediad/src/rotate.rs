@@ -40,6 +40,8 @@ pub struct Device {
 
 #[derive(Debug, Default)]
 struct Stats {
+    /// Snapshots not copied because the primary's copy of a file is damaged.
+    skipped: Vec<String>,
     added: i64,
     removed: i64,
     files_written: i64,
@@ -81,6 +83,14 @@ pub fn run(setup: &Setup, m: &MediumRecord, dev: &Device, cancel: &AtomicBool) -
     };
     let secs = started.elapsed().as_secs_f64();
     let (state, outcome, msg) = match &result {
+        Ok(()) if !stats.skipped.is_empty() => (
+            "safe to remove",
+            "incomplete",
+            Some(format!(
+                "not copied (primary repository damaged): {}",
+                stats.skipped.join(", ")
+            )),
+        ),
         Ok(()) => ("safe to remove", "ok", None),
         Err(CopyError::Full(m)) => ("medium full", "medium full", Some(m.clone())),
         Err(CopyError::Cancelled) => (
@@ -275,7 +285,8 @@ fn copy_onto(
                     attempt += 1;
                 }
                 Err(CopyError::SourceDamaged(msg)) => {
-                    tracing::error!(medium = %m.label, snapshot = %s.id, "not copied: {msg}; run `bakfs check --read-data`");
+                    tracing::error!(medium = %m.label, snapshot = %s.id, "snapshot {} not copied: primary repository damaged: {msg}; run `bakfs check --read-data`", &s.id[..8]);
+                    w.stats.skipped.push(s.id[..8].to_string());
                     break;
                 }
                 other => {
@@ -335,6 +346,12 @@ fn list(primary: &Arc<dyn Backend>, kind: FileKind) -> Result<Vec<String>, CopyE
     Ok(v)
 }
 
+/// Bytes written between two syncs during a snapshot's copy.
+const BATCH_BYTES: u64 = 64 << 20;
+
+/// Read-back results by file.
+type ReadBacks = HashMap<(Kind, String), Result<blake3::Hash, CopyError>>;
+
 struct Writer<'a> {
     setup: &'a Setup,
     root: &'a Path,
@@ -360,7 +377,7 @@ impl Writer<'_> {
             return Ok(());
         }
         let rec = self.put(kind, name, size)?;
-        self.sync_and_verify(cat, &[rec], &[])
+        self.sync_and_verify(cat, &[rec], &[], ReadBacks::new())
     }
 
     /// Copies (if needed) one file; returns what must be read back: (kind, name, size, hash).
@@ -395,19 +412,33 @@ impl Writer<'_> {
     }
 
     /// Syncs the filesystem, reads back `files` and records them (and `snaps`) as verified.
+    /// `early` holds read-backs already done (by the verifier thread of [`Self::copy_snapshot`]).
     fn sync_and_verify(
         &mut self,
         cat: &mut Catalog,
         files: &[(Kind, String, u64, blake3::Hash)],
         snaps: &[(MediumSnapshot, Vec<String>)],
+        mut early: ReadBacks,
     ) -> Result<(), CopyError> {
         copy::sync_fs(self.root)?;
         let now = now_ns();
         let mut rows = Vec::new();
         for (kind, name, size, want) in files {
-            let got = copy::read_back(self.root, *kind, name, *size, self.cancel)?;
+            let got = match early.remove(&(*kind, name.clone())) {
+                Some(r) => r?,
+                None => copy::read_back(self.root, *kind, name, *size, self.cancel)?,
+            };
             self.stats.bytes_verified += *size as i64;
             if got != *want {
+                let src = self.setup.repo_root.join(copy::rel(*kind, name));
+                if kind.content_addressed() && !copy::source_matches(&src, name)? {
+                    copy::remove(self.root, *kind, name)?;
+                    self.present.remove(&(*kind, name.clone()));
+                    return Err(CopyError::SourceDamaged(format!(
+                        "{} does not match its name",
+                        src.display()
+                    )));
+                }
                 // A bad copy (or a stale file of the same size): replace it once.
                 tracing::warn!(
                     "{} {name} on the medium does not match; copying it again",
@@ -447,13 +478,54 @@ impl Writer<'_> {
         s: &bakfs_core::catalog::SnapshotRecord,
         packs: &[bakfs_core::catalog::PackRecord],
     ) -> Result<(), CopyError> {
-        let mut todo = Vec::new();
-        for p in packs {
-            if !self.verified.contains(&(Kind::Pack, p.id.clone())) {
-                todo.push(self.put(Kind::Pack, &p.id, Some(p.size))?);
-            }
-        }
-        todo.push(self.put(Kind::Snapshot, &s.id, None)?);
+        // Files are written in batches of about 64 MiB; after a batch the filesystem is synced
+        // and a second thread reads it back while the next batch is written, so verification
+        // costs little more than the copy and the device always has writes queued.
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<(Kind, String, u64)>>();
+        let root = self.root.to_path_buf();
+        let cancel = self.cancel;
+        let (todo, early) = std::thread::scope(|sc| {
+            let verifier = sc.spawn(move || {
+                let mut out = ReadBacks::new();
+                for batch in rx {
+                    // Sync here, not in the writer, so that writing the next batch goes on.
+                    let synced = copy::sync_fs(&root).map_err(|e| e.to_string());
+                    for (k, n, size) in batch {
+                        let r = match &synced {
+                            Ok(()) => copy::read_back(&root, k, &n, size, cancel),
+                            Err(e) => Err(CopyError::Io(e.clone())),
+                        };
+                        out.insert((k, n), r);
+                    }
+                }
+                out
+            });
+            let todo = (|| {
+                let mut todo = Vec::new();
+                let mut batch = Vec::new();
+                let mut batch_bytes = 0u64;
+                for p in packs {
+                    if !self.verified.contains(&(Kind::Pack, p.id.clone())) {
+                        let rec = self.put(Kind::Pack, &p.id, Some(p.size))?;
+                        batch_bytes += rec.2;
+                        batch.push((rec.0, rec.1.clone(), rec.2));
+                        todo.push(rec);
+                        if batch_bytes >= BATCH_BYTES {
+                            let _ = tx.send(std::mem::take(&mut batch));
+                            batch_bytes = 0;
+                        }
+                    }
+                }
+                let rec = self.put(Kind::Snapshot, &s.id, None)?;
+                batch.push((rec.0, rec.1.clone(), rec.2));
+                todo.push(rec);
+                let _ = tx.send(batch);
+                Ok::<_, CopyError>(todo)
+            })();
+            drop(tx);
+            (todo, verifier.join().unwrap_or_default())
+        });
+        let todo = todo?;
         let snap = MediumSnapshot {
             snapshot_id: s.id.clone(),
             time_ns: s.time_ns,
@@ -463,7 +535,7 @@ impl Writer<'_> {
             verified_ns: now_ns(),
         };
         let pack_ids = packs.iter().map(|p| p.id.clone()).collect();
-        self.sync_and_verify(cat, &todo, &[(snap, pack_ids)])?;
+        self.sync_and_verify(cat, &todo, &[(snap, pack_ids)], early)?;
         self.stats.added += 1;
         tracing::info!(snapshot = %s.id, "snapshot {} ({}) verified on the medium", &s.id[..8], s.time);
         Ok(())
