@@ -29,11 +29,14 @@ B=$ROOT/target/release/bakfs
 M=$ROOT/target/release/bakfs-mediad
 bash "$HERE/make-dataset.sh" "$DATA" "$SIZE_MB" >&2
 
-LOOPS=()
 MNTS=()
 cleanup() {
     for m in "${MNTS[@]}"; do umount "$m" 2>/dev/null || true; done
-    for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null || true; done
+    # Loops are found by image: mkimg runs in a subshell and cannot record them.
+    for img in "$W"/*.img; do
+        [[ -e $img ]] || continue
+        losetup -j "$img" -O NAME -n | xargs -r -n1 losetup -d 2>/dev/null || true
+    done
     rm -rf "$W"
 }
 trap cleanup EXIT
@@ -48,9 +51,7 @@ mkimg() { # mkimg NAME -> prints the loop device
     truncate -s "${IMG_MB}M" "$W/$1.img"
     mkfs.ext4 -q -L "$1" "$W/$1.img"
     local l
-    l=$(losetup -f --show --direct-io=on "$W/$1.img")
-    LOOPS+=("$l")
-    echo "$l"
+    losetup -f --show --direct-io=on "$W/$1.img"
 }
 drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 now() { date +%s.%N; }

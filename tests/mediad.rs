@@ -535,6 +535,44 @@ fn clones_and_impostors_are_refused() {
     clone.unplug();
     m.unplug();
     drop(d);
+    // A new filesystem labelled REAL (fs label) but with its own UUID: left alone, with a word.
+    let namesake_img = e.path("namesake.img");
+    fs::File::create(&namesake_img)
+        .unwrap()
+        .set_len(32 << 20)
+        .unwrap();
+    sh(&format!("mkfs.ext4 -q -L REAL {}", namesake_img.display()));
+    let mut namesake = Medium {
+        image: namesake_img,
+        dev: None,
+    };
+    let d = Mediad::start(&e);
+    namesake.plug();
+    wait_until(
+        "the namesake to be noticed",
+        Duration::from_secs(20),
+        || d.log_text().contains("like enrolled medium REAL"),
+    );
+    namesake.unplug();
+    drop(d);
+    // The same catalog, but a daemon serving another repository: REAL is not its medium.
+    let mut other = Env::new();
+    other.state = e.state.clone();
+    other.ok(&["init"]);
+    let d = Mediad::start(&other);
+    m.plug();
+    wait_until(
+        "the foreign medium to be refused",
+        Duration::from_secs(20),
+        || d.log_text().contains("belongs to repository"),
+    );
+    assert_eq!(
+        run_count(&e, "REAL"),
+        runs_before,
+        "a job ran for another repository"
+    );
+    m.unplug();
+    drop(d);
 }
 
 #[test]

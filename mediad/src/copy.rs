@@ -219,8 +219,9 @@ pub fn source_matches(src: &Path, name: &str) -> Result<bool, CopyError> {
     Ok(h.finalize().to_hex().as_str() == name)
 }
 
-/// Reads `root/rel(kind, name)` back from the device (its page cache dropped first) and returns
-/// its blake3, refusing anything that is not a regular file of `size` bytes.
+/// Reads `root/rel(kind, name)` back from the device (its page cache dropped first; with
+/// `flush_first` its data is written to the device before that) and returns its blake3, refusing
+/// anything that is not a regular file of `size` bytes.
 ///
 /// # Errors
 /// [`CopyError`]; a size mismatch is an `Io` error.
@@ -229,6 +230,7 @@ pub fn read_back(
     kind: Kind,
     name: &str,
     size: u64,
+    flush_first: bool,
     cancel: &AtomicBool,
 ) -> Result<blake3::Hash, CopyError> {
     let path = root.join(rel(kind, name));
@@ -238,6 +240,9 @@ pub fn read_back(
             "{}: {actual} bytes, expected {size}",
             path.display()
         )));
+    }
+    if flush_first {
+        f.sync_data().map_err(|e| io_err(&path, &e))?;
     }
     drop_cache(&f);
     let mut h = blake3::Hasher::new();
@@ -302,8 +307,11 @@ mod tests {
             (h.to_hex().to_string(), n),
             (name.clone(), bytes.len() as u64)
         );
-        assert_eq!(read_back(dst.path(), Kind::Pack, &name, n, &no).unwrap(), h);
-        assert!(read_back(dst.path(), Kind::Pack, &name, n + 1, &no).is_err());
+        assert_eq!(
+            read_back(dst.path(), Kind::Pack, &name, n, false, &no).unwrap(),
+            h
+        );
+        assert!(read_back(dst.path(), Kind::Pack, &name, n + 1, false, &no).is_err());
         let (inv, skipped) = inventory(dst.path());
         assert_eq!(inv.get(&(Kind::Pack, name.clone())), Some(&n));
         assert_eq!(skipped, 0);
@@ -313,7 +321,7 @@ mod tests {
         let (want, n) =
             copy_in(&src.path().join("p"), dst.path(), Kind::Pack, &wrong, &no).unwrap();
         assert_ne!(
-            read_back(dst.path(), Kind::Pack, &wrong, n, &no).unwrap(),
+            read_back(dst.path(), Kind::Pack, &wrong, n, true, &no).unwrap(),
             want
         );
         assert!(!source_matches(&src.path().join("p"), &wrong).unwrap());
@@ -322,7 +330,7 @@ mod tests {
         let link = "1".repeat(64);
         std::fs::create_dir_all(dst.path().join("data/11")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", dst.path().join(rel(Kind::Pack, &link))).unwrap();
-        assert!(read_back(dst.path(), Kind::Pack, &link, 0, &no).is_err());
+        assert!(read_back(dst.path(), Kind::Pack, &link, 0, false, &no).is_err());
         assert_eq!(inventory(dst.path()).1, 1);
         // Cancelled copies leave nothing behind.
         let yes = AtomicBool::new(true);

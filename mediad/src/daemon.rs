@@ -158,10 +158,26 @@ impl Daemon<'_> {
             job: None,
         };
         let Some(m) = medium else {
-            tracing::debug!(
-                "{} (uuid {uuid}) is not enrolled: left alone",
-                dev.devnode.display()
-            );
+            // A filesystem labelled like an enrolled medium but with another UUID: a copy made
+            // with another tool, or a stick relabelled by hand. Not touched, but said.
+            let namesake = dev
+                .fs_label
+                .as_deref()
+                .and_then(|l| self.catalog.medium_by_label(l).ok().flatten());
+            if let Some(n) = namesake {
+                tracing::warn!(
+                    "{} is labelled {} like enrolled medium {}, but its filesystem UUID is {uuid}, not {}: left alone (enroll it under another label to use it)",
+                    dev.devnode.display(),
+                    n.label,
+                    n.label,
+                    n.fs_uuid
+                );
+            } else {
+                tracing::debug!(
+                    "{} (uuid {uuid}) is not enrolled: left alone",
+                    dev.devnode.display()
+                );
+            }
             self.slots.insert(dev.devnode, slot);
             return;
         };

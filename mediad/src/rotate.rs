@@ -426,7 +426,7 @@ impl Writer<'_> {
         for (kind, name, size, want) in files {
             let got = match early.remove(&(*kind, name.clone())) {
                 Some(r) => r?,
-                None => copy::read_back(self.root, *kind, name, *size, self.cancel)?,
+                None => copy::read_back(self.root, *kind, name, *size, false, self.cancel)?,
             };
             self.stats.bytes_verified += *size as i64;
             if got != *want {
@@ -448,7 +448,7 @@ impl Writer<'_> {
                 self.present.remove(&(*kind, name.clone()));
                 let rec = self.put(*kind, name, Some(*size))?;
                 copy::sync_fs(self.root)?;
-                let again = copy::read_back(self.root, *kind, name, rec.2, self.cancel)?;
+                let again = copy::read_back(self.root, *kind, name, rec.2, false, self.cancel)?;
                 if again != rec.3 {
                     return Err(CopyError::Io(format!(
                         "{} {name}: read back differs from what was written (failing medium?)",
@@ -488,13 +488,10 @@ impl Writer<'_> {
             let verifier = sc.spawn(move || {
                 let mut out = ReadBacks::new();
                 for batch in rx {
-                    // Sync here, not in the writer, so that writing the next batch goes on.
-                    let synced = copy::sync_fs(&root).map_err(|e| e.to_string());
+                    // Each file's data is flushed here (fdatasync), not in the writer, so that
+                    // writing the next batch goes on.
                     for (k, n, size) in batch {
-                        let r = match &synced {
-                            Ok(()) => copy::read_back(&root, k, &n, size, cancel),
-                            Err(e) => Err(CopyError::Io(e.clone())),
-                        };
+                        let r = copy::read_back(&root, k, &n, size, true, cancel);
                         out.insert((k, n), r);
                     }
                 }
