@@ -274,13 +274,14 @@ fn show(ctx: &Ctx, label: &str) -> Result<u8> {
     }
     for r in runs {
         println!(
-            "  run {}: {} ({} added, {} removed, {} written, {:.1} s){}",
+            "  run {}: {} ({} added, {} removed, {} written in {:.1} s, {:.1} MiB/s){}",
             timefmt::format_rfc3339(r.started_ns),
             r.outcome,
             r.snapshots_added,
             r.snapshots_removed,
             mib(r.bytes_written as u64),
             r.seconds,
+            r.bytes_written as f64 / r.seconds.max(1e-9) / 1048576.0,
             r.message.map(|m| format!(": {m}")).unwrap_or_default()
         );
     }
