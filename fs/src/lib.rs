@@ -20,7 +20,7 @@ use fuser::{
     ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 
-pub use mount::{is_mounted, mount, recover_stale, unmount, MountOptions, Mounted};
+pub use mount::{is_mounted, mount, recover_stale, tune_readahead, unmount, MountOptions, Mounted};
 
 /// How long the kernel may keep what never changes (entries inside snapshots).
 const STABLE_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -162,7 +162,11 @@ impl Filesystem for BakFs {
         reply: ReplyData,
     ) {
         match self.vfs.read(ino.0, offset, size) {
-            Ok(d) => reply.data(&d),
+            Ok(d) => {
+                let end = offset + d.len() as u64;
+                reply.data(&d);
+                self.vfs.read_ahead(ino.0, offset, end);
+            }
             Err(e) => reply.error(errno(e)),
         }
     }

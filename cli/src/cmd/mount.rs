@@ -67,6 +67,7 @@ fn serve(ctx: &Ctx, a: &MountArgs, signals: SigSet) -> Result<u8> {
     // Through the kernel and back: the mount answers.
     std::fs::metadata(&mp)
         .with_context(|| format!("{} does not answer after mounting", mp.display()))?;
+    bakfs_fs::tune_readahead(&mp);
     tracing::info!("mounted {fsname} at {} ({count} snapshots)", mp.display());
     if a.daemon_child {
         println!("ready {count} {}", mp.display());

@@ -8,6 +8,7 @@
 //! dropped and memory follows what the kernel caches.
 
 mod cache;
+mod chunks;
 pub mod top;
 
 use std::collections::{HashMap, HashSet};
@@ -100,7 +101,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            blob_cache_bytes: 64 << 20,
+            blob_cache_bytes: 128 << 20,
             tree_cache_bytes: 32 << 20,
             refresh_interval: Duration::from_secs(1),
             uid: 0,
@@ -134,6 +135,7 @@ struct Inode {
     lookups: u64,
 }
 
+#[derive(Clone)]
 struct Chunk {
     start: u64,
     len: u64,
@@ -147,6 +149,8 @@ struct OpenFile {
     chunks: Vec<Chunk>,
     /// Where the chunk table stops being known (a chunk missing from the index).
     known_end: u64,
+    /// Where the last read ended (for spotting sequential reads).
+    last_end: std::sync::atomic::AtomicU64,
 }
 
 /// The mounted view of one repository.
@@ -161,6 +165,8 @@ pub struct Vfs {
     blobs: Mutex<LruCache<BlobId, Vec<u8>>>,
     /// Chunk tables of files being read, by inode; dropped when the kernel forgets the inode.
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    /// Chunks being decoded now, so that concurrent readers wait instead of decoding twice.
+    loading: chunks::InFlight,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -265,6 +271,7 @@ impl Vfs {
             manifests: Mutex::new(manifests),
             inodes: Mutex::new(inodes),
             files: Mutex::new(HashMap::new()),
+            loading: Mutex::new(HashMap::new()),
         })
     }
 
@@ -700,42 +707,10 @@ impl Vfs {
             size: node.size,
             chunks,
             known_end: known_end.min(pos),
+            last_end: std::sync::atomic::AtomicU64::new(0),
         });
         lock(&self.files).insert(ino, f.clone());
         Ok(f)
-    }
-
-    fn chunk_data(&self, f: &OpenFile, c: &Chunk) -> VResult<Arc<Vec<u8>>> {
-        if let Some(d) = lock(&self.blobs).get(&c.id) {
-            return Ok(d);
-        }
-        match self.repo.read_blob_at(&c.loc) {
-            Ok(d) if d.len() as u64 == c.len => {
-                let d = Arc::new(d);
-                lock(&self.blobs).put(c.id, d.clone(), c.len as usize);
-                Ok(d)
-            }
-            Ok(d) => {
-                tracing::error!(
-                    "{}: chunk {} in pack {} has {} bytes, the index says {}",
-                    self.path_of(f.ino),
-                    c.id.short(),
-                    c.loc.pack.short(),
-                    d.len(),
-                    c.len
-                );
-                Err(VfsError::Io)
-            }
-            Err(e) => {
-                tracing::error!(
-                    "{}: bytes {}..{} unreadable: {e}",
-                    self.path_of(f.ino),
-                    c.start,
-                    c.start + c.len
-                );
-                Err(VfsError::Io)
-            }
-        }
     }
 
     /// Reads up to `size` bytes at `offset` of regular file `ino`. Short only at the end of the

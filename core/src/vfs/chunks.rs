@@ -1,0 +1,111 @@
+//! File contents: each chunk is decoded once (concurrent readers of one chunk wait for the
+//! first instead of decrypting it again), kept in the chunk LRU, and on sequential reads the
+//! chunks ahead are decoded in the background while the kernel still copies the current one.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
+
+use super::{lock, Chunk, OpenFile, VResult, Vfs, VfsError};
+use crate::id::BlobId;
+
+/// Chunks decoded ahead of a sequential reader.
+const AHEAD: usize = 4;
+
+/// One chunk being decoded: `None` until done, then the bytes or `None` for an error.
+#[derive(Default)]
+pub(super) struct Loading {
+    done: Mutex<Option<Option<Arc<Vec<u8>>>>>,
+    cv: Condvar,
+}
+
+pub(super) type InFlight = Mutex<HashMap<BlobId, Arc<Loading>>>;
+
+impl Vfs {
+    /// The bytes of chunk `c` of file `f`, from the cache or decoded now.
+    pub(super) fn chunk_data(&self, f: &OpenFile, c: &Chunk) -> VResult<Arc<Vec<u8>>> {
+        if let Some(d) = lock(&self.blobs).get(&c.id) {
+            return Ok(d);
+        }
+        let (slot, mine) = {
+            let mut m = lock(&self.loading);
+            match m.get(&c.id) {
+                Some(s) => (s.clone(), false),
+                None => {
+                    // It may have been cached between the two locks.
+                    if let Some(d) = lock(&self.blobs).get(&c.id) {
+                        return Ok(d);
+                    }
+                    let s = Arc::new(Loading::default());
+                    m.insert(c.id, s.clone());
+                    (s, true)
+                }
+            }
+        };
+        if !mine {
+            let mut g = lock(&slot.done);
+            while g.is_none() {
+                g = slot.cv.wait(g).unwrap_or_else(|p| p.into_inner());
+            }
+            return g.clone().flatten().ok_or(VfsError::Io);
+        }
+        let r = self.decode_chunk(f, c);
+        if let Ok(d) = &r {
+            lock(&self.blobs).put(c.id, d.clone(), c.len as usize);
+        }
+        *lock(&slot.done) = Some(r.as_ref().ok().cloned());
+        slot.cv.notify_all();
+        lock(&self.loading).remove(&c.id);
+        r
+    }
+
+    fn decode_chunk(&self, f: &OpenFile, c: &Chunk) -> VResult<Arc<Vec<u8>>> {
+        match self.repo.read_blob_at(&c.loc) {
+            Ok(d) if d.len() as u64 == c.len => Ok(Arc::new(d)),
+            Ok(d) => {
+                tracing::error!(
+                    "{}: chunk {} in pack {} has {} bytes, the index says {}",
+                    self.path_of(f.ino),
+                    c.id.short(),
+                    c.loc.pack.short(),
+                    d.len(),
+                    c.len
+                );
+                Err(VfsError::Io)
+            }
+            Err(e) => {
+                tracing::error!(
+                    "{}: bytes {}..{} unreadable: {e}",
+                    self.path_of(f.ino),
+                    c.start,
+                    c.start + c.len
+                );
+                Err(VfsError::Io)
+            }
+        }
+    }
+
+    /// Called after a read of `ino` at `offset` that ended at `end`. If it continued the
+    /// previous read (a sequential reader), the next chunks that are neither cached nor being
+    /// decoded are decoded in the background (rayon's pool).
+    pub fn read_ahead(self: &Arc<Self>, ino: u64, offset: u64, end: u64) {
+        let Some(f) = lock(&self.files).get(&ino).cloned() else {
+            return;
+        };
+        let prev = f.last_end.swap(end, Ordering::Relaxed);
+        if prev != offset || end >= f.known_end {
+            return;
+        }
+        let i = f.chunks.partition_point(|c| c.start + c.len <= end);
+        for c in f.chunks.iter().skip(i).take(AHEAD) {
+            let busy = lock(&self.blobs).contains(&c.id) || lock(&self.loading).contains_key(&c.id);
+            if busy {
+                continue;
+            }
+            let (v, f, c) = (self.clone(), f.clone(), c.clone());
+            rayon::spawn(move || {
+                let _ = v.chunk_data(&f, &c);
+            });
+        }
+    }
+}
