@@ -145,6 +145,9 @@ pub struct MountArgs {
     /// Threads answering file system requests.
     #[arg(long, default_value_t = 4, hide = true)]
     pub threads: usize,
+    /// MiB of decrypted file data the mount process keeps (an LRU of chunks).
+    #[arg(long, value_name = "MIB", default_value_t = 128)]
+    pub cache_size: usize,
     /// Internal: the background process started by `bakfs mount`.
     #[arg(long, hide = true)]
     pub daemon_child: bool,

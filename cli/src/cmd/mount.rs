@@ -49,6 +49,7 @@ fn serve(ctx: &Ctx, a: &MountArgs, signals: SigSet) -> Result<u8> {
     let opts = Options {
         uid: nix::unistd::geteuid().as_raw(),
         gid: nix::unistd::getegid().as_raw(),
+        blob_cache_bytes: a.cache_size.max(8) << 20,
         ..Options::default()
     };
     let vfs = Arc::new(Vfs::new(repo, opts)?);
@@ -149,6 +150,8 @@ fn spawn_background(ctx: &Ctx, a: &MountArgs) -> Result<u8> {
         absolute(&a.mountpoint)?.into(),
         "--threads".into(),
         a.threads.to_string().into(),
+        "--cache-size".into(),
+        a.cache_size.to_string().into(),
         "--daemon-child".into(),
     ]);
     if a.allow_other {
