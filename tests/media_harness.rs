@@ -19,31 +19,45 @@ pub fn serial() -> MutexGuard<'static, ()> {
 
 const RULE: &str = "/run/udev/rules.d/70-bakfs.rules";
 
-/// systemd-udevd running with the bakfs rule; stopped and removed again if this started them.
+/// systemd-udevd running with the bakfs rule; the rule is removed and udevd stopped again if
+/// this started them. udevd runs as our child (not `--daemon`), so it is reaped when it stops.
 pub struct Udev {
-    started: bool,
+    child: Option<Child>,
+}
+
+/// Whether a udevd answers on its control socket (a zombie or a dead one does not).
+fn udevd_answers() -> bool {
+    Command::new("udevadm")
+        .args(["control", "--ping", "--timeout=2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 impl Udev {
     pub fn start() -> Self {
-        let running = Command::new("pgrep")
-            .args(["-x", "systemd-udevd"])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap()
-            .success();
         std::fs::create_dir_all("/run/udev/rules.d").unwrap();
         let rule = Path::new(env!("CARGO_MANIFEST_DIR")).join("../udev-rules/70-bakfs.rules");
         std::fs::copy(rule, RULE).unwrap();
-        if !running {
-            let st = Command::new("/lib/systemd/systemd-udevd")
-                .arg("--daemon")
-                .status()
-                .expect("systemd-udevd (Debian package udev) must be installed");
-            assert!(st.success(), "systemd-udevd --daemon failed");
+        let mut child = None;
+        if !udevd_answers() {
+            child = Some(
+                Command::new("/lib/systemd/systemd-udevd")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("systemd-udevd (Debian package udev) must be installed"),
+            );
+            wait_until(
+                "systemd-udevd to answer",
+                Duration::from_secs(20),
+                udevd_answers,
+            );
         }
         sh("udevadm control --reload && udevadm settle -t 10");
-        Self { started: !running }
+        Self { child }
     }
 }
 
@@ -53,8 +67,14 @@ impl Drop for Udev {
         let _ = Command::new("udevadm")
             .args(["control", "--reload"])
             .status();
-        if self.started {
+        if let Some(mut c) = self.child.take() {
             let _ = Command::new("udevadm").args(["control", "--exit"]).status();
+            let t = Instant::now();
+            while c.try_wait().ok().flatten().is_none() && t.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 }
