@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/deps.sh
 source scripts/deps.sh
 cargo build --release --locked --bins
-install -m 0755 target/release/bakfs /usr/local/bin/bakfs
+install -m 0755 target/release/bakfs target/release/bakfs-mediad /usr/local/bin/
 # mount(8) helper: `mount -t fuse.bakfs` and fstab lines
 ln -sfn /usr/local/bin/bakfs /sbin/mount.fuse.bakfs
 install -d -m 0700 /etc/bakfs /var/lib/bakfs
@@ -33,3 +33,4 @@ fi
 echo "ls /mnt/snapshots/latest/etc:"
 ls /mnt/snapshots/latest/etc | head -n 5
 echo "(bakfs umount /mnt/snapshots to unmount)"
+echo "offline copies: bakfs media enroll DEVICE --label NAME, then run bakfs-mediad (udev-rules/README.md)"
