@@ -4,7 +4,8 @@
 #
 #   bench/media.sh [--size MB] [--no-build]
 #
-# Needs root (loop devices, mounts, udev not required: mediad runs with --once). Media are
+# Needs root (loop devices, mounts; udevd is started if it is not running: mediad runs with
+# --once, on the devices udev knows). Media are
 # ext4 images on BENCH_DIR (default /var/tmp/bakfs-bench), attached to loop devices with direct
 # I/O so that writes reach the image file rather than only the loop's page cache. Prints a
 # markdown table for docs/benchmarks.md.
@@ -29,6 +30,14 @@ B=$ROOT/target/release/bakfs
 M=$ROOT/target/release/bakfs-mediad
 bash "$HERE/make-dataset.sh" "$DATA" "$SIZE_MB" >&2
 
+# mediad learns filesystem UUIDs from udev's database: udevd must run.
+UDEVD_PID=
+if ! udevadm control --ping --timeout=2 >/dev/null 2>&1; then
+    /lib/systemd/systemd-udevd >/dev/null 2>&1 &
+    UDEVD_PID=$!
+    for _ in $(seq 50); do udevadm control --ping --timeout=1 >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+
 MNTS=()
 cleanup() {
     for m in "${MNTS[@]}"; do umount "$m" 2>/dev/null || true; done
@@ -38,6 +47,7 @@ cleanup() {
         losetup -j "$img" -O NAME -n | xargs -r -n1 losetup -d 2>/dev/null || true
     done
     rm -rf "$W"
+    if [[ -n $UDEVD_PID ]]; then udevadm control --exit || true; wait "$UDEVD_PID" || true; fi
 }
 trap cleanup EXIT
 rm -rf "$W" && mkdir -p "$W"
@@ -51,7 +61,9 @@ mkimg() { # mkimg NAME -> prints the loop device
     truncate -s "${IMG_MB}M" "$W/$1.img"
     mkfs.ext4 -q -L "$1" "$W/$1.img"
     local l
-    losetup -f --show --direct-io=on "$W/$1.img"
+    l=$(losetup -f --show --direct-io=on "$W/$1.img")
+    udevadm settle -t 10
+    echo "$l"
 }
 drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 now() { date +%s.%N; }
