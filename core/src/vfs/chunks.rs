@@ -12,10 +12,40 @@ use crate::id::BlobId;
 /// Chunks decoded ahead of a sequential reader.
 const AHEAD: usize = 4;
 
+/// Decoded chunk bytes. Chunks of 64 KiB or more get an anonymous mapping of their own, so an
+/// evicted chunk's memory returns to the OS at once: in glibc's heap, freed chunk buffers
+/// stayed resident (a mount that read 2 GiB peaked at 441 MiB with a 128 MiB cache).
+pub(super) enum ChunkBuf {
+    Heap(Vec<u8>),
+    Map(memmap2::MmapMut),
+}
+
+impl ChunkBuf {
+    fn new(v: Vec<u8>) -> ChunkBuf {
+        if v.len() >= 64 << 10 {
+            if let Ok(mut m) = memmap2::MmapMut::map_anon(v.len()) {
+                m.copy_from_slice(&v);
+                return ChunkBuf::Map(m);
+            }
+        }
+        ChunkBuf::Heap(v)
+    }
+}
+
+impl std::ops::Deref for ChunkBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            ChunkBuf::Heap(v) => v,
+            ChunkBuf::Map(m) => m,
+        }
+    }
+}
+
 /// One chunk being decoded: `None` until done, then the bytes or `None` for an error.
 #[derive(Default)]
 pub(super) struct Loading {
-    done: Mutex<Option<Option<Arc<Vec<u8>>>>>,
+    done: Mutex<Option<Option<Arc<ChunkBuf>>>>,
     cv: Condvar,
 }
 
@@ -23,7 +53,7 @@ pub(super) type InFlight = Mutex<HashMap<BlobId, Arc<Loading>>>;
 
 impl Vfs {
     /// The bytes of chunk `c` of file `f`, from the cache or decoded now.
-    pub(super) fn chunk_data(&self, f: &OpenFile, c: &Chunk) -> VResult<Arc<Vec<u8>>> {
+    pub(super) fn chunk_data(&self, f: &OpenFile, c: &Chunk) -> VResult<Arc<ChunkBuf>> {
         if let Some(d) = lock(&self.blobs).get(&c.id) {
             return Ok(d);
         }
@@ -59,9 +89,9 @@ impl Vfs {
         r
     }
 
-    fn decode_chunk(&self, f: &OpenFile, c: &Chunk) -> VResult<Arc<Vec<u8>>> {
+    fn decode_chunk(&self, f: &OpenFile, c: &Chunk) -> VResult<Arc<ChunkBuf>> {
         match self.repo.read_blob_at(&c.loc) {
-            Ok(d) if d.len() as u64 == c.len => Ok(Arc::new(d)),
+            Ok(d) if d.len() as u64 == c.len => Ok(Arc::new(ChunkBuf::new(d))),
             Ok(d) => {
                 tracing::error!(
                     "{}: chunk {} in pack {} has {} bytes, the index says {}",

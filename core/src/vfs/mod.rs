@@ -162,7 +162,7 @@ pub struct Vfs {
     last_refresh: Mutex<Instant>,
     inodes: Mutex<HashMap<u64, Inode>>,
     trees: Mutex<LruCache<BlobId, Tree>>,
-    blobs: Mutex<LruCache<BlobId, Vec<u8>>>,
+    blobs: Mutex<LruCache<BlobId, chunks::ChunkBuf>>,
     /// Chunk tables of files being read, by inode; dropped when the kernel forgets the inode.
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     /// Chunks being decoded now, so that concurrent readers wait instead of decoding twice.
