@@ -129,20 +129,18 @@ impl Medium {
 
     /// Mounts the image read-only at `mp` (for looking at it as a restore host would).
     pub fn inspect(&self, mp: &Path) -> Inspect {
-        std::fs::create_dir_all(mp).unwrap();
-        sh(&format!(
-            "mount -o ro,loop {} {}",
-            self.image.display(),
-            mp.display()
-        ));
-        Inspect(mp.to_path_buf())
+        self.mount_at(mp, "ro,loop")
     }
 
     /// Mounts the image read-write at `mp` (to plant things on it).
     pub fn tamper(&self, mp: &Path) -> Inspect {
+        self.mount_at(mp, "loop")
+    }
+
+    fn mount_at(&self, mp: &Path, options: &str) -> Inspect {
         std::fs::create_dir_all(mp).unwrap();
         sh(&format!(
-            "mount -o loop {} {}",
+            "mount -o {options} {} {}",
             self.image.display(),
             mp.display()
         ));

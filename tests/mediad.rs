@@ -7,7 +7,7 @@
 mod media_harness;
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bakfs_e2e::{have_root, rsync_diff, sh, write_random, Env};
@@ -242,6 +242,71 @@ fn three_media_rotate_and_each_restores_alone() {
     assert_eq!(show(&e, "ON1")["location"], "offsite");
 }
 
+/// A job caught in the middle of its copy: six 6 MiB files backed up, an enrolled medium
+/// `label`, a daemon pausing 400 ms after each file, the medium plugged in, the state
+/// `copying`, and `settle_ms` more. Fields drop in order: daemon, medium, then the scratch dir.
+struct MidCopy {
+    d: Mediad,
+    m: Medium,
+    dev: String,
+    id: String,
+    src: PathBuf,
+    e: Env,
+}
+
+fn mid_copy(label: &str, mib: u64, fs_type: &str, seed: u64, settle_ms: u64) -> MidCopy {
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..6 {
+        write_random(&src.join(format!("f{i}")), 6 << 20, seed + i);
+    }
+    let mut m = Medium::create(&e, label, mib, fs_type);
+    enroll(&e, &mut m, label, &[]);
+    let id = backup(&e, &src);
+    let d = Mediad::start_paced(&e, Some(400));
+    let dev = m.plug();
+    wait_until("the copy to start", Duration::from_secs(30), || {
+        show(&e, label)["state"] == "copying"
+    });
+    std::thread::sleep(Duration::from_millis(settle_ms));
+    MidCopy {
+        d,
+        m,
+        dev,
+        id,
+        src,
+        e,
+    }
+}
+
+impl MidCopy {
+    /// After a failed run: the daemon lives on and unmounts; unplugged and plugged in again,
+    /// the medium gets the whole snapshot and checks clean on its own.
+    fn next_insertion_completes(mut self, label: &str) {
+        let e = &self.e;
+        assert!(
+            held(e, label).is_empty(),
+            "an unverified snapshot is listed"
+        );
+        assert!(self.d.alive());
+        wait_until(
+            "the medium to be unmounted",
+            Duration::from_secs(20),
+            || self.d.leftover_mounts().is_empty(),
+        );
+        self.m.unplug();
+        std::thread::sleep(Duration::from_millis(500));
+        self.m.plug();
+        let r = wait_run(e, label, 1);
+        assert_eq!(r["outcome"], "ok", "{r}");
+        assert_eq!(held(e, label), vec![self.id.clone()]);
+        self.m.unplug();
+        drop(self.d);
+        check_medium_alone(e, &self.m, label, &self.src);
+    }
+}
+
 #[test]
 fn medium_pulled_mid_copy_then_next_insertion_completes() {
     if !have_root("medium_pulled_mid_copy_then_next_insertion_completes") {
@@ -249,23 +314,9 @@ fn medium_pulled_mid_copy_then_next_insertion_completes() {
     }
     let _s = serial();
     let _u = Udev::start();
-    let e = Env::init();
-    let src = e.path("src");
-    fs::create_dir_all(&src).unwrap();
-    for i in 0..6 {
-        write_random(&src.join(format!("f{i}")), 6 << 20, 10 + i);
-    }
-    let mut m = Medium::create(&e, "PULL", 128, "ext4");
-    enroll(&e, &mut m, "PULL", &[]);
-    let id = backup(&e, &src);
-    let mut d = Mediad::start_paced(&e, Some(400));
-    let dev = m.plug();
-    wait_until("the copy to start", Duration::from_secs(30), || {
-        show(&e, "PULL")["state"] == "copying"
-    });
-    std::thread::sleep(Duration::from_millis(600));
+    let mc = mid_copy("PULL", 128, "ext4", 10, 600);
     // The stick goes away: udev says remove.
-    let name = Path::new(&dev)
+    let name = Path::new(&mc.dev)
         .file_name()
         .unwrap()
         .to_str()
@@ -274,29 +325,11 @@ fn medium_pulled_mid_copy_then_next_insertion_completes() {
     sh(&format!(
         "udevadm trigger --action=remove /sys/class/block/{name}"
     ));
-    let r = wait_run(&e, "PULL", 0);
+    let r = wait_run(&mc.e, "PULL", 0);
     assert_eq!(r["outcome"], "cancelled", "{r}");
-    assert_eq!(show(&e, "PULL")["state"], "removed during copy");
-    assert!(
-        held(&e, "PULL").is_empty(),
-        "an unverified snapshot is listed"
-    );
-    assert!(d.alive());
-    wait_until(
-        "the medium to be unmounted",
-        Duration::from_secs(20),
-        || d.leftover_mounts().is_empty(),
-    );
-    m.unplug();
-    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(show(&mc.e, "PULL")["state"], "removed during copy");
     // Plugged in again: the copy completes (what was verified before is not copied again).
-    m.plug();
-    let r = wait_run(&e, "PULL", 1);
-    assert_eq!(r["outcome"], "ok", "{r}");
-    assert_eq!(held(&e, "PULL"), vec![id]);
-    m.unplug();
-    drop(d);
-    check_medium_alone(&e, &m, "PULL", &src);
+    mc.next_insertion_completes("PULL");
 }
 
 #[test]
@@ -306,42 +339,13 @@ fn device_failing_mid_write_loses_nothing() {
     }
     let _s = serial();
     let _u = Udev::start();
-    let e = Env::init();
-    let src = e.path("src");
-    fs::create_dir_all(&src).unwrap();
-    for i in 0..6 {
-        write_random(&src.join(format!("f{i}")), 6 << 20, 20 + i);
-    }
-    let mut m = Medium::create(&e, "FAIL", 300, "xfs");
-    enroll(&e, &mut m, "FAIL", &[]);
-    let id = backup(&e, &src);
-    let mut d = Mediad::start_paced(&e, Some(400));
-    m.plug();
-    wait_until("the copy to start", Duration::from_secs(30), || {
-        show(&e, "FAIL")["state"] == "copying"
-    });
-    std::thread::sleep(Duration::from_millis(600));
+    let mc = mid_copy("FAIL", 300, "xfs", 20, 600);
     // The device fails: every further write gets EIO.
-    let mp = d.media_root.join(m.uuid());
+    let mp = mc.d.media_root.join(mc.m.uuid());
     sh(&format!("xfs_io -x -c 'shutdown -f' {}", mp.display()));
-    let r = wait_run(&e, "FAIL", 0);
+    let r = wait_run(&mc.e, "FAIL", 0);
     assert_eq!(r["outcome"], "failed", "{r}");
-    assert!(held(&e, "FAIL").is_empty());
-    assert!(d.alive());
-    wait_until(
-        "the medium to be unmounted",
-        Duration::from_secs(20),
-        || d.leftover_mounts().is_empty(),
-    );
-    m.unplug();
-    std::thread::sleep(Duration::from_millis(500));
-    m.plug();
-    let r = wait_run(&e, "FAIL", 1);
-    assert_eq!(r["outcome"], "ok", "{r}");
-    assert_eq!(held(&e, "FAIL"), vec![id]);
-    m.unplug();
-    drop(d);
-    check_medium_alone(&e, &m, "FAIL", &src);
+    mc.next_insertion_completes("FAIL");
 }
 
 #[test]
@@ -582,32 +586,19 @@ fn sigkill_mid_copy_then_restart_finishes() {
     }
     let _s = serial();
     let _u = Udev::start();
-    let e = Env::init();
-    let src = e.path("src");
-    fs::create_dir_all(&src).unwrap();
-    for i in 0..6 {
-        write_random(&src.join(format!("f{i}")), 6 << 20, 50 + i);
-    }
-    let mut m = Medium::create(&e, "KILL", 128, "ext4");
-    enroll(&e, &mut m, "KILL", &[]);
-    let id = backup(&e, &src);
-    let mut d = Mediad::start_paced(&e, Some(400));
-    m.plug();
-    wait_until("the copy to start", Duration::from_secs(30), || {
-        show(&e, "KILL")["state"] == "copying"
-    });
-    std::thread::sleep(Duration::from_millis(900));
-    d.kill_and_restart(&e);
+    let mut mc = mid_copy("KILL", 128, "ext4", 50, 900);
+    let e = &mc.e;
+    mc.d.kill_and_restart(e);
     // The restarted daemon sees the medium present, closes the killed run, finishes the copy.
-    let r = wait_run(&e, "KILL", 1);
+    let r = wait_run(e, "KILL", 1);
     assert_eq!(r["outcome"], "ok", "{r}");
-    let all = runs(&e, "KILL");
+    let all = runs(e, "KILL");
     assert!(all.iter().any(|x| x["outcome"] == "interrupted"), "{all:?}");
-    assert_eq!(held(&e, "KILL"), vec![id]);
-    assert!(d.leftover_mounts().is_empty());
-    m.unplug();
-    drop(d);
-    check_medium_alone(&e, &m, "KILL", &src);
+    assert_eq!(held(e, "KILL"), vec![mc.id.clone()]);
+    assert!(mc.d.leftover_mounts().is_empty());
+    mc.m.unplug();
+    drop(mc.d);
+    check_medium_alone(e, &mc.m, "KILL", &mc.src);
 }
 
 #[test]
@@ -780,4 +771,89 @@ fn damaged_primary_pack_is_not_copied() {
             .exists(),
         "the damaged pack was left on the medium"
     );
+}
+
+#[test]
+fn a_pack_lost_from_a_medium_is_copied_again() {
+    if !have_root("a_pack_lost_from_a_medium_is_copied_again") {
+        return;
+    }
+    let _s = serial();
+    let _u = Udev::start();
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("a"), 3 << 20, 90);
+    let id = backup(&e, &src);
+    let mut m = Medium::create(&e, "LOSS", 64, "ext4");
+    enroll(&e, &mut m, "LOSS", &[]);
+    let d = Mediad::start(&e);
+    m.plug();
+    assert_eq!(wait_run(&e, "LOSS", 0)["outcome"], "ok");
+    m.unplug();
+    drop(d);
+    // Someone deletes a pack on the medium behind bakfs's back.
+    let victim = bakfs_e2e::packs(&e.repo)
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let name = victim.file_name().unwrap().to_str().unwrap().to_string();
+    {
+        let t = m.tamper(&e.path("tamper"));
+        fs::remove_file(t.repo().join(format!("data/{}/{name}", &name[..2]))).unwrap();
+    }
+    // The next insertion notices, drops the snapshot from the ledger and copies the pack back.
+    let d = Mediad::start(&e);
+    m.plug();
+    let r = wait_run(&e, "LOSS", 1);
+    assert_eq!(r["outcome"], "ok", "{r}");
+    assert_eq!(r["snapshots_added"], 1, "{r}");
+    assert!(r["files_written"].as_u64().unwrap() >= 1, "{r}");
+    assert_eq!(held(&e, "LOSS"), vec![id]);
+    m.unplug();
+    drop(d);
+    check_medium_alone(&e, &m, "LOSS", &src);
+}
+
+#[test]
+fn tells_systemd_when_ready_and_when_stopping() {
+    if !have_root("tells_systemd_when_ready_and_when_stopping") {
+        return;
+    }
+    let _s = serial();
+    let _u = Udev::start();
+    let e = Env::init();
+    let sock_path = e.path("notify");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    /// Killed if the test fails before it stops.
+    struct Daemon(std::process::Child);
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Daemon(
+        std::process::Command::new(bakfs_e2e::bin("bakfs-mediad"))
+            .arg("--media-root")
+            .arg(e.path("media"))
+            .env("BAKFS_REPO", &e.repo)
+            .env("BAKFS_STATE_DIR", &e.state)
+            .env("XDG_CONFIG_HOME", e.path("no-config"))
+            .env("NOTIFY_SOCKET", &sock_path)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut buf = [0u8; 64];
+    let n = sock.recv(&mut buf).expect("no READY=1 from bakfs-mediad");
+    assert_eq!(&buf[..n], b"READY=1");
+    sh(&format!("kill -TERM {}", child.0.id()));
+    let n = sock
+        .recv(&mut buf)
+        .expect("no STOPPING=1 from bakfs-mediad");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert_eq!(child.0.wait().unwrap().code(), Some(0));
 }

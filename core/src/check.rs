@@ -113,15 +113,13 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
         rep.errors.push(format!("{what}: {why}"));
     }
     rep.snapshots = snaps.len();
-    let needed_absent: std::sync::Mutex<HashSet<PackId>> = Default::default();
+    // Absent packs some snapshot needs (the walk below is sequential).
+    let needed_absent: std::cell::RefCell<HashSet<PackId>> = Default::default();
     let bad_blob = |id: &BlobId| -> Option<String> {
         match repo.locate(id) {
             None => Some("not in the index".into()),
             Some(l) if absent.contains(&l.pack) => {
-                needed_absent
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(l.pack);
+                needed_absent.borrow_mut().insert(l.pack);
                 Some(format!("in pack {}, which is not on this medium", l.pack))
             }
             Some(l) => bad_packs
@@ -177,9 +175,7 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
             }
         }
     }
-    let needed_absent = needed_absent
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner());
+    let needed_absent = needed_absent.into_inner();
     for id in &needed_absent {
         bad_packs.insert(*id, "missing".into());
     }

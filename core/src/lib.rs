@@ -24,6 +24,7 @@ pub mod meta;
 pub mod prune;
 pub mod repo;
 pub mod restore;
+pub mod sd_notify;
 pub mod settings;
 pub mod timefmt;
 pub mod vfs;

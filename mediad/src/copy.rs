@@ -129,8 +129,8 @@ pub fn inventory(root: &Path) -> (HashMap<(Kind, String), u64>, usize) {
             }
         }
     }
-    if std::fs::symlink_metadata(root.join("config")).is_ok_and(|m| m.is_file()) {
-        if let Ok(m) = std::fs::symlink_metadata(root.join("config")) {
+    if let Ok(m) = std::fs::symlink_metadata(root.join("config")) {
+        if m.is_file() {
             out.insert((Kind::Config, "config".into()), m.size());
         }
     }

@@ -22,22 +22,23 @@ type Group = (String, Vec<String>, Option<String>);
 
 /// Computes the plan. An empty policy keeps everything.
 pub fn plan(policy: &KeepPolicy, primary: &[SnapshotRecord], on_medium: &[MediumSnapshot]) -> Plan {
+    // (group, id, time) of every candidate; a snapshot in both lists counts once.
+    let candidates = primary
+        .iter()
+        .map(|s| (&s.host, &s.paths, &s.job, &s.id, s.time_ns))
+        .chain(
+            on_medium
+                .iter()
+                .map(|s| (&s.host, &s.paths, &s.job, &s.snapshot_id, s.time_ns)),
+        );
     let mut groups: BTreeMap<Group, Vec<(String, i64)>> = BTreeMap::new();
     let mut seen = HashSet::new();
-    for s in primary {
-        if seen.insert(s.id.clone()) {
+    for (host, paths, job, id, time_ns) in candidates {
+        if seen.insert(id.clone()) {
             groups
-                .entry((s.host.clone(), s.paths.clone(), s.job.clone()))
+                .entry((host.clone(), paths.clone(), job.clone()))
                 .or_default()
-                .push((s.id.clone(), s.time_ns));
-        }
-    }
-    for s in on_medium {
-        if seen.insert(s.snapshot_id.clone()) {
-            groups
-                .entry((s.host.clone(), s.paths.clone(), s.job.clone()))
-                .or_default()
-                .push((s.snapshot_id.clone(), s.time_ns));
+                .push((id.clone(), time_ns));
         }
     }
     let mut wanted = HashSet::new();

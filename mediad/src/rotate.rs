@@ -200,26 +200,29 @@ fn copy_onto(
     if !stale.is_empty() {
         tracing::warn!(medium = %m.label, "{} recorded files are missing or changed on the medium; they will be copied again", stale.len());
         cat.remove_medium_files(&m.id, &stale).map_err(sql)?;
-        let gone: Vec<String> = stale
-            .iter()
-            .filter(|(k, _)| k == "snapshot")
-            .map(|(_, n)| n.clone())
-            .collect();
-        cat.remove_medium_snapshots(&m.id, &gone).map_err(sql)?;
     }
     let mut verified: HashSet<(Kind, String)> = recorded
         .into_iter()
         .filter(|(k, size)| present.get(k).map(|s| *s as i64) == Some(*size))
         .map(|(k, _)| k)
         .collect();
-    // Snapshots whose packs were found damaged lose their place too.
-    let held = cat.medium_snapshots(&m.id).map_err(sql)?;
-    let mut broken = Vec::new();
-    for s in &held {
-        if !verified.contains(&(Kind::Snapshot, s.snapshot_id.clone())) {
-            broken.push(s.snapshot_id.clone());
-        }
-    }
+    // A snapshot whose manifest or any pack is no longer there (verified) loses its place, so
+    // the plan copies it again if it still wants it.
+    let packs_of = cat.medium_packs_by_snapshot(&m.id).map_err(sql)?;
+    let broken: Vec<String> = cat
+        .medium_snapshots(&m.id)
+        .map_err(sql)?
+        .into_iter()
+        .map(|s| s.snapshot_id)
+        .filter(|id| {
+            !verified.contains(&(Kind::Snapshot, id.clone()))
+                || packs_of.get(id).is_some_and(|packs| {
+                    packs
+                        .iter()
+                        .any(|p| !verified.contains(&(Kind::Pack, p.clone())))
+                })
+        })
+        .collect();
     if !broken.is_empty() {
         cat.remove_medium_snapshots(&m.id, &broken).map_err(sql)?;
     }
@@ -252,7 +255,6 @@ fn copy_onto(
             tracing::warn!(medium = %m.label, snapshot = %s.id, "the catalog lists no packs for this snapshot; run `bakfs catalog rebuild`");
             continue;
         }
-        let mut attempt = 0;
         loop {
             let r = (|| {
                 if !index_done {
@@ -264,7 +266,7 @@ fn copy_onto(
                 w.copy_snapshot(cat, s, &packs)
             })();
             match r {
-                Err(CopyError::Full(msg)) if !retention_done && attempt == 0 => {
+                Err(CopyError::Full(msg)) if !retention_done => {
                     // Make room only if that is enough: never empty a medium for nothing.
                     let need: u64 = packs
                         .iter()
@@ -282,7 +284,6 @@ fn copy_onto(
                     tracing::info!(medium = %m.label, "{msg}: applying retention first to make room");
                     retention(cat, &root, m, &p, w.stats, w.present)?;
                     retention_done = true;
-                    attempt += 1;
                 }
                 Err(CopyError::SourceDamaged(msg)) => {
                     tracing::error!(medium = %m.label, snapshot = %s.id, "snapshot {} not copied: primary repository damaged: {msg}; run `bakfs check --read-data`", &s.id[..8]);
@@ -558,19 +559,7 @@ fn retention(
             tracing::info!(medium = %m.label, snapshot = %id, "removed by the medium's retention");
         }
     }
-    // Manifests on the medium that the catalog does not know: their packs are unknown, so no
-    // pack is removed while they are there.
-    let known: HashSet<&String> = p.wanted.iter().collect();
-    let held: HashSet<String> = cat
-        .medium_snapshots(&m.id)
-        .map_err(sql)?
-        .into_iter()
-        .map(|s| s.snapshot_id)
-        .collect();
-    let unknown = present
-        .keys()
-        .filter(|(k, n)| *k == Kind::Snapshot && !held.contains(n) && !known.contains(n))
-        .count();
+    let unknown = unknown_manifests(cat, m, p, present)?;
     if unknown > 0 {
         tracing::warn!(medium = %m.label, "{unknown} snapshot manifests on the medium are not in the catalog; keeping all packs");
         return Ok(());
@@ -601,16 +590,13 @@ fn unneeded_packs(
     present: &HashMap<(Kind, String), u64>,
     dropping: &[String],
 ) -> Result<Vec<String>, CopyError> {
-    let mut needed = HashSet::new();
-    for s in cat.medium_snapshots(&m.id).map_err(sql)? {
-        if dropping.contains(&s.snapshot_id) {
-            continue;
-        }
-        needed.extend(
-            cat.medium_snapshot_packs(&m.id, &s.snapshot_id)
-                .map_err(sql)?,
-        );
-    }
+    let mut needed: HashSet<String> = cat
+        .medium_packs_by_snapshot(&m.id)
+        .map_err(sql)?
+        .into_iter()
+        .filter(|(snap, _)| !dropping.contains(snap))
+        .flat_map(|(_, packs)| packs)
+        .collect();
     for s in &p.add {
         for pk in cat.snapshot_packs(&s.repo_id, &s.id).map_err(sql)? {
             needed.insert(pk.id);
@@ -623,6 +609,26 @@ fn unneeded_packs(
         .collect())
 }
 
+/// Manifests on the medium that neither the catalog's record of it nor the plan knows: their
+/// packs are unknown, so while they are there no pack is removed.
+fn unknown_manifests(
+    cat: &Catalog,
+    m: &MediumRecord,
+    p: &plan::Plan,
+    present: &HashMap<(Kind, String), u64>,
+) -> Result<usize, CopyError> {
+    let held: HashSet<String> = cat
+        .medium_snapshots(&m.id)
+        .map_err(sql)?
+        .into_iter()
+        .map(|s| s.snapshot_id)
+        .collect();
+    Ok(present
+        .keys()
+        .filter(|(k, n)| *k == Kind::Snapshot && !held.contains(n) && !p.wanted.contains(n))
+        .count())
+}
+
 /// Bytes retention would free on the medium now.
 fn freeable(
     cat: &Catalog,
@@ -630,6 +636,9 @@ fn freeable(
     p: &plan::Plan,
     present: &HashMap<(Kind, String), u64>,
 ) -> Result<u64, CopyError> {
+    if unknown_manifests(cat, m, p, present)? > 0 {
+        return Ok(0);
+    }
     Ok(unneeded_packs(cat, m, p, present, &p.remove)?
         .iter()
         .filter_map(|n| present.get(&(Kind::Pack, n.clone())))

@@ -96,19 +96,12 @@ fn forget_ids(ctx: &Ctx, a: &ForgetArgs) -> Result<u8> {
             }
         }
     }
-    if ctx.global.json {
-        ctx.print_json(&serde_json::json!({"dry_run": a.dry_run, "removed": removed}))?;
-    } else {
-        println!(
-            "{} snapshots {}",
-            removed.len(),
-            if a.dry_run {
-                "would be removed"
-            } else {
-                "removed"
-            }
-        );
-    }
+    report_removed(
+        ctx,
+        a.dry_run,
+        removed.len(),
+        serde_json::json!({"dry_run": a.dry_run, "removed": removed}),
+    )?;
     drop(_lock);
     if a.prune && !a.dry_run {
         return prune_repo(ctx, &repo, false);
@@ -221,21 +214,12 @@ pub fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
             }
         }
     }
-    if ctx.global.json {
-        ctx.print_json(
-            &serde_json::json!({"dry_run": a.dry_run, "removed": removed, "groups": report}),
-        )?;
-    } else {
-        println!(
-            "{} snapshots {}",
-            removed.len(),
-            if a.dry_run {
-                "would be removed"
-            } else {
-                "removed"
-            }
-        );
-    }
+    report_removed(
+        ctx,
+        a.dry_run,
+        removed.len(),
+        serde_json::json!({"dry_run": a.dry_run, "removed": removed, "groups": report}),
+    )?;
     drop(_lock);
     if a.prune && !a.dry_run {
         return prune_repo(ctx, &repo, false);
@@ -362,4 +346,19 @@ pub fn catalog(ctx: &Ctx, c: CatalogCmd) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// What `forget` did: `json` with `--json`, else one line.
+fn report_removed(ctx: &Ctx, dry_run: bool, n: usize, json: serde_json::Value) -> Result<()> {
+    if ctx.global.json {
+        ctx.print_json(&json)
+    } else {
+        let what = if dry_run {
+            "would be removed"
+        } else {
+            "removed"
+        };
+        println!("{n} snapshots {what}");
+        Ok(())
+    }
 }

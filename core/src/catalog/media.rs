@@ -16,7 +16,7 @@
 //! ```
 //! Every table refers to `media` with ON DELETE CASCADE: `bakfs media forget` drops it all.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 use serde::Serialize;
@@ -248,32 +248,24 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The packs that the snapshots on a medium need.
+    /// The packs each snapshot on a medium needs, by snapshot id.
     ///
     /// # Errors
     /// [`super::CatalogError::Sql`].
-    pub fn medium_needed_packs(&self, medium_id: &str) -> CatalogResult<HashSet<String>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT DISTINCT pack_id FROM media_snapshot_packs WHERE medium_id = ?1",
-        )?;
-        let rows = st.query_map([medium_id], |r| r.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// The packs one snapshot on a medium needs.
-    ///
-    /// # Errors
-    /// [`super::CatalogError::Sql`].
-    pub fn medium_snapshot_packs(
+    pub fn medium_packs_by_snapshot(
         &self,
         medium_id: &str,
-        snapshot_id: &str,
-    ) -> CatalogResult<Vec<String>> {
+    ) -> CatalogResult<HashMap<String, HashSet<String>>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT pack_id FROM media_snapshot_packs WHERE medium_id = ?1 AND snapshot_id = ?2",
+            "SELECT snapshot_id, pack_id FROM media_snapshot_packs WHERE medium_id = ?1",
         )?;
-        let rows = st.query_map([medium_id, snapshot_id], |r| r.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let mut out: HashMap<String, HashSet<String>> = HashMap::new();
+        let rows = st.query_map([medium_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        for row in rows {
+            let (snap, pack): (String, String) = row?;
+            out.entry(snap).or_default().insert(pack);
+        }
+        Ok(out)
     }
 
     /// The files verified on a medium.
@@ -569,9 +561,9 @@ mod tests {
         let m = c.medium_by_uuid("u1").unwrap().unwrap();
         assert_eq!((m.bytes, m.last_written_ns), (110, Some(9)));
         assert_eq!(c.medium_snapshots("A-id").unwrap(), vec![snap]);
-        assert!(c.medium_needed_packs("A-id").unwrap().contains("p1"));
+        assert!(c.medium_packs_by_snapshot("A-id").unwrap()["s1"].contains("p1"));
         c.remove_medium_snapshots("A-id", &["s1".into()]).unwrap();
-        assert!(c.medium_needed_packs("A-id").unwrap().is_empty());
+        assert!(c.medium_packs_by_snapshot("A-id").unwrap().is_empty());
         assert_eq!(c.medium_files("A-id").unwrap().len(), 1);
         let run = c.begin_medium_run("A-id", 3).unwrap();
         assert_eq!(c.abandon_medium_runs(4).unwrap(), 1);

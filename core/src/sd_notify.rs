@@ -1,0 +1,43 @@
+//! The systemd notify protocol (sd_notify(3)): one datagram such as `READY=1` to the socket that
+//! systemd names in `NOTIFY_SOCKET` for a `Type=notify` service. The caller reads that variable
+//! (this crate reads no environment) and passes it; without one nothing is sent.
+
+use std::ffi::OsStr;
+use std::path::Path;
+
+/// Sends `msg` to `socket` (a path, or `@name` for an abstract socket). Failures are logged at
+/// debug level only: a service must not fail because nobody listens.
+pub fn notify(socket: Option<&OsStr>, msg: &str) {
+    let Some(path) = socket else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let r = if let Some(name) = path.as_encoded_bytes().strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|addr| sock.send_to_addr(msg.as_bytes(), &addr))
+    } else {
+        sock.send_to(msg.as_bytes(), Path::new(path))
+    };
+    if let Err(e) = r {
+        tracing::debug!("sd_notify {msg}: {e}");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    #[test]
+    fn sends_to_a_path_socket() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("notify");
+        let rx = std::os::unix::net::UnixDatagram::bind(&p).unwrap();
+        super::notify(Some(p.as_os_str()), "READY=1");
+        let mut buf = [0u8; 16];
+        let n = rx.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1");
+        super::notify(None, "READY=1"); // no socket: nothing happens
+    }
+}
