@@ -104,13 +104,18 @@ impl Ctx {
 
     /// A shared lock for a command that only reads, so that prune cannot delete data under it.
     /// A repository that cannot be written (a read-only medium) is read without a lock.
+    /// The index is read again once the lock is held.
     pub fn reader_lock(
         &self,
         repo: &Repository,
         purpose: &str,
     ) -> Result<Option<bakfs_core::lock::LockGuard>> {
         match bakfs_core::lock::acquire(repo.backend(), false, purpose) {
-            Ok(g) => Ok(Some(g)),
+            Ok(g) => {
+                // A prune may have finished between opening and locking: read the index it left.
+                repo.load_index()?;
+                Ok(Some(g))
+            }
             Err(e @ bakfs_core::Error::Locked(_)) => Err(e.into()),
             Err(e) => {
                 tracing::info!("reading without a lock: {e}");

@@ -25,12 +25,12 @@ pub enum Error {
     #[error("repository is locked: {0}")]
     Locked(String),
     /// An I/O error, with the path or object concerned.
-    #[error("{path}: {source}")]
+    #[error("{path}: {err}")]
     Io {
         /// What was accessed.
         path: String,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (named `err`, not `source`, so that an error chain shows it once).
+        err: std::io::Error,
     },
     /// Data failed authentication or its hash, or is malformed.
     #[error("damaged {what}: {detail}")]
@@ -79,7 +79,7 @@ impl Error {
     pub fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
         Error::Io {
             path: path.to_string(),
-            source,
+            err: source,
         }
     }
 

@@ -35,11 +35,8 @@ const IDENTITY_MAX: u64 = 64 * 1024;
 /// Errors handling a medium.
 #[derive(Debug, thiserror::Error)]
 pub enum MediumError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
     /// The medium's layout or identity is not what bakfs writes.
     #[error("{path}: {msg}")]
     Unsafe { path: PathBuf, msg: String },
@@ -53,7 +50,7 @@ type Result<T> = std::result::Result<T, MediumError>;
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MediumError + '_ {
     move |source| MediumError::Io {
         path: path.to_path_buf(),
-        source,
+        err: source,
     }
 }
 

@@ -100,11 +100,8 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     /// The database could not be opened, configured or migrated.
-    #[error("catalog {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    #[error("catalog {path}: {err}")]
+    Open { path: PathBuf, err: rusqlite::Error },
     /// The catalog was written by a newer bakfs; nothing was changed.
     #[error("catalog {path} has schema version {found}, this bakfs knows up to {supported}; upgrade bakfs (the catalog was left untouched)")]
     TooNew {
@@ -119,11 +116,8 @@ pub enum CatalogError {
     #[error("catalog is damaged: {0}")]
     Corrupt(String),
     /// Creating the catalog's directory failed.
-    #[error("catalog {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("catalog {path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
 }
 
 /// Result type of this module.
@@ -278,12 +272,12 @@ impl Catalog {
                 .create(parent)
                 .map_err(|source| CatalogError::Io {
                     path: parent.to_path_buf(),
-                    source,
+                    err: source,
                 })?;
         }
-        let open_err = |source| CatalogError::Open {
+        let open_err = |err| CatalogError::Open {
             path: path.to_path_buf(),
-            source,
+            err,
         };
         let too_new = |found| CatalogError::TooNew {
             path: path.to_path_buf(),
