@@ -86,7 +86,7 @@ L2=$(mkimg MED)
 "$B" media enroll "$L2" --label MED --keep-last 2 >/dev/null
 drop
 t0=$(now)
-/usr/bin/time -f '%M' -o "$W/rss" "$M" --once --media-root "$W/mnt" 2>"$W/mediad.log"
+BAKFS_LOG=bakfs_mediad=debug,info /usr/bin/time -f '%M %U %S %e' -o "$W/rss" "$M" --once --media-root "$W/mnt" 2>"$W/mediad.log"
 t1=$(now)
 MED_S=$(echo "$t1 - $t0" | bc -l)
 RUN=$("$B" media show MED --json)
@@ -94,7 +94,15 @@ WRITTEN=$(echo "$RUN" | python3 -c 'import json,sys; r=json.load(sys.stdin)["run
 JOB_S=$(echo "$RUN" | python3 -c 'import json,sys; r=json.load(sys.stdin)["runs"][0]; print(r["seconds"])')
 OUTCOME=$(echo "$RUN" | python3 -c 'import json,sys; print(json.load(sys.stdin)["runs"][0]["outcome"])')
 [[ $OUTCOME == ok ]] || { cat "$W/mediad.log" >&2; exit 1; }
-RSS=$(cat "$W/rss")
+read -r RSS MED_USER MED_SYS _ < "$W/rss"; echo "mediad cpu: user $MED_USER s, sys $MED_SYS s" >&2
+# The job's phases, from its debug log: writing every file, then the read-back's tail.
+read -r WRITE_S TAIL_S < <(sed -n 's/.*written in \([0-9.]*\) s, read back \([0-9.]*\) s later.*/\1 \2/p' "$W/mediad.log" | head -n1)
+
+# The device's own sequential rates: direct I/O on the mediad image's loop device, unmounted.
+dd_rate() { dd "$@" bs=4M count=64 2>&1 | sed -n 's/.*, \([0-9.]* [GM]B\/s\)$/\1/p'; }
+DEV_W=$(dd_rate if=/dev/zero of="$L2" oflag=direct seek=$((IMG_MB / 4 - 64)))
+drop
+DEV_R=$(dd_rate if="$L2" of=/dev/null iflag=direct)
 
 # A small change, then a rotation onto the same medium.
 "$B" backup "$DATA/changed" -q >/dev/null
@@ -117,7 +125,11 @@ echo "|---|---|"
 echo "| repository files copied | $(mib "$REPO_BYTES") MiB |"
 echo "| \`cp -r\` + \`sync -f\` | $(printf %.2f "$CP_S") s ($(rate "$REPO_BYTES" "$CP_S") MiB/s) |"
 echo "| bakfs-mediad job (mount, copy, syncfs, read back, record, unmount) | $(printf %.2f "$JOB_S") s ($(rate "$WRITTEN" "$JOB_S") MiB/s), $(echo "scale=2; $CP_S / $JOB_S" | bc -l)x of cp's rate |"
+echo "| of which writing every file (copy_file_range) | $(printf %.2f "$WRITE_S") s, $(echo "scale=2; $CP_S / $WRITE_S" | bc -l)x of cp's rate |"
+echo "| of which the read-back still running after the last write | $(printf %.2f "$TAIL_S") s |"
+echo "| the device alone, 256 MiB with direct I/O (dd bs=4M) | write $DEV_W, read $DEV_R |"
 echo "| bakfs-mediad --once, whole process from cold caches | $(printf %.2f "$MED_S") s ($(echo "scale=2; $CP_S / $MED_S" | bc -l)x of cp's rate) |"
 echo "| bakfs-mediad peak RSS | $((RSS / 1024)) MiB |"
 echo "| rotation after the 'changed' backup: new data (bytes_added) | $(mib "$ADDED") MiB |"
 echo "| rotation: bytes written | $(mib "$ROT_W") MiB in $(printf %.2f "$ROT_S") s (${ROT#* }) |"
+cp "$W/mediad.log" "$BENCH_DIR/media-mediad.log" 2>/dev/null || true
