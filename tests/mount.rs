@@ -245,6 +245,16 @@ fn new_snapshots_appear_without_remounting() {
         fs::read_to_string(m.mp.join("latest").join(&rel)).unwrap(),
         "one"
     );
+    // Listed once, so that the kernel holds these listings when the snapshot list changes.
+    let listing = |d: &str| -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(m.mp.join(d))
+            .unwrap()
+            .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(listing("tags/nightly").len(), 2, "one snapshot and latest");
     std::thread::sleep(Duration::from_millis(1100)); // a different second, so a different name
     fs::write(src.join("f"), "two").unwrap();
     e.ok(&["backup", src.to_str().unwrap(), "--tag", "nightly"]);
@@ -268,6 +278,32 @@ fn new_snapshots_appear_without_remounting() {
         .map(|d| d.unwrap().file_name())
         .collect();
     assert_eq!(tagged.len(), 3, "two snapshots and latest: {tagged:?}");
+
+    // Forgetting the older snapshot (the newest stays the same) empties its place too.
+    let ids: Vec<String> = e
+        .json(&["snapshots"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let older = e
+        .json(&["snapshots"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .min_by_key(|s| s["time"].as_str().unwrap().to_string())
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .unwrap();
+    e.ok(&["forget", &older]);
+    wait_until("the forgotten snapshot to go", || {
+        snapshot_dirs(&m.mp) == [dirs[1].clone()] && listing("tags/nightly").len() == 2
+    });
+    assert_eq!(
+        fs::read_to_string(m.mp.join("latest").join(&rel)).unwrap(),
+        "two"
+    );
 }
 
 #[test]

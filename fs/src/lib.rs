@@ -30,12 +30,20 @@ const TOP_TTL: Duration = Duration::from_secs(1);
 /// The FUSE filesystem.
 pub struct BakFs {
     vfs: Arc<Vfs>,
+    /// The kernel needs no open/release for files (FUSE_NO_OPEN_SUPPORT).
+    no_open: bool,
+    /// The kernel needs no opendir/releasedir (FUSE_NO_OPENDIR_SUPPORT).
+    no_opendir: bool,
 }
 
 impl BakFs {
     /// A filesystem answering from `vfs`.
     pub fn new(vfs: Arc<Vfs>) -> Self {
-        BakFs { vfs }
+        BakFs {
+            vfs,
+            no_open: false,
+            no_opendir: false,
+        }
     }
 }
 
@@ -103,13 +111,25 @@ fn ttl(a: &Attr) -> Duration {
 impl Filesystem for BakFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // Readdirplus saves a lookup per entry on `ls -l`; parallel lookups in one directory;
-        // POSIX ACLs stored in snapshots are enforced by the kernel (with default_permissions).
+        // POSIX ACLs stored in snapshots are enforced by the kernel (with default_permissions);
+        // symlink targets are kept in the kernel's page cache (a top-level link whose target
+        // changes gets a new inode number).
         let wanted = InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_POSIX_ACL;
+            | InitFlags::FUSE_POSIX_ACL
+            | InitFlags::FUSE_CACHE_SYMLINKS
+            // Before a cached directory listing is used the kernel refreshes the directory's
+            // attributes when they have expired (the top level's after a second) and drops the
+            // listing if the mtime moved: new and forgotten snapshots show up.
+            | InitFlags::FUSE_AUTO_INVAL_DATA;
         let have = config.capabilities();
         let _ = config.add_capabilities(wanted & have);
+        self.no_open = have.contains(InitFlags::FUSE_NO_OPEN_SUPPORT);
+        // Without opendir the kernel caches every listing (FOPEN_CACHE_DIR); that is only right
+        // when it also revalidates them by mtime.
+        self.no_opendir = have.contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT)
+            && have.contains(InitFlags::FUSE_AUTO_INVAL_DATA);
         let _ = config.set_max_readahead(1 << 20);
         Ok(())
     }
@@ -147,7 +167,11 @@ impl Filesystem for BakFs {
         // ENOSYS tells the kernel (FUSE_NO_OPEN_SUPPORT) that opening is free: it stops sending
         // open and release and keeps the page cache of files across opens (FOPEN_KEEP_CACHE),
         // which suits snapshots that never change. Reads come by inode number.
-        reply.error(Errno::ENOSYS);
+        if self.no_open {
+            reply.error(Errno::ENOSYS);
+        } else {
+            reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE);
+        }
     }
 
     fn read(
@@ -172,6 +196,12 @@ impl Filesystem for BakFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if self.no_opendir {
+            // The kernel stops asking (FUSE_NO_OPENDIR_SUPPORT): one round trip less per
+            // directory, and every listing is cached and revalidated by the directory's mtime.
+            reply.error(Errno::ENOSYS);
+            return;
+        }
         match self.vfs.getattr(ino.0) {
             Ok(a) if a.kind == NodeKind::Dir => reply.opened(
                 FileHandle(0),

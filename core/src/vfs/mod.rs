@@ -349,7 +349,9 @@ impl Vfs {
             .collect();
         drop(m);
         let n = snaps.len();
-        *self.top.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Top::new(&snaps));
+        let mut top = Top::new(&snaps);
+        top.changed_ns = crate::timefmt::now_ns();
+        *self.top.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(top);
         tracing::info!("snapshot list changed: {n} snapshots");
     }
 
@@ -473,13 +475,13 @@ impl Vfs {
             stable: false,
         };
         match what {
-            What::Meta(_) => synthetic(NodeKind::Dir, 0, self.top().newest_ns().unwrap_or(0)),
+            What::Meta(_) => synthetic(NodeKind::Dir, 0, self.top().mtime_ns()),
             What::TopLink { dir, name } => {
                 let len = match self.top().child(dir, name) {
                     Some(TopChild::Link(t)) => t.len() as u64,
                     _ => 0,
                 };
-                synthetic(NodeKind::Symlink, len, self.top().newest_ns().unwrap_or(0))
+                synthetic(NodeKind::Symlink, len, self.top().mtime_ns())
             }
             What::SnapRoot { time_ns, .. } => Attr {
                 stable: true,
@@ -539,8 +541,10 @@ impl Vfs {
                             time_ns,
                         },
                     ),
-                    Some(TopChild::Link(_)) => (
-                        key(&[b"link", &pkey, name]),
+                    // The target is part of the key: when `latest` moves it becomes another
+                    // inode, so the kernel's cached symlink (FUSE_CACHE_SYMLINKS) is never stale.
+                    Some(TopChild::Link(t)) => (
+                        key(&[b"link", &pkey, name, &t]),
                         What::TopLink {
                             dir: d.clone(),
                             name: name.to_vec(),
@@ -604,8 +608,8 @@ impl Vfs {
                     let (ckey, kind) = match &c {
                         TopChild::Dir(md) => (meta_key(md), NodeKind::Dir),
                         TopChild::Snap(snap, ..) => (self::key(&[b"snap", &snap.0]), NodeKind::Dir),
-                        TopChild::Link(_) => {
-                            (self::key(&[b"link", &key, &name]), NodeKind::Symlink)
+                        TopChild::Link(t) => {
+                            (self::key(&[b"link", &key, &name, t]), NodeKind::Symlink)
                         }
                     };
                     out.push(DirItem {

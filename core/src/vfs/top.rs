@@ -46,6 +46,8 @@ struct SnapEntry {
 /// The snapshots, in time order, and their names.
 #[derive(Default)]
 pub struct Top {
+    /// When this view replaced another while mounted (Unix ns); 0 for the first.
+    pub changed_ns: i64,
     snaps: Vec<SnapEntry>,
     hosts: BTreeMap<String, Vec<usize>>,
     tags: BTreeMap<String, Vec<usize>>,
@@ -226,6 +228,13 @@ impl Top {
     /// The newest snapshot's time, if any.
     pub fn newest_ns(&self) -> Option<i64> {
         self.snaps.last().map(|s| s.time_ns)
+    }
+
+    /// The modification time of the synthetic directories and links: it moves whenever the
+    /// snapshot list changes (a forgotten snapshot too), which is what tells the kernel that
+    /// its cached listing of a top-level directory is stale.
+    pub fn mtime_ns(&self) -> i64 {
+        self.newest_ns().unwrap_or(0).max(self.changed_ns)
     }
 }
 
