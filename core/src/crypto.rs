@@ -9,7 +9,7 @@
 //! with overwhelming probability; there is no nonce counter to reuse. The caller's associated
 //! data (a blob id and type, or a file kind) is bound to every ciphertext.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -91,6 +91,28 @@ impl Keys {
     /// [`CryptoError::Auth`] if the data is damaged, truncated or was sealed under another key.
     pub fn open(&self, sealed: &[u8], ad: &[u8]) -> Result<Vec<u8>, CryptoError> {
         open_with(&self.aead, sealed, ad)
+    }
+
+    /// As [`Keys::open`], decrypting in place: on success the plaintext is
+    /// `sealed[NONCE_LEN..sealed.len() - TAG_LEN]`.
+    ///
+    /// # Errors
+    /// [`CryptoError::Auth`] as [`Keys::open`]; `sealed` is then unspecified.
+    pub fn open_in_place<'a>(
+        &self,
+        sealed: &'a mut [u8],
+        ad: &[u8],
+    ) -> Result<&'a mut [u8], CryptoError> {
+        if sealed.len() < OVERHEAD {
+            return Err(CryptoError::Auth);
+        }
+        let cipher = XChaCha20Poly1305::new((&self.aead).into());
+        let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
+        let (ct, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+        cipher
+            .decrypt_in_place_detached(XNonce::from_slice(nonce), ad, ct, (&*tag).into())
+            .map_err(|_| CryptoError::Auth)?;
+        Ok(ct)
     }
 }
 

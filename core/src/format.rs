@@ -100,6 +100,19 @@ fn decompress(data: &[u8], cap: usize) -> std::io::Result<Vec<u8>> {
     })
 }
 
+fn decompress_into(data: &[u8], out: &mut [u8]) -> std::io::Result<usize> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match d.as_mut() {
+            Some(d) => d.decompress_to_buffer(data, out),
+            None => Err(std::io::Error::other("no zstd context")),
+        }
+    })
+}
+
 /// Whether a large blob is not worth compressing (already compressed data, media): decided by
 /// compressing a 32 KiB sample from its middle at level 1, which costs ~3% of compressing it all.
 fn looks_incompressible(plain: &[u8]) -> bool {
@@ -152,6 +165,48 @@ pub fn open_blob(keys: &Keys, e: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>> {
         return Err(Error::damaged(what(), "content does not match its id"));
     }
     Ok(plain)
+}
+
+/// As [`open_blob`], without the intermediate buffers: `sealed` is decrypted in place and the
+/// plaintext lands in a buffer of the right length that `out` makes (decompressed straight into
+/// it).
+///
+/// # Errors
+/// As [`open_blob`]; an error from `out` is returned as I/O.
+pub fn open_blob_into<B: std::ops::DerefMut<Target = [u8]>>(
+    keys: &Keys,
+    e: &PackEntry,
+    sealed: &mut [u8],
+    out: impl FnOnce(usize) -> std::io::Result<B>,
+) -> Result<B> {
+    let what = || format!("blob {}", e.id);
+    let ad = crypto::blob_ad(&e.id, e.kind.ad_byte());
+    let inner = keys
+        .open_in_place(sealed, &ad)
+        .map_err(|err| Error::damaged(what(), err.to_string()))?;
+    let raw_len = e.raw_len as usize;
+    let mut buf = if e.compressed {
+        let mut buf = out(raw_len).map_err(|err| Error::io(what(), err))?;
+        let n = decompress_into(inner, &mut buf)
+            .map_err(|err| Error::damaged(what(), format!("zstd: {err}")))?;
+        if n != raw_len {
+            return Err(Error::damaged(what(), "content does not match its id"));
+        }
+        buf
+    } else {
+        if inner.len() != raw_len {
+            return Err(Error::damaged(what(), "content does not match its id"));
+        }
+        let mut buf = out(raw_len).map_err(|err| Error::io(what(), err))?;
+        buf.copy_from_slice(inner);
+        buf
+    };
+    if keys.blob_id(&buf) != e.id {
+        // Not handed out: the caller gets an error, never these bytes.
+        buf.fill(0);
+        return Err(Error::damaged(what(), "content does not match its id"));
+    }
+    Ok(buf)
 }
 
 /// Appends the sealed header and its length to a pack's blob bytes.

@@ -104,6 +104,16 @@ fn read_config(backend: &dyn Backend, root: &std::path::Path) -> Result<Config> 
     Ok(c)
 }
 
+/// Names the pack in a blob's damage report.
+fn in_pack(err: Error, loc: &BlobLocation) -> Error {
+    match err {
+        Error::Damaged { what, detail } => {
+            Error::damaged(format!("{what} in pack {}", loc.pack), detail)
+        }
+        other => other,
+    }
+}
+
 impl Repository {
     /// Creates a new repository in the directory `root` with a first key wrapped by `passphrase`.
     ///
@@ -496,9 +506,27 @@ impl Repository {
     /// # Errors
     /// As [`Repository::read_blob`].
     pub fn read_blob_at(&self, loc: &BlobLocation) -> Result<Vec<u8>> {
+        self.read_blob_into(loc, |n| Ok(vec![0; n]))
+    }
+
+    /// As [`Repository::read_blob_at`], into a buffer of the blob's length that `out` makes
+    /// (decrypted in place, decompressed straight into it: no intermediate copies).
+    ///
+    /// # Errors
+    /// As [`Repository::read_blob`].
+    pub fn read_blob_into<B: std::ops::DerefMut<Target = [u8]>>(
+        &self,
+        loc: &BlobLocation,
+        out: impl FnOnce(usize) -> std::io::Result<B>,
+    ) -> Result<B> {
+        let mut sealed = self.read_sealed(loc)?;
+        format::open_blob_into(&self.keys, &loc.entry, &mut sealed, out)
+            .map_err(|err| in_pack(err, loc))
+    }
+
+    fn read_sealed(&self, loc: &BlobLocation) -> Result<Vec<u8>> {
         let e = &loc.entry;
-        let sealed = self
-            .backend
+        self.backend
             .read_range(
                 FileKind::Pack,
                 &loc.pack.to_hex(),
@@ -513,13 +541,7 @@ impl Repository {
                     Error::damaged(format!("pack {}", loc.pack), "truncated")
                 }
                 _ => Error::io(format!("pack {}", loc.pack), err),
-            })?;
-        format::open_blob(&self.keys, e, &sealed).map_err(|err| match err {
-            Error::Damaged { what, detail } => {
-                Error::damaged(format!("{what} in pack {}", loc.pack), detail)
-            }
-            other => other,
-        })
+            })
     }
 
     /// Reads a tree.

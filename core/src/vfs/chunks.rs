@@ -21,20 +21,28 @@ pub(super) enum ChunkBuf {
 }
 
 impl ChunkBuf {
-    fn new(v: Vec<u8>) -> ChunkBuf {
-        if v.len() >= 64 << 10 {
-            if let Ok(mut m) = memmap2::MmapMut::map_anon(v.len()) {
-                m.copy_from_slice(&v);
-                return ChunkBuf::Map(m);
-            }
+    /// A zeroed buffer of `len` bytes, for a chunk to be decoded into.
+    fn zeroed(len: usize) -> std::io::Result<ChunkBuf> {
+        if len >= 64 << 10 {
+            // Fresh anonymous pages are zero.
+            return memmap2::MmapMut::map_anon(len).map(ChunkBuf::Map);
         }
-        ChunkBuf::Heap(v)
+        Ok(ChunkBuf::Heap(vec![0; len]))
     }
 }
 
 impl std::ops::Deref for ChunkBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
+        match self {
+            ChunkBuf::Heap(v) => v,
+            ChunkBuf::Map(m) => m,
+        }
+    }
+}
+
+impl std::ops::DerefMut for ChunkBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
         match self {
             ChunkBuf::Heap(v) => v,
             ChunkBuf::Map(m) => m,
@@ -90,8 +98,8 @@ impl Vfs {
     }
 
     fn decode_chunk(&self, f: &OpenFile, c: &Chunk) -> VResult<Arc<ChunkBuf>> {
-        match self.repo.read_blob_at(&c.loc) {
-            Ok(d) if d.len() as u64 == c.len => Ok(Arc::new(ChunkBuf::new(d))),
+        match self.repo.read_blob_into(&c.loc, ChunkBuf::zeroed) {
+            Ok(d) if d.len() as u64 == c.len => Ok(Arc::new(d)),
             Ok(d) => {
                 tracing::error!(
                     "{}: chunk {} in pack {} has {} bytes, the index says {}",
