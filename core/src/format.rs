@@ -86,20 +86,8 @@ fn compress(plain: &[u8], level: i32) -> Option<Vec<u8>> {
     })
 }
 
-/// zstd-decompresses (at most `cap` bytes) with a context reused by this thread.
-fn decompress(data: &[u8], cap: usize) -> std::io::Result<Vec<u8>> {
-    DECOMPRESSOR.with(|d| {
-        let mut d = d.borrow_mut();
-        if d.is_none() {
-            *d = Some(zstd::bulk::Decompressor::new()?);
-        }
-        match d.as_mut() {
-            Some(d) => d.decompress(data, cap),
-            None => Err(std::io::Error::other("no zstd context")),
-        }
-    })
-}
-
+/// zstd-decompresses into `out` (its length is the most accepted) with a context reused by this
+/// thread; returns the length decompressed.
 fn decompress_into(data: &[u8], out: &mut [u8]) -> std::io::Result<usize> {
     DECOMPRESSOR.with(|d| {
         let mut d = d.borrow_mut();
@@ -150,21 +138,7 @@ pub fn seal_blob(
 /// # Errors
 /// [`Error::Damaged`] if authentication, decompression or the id check fails.
 pub fn open_blob(keys: &Keys, e: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>> {
-    let what = || format!("blob {}", e.id);
-    let ad = crypto::blob_ad(&e.id, e.kind.ad_byte());
-    let inner = keys
-        .open(sealed, &ad)
-        .map_err(|err| Error::damaged(what(), err.to_string()))?;
-    let plain = if e.compressed {
-        decompress(&inner, e.raw_len as usize)
-            .map_err(|err| Error::damaged(what(), format!("zstd: {err}")))?
-    } else {
-        inner
-    };
-    if plain.len() != e.raw_len as usize || keys.blob_id(&plain) != e.id {
-        return Err(Error::damaged(what(), "content does not match its id"));
-    }
-    Ok(plain)
+    open_blob_into(keys, e, &mut sealed.to_vec(), |n| Ok(vec![0; n]))
 }
 
 /// As [`open_blob`], without the intermediate buffers: `sealed` is decrypted in place and the
