@@ -13,7 +13,7 @@ mod udev;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -51,8 +51,8 @@ fn setup(a: &Args) -> Result<rotate::Setup> {
         .or_else(|| cfg.repository.clone())
         .ok_or_else(|| anyhow!("no repository given: use --repo PATH, BAKFS_REPO or `repository` in the config file"))?;
     let repo_root = std::path::absolute(&repo_root)?;
-    let config = bakfs_core::repo::Repository::read_config(&repo_root)
-        .with_context(|| format!("repository {}", repo_root.display()))?;
+    // Its errors name the path.
+    let config = bakfs_core::repo::Repository::read_config(&repo_root)?;
     let state = bakfs_core::settings::state_dir(a.state_dir.as_deref(), &cfg);
     Ok(rotate::Setup {
         repo_root,
@@ -82,8 +82,8 @@ fn main() -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Logged once: stderr is where the log goes (the journal under systemd).
             tracing::error!("{e:#}");
-            eprintln!("bakfs-mediad: {e:#}");
             ExitCode::from(1)
         }
     }
