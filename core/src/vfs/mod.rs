@@ -9,6 +9,7 @@
 
 mod cache;
 mod chunks;
+mod node;
 pub mod top;
 
 use std::collections::{HashMap, HashSet};
@@ -123,7 +124,7 @@ enum What {
     },
     Node {
         snap: SnapshotId,
-        node: Box<Node>,
+        node: Box<node::EntryNode>,
     },
 }
 
@@ -497,7 +498,7 @@ impl Vfs {
                     NodeKind::Symlink => n.target.as_ref().map_or(0, |t| t.len() as u64),
                     _ => n.size,
                 },
-                nlink: u32::try_from(n.nlink.max(1)).unwrap_or(u32::MAX),
+                nlink: n.nlink,
                 mtime_ns: n.mtime_ns,
                 ctime_ns: n.ctime_ns,
                 rdev: encode_dev(n.rdev),
@@ -564,7 +565,7 @@ impl Vfs {
                     node_key(&snap, &pkey, node),
                     What::Node {
                         snap,
-                        node: Box::new(node.clone()),
+                        node: Box::new(node::EntryNode::from(node)),
                     },
                 )
             }
@@ -659,7 +660,7 @@ impl Vfs {
                 _ => Err(VfsError::NotFound),
             },
             What::Node { node, .. } if node.kind == NodeKind::Symlink => {
-                Ok(node.target.clone().unwrap_or_default())
+                Ok(node.target.as_deref().unwrap_or_default().to_vec())
             }
             _ => Err(VfsError::NotLink),
         }
@@ -768,8 +769,8 @@ impl Vfs {
             What::Node { node, .. } => node
                 .xattrs
                 .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
+                .find(|(k, _)| &**k == name)
+                .map(|(_, v)| v.to_vec())
                 .ok_or(VfsError::NoData),
             _ => Err(VfsError::NoData),
         }
