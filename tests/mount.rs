@@ -307,6 +307,48 @@ fn new_snapshots_appear_without_remounting() {
 }
 
 #[test]
+fn a_prune_that_repacks_under_a_mount_loses_no_reads() {
+    if !needs_fuse("a_prune_that_repacks_under_a_mount_loses_no_reads") {
+        return;
+    }
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    write_random(&src.join("kept"), 3 << 20, 1);
+    write_random(&src.join("sub/kept2"), 1 << 20, 2);
+    write_random(&src.join("replaced"), 3 << 20, 3);
+    e.ok(&["backup", src.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(1100));
+    write_random(&src.join("replaced"), 3 << 20, 4);
+    e.ok(&["backup", src.to_str().unwrap()]);
+    let m = mount(&e, &[]);
+    let inside = m.mp.join("latest").join(src.strip_prefix("/").unwrap());
+    // Looked at but not read: the mount knows where their chunks were.
+    assert_eq!(fs::metadata(inside.join("kept")).unwrap().len(), 3 << 20);
+    // The first snapshot goes; its version of `replaced` shared packs with `kept`, so prune
+    // rewrites those packs and deletes the old ones.
+    // Two JSON documents: forget's, then prune's.
+    let out = e.ok(&["--json", "forget", "--keep-last", "1", "--prune"]);
+    let repacked: String = out.split_whitespace().collect();
+    assert!(
+        repacked.contains("\"packs_repacked\":") && !repacked.contains("\"packs_repacked\":0"),
+        "prune repacked nothing, the test proves nothing: {repacked}"
+    );
+    assert_eq!(
+        fs::read(inside.join("kept")).unwrap(),
+        fs::read(src.join("kept")).unwrap()
+    );
+    assert_eq!(
+        fs::read(inside.join("sub/kept2")).unwrap(),
+        fs::read(src.join("sub/kept2")).unwrap()
+    );
+    assert_eq!(
+        fs::read(inside.join("replaced")).unwrap(),
+        fs::read(src.join("replaced")).unwrap()
+    );
+}
+
+#[test]
 fn other_users_get_only_what_permissions_allow() {
     if !needs_fuse("other_users_get_only_what_permissions_allow") {
         return;

@@ -98,7 +98,18 @@ impl Vfs {
     }
 
     fn decode_chunk(&self, f: &OpenFile, c: &Chunk) -> VResult<Arc<ChunkBuf>> {
-        match self.repo.read_blob_into(&c.loc, ChunkBuf::zeroed) {
+        let mut r = self.repo.read_blob_into(&c.loc, ChunkBuf::zeroed);
+        if r.is_err() {
+            // A prune may have moved the chunk since the file's chunk table was made: read
+            // the index again if it changed, and the chunk from where it is now.
+            self.reload_index_if_changed();
+            if let Some(loc) = self.repo.locate(&c.id) {
+                if loc.pack != c.loc.pack || loc.entry.offset != c.loc.entry.offset {
+                    r = self.repo.read_blob_into(&loc, ChunkBuf::zeroed);
+                }
+            }
+        }
+        match r {
             Ok(d) if d.len() as u64 == c.len => Ok(Arc::new(d)),
             Ok(d) => {
                 tracing::error!(

@@ -168,6 +168,8 @@ pub struct Vfs {
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     /// Chunks being decoded now, so that concurrent readers wait instead of decoding twice.
     loading: chunks::InFlight,
+    /// The index files the loaded index was read from (sorted).
+    index_files: Mutex<Vec<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -210,6 +212,13 @@ fn node_key(snap: &SnapshotId, parent_key: &[u8; 32], n: &Node) -> [u8; 32] {
 }
 
 /// The inode number a key maps to (collisions are resolved when an entry is remembered).
+/// The repository's index file names, sorted (empty if they cannot be listed).
+fn index_names(repo: &Repository) -> Vec<String> {
+    let mut v = repo.backend().list(FileKind::Index).unwrap_or_default();
+    v.sort();
+    v
+}
+
 fn ino_of(k: &[u8; 32]) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&k[..8]);
@@ -251,6 +260,7 @@ impl Vfs {
             .map(|(id, s)| (id.to_hex(), Some(s.clone())))
             .collect();
         let top = Top::new(&snaps);
+        let index_files = index_names(&repo);
         let mut inodes = HashMap::new();
         inodes.insert(
             ROOT_INO,
@@ -273,7 +283,29 @@ impl Vfs {
             inodes: Mutex::new(inodes),
             files: Mutex::new(HashMap::new()),
             loading: Mutex::new(HashMap::new()),
+            index_files: Mutex::new(index_files),
         })
+    }
+
+    /// Reads the index again if its files changed since it was read (a backup added one, a
+    /// prune replaced them). Returns whether it did.
+    pub(crate) fn reload_index_if_changed(&self) -> bool {
+        let mut known = lock(&self.index_files);
+        let now = index_names(&self.repo);
+        if now == *known {
+            return false;
+        }
+        match self.repo.load_index() {
+            Ok(()) => {
+                tracing::info!("index files changed: index read again");
+                *known = now;
+                true
+            }
+            Err(e) => {
+                tracing::warn!("cannot reload the index: {e}");
+                false
+            }
+        }
     }
 
     /// The repository behind the view.
@@ -340,9 +372,7 @@ impl Vfs {
         }
         if added {
             // A new snapshot's blobs are in index files written before its manifest.
-            if let Err(e) = self.repo.load_index() {
-                tracing::warn!("cannot reload the index: {e}");
-            }
+            self.reload_index_if_changed();
         }
         let snaps: Vec<(SnapshotId, Snapshot)> = m
             .iter()
@@ -434,7 +464,14 @@ impl Vfs {
         if let Some(t) = lock(&self.trees).get(id) {
             return Ok(t);
         }
-        match self.repo.read_tree(id) {
+        let mut r = self.repo.read_tree(id);
+        if r.is_err() {
+            // A prune may have moved it since the index was read (here or by another thread):
+            // read the index again if it changed, and the tree from where it is now.
+            self.reload_index_if_changed();
+            r = self.repo.read_tree(id);
+        }
+        match r {
             Ok(t) => {
                 let size = tree_bytes(&t);
                 let t = Arc::new(t);
