@@ -299,6 +299,8 @@ impl Vfs {
             Ok(()) => {
                 tracing::info!("index files changed: index read again");
                 *known = now;
+                // Chunk tables hold pack locations: they are made again on the next read.
+                lock(&self.files).clear();
                 true
             }
             Err(e) => {
