@@ -8,6 +8,9 @@
 //! # Ok::<(), bakfs_core::Error>(())
 //! ```
 
+// Unit tests may unwrap: a panic is how they fail.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod backend;
 pub mod backup;
 pub mod catalog;

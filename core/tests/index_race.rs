@@ -3,6 +3,8 @@
 //! Prune writes the new index file before it removes the old ones; a reader that listed the old
 //! names must list again rather than fail on a file that vanished.
 
+#![allow(clippy::unwrap_used)] // a panic is how a test fails
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
