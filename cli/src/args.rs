@@ -142,8 +142,10 @@ pub struct MountArgs {
     /// Stay in the foreground until unmounted or signalled (for systemd, Type=notify).
     #[arg(long, short = 'f')]
     pub foreground: bool,
-    /// Threads answering file system requests.
-    #[arg(long, default_value_t = 4, hide = true)]
+    /// Threads answering file system requests. More idle threads mean a woken one more often
+    /// runs on the caller's CPU: a cold `ls -lR` of 116,000 entries took 8.8 s with 4 and
+    /// 7.1-7.6 s with 8 (no change with 16; reads and memory the same).
+    #[arg(long, default_value_t = 8, hide = true)]
     pub threads: usize,
     /// MiB of decrypted file data the mount process keeps (an LRU of chunks).
     #[arg(long, value_name = "MIB", default_value_t = 128)]
