@@ -36,7 +36,14 @@ enum WriterMsg {
 struct Written {
     packs: Mutex<Vec<IndexPack>>,
     error: Mutex<Option<Error>>,
+    /// Pack buffers the writer is done with, for the next packs: a backup then allocates a
+    /// handful of pack buffers in all rather than one per pack (each freed 16 MiB buffer
+    /// raised glibc's mmap threshold and the heap kept growing).
+    spare: Mutex<Vec<Vec<u8>>>,
 }
+
+/// Pack buffers kept for reuse.
+const SPARE_PACK_BUFFERS: usize = 2;
 
 #[derive(Default)]
 struct Packer {
@@ -580,10 +587,17 @@ impl Repository {
         let full = {
             let mut p = packer.lock().unwrap_or_else(|p| p.into_inner());
             if p.body.capacity() == 0 {
-                // One allocation per pack: a full pack plus the largest blob.
-                p.body.reserve_exact(
-                    target + self.config.chunker.max + crate::crypto::OVERHEAD + 1024,
-                );
+                // A full pack plus the largest blob, in one buffer, reused when one is spare.
+                let want = target + self.config.chunker.max + crate::crypto::OVERHEAD + 1024;
+                let spare = self
+                    .written
+                    .spare
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .pop();
+                p.body = spare.unwrap_or_default();
+                p.body.clear();
+                p.body.reserve_exact(want);
             }
             let offset = p.body.len() as u32;
             p.entries.push(PackEntry {
@@ -641,15 +655,24 @@ impl Repository {
                                         continue;
                                     }
                                     match backend.write(FileKind::Pack, &id.to_hex(), &bytes) {
-                                        Ok(()) => written
-                                            .packs
-                                            .lock()
-                                            .unwrap_or_else(|p| p.into_inner())
-                                            .push(IndexPack {
-                                                id,
-                                                size: bytes.len() as u64,
-                                                blobs: entries,
-                                            }),
+                                        Ok(()) => {
+                                            written
+                                                .packs
+                                                .lock()
+                                                .unwrap_or_else(|p| p.into_inner())
+                                                .push(IndexPack {
+                                                    id,
+                                                    size: bytes.len() as u64,
+                                                    blobs: entries,
+                                                });
+                                            let mut spare = written
+                                                .spare
+                                                .lock()
+                                                .unwrap_or_else(|p| p.into_inner());
+                                            if spare.len() < SPARE_PACK_BUFFERS {
+                                                spare.push(bytes);
+                                            }
+                                        }
                                         Err(e) => {
                                             *written
                                                 .error
