@@ -76,10 +76,10 @@ impl Error {
     }
 
     /// An I/O error about `path`.
-    pub fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
+    pub fn io(path: impl std::fmt::Display, err: std::io::Error) -> Self {
         Error::Io {
             path: path.to_string(),
-            err: source,
+            err,
         }
     }
 

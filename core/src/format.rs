@@ -133,20 +133,13 @@ pub fn seal_blob(
     (keys.seal(plain, &ad), false)
 }
 
-/// Opens one blob and checks that its plaintext hashes to its id.
+/// Opens one blob and checks that its plaintext hashes to its id. `sealed` is decrypted in
+/// place (its contents are then unspecified) and the plaintext lands in a buffer of the right
+/// length that `out` makes (decompressed straight into it).
 ///
 /// # Errors
-/// [`Error::Damaged`] if authentication, decompression or the id check fails.
-pub fn open_blob(keys: &Keys, e: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>> {
-    open_blob_into(keys, e, &mut sealed.to_vec(), |n| Ok(vec![0; n]))
-}
-
-/// As [`open_blob`], without the intermediate buffers: `sealed` is decrypted in place and the
-/// plaintext lands in a buffer of the right length that `out` makes (decompressed straight into
-/// it).
-///
-/// # Errors
-/// As [`open_blob`]; an error from `out` is returned as I/O.
+/// [`Error::Damaged`] if authentication, decompression or the id check fails; an error from
+/// `out` is returned as I/O.
 pub fn open_blob_into<B: std::ops::DerefMut<Target = [u8]>>(
     keys: &Keys,
     e: &PackEntry,
@@ -430,6 +423,10 @@ pub fn open_snapshot(keys: &Keys, name: &str, b: &[u8]) -> Result<Snapshot> {
 mod tests {
     use super::*;
     use crate::crypto::MasterKey;
+
+    fn open_blob(keys: &Keys, e: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>> {
+        open_blob_into(keys, e, &mut sealed.to_vec(), |n| Ok(vec![0; n]))
+    }
 
     #[test]
     fn pack_round_trip_and_damage() {

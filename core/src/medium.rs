@@ -48,9 +48,9 @@ pub enum MediumError {
 type Result<T> = std::result::Result<T, MediumError>;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MediumError + '_ {
-    move |source| MediumError::Io {
+    move |err| MediumError::Io {
         path: path.to_path_buf(),
-        err: source,
+        err,
     }
 }
 

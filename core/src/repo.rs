@@ -277,40 +277,34 @@ impl Repository {
     pub fn load_index(&self) -> Result<()> {
         // Without a lock a prune may replace index files between the listing and the reads: it
         // writes the new file before removing the old ones, so listing again finds a full set.
-        let mut attempt = 0;
+        let mut attempt = 1;
         let (names, results) = loop {
             let names = self
                 .backend
                 .list(FileKind::Index)
                 .map_err(|e| Error::io("index/", e))?;
-            let mut vanished = false;
-            let results: Vec<Option<Result<IndexFile>>> = names
+            let results: Vec<std::io::Result<Vec<u8>>> = names
                 .par_iter()
-                .map(|n| match self.backend.read(FileKind::Index, n) {
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                    Err(e) => Some(Err(Error::io(format!("index {n}"), e))),
-                    Ok(raw) => Some(format::open_index(&self.keys, n, &raw)),
-                })
+                .map(|n| self.backend.read(FileKind::Index, n))
                 .collect();
-            let results: Vec<Result<IndexFile>> = results
-                .into_iter()
-                .zip(&names)
-                .map(|(r, n)| {
-                    r.unwrap_or_else(|| {
-                        vanished = true;
-                        Err(Error::io(
-                            format!("index {n}"),
-                            std::io::ErrorKind::NotFound.into(),
-                        ))
-                    })
-                })
-                .collect();
-            attempt += 1;
-            if !vanished || attempt >= 5 {
+            let vanished = results.iter().any(|r| {
+                r.as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+            });
+            if !vanished || attempt == 5 {
                 break (names, results);
             }
+            attempt += 1;
             tracing::debug!("index files changed while being read; listing again");
         };
+        let results: Vec<Result<IndexFile>> = names
+            .par_iter()
+            .zip(results)
+            .map(|(n, r)| {
+                let raw = r.map_err(|e| Error::io(format!("index {n}"), e))?;
+                format::open_index(&self.keys, n, &raw)
+            })
+            .collect();
         let mut files = Vec::new();
         self.damaged
             .lock()

@@ -152,24 +152,10 @@ pub const READ_AHEAD_KB: u32 = 1024;
 /// `/sys/class/bdi/MAJ:MIN/read_ahead_kb` (root only; after the mount has answered, since the
 /// kernel's INIT handling resets it). Best effort: returns whether it was set.
 pub fn tune_readahead(mountpoint: &Path) -> bool {
-    let want = mountpoint
-        .canonicalize()
-        .unwrap_or_else(|_| mountpoint.to_path_buf());
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+    let Some(m) = mount_entry(mountpoint) else {
         return false;
     };
-    let mut dev = None;
-    for line in info.lines() {
-        let mut f = line.split(' ');
-        let (Some(majmin), Some(mp)) = (f.nth(2), f.nth(1)) else {
-            continue;
-        };
-        if Path::new(&unescape(mp)) == want {
-            dev = Some(majmin.to_string());
-        }
-    }
-    let Some(dev) = dev else { return false };
-    let path = format!("/sys/class/bdi/{dev}/read_ahead_kb");
+    let path = format!("/sys/class/bdi/{}/read_ahead_kb", m.dev);
     match std::fs::write(&path, READ_AHEAD_KB.to_string()) {
         Ok(()) => true,
         Err(e) => {
@@ -181,19 +167,37 @@ pub fn tune_readahead(mountpoint: &Path) -> bool {
 
 /// The filesystem type mounted at `mountpoint`, if something is mounted there.
 pub fn is_mounted(mountpoint: &Path) -> Option<String> {
+    mount_entry(mountpoint).map(|m| m.fstype)
+}
+
+/// What /proc/self/mountinfo says of the mount visible at a path.
+struct MountEntry {
+    /// `MAJ:MIN` of the mounted device.
+    dev: String,
+    fstype: String,
+}
+
+/// The last mount on `mountpoint` in /proc/self/mountinfo (the one visible there).
+fn mount_entry(mountpoint: &Path) -> Option<MountEntry> {
     let want = mountpoint
         .canonicalize()
         .unwrap_or_else(|_| mountpoint.to_path_buf());
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let mut found = None;
     for line in info.lines() {
-        let (left, right) = line.split_once(" - ")?;
-        let Some(mp) = left.split(' ').nth(4) else {
+        // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let f: Vec<&str> = left.split(' ').collect();
+        let (Some(dev), Some(mp)) = (f.get(2), f.get(4)) else {
             continue;
         };
         if Path::new(&unescape(mp)) == want {
-            // The last mount on a path is the one visible.
-            found = right.split(' ').next().map(str::to_string);
+            found = Some(MountEntry {
+                dev: (*dev).to_string(),
+                fstype: right.split(' ').next().unwrap_or_default().to_string(),
+            });
         }
     }
     found

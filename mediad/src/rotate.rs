@@ -686,11 +686,11 @@ fn write_ledger(cat: &Catalog, root: &Path, m: &MediumRecord) -> Result<(), Copy
     });
     let text = serde_json::to_vec_pretty(&ledger).map_err(|e| CopyError::Io(e.to_string()))?;
     medium::write_atomic(root, medium::LEDGER, &text).map_err(|e| match e {
-        medium::MediumError::Io { path, err: source } => {
-            if source.raw_os_error() == Some(libc::ENOSPC) {
-                CopyError::Full(format!("{}: {source}", path.display()))
+        medium::MediumError::Io { path, err } => {
+            if err.raw_os_error() == Some(libc::ENOSPC) {
+                CopyError::Full(format!("{}: {err}", path.display()))
             } else {
-                CopyError::Io(format!("{}: {source}", path.display()))
+                CopyError::Io(format!("{}: {err}", path.display()))
             }
         }
         other => CopyError::Io(other.to_string()),

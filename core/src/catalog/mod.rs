@@ -270,9 +270,9 @@ impl Catalog {
                 .recursive(true)
                 .mode(0o700)
                 .create(parent)
-                .map_err(|source| CatalogError::Io {
+                .map_err(|err| CatalogError::Io {
                     path: parent.to_path_buf(),
-                    err: source,
+                    err,
                 })?;
         }
         let open_err = |err| CatalogError::Open {

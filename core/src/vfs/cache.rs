@@ -25,12 +25,12 @@ impl<K: Hash + Eq + Clone, V> LruCache<K, V> {
         }
     }
 
-    /// The value for `k`, marking it recently used.
     /// Whether `k` is cached (without making it recent).
     pub fn contains(&self, k: &K) -> bool {
         self.map.contains_key(k)
     }
 
+    /// The value for `k`, marking it recently used.
     pub fn get(&mut self, k: &K) -> Option<Arc<V>> {
         self.tick += 1;
         let tick = self.tick;

@@ -211,7 +211,6 @@ fn node_key(snap: &SnapshotId, parent_key: &[u8; 32], n: &Node) -> [u8; 32] {
     }
 }
 
-/// The inode number a key maps to (collisions are resolved when an entry is remembered).
 /// The repository's index file names, sorted (empty if they cannot be listed).
 fn index_names(repo: &Repository) -> Vec<String> {
     let mut v = repo.backend().list(FileKind::Index).unwrap_or_default();
@@ -219,6 +218,7 @@ fn index_names(repo: &Repository) -> Vec<String> {
     v
 }
 
+/// The inode number a key maps to (collisions are resolved when an entry is remembered).
 fn ino_of(k: &[u8; 32]) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&k[..8]);
