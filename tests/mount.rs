@@ -142,6 +142,11 @@ fn mounted_snapshot_is_the_source_tree() {
     }
     let e = Env::init();
     let src = rich_tree(&e);
+    // A stored SELinux label (this host has no SELinux, so it is plain data to the kernel).
+    sh(&format!(
+        "echo labelled > {0}/labelled && setfattr -n security.selinux -v system_u:object_r:etc_t:s0 {0}/labelled",
+        src.display()
+    ));
     let snap = e.json(&["backup", src.to_str().unwrap()]);
     let id = snap["id"].as_str().unwrap().to_string();
     let m = mount(&e, &[]);
@@ -183,6 +188,23 @@ fn mounted_snapshot_is_the_source_tree() {
     assert_eq!(x, "a note");
     let acl = sh(&format!("getfacl -c {}", inside.join("a.txt").display()));
     assert!(acl.contains("user:nobody:r--"), "{acl}");
+    // A stored label reads back; where there is none, labels are "not supported", so `ls -l`
+    // asks once per mount instead of once per entry (docs/mount.md).
+    let label = sh(&format!(
+        "getfattr -n security.selinux --only-values {}",
+        inside.join("labelled").display()
+    ));
+    assert_eq!(label.trim_end_matches('\0'), "system_u:object_r:etc_t:s0");
+    let none = sh(&format!(
+        "getfattr -n security.selinux {} 2>&1 || true",
+        inside.join("dir/big").display()
+    ));
+    assert!(none.contains("Operation not supported"), "{none}");
+    let calls = sh(&format!(
+        "strace -f -e trace=getxattr,lgetxattr ls -l {} 2>&1 >/dev/null | grep -c security.selinux || true",
+        inside.join("dir").display()
+    ));
+    assert_eq!(calls.trim(), "1", "ls -l asked every entry for its label");
     // The other ways in: by id, by host, and statfs.
     let short = &id[..8];
     assert_eq!(

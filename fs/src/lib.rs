@@ -54,6 +54,7 @@ fn errno(e: VfsError) -> Errno {
         VfsError::NotDir => Errno::ENOTDIR,
         VfsError::NotLink => Errno::EINVAL,
         VfsError::NoData => Errno::ENODATA,
+        VfsError::NotSupported => Errno::EOPNOTSUPP,
     }
 }
 

@@ -39,7 +39,15 @@ pub enum VfsError {
     NotLink,
     /// No such extended attribute (ENODATA).
     NoData,
+    /// Extended attributes of this name are not supported here (EOPNOTSUPP).
+    NotSupported,
 }
+
+/// Security labels that `ls -l` asks of every entry. The kernel never caches the answer, so each
+/// costs a request; where an entry has no stored label, the view answers "not supported", which
+/// `ls` remembers for the whole filesystem and stops asking. (A host whose LSM provides the label
+/// answers these itself and never asks the view.)
+const LABEL_XATTRS: [&[u8]; 2] = [b"security.selinux", b"security.SMACK64"];
 
 /// Result of a view request.
 pub type VResult<T> = std::result::Result<T, VfsError>;
@@ -802,17 +810,22 @@ impl Vfs {
     /// The value of extended attribute `name` of `ino`.
     ///
     /// # Errors
-    /// [`VfsError::NoData`] if it has none of that name.
+    /// [`VfsError::NoData`] if it has none of that name; [`VfsError::NotSupported`] if that name
+    /// is a security label (see [`LABEL_XATTRS`]).
     pub fn getxattr(&self, ino: u64, name: &[u8]) -> VResult<Vec<u8>> {
-        match &*self.entry(ino)?.0 {
+        let found = match &*self.entry(ino)?.0 {
             What::Node { node, .. } => node
                 .xattrs
                 .iter()
                 .find(|(k, _)| &**k == name)
-                .map(|(_, v)| v.to_vec())
-                .ok_or(VfsError::NoData),
-            _ => Err(VfsError::NoData),
-        }
+                .map(|(_, v)| v.to_vec()),
+            _ => None,
+        };
+        found.ok_or(if LABEL_XATTRS.contains(&name) {
+            VfsError::NotSupported
+        } else {
+            VfsError::NoData
+        })
     }
 
     /// The names of `ino`'s extended attributes, each followed by a NUL byte.
