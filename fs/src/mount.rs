@@ -12,8 +12,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use bakfs_core::vfs::Vfs;
-use fuser::{Config, MountOption, Session, SessionACL};
+use bakfs_core::vfs::{Decoded, Vfs};
+use fuser::{Config, INodeNo, MountOption, Notifier, Session, SessionACL};
 use nix::mount::{MntFlags, MsFlags};
 
 use crate::BakFs;
@@ -121,7 +121,7 @@ pub fn mount(vfs: Arc<Vfs>, mountpoint: &Path, o: &MountOptions) -> io::Result<M
     let mountpoint = mountpoint
         .canonicalize()
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", mountpoint.display())))?;
-    let fs = BakFs::new(vfs);
+    let fs = BakFs::new(vfs.clone());
     let cfg = config(o);
     let session = if nix::unistd::geteuid().is_root() {
         match mount_sys(&mountpoint, o)? {
@@ -137,10 +137,32 @@ pub fn mount(vfs: Arc<Vfs>, mountpoint: &Path, o: &MountOptions) -> io::Result<M
     } else {
         Session::new(fs, &mountpoint, &cfg)?
     };
+    start_page_store(&vfs, session.notifier())?;
     let thread = std::thread::Builder::new()
         .name("fuse-session".into())
         .spawn(move || session.run())?;
     Ok(Mounted { mountpoint, thread })
+}
+
+/// Stores the chunks the view decodes in the kernel's page cache (`FUSE_NOTIFY_STORE`), so
+/// that later reads anywhere in a chunk cost no request: a chunk is about 1 MiB, a read often
+/// 4 KiB. From a thread of its own, never a request thread: a store waits for the locks of pages
+/// that reads in flight hold, and only the request threads answer those reads.
+fn start_page_store(vfs: &Vfs, notifier: Notifier) -> io::Result<()> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Decoded>(8);
+    vfs.set_page_sink(tx);
+    std::thread::Builder::new()
+        .name("fuse-store".into())
+        .spawn(move || {
+            for d in rx {
+                for (offset, bytes) in d.pieces() {
+                    if let Err(e) = notifier.store(INodeNo(d.ino), offset, bytes) {
+                        tracing::debug!("page cache store of inode {} at {offset}: {e}", d.ino);
+                    }
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// Readahead the kernel is asked for on a bakfs mount, in KiB. FUSE mounts start at 128 KiB

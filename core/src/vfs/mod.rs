@@ -21,6 +21,7 @@ use crate::format::{self, is_safe_name, Node, NodeKind, Snapshot, Tree};
 use crate::id::{BlobId, SnapshotId};
 use crate::repo::{BlobLocation, Repository};
 use cache::LruCache;
+pub use chunks::Decoded;
 pub use top::{MetaDir, Top, TopChild};
 
 /// The root's inode number.
@@ -176,6 +177,8 @@ pub struct Vfs {
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     /// Chunks being decoded now, so that concurrent readers wait instead of decoding twice.
     loading: chunks::InFlight,
+    /// Where decoded chunks are offered for the kernel's page cache.
+    page_sink: std::sync::OnceLock<std::sync::mpsc::SyncSender<chunks::Decoded>>,
     /// The index files the loaded index was read from (sorted).
     index_files: Mutex<Vec<String>>,
 }
@@ -291,6 +294,7 @@ impl Vfs {
             inodes: Mutex::new(inodes),
             files: Mutex::new(HashMap::new()),
             loading: Mutex::new(HashMap::new()),
+            page_sink: std::sync::OnceLock::new(),
             index_files: Mutex::new(index_files),
         })
     }
@@ -785,6 +789,11 @@ impl Vfs {
             );
             return Err(VfsError::Io);
         }
+        // Not near where the previous read ended: chunks decoded now go to the page sink.
+        let random = !chunks::sequential(
+            f.last_end.load(std::sync::atomic::Ordering::Relaxed),
+            offset,
+        );
         let mut out = Vec::with_capacity((end - offset) as usize);
         let mut pos = offset;
         let mut i = f.chunks.partition_point(|c| c.start + c.len <= pos);
@@ -797,7 +806,7 @@ impl Vfs {
                 );
                 return Err(VfsError::Io);
             };
-            let data = self.chunk_data(&f, c)?;
+            let data = self.chunk_data(&f, c, random.then_some((offset, end)))?;
             let from = (pos - c.start) as usize;
             let to = ((end - c.start).min(c.len)) as usize;
             out.extend_from_slice(&data[from..to]);
