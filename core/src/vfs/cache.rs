@@ -65,6 +65,14 @@ impl<K: Hash + Eq + Clone, V> LruCache<K, V> {
         }
     }
 
+    /// Drops `k`, if cached.
+    pub fn remove(&mut self, k: &K) {
+        if let Some((_, s, t)) = self.map.remove(k) {
+            self.order.remove(&t);
+            self.bytes -= s;
+        }
+    }
+
     /// Bytes held.
     #[cfg(test)]
     pub fn bytes(&self) -> usize {
@@ -91,5 +99,8 @@ mod tests {
         c.put(1, Arc::new("a2"), 2);
         assert_eq!(c.bytes(), 6);
         assert_eq!(*c.get(&1).expect("kept"), "a2");
+        c.remove(&1);
+        assert!(c.get(&1).is_none());
+        assert_eq!(c.bytes(), 4);
     }
 }

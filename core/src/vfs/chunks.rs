@@ -123,15 +123,20 @@ impl Vfs {
         let _ = self.page_sink.set(sink);
     }
 
-    /// The bytes of chunk `c` of file `f`, from the cache or decoded now. A chunk decoded for
-    /// a random read is offered to the page sink, but for `store`'s `skip` (the bytes of the
-    /// file the caller returns itself); a sequential reader gets its bytes through the kernel's
-    /// own readahead, and storing them too would only copy them twice.
+    /// The bytes of chunk `c` of file `f`, from the cache or decoded now, for a read of the
+    /// file's bytes `read` (an empty range for a decode ahead of the reader).
+    ///
+    /// A chunk decoded now is kept in the chunk cache unless `read` returns all of it: the kernel
+    /// then has its bytes, and a small file's only chunk would just fill the cache. With `store`
+    /// (a random read), the rest of the chunk is offered to the page sink; a sequential reader
+    /// gets its bytes through the kernel's own readahead, and storing them too would only copy
+    /// them twice.
     pub(super) fn chunk_data(
         &self,
         f: &OpenFile,
         c: &Chunk,
-        store: Option<(u64, u64)>,
+        read: (u64, u64),
+        store: bool,
     ) -> VResult<Arc<ChunkBuf>> {
         if let Some(d) = lock(&self.blobs).get(&c.id) {
             return Ok(d);
@@ -159,19 +164,20 @@ impl Vfs {
             return g.clone().flatten().ok_or(VfsError::Io);
         }
         let r = self.decode_chunk(f, c);
-        if let Ok(d) = &r {
+        let all_read = read.0 <= c.start && c.start + c.len <= read.1;
+        if let (Ok(d), false) = (&r, all_read) {
             lock(&self.blobs).put(c.id, d.clone(), c.len as usize);
         }
         *lock(&slot.done) = Some(r.as_ref().ok().cloned());
         slot.cv.notify_all();
         lock(&self.loading).remove(&c.id);
-        if let (Ok(d), Some(skip), Some(sink)) = (&r, store, self.page_sink.get()) {
+        if let (Ok(d), true, Some(sink)) = (&r, store && !all_read, self.page_sink.get()) {
             let _ = sink.try_send(Decoded {
                 ino: f.ino,
                 start: c.start,
                 file_size: f.size,
                 bytes: d.clone(),
-                skip,
+                skip: read,
             });
         }
         r
@@ -227,25 +233,38 @@ impl Vfs {
         if end >= f.known_end {
             return;
         }
-        let (first, n, store) = if sequential(prev, offset) {
-            (
-                f.chunks.partition_point(|c| c.start + c.len <= end),
-                AHEAD,
-                None,
-            )
+        // The chunks after the one this read ended in (that one this read has decoded).
+        let first = f.chunks.partition_point(|c| c.start < end);
+        let (n, store) = if sequential(prev, offset) {
+            (AHEAD, false)
         } else {
-            (f.chunks.partition_point(|c| c.start < end), 1, Some((0, 0)))
+            (1, true)
         };
-        for c in f.chunks.iter().skip(first).take(n) {
-            let busy = lock(&self.blobs).contains(&c.id) || lock(&self.loading).contains_key(&c.id);
-            if busy {
+        for i in (first..f.chunks.len()).take(n) {
+            if self.busy(&f.chunks[i].id) {
                 continue;
             }
-            let (v, f, c) = (self.clone(), f.clone(), c.clone());
+            let (v, f) = (self.clone(), f.clone());
             rayon::spawn(move || {
-                let _ = v.chunk_data(&f, &c, store);
+                // By the time the pool gets to it, a sequential reader may have read through
+                // the chunk (decoding it itself), or another decode may have started; and once
+                // decoded, it is not kept if the reader has read through it meanwhile.
+                let c = &f.chunks[i];
+                let read_through = || f.served[i].load(Ordering::Relaxed) >= c.len;
+                if read_through() || v.busy(&c.id) {
+                    return;
+                }
+                let _ = v.chunk_data(&f, c, (0, 0), store);
+                if read_through() {
+                    lock(&v.blobs).remove(&c.id);
+                }
             });
         }
+    }
+
+    /// Whether chunk `id` is cached or being decoded.
+    fn busy(&self, id: &BlobId) -> bool {
+        lock(&self.blobs).contains(id) || lock(&self.loading).contains_key(id)
     }
 }
 

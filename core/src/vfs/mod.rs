@@ -10,9 +10,12 @@
 mod cache;
 mod chunks;
 mod node;
+#[cfg(test)]
+mod tests;
 pub mod top;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -160,7 +163,13 @@ struct OpenFile {
     /// Where the chunk table stops being known (a chunk missing from the index).
     known_end: u64,
     /// Where the last read ended (for spotting sequential reads).
-    last_end: std::sync::atomic::AtomicU64,
+    last_end: AtomicU64,
+    /// Bytes of each chunk reads have returned: a chunk read through is dropped from the chunk
+    /// cache (the kernel has its bytes; a page read twice only makes that early).
+    served: Box<[AtomicU64]>,
+    /// Bytes of the file reads have returned: a file read through drops its chunk table (made
+    /// again if it is read again).
+    served_total: AtomicU64,
 }
 
 /// The mounted view of one repository.
@@ -761,9 +770,11 @@ impl Vfs {
         let f = Arc::new(OpenFile {
             ino,
             size: node.size,
-            chunks,
             known_end: known_end.min(pos),
-            last_end: std::sync::atomic::AtomicU64::new(0),
+            last_end: AtomicU64::new(0),
+            served: chunks.iter().map(|_| AtomicU64::new(0)).collect(),
+            served_total: AtomicU64::new(0),
+            chunks,
         });
         lock(&self.files).insert(ino, f.clone());
         Ok(f)
@@ -790,10 +801,7 @@ impl Vfs {
             return Err(VfsError::Io);
         }
         // Not near where the previous read ended: chunks decoded now go to the page sink.
-        let random = !chunks::sequential(
-            f.last_end.load(std::sync::atomic::Ordering::Relaxed),
-            offset,
-        );
+        let random = !chunks::sequential(f.last_end.load(Ordering::Relaxed), offset);
         let mut out = Vec::with_capacity((end - offset) as usize);
         let mut pos = offset;
         let mut i = f.chunks.partition_point(|c| c.start + c.len <= pos);
@@ -806,12 +814,24 @@ impl Vfs {
                 );
                 return Err(VfsError::Io);
             };
-            let data = self.chunk_data(&f, c, random.then_some((offset, end)))?;
+            let data = self.chunk_data(&f, c, (offset, end), random)?;
             let from = (pos - c.start) as usize;
             let to = ((end - c.start).min(c.len)) as usize;
             out.extend_from_slice(&data[from..to]);
+            let n = (to - from) as u64;
+            if f.served[i].fetch_add(n, Ordering::Relaxed) + n >= c.len {
+                // Read through: the kernel has its bytes.
+                lock(&self.blobs).remove(&c.id);
+            }
             pos = c.start + to as u64;
             i += 1;
+        }
+        let n = end - offset;
+        if f.served_total.fetch_add(n, Ordering::Relaxed) + n >= f.size {
+            let mut files = lock(&self.files);
+            if files.get(&ino).is_some_and(|g| Arc::ptr_eq(g, &f)) {
+                files.remove(&ino);
+            }
         }
         Ok(out)
     }
