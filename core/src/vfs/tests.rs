@@ -11,9 +11,12 @@ use super::*;
 use crate::backup::{backup, BackupOptions, Progress};
 use crate::crypto::KdfParams;
 
+/// A file's inode and the bytes it should read.
+type Viewed = (u64, Vec<u8>);
+
 /// A 5 MB file of noise (several chunks) and a small one, backed up and viewed; returns the view,
-/// the big file's inode and bytes, and the small file's inode and bytes.
-fn viewed(dir: &Path) -> (Arc<Vfs>, (u64, Vec<u8>), (u64, Vec<u8>)) {
+/// the big file and the small one.
+fn viewed(dir: &Path) -> (Arc<Vfs>, Viewed, Viewed) {
     let src = dir.join("src");
     std::fs::create_dir_all(&src).unwrap();
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
