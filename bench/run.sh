@@ -359,6 +359,7 @@ fuse_umount() {
     local hwm
     hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$MOUNT_PID/status" 2>/dev/null || echo 0)
     ((hwm > MOUNT_HWM)) && MOUNT_HWM=$hwm
+    echo "VmHWM ${hwm} KiB after: ${MOUNT_OPS:-?}" >>"$LOGS/${MOUNT_TOOL:-mount}-mount-hwm.log"
     umount "$MNT" 2>/dev/null || fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" || true
     for _ in $(seq 100); do
         kill -0 "$MOUNT_PID" 2>/dev/null || break
@@ -379,16 +380,20 @@ mount_ops() {
     measure "$tool" m_ls_cold 0 bash -c 'ls -lR "$1" >/dev/null' _ "$MOUNT_ROOT" || true
     measure "$tool" m_ls_warm 0 bash -c 'ls -lR "$1" >/dev/null' _ "$MOUNT_ROOT" || true
     measure "$tool" m_find 0 bash -o pipefail -c 'find "$1" | wc -l' _ "$MOUNT_ROOT" || true
+    MOUNT_OPS="ls -lR cold and warm, find"
     $fresh || return 0
     drop_caches
     measure "$tool" m_read_all "$CHANGED_BYTES" bash -o pipefail -c 'tar -cf - -C "$1" . | wc -c' _ "$MOUNT_ROOT" || true
     measure "$tool" m_read_all_warm "$CHANGED_BYTES" bash -o pipefail -c 'tar -cf - -C "$1" . | wc -c' _ "$MOUNT_ROOT" || true
+    MOUNT_OPS="read every file, cold and warm"
     $fresh || return 0
     drop_caches
     measure "$tool" m_read_big "$big_bytes" bash -c 'cat "$1" >/dev/null' _ "$MOUNT_ROOT/$big" || true
+    MOUNT_OPS="the big file"
     $fresh || return 0
     drop_caches
     measure "$tool" m_pread 0 python3 "$HERE/pread.py" "$MOUNT_ROOT/$big" 1000 || true
+    MOUNT_OPS="1000 random reads"
 }
 
 remount() { fuse_umount; fuse_mount "$1"; }
@@ -397,6 +402,7 @@ export -f remount fuse_mount fuse_umount
 mount_phase() {
     local tool=$1
     MOUNT_HWM=0
+    MOUNT_TOOL=$tool  # per-mount peaks go to logs/TOOL-mount-hwm.log
     if ! fuse_mount "$tool"; then
         for op in m_ls_cold m_ls_warm m_find m_read_all m_read_all_warm m_read_big m_pread; do row "$tool" "$op" failed "" "" "" "mount failed"; done
         fuse_umount

@@ -147,8 +147,9 @@ pub struct MountArgs {
     /// 7.1-7.6 s with 8 (no change with 16; reads and memory the same).
     #[arg(long, default_value_t = 8, hide = true)]
     pub threads: usize,
-    /// MiB of decrypted file data the mount process keeps (an LRU of chunks).
-    #[arg(long, value_name = "MIB", default_value_t = 128)]
+    /// MiB of decrypted file data the mount process keeps for random readers (an LRU of chunks;
+    /// what reads have returned in full is dropped at once).
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
     pub cache_size: usize,
     /// Internal: the background process started by `bakfs mount`.
     #[arg(long, hide = true)]

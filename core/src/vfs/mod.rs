@@ -114,7 +114,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            blob_cache_bytes: 128 << 20,
+            blob_cache_bytes: 64 << 20,
             tree_cache_bytes: 32 << 20,
             refresh_interval: Duration::from_secs(1),
             uid: 0,
