@@ -27,8 +27,7 @@ pub(super) fn sequential(prev: u64, offset: u64) -> bool {
 
 /// Decoded chunk bytes. Chunks of 64 KiB or more get an anonymous mapping of their own, so an
 /// evicted chunk's memory returns to the OS at once: in glibc's heap, freed chunk buffers
-/// stayed resident (a mount that read 2 GiB peaked at 441 MiB with a 128 MiB cache).
-/// (The cache is 64 MiB by default now.)
+/// stayed resident (a mount that read 2 GiB with a 128 MiB cache peaked at 441 MiB).
 pub(super) enum ChunkBuf {
     Heap(Vec<u8>),
     Map(memmap2::MmapMut),
