@@ -1,8 +1,9 @@
 //! File contents: each chunk is decoded once (concurrent readers of one chunk wait for the
-//! first instead of decrypting it again), kept in the chunk LRU, and on sequential reads the
-//! chunks ahead are decoded in the background while the kernel still copies the current one.
-//! A decoded chunk is also offered to a page sink (the mount stores it in the kernel's page
-//! cache), so later reads anywhere in it cost no request.
+//! first instead of decrypting it again), kept in the chunk LRU until reads have returned all
+//! of it, and on sequential reads the chunks ahead are decoded in the background while the
+//! kernel still copies the current one. A chunk decoded for a random read is also offered to a
+//! page sink (the mount stores it in the kernel's page cache), so later reads anywhere in it
+//! cost no request.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -221,10 +222,11 @@ impl Vfs {
     }
 
     /// Called after a read of `ino` at `offset` that ended at `end`. If it continued the
-    /// previous read (a sequential reader, see [`sequential`]), the next chunks that are neither cached nor being
-    /// decoded are decoded in the background (rayon's pool). After a random read, the chunk
-    /// that follows is (read-around: random readers of a large file often stay near where they
-    /// are, and a chunk is about 1 MiB), and offered to the page sink.
+    /// previous read (a sequential reader, see [`sequential`]), the next chunks that are
+    /// neither cached nor being decoded are decoded in the background (rayon's pool). After a
+    /// random read, the chunk that follows is (read-around: random readers of a large file
+    /// often stay near where they are, and a chunk is about 1 MiB), and offered to the page
+    /// sink.
     pub fn read_ahead(self: &Arc<Self>, ino: u64, offset: u64, end: u64) {
         let Some(f) = lock(&self.files).get(&ino).cloned() else {
             return;
