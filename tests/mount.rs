@@ -204,7 +204,12 @@ fn mounted_snapshot_is_the_source_tree() {
         "strace -f -e trace=getxattr,lgetxattr ls -l {} 2>&1 >/dev/null | grep -c security.selinux || true",
         inside.join("dir").display()
     ));
-    assert_eq!(calls.trim(), "1", "ls -l asked every entry for its label");
+    // coreutils 9.1 asks once; newer ones ask only entries that list extended attributes.
+    let calls: u32 = calls.trim().parse().unwrap();
+    assert!(
+        calls <= 1,
+        "ls -l asked {calls} times for labels in a directory of 3 entries"
+    );
     // The other ways in: by id, by host, and statfs.
     let short = &id[..8];
     assert_eq!(
