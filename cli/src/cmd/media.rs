@@ -233,11 +233,11 @@ fn show(ctx: &Ctx, label: &str) -> Result<u8> {
     let Some(m) = cat.medium_by_label(label)? else {
         bail!("no medium labelled {label:?} (see `bakfs media list`)");
     };
-    let runs = cat.medium_runs(&m.id, 5)?;
+    let (runs, total) = cat.medium_runs_and_count(&m.id, 5)?;
     if ctx.global.json {
         let mut v = medium_json(&cat, &m)?;
         v["runs"] = serde_json::to_value(&runs)?;
-        v["runs_total"] = json!(cat.medium_run_count(&m.id)?);
+        v["runs_total"] = json!(total);
         ctx.print_json(&v)?;
         return Ok(crate::exit::OK);
     }

@@ -468,6 +468,23 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The newest `limit` copy runs of a medium and how many it has had, read at one moment
+    /// (a run starting between two separate reads would make them disagree).
+    ///
+    /// # Errors
+    /// [`super::CatalogError::Sql`].
+    pub fn medium_runs_and_count(
+        &self,
+        medium_id: &str,
+        limit: usize,
+    ) -> CatalogResult<(Vec<MediumRun>, i64)> {
+        let tx = self.conn.unchecked_transaction()?;
+        let runs = self.medium_runs(medium_id, limit)?;
+        let n = self.medium_run_count(medium_id)?;
+        tx.finish()?;
+        Ok((runs, n))
+    }
+
     /// How many copy runs a medium has had.
     ///
     /// # Errors
