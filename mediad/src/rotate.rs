@@ -500,12 +500,10 @@ impl Writer<'_> {
                     // The batch is flushed here, not in the writer, so that writing the next
                     // batch goes on: one syncfs per batch, as each fsync of a new file costs
                     // a journal commit and a device cache flush.
-                    let synced = copy::sync_fs(&root);
+                    // If syncfs fails, each file is flushed on its own before it is read.
+                    let flush_each = copy::sync_fs(&root).is_err();
                     for (k, n, size) in batch {
-                        let r = match &synced {
-                            Ok(()) => copy::read_back(&root, k, &n, size, false, cancel),
-                            Err(_) => copy::read_back(&root, k, &n, size, true, cancel),
-                        };
+                        let r = copy::read_back(&root, k, &n, size, flush_each, cancel);
                         out.insert((k, n), r);
                     }
                 }

@@ -252,12 +252,11 @@ impl Vfs {
                 // the chunk (decoding it itself), or another decode may have started; and once
                 // decoded, it is not kept if the reader has read through it meanwhile.
                 let c = &f.chunks[i];
-                let read_through = || f.served[i].load(Ordering::Relaxed) >= c.len;
-                if read_through() || v.busy(&c.id) {
+                if f.read_through(i) || v.busy(&c.id) {
                     return;
                 }
                 let _ = v.chunk_data(&f, c, (0, 0), store);
-                if read_through() {
+                if f.read_through(i) {
                     lock(&v.blobs).remove(&c.id);
                 }
             });

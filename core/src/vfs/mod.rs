@@ -172,6 +172,18 @@ struct OpenFile {
     served_total: AtomicU64,
 }
 
+impl OpenFile {
+    /// Counts `n` more bytes of chunk `i` returned; whether the chunk is now read through.
+    fn serve(&self, i: usize, n: u64) -> bool {
+        self.served[i].fetch_add(n, Ordering::Relaxed) + n >= self.chunks[i].len
+    }
+
+    /// Whether reads have returned all of chunk `i`.
+    fn read_through(&self, i: usize) -> bool {
+        self.served[i].load(Ordering::Relaxed) >= self.chunks[i].len
+    }
+}
+
 /// The mounted view of one repository.
 pub struct Vfs {
     repo: Repository,
@@ -818,8 +830,7 @@ impl Vfs {
             let from = (pos - c.start) as usize;
             let to = ((end - c.start).min(c.len)) as usize;
             out.extend_from_slice(&data[from..to]);
-            let n = (to - from) as u64;
-            if f.served[i].fetch_add(n, Ordering::Relaxed) + n >= c.len {
+            if f.serve(i, (to - from) as u64) {
                 // Read through: the kernel has its bytes.
                 lock(&self.blobs).remove(&c.id);
             }
