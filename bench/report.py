@@ -198,7 +198,8 @@ MOUNT_OPS = [
     ("m_read_all", "read every file (`tar -cf - . \\| wc -c`), cold"),
     ("m_read_all_warm", "read every file again, warm"),
     ("m_read_big", "read the >100 MB file, cold"),
-    ("m_pread", "1000 random 4 KiB preads in it, cold"),
+    ("m_pread", "1000 random 4 KiB preads in it, cold (the reads, timed by `pread.py`)"),
+    ("m_pread_wall", "the same, with Python's start-up (the whole command)"),
 ]
 
 
