@@ -2,26 +2,33 @@
 # Benchmark bakfs-mediad: copying a snapshot onto a medium against `cp` of the same repository
 # files onto the same kind of filesystem, and the bytes a rotation writes after a small change.
 #
-#   bench/media.sh [--size MB] [--no-build]
+#   bench/media.sh [--size MB] [--device loop|zram] [--no-build]
 #
-# Needs root (loop devices, mounts; udevd is started if it is not running: mediad runs with
-# --once, on the devices udev knows). Media are
-# ext4 images on BENCH_DIR (default /var/tmp/bakfs-bench), attached to loop devices with direct
-# I/O so that writes reach the image file rather than only the loop's page cache. Prints a
-# markdown table for docs/benchmarks.md.
+# Needs root (loop or zram devices, mounts; udevd is started if it is not running: mediad runs
+# with --once, on the devices udev knows). Media are ext4 filesystems on
+# - loop (default): images on BENCH_DIR (default /var/tmp/bakfs-bench), attached to loop devices
+#   with direct I/O so that writes reach the image file rather than only the loop's page cache;
+#   on this kind of device reads cost as much as writes;
+# - zram: compressed RAM disks, whose writes (each page is compressed, or tried) are slower than
+#   their reads, as on USB flash; udev-rules/70-bakfs.rules is put in /run/udev/rules.d for the
+#   run, since Debian's rules do not probe zram.
+# Prints a markdown table for docs/benchmarks.md.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 SIZE_MB=1024
 BUILD=1
+DEVICE=loop
 while [[ $# -gt 0 ]]; do
     case $1 in
     --size) SIZE_MB=$2; shift 2 ;;
+    --device) DEVICE=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
-    *) echo "usage: $0 [--size MB] [--no-build]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--size MB] [--device loop|zram] [--no-build]" >&2; exit 2 ;;
     esac
 done
 [[ $(id -u) -eq 0 ]] || { echo "run as root" >&2; exit 1; }
+[[ $DEVICE == loop || $DEVICE == zram ]] || { echo "--device is loop or zram" >&2; exit 2; }
 BENCH_DIR=${BENCH_DIR:-/var/tmp/bakfs-bench}
 DATA=${DATASET_DIR:-$BENCH_DIR/dataset-${SIZE_MB}MB}
 W=$BENCH_DIR/media
@@ -46,6 +53,16 @@ cleanup() {
         [[ -e $img ]] || continue
         losetup -j "$img" -O NAME -n | xargs -r -n1 losetup -d 2>/dev/null || true
     done
+    # zram devices are listed by mkimg in $W/zram (one number a line).
+    if [[ -e $W/zram ]]; then
+        while read -r n; do
+            for _ in $(seq 50); do echo "$n" >/sys/class/zram-control/hot_remove 2>/dev/null && break; sleep 0.1; done
+        done <"$W/zram"
+    fi
+    if [[ -e /run/udev/rules.d/70-bakfs-bench.rules ]]; then
+        rm -f /run/udev/rules.d/70-bakfs-bench.rules
+        udevadm control --reload || true
+    fi
     rm -rf "$W"
     if [[ -n $UDEVD_PID ]]; then udevadm control --exit || true; wait "$UDEVD_PID" || true; fi
 }
@@ -57,11 +74,27 @@ export BAKFS_REPO=$W/repo BAKFS_STATE_DIR=$W/state BAKFS_PASSWORD=bench XDG_CONF
 REPO_BYTES=$(du -sb "$W/repo" | awk '{print $1}')
 IMG_MB=$((REPO_BYTES / 1048576 * 2 + 512))
 
-mkimg() { # mkimg NAME -> prints the loop device
-    truncate -s "${IMG_MB}M" "$W/$1.img"
-    mkfs.ext4 -q -L "$1" "$W/$1.img"
-    local l
-    l=$(losetup -f --show --direct-io=on "$W/$1.img")
+if [[ $DEVICE == zram ]]; then
+    modprobe zram num_devices=0 2>/dev/null || true
+    [[ -e /sys/class/zram-control/hot_add ]] || { echo "no zram in this kernel" >&2; exit 1; }
+    mkdir -p /run/udev/rules.d
+    cp "$ROOT/udev-rules/70-bakfs.rules" /run/udev/rules.d/70-bakfs-bench.rules
+    udevadm control --reload
+fi
+mkimg() { # mkimg NAME -> prints the device
+    local l n
+    if [[ $DEVICE == zram ]]; then
+        n=$(cat /sys/class/zram-control/hot_add)
+        echo "$n" >>"$W/zram"
+        echo "${IMG_MB}M" >"/sys/block/zram$n/disksize"
+        l=/dev/zram$n
+        mkfs.ext4 -q -L "$1" "$l"
+        udevadm trigger --action=add --settle "/sys/block/zram$n"
+    else
+        truncate -s "${IMG_MB}M" "$W/$1.img"
+        mkfs.ext4 -q -L "$1" "$W/$1.img"
+        l=$(losetup -f --show --direct-io=on "$W/$1.img")
+    fi
     udevadm settle -t 10
     echo "$l"
 }
@@ -105,8 +138,10 @@ read -r RSS MED_USER MED_SYS _ < "$W/rss"; echo "mediad cpu: user $MED_USER s, s
 read -r WRITE_S TAIL_S < <(sed -n 's/.*written in \([0-9.]*\) s, read back \([0-9.]*\) s later.*/\1 \2/p' "$W/mediad.log" | head -n1)
 
 # The device's own sequential rates: direct I/O on the mediad image's loop device, unmounted.
+# Random bytes, as packs are (zeros would flatter zram, which compresses them to nothing).
 dd_rate() { dd "$@" bs=4M count=64 2>&1 | sed -n 's/.*, \([0-9.]* [GM]B\/s\)$/\1/p'; }
-DEV_W=$(dd_rate if=/dev/zero of="$L2" oflag=direct seek=$((IMG_MB / 4 - 64)))
+head -c 256M /dev/urandom >"$W/random"
+DEV_W=$(dd_rate if="$W/random" of="$L2" oflag=direct seek=$((IMG_MB / 4 - 64)))
 drop
 DEV_R=$(dd_rate if="$L2" of=/dev/null iflag=direct)
 
@@ -124,7 +159,12 @@ ROT_W=${ROT% *}
 mib() { echo "scale=1; $1 / 1048576" | bc -l; }
 rate() { echo "scale=1; $1 / 1048576 / $2" | bc -l; }
 echo
-echo "Media benchmark, $(date -u +%Y-%m-%dT%H:%MZ), dataset ${SIZE_MB} MB, ext4 on a loop device (direct I/O) on $(df --output=source "$BENCH_DIR" | tail -1):"
+if [[ $DEVICE == zram ]]; then
+    ON="a zram device (RAM, each page compressed on write)"
+else
+    ON="a loop device (direct I/O) on $(df --output=source "$BENCH_DIR" | tail -1)"
+fi
+echo "Media benchmark, $(date -u +%Y-%m-%dT%H:%MZ), dataset ${SIZE_MB} MB, ext4 on $ON:"
 echo
 echo "| measure | value |"
 echo "|---|---|"
@@ -134,7 +174,7 @@ echo "| \`cp -r\` + \`sync -f\`, then reading the copies back (\`cat\`, caches d
 echo "| bakfs-mediad job (mount, copy, syncfs, read back, record, unmount) | $(printf %.2f "$JOB_S") s ($(rate "$WRITTEN" "$JOB_S") MiB/s), $(echo "scale=2; $CP_S / $JOB_S" | bc -l)x of cp's rate |"
 echo "| of which writing every file (copy_file_range) | $(printf %.2f "$WRITE_S") s, $(echo "scale=2; $CP_S / $WRITE_S" | bc -l)x of cp's rate |"
 echo "| of which the read-back still running after the last write | $(printf %.2f "$TAIL_S") s |"
-echo "| the device alone, 256 MiB with direct I/O (dd bs=4M) | write $DEV_W, read $DEV_R |"
+echo "| the device alone, 256 MiB of random bytes with direct I/O (dd bs=4M) | write $DEV_W, read $DEV_R |"
 echo "| bakfs-mediad --once, whole process from cold caches | $(printf %.2f "$MED_S") s ($(echo "scale=2; $CP_S / $MED_S" | bc -l)x of cp's rate) |"
 echo "| bakfs-mediad peak RSS | $((RSS / 1024)) MiB |"
 echo "| rotation after the 'changed' backup: new data (bytes_added) | $(mib "$ADDED") MiB |"
