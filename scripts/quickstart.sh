@@ -26,7 +26,7 @@ fi
 bakfs backup --all-jobs
 bakfs snapshots
 # Every snapshot as a read-only tree. A live mount shows new snapshots by itself.
-install -d /mnt/snapshots
+mkdir -p /mnt/snapshots  # not install -d: it would chmod a live mount (read-only)
 if ! findmnt -n -t fuse.bakfs /mnt/snapshots >/dev/null; then
     bakfs mount /mnt/snapshots
 fi
