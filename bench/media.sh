@@ -8,7 +8,8 @@
 # with --once, on the devices udev knows). Media are ext4 filesystems on
 # - loop (default): images on BENCH_DIR (default /var/tmp/bakfs-bench), attached to loop devices
 #   with direct I/O so that writes reach the image file rather than only the loop's page cache;
-#   on this kind of device reads cost as much as writes;
+#   the images share a disk with the primary repository, so reading the primary, writing the
+#   medium and reading it back all compete for that disk;
 # - zram: compressed RAM disks, whose writes (each page is compressed, or tried) are slower than
 #   their reads, as on USB flash; udev-rules/70-bakfs.rules is put in /run/udev/rules.d for the
 #   run, since Debian's rules do not probe zram.
@@ -137,7 +138,7 @@ read -r RSS MED_USER MED_SYS _ < "$W/rss"; echo "mediad cpu: user $MED_USER s, s
 # The job's phases, from its debug log: writing every file, then the read-back's tail.
 read -r WRITE_S TAIL_S < <(sed -n 's/.*written in \([0-9.]*\) s, read back \([0-9.]*\) s later.*/\1 \2/p' "$W/mediad.log" | head -n1)
 
-# The device's own sequential rates: direct I/O on the mediad image's loop device, unmounted.
+# The device's own sequential rates: direct I/O on the mediad medium's device, unmounted.
 # Random bytes, as packs are (zeros would flatter zram, which compresses them to nothing).
 dd_rate() { dd "$@" bs=4M count=64 2>&1 | sed -n 's/.*, \([0-9.]* [GM]B\/s\)$/\1/p'; }
 head -c 256M /dev/urandom >"$W/random"
