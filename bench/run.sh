@@ -393,8 +393,11 @@ mount_ops() {
     $fresh || return 0
     drop_caches
     # The reads alone (timed by the script, from open to close), and the whole command.
-    if measure "$tool" m_pread_wall 0 python3 "$HERE/pread.py" "$MOUNT_ROOT/$big" 1000; then
-        row "$tool" m_pread ok "$(tail -n 1 "$LOGS/$tool-m_pread_wall.log")" "" "" "timed inside pread.py"
+    local reads=""
+    measure "$tool" m_pread_wall 0 python3 "$HERE/pread.py" "$MOUNT_ROOT/$big" 1000 &&
+        reads=$(tail -n 1 "$LOGS/$tool-m_pread_wall.log")
+    if [[ $reads =~ ^[0-9]+\.[0-9]+$ ]]; then
+        row "$tool" m_pread ok "$reads" "" "" "timed inside pread.py"
     else
         row "$tool" m_pread failed "" "" "" "see m_pread_wall"
     fi
