@@ -361,13 +361,15 @@ fn full_medium_makes_room_by_retention_or_reports_full() {
     let mut m = Medium::create(&e, "SMALL", 48, "ext4");
     enroll(&e, &mut m, "SMALL", &["--keep-last", "1"]);
     let _d = Mediad::start(&e);
-    write_random(&src.join("a"), 22 << 20, 30);
+    write_random(&src.join("a"), 14 << 20, 30);
     let _a = backup(&e, &src);
     m.plug();
     assert_eq!(wait_run(&e, "SMALL", 0)["outcome"], "ok");
     m.unplug();
-    // New data of the same size: both do not fit, so retention removes the old one first.
-    write_random(&src.join("a"), 22 << 20, 31);
+    // New data, twice the old (the filesystem holds 40 MiB): both do not fit, so retention
+    // removes the old one first. That frees less than the new one needs in all, but more than
+    // what is left to write when the medium fills up.
+    write_random(&src.join("a"), 30 << 20, 31);
     let b = backup(&e, &src);
     std::thread::sleep(Duration::from_millis(300));
     m.plug();

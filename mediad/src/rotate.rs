@@ -275,9 +275,11 @@ fn copy_onto(
             match r {
                 Err(CopyError::Full(msg)) if !retention_done => {
                     // Make room only if that is enough: never empty a medium for nothing.
+                    // Packs already on the medium with their size (written before the medium
+                    // filled up, or by an earlier run) are read back, not written again.
                     let need: u64 = packs
                         .iter()
-                        .filter(|pk| !w.verified.contains(&(Kind::Pack, pk.id.clone())))
+                        .filter(|pk| w.present.get(&(Kind::Pack, pk.id.clone())) != Some(&pk.size))
                         .map(|pk| pk.size)
                         .sum();
                     let free = medium::free_bytes(&root).unwrap_or(0);
