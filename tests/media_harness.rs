@@ -114,6 +114,7 @@ impl Medium {
         if let Some(d) = self.dev.take() {
             // A loop whose filesystem is still mounted is detached when it is unmounted.
             let _ = Command::new("losetup").args(["-d", &d]).status();
+            settle();
         }
     }
 
@@ -144,8 +145,19 @@ impl Medium {
             self.image.display(),
             mp.display()
         ));
-        Inspect(mp.to_path_buf())
+        Inspect {
+            mp: mp.to_path_buf(),
+            image: self.image.clone(),
+        }
     }
+}
+
+/// Waits until udevd has handled every event so far, so that what a daemon started next
+/// reads from udev's database is the devices' state now, not a moment ago.
+pub fn settle() {
+    let _ = Command::new("udevadm")
+        .args(["settle", "-t", "10"])
+        .status();
 }
 
 impl Drop for Medium {
@@ -163,17 +175,33 @@ impl Drop for Medium {
 }
 
 /// A mount of a medium's image, unmounted on drop.
-pub struct Inspect(pub PathBuf);
+pub struct Inspect {
+    mp: PathBuf,
+    image: PathBuf,
+}
 
 impl Inspect {
     pub fn repo(&self) -> PathBuf {
-        self.0.join("bakfs")
+        self.mp.join("bakfs")
     }
 }
 
 impl Drop for Inspect {
+    /// Unmounts, then waits for the loop device to be detached and udev to have seen it: a
+    /// daemon started right after must not find the image's UUID on a loop that is going away.
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = Command::new("umount").arg(&self.mp).status();
+        let attached = || {
+            Command::new("losetup")
+                .args(["-j", &self.image.to_string_lossy(), "-O", "NAME", "-n"])
+                .output()
+                .is_ok_and(|o| !o.stdout.is_empty())
+        };
+        let t = Instant::now();
+        while attached() && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        settle();
     }
 }
 

@@ -478,6 +478,71 @@ fn hostile_medium_is_not_trusted() {
     drop(d);
 }
 
+/// Starts udevd's event queue again when dropped (a failed test must not leave it stopped).
+struct HeldQueue;
+
+impl HeldQueue {
+    fn hold() -> Self {
+        sh("udevadm control --stop-exec-queue");
+        HeldQueue
+    }
+}
+
+impl Drop for HeldQueue {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("udevadm")
+            .args(["control", "--start-exec-queue"])
+            .status();
+        settle();
+    }
+}
+
+/// A medium pulled out after udev recorded it but before mediad mounted it (here: udevd holds
+/// the removal's event while mediad starts) is not a failed copy, and the next insertion copies.
+#[test]
+fn medium_gone_before_its_mount_is_not_a_failure() {
+    if !have_root("medium_gone_before_its_mount_is_not_a_failure") {
+        return;
+    }
+    let _s = serial();
+    let _u = Udev::start();
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("a"), 1 << 20, 50);
+    let id = backup(&e, &src);
+    let mut m = Medium::create(&e, "BRIEF", 32, "ext4");
+    enroll(&e, &mut m, "BRIEF", &[]);
+    let dev = m.plug();
+    settle();
+    {
+        let _q = HeldQueue::hold();
+        // Detached, but udev's database still says the loop holds BRIEF's filesystem.
+        sh(&format!("losetup -d {dev}"));
+        m.dev = None;
+        let d = Mediad::start(&e);
+        let r = wait_run(&e, "BRIEF", 0);
+        assert_eq!(r["outcome"], "cancelled", "{r}");
+        assert_ne!(show(&e, "BRIEF")["state"], "failed");
+        assert!(
+            d.log_text()
+                .contains("went away before it could be mounted"),
+            "{}",
+            d.log_text()
+        );
+        assert!(held(&e, "BRIEF").is_empty());
+        drop(d);
+    }
+    let d = Mediad::start(&e);
+    m.plug();
+    let r = wait_run(&e, "BRIEF", 1);
+    assert_eq!(r["outcome"], "ok", "{r}");
+    assert_eq!(held(&e, "BRIEF"), vec![id]);
+    m.unplug();
+    drop(d);
+    check_medium_alone(&e, &m, "BRIEF", &src);
+}
+
 #[test]
 fn clones_and_impostors_are_refused() {
     if !have_root("clones_and_impostors_are_refused") {

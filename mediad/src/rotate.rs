@@ -141,8 +141,28 @@ pub fn run(setup: &Setup, m: &MediumRecord, dev: &Device, cancel: &AtomicBool) -
 fn mount(dev: &Device, mp: &Path) -> Result<(), CopyError> {
     // A mount left by a killed daemon.
     let _ = medium::unmount(mp);
-    medium::mount_private(&dev.devnode, &dev.fs_type, mp)
-        .map_err(|e| CopyError::Io(format!("mounting {}: {e}", dev.devnode.display())))
+    medium::mount_private(&dev.devnode, &dev.fs_type, mp).map_err(|e| {
+        if still_there(&dev.devnode) {
+            CopyError::Io(format!("mounting {}: {e}", dev.devnode.display()))
+        } else {
+            // Pulled out between its event and the mount (or udev's record was stale): not a
+            // failure of the medium. Its removal event follows and the next insertion copies.
+            tracing::warn!(
+                "{} went away before it could be mounted ({e})",
+                dev.devnode.display()
+            );
+            CopyError::Cancelled
+        }
+    })
+}
+
+/// Whether the device node still has a medium behind it (a detached loop device or an emptied
+/// card reader reads as 0 bytes; a removed USB stick's node is gone).
+fn still_there(devnode: &Path) -> bool {
+    use std::io::{Seek, SeekFrom};
+    std::fs::File::open(devnode)
+        .and_then(|mut f| f.seek(SeekFrom::End(0)))
+        .is_ok_and(|size| size > 0)
 }
 
 fn sql(e: impl std::fmt::Display) -> CopyError {
