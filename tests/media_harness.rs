@@ -211,6 +211,7 @@ pub struct Mediad {
     pub log: PathBuf,
     pub media_root: PathBuf,
     pace_ms: Option<u64>,
+    args: Vec<String>,
 }
 
 impl Mediad {
@@ -220,11 +221,17 @@ impl Mediad {
 
     /// With a pause after each file written, so a test can act in the middle of a copy.
     pub fn start_paced(e: &Env, pace_ms: Option<u64>) -> Self {
+        Self::start_with(e, pace_ms, &[])
+    }
+
+    /// With more command-line arguments.
+    pub fn start_with(e: &Env, pace_ms: Option<u64>, args: &[&str]) -> Self {
         let mut m = Self {
             child: None,
             log: e.path("mediad.log"),
             media_root: e.path("media"),
             pace_ms,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         m.spawn(e);
         m
@@ -239,6 +246,7 @@ impl Mediad {
         let mut c = Command::new(bin("bakfs-mediad"));
         c.arg("--media-root")
             .arg(&self.media_root)
+            .args(&self.args)
             .env("BAKFS_REPO", &e.repo)
             .env("BAKFS_STATE_DIR", &e.state)
             .env("XDG_CONFIG_HOME", e.path("no-config"))

@@ -794,6 +794,8 @@ fn enroll_refuses_what_it_cannot_safely_take() {
     assert!(e.json(&["media", "list"]).as_array().unwrap().is_empty());
 }
 
+/// A snapshot whose pack is damaged in the primary is not copied, and does not count for the
+/// medium's retention: the older snapshot it was to replace stays (keep-last 1).
 #[test]
 fn damaged_primary_pack_is_not_copied() {
     if !have_root("damaged_primary_pack_is_not_copied") {
@@ -805,23 +807,39 @@ fn damaged_primary_pack_is_not_copied() {
     let src = e.path("src");
     fs::create_dir_all(&src).unwrap();
     write_random(&src.join("a"), 2 << 20, 80);
-    backup(&e, &src);
-    // Flip a byte in the middle of the biggest pack of the primary.
-    let mut packs = bakfs_e2e::packs(&e.repo);
-    packs.sort_by_key(|p| fs::metadata(p).unwrap().len());
-    let victim = packs.last().unwrap().clone();
+    let s1 = backup(&e, &src);
+    let mut m = Medium::create(&e, "DMG", 32, "ext4");
+    enroll(&e, &mut m, "DMG", &["--keep-last", "1"]);
+    let d = Mediad::start(&e);
+    m.plug();
+    assert_eq!(wait_run(&e, "DMG", 0)["outcome"], "ok");
+    m.unplug();
+    // A new snapshot; flip a byte in the middle of the biggest pack it added.
+    let old = bakfs_e2e::packs(&e.repo);
+    write_random(&src.join("b"), 2 << 20, 81);
+    let s2 = backup(&e, &src);
+    let victim = bakfs_e2e::packs(&e.repo)
+        .into_iter()
+        .filter(|p| !old.contains(p))
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
     let mut bytes = fs::read(&victim).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
     fs::write(&victim, bytes).unwrap();
-    let mut m = Medium::create(&e, "DMG", 32, "ext4");
-    enroll(&e, &mut m, "DMG", &[]);
-    let d = Mediad::start(&e);
     m.plug();
-    wait_run(&e, "DMG", 0);
+    let r = wait_run(&e, "DMG", 1);
+    assert_eq!(r["outcome"], "incomplete", "{r}");
+    let msg = r["message"].as_str().unwrap();
     assert!(
-        held(&e, "DMG").is_empty(),
-        "a snapshot with a damaged pack was recorded"
+        msg.contains(&s2[..8]) && msg.contains("primary repository damaged"),
+        "{r}"
+    );
+    assert_eq!(r["snapshots_removed"], 0, "{r}");
+    assert_eq!(
+        held(&e, "DMG"),
+        vec![s1],
+        "the older snapshot was removed for one that could not be copied"
     );
     assert!(
         d.log_text().contains("primary repository damaged"),
@@ -831,12 +849,24 @@ fn damaged_primary_pack_is_not_copied() {
     m.unplug();
     drop(d);
     let name = victim.file_name().unwrap().to_str().unwrap().to_string();
-    let i = m.inspect(&e.path("look"));
+    {
+        let i = m.inspect(&e.path("look"));
+        assert!(
+            !i.repo()
+                .join(format!("data/{}/{name}", &name[..2]))
+                .exists(),
+            "the damaged pack was left on the medium"
+        );
+    }
+    // What the medium holds restores; the snapshot 'latest' of the medium is s1, not the source.
+    let mp = e.path("inspect-dmg");
+    let i = m.inspect(&mp);
+    let o = on_medium(&e, &i.repo(), &["check", "--read-data"]);
     assert!(
-        !i.repo()
-            .join(format!("data/{}/{name}", &name[..2]))
-            .exists(),
-        "the damaged pack was left on the medium"
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
     );
 }
 
@@ -880,6 +910,81 @@ fn a_pack_lost_from_a_medium_is_copied_again() {
     m.unplug();
     drop(d);
     check_medium_alone(&e, &m, "LOSS", &src);
+}
+
+/// A pack that rots on a medium (same size, one byte changed) is found when the medium's files
+/// are due for a second read (`[mediad] reverify_after` in the file given with `--config`), is
+/// forgotten, and is copied again; "last verified" moves only when every file was read again.
+#[test]
+fn a_rotten_pack_on_a_medium_is_found_and_copied_again() {
+    if !have_root("a_rotten_pack_on_a_medium_is_found_and_copied_again") {
+        return;
+    }
+    let _s = serial();
+    let _u = Udev::start();
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("a"), 3 << 20, 95);
+    let id = backup(&e, &src);
+    let mut m = Medium::create(&e, "ROT", 64, "ext4");
+    enroll(&e, &mut m, "ROT", &[]);
+    let d = Mediad::start(&e);
+    m.plug();
+    assert_eq!(wait_run(&e, "ROT", 0)["outcome"], "ok");
+    m.unplug();
+    let first = show(&e, "ROT");
+    assert!(first["last_verified"].is_string(), "{first}");
+    // Within reverify_after (30 days by default) the files are not read again.
+    m.plug();
+    let r = wait_run(&e, "ROT", 1);
+    assert_eq!(r["outcome"], "ok", "{r}");
+    // Only the small config file is copied and checked at every insertion.
+    assert!(
+        r["bytes_verified"].as_u64().unwrap() < 64 << 10,
+        "read again too early: {r}"
+    );
+    m.unplug();
+    drop(d);
+    let victim = bakfs_e2e::packs(&e.repo)
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let name = victim.file_name().unwrap().to_str().unwrap().to_string();
+    {
+        let t = m.tamper(&e.path("tamper"));
+        let p = t.repo().join(format!("data/{}/{name}", &name[..2]));
+        let mut b = fs::read(&p).unwrap();
+        let mid = b.len() / 2;
+        b[mid] ^= 0x01;
+        fs::write(&p, b).unwrap();
+    }
+    let config = e.path("mediad.toml");
+    fs::write(&config, "[mediad]\nreverify_after = \"0d\"\n").unwrap();
+    let d = Mediad::start_with(&e, None, &["--config", config.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(1100));
+    m.plug();
+    let r = wait_run(&e, "ROT", 2);
+    assert_eq!(r["outcome"], "ok", "{r}");
+    assert!(r["files_written"].as_u64().unwrap() >= 2, "{r}");
+    let total = show(&e, "ROT")["bytes"].as_u64().unwrap();
+    assert!(r["bytes_verified"].as_u64().unwrap() >= total, "{r}");
+    assert!(
+        d.log_text().contains(&format!(
+            "pack {name} on the medium no longer reads back right"
+        )),
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(held(&e, "ROT"), vec![id]);
+    let now = show(&e, "ROT");
+    assert!(
+        now["last_verified"].as_str() > first["last_verified"].as_str(),
+        "{first} {now}"
+    );
+    m.unplug();
+    drop(d);
+    check_medium_alone(&e, &m, "ROT", &src);
 }
 
 #[test]

@@ -12,6 +12,9 @@
 //! one_file_system = true
 //! rpo = "1d"
 //! retention = { keep_daily = 7, keep_weekly = 4, keep_monthly = 12 }
+//!
+//! [mediad]
+//! reverify_after = "30d"
 //! ```
 
 use std::collections::BTreeMap;
@@ -37,7 +40,21 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     #[serde(default)]
     pub jobs: BTreeMap<String, Job>,
+    #[serde(default)]
+    pub mediad: Mediad,
 }
+
+/// What `bakfs-mediad` reads besides the repository and the state directory.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mediad {
+    /// Files already on a medium are read back again once their last check is older than this
+    /// (a duration like "30d"; "0d": at every insertion). Default: [`REVERIFY_AFTER`].
+    pub reverify_after: Option<String>,
+}
+
+/// The default of `[mediad] reverify_after`.
+pub const REVERIFY_AFTER: &str = "30d";
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,6 +103,10 @@ pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), Settin
         if let Some(r) = &job.rpo {
             crate::timefmt::parse_duration(r).map_err(|e| err(format!("job {name}: rpo: {e}")))?;
         }
+    }
+    if let Some(r) = &cfg.mediad.reverify_after {
+        crate::timefmt::parse_duration(r)
+            .map_err(|e| err(format!("mediad: reverify_after: {e}")))?;
     }
     Ok((cfg, Some(path)))
 }

@@ -37,8 +37,8 @@ struct Daemon<'a> {
     setup: &'a Setup,
     catalog: Catalog,
     slots: HashMap<PathBuf, Slot>,
-    /// Cancelled jobs still finishing.
-    leaving: Vec<JoinHandle<String>>,
+    /// Cancelled jobs still finishing, with their filesystem UUID.
+    leaving: Vec<(String, JoinHandle<String>)>,
 }
 
 /// Runs until SIGTERM/SIGINT (or, with `once`, until the media present now are done).
@@ -124,7 +124,7 @@ impl Daemon<'_> {
                         );
                     }
                     slot.cancel.store(true, Ordering::Relaxed);
-                    self.leaving.push(job);
+                    self.leaving.push((slot.uuid, job));
                 }
             }
             return;
@@ -140,7 +140,7 @@ impl Daemon<'_> {
             if let Some(old) = self.slots.remove(&dev.devnode) {
                 old.cancel.store(true, Ordering::Relaxed);
                 if let Some(j) = old.job {
-                    self.leaving.push(j);
+                    self.leaving.push((old.uuid, j));
                 }
             }
         }
@@ -236,9 +236,21 @@ impl Daemon<'_> {
         };
         let setup = self.setup.clone();
         let cancel = slot.cancel.clone();
+        // A cancelled job of the same medium (pulled out and plugged in again at once) may still
+        // be unmounting `<media root>/<uuid>`: the new job waits for it to end first.
+        let (earlier, others): (Vec<_>, Vec<_>) = self
+            .leaving
+            .drain(..)
+            .partition(|(u, _)| *u == device.fs_uuid);
+        self.leaving = others;
         let spawned = std::thread::Builder::new()
             .name(format!("copy {}", m.label))
-            .spawn(move || rotate::run(&setup, &m, &device, &cancel));
+            .spawn(move || {
+                for (_, j) in earlier {
+                    let _ = j.join();
+                }
+                rotate::run(&setup, &m, &device, &cancel)
+            });
         match spawned {
             Ok(h) => slot.job = Some(h),
             Err(e) => tracing::error!("starting a job: {e}"),
@@ -261,9 +273,9 @@ impl Daemon<'_> {
             }
         }
         let (done, running): (Vec<_>, Vec<_>) =
-            self.leaving.drain(..).partition(|j| j.is_finished());
+            self.leaving.drain(..).partition(|(_, j)| j.is_finished());
         self.leaving = running;
-        for j in done {
+        for (_, j) in done {
             let _ = j.join();
         }
     }
@@ -278,7 +290,7 @@ impl Daemon<'_> {
                 let _ = j.join();
             }
         }
-        for j in self.leaving.drain(..) {
+        for (_, j) in self.leaving.drain(..) {
             let _ = j.join();
         }
     }

@@ -7,6 +7,7 @@
 mod copy;
 mod daemon;
 mod plan;
+mod reverify;
 mod rotate;
 mod udev;
 
@@ -35,6 +36,10 @@ struct Args {
     /// Where media are mounted while they are written.
     #[arg(long, default_value = "/run/bakfs/media")]
     media_root: PathBuf,
+    /// Read back files already on a medium once their last check is older than this (e.g.
+    /// 30d; 0d: at every insertion). Default: the config's `[mediad] reverify_after`, else 30d.
+    #[arg(long, value_name = "DURATION")]
+    reverify_after: Option<String>,
     /// Handle the media present now, then exit (no udev monitor).
     #[arg(long)]
     once: bool,
@@ -54,11 +59,19 @@ fn setup(a: &Args) -> Result<rotate::Setup> {
     // Its errors name the path.
     let config = bakfs_core::repo::Repository::read_config(&repo_root)?;
     let state = bakfs_core::settings::state_dir(a.state_dir.as_deref(), &cfg);
+    let reverify_after = a
+        .reverify_after
+        .as_deref()
+        .or(cfg.mediad.reverify_after.as_deref())
+        .unwrap_or(bakfs_core::settings::REVERIFY_AFTER);
+    let reverify_after = bakfs_core::timefmt::parse_duration(reverify_after)
+        .map_err(|e| anyhow!("--reverify-after: {e}"))?;
     Ok(rotate::Setup {
         repo_root,
         repo_id: config.id.to_hex(),
         catalog: state.join("catalog.db"),
         media_root: a.media_root.clone(),
+        reverify_after,
     })
 }
 

@@ -19,6 +19,7 @@ use bakfs_core::medium;
 
 use crate::copy::{self, CopyError, Kind};
 use crate::plan;
+use crate::reverify;
 
 /// What every job needs to know.
 #[derive(Debug, Clone)]
@@ -28,6 +29,8 @@ pub struct Setup {
     pub catalog: PathBuf,
     /// Where media are mounted: `<media_root>/<fs uuid>`.
     pub media_root: PathBuf,
+    /// Files on a medium last verified longer ago than this are read back again.
+    pub reverify_after: std::time::Duration,
 }
 
 /// The device to work on.
@@ -69,12 +72,37 @@ pub fn run(setup: &Setup, m: &MediumRecord, dev: &Device, cancel: &AtomicBool) -
     tracing::info!(medium = %m.label, device = %dev.devnode.display(), "copying snapshots onto {}", m.label);
     let mp = setup.media_root.join(&dev.fs_uuid);
     let mut stats = Stats::default();
-    let result = match mount(dev, &mp) {
+    let ended = |result: &Result<(), CopyError>, stats: &Stats| {
+        let (state, outcome, msg) = outcome(result, stats);
+        let run = MediumRun {
+            id: run_id,
+            medium_id: m.id.clone(),
+            started_ns: t0,
+            ended_ns: Some(now_ns()),
+            outcome: outcome.into(),
+            snapshots_added: stats.added,
+            snapshots_removed: stats.removed,
+            files_written: stats.files_written,
+            bytes_written: stats.bytes_written,
+            bytes_verified: stats.bytes_verified,
+            seconds: started.elapsed().as_secs_f64(),
+            message: msg,
+        };
+        (state, run)
+    };
+    let (result, state, run) = match mount(dev, &mp) {
         Ok(()) => {
             let mounted = started.elapsed().as_secs_f64();
             let r = copy_onto(setup, &mut cat, m, &mp, cancel, &mut stats);
             let r = r.and_then(|()| copy::sync_fs(&mp));
             let copied = started.elapsed().as_secs_f64();
+            let (state, run) = ended(&r, &stats);
+            // The medium's own ledger, this run included, unless the medium is gone or failing.
+            if matches!(&r, Ok(()) | Err(CopyError::Full(_))) {
+                if let Err(e) = write_ledger(&cat, &mp.join(medium::DIR), m, &run) {
+                    tracing::warn!(medium = %m.label, "writing the ledger onto the medium: {e}");
+                }
+            }
             if let Err(e) = medium::unmount(&mp) {
                 tracing::warn!(medium = %m.label, "unmounting {}: {e}", mp.display());
             }
@@ -84,45 +112,18 @@ pub fn run(setup: &Setup, m: &MediumRecord, dev: &Device, cancel: &AtomicBool) -
                 started.elapsed().as_secs_f64()
             );
             let _ = std::fs::remove_dir(&mp);
-            r
+            (r, state, run)
         }
-        Err(e) => Err(e),
-    };
-    let secs = started.elapsed().as_secs_f64();
-    let (state, outcome, msg) = match &result {
-        Ok(()) if !stats.skipped.is_empty() => (
-            "safe to remove",
-            "incomplete",
-            Some(format!(
-                "not copied (primary repository damaged): {}",
-                stats.skipped.join(", ")
-            )),
-        ),
-        Ok(()) => ("safe to remove", "ok", None),
-        Err(CopyError::Full(m)) => ("medium full", "medium full", Some(m.clone())),
-        Err(CopyError::Cancelled) => (
-            "removed during copy",
-            "cancelled",
-            Some("the medium went away or the daemon stopped".to_string()),
-        ),
-        Err(e) => ("failed", "failed", Some(e.to_string())),
+        Err(e) => {
+            let r = Err(e);
+            let (state, run) = ended(&r, &stats);
+            (r, state, run)
+        }
     };
     // State first, run second: a reader that sees the run ended sees the state too.
-    let _ = cat.set_medium_state(&m.id, state, msg.as_deref(), now_ns());
-    let _ = cat.finish_medium_run(&MediumRun {
-        id: run_id,
-        medium_id: m.id.clone(),
-        started_ns: t0,
-        ended_ns: Some(now_ns()),
-        outcome: outcome.into(),
-        snapshots_added: stats.added,
-        snapshots_removed: stats.removed,
-        files_written: stats.files_written,
-        bytes_written: stats.bytes_written,
-        bytes_verified: stats.bytes_verified,
-        seconds: secs,
-        message: msg.clone(),
-    });
+    let _ = cat.set_medium_state(&m.id, state, run.message.as_deref(), now_ns());
+    let _ = cat.finish_medium_run(&run);
+    let secs = run.seconds;
     let mib_s = stats.bytes_written as f64 / secs.max(1e-9) / (1 << 20) as f64;
     match &result {
         Ok(()) => tracing::info!(
@@ -136,6 +137,28 @@ pub fn run(setup: &Setup, m: &MediumRecord, dev: &Device, cancel: &AtomicBool) -
         Err(e) => tracing::error!(medium = %m.label, "{}: {e}", m.label),
     }
     state.into()
+}
+
+/// The medium's state, the run's outcome and its message.
+fn outcome(
+    result: &Result<(), CopyError>,
+    stats: &Stats,
+) -> (&'static str, &'static str, Option<String>) {
+    match result {
+        Ok(()) if !stats.skipped.is_empty() => (
+            "safe to remove",
+            "incomplete",
+            Some(format!("not copied: {}", stats.skipped.join("; "))),
+        ),
+        Ok(()) => ("safe to remove", "ok", None),
+        Err(CopyError::Full(m)) => ("medium full", "medium full", Some(m.clone())),
+        Err(CopyError::Cancelled) => (
+            "removed during copy",
+            "cancelled",
+            Some("the medium went away or the daemon stopped".to_string()),
+        ),
+        Err(e) => ("failed", "failed", Some(e.to_string())),
+    }
 }
 
 fn mount(dev: &Device, mp: &Path) -> Result<(), CopyError> {
@@ -213,26 +236,55 @@ fn copy_onto(
     if skipped > 0 {
         tracing::warn!(medium = %m.label, "{skipped} entries on the medium are not bakfs files (symlinks or stray files); ignored");
     }
-    let recorded: HashMap<(Kind, String), i64> = cat
+    // (kind, name) → (size, verified_ns) of what the catalog says the medium holds.
+    let recorded: HashMap<(Kind, String), (i64, i64)> = cat
         .medium_files(&m.id)
         .map_err(sql)?
         .into_iter()
-        .filter_map(|f| Some(((kind_of(&f.kind)?, f.name), f.size)))
+        .filter_map(|f| Some(((kind_of(&f.kind)?, f.name), (f.size, f.verified_ns))))
         .collect();
+    let there = |k: &(Kind, String), size: i64| present.get(k).map(|s| *s as i64) == Some(size);
     let stale: Vec<(String, String)> = recorded
         .iter()
-        .filter(|(k, size)| present.get(k).map(|s| *s as i64) != Some(**size))
+        .filter(|(k, (size, _))| !there(k, *size))
         .map(|((k, n), _)| (k.as_str().to_string(), n.clone()))
+        .collect();
+    let mut verified: HashSet<(Kind, String)> = recorded
+        .iter()
+        .filter(|(k, (size, _))| there(k, *size))
+        .map(|(k, _)| k.clone())
         .collect();
     if !stale.is_empty() {
         tracing::warn!(medium = %m.label, "{} recorded files are missing or changed on the medium; they will be copied again", stale.len());
         cat.remove_medium_files(&m.id, &stale).map_err(sql)?;
     }
-    let mut verified: HashSet<(Kind, String)> = recorded
-        .into_iter()
-        .filter(|(k, size)| present.get(k).map(|s| *s as i64) == Some(*size))
-        .map(|(k, _)| k)
+    // Files whose last check is older than `reverify_after` are read back again.
+    let due_before = now_ns().saturating_sub(setup.reverify_after.as_nanos() as i64);
+    let mut due: Vec<reverify::Due> = recorded
+        .iter()
+        .filter(|(k, (_, at))| *at <= due_before && verified.contains(*k))
+        .map(|((k, n), (size, _))| (*k, n.clone(), *size as u64))
         .collect();
+    if !due.is_empty() {
+        due.sort();
+        let t = Instant::now();
+        let r = reverify::run(cat, &m.id, &setup.repo_root, &root, &due, cancel)?;
+        stats.bytes_verified += r.bytes as i64;
+        tracing::info!(
+            medium = %m.label,
+            "re-verified {} files already on the medium ({} bytes, last checked more than {} ago) in {:.1} s: {} read back right, {} did not",
+            due.len(),
+            r.bytes,
+            bakfs_core::timefmt::format_duration(setup.reverify_after),
+            t.elapsed().as_secs_f64(),
+            r.good,
+            r.bad.len()
+        );
+        for k in r.bad {
+            verified.remove(&k);
+            present.remove(&k);
+        }
+    }
     // A snapshot whose manifest or any pack is no longer there (verified) loses its place, so
     // the plan copies it again if it still wants it.
     let packs_of = cat.medium_packs_by_snapshot(&m.id).map_err(sql)?;
@@ -255,10 +307,6 @@ fn copy_onto(
     }
 
     let policy: KeepPolicy = serde_json::from_str(&m.retention).unwrap_or_default();
-    let primary_snaps = cat.snapshots(&setup.repo_id).map_err(sql)?;
-    let held = cat.medium_snapshots(&m.id).map_err(sql)?;
-    let p = plan::plan(&policy, &primary_snaps, &held);
-
     let mut w = Writer {
         setup,
         root: &root,
@@ -274,61 +322,88 @@ fn copy_onto(
     for k in &keys {
         w.ensure(cat, Kind::Key, k, None)?;
     }
+    // Snapshots that could not be copied (the primary's copy is damaged) are planned without:
+    // they must not count for the medium's retention, or the older snapshots they were to
+    // replace would be removed for nothing. Each pass that skips one plans again without it.
+    let mut skipped: HashSet<String> = HashSet::new();
     let mut retention_done = false;
     let mut index_done = false;
-    for s in &p.add {
-        let packs = cat.snapshot_packs(&setup.repo_id, &s.id).map_err(sql)?;
-        if packs.is_empty() {
-            tracing::warn!(medium = %m.label, snapshot = %s.id, "the catalog lists no packs for this snapshot; run `bakfs catalog rebuild`");
-            continue;
-        }
-        loop {
-            let r = (|| {
-                if !index_done {
-                    for n in list(&primary, FileKind::Index)? {
-                        w.ensure(cat, Kind::Index, &n, None)?;
+    let p = loop {
+        let primary_snaps: Vec<_> = cat
+            .snapshots(&setup.repo_id)
+            .map_err(sql)?
+            .into_iter()
+            .filter(|s| !skipped.contains(&s.id))
+            .collect();
+        let held = cat.medium_snapshots(&m.id).map_err(sql)?;
+        let p = plan::plan(&policy, &primary_snaps, &held);
+        let before = skipped.len();
+        for s in &p.add {
+            let packs = cat.snapshot_packs(&setup.repo_id, &s.id).map_err(sql)?;
+            if packs.is_empty() {
+                tracing::warn!(medium = %m.label, snapshot = %s.id, "the catalog lists no packs for this snapshot; run `bakfs catalog rebuild`");
+                w.stats.skipped.push(format!(
+                    "{} (the catalog lists no packs for it)",
+                    &s.id[..8]
+                ));
+                skipped.insert(s.id.clone());
+                continue;
+            }
+            loop {
+                let r = (|| {
+                    if !index_done {
+                        for n in list(&primary, FileKind::Index)? {
+                            w.ensure(cat, Kind::Index, &n, None)?;
+                        }
+                        index_done = true;
                     }
-                    index_done = true;
-                }
-                w.copy_snapshot(cat, s, &packs)
-            })();
-            match r {
-                Err(CopyError::Full(msg)) if !retention_done => {
-                    // Make room only if that is enough: never empty a medium for nothing.
-                    // Packs already on the medium with their size (written before the medium
-                    // filled up, or by an earlier run) are read back, not written again.
-                    let need: u64 = packs
-                        .iter()
-                        .filter(|pk| w.present.get(&(Kind::Pack, pk.id.clone())) != Some(&pk.size))
-                        .map(|pk| pk.size)
-                        .sum();
-                    let free = medium::free_bytes(&root).unwrap_or(0);
-                    let freed = freeable(cat, m, &p, w.present)?;
-                    if need > free + freed {
-                        return Err(CopyError::Full(format!(
-                            "{msg}; snapshot {} needs {need} bytes, {free} are free and retention could free {freed}",
-                            &s.id[..8]
-                        )));
+                    w.copy_snapshot(cat, s, &packs)
+                })();
+                match r {
+                    Err(CopyError::Full(msg)) if !retention_done => {
+                        // Make room only if that is enough: never empty a medium for nothing.
+                        // Packs already on the medium with their size (written before the
+                        // medium filled up, or by an earlier run) are read back, not written
+                        // again.
+                        let need: u64 = packs
+                            .iter()
+                            .filter(|pk| {
+                                w.present.get(&(Kind::Pack, pk.id.clone())) != Some(&pk.size)
+                            })
+                            .map(|pk| pk.size)
+                            .sum();
+                        let free = medium::free_bytes(&root).unwrap_or(0);
+                        let freed = freeable(cat, m, &p, w.present)?;
+                        if need > free + freed {
+                            return Err(CopyError::Full(format!(
+                                "{msg}; snapshot {} needs {need} bytes, {free} are free and retention could free {freed}",
+                                &s.id[..8]
+                            )));
+                        }
+                        tracing::info!(medium = %m.label, "{msg}: applying retention first to make room");
+                        retention(cat, &root, m, &p, w.stats, w.present)?;
+                        retention_done = true;
                     }
-                    tracing::info!(medium = %m.label, "{msg}: applying retention first to make room");
-                    retention(cat, &root, m, &p, w.stats, w.present)?;
-                    retention_done = true;
-                }
-                Err(CopyError::SourceDamaged(msg)) => {
-                    tracing::error!(medium = %m.label, snapshot = %s.id, "snapshot {} not copied: primary repository damaged: {msg}; run `bakfs check --read-data`", &s.id[..8]);
-                    w.stats.skipped.push(s.id[..8].to_string());
-                    break;
-                }
-                other => {
-                    other?;
-                    break;
+                    Err(CopyError::SourceDamaged(msg)) => {
+                        tracing::error!(medium = %m.label, snapshot = %s.id, "snapshot {} not copied: primary repository damaged: {msg}; run `bakfs check --read-data`", &s.id[..8]);
+                        w.stats
+                            .skipped
+                            .push(format!("{} (primary repository damaged)", &s.id[..8]));
+                        skipped.insert(s.id.clone());
+                        break;
+                    }
+                    other => {
+                        other?;
+                        break;
+                    }
                 }
             }
         }
-    }
-    if !retention_done {
-        retention(cat, &root, m, &p, w.stats, w.present)?;
-    }
+        if skipped.len() == before {
+            break p;
+        }
+    };
+    retention(cat, &root, m, &p, w.stats, w.present)?;
     // Key wrappings removed from the primary (a revoked passphrase) go from the medium too.
     let keep: HashSet<&String> = keys.iter().collect();
     let old_keys: Vec<String> = w
@@ -344,7 +419,6 @@ fn copy_onto(
             copy::remove(&root, Kind::Key, &k)?;
         }
     }
-    write_ledger(cat, &root, m)?;
     Ok(())
 }
 
@@ -501,7 +575,7 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Copies one snapshot: its packs, then its manifest; verifies; records.
+    /// Copies one snapshot: its packs, verified, then its manifest, verified; records.
     fn copy_snapshot(
         &mut self,
         cat: &mut Catalog,
@@ -547,9 +621,6 @@ impl Writer<'_> {
                         }
                     }
                 }
-                let rec = self.put(Kind::Snapshot, &s.id, None)?;
-                batch.push((rec.0, rec.1.clone(), rec.2));
-                todo.push(rec);
                 let _ = tx.send(batch);
                 Ok::<_, CopyError>(todo)
             })();
@@ -565,6 +636,10 @@ impl Writer<'_> {
             (todo, early)
         });
         let todo = todo?;
+        self.sync_and_verify(cat, &todo, &[], early)?;
+        // The manifest last, once every pack it needs reads back right: a medium never holds a
+        // snapshot it cannot restore (a pack damaged in the primary stops here).
+        let manifest = self.put(Kind::Snapshot, &s.id, None)?;
         let snap = MediumSnapshot {
             snapshot_id: s.id.clone(),
             time_ns: s.time_ns,
@@ -574,7 +649,7 @@ impl Writer<'_> {
             verified_ns: now_ns(),
         };
         let pack_ids = packs.iter().map(|p| p.id.clone()).collect();
-        self.sync_and_verify(cat, &todo, &[(snap, pack_ids)], early)?;
+        self.sync_and_verify(cat, &[manifest], &[(snap, pack_ids)], ReadBacks::new())?;
         self.stats.added += 1;
         tracing::info!(snapshot = %s.id, "snapshot {} ({}) verified on the medium", &s.id[..8], s.time);
         Ok(())
@@ -595,9 +670,11 @@ fn retention(
         cat.remove_medium_snapshots(&m.id, &p.remove).map_err(sql)?;
         for id in &p.remove {
             copy::remove(root, Kind::Snapshot, id)?;
-            present.remove(&(Kind::Snapshot, id.clone()));
-            stats.removed += 1;
-            tracing::info!(medium = %m.label, snapshot = %id, "removed by the medium's retention");
+            // Counted once: retention may run twice in a job (to make room, then at the end).
+            if present.remove(&(Kind::Snapshot, id.clone())).is_some() {
+                stats.removed += 1;
+                tracing::info!(medium = %m.label, snapshot = %id, "removed by the medium's retention");
+            }
         }
     }
     let unknown = unknown_manifests(cat, m, p, present)?;
@@ -686,10 +763,20 @@ fn freeable(
         .sum())
 }
 
-/// Mirrors the catalog's ledger of this medium onto it (informational: bakfs never trusts it).
-fn write_ledger(cat: &Catalog, root: &Path, m: &MediumRecord) -> Result<(), CopyError> {
+/// Mirrors the catalog's ledger of this medium onto it, with `this` run as it ends
+/// (informational: bakfs never trusts it).
+fn write_ledger(
+    cat: &Catalog,
+    root: &Path,
+    m: &MediumRecord,
+    this: &MediumRun,
+) -> Result<(), CopyError> {
     let snaps = cat.medium_snapshots(&m.id).map_err(sql)?;
-    let runs = cat.medium_runs(&m.id, 20).map_err(sql)?;
+    let mut runs = cat.medium_runs(&m.id, 20).map_err(sql)?;
+    match runs.iter_mut().find(|r| r.id == this.id) {
+        Some(r) => *r = this.clone(),
+        None => runs.insert(0, this.clone()),
+    }
     let files = cat.medium_files(&m.id).map_err(sql)?;
     let bytes: i64 = files.iter().map(|f| f.size).sum();
     let ledger = serde_json::json!({
@@ -705,14 +792,5 @@ fn write_ledger(cat: &Catalog, root: &Path, m: &MediumRecord) -> Result<(), Copy
         "runs": runs,
     });
     let text = serde_json::to_vec_pretty(&ledger).map_err(|e| CopyError::Io(e.to_string()))?;
-    medium::write_atomic(root, medium::LEDGER, &text).map_err(|e| match e {
-        medium::MediumError::Io { path, err } => {
-            if err.raw_os_error() == Some(libc::ENOSPC) {
-                CopyError::Full(format!("{}: {err}", path.display()))
-            } else {
-                CopyError::Io(format!("{}: {err}", path.display()))
-            }
-        }
-        other => CopyError::Io(other.to_string()),
-    })
+    medium::write_atomic(root, medium::LEDGER, &text).map_err(|e| CopyError::Io(e.to_string()))
 }

@@ -44,6 +44,8 @@ pub struct MediumRecord {
     pub enrolled_ns: i64,
     pub last_seen_ns: Option<i64>,
     pub last_written_ns: Option<i64>,
+    /// Every file recorded on the medium was read back right at or after this time (the oldest
+    /// of their checks); `None` while it holds nothing.
     pub last_verified_ns: Option<i64>,
     /// `enrolled`, `copying`, `safe to remove`, `failed`, `medium full`, `refused`.
     pub state: String,
@@ -118,10 +120,14 @@ fn medium_from_row(r: &Row<'_>) -> rusqlite::Result<MediumRecord> {
     })
 }
 
-fn refresh_bytes(tx: &Transaction, medium_id: &str) -> rusqlite::Result<()> {
+/// Recomputes a medium's bytes and `last_verified_ns`: the oldest check of any file on it, so
+/// "last verified" means every byte recorded on the medium was read back right since then.
+fn refresh_totals(tx: &Transaction, medium_id: &str) -> rusqlite::Result<()> {
     tx.execute(
-        "UPDATE media SET bytes = (SELECT COALESCE(SUM(size), 0) FROM media_files
-         WHERE medium_id = ?1) WHERE id = ?1",
+        "UPDATE media SET
+           bytes = (SELECT COALESCE(SUM(size), 0) FROM media_files WHERE medium_id = ?1),
+           last_verified_ns = (SELECT MIN(verified_ns) FROM media_files WHERE medium_id = ?1)
+         WHERE id = ?1",
         [medium_id],
     )
     .map(drop)
@@ -343,11 +349,7 @@ impl Catalog {
                     params![medium_id, verified_ns],
                 )?;
             }
-            tx.execute(
-                "UPDATE media SET last_verified_ns = ?2 WHERE id = ?1",
-                params![medium_id, verified_ns],
-            )?;
-            refresh_bytes(tx, medium_id)
+            refresh_totals(tx, medium_id)
         })
     }
 
@@ -392,7 +394,7 @@ impl Catalog {
                     params![medium_id, kind, name],
                 )?;
             }
-            refresh_bytes(tx, medium_id)
+            refresh_totals(tx, medium_id)
         })
     }
 
