@@ -148,7 +148,16 @@ fn three_media_rotate_and_each_restores_alone() {
         &e,
         &mut off1,
         "OFF1",
-        &["--location", "offsite", "--keep-last", "2", "--kind", "usb"],
+        &[
+            "--location",
+            "offsite",
+            "--pool",
+            "offsite",
+            "--keep-last",
+            "2",
+            "--kind",
+            "usb",
+        ],
     );
     enroll(
         &e,
@@ -162,6 +171,35 @@ fn three_media_rotate_and_each_restores_alone() {
         "ON1",
         &["--pool", "onsite", "--keep-daily", "7"],
     );
+    // What enroll recorded, from the catalog alone.
+    let o = show(&e, "OFF1");
+    assert_eq!(
+        (&o["kind"], &o["pool"], &o["location"], &o["state"]),
+        (
+            &"usb".into(),
+            &"offsite".into(),
+            &"offsite".into(),
+            &"enrolled".into()
+        ),
+        "{o}"
+    );
+    assert_eq!(o["fs_uuid"], off1.uuid().as_str());
+    assert_eq!(o["fs_type"], "ext4");
+    assert_eq!(o["retention"], serde_json::json!({"keep_last": 2}));
+    let cap = o["capacity"].as_u64().unwrap();
+    assert!(cap > 80 << 20 && cap <= 96 << 20, "capacity {cap}");
+    assert!(
+        o["last_written"].is_null() && o["last_verified"].is_null(),
+        "{o}"
+    );
+    let o = show(&e, "ON1");
+    assert_eq!(
+        (&o["kind"], &o["pool"], &o["location"]),
+        (&"disk".into(), &"onsite".into(), &"onsite".into()),
+        "{o}"
+    );
+    assert_eq!(o["retention"], serde_json::json!({"keep_daily": 7}));
+    assert_eq!(show(&e, "OFF2")["fs_type"], "xfs");
     // A device nobody enrolled: left alone.
     let mut stranger = Medium::create(&e, "STRANGER", 32, "ext4");
     let before = sh(&format!("sha256sum {}", stranger.image.display()));
@@ -231,20 +269,53 @@ fn three_media_rotate_and_each_restores_alone() {
     assert!(o.status.success());
     let restored = out.join(src.strip_prefix("/").unwrap());
     assert_eq!(rsync_diff(&src, &restored), "");
-    // The ledger mirror is there and names the medium.
-    let ledger = fs::read_to_string(i.repo().join("ledger.json")).unwrap();
-    assert!(ledger.contains("\"OFF1\""));
+    // The ledger mirror on the medium: what the catalog says, with the run that wrote it.
+    let ledger: serde_json::Value =
+        serde_json::from_slice(&fs::read(i.repo().join("ledger.json")).unwrap()).unwrap();
+    let o = show(&e, "OFF1");
+    assert_eq!(ledger["label"], "OFF1");
+    assert_eq!(ledger["medium_id"], o["id"]);
+    assert_eq!(ledger["bytes"], o["bytes"]);
+    let mut on_ledger: Vec<String> = ledger["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["snapshot_id"].as_str().unwrap().to_string())
+        .collect();
+    on_ledger.sort();
+    assert_eq!(on_ledger, held(&e, "OFF1"));
+    let last = &runs(&e, "OFF1")[0];
+    assert_eq!(ledger["runs"][0]["id"], last["id"], "{ledger}");
+    assert_eq!(ledger["runs"][0]["outcome"], "ok", "{ledger}");
+    assert_eq!(ledger["runs"][0]["bytes_written"], last["bytes_written"]);
+    // What show says of a written medium, without it.
+    assert!(o["bytes"].as_u64().unwrap() > 12 << 20, "{o}");
+    for k in ["last_seen", "last_written", "last_verified"] {
+        assert!(o[k].is_string(), "{k}: {o}");
+    }
+    assert!(
+        o["last_verified"].as_str() <= o["last_written"].as_str(),
+        "{o}"
+    );
+    assert!(o["snapshots"][0]["time"].is_string() && o["snapshots"][0]["verified"].is_string());
 
-    // list and set-location
+    // list (text and JSON) and set-location
     let list = e.json(&["media", "list"]);
     assert_eq!(list.as_array().unwrap().len(), 3);
+    let text = e.ok(&["media", "list"]);
+    let row = text.lines().find(|l| l.starts_with("OFF1 ")).unwrap_or("");
+    assert!(
+        row.contains("usb") && row.contains("offsite") && row.ends_with("safe to remove"),
+        "{text}"
+    );
     e.ok(&["media", "set-location", "ON1", "offsite"]);
     assert_eq!(show(&e, "ON1")["location"], "offsite");
 }
 
 /// A job caught in the middle of its copy: six 6 MiB files backed up, an enrolled medium
 /// `label`, a daemon pausing 400 ms after each file, the medium plugged in, the state
-/// `copying`, and `settle_ms` more. Fields drop in order: daemon, medium, then the scratch dir.
+/// `copying`, and `settle_ms` more; with `packs` > 0, until that many packs are on the medium
+/// (written, not yet read back). Fields drop in order: daemon, medium, then the scratch dir.
 struct MidCopy {
     d: Mediad,
     m: Medium,
@@ -254,7 +325,14 @@ struct MidCopy {
     e: Env,
 }
 
-fn mid_copy(label: &str, mib: u64, fs_type: &str, seed: u64, settle_ms: u64) -> MidCopy {
+fn mid_copy(
+    label: &str,
+    mib: u64,
+    fs_type: &str,
+    seed: u64,
+    settle_ms: u64,
+    packs: usize,
+) -> MidCopy {
     let e = Env::init();
     let src = e.path("src");
     fs::create_dir_all(&src).unwrap();
@@ -270,6 +348,19 @@ fn mid_copy(label: &str, mib: u64, fs_type: &str, seed: u64, settle_ms: u64) -> 
         show(&e, label)["state"] == "copying"
     });
     std::thread::sleep(Duration::from_millis(settle_ms));
+    let data = d.media_root.join(m.uuid()).join("bakfs/data");
+    wait_until("packs on the medium", Duration::from_secs(30), || {
+        let n = sh(&format!(
+            "find {} -type f ! -name '.tmp-*' 2>/dev/null | wc -l",
+            data.display()
+        ));
+        n.trim().parse::<usize>().unwrap_or(0) >= packs
+    });
+    assert_eq!(
+        show(&e, label)["state"],
+        "copying",
+        "the copy ended too soon"
+    );
     MidCopy {
         d,
         m,
@@ -280,10 +371,27 @@ fn mid_copy(label: &str, mib: u64, fs_type: &str, seed: u64, settle_ms: u64) -> 
     }
 }
 
+/// Asserts that run `r`, which completed an interrupted copy, wrote fewer files than the
+/// medium's repository holds: what was written before was read back, not written again.
+fn assert_resumed(e: &Env, m: &Medium, r: &serde_json::Value) {
+    let i = m.inspect(&e.path("count"));
+    let files = sh(&format!(
+        "find {} -type f ! -name medium.json ! -name ledger.json | wc -l",
+        i.repo().display()
+    ));
+    let files: u64 = files.trim().parse().unwrap();
+    let written = r["files_written"].as_u64().unwrap();
+    assert!(
+        written < files,
+        "the run after the interruption wrote {written} of {files} files: nothing was resumed"
+    );
+}
+
 impl MidCopy {
     /// After a failed run: the daemon lives on and unmounts; unplugged and plugged in again,
-    /// the medium gets the whole snapshot and checks clean on its own.
-    fn next_insertion_completes(mut self, label: &str) {
+    /// the medium gets the whole snapshot and checks clean on its own. With `resumes`, files
+    /// written before the interruption are read back, not written again.
+    fn next_insertion_completes(mut self, label: &str, resumes: bool) {
         let e = &self.e;
         assert!(
             held(e, label).is_empty(),
@@ -303,6 +411,9 @@ impl MidCopy {
         assert_eq!(held(e, label), vec![self.id.clone()]);
         self.m.unplug();
         drop(self.d);
+        if resumes {
+            assert_resumed(e, &self.m, &r);
+        }
         check_medium_alone(e, &self.m, label, &self.src);
     }
 }
@@ -314,7 +425,7 @@ fn medium_pulled_mid_copy_then_next_insertion_completes() {
     }
     let _s = serial();
     let _u = Udev::start();
-    let mc = mid_copy("PULL", 128, "ext4", 10, 600);
+    let mc = mid_copy("PULL", 128, "ext4", 10, 0, 1);
     // The stick goes away: udev says remove.
     let name = Path::new(&mc.dev)
         .file_name()
@@ -328,8 +439,65 @@ fn medium_pulled_mid_copy_then_next_insertion_completes() {
     let r = wait_run(&mc.e, "PULL", 0);
     assert_eq!(r["outcome"], "cancelled", "{r}");
     assert_eq!(show(&mc.e, "PULL")["state"], "removed during copy");
-    // Plugged in again: the copy completes (what was verified before is not copied again).
-    mc.next_insertion_completes("PULL");
+    // Plugged in again: the copy completes (what was written before is not copied again).
+    mc.next_insertion_completes("PULL", true);
+}
+
+/// A udev rule that marks one block device not ready (`SYSTEMD_READY=0`, as systemd's rules do
+/// for a medium that is going away); removed on drop.
+struct NotReady(PathBuf);
+
+impl NotReady {
+    fn mark(devname: &str) -> Self {
+        let rule = PathBuf::from("/run/udev/rules.d/99-zz-bakfs-test-not-ready.rules");
+        fs::write(
+            &rule,
+            format!("SUBSYSTEM==\"block\", KERNEL==\"{devname}\", ENV{{SYSTEMD_READY}}=\"0\"\n"),
+        )
+        .unwrap();
+        sh("udevadm control --reload");
+        NotReady(rule)
+    }
+}
+
+impl Drop for NotReady {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+        let _ = std::process::Command::new("udevadm")
+            .args(["control", "--reload"])
+            .status();
+    }
+}
+
+#[test]
+fn medium_not_ready_mid_copy_then_next_insertion_completes() {
+    if !have_root("medium_not_ready_mid_copy_then_next_insertion_completes") {
+        return;
+    }
+    let _s = serial();
+    let _u = Udev::start();
+    let mc = mid_copy("NOTREADY", 128, "ext4", 15, 0, 1);
+    let name = Path::new(&mc.dev)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    // A real `change` event from udevd, carrying SYSTEMD_READY=0 (and still ID_FS_UUID).
+    {
+        let _rule = NotReady::mark(&name);
+        let props = sh(&format!(
+            "udevadm trigger --action=change --settle /sys/class/block/{name} && udevadm info -q property /sys/class/block/{name}"
+        ));
+        assert!(
+            props.contains("SYSTEMD_READY=0") && props.contains("ID_FS_UUID="),
+            "{props}"
+        );
+        let r = wait_run(&mc.e, "NOTREADY", 0);
+        assert_eq!(r["outcome"], "cancelled", "{r}");
+        assert_eq!(show(&mc.e, "NOTREADY")["state"], "removed during copy");
+    }
+    mc.next_insertion_completes("NOTREADY", true);
 }
 
 #[test]
@@ -339,13 +507,13 @@ fn device_failing_mid_write_loses_nothing() {
     }
     let _s = serial();
     let _u = Udev::start();
-    let mc = mid_copy("FAIL", 300, "xfs", 20, 600);
+    let mc = mid_copy("FAIL", 300, "xfs", 20, 600, 0);
     // The device fails: every further write gets EIO.
     let mp = mc.d.media_root.join(mc.m.uuid());
     sh(&format!("xfs_io -x -c 'shutdown -f' {}", mp.display()));
     let r = wait_run(&mc.e, "FAIL", 0);
     assert_eq!(r["outcome"], "failed", "{r}");
-    mc.next_insertion_completes("FAIL");
+    mc.next_insertion_completes("FAIL", false);
 }
 
 #[test]
@@ -653,7 +821,7 @@ fn sigkill_mid_copy_then_restart_finishes() {
     }
     let _s = serial();
     let _u = Udev::start();
-    let mut mc = mid_copy("KILL", 128, "ext4", 50, 900);
+    let mut mc = mid_copy("KILL", 128, "ext4", 50, 0, 1);
     let e = &mc.e;
     mc.d.kill_and_restart(e);
     // The restarted daemon sees the medium present, closes the killed run, finishes the copy.
@@ -665,6 +833,7 @@ fn sigkill_mid_copy_then_restart_finishes() {
     assert!(mc.d.leftover_mounts().is_empty());
     mc.m.unplug();
     drop(mc.d);
+    assert_resumed(e, &mc.m, &r);
     check_medium_alone(e, &mc.m, "KILL", &mc.src);
 }
 
@@ -693,8 +862,20 @@ fn fifty_quick_insert_remove_cycles() {
     wait_until("the daemon to go idle", Duration::from_secs(60), || {
         show(&e, "FLAKY")["state"] != "copying" && d.leftover_mounts().is_empty()
     });
+    // One job per insertion mediad saw (an insertion undone before udev probed it is not
+    // seen), none failed, none left running.
     let n = run_count(&e, "FLAKY");
-    assert!(n <= 50, "{n} jobs for 50 insertions");
+    let seen = d.log_text().matches("is medium FLAKY").count();
+    assert!((1..=50).contains(&n), "{n} jobs for 50 insertions");
+    assert_eq!(n, seen, "{n} jobs for {seen} insertions seen");
+    let errors: Vec<String> = d
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("ERROR"))
+        .map(str::to_string)
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert_ne!(runs(&e, "FLAKY")[0]["outcome"], "running");
     assert!(d.alive());
     assert!(d.leftover_mounts().is_empty());
     let leftover_loops = sh(&format!("losetup -j {} -n", m.image.display()));

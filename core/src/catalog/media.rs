@@ -373,7 +373,7 @@ impl Catalog {
                     params![medium_id, id],
                 )?;
             }
-            Ok(())
+            refresh_totals(tx, medium_id)
         })
     }
 
@@ -579,11 +579,25 @@ mod tests {
         .unwrap();
         let m = c.medium_by_uuid("u1").unwrap().unwrap();
         assert_eq!((m.bytes, m.last_written_ns), (110, Some(9)));
+        assert_eq!(m.last_verified_ns, Some(9));
         assert_eq!(c.medium_snapshots("A-id").unwrap(), vec![snap]);
         assert!(c.medium_packs_by_snapshot("A-id").unwrap()["s1"].contains("p1"));
+        // Checked again later: last verified is the oldest check of any file.
+        let mut again = file("pack", "p1", 100);
+        again.verified_ns = 20;
+        c.record_medium_verified("A-id", &[again], &[], false, 20)
+            .unwrap();
+        let m = c.medium_by_uuid("u1").unwrap().unwrap();
+        assert_eq!((m.last_written_ns, m.last_verified_ns), (Some(9), Some(9)));
         c.remove_medium_snapshots("A-id", &["s1".into()]).unwrap();
         assert!(c.medium_packs_by_snapshot("A-id").unwrap().is_empty());
         assert_eq!(c.medium_files("A-id").unwrap().len(), 1);
+        let m = c.medium_by_uuid("u1").unwrap().unwrap();
+        assert_eq!(
+            (m.bytes, m.last_verified_ns),
+            (100, Some(20)),
+            "totals follow removals"
+        );
         let run = c.begin_medium_run("A-id", 3).unwrap();
         assert_eq!(c.abandon_medium_runs(4).unwrap(), 1);
         assert_eq!(c.medium_runs("A-id", 5).unwrap()[0].id, run);
