@@ -115,6 +115,22 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Every path under `root` (not `root` itself), without following symlinks.
+fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if fs::symlink_metadata(&p).unwrap().is_dir() {
+                todo.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out
+}
+
 fn inode_numbers(root: &Path) -> Vec<(PathBuf, u64)> {
     let mut out = vec![(
         root.to_path_buf(),
@@ -233,8 +249,76 @@ fn mounted_snapshot_is_the_source_tree() {
         .join(src.strip_prefix("/").unwrap())
         .join("a.txt")
         .exists());
-    let statfs = sh(&format!("stat -f -c '%T %l' {}", m.mp.display()));
-    assert!(statfs.starts_with("fuse"), "{statfs}");
+    // statfs: the repository's size in 4 KiB blocks, nothing free, a file per snapshot.
+    let statfs = sh(&format!(
+        "stat -f -c '%T %S %b %f %c %l' {}",
+        m.mp.display()
+    ));
+    let f: Vec<&str> = statfs.split_whitespace().collect();
+    assert!(f[0].starts_with("fuse"), "{statfs}");
+    assert_eq!(
+        (f[1], f[3], f[4], f[5]),
+        ("4096", "0", "1", "255"),
+        "{statfs}"
+    );
+    let repo_bytes: u64 = sh(&format!("du -sb {} | cut -f1", e.repo.display()))
+        .trim()
+        .parse()
+        .unwrap();
+    let blocks: u64 = f[2].parse().unwrap();
+    assert!(
+        blocks > 0 && blocks * 4096 <= repo_bytes + (1 << 20),
+        "{statfs}: {repo_bytes} bytes in the repository"
+    );
+    // The filesystem is named after the repository.
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(e.repo.join("config")).unwrap()).unwrap();
+    let repo_id: String = match &config["id"] {
+        serde_json::Value::String(h) => h.clone(),
+        v => v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| format!("{:02x}", b.as_u64().unwrap()))
+            .collect(),
+    };
+    let t = mounted_type(&m.mp).unwrap();
+    assert_eq!(
+        t.split(' ').nth(1),
+        Some(format!("bakfs:{repo_id}").as_str()),
+        "{t}"
+    );
+    // Names that are not there: ENOENT, at the top and inside a snapshot.
+    for p in [m.mp.join("no-such-snapshot"), inside.join("no-such-file")] {
+        let err = fs::symlink_metadata(&p).unwrap_err();
+        assert_eq!(
+            err.raw_os_error(),
+            Some(libc::ENOENT),
+            "{}: {err}",
+            p.display()
+        );
+    }
+    // Every entry's stat fields, to the nanosecond: mode, owner, size, mtime, link count.
+    let mut checked = 0;
+    for entry in walk(&src) {
+        let rel = entry.strip_prefix(&src).unwrap();
+        let (a, b) = (
+            fs::symlink_metadata(&entry).unwrap(),
+            fs::symlink_metadata(inside.join(rel)).unwrap(),
+        );
+        let key = |m: &fs::Metadata| (m.mode(), m.uid(), m.gid(), m.mtime(), m.mtime_nsec());
+        assert_eq!(key(&a), key(&b), "{}", rel.display());
+        if !a.is_dir() {
+            assert_eq!(
+                (a.size(), a.nlink()),
+                (b.size(), b.nlink()),
+                "{}",
+                rel.display()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked > 5, "{checked} entries compared");
     // Read-only: every write is EROFS.
     for cmd in [
         "touch {}/new",
@@ -259,12 +343,7 @@ fn mounted_snapshot_is_the_source_tree() {
         "still mounted after bakfs umount"
     );
     if let Some(pid) = m.pid {
-        wait_until("the mount process to exit", || {
-            !Path::new(&format!("/proc/{pid}")).exists()
-                || fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .unwrap_or_default()
-                    .contains(") Z ")
-        });
+        wait_exit(pid, "the mount process to exit");
     }
     let m2 = mount(&e, &[]);
     assert_eq!(
@@ -315,6 +394,21 @@ fn new_snapshots_appear_without_remounting() {
     );
     let listed = names(&tagged);
     assert_eq!(listed.len(), 3, "two snapshots and latest: {listed:?}");
+    for (name, target) in [
+        (&dirs[0], &dirs[0]),
+        (&dirs[1], &dirs[1]),
+        (&"latest".to_string(), &dirs[1]),
+    ] {
+        assert_eq!(
+            fs::read_link(tagged.join(name)).unwrap(),
+            Path::new("../..").join(target),
+            "tags/nightly/{name}"
+        );
+    }
+    assert_eq!(
+        fs::read_to_string(tagged.join("latest").join(&rel)).unwrap(),
+        "two"
+    );
 
     // Forgetting the older snapshot (the newest stays the same) empties its place too.
     let snaps = e.json(&["snapshots"]);
@@ -595,17 +689,34 @@ fn random_reads_are_right_and_leave_whole_chunks_cached() {
     assert!(fs::read(&file).unwrap() == expected);
 }
 
+/// Waits for process `pid` to end (or to be a zombie of ours).
+fn wait_exit(pid: u32, what: &str) {
+    wait_until(what, || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ")
+    });
+}
+
+/// `--foreground` tells systemd READY=1 once the mount answers and STOPPING=1 on SIGTERM, then
+/// unmounts and exits 0; a background mount unmounts on SIGINT and on SIGHUP.
 #[test]
-fn sigterm_unmounts_cleanly() {
-    if !needs_fuse("sigterm_unmounts_cleanly") {
+fn signals_unmount_cleanly() {
+    if !needs_fuse("signals_unmount_cleanly") {
         return;
     }
     let (e, _src) = one_file_snapshot("x");
     let mp = e.path("mnt");
     fs::create_dir_all(&mp).unwrap();
+    let sock_path = e.path("notify");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let mut child = e
         .cmd()
         .args(["mount", "--foreground", mp.to_str().unwrap()])
+        .env("NOTIFY_SOCKET", &sock_path)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -613,12 +724,18 @@ fn sigterm_unmounts_cleanly() {
         mp: mp.clone(),
         pid: Some(child.id()),
     };
-    wait_until("the mount", || mounted_type(&mp).is_some());
+    let mut buf = [0u8; 64];
+    let n = sock.recv(&mut buf).expect("no READY=1 from bakfs mount");
+    assert_eq!(&buf[..n], b"READY=1");
+    // READY means mounted and answering.
+    assert!(mounted_type(&mp).is_some(), "READY=1 before the mount");
     assert!(mp.join("latest").exists());
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
+    let n = sock.recv(&mut buf).expect("no STOPPING=1 from bakfs mount");
+    assert_eq!(&buf[..n], b"STOPPING=1");
     let t = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -632,6 +749,23 @@ fn sigterm_unmounts_cleanly() {
     };
     assert!(status.success(), "exit after SIGTERM: {status}");
     assert!(mounted_type(&mp).is_none(), "still mounted after SIGTERM");
+    for sig in ["INT", "HUP"] {
+        let m = mount(&e, &[]);
+        let pid = m.pid.expect("pid in --json output");
+        Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status()
+            .unwrap();
+        wait_exit(pid, &format!("the mount to end after SIG{sig}"));
+        assert!(
+            mounted_type(&m.mp).is_none(),
+            "still mounted after SIG{sig}"
+        );
+        assert!(
+            m.mp.is_dir(),
+            "the mountpoint is usable again after SIG{sig}"
+        );
+    }
 }
 
 #[test]
