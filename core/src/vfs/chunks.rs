@@ -164,7 +164,18 @@ impl Vfs {
             }
             return g.clone().flatten().ok_or(VfsError::Io);
         }
-        let r = self.decode_chunk(f, c);
+        // Whatever happens in the decode, the slot is completed: a reader waiting on it must
+        // get an answer (EIO at worst), never hang.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.decode_chunk(f, c)))
+            .unwrap_or_else(|_| {
+                tracing::error!(
+                    "{}: decoding bytes {}..{} failed unexpectedly",
+                    self.path_of(f.ino),
+                    c.start,
+                    c.start + c.len
+                );
+                Err(VfsError::Io)
+            });
         let all_read = read.0 <= c.start && c.start + c.len <= read.1;
         if let (Ok(d), false) = (&r, all_read) {
             lock(&self.blobs).put(c.id, d.clone(), c.len as usize);
