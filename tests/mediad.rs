@@ -130,6 +130,35 @@ fn udev_rule_passes_udevadm_test_and_tags_filesystems() {
 }
 
 #[test]
+fn systemd_unit_passes_systemd_analyze_verify() {
+    if !have_root("systemd_unit_passes_systemd_analyze_verify") {
+        return;
+    }
+    let e = Env::new();
+    let unit = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../udev-rules/bakfs-mediad.service"),
+    )
+    .unwrap();
+    assert!(unit.contains("\nType=notify\n") && unit.contains("\nPrivateMounts=yes\n"));
+    // As installed, but with the binary where this build put it.
+    let unit = unit.replace(
+        "/usr/local/bin/bakfs-mediad",
+        bakfs_e2e::bin("bakfs-mediad").to_str().unwrap(),
+    );
+    let path = e.path("bakfs-mediad.service");
+    fs::write(&path, unit).unwrap();
+    let out = sh(&format!(
+        "systemd-analyze verify {} 2>&1; echo rc=$?",
+        path.display()
+    ));
+    assert!(out.trim_end().ends_with("rc=0"), "{out}");
+    assert!(
+        !out.contains("bakfs-mediad.service:"),
+        "systemd complains: {out}"
+    );
+}
+
+#[test]
 fn three_media_rotate_and_each_restores_alone() {
     if !have_root("three_media_rotate_and_each_restores_alone") {
         return;
