@@ -390,6 +390,18 @@ fn mid_copy(
         "copying",
         "the copy ended too soon"
     );
+    // Mounted where docs/mediad.md says, with what it says.
+    let mp = d.media_root.join(m.uuid());
+    let line = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.split(' ').nth(4) == mp.to_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("{} is not mounted", mp.display()));
+    let opts = line.split(' ').nth(5).unwrap_or("");
+    for o in ["nosuid", "nodev", "noexec", "noatime"] {
+        assert!(opts.split(',').any(|x| x == o), "{o} missing: {line}");
+    }
     MidCopy {
         d,
         m,
