@@ -684,6 +684,35 @@ fn hostile_medium_is_not_trusted() {
         1,
         "something was written outside the medium: {names:?}"
     );
+    // The medium's bakfs directory itself a symlink (here to a copy of it elsewhere, with a
+    // valid identity): refused, nothing written there. (No daemon while the image is mounted
+    // by hand: a loop mount is announced like an insertion.)
+    drop(d);
+    let elsewhere = e.path("elsewhere");
+    {
+        let t = m.tamper(&e.path("tamper"));
+        let r = t.repo();
+        fs::remove_file(r.join("snapshots")).unwrap();
+        fs::rename(r.join("old-snapshots"), r.join("snapshots")).unwrap();
+        sh(&format!("cp -a {} {}", r.display(), elsewhere.display()));
+        fs::rename(&r, t.repo().with_file_name("bakfs.real")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &r).unwrap();
+    }
+    let before = sh(&format!(
+        "find {} -type f | sort | xargs sha256sum",
+        elsewhere.display()
+    ));
+    let d = Mediad::start(&e);
+    m.plug();
+    let r = wait_run(&e, "EVIL", 2);
+    assert_eq!(r["outcome"], "failed", "{r}");
+    assert!(r["message"].as_str().unwrap().contains("symlink"), "{r}");
+    m.unplug();
+    let after = sh(&format!(
+        "find {} -type f | sort | xargs sha256sum",
+        elsewhere.display()
+    ));
+    assert_eq!(before, after, "written through a symlinked bakfs directory");
     drop(d);
 }
 

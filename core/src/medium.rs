@@ -130,6 +130,17 @@ pub fn open_regular(path: &Path) -> Result<(File, u64)> {
 /// # Errors
 /// [`MediumError::Unsafe`] for a symlink, an oversized or malformed file, an unknown format.
 pub fn read_identity(root: &Path) -> Result<Identity> {
+    // `<fs>/bakfs` itself must be a directory of the medium, not a link out of it.
+    match std::fs::symlink_metadata(root) {
+        Ok(m) if m.file_type().is_dir() => {}
+        Ok(_) => {
+            return Err(unsafe_(
+                root,
+                "expected a directory, found a symlink or a file",
+            ))
+        }
+        Err(e) => return Err(io(root)(e)),
+    }
     let path = root.join(IDENTITY);
     let (f, size) = open_regular(&path)?;
     if size > IDENTITY_MAX {
