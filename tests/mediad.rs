@@ -671,7 +671,7 @@ fn hostile_medium_is_not_trusted() {
     let d = Mediad::start(&e);
     m.plug();
     let r = wait_run(&e, "EVIL", 1);
-    assert_eq!(r["outcome"], "failed", "{r}");
+    assert_eq!(r["outcome"], "refused", "{r}");
     assert!(r["message"].as_str().unwrap().contains("symlink"), "{r}");
     m.unplug();
     let names: Vec<_> = fs::read_dir(&outside)
@@ -705,7 +705,7 @@ fn hostile_medium_is_not_trusted() {
     let d = Mediad::start(&e);
     m.plug();
     let r = wait_run(&e, "EVIL", 2);
-    assert_eq!(r["outcome"], "failed", "{r}");
+    assert_eq!(r["outcome"], "refused", "{r}");
     assert!(r["message"].as_str().unwrap().contains("symlink"), "{r}");
     m.unplug();
     let after = sh(&format!(
@@ -813,7 +813,8 @@ fn clones_and_impostors_are_refused() {
     let d = Mediad::start(&e);
     impostor.plug();
     let r = wait_run(&e, "REAL", 0);
-    assert_eq!(r["outcome"], "failed", "{r}");
+    assert_eq!(r["outcome"], "refused", "{r}");
+    assert_eq!(show(&e, "REAL")["state"], "refused");
     assert!(r["message"].as_str().unwrap().contains("identity"), "{r}");
     impostor.unplug();
     // Looked at with debugfs on the image: a loop mount would be announced to mediad again.
@@ -993,7 +994,7 @@ fn zram_present_at_start_and_real_remove_events() {
     z.remove();
     let mut z2 = Zram::create(64, "ZRAM1", Some(&uuid));
     let r = wait_run(&e, "ZRAM1", 1);
-    assert_eq!(r["outcome"], "failed", "{r}");
+    assert_eq!(r["outcome"], "refused", "{r}");
     assert!(r["message"].as_str().unwrap().contains("identity"), "{r}");
     assert!(d.leftover_mounts().is_empty());
     drop(d);

@@ -74,6 +74,9 @@ pub enum CopyError {
     Cancelled,
     /// The primary's file does not match its name: it is not copied.
     SourceDamaged(String),
+    /// The medium is not the enrolled one, or unsafe to write (a symlink where a directory of
+    /// the repository belongs): nothing is written.
+    Refused(String),
     Io(String),
 }
 
@@ -83,6 +86,7 @@ impl std::fmt::Display for CopyError {
             CopyError::Full(m) => write!(f, "medium full: {m}"),
             CopyError::Cancelled => write!(f, "cancelled"),
             CopyError::SourceDamaged(m) => write!(f, "primary repository damaged: {m}"),
+            CopyError::Refused(m) => write!(f, "refused: {m}"),
             CopyError::Io(m) => write!(f, "{m}"),
         }
     }

@@ -152,6 +152,7 @@ fn outcome(
         ),
         Ok(()) => ("safe to remove", "ok", None),
         Err(CopyError::Full(m)) => ("medium full", "medium full", Some(m.clone())),
+        Err(e @ CopyError::Refused(_)) => ("refused", "refused", Some(e.to_string())),
         Err(CopyError::Cancelled) => (
             "removed during copy",
             "cancelled",
@@ -202,7 +203,7 @@ fn copy_onto(
     stats: &mut Stats,
 ) -> Result<(), CopyError> {
     let root = mp.join(medium::DIR);
-    let refuse = |msg: String| CopyError::Io(format!("refused: {msg}"));
+    let refuse = CopyError::Refused;
     let ident = medium::read_identity(&root).map_err(|e| {
         refuse(format!(
             "no valid bakfs identity ({e}): not enrolled here, or a filesystem with a cloned UUID"

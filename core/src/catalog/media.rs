@@ -82,7 +82,8 @@ pub struct MediumRun {
     pub medium_id: String,
     pub started_ns: i64,
     pub ended_ns: Option<i64>,
-    /// `running`, `ok`, `failed`, `medium full`, `cancelled`.
+    /// `running`, `ok`, `incomplete`, `failed`, `refused`, `medium full`, `cancelled`,
+    /// `interrupted`.
     pub outcome: String,
     pub snapshots_added: i64,
     pub snapshots_removed: i64,
