@@ -152,6 +152,44 @@ impl Medium {
     }
 }
 
+/// The kernel name of a device node (`/dev/loop3` → `loop3`).
+pub fn devname(dev: &str) -> String {
+    Path::new(dev)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A udev rule that gives one block device (by kernel name) a property, as udev's own rules
+/// would: `SYSTEMD_READY=0` for a medium going away, `ID_SERIAL_SHORT` for a stick's serial
+/// (loop devices have none). Removed on drop; events after `set` carry the property.
+pub struct UdevEnv(PathBuf);
+
+impl UdevEnv {
+    pub fn set(devname: &str, key: &str, value: &str) -> Self {
+        let rule = PathBuf::from(format!(
+            "/run/udev/rules.d/99-zz-bakfs-test-{devname}-{key}.rules"
+        ));
+        std::fs::write(
+            &rule,
+            format!("SUBSYSTEM==\"block\", KERNEL==\"{devname}\", ENV{{{key}}}=\"{value}\"\n"),
+        )
+        .unwrap();
+        sh("udevadm control --reload");
+        UdevEnv(rule)
+    }
+}
+
+impl Drop for UdevEnv {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        let _ = Command::new("udevadm")
+            .args(["control", "--reload"])
+            .status();
+    }
+}
+
 /// Waits until udevd has handled every event so far, so that what a daemon started next
 /// reads from udev's database is the devices' state now, not a moment ago.
 pub fn settle() {

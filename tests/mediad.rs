@@ -109,12 +109,7 @@ fn udev_rule_passes_udevadm_test_and_tags_filesystems() {
     let e = Env::new();
     let mut m = Medium::create(&e, "LINT", 32, "ext4");
     let dev = m.plug();
-    let name = Path::new(&dev)
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let name = devname(&dev);
     let out = sh(&format!(
         "udevadm test --action=add /sys/class/block/{name} 2>&1"
     ));
@@ -468,12 +463,7 @@ fn medium_pulled_mid_copy_then_next_insertion_completes() {
     let _u = Udev::start();
     let mc = mid_copy("PULL", 128, "ext4", 10, 0, 1);
     // The stick goes away: udev says remove.
-    let name = Path::new(&mc.dev)
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let name = devname(&mc.dev);
     sh(&format!(
         "udevadm trigger --action=remove /sys/class/block/{name}"
     ));
@@ -484,32 +474,6 @@ fn medium_pulled_mid_copy_then_next_insertion_completes() {
     mc.next_insertion_completes("PULL", true);
 }
 
-/// A udev rule that marks one block device not ready (`SYSTEMD_READY=0`, as systemd's rules do
-/// for a medium that is going away); removed on drop.
-struct NotReady(PathBuf);
-
-impl NotReady {
-    fn mark(devname: &str) -> Self {
-        let rule = PathBuf::from("/run/udev/rules.d/99-zz-bakfs-test-not-ready.rules");
-        fs::write(
-            &rule,
-            format!("SUBSYSTEM==\"block\", KERNEL==\"{devname}\", ENV{{SYSTEMD_READY}}=\"0\"\n"),
-        )
-        .unwrap();
-        sh("udevadm control --reload");
-        NotReady(rule)
-    }
-}
-
-impl Drop for NotReady {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
-        let _ = std::process::Command::new("udevadm")
-            .args(["control", "--reload"])
-            .status();
-    }
-}
-
 #[test]
 fn medium_not_ready_mid_copy_then_next_insertion_completes() {
     if !have_root("medium_not_ready_mid_copy_then_next_insertion_completes") {
@@ -518,15 +482,10 @@ fn medium_not_ready_mid_copy_then_next_insertion_completes() {
     let _s = serial();
     let _u = Udev::start();
     let mc = mid_copy("NOTREADY", 128, "ext4", 15, 0, 1);
-    let name = Path::new(&mc.dev)
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let name = devname(&mc.dev);
     // A real `change` event from udevd, carrying SYSTEMD_READY=0 (and still ID_FS_UUID).
     {
-        let _rule = NotReady::mark(&name);
+        let _rule = UdevEnv::set(&name, "SYSTEMD_READY", "0");
         let props = sh(&format!(
             "udevadm trigger --action=change --settle /sys/class/block/{name} && udevadm info -q property /sys/class/block/{name}"
         ));
@@ -882,6 +841,50 @@ fn clones_and_impostors_are_refused() {
         "a job ran for another repository"
     );
     m.unplug();
+    drop(d);
+}
+
+/// A medium enrolled with a udev serial: a byte clone of its filesystem on a device with
+/// another serial is refused even when it is plugged in alone.
+#[test]
+fn a_clone_with_another_serial_is_refused() {
+    if !have_root("a_clone_with_another_serial_is_refused") {
+        return;
+    }
+    let _s = serial();
+    let _u = Udev::start();
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), "a\n").unwrap();
+    backup(&e, &src);
+    let mut m = Medium::create(&e, "SER", 32, "ext4");
+    let dev = m.plug();
+    {
+        let _serial = UdevEnv::set(&devname(&dev), "ID_SERIAL_SHORT", "GOOD0001");
+        sh(&format!("udevadm trigger --action=change --settle {dev}"));
+        e.ok(&["media", "enroll", &dev, "--label", "SER"]);
+    }
+    m.unplug();
+    assert_eq!(show(&e, "SER")["serial"], "GOOD0001");
+    let clone_img = e.path("clone.img");
+    fs::copy(&m.image, &clone_img).unwrap();
+    let mut clone = Medium {
+        image: clone_img,
+        dev: None,
+    };
+    // Plugged in (alone) with another serial; the daemon starts and finds it present.
+    let cdev = clone.plug();
+    let _serial = UdevEnv::set(&devname(&cdev), "ID_SERIAL_SHORT", "EVIL0002");
+    sh(&format!("udevadm trigger --action=change --settle {cdev}"));
+    let d = Mediad::start(&e);
+    wait_until("the clone to be refused", Duration::from_secs(20), || {
+        d.log_text()
+            .contains("serial EVIL0002 (enrolled: GOOD0001)")
+    });
+    assert_eq!(run_count(&e, "SER"), 0, "a job ran on the clone");
+    assert_eq!(show(&e, "SER")["state"], "refused");
+    clone.unplug();
     drop(d);
 }
 
