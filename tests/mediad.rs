@@ -30,6 +30,38 @@ fn backup(e: &Env, src: &Path) -> String {
         .to_string()
 }
 
+/// A 3 MiB file backed up and copied onto a new enrolled medium `label` by a daemon that is
+/// stopped again: the scratch directory, the source, the snapshot id and the medium.
+fn copied_once(label: &str, seed: u64) -> (Env, PathBuf, String, Medium) {
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("a"), 3 << 20, seed);
+    let id = backup(&e, &src);
+    let mut m = Medium::create(&e, label, 64, "ext4");
+    enroll(&e, &mut m, label, &[]);
+    let d = Mediad::start(&e);
+    m.plug();
+    assert_eq!(wait_run(&e, label, 0)["outcome"], "ok");
+    m.unplug();
+    drop(d);
+    (e, src, id, m)
+}
+
+/// The name of the largest of `packs`.
+fn largest(packs: impl IntoIterator<Item = PathBuf>) -> String {
+    let p = packs
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    p.file_name().unwrap().to_str().unwrap().to_string()
+}
+
+/// Where pack `name` lives in a repository directory.
+fn pack_path(repo: &Path, name: &str) -> PathBuf {
+    repo.join("data").join(&name[..2]).join(name)
+}
+
 /// Checks a medium alone: `check --read-data` passes, its snapshots are what the catalog says,
 /// and `latest` restores equal to a restore of the same snapshot from the primary.
 fn check_medium_alone(e: &Env, m: &Medium, label: &str, src: &Path) {
@@ -1073,11 +1105,12 @@ fn damaged_primary_pack_is_not_copied() {
     let old = bakfs_e2e::packs(&e.repo);
     write_random(&src.join("b"), 2 << 20, 81);
     let s2 = backup(&e, &src);
-    let victim = bakfs_e2e::packs(&e.repo)
-        .into_iter()
-        .filter(|p| !old.contains(p))
-        .max_by_key(|p| fs::metadata(p).unwrap().len())
-        .unwrap();
+    let name = largest(
+        bakfs_e2e::packs(&e.repo)
+            .into_iter()
+            .filter(|p| !old.contains(p)),
+    );
+    let victim = pack_path(&e.repo, &name);
     let mut bytes = fs::read(&victim).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
@@ -1103,13 +1136,10 @@ fn damaged_primary_pack_is_not_copied() {
     );
     m.unplug();
     drop(d);
-    let name = victim.file_name().unwrap().to_str().unwrap().to_string();
     {
         let i = m.inspect(&e.path("look"));
         assert!(
-            !i.repo()
-                .join(format!("data/{}/{name}", &name[..2]))
-                .exists(),
+            !pack_path(&i.repo(), &name).exists(),
             "the damaged pack was left on the medium"
         );
     }
@@ -1132,27 +1162,12 @@ fn a_pack_lost_from_a_medium_is_copied_again() {
     }
     let _s = serial();
     let _u = Udev::start();
-    let e = Env::init();
-    let src = e.path("src");
-    fs::create_dir_all(&src).unwrap();
-    write_random(&src.join("a"), 3 << 20, 90);
-    let id = backup(&e, &src);
-    let mut m = Medium::create(&e, "LOSS", 64, "ext4");
-    enroll(&e, &mut m, "LOSS", &[]);
-    let d = Mediad::start(&e);
-    m.plug();
-    assert_eq!(wait_run(&e, "LOSS", 0)["outcome"], "ok");
-    m.unplug();
-    drop(d);
+    let (e, src, id, mut m) = copied_once("LOSS", 90);
     // Someone deletes a pack on the medium behind bakfs's back.
-    let victim = bakfs_e2e::packs(&e.repo)
-        .into_iter()
-        .max_by_key(|p| fs::metadata(p).unwrap().len())
-        .unwrap();
-    let name = victim.file_name().unwrap().to_str().unwrap().to_string();
+    let name = largest(bakfs_e2e::packs(&e.repo));
     {
         let t = m.tamper(&e.path("tamper"));
-        fs::remove_file(t.repo().join(format!("data/{}/{name}", &name[..2]))).unwrap();
+        fs::remove_file(pack_path(&t.repo(), &name)).unwrap();
     }
     // The next insertion notices, drops the snapshot from the ledger and copies the pack back.
     let d = Mediad::start(&e);
@@ -1177,20 +1192,11 @@ fn a_rotten_pack_on_a_medium_is_found_and_copied_again() {
     }
     let _s = serial();
     let _u = Udev::start();
-    let e = Env::init();
-    let src = e.path("src");
-    fs::create_dir_all(&src).unwrap();
-    write_random(&src.join("a"), 3 << 20, 95);
-    let id = backup(&e, &src);
-    let mut m = Medium::create(&e, "ROT", 64, "ext4");
-    enroll(&e, &mut m, "ROT", &[]);
-    let d = Mediad::start(&e);
-    m.plug();
-    assert_eq!(wait_run(&e, "ROT", 0)["outcome"], "ok");
-    m.unplug();
+    let (e, src, id, mut m) = copied_once("ROT", 95);
     let first = show(&e, "ROT");
     assert!(first["last_verified"].is_string(), "{first}");
     // Within reverify_after (30 days by default) the files are not read again.
+    let d = Mediad::start(&e);
     m.plug();
     let r = wait_run(&e, "ROT", 1);
     assert_eq!(r["outcome"], "ok", "{r}");
@@ -1201,14 +1207,10 @@ fn a_rotten_pack_on_a_medium_is_found_and_copied_again() {
     );
     m.unplug();
     drop(d);
-    let victim = bakfs_e2e::packs(&e.repo)
-        .into_iter()
-        .max_by_key(|p| fs::metadata(p).unwrap().len())
-        .unwrap();
-    let name = victim.file_name().unwrap().to_str().unwrap().to_string();
+    let name = largest(bakfs_e2e::packs(&e.repo));
     {
         let t = m.tamper(&e.path("tamper"));
-        let p = t.repo().join(format!("data/{}/{name}", &name[..2]));
+        let p = pack_path(&t.repo(), &name);
         let mut b = fs::read(&p).unwrap();
         let mid = b.len() / 2;
         b[mid] ^= 0x01;

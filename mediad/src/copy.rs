@@ -216,11 +216,19 @@ pub fn copy_in(
 /// # Errors
 /// I/O errors reading it.
 pub fn source_matches(src: &Path, name: &str) -> Result<bool, CopyError> {
-    let (f, _) = medium::open_regular(src).map_err(|e| CopyError::Io(e.to_string()))?;
+    Ok(hash_file(src)?.to_hex().as_str() == name)
+}
+
+/// The blake3 of a regular file of the primary (a symlink is not followed).
+///
+/// # Errors
+/// I/O errors reading it.
+pub fn hash_file(path: &Path) -> Result<blake3::Hash, CopyError> {
+    let (f, _) = medium::open_regular(path).map_err(|e| CopyError::Io(e.to_string()))?;
     let mut h = blake3::Hasher::new();
     h.update_reader(f)
-        .map_err(|e| CopyError::Io(format!("{}: {e}", src.display())))?;
-    Ok(h.finalize().to_hex().as_str() == name)
+        .map_err(|e| CopyError::Io(format!("{}: {e}", path.display())))?;
+    Ok(h.finalize())
 }
 
 /// Reads `root/rel(kind, name)` back from the device (its page cache dropped first; with

@@ -96,12 +96,7 @@ fn check(
     let want = if kind.content_addressed() {
         blake3::Hash::from_hex(name).map_err(|e| CopyError::Io(e.to_string()))?
     } else {
-        let (f, _) = bakfs_core::medium::open_regular(&primary_root.join(copy::rel(kind, name)))
-            .map_err(|e| CopyError::Io(e.to_string()))?;
-        let mut h = blake3::Hasher::new();
-        h.update_reader(f)
-            .map_err(|e| CopyError::Io(format!("the primary's {}: {e}", kind.as_str())))?;
-        h.finalize()
+        copy::hash_file(&primary_root.join(copy::rel(kind, name)))?
     };
     if got == want {
         Ok(())

@@ -261,11 +261,16 @@ fn copy_onto(
     }
     // Files whose last check is older than `reverify_after` are read back again.
     let due_before = now_ns().saturating_sub(setup.reverify_after.as_nanos() as i64);
-    // (A key wrapping revoked in the primary is not checked: it is removed below.)
+    // Not `config`, which is written and checked at every insertion anyway, nor a key wrapping
+    // revoked in the primary, which is removed below.
     let mut due: Vec<reverify::Due> = recorded
         .iter()
         .filter(|(k, (_, at))| *at <= due_before && verified.contains(*k))
-        .filter(|((k, n), _)| *k != Kind::Key || setup.repo_root.join(copy::rel(*k, n)).exists())
+        .filter(|((k, n), _)| match k {
+            Kind::Config => false,
+            Kind::Key => setup.repo_root.join(copy::rel(*k, n)).exists(),
+            _ => true,
+        })
         .map(|((k, n), (size, _))| (*k, n.clone(), *size as u64))
         .collect();
     if !due.is_empty() {
