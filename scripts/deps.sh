@@ -16,4 +16,10 @@ if ! command -v cargo >/dev/null; then
         [[ -x $d/cargo ]] && export PATH="$d:$PATH" && break
     done
 fi
-command -v cargo >/dev/null || { echo "cargo not found: install a Rust toolchain (1.80 or newer) first" >&2; exit 1; }
+command -v cargo >/dev/null || { echo "cargo not found: install a Rust toolchain (with rustfmt and clippy) first" >&2; exit 1; }
+for c in rustfmt clippy; do
+    if ! cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        command -v rustup >/dev/null && rustup component add "$c" >/dev/null 2>&1
+        cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1 || { echo "cargo $c not found: install the $c component" >&2; exit 1; }
+    fi
+done

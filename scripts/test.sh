@@ -9,5 +9,8 @@ source scripts/deps.sh
 if [[ $(id -u) -ne 0 ]]; then
     echo "warning: not root: tests that need root will be skipped (they may not skip when CI=true)" >&2
 fi
+# The habits the repository enforces: formatted code and no clippy warning.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
