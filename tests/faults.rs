@@ -928,9 +928,9 @@ fn backup_and_prune_started_together() {
 }
 
 fn write_lock(e: &Env, exclusive: bool, pid: u32) -> PathBuf {
-    let info = bakfs_core::lock::LockInfo {
+    let info = bakfs_core::repo::lock::LockInfo {
         exclusive,
-        host: bakfs_core::lock::hostname(),
+        host: bakfs_core::repo::lock::hostname(),
         pid,
         time_ns: bakfs_core::timefmt::now_ns(),
         purpose: "e2e test".into(),
@@ -955,7 +955,7 @@ fn lock_of_a_live_process_blocks_and_a_dead_one_does_not() {
     assert!(
         err.contains(&format!(
             "an exclusive lock held by pid {me} on {} for e2e test",
-            bakfs_core::lock::hostname()
+            bakfs_core::repo::lock::hostname()
         )),
         "{err}"
     );

@@ -11,8 +11,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use bakfs_core::format::id::BlobId;
 use bakfs_core::format::{BlobKind, Node, NodeKind, Snapshot, Summary, Tree};
-use bakfs_core::id::BlobId;
 use bakfs_core::repo::Repository;
 use bakfs_e2e::{sh, Env};
 

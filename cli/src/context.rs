@@ -109,8 +109,8 @@ impl Ctx {
         &self,
         repo: &Repository,
         purpose: &str,
-    ) -> Result<Option<bakfs_core::lock::LockGuard>> {
-        match bakfs_core::lock::acquire(repo.backend(), false, purpose) {
+    ) -> Result<Option<bakfs_core::repo::lock::LockGuard>> {
+        match bakfs_core::repo::lock::acquire(repo.backend(), false, purpose) {
             Ok(g) => {
                 // A prune may have finished between opening and locking: read the index it left.
                 repo.load_index()?;
@@ -150,13 +150,13 @@ pub fn comment() -> String {
         .flatten()
         .map(|u| u.name)
         .unwrap_or_default();
-    format!("{user}@{}", bakfs_core::lock::hostname())
+    format!("{user}@{}", bakfs_core::repo::lock::hostname())
 }
 
 /// The catalog's record of a snapshot.
 pub fn snapshot_record(
     repo_id: &str,
-    id: &bakfs_core::id::SnapshotId,
+    id: &bakfs_core::format::id::SnapshotId,
     s: &bakfs_core::format::Snapshot,
 ) -> bakfs_core::catalog::SnapshotRecord {
     bakfs_core::catalog::SnapshotRecord {

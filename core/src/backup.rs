@@ -16,8 +16,8 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::format::id::{BlobId, SnapshotId};
 use crate::format::{BlobKind, Node, NodeKind, Snapshot, Summary, Tree};
-use crate::id::{BlobId, SnapshotId};
 use crate::meta::{self, NameCache};
 use crate::repo::Repository;
 
@@ -70,14 +70,14 @@ pub struct BackupReport {
     /// Packs written (for the catalog).
     pub packs_written: Vec<crate::format::IndexPack>,
     /// Every pack the snapshot needs, with sizes (for the catalog and media copies).
-    pub packs_needed: Vec<(crate::id::PackId, u64)>,
+    pub packs_needed: Vec<(crate::format::id::PackId, u64)>,
 }
 
 /// The packs that hold `blobs`, with their sizes.
 pub fn packs_of(
     repo: &Repository,
     blobs: impl IntoIterator<Item = BlobId>,
-) -> Vec<(crate::id::PackId, u64)> {
+) -> Vec<(crate::format::id::PackId, u64)> {
     let sizes = repo.indexed_packs();
     let mut set = std::collections::BTreeSet::new();
     for b in blobs {
@@ -748,7 +748,7 @@ type SaveFn<'a> = dyn Fn(&[u8]) -> Result<(BlobId, u64)> + 'a;
 
 /// Chunks a stream and stores its chunks with `save`. Returns the chunk ids and the byte count.
 fn chunk_stream(
-    chunker: &crate::chunker::Chunker,
+    chunker: &crate::format::chunker::Chunker,
     r: &mut dyn Read,
     progress: &Progress,
     save: &SaveFn,

@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::backend::FileKind;
 use crate::error::Result;
+use crate::format::id::{BlobId, PackId};
 use crate::format::{self, NodeKind};
-use crate::id::{BlobId, PackId};
+use crate::repo::backend::FileKind;
 use crate::repo::Repository;
 
 /// What `check` found.

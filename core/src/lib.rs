@@ -2,7 +2,7 @@
 //! SQLite catalog. It does no printing and reads no environment; the binaries do.
 //!
 //! ```no_run
-//! use bakfs_core::{crypto::KdfParams, repo::Repository};
+//! use bakfs_core::{format::crypto::KdfParams, repo::Repository};
 //! let repo = Repository::init(std::path::Path::new("/tmp/repo"), b"pw", KdfParams::recommended(), "me".into())?;
 //! println!("{}", repo.id());
 //! # Ok::<(), bakfs_core::Error>(())
@@ -11,17 +11,12 @@
 // Unit tests may unwrap: a panic is how they fail.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod backend;
 pub mod backup;
 pub mod catalog;
 pub mod check;
-pub mod chunker;
-pub mod crypto;
 pub mod error;
 pub mod forget;
 pub mod format;
-pub mod id;
-pub mod lock;
 pub mod medium;
 pub mod meta;
 pub mod prune;

@@ -185,7 +185,7 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, &path)?;
-        crate::backend::sync_dir(dir)
+        crate::repo::backend::sync_dir(dir)
     })();
     if r.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -11,10 +11,10 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::backend::FileKind;
 use crate::error::{Error, Result};
+use crate::format::id::{BlobId, PackId};
 use crate::format::{IndexFile, IndexPack, NodeKind};
-use crate::id::{BlobId, PackId};
+use crate::repo::backend::FileKind;
 use crate::repo::Repository;
 
 /// Share of unused bytes above which a pack is repacked.

@@ -21,8 +21,8 @@ use nix::sys::stat::{Mode, SFlag};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::format::id::BlobId;
 use crate::format::{is_safe_name, Node, NodeKind, Tree};
-use crate::id::BlobId;
 use crate::repo::Repository;
 
 /// What to restore.

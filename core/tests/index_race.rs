@@ -8,10 +8,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use bakfs_core::backend::FileKind;
-use bakfs_core::crypto::KdfParams;
+use bakfs_core::format::crypto::KdfParams;
+use bakfs_core::format::id::{BlobId, PackId};
 use bakfs_core::format::{BlobKind, IndexFile, IndexPack, PackEntry};
-use bakfs_core::id::{BlobId, PackId};
+use bakfs_core::repo::backend::FileKind;
 use bakfs_core::repo::Repository;
 
 fn index_with(n: u32, packs: u32) -> IndexFile {

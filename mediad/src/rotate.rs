@@ -12,10 +12,10 @@ use std::time::Instant;
 
 use std::sync::Arc;
 
-use bakfs_core::backend::{Backend, FileKind, LocalBackend};
 use bakfs_core::catalog::{Catalog, MediumFile, MediumRecord, MediumRun, MediumSnapshot};
 use bakfs_core::forget::KeepPolicy;
 use bakfs_core::medium;
+use bakfs_core::repo::backend::{Backend, FileKind, LocalBackend};
 
 use crate::copy::{self, CopyError, Kind};
 use crate::plan;
@@ -225,7 +225,7 @@ fn copy_onto(
         medium::ensure_dir(&root.join(d)).map_err(|e| refuse(e.to_string()))?;
     }
     let primary: Arc<dyn Backend> = Arc::new(LocalBackend::new(&setup.repo_root));
-    let _lock = bakfs_core::lock::acquire(
+    let _lock = bakfs_core::repo::lock::acquire(
         &primary,
         false,
         &format!("bakfs-mediad: copying to {}", m.label),

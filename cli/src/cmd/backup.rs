@@ -35,7 +35,10 @@ fn read_exclude_files(files: &[std::path::PathBuf]) -> Result<Vec<String>> {
 }
 
 pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
-    let host = a.host.clone().unwrap_or_else(bakfs_core::lock::hostname);
+    let host = a
+        .host
+        .clone()
+        .unwrap_or_else(bakfs_core::repo::lock::hostname);
     let mut plans = vec![];
     let extra_excludes = read_exclude_files(&a.exclude_file)?;
     if a.all_jobs || a.job.is_some() {
@@ -94,7 +97,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
     }
 
     let repo = ctx.open_repo()?;
-    let _lock = bakfs_core::lock::acquire(repo.backend(), false, "backup")?;
+    let _lock = bakfs_core::repo::lock::acquire(repo.backend(), false, "backup")?;
     // A prune may have finished between opening and locking: dedup only against what is there now.
     repo.load_index()?;
     let mut catalog = match ctx.catalog() {

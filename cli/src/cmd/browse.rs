@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
+use bakfs_core::format::id::BlobId;
 use bakfs_core::format::{Node, NodeKind, Tree};
-use bakfs_core::id::BlobId;
 use bakfs_core::repo::Repository;
 use bakfs_core::restore::find_node;
 use bakfs_core::timefmt;

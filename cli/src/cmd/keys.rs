@@ -1,8 +1,8 @@
 //! `init` and `key`.
 
 use anyhow::{bail, Result};
-use bakfs_core::crypto::KdfParams;
-use bakfs_core::id::KeyId;
+use bakfs_core::format::crypto::KdfParams;
+use bakfs_core::format::id::KeyId;
 use bakfs_core::repo::{self, Repository};
 
 use crate::args::KeyCmd;

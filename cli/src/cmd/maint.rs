@@ -6,7 +6,8 @@ use anyhow::{bail, Context, Result};
 use bakfs_core::backup::{blobs_of_tree, packs_of};
 use bakfs_core::catalog::PackRecord;
 use bakfs_core::forget::{self, Candidate};
-use bakfs_core::{check as chk, lock, prune as prn, timefmt};
+use bakfs_core::repo::lock;
+use bakfs_core::{check as chk, prune as prn, timefmt};
 
 use crate::args::{CatalogCmd, ForgetArgs};
 use crate::context::Ctx;
@@ -73,7 +74,7 @@ fn forget_ids(ctx: &Ctx, a: &ForgetArgs) -> Result<u8> {
     let _lock = lock::acquire(repo.backend(), false, "forget")?;
     let names = repo
         .backend()
-        .list(bakfs_core::backend::FileKind::Snapshot)?;
+        .list(bakfs_core::repo::backend::FileKind::Snapshot)?;
     let mut removed = vec![];
     for want in &a.ids {
         let w = want.to_ascii_lowercase();
@@ -90,7 +91,7 @@ fn forget_ids(ctx: &Ctx, a: &ForgetArgs) -> Result<u8> {
     if !a.dry_run {
         let mut cat = ctx.catalog().ok();
         for id in &removed {
-            repo.remove_snapshot(&bakfs_core::id::SnapshotId::from_hex(id)?)?;
+            repo.remove_snapshot(&bakfs_core::format::id::SnapshotId::from_hex(id)?)?;
             if let Some(c) = cat.as_mut() {
                 let _ = c.remove_snapshot(&repo.id().to_hex(), id);
             }
@@ -207,7 +208,7 @@ pub fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
     if !a.dry_run {
         let mut cat = ctx.catalog().ok();
         for id in &removed {
-            let sid = bakfs_core::id::SnapshotId::from_hex(id)?;
+            let sid = bakfs_core::format::id::SnapshotId::from_hex(id)?;
             repo.remove_snapshot(&sid)?;
             if let Some(c) = cat.as_mut() {
                 let _ = c.remove_snapshot(&repo.id().to_hex(), id);
@@ -268,7 +269,7 @@ fn prune_repo(ctx: &Ctx, repo: &bakfs_core::repo::Repository, dry_run: bool) -> 
 
 pub fn unlock(ctx: &Ctx, all: bool) -> Result<u8> {
     let path = ctx.repo_path()?;
-    let backend = bakfs_core::backend::LocalBackend::new(&path);
+    let backend = bakfs_core::repo::backend::LocalBackend::new(&path);
     if !path.join("config").exists() {
         return Err(bakfs_core::Error::NotARepository(path).into());
     }

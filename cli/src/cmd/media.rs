@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use bakfs_core::catalog::{Catalog, MediumRecord};
-use bakfs_core::id::MediumId;
+use bakfs_core::format::id::MediumId;
 use bakfs_core::medium::{self, Identity};
 use bakfs_core::repo::Repository;
 use bakfs_core::timefmt;

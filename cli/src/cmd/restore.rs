@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use bakfs_core::format::id::BlobId;
 use bakfs_core::format::{Node, NodeKind};
-use bakfs_core::id::BlobId;
 use bakfs_core::repo::Repository;
 use bakfs_core::restore::{self, find_node, RestoreOptions, RestoreProgress};
 

@@ -11,7 +11,7 @@ use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Condvar, Mutex};
 
 use super::{lock, Chunk, OpenFile, VResult, Vfs, VfsError};
-use crate::id::BlobId;
+use crate::format::id::BlobId;
 
 /// Chunks decoded ahead of a sequential reader.
 const AHEAD: usize = 4;

@@ -19,9 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::backend::FileKind;
+use crate::format::id::{BlobId, SnapshotId};
 use crate::format::{self, is_safe_name, Node, NodeKind, Snapshot, Tree};
-use crate::id::{BlobId, SnapshotId};
+use crate::repo::backend::FileKind;
 use crate::repo::{BlobLocation, Repository};
 use cache::LruCache;
 pub use chunks::Decoded;

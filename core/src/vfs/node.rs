@@ -4,8 +4,8 @@
 //! and device); the mount keeps only what it answers with, in boxed slices, since it holds one
 //! per inode the kernel remembers (hundreds of thousands after an `ls -lR`).
 
+use crate::format::id::BlobId;
 use crate::format::{Node, NodeKind};
-use crate::id::BlobId;
 
 /// One extended attribute: name and value.
 pub(super) type Xattr = (Box<[u8]>, Box<[u8]>);

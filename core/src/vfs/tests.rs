@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::backup::{backup, BackupOptions, Progress};
-use crate::crypto::KdfParams;
+use crate::format::crypto::KdfParams;
 
 /// A file's inode and the bytes it should read.
 type Viewed = (u64, Vec<u8>);

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::format::id::{BlobId, SnapshotId};
 use crate::format::{is_safe_name, Snapshot};
-use crate::id::{BlobId, SnapshotId};
 use crate::timefmt::format_rfc3339;
 
 /// A synthetic directory above the snapshots.

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, FileKind};
 use crate::error::{Error, Result};
+use crate::repo::backend::{Backend, FileKind};
 
 /// Content of a lock file.
 #[derive(Debug, Clone, Serialize, Deserialize)]

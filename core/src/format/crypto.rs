@@ -14,7 +14,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::id::BlobId;
+use crate::format::id::BlobId;
 
 /// Bytes of nonce prepended to each ciphertext.
 pub const NONCE_LEN: usize = 24;

@@ -1,0 +1,92 @@
+//! Key wrappings in `keys/`: several passphrases can open the same master key.
+
+use super::Repository;
+use crate::error::{Error, Result};
+use crate::format::crypto::{KdfParams, MasterKey, WrappedKey};
+use crate::format::id::KeyId;
+use crate::repo::backend::FileKind;
+
+impl Repository {
+    /// The key wrappings, with ids.
+    ///
+    /// # Errors
+    /// I/O errors or a damaged key file.
+    pub fn keys_list(&self) -> Result<Vec<(KeyId, WrappedKey)>> {
+        let names = self
+            .backend
+            .list(FileKind::Key)
+            .map_err(|e| Error::io("keys/", e))?;
+        names
+            .iter()
+            .filter_map(|n| KeyId::from_hex(n).ok().map(|k| (k, n)))
+            .map(|(k, n)| {
+                let raw = self
+                    .backend
+                    .read(FileKind::Key, n)
+                    .map_err(|e| Error::io(format!("key {n}"), e))?;
+                let w = serde_json::from_slice(&raw)
+                    .map_err(|e| Error::damaged(format!("key {n}"), e.to_string()))?;
+                Ok((k, w))
+            })
+            .collect()
+    }
+
+    /// Adds a wrapping of the master key under another passphrase.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn add_key(
+        &self,
+        master: &MasterKey,
+        passphrase: &[u8],
+        kdf: KdfParams,
+        comment: String,
+    ) -> Result<KeyId> {
+        let w = WrappedKey::wrap(
+            master,
+            passphrase,
+            kdf,
+            crate::timefmt::format_rfc3339(crate::timefmt::now_ns()),
+            comment,
+        )
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+        let id = KeyId::random();
+        let j = serde_json::to_vec_pretty(&w).map_err(|e| Error::Invalid(e.to_string()))?;
+        self.backend
+            .write(FileKind::Key, &id.to_hex(), &j)
+            .map_err(|e| Error::io(format!("key {id}"), e))?;
+        Ok(id)
+    }
+
+    /// Removes a key wrapping. Refuses to remove the last one.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for the last key; [`Error::NotFound`]; I/O errors.
+    pub fn remove_key(&self, id: &KeyId) -> Result<()> {
+        let keys = self.keys_list()?;
+        if !keys.iter().any(|(k, _)| k == id) {
+            return Err(Error::NotFound(format!("no key {id}")));
+        }
+        if keys.len() == 1 {
+            return Err(Error::Invalid(
+                "refusing to remove the last key: the repository would be unreadable".into(),
+            ));
+        }
+        self.backend
+            .remove(FileKind::Key, &id.to_hex())
+            .map_err(|e| Error::io(format!("key {id}"), e))
+    }
+}
+
+/// Opens a key wrapping to get the master key again (for `key add`).
+///
+/// # Errors
+/// [`Error::WrongPassword`] or damaged key.
+pub fn unwrap_master(repo: &Repository, passphrase: &[u8]) -> Result<MasterKey> {
+    let (_, w) = repo
+        .keys_list()?
+        .into_iter()
+        .find(|(k, _)| *k == repo.key_id())
+        .ok_or_else(|| Error::NotFound("the key in use was removed".into()))?;
+    w.unwrap_key(passphrase).map_err(|_| Error::WrongPassword)
+}

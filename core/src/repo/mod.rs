@@ -1,0 +1,337 @@
+//! An open repository: keys, index, reading and writing blobs, snapshots.
+
+pub mod backend;
+mod index;
+mod keys;
+pub mod lock;
+mod packer;
+mod snapshots;
+
+pub use keys::unwrap_master;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::error::{Error, Result};
+use crate::format::chunker::{Chunker, ChunkerParams};
+use crate::format::crypto::{KdfParams, Keys, MasterKey, WrappedKey};
+use crate::format::id::{BlobId, KeyId, PackId, RepoId};
+use crate::format::{self, Config, PackEntry, Tree};
+use crate::repo::backend::{Backend, FileKind, LocalBackend};
+
+/// Where a blob is.
+#[derive(Debug, Clone, Copy)]
+pub struct BlobLocation {
+    /// Its pack.
+    pub pack: PackId,
+    /// Its entry in that pack.
+    pub entry: PackEntry,
+}
+
+/// An open, unlocked repository. Locking is the caller's business (see [`crate::repo::lock`]).
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    config: Config,
+    keys: Keys,
+    key_id: KeyId,
+    chunker: Chunker,
+    index: RwLock<HashMap<BlobId, BlobLocation>>,
+    pack_sizes: RwLock<HashMap<PackId, u64>>,
+    /// Packers, the pack-writer thread and blobs being stored (see `packer.rs`).
+    packing: packer::Packing,
+    /// Index files and snapshot manifests that failed to open: (name, reason).
+    damaged: Mutex<Vec<(String, String)>>,
+    /// A medium's copy (see [`crate::medium`]): its index may list packs it does not hold.
+    medium: bool,
+}
+
+fn read_config(backend: &dyn Backend, root: &std::path::Path) -> Result<Config> {
+    let raw = match backend.read(FileKind::Config, "config") {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NotARepository(root.to_path_buf()))
+        }
+        Err(e) => return Err(Error::io(format!("{}/config", backend.location()), e)),
+    };
+    #[derive(serde::Deserialize)]
+    struct V {
+        version: u32,
+    }
+    let v: V = serde_json::from_slice(&raw).map_err(|e| Error::damaged("config", e.to_string()))?;
+    if v.version != format::FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion {
+            found: v.version,
+            supported: format::FORMAT_VERSION,
+        });
+    }
+    let c: Config =
+        serde_json::from_slice(&raw).map_err(|e| Error::damaged("config", e.to_string()))?;
+    let p = c.chunker;
+    let sane = p.min >= 64
+        && p.avg.is_power_of_two()
+        && p.min < p.avg
+        && p.avg < p.max
+        && p.max <= 64 << 20
+        && (-7..=22).contains(&c.zstd_level);
+    if !sane {
+        return Err(Error::damaged(
+            "config",
+            format!(
+                "implausible parameters (chunker {}/{}/{}, zstd level {})",
+                p.min, p.avg, p.max, c.zstd_level
+            ),
+        ));
+    }
+    Ok(c)
+}
+
+/// Names the pack in a blob's damage report.
+fn in_pack(err: Error, loc: &BlobLocation) -> Error {
+    match err {
+        Error::Damaged { what, detail } => {
+            Error::damaged(format!("{what} in pack {}", loc.pack), detail)
+        }
+        other => other,
+    }
+}
+
+impl Repository {
+    /// Creates a new repository in the directory `root` with a first key wrapped by `passphrase`.
+    ///
+    /// # Errors
+    /// If `root` already holds a repository or other files, or on I/O errors.
+    pub fn init(
+        root: &std::path::Path,
+        passphrase: &[u8],
+        kdf: KdfParams,
+        comment: String,
+    ) -> Result<Repository> {
+        if root.join("config").exists() {
+            return Err(Error::Invalid(format!(
+                "{}: a repository already exists here",
+                root.display()
+            )));
+        }
+        if let Ok(mut rd) = std::fs::read_dir(root) {
+            if rd.next().is_some() {
+                return Err(Error::Invalid(format!(
+                    "{}: directory is not empty",
+                    root.display()
+                )));
+            }
+        }
+        let backend = LocalBackend::new(root);
+        backend
+            .create_layout()
+            .map_err(|e| Error::io(root.display(), e))?;
+        let master = MasterKey::generate();
+        let wrapped = WrappedKey::wrap(
+            &master,
+            passphrase,
+            kdf,
+            crate::timefmt::format_rfc3339(crate::timefmt::now_ns()),
+            comment,
+        )
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+        let key_id = KeyId::random();
+        let kjson =
+            serde_json::to_vec_pretty(&wrapped).map_err(|e| Error::Invalid(e.to_string()))?;
+        backend
+            .write(FileKind::Key, &key_id.to_hex(), &kjson)
+            .map_err(|e| Error::io(root.display(), e))?;
+        let config = Config {
+            version: format::FORMAT_VERSION,
+            id: RepoId::random(),
+            chunker: ChunkerParams::default(),
+            zstd_level: 3,
+        };
+        let cjson =
+            serde_json::to_vec_pretty(&config).map_err(|e| Error::Invalid(e.to_string()))?;
+        // The config is written last: a directory without it is not a repository.
+        backend
+            .write(FileKind::Config, "config", &cjson)
+            .map_err(|e| Error::io(root.display(), e))?;
+        Self::with_key(Arc::new(backend), config, master, key_id)
+    }
+
+    /// Reads the plaintext `config` of the repository in `root`, without the key (for mediad
+    /// and `bakfs media`, which copy encrypted files and need only the repository id).
+    ///
+    /// # Errors
+    /// [`Error::NotARepository`], [`Error::UnsupportedVersion`], a damaged config.
+    pub fn read_config(root: &std::path::Path) -> Result<Config> {
+        read_config(&LocalBackend::new(root), root)
+    }
+
+    /// Opens the repository in directory `root` with `passphrase`.
+    ///
+    /// # Errors
+    /// [`Error::NotARepository`], [`Error::UnsupportedVersion`], [`Error::WrongPassword`],
+    /// [`Error::Damaged`] for a damaged index, I/O errors.
+    pub fn open(root: &std::path::Path, passphrase: &[u8]) -> Result<Repository> {
+        let medium = crate::medium::is_medium(root);
+        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(root));
+        let config = read_config(backend.as_ref(), root)?;
+        let names = backend
+            .list(FileKind::Key)
+            .map_err(|e| Error::io(format!("{}/keys", root.display()), e))?;
+        let mut damaged = None;
+        for name in names {
+            let Ok(kid) = KeyId::from_hex(&name) else {
+                continue;
+            };
+            let raw = backend
+                .read(FileKind::Key, &name)
+                .map_err(|e| Error::io(format!("key {name}"), e))?;
+            let w: WrappedKey = match serde_json::from_slice(&raw) {
+                Ok(w) => w,
+                Err(e) => {
+                    damaged = Some(Error::damaged(format!("key {name}"), e.to_string()));
+                    continue;
+                }
+            };
+            if let Ok(master) = w.unwrap_key(passphrase) {
+                let mut repo = Self::with_key_lazy(backend, config, master, kid);
+                repo.medium = medium;
+                repo.load_index()?;
+                return Ok(repo);
+            }
+        }
+        Err(damaged.unwrap_or(Error::WrongPassword))
+    }
+
+    fn with_key(
+        backend: Arc<dyn Backend>,
+        config: Config,
+        master: MasterKey,
+        key_id: KeyId,
+    ) -> Result<Repository> {
+        let repo = Self::with_key_lazy(backend, config, master, key_id);
+        repo.load_index()?;
+        Ok(repo)
+    }
+
+    fn with_key_lazy(
+        backend: Arc<dyn Backend>,
+        config: Config,
+        master: MasterKey,
+        key_id: KeyId,
+    ) -> Repository {
+        let keys = master.derive();
+        let chunker = Chunker::new(keys.chunker_seed(), config.chunker);
+        Repository {
+            backend,
+            config,
+            keys,
+            key_id,
+            chunker,
+            index: RwLock::new(HashMap::new()),
+            pack_sizes: RwLock::new(HashMap::new()),
+            packing: packer::Packing::default(),
+            damaged: Mutex::new(Vec::new()),
+            medium: false,
+        }
+    }
+
+    /// Whether this is a medium's copy, which holds only some of the packs its index lists.
+    pub fn is_medium(&self) -> bool {
+        self.medium
+    }
+
+    /// Index files and snapshot manifests found damaged so far: ("index <id>" or
+    /// "snapshot <id>", reason).
+    pub fn damaged(&self) -> Vec<(String, String)> {
+        self.damaged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    /// The repository id.
+    pub fn id(&self) -> RepoId {
+        self.config.id
+    }
+    /// The derived keys.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+    /// The chunker.
+    pub fn chunker(&self) -> &Chunker {
+        &self.chunker
+    }
+    /// The id of the key wrapping that opened the repository.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    /// Reads, authenticates and decompresses one blob.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if no index entry; [`Error::Damaged`] if the pack is damaged or
+    /// missing; I/O errors.
+    pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = self
+            .locate(id)
+            .ok_or_else(|| Error::damaged(format!("blob {id}"), "not in the index"))?;
+        self.read_blob_at(&loc)
+    }
+
+    /// Reads a blob at a known location.
+    ///
+    /// # Errors
+    /// As [`Repository::read_blob`].
+    pub fn read_blob_at(&self, loc: &BlobLocation) -> Result<Vec<u8>> {
+        self.read_blob_into(loc, |n| Ok(vec![0; n]))
+    }
+
+    /// As [`Repository::read_blob_at`], into a buffer of the blob's length that `out` makes
+    /// (decrypted in place, decompressed straight into it: no intermediate copies).
+    ///
+    /// # Errors
+    /// As [`Repository::read_blob`].
+    pub fn read_blob_into<B: std::ops::DerefMut<Target = [u8]>>(
+        &self,
+        loc: &BlobLocation,
+        out: impl FnOnce(usize) -> std::io::Result<B>,
+    ) -> Result<B> {
+        let mut sealed = self.read_sealed(loc)?;
+        format::open_blob_into(&self.keys, &loc.entry, &mut sealed, out)
+            .map_err(|err| in_pack(err, loc))
+    }
+
+    fn read_sealed(&self, loc: &BlobLocation) -> Result<Vec<u8>> {
+        let e = &loc.entry;
+        self.backend
+            .read_range(
+                FileKind::Pack,
+                &loc.pack.to_hex(),
+                e.offset as u64,
+                e.length as usize,
+            )
+            .map_err(|err| match err.kind() {
+                std::io::ErrorKind::NotFound => {
+                    Error::damaged(format!("pack {}", loc.pack), "missing")
+                }
+                std::io::ErrorKind::UnexpectedEof => {
+                    Error::damaged(format!("pack {}", loc.pack), "truncated")
+                }
+                _ => Error::io(format!("pack {}", loc.pack), err),
+            })
+    }
+
+    /// Reads a tree.
+    ///
+    /// # Errors
+    /// As [`Repository::read_blob`], or a malformed tree.
+    pub fn read_tree(&self, id: &BlobId) -> Result<Tree> {
+        Tree::decode(id, &self.read_blob(id)?)
+    }
+}

@@ -1,0 +1,298 @@
+//! Writing blobs: packers fill packs that a writer thread makes durable, then `flush` writes
+//! the index file that makes them findable (design.md §3.6, §4.2).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use super::{BlobLocation, Repository};
+use crate::error::{Error, Result};
+use crate::format::id::{BlobId, PackId};
+use crate::format::{self, BlobKind, IndexFile, IndexPack, PackEntry};
+use crate::repo::backend::FileKind;
+
+/// Target size of a data pack.
+const DATA_PACK_SIZE: usize = 8 * 1024 * 1024;
+/// Target size of a tree pack.
+const TREE_PACK_SIZE: usize = 4 * 1024 * 1024;
+
+enum WriterMsg {
+    Pack(PackId, Vec<u8>, Vec<PackEntry>),
+    Barrier(std::sync::mpsc::SyncSender<()>),
+}
+
+/// Shared between the repository and its pack-writer thread.
+#[derive(Default)]
+struct Written {
+    packs: Mutex<Vec<IndexPack>>,
+    error: Mutex<Option<Error>>,
+    /// Pack buffers the writer is done with, for the next packs: a backup then allocates a
+    /// handful of pack buffers in all rather than one per pack (each freed 16 MiB buffer
+    /// raised glibc's mmap threshold and the heap kept growing).
+    spare: Mutex<Vec<Vec<u8>>>,
+}
+
+/// Pack buffers kept for reuse.
+const SPARE_PACK_BUFFERS: usize = 2;
+
+/// What a repository needs to store blobs: one packer per blob kind, the writer thread's
+/// channel and results, and the blobs handed to a packer but not yet in the index.
+#[derive(Default)]
+pub(super) struct Packing {
+    in_flight: Mutex<HashSet<BlobId>>,
+    data_packer: Mutex<Packer>,
+    tree_packer: Mutex<Packer>,
+    written: Arc<Written>,
+    writer: Mutex<Option<std::sync::mpsc::SyncSender<WriterMsg>>>,
+}
+
+#[derive(Default)]
+struct Packer {
+    body: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+impl Repository {
+    /// Stores a blob unless the repository already has it. Returns its id and the number of
+    /// plaintext bytes added (0 if it was a duplicate). Thread-safe; packs are written as they
+    /// fill, and [`Repository::flush`] writes the rest and the index.
+    ///
+    /// # Errors
+    /// I/O errors writing a pack.
+    pub fn save_blob(&self, kind: BlobKind, plain: &[u8]) -> Result<(BlobId, u64)> {
+        let id = self.keys.blob_id(plain);
+        if self.has_blob(&id) {
+            return Ok((id, 0));
+        }
+        if !self
+            .packing
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id)
+        {
+            return Ok((id, 0));
+        }
+        let (sealed, compressed) =
+            format::seal_blob(&self.keys, &id, kind, plain, self.config.zstd_level);
+        let (packer, target) = match kind {
+            BlobKind::Data => (&self.packing.data_packer, DATA_PACK_SIZE),
+            BlobKind::Tree => (&self.packing.tree_packer, TREE_PACK_SIZE),
+        };
+        let full = {
+            let mut p = packer.lock().unwrap_or_else(|p| p.into_inner());
+            if p.body.capacity() == 0 {
+                // A full pack plus the largest blob, in one buffer, reused when one is spare.
+                let want =
+                    target + self.config.chunker.max + crate::format::crypto::OVERHEAD + 1024;
+                let spare = self
+                    .packing
+                    .written
+                    .spare
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .pop();
+                p.body = spare.unwrap_or_default();
+                p.body.clear();
+                p.body.reserve_exact(want);
+            }
+            let offset = p.body.len() as u32;
+            p.entries.push(PackEntry {
+                id,
+                kind,
+                offset,
+                length: sealed.len() as u32,
+                raw_len: plain.len() as u32,
+                compressed,
+            });
+            p.body.extend_from_slice(&sealed);
+            if p.body.len() >= target {
+                Some(std::mem::take(&mut *p))
+            } else {
+                None
+            }
+        };
+        if let Some(p) = full {
+            self.write_pack(p)?;
+        }
+        Ok((id, plain.len() as u64))
+    }
+
+    /// Hands a full pack to the writer thread (started on first use), so that the threads that
+    /// chunk and compress never wait for the disk. At most one pack waits in the queue.
+    fn write_pack(&self, p: Packer) -> Result<()> {
+        self.check_writer()?;
+        if p.entries.is_empty() {
+            return Ok(());
+        }
+        let bytes = format::finish_pack(&self.keys, p.body, &p.entries);
+        let id = PackId::hash_of(&bytes);
+        self.send(WriterMsg::Pack(id, bytes, p.entries))
+    }
+
+    fn send(&self, msg: WriterMsg) -> Result<()> {
+        let tx = {
+            let mut w = self
+                .packing
+                .writer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if w.is_none() {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<WriterMsg>(1);
+                let backend = self.backend.clone();
+                let written = self.packing.written.clone();
+                std::thread::Builder::new()
+                    .name("bakfs-pack-writer".into())
+                    .spawn(move || {
+                        for msg in rx {
+                            match msg {
+                                WriterMsg::Pack(id, bytes, entries) => {
+                                    if written
+                                        .error
+                                        .lock()
+                                        .unwrap_or_else(|p| p.into_inner())
+                                        .is_some()
+                                    {
+                                        continue;
+                                    }
+                                    match backend.write(FileKind::Pack, &id.to_hex(), &bytes) {
+                                        Ok(()) => {
+                                            written
+                                                .packs
+                                                .lock()
+                                                .unwrap_or_else(|p| p.into_inner())
+                                                .push(IndexPack {
+                                                    id,
+                                                    size: bytes.len() as u64,
+                                                    blobs: entries,
+                                                });
+                                            let mut spare = written
+                                                .spare
+                                                .lock()
+                                                .unwrap_or_else(|p| p.into_inner());
+                                            if spare.len() < SPARE_PACK_BUFFERS {
+                                                spare.push(bytes);
+                                            }
+                                        }
+                                        Err(e) => {
+                                            *written
+                                                .error
+                                                .lock()
+                                                .unwrap_or_else(|p| p.into_inner()) =
+                                                Some(Error::io(format!("writing pack {id}"), e))
+                                        }
+                                    }
+                                }
+                                WriterMsg::Barrier(done) => {
+                                    let _ = done.send(());
+                                }
+                            }
+                        }
+                    })
+                    .map_err(|e| Error::io("starting the pack writer", e))?;
+                *w = Some(tx);
+            }
+            w.clone()
+        };
+        match tx {
+            Some(tx) => tx
+                .send(msg)
+                .map_err(|_| Error::Invalid("pack writer stopped".into())),
+            None => Err(Error::Invalid("pack writer stopped".into())),
+        }
+    }
+
+    /// Fails if the writer thread failed (a full disk, say): the first caller gets the error,
+    /// every later one a reminder of it, so no later write or flush can look successful.
+    fn check_writer(&self) -> Result<()> {
+        let mut err = self
+            .packing
+            .written
+            .error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match err.take() {
+            Some(e) => {
+                *err = Some(Error::Invalid(format!("an earlier pack write failed: {e}")));
+                Err(e)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until every pack handed to the writer is durable; returns them.
+    fn drain_writer(&self) -> Result<Vec<IndexPack>> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.send(WriterMsg::Barrier(tx))?;
+        rx.recv()
+            .map_err(|_| Error::Invalid("pack writer stopped".into()))?;
+        self.check_writer()?;
+        Ok(std::mem::take(
+            &mut *self
+                .packing
+                .written
+                .packs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        ))
+    }
+
+    /// Writes the partly filled packs and an index file for every pack written since the last
+    /// flush, then adds them to the in-memory index. After it returns, everything saved is
+    /// durable and findable. Returns the packs written.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn flush(&self) -> Result<Vec<IndexPack>> {
+        for packer in [&self.packing.data_packer, &self.packing.tree_packer] {
+            let p = std::mem::take(&mut *packer.lock().unwrap_or_else(|p| p.into_inner()));
+            self.write_pack(p)?;
+        }
+        let packs = self.drain_writer()?;
+        if packs.is_empty() {
+            return Ok(packs);
+        }
+        self.write_index(&IndexFile {
+            packs: packs.clone(),
+        })?;
+        {
+            let mut idx = self.index.write().unwrap_or_else(|p| p.into_inner());
+            let mut sizes = self.pack_sizes.write().unwrap_or_else(|p| p.into_inner());
+            for p in &packs {
+                sizes.insert(p.id, p.size);
+                for e in &p.blobs {
+                    idx.insert(
+                        e.id,
+                        BlobLocation {
+                            pack: p.id,
+                            entry: *e,
+                        },
+                    );
+                }
+            }
+        }
+        self.packing
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        Ok(packs)
+    }
+
+    /// Writes the partly filled packs and returns every pack written since the last flush,
+    /// without writing an index (prune writes one index for everything).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn flush_packs_only(&self) -> Result<Vec<IndexPack>> {
+        for packer in [&self.packing.data_packer, &self.packing.tree_packer] {
+            let p = std::mem::take(&mut *packer.lock().unwrap_or_else(|p| p.into_inner()));
+            self.write_pack(p)?;
+        }
+        self.packing
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.drain_writer()
+    }
+}

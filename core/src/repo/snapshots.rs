@@ -1,0 +1,105 @@
+//! Snapshot manifests: written last by a backup, read and selected by every other command.
+
+use rayon::prelude::*;
+
+use super::Repository;
+use crate::error::{Error, Result};
+use crate::format::id::SnapshotId;
+use crate::format::{self, Snapshot};
+use crate::repo::backend::FileKind;
+
+impl Repository {
+    /// Writes a snapshot manifest (call after [`Repository::flush`]).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn save_snapshot(&self, s: &Snapshot) -> Result<SnapshotId> {
+        let bytes = format::seal_snapshot(&self.keys, s);
+        let id = SnapshotId::hash_of(&bytes);
+        self.backend
+            .write(FileKind::Snapshot, &id.to_hex(), &bytes)
+            .map_err(|e| Error::io(format!("writing snapshot {id}"), e))?;
+        Ok(id)
+    }
+
+    /// All readable snapshots, oldest first. A damaged manifest is skipped with a warning and
+    /// listed by [`Repository::damaged`].
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let names = self
+            .backend
+            .list(FileKind::Snapshot)
+            .map_err(|e| Error::io("snapshots/", e))?;
+        let results: Vec<(String, Result<(SnapshotId, Snapshot)>)> = names
+            .par_iter()
+            .filter_map(|n| SnapshotId::from_hex(n).ok().map(|id| (id, n)))
+            .map(|(id, n)| {
+                let r = self
+                    .backend
+                    .read(FileKind::Snapshot, n)
+                    .map_err(|e| Error::io(format!("snapshot {n}"), e))
+                    .and_then(|raw| Ok((id, format::open_snapshot(&self.keys, n, &raw)?)));
+                (n.clone(), r)
+            })
+            .collect();
+        let mut v = Vec::new();
+        let mut damaged = self.damaged.lock().unwrap_or_else(|p| p.into_inner());
+        damaged.retain(|(n, _)| !n.starts_with("snapshot "));
+        for (n, r) in results {
+            match r {
+                Ok(x) => v.push(x),
+                Err(e @ Error::Damaged { .. }) => {
+                    tracing::warn!("{e}: skipped (remove it with `bakfs forget {}`)", &n[..8]);
+                    damaged.push((format!("snapshot {n}"), e.to_string()));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        drop(damaged);
+        v.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
+        Ok(v)
+    }
+
+    /// Finds a snapshot by `latest` or a unique id prefix (at least 4 hex digits).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if none or several match.
+    pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
+        let all = self.snapshots()?;
+        if spec == "latest" {
+            return all
+                .into_iter()
+                .last()
+                .ok_or_else(|| Error::NotFound("the repository has no snapshots".into()));
+        }
+        let spec_l = spec.to_ascii_lowercase();
+        if spec_l.len() < 4 || !spec_l.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::NotFound(format!(
+                "snapshot {spec:?}: give `latest` or at least 4 hex digits of an id"
+            )));
+        }
+        let mut m: Vec<_> = all
+            .into_iter()
+            .filter(|(id, _)| id.to_hex().starts_with(&spec_l))
+            .collect();
+        match m.len() {
+            0 => Err(Error::NotFound(format!("no snapshot matches {spec:?}"))),
+            1 => Ok(m.remove(0)),
+            n => Err(Error::NotFound(format!(
+                "{n} snapshots match {spec:?}; give more digits"
+            ))),
+        }
+    }
+
+    /// Removes a snapshot manifest.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn remove_snapshot(&self, id: &SnapshotId) -> Result<()> {
+        self.backend
+            .remove(FileKind::Snapshot, &id.to_hex())
+            .map_err(|e| Error::io(format!("snapshot {id}"), e))
+    }
+}
