@@ -104,7 +104,11 @@ fn pack_path(repo: &Path, hex: &str) -> PathBuf {
 
 /// The pack(s) holding the content of `file` in snapshot `snap`, read through the library.
 fn packs_of_file(e: &Env, snap: &str, file: &Path) -> BTreeSet<String> {
-    let repo = Repository::open(&e.repo, PASSWORD).unwrap();
+    let repo = Repository::open(
+        std::sync::Arc::new(bakfs_core::repo::backend::LocalBackend::new(&e.repo)),
+        PASSWORD,
+    )
+    .unwrap();
     let (_, s) = repo.find_snapshot(snap).unwrap();
     let node = bakfs_core::restore::find_node(&repo, &s.tree, file.to_str().unwrap())
         .unwrap()

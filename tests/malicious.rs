@@ -55,7 +55,11 @@ impl Crafter {
         fs::create_dir_all(&src).unwrap();
         fs::write(src.join("t"), "template").unwrap();
         e.ok(&["backup", src.to_str().unwrap()]);
-        let repo = Repository::open(&e.repo, b"correct horse").unwrap();
+        let repo = Repository::open(
+            std::sync::Arc::new(bakfs_core::repo::backend::LocalBackend::new(&e.repo)),
+            b"correct horse",
+        )
+        .unwrap();
         let (_, snap) = repo.find_snapshot("latest").unwrap();
         let template =
             bakfs_core::restore::find_node(&repo, &snap.tree, src.join("t").to_str().unwrap())

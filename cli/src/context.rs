@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use bakfs_core::catalog::Catalog;
+use bakfs_core::repo::backend::Location;
 use bakfs_core::repo::Repository;
 
 use crate::args::Global;
-use bakfs_core::settings::{self as config, Config};
+use bakfs_core::settings::Config;
 
 /// A password held in memory, wiped on drop.
 pub type Secret = zeroize::Zeroizing<Vec<u8>>;
@@ -20,7 +21,7 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(global: Global) -> Result<Self> {
-        let (config, _) = config::load(global.config.as_deref())?;
+        let (config, _) = bakfs_host::paths::load_config(global.config.as_deref())?;
         Ok(Self { global, config })
     }
 
@@ -30,6 +31,11 @@ impl Ctx {
             .clone()
             .or_else(|| self.config.repository.clone())
             .ok_or_else(|| anyhow!("no repository given: use --repo PATH, BAKFS_REPO or `repository` in the config file"))
+    }
+
+    /// The repository's location ([`Ctx::repo_path`] read by the backend factory).
+    pub fn location(&self) -> Result<Location> {
+        Location::parse(&self.repo_path()?).map_err(|e| anyhow!(e))
     }
 
     fn read_password_file(p: &Path) -> Result<Secret> {
@@ -97,9 +103,9 @@ impl Ctx {
     }
 
     pub fn open_repo(&self) -> Result<Repository> {
-        let path = self.repo_path()?;
+        let backend = self.location()?.backend();
         let pw = self.password()?;
-        Ok(Repository::open(&path, &pw)?)
+        Ok(Repository::open(backend, &pw)?)
     }
 
     /// A shared lock for a command that only reads, so that prune cannot delete data under it.
@@ -125,7 +131,7 @@ impl Ctx {
     }
 
     pub fn state_dir(&self) -> PathBuf {
-        config::state_dir(self.global.state_dir.as_deref(), &self.config)
+        bakfs_host::paths::state_dir(self.global.state_dir.as_deref(), &self.config)
     }
 
     pub fn catalog(&self) -> Result<Catalog> {

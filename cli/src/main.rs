@@ -57,16 +57,7 @@ fn main() -> ExitCode {
         2 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BAKFS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colours only on a terminal: not in the journal, a log file or a pipe.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .without_time()
-        .init();
+    bakfs_host::logging::init(level, bakfs_host::logging::Style::Command);
     match cmd::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -1,13 +1,11 @@
 //! The error type of bakfs-core.
 
-use std::path::PathBuf;
-
 /// Everything that can go wrong in the core. Each variant names what failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No repository at this location.
     #[error("{0}: not a bakfs repository (no config file)")]
-    NotARepository(PathBuf),
+    NotARepository(String),
     /// The repository was made by a newer bakfs.
     #[error(
         "repository format version {found} is not supported (this bakfs reads version {supported})"

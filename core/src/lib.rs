@@ -3,7 +3,9 @@
 //!
 //! ```no_run
 //! use bakfs_core::{format::crypto::KdfParams, repo::Repository};
-//! let repo = Repository::init(std::path::Path::new("/tmp/repo"), b"pw", KdfParams::recommended(), "me".into())?;
+//! use bakfs_core::repo::backend::Location;
+//! let backend = Location::parse("/tmp/repo".as_ref()).map_err(bakfs_core::Error::Invalid)?.backend();
+//! let repo = Repository::init(backend, b"pw", KdfParams::recommended(), "me".into())?;
 //! println!("{}", repo.id());
 //! # Ok::<(), bakfs_core::Error>(())
 //! ```
@@ -17,12 +19,12 @@ pub mod check;
 pub mod error;
 pub mod forget;
 pub mod format;
+pub mod fsio;
 pub mod medium;
 pub mod meta;
 pub mod prune;
 pub mod repo;
 pub mod restore;
-pub mod sd_notify;
 pub mod settings;
 pub mod timefmt;
 pub mod vfs;

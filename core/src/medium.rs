@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::fsio::{self, Durability, Writers};
+
 /// The directory on a medium's filesystem that holds bakfs's files.
 pub const DIR: &str = "bakfs";
 /// The identity file inside [`DIR`].
@@ -167,30 +169,15 @@ pub fn read_identity(root: &Path) -> Result<Identity> {
     Ok(id)
 }
 
-/// Writes `bytes` to `dir/name` atomically (temporary file, fsync, rename, directory fsync).
+/// Writes `bytes` to `dir/name` atomically and durably (the identity, the ledger).
 ///
 /// # Errors
 /// I/O errors; the temporary file is removed.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let tmp = dir.join(format!(".tmp-{name}"));
-    let path = dir.join(name);
-    let r = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        crate::repo::backend::sync_dir(dir)
-    })();
-    if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    r.map_err(io(&path))
+    fsio::write_atomic(dir, name, Durability::Synced, Writers::One, |f| {
+        f.write_all(bytes)
+    })
+    .map_err(io(&dir.join(name)))
 }
 
 /// Creates the medium directory `<fs>/bakfs` with its identity.
@@ -213,91 +200,6 @@ pub fn create(fs_root: &Path, id: &Identity) -> Result<PathBuf> {
     let json = serde_json::to_vec_pretty(id).map_err(|e| MediumError::Tool(e.to_string()))?;
     write_atomic(&root, IDENTITY, &json)?;
     Ok(root)
-}
-
-/// What `blkid` says of a block device's filesystem.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FsInfo {
-    pub uuid: String,
-    pub label: Option<String>,
-    pub fs_type: String,
-}
-
-/// Filesystems mediad mounts. Others are refused rather than guessed at.
-pub const FS_TYPES: &[&str] = &["ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", "exfat"];
-
-/// Probes a block device with `blkid -p` (util-linux).
-///
-/// # Errors
-/// [`MediumError::Tool`] if blkid fails or finds no filesystem UUID.
-pub fn probe(device: &Path) -> Result<FsInfo> {
-    let out = std::process::Command::new("blkid")
-        .args(["-p", "-o", "export"])
-        .arg(device)
-        .output()
-        .map_err(|e| MediumError::Tool(format!("running blkid: {e}")))?;
-    if !out.status.success() {
-        return Err(MediumError::Tool(format!(
-            "{}: no filesystem found (blkid exit {}); make one first, e.g. mkfs.ext4 -L LABEL {}",
-            device.display(),
-            out.status.code().unwrap_or(-1),
-            device.display()
-        )));
-    }
-    let mut info = FsInfo::default();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        match line.split_once('=') {
-            Some(("UUID", v)) => info.uuid = v.to_string(),
-            Some(("LABEL", v)) => info.label = Some(v.to_string()),
-            Some(("TYPE", v)) => info.fs_type = v.to_string(),
-            _ => {}
-        }
-    }
-    if info.uuid.is_empty() || info.fs_type.is_empty() {
-        return Err(MediumError::Tool(format!(
-            "{}: blkid reports no filesystem UUID",
-            device.display()
-        )));
-    }
-    Ok(info)
-}
-
-/// Mounts `device` (a filesystem of `fs_type`) at `target` with nosuid, nodev, noexec.
-///
-/// # Errors
-/// An unsupported filesystem type; the mount(2) error.
-pub fn mount_private(device: &Path, fs_type: &str, target: &Path) -> Result<()> {
-    use nix::mount::MsFlags;
-    if !FS_TYPES.contains(&fs_type) {
-        return Err(unsafe_(
-            device,
-            format!("filesystem type {fs_type:?} is not one bakfs mounts"),
-        ));
-    }
-    std::fs::create_dir_all(target).map_err(io(target))?;
-    nix::mount::mount(
-        Some(device),
-        target,
-        Some(fs_type),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_NOATIME,
-        None::<&str>,
-    )
-    .map_err(|e| io(target)(e.into()))
-}
-
-/// Unmounts `target`; if it is busy or its device is gone, detaches it lazily.
-///
-/// # Errors
-/// The umount2(2) error.
-pub fn unmount(target: &Path) -> Result<()> {
-    use nix::mount::MntFlags;
-    match nix::mount::umount2(target, MntFlags::empty()) {
-        Ok(()) => Ok(()),
-        Err(nix::errno::Errno::EINVAL) => Ok(()), // not mounted
-        Err(_) => {
-            nix::mount::umount2(target, MntFlags::MNT_DETACH).map_err(|e| io(target)(e.into()))
-        }
-    }
 }
 
 /// Free bytes on the filesystem holding `path` (for an unprivileged writer).

@@ -1,5 +1,5 @@
-//! The configuration file (TOML), read by `bakfs` and `bakfs-mediad` alike, and the state
-//! directory rule they share.
+//! The configuration file (TOML), read by `bakfs` and `bakfs-mediad` alike. Where it is (and
+//! where the state directory is) is the binaries' business: `bakfs_host::paths`.
 //!
 //! ```toml
 //! repository = "/var/lib/bakfs/repo"
@@ -72,32 +72,16 @@ pub struct Job {
     pub retention: KeepPolicy,
 }
 
-/// Finds and reads the configuration: `explicit`, else the XDG location, else /etc.
+/// Reads the configuration file at `path`.
 ///
 /// # Errors
-/// The file cannot be read, is not valid TOML, has unknown keys or a bad `rpo`.
-pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), SettingsError> {
-    let path = match explicit {
-        Some(p) => Some(p.to_path_buf()),
-        None => {
-            let xdg = std::env::var_os("XDG_CONFIG_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
-            let candidates = xdg
-                .map(|x| x.join("bakfs/config.toml"))
-                .into_iter()
-                .chain([PathBuf::from("/etc/bakfs/bakfs.toml")]);
-            candidates.into_iter().find(|p| p.is_file())
-        }
-    };
-    let Some(path) = path else {
-        return Ok((Config::default(), None));
-    };
+/// The file cannot be read, is not valid TOML, has unknown keys or a bad duration.
+pub fn read(path: &Path) -> Result<Config, SettingsError> {
     let err = |msg: String| SettingsError {
-        path: path.clone(),
+        path: path.to_path_buf(),
         msg,
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     let cfg: Config = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
     for (name, job) in &cfg.jobs {
         if let Some(r) = &job.rpo {
@@ -108,24 +92,5 @@ pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), Settin
         crate::timefmt::parse_duration(r)
             .map_err(|e| err(format!("mediad: reverify_after: {e}")))?;
     }
-    Ok((cfg, Some(path)))
-}
-
-/// The state directory (catalog, logs): `explicit` (`--state-dir`, `BAKFS_STATE_DIR`), else the
-/// config's `state_dir`, else `$XDG_STATE_HOME/bakfs`, else `/var/lib/bakfs` for root, else
-/// `~/.local/state/bakfs`.
-pub fn state_dir(explicit: Option<&Path>, cfg: &Config) -> PathBuf {
-    if let Some(d) = explicit.or(cfg.state_dir.as_deref()) {
-        return d.to_path_buf();
-    }
-    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
-        return PathBuf::from(x).join("bakfs");
-    }
-    if nix::unistd::geteuid().is_root() {
-        return PathBuf::from("/var/lib/bakfs");
-    }
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp"))
-        .join(".local/state/bakfs")
+    Ok(cfg)
 }

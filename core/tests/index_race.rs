@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bakfs_core::format::crypto::KdfParams;
 use bakfs_core::format::id::{BlobId, PackId};
 use bakfs_core::format::{BlobKind, IndexFile, IndexPack, PackEntry};
-use bakfs_core::repo::backend::FileKind;
+use bakfs_core::repo::backend::{FileKind, LocalBackend};
 use bakfs_core::repo::Repository;
 
 fn index_with(n: u32, packs: u32) -> IndexFile {
@@ -38,7 +38,13 @@ fn open_while_index_files_are_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("repo");
     let pw = b"index race";
-    let repo = Repository::init(&root, pw, KdfParams::weak_for_tests(), "test".into()).unwrap();
+    let repo = Repository::init(
+        Arc::new(LocalBackend::new(&root)),
+        pw,
+        KdfParams::weak_for_tests(),
+        "test".into(),
+    )
+    .unwrap();
     for n in 0..8 {
         repo.write_index(&index_with(n, 50)).unwrap();
     }
@@ -63,7 +69,7 @@ fn open_while_index_files_are_replaced() {
         })
     };
     for round in 0..300 {
-        let r = Repository::open(&root, pw)
+        let r = Repository::open(Arc::new(LocalBackend::new(&root)), pw)
             .unwrap_or_else(|e| panic!("open in round {round} while the index changed: {e}"));
         // Every index written holds the same 50 blob ids.
         assert_eq!(r.index_snapshot().len(), 50, "round {round}");

@@ -9,10 +9,11 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use bakfs_core::fsio::{self, Durability, Writers};
 use bakfs_core::medium;
 
 const BUF: usize = 1 << 20;
@@ -92,6 +93,16 @@ impl std::fmt::Display for CopyError {
     }
 }
 
+/// Errors of creating, renaming or syncing a file on the medium.
+impl From<std::io::Error> for CopyError {
+    fn from(e: std::io::Error) -> Self {
+        match e.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => CopyError::Full(format!("writing: {e}")),
+            _ => CopyError::Io(format!("writing to the medium: {e}")),
+        }
+    }
+}
+
 fn io_err(what: &Path, e: &std::io::Error) -> CopyError {
     match e.raw_os_error() {
         Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
@@ -159,55 +170,37 @@ pub fn copy_in(
         medium::ensure_dir(&dst_root.join("data")).map_err(|e| CopyError::Io(e.to_string()))?;
     }
     medium::ensure_dir(&dir).map_err(|e| CopyError::Io(e.to_string()))?;
-    let tmp = dir.join(format!(".tmp-{name}"));
-    let r = (|| {
-        let mut input = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(src)
-            .map_err(|e| CopyError::Io(format!("{}: {e}", src.display())))?;
-        let _ = std::fs::remove_file(&tmp);
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .map_err(|e| io_err(&tmp, &e))?;
+    let mut input = bakfs_core::fsio::open_nofollow(src)
+        .map_err(|e| CopyError::Io(format!("{}: {e}", src.display())))?;
+    // Written through `.tmp-<name>` (one left by a medium pulled mid-copy is replaced) and not
+    // synced here: the job syncs the filesystem once per batch and reads every file back.
+    fsio::write_atomic(&dir, name, Durability::Deferred, Writers::One, |out| {
         if cancel.load(Ordering::Relaxed) {
             return Err(CopyError::Cancelled);
         }
-        let (hash, n) = if kind.content_addressed() {
+        if kind.content_addressed() {
             // In-kernel copy (copy_file_range); the read-back checks the bytes against the
             // name, and [`source_matches`] tells a damaged source from a bad copy.
-            let n = std::io::copy(&mut input, &mut out).map_err(|e| io_err(&tmp, &e))?;
+            let n = std::io::copy(&mut input, out).map_err(|e| io_err(&dst, &e))?;
             let want = blake3::Hash::from_hex(name)
                 .map_err(|_| CopyError::Io(format!("{name}: not a blake3 name")))?;
-            (want, n)
-        } else {
-            // Small files named otherwise (config, keys): hash what is copied.
-            let mut raw = Vec::new();
-            input
-                .take(MAX_SMALL + 1)
-                .read_to_end(&mut raw)
-                .map_err(|e| CopyError::Io(format!("{}: {e}", src.display())))?;
-            if raw.len() as u64 > MAX_SMALL {
-                return Err(CopyError::SourceDamaged(format!(
-                    "{} is larger than {MAX_SMALL} bytes",
-                    src.display()
-                )));
-            }
-            out.write_all(&raw).map_err(|e| io_err(&tmp, &e))?;
-            (blake3::hash(&raw), raw.len() as u64)
-        };
-        out.flush().map_err(|e| io_err(&tmp, &e))?;
-        std::fs::rename(&tmp, &dst).map_err(|e| io_err(&dst, &e))?;
-        Ok((hash, n))
-    })();
-    if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    r
+            return Ok((want, n));
+        }
+        // Small files named otherwise (config, keys): hash what is copied.
+        let mut raw = Vec::new();
+        (&mut input)
+            .take(MAX_SMALL + 1)
+            .read_to_end(&mut raw)
+            .map_err(|e| CopyError::Io(format!("{}: {e}", src.display())))?;
+        if raw.len() as u64 > MAX_SMALL {
+            return Err(CopyError::SourceDamaged(format!(
+                "{} is larger than {MAX_SMALL} bytes",
+                src.display()
+            )));
+        }
+        out.write_all(&raw).map_err(|e| io_err(&dst, &e))?;
+        Ok((blake3::hash(&raw), raw.len() as u64))
+    })
 }
 
 /// Whether the primary's file `src` still hashes to `name` (after a read-back mismatch: a damaged

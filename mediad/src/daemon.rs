@@ -304,5 +304,5 @@ fn twin_free(slots: &HashMap<PathBuf, Slot>, uuid: &str, node: &Path) -> bool {
 
 /// Tells systemd (if it started us with `Type=notify`) about our state.
 fn sd_notify(msg: &str) {
-    bakfs_core::sd_notify::notify(std::env::var_os("NOTIFY_SOCKET").as_deref(), msg);
+    bakfs_host::notify::notify(msg);
 }

@@ -49,7 +49,7 @@ struct Args {
 }
 
 fn setup(a: &Args) -> Result<rotate::Setup> {
-    let (cfg, _) = bakfs_core::settings::load(a.config.as_deref())?;
+    let (cfg, _) = bakfs_host::paths::load_config(a.config.as_deref())?;
     let repo_root = a
         .repo
         .clone()
@@ -57,8 +57,9 @@ fn setup(a: &Args) -> Result<rotate::Setup> {
         .ok_or_else(|| anyhow!("no repository given: use --repo PATH, BAKFS_REPO or `repository` in the config file"))?;
     let repo_root = std::path::absolute(&repo_root)?;
     // Its errors name the path.
-    let config = bakfs_core::repo::Repository::read_config(&repo_root)?;
-    let state = bakfs_core::settings::state_dir(a.state_dir.as_deref(), &cfg);
+    let config =
+        bakfs_core::repo::read_config(&bakfs_core::repo::backend::LocalBackend::new(&repo_root))?;
+    let state = bakfs_host::paths::state_dir(a.state_dir.as_deref(), &cfg);
     let reverify_after = a
         .reverify_after
         .as_deref()
@@ -82,15 +83,7 @@ fn main() -> ExitCode {
         1 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BAKFS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colours only on a terminal: not in the journal, a log file or a pipe.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+    bakfs_host::logging::init(level, bakfs_host::logging::Style::Daemon);
     let r = setup(&a).and_then(|s| daemon::run(&s, a.once));
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,6 +16,7 @@ use bakfs_core::catalog::{Catalog, MediumFile, MediumRecord, MediumRun, MediumSn
 use bakfs_core::forget::KeepPolicy;
 use bakfs_core::medium;
 use bakfs_core::repo::backend::{Backend, FileKind, LocalBackend};
+use bakfs_host::mounts;
 
 use crate::copy::{self, CopyError, Kind};
 use crate::plan;
@@ -103,7 +104,7 @@ pub fn run(setup: &Setup, m: &MediumRecord, dev: &Device, cancel: &AtomicBool) -
                     tracing::warn!(medium = %m.label, "writing the ledger onto the medium: {e}");
                 }
             }
-            if let Err(e) = medium::unmount(&mp) {
+            if let Err(e) = mounts::unmount(&mp) {
                 tracing::warn!(medium = %m.label, "unmounting {}: {e}", mp.display());
             }
             tracing::debug!(
@@ -164,8 +165,8 @@ fn outcome(
 
 fn mount(dev: &Device, mp: &Path) -> Result<(), CopyError> {
     // A mount left by a killed daemon.
-    let _ = medium::unmount(mp);
-    medium::mount_private(&dev.devnode, &dev.fs_type, mp).map_err(|e| {
+    let _ = mounts::unmount(mp);
+    mounts::mount_private(&dev.devnode, &dev.fs_type, mp).map_err(|e| {
         if still_there(&dev.devnode) {
             CopyError::Io(format!("mounting {}: {e}", dev.devnode.display()))
         } else {

@@ -18,24 +18,22 @@ fn kdf() -> KdfParams {
 }
 
 pub fn init(ctx: &Ctx) -> Result<u8> {
-    let path = ctx.repo_path()?;
+    let location = ctx.location()?;
     let pw = ctx.password_for_init()?;
-    let repo = Repository::init(&path, &pw, kdf(), comment())?;
+    let repo = Repository::init(location.backend(), &pw, kdf(), comment())?;
     if let Ok(mut cat) = ctx.catalog() {
         let _ = cat.touch_repository(
             &repo.id().to_hex(),
-            &path.display().to_string(),
+            &location.to_string(),
             bakfs_core::timefmt::now_ns(),
         );
     }
     if ctx.global.json {
-        ctx.print_json(&serde_json::json!({"id": repo.id().to_hex(), "path": path}))?;
+        ctx.print_json(
+            &serde_json::json!({"id": repo.id().to_hex(), "path": location.to_string()}),
+        )?;
     } else {
-        println!(
-            "created repository {} at {}",
-            repo.id().short(),
-            path.display()
-        );
+        println!("created repository {} at {}", repo.id().short(), location);
         println!("keep the password safe: without it the data cannot be read");
     }
     Ok(0)

@@ -268,12 +268,10 @@ fn prune_repo(ctx: &Ctx, repo: &bakfs_core::repo::Repository, dry_run: bool) -> 
 }
 
 pub fn unlock(ctx: &Ctx, all: bool) -> Result<u8> {
-    let path = ctx.repo_path()?;
-    let backend = bakfs_core::repo::backend::LocalBackend::new(&path);
-    if !path.join("config").exists() {
-        return Err(bakfs_core::Error::NotARepository(path).into());
-    }
-    let removed = lock::unlock(&backend, all)?;
+    let backend = ctx.location()?.backend();
+    // Needs no password: only that it is a repository.
+    bakfs_core::repo::read_config(backend.as_ref())?;
+    let removed = lock::unlock(backend.as_ref(), all)?;
     if ctx.global.json {
         ctx.print_json(&removed)?;
     } else {
@@ -301,11 +299,7 @@ fn rebuild_catalog(
             .collect();
         items.push((crate::context::snapshot_record(&repo_id, &id, &s), packs));
     }
-    cat.touch_repository(
-        &repo_id,
-        &ctx.repo_path()?.display().to_string(),
-        timefmt::now_ns(),
-    )?;
+    cat.touch_repository(&repo_id, &ctx.location()?.to_string(), timefmt::now_ns())?;
     cat.replace_repository_contents(&repo_id, &items)?;
     Ok(items.len())
 }

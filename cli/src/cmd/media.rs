@@ -7,8 +7,8 @@ use anyhow::{bail, Context, Result};
 use bakfs_core::catalog::{Catalog, MediumRecord};
 use bakfs_core::format::id::MediumId;
 use bakfs_core::medium::{self, Identity};
-use bakfs_core::repo::Repository;
 use bakfs_core::timefmt;
+use bakfs_host::mounts;
 use serde_json::json;
 
 use crate::args::{EnrollArgs, MediaCmd};
@@ -69,19 +69,20 @@ fn enroll(ctx: &Ctx, a: EnrollArgs) -> Result<u8> {
     if !meta.file_type().is_block_device() {
         bail!("{} is not a block device", a.device.display());
     }
-    let repo_root = ctx.repo_path()?;
-    let repo_id = Repository::read_config(&repo_root)?.id.to_hex();
+    let repo_id = bakfs_core::repo::read_config(ctx.location()?.backend().as_ref())?
+        .id
+        .to_hex();
     let mut policy = a.keep.policy()?;
     if policy.is_empty() {
         policy.last = Some(3);
     }
-    let fs = medium::probe(&a.device)?;
-    if !medium::FS_TYPES.contains(&fs.fs_type.as_str()) {
+    let fs = mounts::probe(&a.device)?;
+    if !mounts::FS_TYPES.contains(&fs.fs_type.as_str()) {
         bail!(
             "{}: filesystem {} is not supported for media (use one of {})",
             a.device.display(),
             fs.fs_type,
-            medium::FS_TYPES.join(", ")
+            mounts::FS_TYPES.join(", ")
         );
     }
     let mut cat = ctx.catalog()?;
@@ -118,7 +119,7 @@ fn enroll(ctx: &Ctx, a: EnrollArgs) -> Result<u8> {
         enrolled_ns: now,
     };
     let mp = std::env::temp_dir().join(format!("bakfs-enroll-{}", std::process::id()));
-    medium::mount_private(&a.device, &fs.fs_type, &mp)?;
+    mounts::mount_private(&a.device, &fs.fs_type, &mp)?;
     let r = (|| -> Result<MediumRecord> {
         let root = medium::create(&mp, &ident)?;
         let rec = MediumRecord {
@@ -149,7 +150,7 @@ fn enroll(ctx: &Ctx, a: EnrollArgs) -> Result<u8> {
         Ok(rec)
     })();
     nix::unistd::sync();
-    let um = medium::unmount(&mp);
+    let um = mounts::unmount(&mp);
     let _ = std::fs::remove_dir(&mp);
     let rec = r?;
     um?;

@@ -101,7 +101,7 @@ fn serve(ctx: &Ctx, a: &MountArgs, signals: SigSet) -> Result<u8> {
 
 /// Tells systemd (if it started us with `Type=notify`) about our state.
 fn sd_notify(msg: &str) {
-    bakfs_core::sd_notify::notify(std::env::var_os("NOTIFY_SOCKET").as_deref(), msg);
+    bakfs_host::notify::notify(msg);
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {

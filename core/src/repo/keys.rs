@@ -4,7 +4,38 @@ use super::Repository;
 use crate::error::{Error, Result};
 use crate::format::crypto::{KdfParams, MasterKey, WrappedKey};
 use crate::format::id::KeyId;
-use crate::repo::backend::FileKind;
+use crate::repo::backend::{Backend, FileKind};
+
+/// Tries every key wrapping in `keys/` (in name order) until one opens with `passphrase`.
+///
+/// # Errors
+/// [`Error::WrongPassword`] if none does (or the damage of an unreadable key file, if one was
+/// seen); I/O errors.
+pub(super) fn unwrap_any(backend: &dyn Backend, passphrase: &[u8]) -> Result<(MasterKey, KeyId)> {
+    let names = backend
+        .list(FileKind::Key)
+        .map_err(|e| Error::io(format!("{}/keys", backend.location()), e))?;
+    let mut damaged = None;
+    for name in names {
+        let Ok(kid) = KeyId::from_hex(&name) else {
+            continue;
+        };
+        let raw = backend
+            .read(FileKind::Key, &name)
+            .map_err(|e| Error::io(format!("key {name}"), e))?;
+        let w: WrappedKey = match serde_json::from_slice(&raw) {
+            Ok(w) => w,
+            Err(e) => {
+                damaged = Some(Error::damaged(format!("key {name}"), e.to_string()));
+                continue;
+            }
+        };
+        if let Ok(master) = w.unwrap_key(passphrase) {
+            return Ok((master, kid));
+        }
+    }
+    Err(damaged.unwrap_or(Error::WrongPassword))
+}
 
 impl Repository {
     /// The key wrappings, with ids.

@@ -17,7 +17,7 @@ use crate::format::chunker::{Chunker, ChunkerParams};
 use crate::format::crypto::{KdfParams, Keys, MasterKey, WrappedKey};
 use crate::format::id::{BlobId, KeyId, PackId, RepoId};
 use crate::format::{self, Config, PackEntry, Tree};
-use crate::repo::backend::{Backend, FileKind, LocalBackend};
+use crate::repo::backend::{Backend, FileKind};
 
 /// Where a blob is.
 #[derive(Debug, Clone, Copy)]
@@ -45,11 +45,15 @@ pub struct Repository {
     medium: bool,
 }
 
-fn read_config(backend: &dyn Backend, root: &std::path::Path) -> Result<Config> {
+/// Reads and bounds the plaintext `config` (design.md §3.1).
+///
+/// # Errors
+/// [`Error::NotARepository`], [`Error::UnsupportedVersion`], a damaged or implausible config.
+pub fn read_config(backend: &dyn Backend) -> Result<Config> {
     let raw = match backend.read(FileKind::Config, "config") {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::NotARepository(root.to_path_buf()))
+            return Err(Error::NotARepository(backend.location()))
         }
         Err(e) => return Err(Error::io(format!("{}/config", backend.location()), e)),
     };
@@ -96,34 +100,22 @@ fn in_pack(err: Error, loc: &BlobLocation) -> Error {
 }
 
 impl Repository {
-    /// Creates a new repository in the directory `root` with a first key wrapped by `passphrase`.
+    /// Creates a new repository at `backend` (a missing or empty place) with a first key
+    /// wrapped by `passphrase`.
     ///
     /// # Errors
-    /// If `root` already holds a repository or other files, or on I/O errors.
+    /// If the place already holds a repository or other files, or on I/O errors.
     pub fn init(
-        root: &std::path::Path,
+        backend: Arc<dyn Backend>,
         passphrase: &[u8],
         kdf: KdfParams,
         comment: String,
     ) -> Result<Repository> {
-        if root.join("config").exists() {
-            return Err(Error::Invalid(format!(
-                "{}: a repository already exists here",
-                root.display()
-            )));
-        }
-        if let Ok(mut rd) = std::fs::read_dir(root) {
-            if rd.next().is_some() {
-                return Err(Error::Invalid(format!(
-                    "{}: directory is not empty",
-                    root.display()
-                )));
-            }
-        }
-        let backend = LocalBackend::new(root);
-        backend
-            .create_layout()
-            .map_err(|e| Error::io(root.display(), e))?;
+        let at = backend.location();
+        backend.create().map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Error::Invalid(e.to_string()),
+            _ => Error::io(&at, e),
+        })?;
         let master = MasterKey::generate();
         let wrapped = WrappedKey::wrap(
             &master,
@@ -138,7 +130,7 @@ impl Repository {
             serde_json::to_vec_pretty(&wrapped).map_err(|e| Error::Invalid(e.to_string()))?;
         backend
             .write(FileKind::Key, &key_id.to_hex(), &kjson)
-            .map_err(|e| Error::io(root.display(), e))?;
+            .map_err(|e| Error::io(&at, e))?;
         let config = Config {
             version: format::FORMAT_VERSION,
             id: RepoId::random(),
@@ -147,57 +139,30 @@ impl Repository {
         };
         let cjson =
             serde_json::to_vec_pretty(&config).map_err(|e| Error::Invalid(e.to_string()))?;
-        // The config is written last: a directory without it is not a repository.
+        // The config is written last: a place without it is not a repository.
         backend
             .write(FileKind::Config, "config", &cjson)
-            .map_err(|e| Error::io(root.display(), e))?;
-        Self::with_key(Arc::new(backend), config, master, key_id)
+            .map_err(|e| Error::io(&at, e))?;
+        Self::with_key(backend, config, master, key_id)
     }
 
-    /// Reads the plaintext `config` of the repository in `root`, without the key (for mediad
-    /// and `bakfs media`, which copy encrypted files and need only the repository id).
-    ///
-    /// # Errors
-    /// [`Error::NotARepository`], [`Error::UnsupportedVersion`], a damaged config.
-    pub fn read_config(root: &std::path::Path) -> Result<Config> {
-        read_config(&LocalBackend::new(root), root)
-    }
-
-    /// Opens the repository in directory `root` with `passphrase`.
+    /// Opens the repository at `backend` with `passphrase`. A medium's copy (it has a
+    /// `medium.json`, see [`crate::medium`]) is opened as one: its index may list packs it
+    /// does not hold.
     ///
     /// # Errors
     /// [`Error::NotARepository`], [`Error::UnsupportedVersion`], [`Error::WrongPassword`],
     /// [`Error::Damaged`] for a damaged index, I/O errors.
-    pub fn open(root: &std::path::Path, passphrase: &[u8]) -> Result<Repository> {
-        let medium = crate::medium::is_medium(root);
-        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(root));
-        let config = read_config(backend.as_ref(), root)?;
-        let names = backend
-            .list(FileKind::Key)
-            .map_err(|e| Error::io(format!("{}/keys", root.display()), e))?;
-        let mut damaged = None;
-        for name in names {
-            let Ok(kid) = KeyId::from_hex(&name) else {
-                continue;
-            };
-            let raw = backend
-                .read(FileKind::Key, &name)
-                .map_err(|e| Error::io(format!("key {name}"), e))?;
-            let w: WrappedKey = match serde_json::from_slice(&raw) {
-                Ok(w) => w,
-                Err(e) => {
-                    damaged = Some(Error::damaged(format!("key {name}"), e.to_string()));
-                    continue;
-                }
-            };
-            if let Ok(master) = w.unwrap_key(passphrase) {
-                let mut repo = Self::with_key_lazy(backend, config, master, kid);
-                repo.medium = medium;
-                repo.load_index()?;
-                return Ok(repo);
-            }
-        }
-        Err(damaged.unwrap_or(Error::WrongPassword))
+    pub fn open(backend: Arc<dyn Backend>, passphrase: &[u8]) -> Result<Repository> {
+        let config = read_config(backend.as_ref())?;
+        let medium = backend
+            .size(FileKind::Config, crate::medium::IDENTITY)
+            .is_ok();
+        let (master, kid) = keys::unwrap_any(backend.as_ref(), passphrase)?;
+        let mut repo = Self::with_key_lazy(backend, config, master, kid);
+        repo.medium = medium;
+        repo.load_index()?;
+        Ok(repo)
     }
 
     fn with_key(

@@ -31,7 +31,7 @@ fn viewed(dir: &Path) -> (Arc<Vfs>, Viewed, Viewed) {
     std::fs::write(src.join("big"), &big).unwrap();
     std::fs::write(src.join("small"), b"a small file").unwrap();
     let repo = Repository::init(
-        &dir.join("repo"),
+        std::sync::Arc::new(crate::repo::backend::LocalBackend::new(dir.join("repo"))),
         b"pw",
         KdfParams::weak_for_tests(),
         "test".into(),

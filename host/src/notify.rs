@@ -1,13 +1,18 @@
 //! The systemd notify protocol (sd_notify(3)): one datagram such as `READY=1` to the socket that
-//! systemd names in `NOTIFY_SOCKET` for a `Type=notify` service. The caller reads that variable
-//! (this crate reads no environment) and passes it; without one nothing is sent.
+//! systemd names in `NOTIFY_SOCKET` for a `Type=notify` service; without one nothing is sent.
 
 use std::ffi::OsStr;
 use std::path::Path;
 
+/// Tells systemd `msg` (`READY=1`, `STOPPING=1`) if it started this process as a `Type=notify`
+/// service.
+pub fn notify(msg: &str) {
+    notify_to(std::env::var_os("NOTIFY_SOCKET").as_deref(), msg);
+}
+
 /// Sends `msg` to `socket` (a path, or `@name` for an abstract socket). Failures are logged at
 /// debug level only: a service must not fail because nobody listens.
-pub fn notify(socket: Option<&OsStr>, msg: &str) {
+pub fn notify_to(socket: Option<&OsStr>, msg: &str) {
     let Some(path) = socket else {
         return;
     };
@@ -34,10 +39,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("notify");
         let rx = std::os::unix::net::UnixDatagram::bind(&p).unwrap();
-        super::notify(Some(p.as_os_str()), "READY=1");
+        super::notify_to(Some(p.as_os_str()), "READY=1");
         let mut buf = [0u8; 16];
         let n = rx.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"READY=1");
-        super::notify(None, "READY=1"); // no socket: nothing happens
+        super::notify_to(None, "READY=1"); // no socket: nothing happens
     }
 }

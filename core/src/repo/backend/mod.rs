@@ -1,0 +1,276 @@
+//! Storage backends: where repository files live, and the one factory that turns a location
+//! (`--repo`, the config's `repository`) into a backend.
+//!
+//! Durability contract: when [`Backend::write`] returns `Ok`, the file is in stable storage under
+//! its final name, and a crash at any moment leaves either no file or the complete file under
+//! that name (never a partial one). Names are checked: only hex ids and fixed names are accepted,
+//! so a crafted listing cannot make a backend touch a path outside the repository.
+
+mod local;
+mod mem;
+
+pub use local::LocalBackend;
+pub use mem::MemBackend;
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The kinds of files in a repository, each in its own directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FileKind {
+    /// Plaintext files at the repository's root: `config`, and on a medium's copy
+    /// `medium.json` and `ledger.json` ([`ROOT_FILES`]).
+    Config,
+    /// `keys/`: wrappings of the master key.
+    Key,
+    /// `data/xx/`: pack files.
+    Pack,
+    /// `index/`.
+    Index,
+    /// `snapshots/`.
+    Snapshot,
+    /// `locks/`.
+    Lock,
+}
+
+/// The names a [`FileKind::Config`] file may have.
+pub const ROOT_FILES: [&str; 3] = ["config", "medium.json", "ledger.json"];
+
+impl FileKind {
+    /// Every kind.
+    pub const ALL: [FileKind; 6] = [
+        FileKind::Config,
+        FileKind::Key,
+        FileKind::Pack,
+        FileKind::Index,
+        FileKind::Snapshot,
+        FileKind::Lock,
+    ];
+
+    /// The kind's directory under the repository root (`""` for the root itself).
+    pub fn dir(self) -> &'static str {
+        match self {
+            FileKind::Config => "",
+            FileKind::Key => "keys",
+            FileKind::Pack => "data",
+            FileKind::Index => "index",
+            FileKind::Snapshot => "snapshots",
+            FileKind::Lock => "locks",
+        }
+    }
+
+    /// The kind's name in messages and in the catalog (`media_files.kind`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileKind::Config => "config",
+            FileKind::Key => "key",
+            FileKind::Pack => "pack",
+            FileKind::Index => "index",
+            FileKind::Snapshot => "snapshot",
+            FileKind::Lock => "lock",
+        }
+    }
+
+    /// Whether files of this kind are named by the blake3 of their bytes, so that anyone can
+    /// check a copy without the key (design.md §2).
+    pub fn content_addressed(self) -> bool {
+        matches!(self, FileKind::Pack | FileKind::Index | FileKind::Snapshot)
+    }
+
+    /// Where a file of this kind lives relative to the repository root: `data/<xx>/<id>` for
+    /// packs, `<dir>/<name>` for the others, the name itself at the root. The name must have
+    /// passed [`check_name`].
+    pub fn rel_path(self, name: &str) -> PathBuf {
+        match self {
+            FileKind::Config => PathBuf::from(name),
+            FileKind::Pack => Path::new("data")
+                .join(name.get(..2).unwrap_or("00"))
+                .join(name),
+            _ => Path::new(self.dir()).join(name),
+        }
+    }
+}
+
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for FileKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        FileKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown file kind {s:?}"))
+    }
+}
+
+/// Access to a repository's files. Implementations are safe to share between threads.
+pub trait Backend: Send + Sync {
+    /// A human-readable location, for messages.
+    fn location(&self) -> String;
+    /// Makes the place ready for a new repository (a local directory gets its layout).
+    ///
+    /// # Errors
+    /// `AlreadyExists` if it holds a repository or any other file; I/O errors.
+    fn create(&self) -> io::Result<()>;
+    /// Reads a whole file.
+    ///
+    /// # Errors
+    /// `NotFound` if missing; other I/O errors.
+    fn read(&self, kind: FileKind, name: &str) -> io::Result<Vec<u8>>;
+    /// Reads `len` bytes at `offset`; fails with `UnexpectedEof` if the file is shorter.
+    ///
+    /// # Errors
+    /// I/O errors.
+    fn read_range(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<Vec<u8>>;
+    /// Writes a file durably and atomically (see the module docs).
+    ///
+    /// # Errors
+    /// I/O errors (ENOSPC included); on error no file of that name was created.
+    fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> io::Result<()>;
+    /// Lists names of a kind (sorted).
+    ///
+    /// # Errors
+    /// I/O errors.
+    fn list(&self, kind: FileKind) -> io::Result<Vec<String>>;
+    /// Size of a file.
+    ///
+    /// # Errors
+    /// `NotFound` if missing.
+    fn size(&self, kind: FileKind, name: &str) -> io::Result<u64>;
+    /// Removes a file (durably).
+    ///
+    /// # Errors
+    /// I/O errors; removing a missing file is not an error.
+    fn remove(&self, kind: FileKind, name: &str) -> io::Result<()>;
+}
+
+/// Refuses names that are not a repository file's: a hex id (with `-`, 1–128 characters), or
+/// one of [`ROOT_FILES`] at the root.
+///
+/// # Errors
+/// `InvalidInput` naming the refused name.
+pub fn check_name(kind: FileKind, name: &str) -> io::Result<()> {
+    let ok = match kind {
+        FileKind::Config => ROOT_FILES.contains(&name),
+        _ => {
+            !name.is_empty()
+                && name.len() <= 128
+                && name.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refusing file name {name:?}"),
+        ))
+    }
+}
+
+/// Where a repository is, as an operator writes it (`--repo`, `BAKFS_REPO`, the config's
+/// `repository`). Today a local directory; object storage (`s3:…`) will be another variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A directory on a local (or locally mounted) filesystem.
+    Dir(PathBuf),
+}
+
+impl Location {
+    /// Reads a location. Anything that is not a known scheme is a directory path.
+    ///
+    /// # Errors
+    /// A scheme bakfs does not support yet (`s3:`), an empty location.
+    pub fn parse(s: &Path) -> Result<Location, String> {
+        let text = s.to_string_lossy();
+        if text.is_empty() {
+            return Err("the repository location is empty".into());
+        }
+        if let Some(scheme) = ["s3:", "sftp:", "rest:"]
+            .into_iter()
+            .find(|p| text.starts_with(p))
+        {
+            return Err(format!(
+                "{text}: repositories at {scheme} locations are not supported yet; give a directory"
+            ));
+        }
+        Ok(Location::Dir(s.to_path_buf()))
+    }
+
+    /// The backend that reaches this location.
+    pub fn backend(&self) -> Arc<dyn Backend> {
+        match self {
+            Location::Dir(p) => Arc::new(LocalBackend::new(p)),
+        }
+    }
+
+    /// The directory, for a local location.
+    pub fn as_dir(&self) -> Option<&Path> {
+        match self {
+            Location::Dir(p) => Some(p),
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Dir(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_outside_the_repository_are_refused() {
+        for bad in ["..", "../x", "a/b", "", "config/..", "x.json"] {
+            assert!(check_name(FileKind::Key, bad).is_err(), "{bad:?}");
+        }
+        for bad in ["../config", "keys", "medium.json/"] {
+            assert!(check_name(FileKind::Config, bad).is_err(), "{bad:?}");
+        }
+        assert!(check_name(FileKind::Config, "medium.json").is_ok());
+        assert!(check_name(FileKind::Pack, &"ab".repeat(32)).is_ok());
+    }
+
+    #[test]
+    fn kinds_round_trip_their_names_and_paths() {
+        for k in FileKind::ALL {
+            assert_eq!(k.as_str().parse::<FileKind>(), Ok(k));
+        }
+        let id = "ab".to_string() + &"0".repeat(62);
+        assert_eq!(
+            FileKind::Pack.rel_path(&id),
+            Path::new("data").join("ab").join(&id)
+        );
+        assert_eq!(FileKind::Config.rel_path("config"), Path::new("config"));
+        assert_eq!(FileKind::Snapshot.rel_path("x"), Path::new("snapshots/x"));
+    }
+
+    #[test]
+    fn locations() {
+        assert_eq!(
+            Location::parse(Path::new("/srv/repo")),
+            Ok(Location::Dir("/srv/repo".into()))
+        );
+        assert!(Location::parse(Path::new("s3:http://127.0.0.1:9000/b"))
+            .unwrap_err()
+            .contains("not supported yet"));
+        assert!(Location::parse(Path::new("")).is_err());
+    }
+}
