@@ -116,12 +116,9 @@ impl Ctx {
         repo: &Repository,
         purpose: &str,
     ) -> Result<Option<bakfs_core::repo::lock::LockGuard>> {
-        match bakfs_core::repo::lock::acquire(repo.backend(), false, purpose) {
-            Ok(g) => {
-                // A prune may have finished between opening and locking: read the index it left.
-                repo.load_index()?;
-                Ok(Some(g))
-            }
+        // The index is read again under the lock (a prune may have finished meanwhile).
+        match repo.lock_shared(purpose) {
+            Ok(g) => Ok(Some(g)),
             Err(e @ bakfs_core::Error::Locked(_)) => Err(e.into()),
             Err(e) => {
                 tracing::info!("reading without a lock: {e}");

@@ -15,12 +15,22 @@ use crate::error::{Error, Result};
 use crate::format::id::{BlobId, PackId};
 use crate::format::{IndexFile, IndexPack, NodeKind};
 use crate::repo::backend::FileKind;
+use crate::repo::lock::ExclusiveLock;
 use crate::repo::Repository;
 
 /// Share of unused bytes above which a pack is repacked.
 const REPACK_UNUSED_FRACTION: f64 = 0.2;
 
-/// What prune did (or would do, with `dry_run`).
+/// Whether prune deletes or only says what it would delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PruneMode {
+    /// Compute the report; change nothing.
+    DryRun,
+    /// Repack and delete.
+    Apply,
+}
+
+/// What prune did (or would do, with [`PruneMode::DryRun`]).
 #[derive(Debug, Default, Serialize)]
 pub struct PruneReport {
     /// Packs before.
@@ -59,11 +69,14 @@ pub fn used_blobs(repo: &Repository) -> Result<HashSet<BlobId>> {
     Ok(used)
 }
 
-/// Prunes.
+/// Prunes. It deletes packs other processes could be reading, so it needs the repository's
+/// exclusive lock (taken with [`Repository::lock_exclusive`], which also reads the index again).
 ///
 /// # Errors
-/// Unreadable snapshots or trees (then nothing is deleted), I/O errors.
-pub fn prune(repo: &Repository, dry_run: bool) -> Result<PruneReport> {
+/// Another repository's lock; unreadable snapshots or trees (then nothing is deleted), I/O
+/// errors.
+pub fn prune(repo: &Repository, lock: &ExclusiveLock, mode: PruneMode) -> Result<PruneReport> {
+    repo.check_exclusive(lock)?;
     // Damaged index files and manifests are named first: with a damaged index, reading the
     // trees fails with a bare "not in the index" that hides the cause and the remedy.
     let used = used_blobs(repo);
@@ -138,7 +151,7 @@ pub fn prune(repo: &Repository, dry_run: bool) -> Result<PruneReport> {
         })
         .collect();
     rep.unreferenced_removed = unreferenced.len();
-    if dry_run {
+    if mode == PruneMode::DryRun {
         return Ok(rep);
     }
     // Repack: copy used blobs out of mostly-unused packs.

@@ -226,12 +226,9 @@ fn copy_onto(
         medium::ensure_dir(&root.join(d)).map_err(|e| refuse(e.to_string()))?;
     }
     let primary: Arc<dyn Backend> = Arc::new(LocalBackend::new(&setup.repo_root));
-    let _lock = bakfs_core::repo::lock::acquire(
-        &primary,
-        false,
-        &format!("bakfs-mediad: copying to {}", m.label),
-    )
-    .map_err(|e| CopyError::Io(format!("locking the repository: {e}")))?;
+    let _lock =
+        bakfs_core::repo::lock::shared(&primary, &format!("bakfs-mediad: copying to {}", m.label))
+            .map_err(|e| CopyError::Io(format!("locking the repository: {e}")))?;
 
     // What the medium really holds: recorded files that are gone or changed are forgotten.
     let (mut present, skipped) = copy::inventory(&root);

@@ -97,7 +97,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
     }
 
     let repo = ctx.open_repo()?;
-    let _lock = bakfs_core::repo::lock::acquire(repo.backend(), false, "backup")?;
+    let _lock = repo.lock_shared("backup")?;
     // A prune may have finished between opening and locking: dedup only against what is there now.
     repo.load_index()?;
     let mut catalog = match ctx.catalog() {

@@ -71,7 +71,7 @@ pub fn check(ctx: &Ctx, read_data: bool, subset: Option<String>) -> Result<u8> {
 fn forget_ids(ctx: &Ctx, a: &ForgetArgs) -> Result<u8> {
     let path = ctx.repo_path()?;
     let repo = ctx.open_repo()?;
-    let _lock = lock::acquire(repo.backend(), false, "forget")?;
+    let _lock = lock::shared(repo.backend(), "forget")?;
     let names = repo
         .backend()
         .list(bakfs_core::repo::backend::FileKind::Snapshot)?;
@@ -112,8 +112,8 @@ fn forget_ids(ctx: &Ctx, a: &ForgetArgs) -> Result<u8> {
 
 pub fn repair_index(ctx: &Ctx) -> Result<u8> {
     let repo = ctx.open_repo()?;
-    let _lock = lock::acquire(repo.backend(), true, "repair index")?;
-    let (n, bad) = repo.rebuild_index()?;
+    let lock = repo.lock_exclusive("repair index")?;
+    let (n, bad) = repo.rebuild_index(&lock)?;
     for (p, why) in &bad {
         eprintln!("pack {p} left out: {why}");
     }
@@ -152,7 +152,7 @@ pub fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
         }
     }
     let repo = ctx.open_repo()?;
-    let _lock = lock::acquire(repo.backend(), false, "forget")?;
+    let _lock = repo.lock_shared("forget")?;
     let snaps = repo.snapshots()?;
     // Group by host, paths and job; the policy applies within each group.
     let mut groups: BTreeMap<(String, Vec<String>, Option<String>), Vec<_>> = BTreeMap::new();
@@ -234,10 +234,14 @@ pub fn prune(ctx: &Ctx, dry_run: bool) -> Result<u8> {
 }
 
 fn prune_repo(ctx: &Ctx, repo: &bakfs_core::repo::Repository, dry_run: bool) -> Result<u8> {
-    let _lock = lock::acquire(repo.backend(), true, "prune")?;
-    // Reload under the lock: a backup may have finished since the repository was opened.
-    repo.load_index()?;
-    let rep = prn::prune(repo, dry_run)?;
+    // The index is read again under the lock: a backup may have finished since the open.
+    let lock = repo.lock_exclusive("prune")?;
+    let mode = if dry_run {
+        prn::PruneMode::DryRun
+    } else {
+        prn::PruneMode::Apply
+    };
+    let rep = prn::prune(repo, &lock, mode)?;
     if !dry_run {
         // Packs were deleted or rewritten: the catalog's pack lists must follow.
         match ctx.catalog() {
@@ -271,7 +275,12 @@ pub fn unlock(ctx: &Ctx, all: bool) -> Result<u8> {
     let backend = ctx.location()?.backend();
     // Needs no password: only that it is a repository.
     bakfs_core::repo::read_config(backend.as_ref())?;
-    let removed = lock::unlock(backend.as_ref(), all)?;
+    let which = if all {
+        lock::Unlock::All
+    } else {
+        lock::Unlock::Stale
+    };
+    let removed = lock::unlock(backend.as_ref(), which)?;
     if ctx.global.json {
         ctx.print_json(&removed)?;
     } else {

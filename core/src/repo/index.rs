@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::format::id::{BlobId, IndexId, PackId};
 use crate::format::{self, IndexFile, IndexPack};
 use crate::repo::backend::FileKind;
+use crate::repo::lock::ExclusiveLock;
 
 impl Repository {
     /// Reads all index files into memory. A damaged index file is skipped with a warning and
@@ -120,7 +121,8 @@ impl Repository {
     ///
     /// # Errors
     /// I/O errors.
-    pub fn rebuild_index(&self) -> Result<(usize, Vec<(PackId, String)>)> {
+    pub fn rebuild_index(&self, lock: &ExclusiveLock) -> Result<(usize, Vec<(PackId, String)>)> {
+        self.check_exclusive(lock)?;
         let names = self
             .backend
             .list(FileKind::Pack)

@@ -11,11 +11,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::repo::backend::{Backend, FileKind};
+use crate::repo::Repository;
 
 /// Content of a lock file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LockInfo {
-    /// Exclusive (prune) or shared (backup).
+    /// Exclusive (prune, repair) or shared (everything else); `true`/`false` in the file.
     pub exclusive: bool,
     /// Host name.
     pub host: String,
@@ -36,16 +37,61 @@ impl LockInfo {
     }
 }
 
+/// What a lock lets other processes do meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Others may hold shared locks too (backup, forget, restore, check, mediad's copy).
+    Shared,
+    /// Nobody else may hold any lock (prune, repair).
+    Exclusive,
+}
+
 /// A held lock; released on drop.
 pub struct LockGuard {
     backend: Arc<dyn Backend>,
     name: String,
+    mode: LockMode,
+}
+
+impl LockGuard {
+    /// How the lock is held.
+    pub fn mode(&self) -> LockMode {
+        self.mode
+    }
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
         let _ = self.backend.remove(FileKind::Lock, &self.name);
     }
+}
+
+/// Proof that this process holds the exclusive lock of a repository: operations that delete or
+/// rewrite what others may be using (prune, repair) take one, so none can run without it.
+/// Made only by [`exclusive`]; released on drop.
+pub struct ExclusiveLock(LockGuard);
+
+impl ExclusiveLock {
+    /// Whether this lock is the one of `backend` (the same backend value the repository uses).
+    pub fn covers(&self, backend: &Arc<dyn Backend>) -> bool {
+        Arc::ptr_eq(&self.0.backend, backend)
+    }
+}
+
+/// Takes the exclusive lock.
+///
+/// # Errors
+/// As [`acquire`].
+pub fn exclusive(backend: &Arc<dyn Backend>, purpose: &str) -> Result<ExclusiveLock> {
+    acquire(backend, LockMode::Exclusive, purpose).map(ExclusiveLock)
+}
+
+/// Takes a shared lock.
+///
+/// # Errors
+/// As [`acquire`].
+pub fn shared(backend: &Arc<dyn Backend>, purpose: &str) -> Result<LockGuard> {
+    acquire(backend, LockMode::Shared, purpose)
 }
 
 /// The local host name.
@@ -78,8 +124,9 @@ pub fn list(backend: &dyn Backend) -> Result<Vec<(String, LockInfo)>> {
 ///
 /// # Errors
 /// [`Error::Locked`] if a live conflicting lock exists; I/O errors.
-pub fn acquire(backend: &Arc<dyn Backend>, exclusive: bool, purpose: &str) -> Result<LockGuard> {
+fn acquire(backend: &Arc<dyn Backend>, mode: LockMode, purpose: &str) -> Result<LockGuard> {
     let host = hostname();
+    let exclusive = mode == LockMode::Exclusive;
     let info = LockInfo {
         exclusive,
         host: host.clone(),
@@ -95,6 +142,7 @@ pub fn acquire(backend: &Arc<dyn Backend>, exclusive: bool, purpose: &str) -> Re
     let guard = LockGuard {
         backend: backend.clone(),
         name: name.clone(),
+        mode,
     };
     for (n, other) in list(backend.as_ref())? {
         if n == name || !(exclusive || other.exclusive) {
@@ -126,15 +174,23 @@ pub fn acquire(backend: &Arc<dyn Backend>, exclusive: bool, purpose: &str) -> Re
     Ok(guard)
 }
 
-/// Removes stale locks (or all locks with `all`, also lock files that cannot be read or
-/// parsed). Returns the names removed.
+/// Which locks [`unlock`] removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unlock {
+    /// Locks of dead processes of this host.
+    Stale,
+    /// Every lock file, live or not, readable or not.
+    All,
+}
+
+/// Removes the locks `which` names. Returns the names removed.
 ///
 /// # Errors
 /// I/O errors.
-pub fn unlock(backend: &dyn Backend, all: bool) -> Result<Vec<String>> {
+pub fn unlock(backend: &dyn Backend, which: Unlock) -> Result<Vec<String>> {
     let host = hostname();
     let mut removed = vec![];
-    if all {
+    if which == Unlock::All {
         for n in backend
             .list(FileKind::Lock)
             .map_err(|e| Error::io("locks/", e))?
@@ -155,4 +211,43 @@ pub fn unlock(backend: &dyn Backend, all: bool) -> Result<Vec<String>> {
         }
     }
     Ok(removed)
+}
+
+impl Repository {
+    /// Takes a shared lock on this repository, then reads the index again: a prune that
+    /// finished between opening and locking must not leave this process with an index naming
+    /// deleted packs (design.md §5).
+    ///
+    /// # Errors
+    /// As [`shared`]; reading the index.
+    pub fn lock_shared(&self, purpose: &str) -> Result<LockGuard> {
+        let g = shared(self.backend(), purpose)?;
+        self.load_index()?;
+        Ok(g)
+    }
+
+    /// Takes the exclusive lock on this repository, then reads the index again (see
+    /// [`Repository::lock_shared`]).
+    ///
+    /// # Errors
+    /// As [`exclusive`]; reading the index.
+    pub fn lock_exclusive(&self, purpose: &str) -> Result<ExclusiveLock> {
+        let g = exclusive(self.backend(), purpose)?;
+        self.load_index()?;
+        Ok(g)
+    }
+
+    /// Fails unless `lock` is this repository's exclusive lock.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for another repository's lock.
+    pub(crate) fn check_exclusive(&self, lock: &ExclusiveLock) -> Result<()> {
+        if lock.covers(self.backend()) {
+            Ok(())
+        } else {
+            Err(Error::Invalid(
+                "the exclusive lock held is another repository's".into(),
+            ))
+        }
+    }
 }
