@@ -12,12 +12,12 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::format::id::{BlobId, SnapshotId};
 use crate::format::{BlobKind, Node, NodeKind, Snapshot, Summary, Tree};
+use crate::glob::Patterns;
 use crate::meta::{self, NameCache};
 use crate::repo::Repository;
 
@@ -90,70 +90,9 @@ pub fn packs_of(
         .collect()
 }
 
-/// Every blob (trees and data) reachable from tree `root`.
-///
-/// # Errors
-/// Unreadable trees.
-pub fn blobs_of_tree(
-    repo: &Repository,
-    root: &BlobId,
-) -> Result<std::collections::HashSet<BlobId>> {
-    let mut seen = std::collections::HashSet::new();
-    let mut stack = vec![*root];
-    while let Some(t) = stack.pop() {
-        if !seen.insert(t) {
-            continue;
-        }
-        for n in repo.read_tree(&t)?.nodes {
-            if let Some(s) = n.subtree {
-                stack.push(s);
-            }
-            seen.extend(n.content);
-        }
-    }
-    Ok(seen)
-}
-
-struct Excludes {
-    names: GlobSet,
-    paths: GlobSet,
-}
-
-impl Excludes {
-    fn new(patterns: &[String]) -> Result<Self> {
-        let mut names = GlobSetBuilder::new();
-        let mut paths = GlobSetBuilder::new();
-        for p in patterns {
-            let p = p.trim_end_matches('/');
-            if p.is_empty() {
-                continue;
-            }
-            let bad = |e: globset::Error| Error::Invalid(format!("exclude pattern {p:?}: {e}"));
-            if p.contains('/') {
-                let full = if p.starts_with('/') {
-                    p.to_string()
-                } else {
-                    format!("**/{p}")
-                };
-                paths.add(Glob::new(&full).map_err(bad)?);
-            } else {
-                names.add(Glob::new(p).map_err(bad)?);
-            }
-        }
-        Ok(Self {
-            names: names.build().map_err(|e| Error::Invalid(e.to_string()))?,
-            paths: paths.build().map_err(|e| Error::Invalid(e.to_string()))?,
-        })
-    }
-
-    fn excluded(&self, path: &Path, name: &OsStr) -> bool {
-        self.names.is_match(Path::new(name)) || self.paths.is_match(path)
-    }
-}
-
 struct Ctx<'a> {
     repo: &'a Repository,
-    excludes: Excludes,
+    excludes: Patterns,
     one_fs: bool,
     names: NameCache,
     progress: &'a Progress,
@@ -218,7 +157,7 @@ pub fn backup(
 
     let ctx = Ctx {
         repo,
-        excludes: Excludes::new(&opts.excludes)?,
+        excludes: Patterns::new(&opts.excludes, "exclude")?,
         one_fs: opts.one_file_system,
         names: NameCache::default(),
         progress,
@@ -595,7 +534,7 @@ fn dir_node(
         .into_par_iter()
         .map(|(n, meta)| {
             let p = path.join(&n);
-            if ctx.excludes.excluded(&p, &n) {
+            if ctx.excludes.matches(&p) {
                 return None;
             }
             entry_node_with(

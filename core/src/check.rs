@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::format::id::{BlobId, PackId};
 use crate::format::{self, NodeKind};
 use crate::repo::backend::FileKind;
+use crate::repo::walk::{Revisit, TreeWalk};
 use crate::repo::Repository;
 
 /// What `check` found.
@@ -127,20 +128,23 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
                 .map(|m| format!("in damaged pack {}: {m}", l.pack)),
         }
     };
-    let mut seen_trees: HashSet<BlobId> = HashSet::new();
     for (sid, s) in &snaps {
-        let mut stack = vec![(s.tree, String::new())];
-        while let Some((tid, path)) = stack.pop() {
-            if let Some(m) = bad_blob(&tid) {
+        // Every path of every snapshot is visited (a damaged blob is reported where it is
+        // used); a file's blobs are reported once per tree unless packs are damaged.
+        let mut walk = TreeWalk::new(Revisit::EveryPath);
+        walk.push(s.tree, String::new());
+        while let Some(step) = walk.next() {
+            let path = &step.path;
+            if let Some(m) = bad_blob(&step.id) {
                 rep.errors.push(format!(
                     "snapshot {}: tree {} of {path}/: {m}",
                     sid.short(),
-                    tid.short()
+                    step.id.short()
                 ));
                 rep.affected.push(format!("{}:{}/", sid.short(), path));
                 continue;
             }
-            let tree = match repo.read_tree(&tid) {
+            let tree = match repo.read_tree(&step.id) {
                 Ok(t) => t,
                 Err(e) => {
                     rep.errors
@@ -149,24 +153,14 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
                     continue;
                 }
             };
-            let first_visit = seen_trees.insert(tid);
+            walk.descend(&tree, path);
             for n in &tree.nodes {
-                let p = format!("{path}/{}", String::from_utf8_lossy(&n.name));
                 if n.kind == NodeKind::Dir {
-                    if let Some(st) = n.subtree {
-                        stack.push((st, p));
-                    }
                     continue;
                 }
-                let mut problem = None;
-                for b in &n.content {
-                    if let Some(m) = bad_blob(b) {
-                        problem = Some(m);
-                        break;
-                    }
-                }
-                if let Some(m) = problem {
-                    if first_visit || !bad_packs.is_empty() {
+                let p = format!("{path}/{}", String::from_utf8_lossy(&n.name));
+                if let Some(m) = n.content.iter().find_map(bad_blob) {
+                    if step.first || !bad_packs.is_empty() {
                         rep.errors
                             .push(format!("snapshot {}: {p}: {m}", sid.short()));
                     }

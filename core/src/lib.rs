@@ -20,6 +20,7 @@ pub mod error;
 pub mod forget;
 pub mod format;
 pub mod fsio;
+pub mod glob;
 pub mod medium;
 pub mod meta;
 pub mod prune;

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::id::{BlobId, PackId};
-use crate::format::{IndexFile, IndexPack, NodeKind};
+use crate::format::{IndexFile, IndexPack};
 use crate::repo::backend::FileKind;
 use crate::repo::lock::ExclusiveLock;
 use crate::repo::Repository;
@@ -50,23 +50,8 @@ pub struct PruneReport {
 /// # Errors
 /// Any unreadable tree or manifest (prune must not run then).
 pub fn used_blobs(repo: &Repository) -> Result<HashSet<BlobId>> {
-    let mut used = HashSet::new();
-    let mut stack: Vec<BlobId> = repo.snapshots()?.into_iter().map(|(_, s)| s.tree).collect();
-    while let Some(t) = stack.pop() {
-        if !used.insert(t) {
-            continue;
-        }
-        let tree = repo.read_tree(&t)?;
-        for n in tree.nodes {
-            if n.kind == NodeKind::Dir {
-                if let Some(s) = n.subtree {
-                    stack.push(s);
-                }
-            }
-            used.extend(n.content);
-        }
-    }
-    Ok(used)
+    let roots = repo.snapshots()?.into_iter().map(|(_, s)| s.tree);
+    crate::repo::walk::reachable_blobs(repo, roots)
 }
 
 /// Prunes. It deletes packs other processes could be reading, so it needs the repository's

@@ -16,13 +16,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
 use nix::sys::stat::{Mode, SFlag};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::format::id::BlobId;
 use crate::format::{is_safe_name, Node, NodeKind, Tree};
+use crate::glob::Patterns;
 use crate::repo::Repository;
 
 /// What to restore.
@@ -59,26 +59,12 @@ pub struct RestoreReport {
 }
 
 struct Filters {
-    include: Option<GlobSet>,
-    exclude: GlobSet,
+    include: Option<Patterns>,
+    exclude: Patterns,
 }
 
 /// A hard link to make once its target exists: (path, (dev, inode) of the target, times).
 type DeferredLink = (PathBuf, (u64, u64), Option<(i64, i64)>);
-
-fn globset(patterns: &[String]) -> Result<GlobSet> {
-    let mut b = GlobSetBuilder::new();
-    for p in patterns {
-        let p = p.trim_end_matches('/');
-        let full = if p.starts_with('/') {
-            p.to_string()
-        } else {
-            format!("**/{p}")
-        };
-        b.add(Glob::new(&full).map_err(|e| Error::Invalid(format!("pattern {p:?}: {e}")))?);
-    }
-    b.build().map_err(|e| Error::Invalid(e.to_string()))
-}
 
 struct Ctx<'a> {
     repo: &'a Repository,
@@ -151,12 +137,8 @@ pub fn restore(
     let ctx = Ctx {
         repo,
         filters: Filters {
-            include: if opts.include.is_empty() {
-                None
-            } else {
-                Some(globset(&opts.include)?)
-            },
-            exclude: globset(&opts.exclude)?,
+            include: Some(Patterns::new(&opts.include, "include")?).filter(|p| !p.is_empty()),
+            exclude: Patterns::new(&opts.exclude, "exclude")?,
         },
         progress,
         errors: Mutex::new(Vec::new()),
@@ -269,7 +251,7 @@ fn restore_node(ctx: &Ctx, n: &Node, dir: &Path, snap_dir: &str, parent_included
     let name = std::ffi::OsStr::from_bytes(&n.name);
     let path = dir.join(name);
     let snap_path = format!("{snap_dir}/{}", String::from_utf8_lossy(&n.name));
-    if ctx.filters.exclude.is_match(&snap_path) {
+    if ctx.filters.exclude.matches(Path::new(&snap_path)) {
         return false;
     }
     let included = parent_included
@@ -277,7 +259,7 @@ fn restore_node(ctx: &Ctx, n: &Node, dir: &Path, snap_dir: &str, parent_included
             .filters
             .include
             .as_ref()
-            .is_some_and(|g| g.is_match(&snap_path));
+            .is_some_and(|g| g.matches(Path::new(&snap_path)));
     if n.kind != NodeKind::Dir && !included {
         return false;
     }

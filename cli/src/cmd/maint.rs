@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
-use bakfs_core::backup::{blobs_of_tree, packs_of};
+use bakfs_core::backup::packs_of;
 use bakfs_core::catalog::PackRecord;
 use bakfs_core::forget::{self, Candidate};
 use bakfs_core::repo::lock;
+use bakfs_core::repo::walk::reachable_blobs;
 use bakfs_core::{check as chk, prune as prn, timefmt};
 
 use crate::args::{CatalogCmd, ForgetArgs};
@@ -298,7 +299,7 @@ fn rebuild_catalog(
     let repo_id = repo.id().to_hex();
     let mut items = vec![];
     for (id, s) in repo.snapshots()? {
-        let blobs = blobs_of_tree(repo, &s.tree)?;
+        let blobs = reachable_blobs(repo, [s.tree])?;
         let packs: Vec<PackRecord> = packs_of(repo, blobs)
             .into_iter()
             .map(|(p, sz)| PackRecord {

@@ -6,6 +6,7 @@ mod keys;
 pub mod lock;
 mod packer;
 mod snapshots;
+pub mod walk;
 
 pub use keys::unwrap_master;
 
