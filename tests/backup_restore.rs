@@ -5,7 +5,9 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use bakfs_e2e::{have_root, rich_tree, rsync_diff, sh, write_random, Env};
+use bakfs_e2e::{
+    assert_named_once, assert_once, have_root, rich_tree, rsync_diff, sh, write_random, Env,
+};
 
 #[test]
 fn round_trip_keeps_every_byte_and_attribute() {
@@ -472,44 +474,63 @@ fn config_jobs_and_catalog() {
 }
 
 #[test]
-fn unreadable_file_gives_incomplete_exit_code() {
-    // Root can read everything, so use a file that vanishes: a dangling permission is not
-    // possible as root; instead run as nobody when root.
+fn unreadable_file_gives_incomplete_exit_code_and_one_warning() {
+    // Root can read everything: as root, back up as nobody.
     let e = Env::init();
     let src = e.path("src");
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("ok"), "fine").unwrap();
-    fs::write(src.join("secret"), "no").unwrap();
-    fs::set_permissions(src.join("secret"), fs::Permissions::from_mode(0o000)).unwrap();
+    let secret = src.join("secret");
+    fs::write(&secret, "no").unwrap();
     let is_root = std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false);
     if is_root {
-        // As root, make the repository and source accessible to nobody and back up as nobody.
-        sh(&format!(
-            "chmod -R a+rwX {0} && chmod 000 {1} && chmod 755 {0}",
-            e.dir.path().display(),
-            src.join("secret").display()
-        ));
-        let o = e
-            .cmd()
-            .args(["backup", src.to_str().unwrap()])
-            .env("BAKFS_STATE_DIR", e.path("nobody-state"))
-            .uid_gid(65534)
-            .output()
-            .unwrap();
-        assert_eq!(
-            o.status.code(),
-            Some(3),
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert!(String::from_utf8_lossy(&o.stderr).contains("secret"));
-    } else {
-        e.fails(&["backup", src.to_str().unwrap()], 3);
+        // The repository and the source open to nobody, but for the secret.
+        sh(&format!("chmod -R a+rwX {}", e.dir.path().display()));
     }
-    // the snapshot was still written
-    assert_eq!(e.json(&["snapshots"]).as_array().unwrap().len(), 1);
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o000)).unwrap();
+    let backup = |json: bool| {
+        let mut c = e.cmd();
+        if json {
+            c.arg("--json");
+        }
+        c.args(["backup", src.to_str().unwrap()]);
+        if is_root {
+            c.env("BAKFS_STATE_DIR", e.path("nobody-state"))
+                .uid_gid(65534);
+        }
+        let o = c.output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(3), "{err}");
+        // One warning, shown once (not logged by the library and printed again), naming the
+        // file once.
+        assert_once(&err, &secret.display().to_string());
+        assert_once(&err, "warning: ");
+        assert_named_once(&err);
+        o
+    };
+    let o = backup(false);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("INCOMPLETE"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // --json: the warning is in the output too, as before.
+    let o = backup(true);
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let warnings = out["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{out}");
+    assert!(
+        warnings[0]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}: ", secret.display())),
+        "{out}"
+    );
+    assert_eq!(out["summary"]["incomplete"], true);
+    // the snapshots were still written
+    assert_eq!(e.json(&["snapshots"]).as_array().unwrap().len(), 2);
 }
 
 trait UidGid {
