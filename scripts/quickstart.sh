@@ -25,9 +25,14 @@ if [[ ! -f /var/lib/bakfs/repo/config ]]; then
 fi
 bakfs backup --all-jobs
 bakfs snapshots
-# Every snapshot as a read-only tree. A live mount shows new snapshots by itself.
-mkdir -p /mnt/snapshots  # not install -d: it would chmod a live mount (read-only)
-if ! findmnt -n -t fuse.bakfs /mnt/snapshots >/dev/null; then
+# Every snapshot as a read-only tree. A live mount shows new snapshots by itself: a re-run
+# leaves it as it is. bakfs mount clears a mount whose process died, and refuses a directory
+# that is not empty (mounting there would hide its files).
+if findmnt -n -t fuse.bakfs /mnt/snapshots >/dev/null && ls /mnt/snapshots >/dev/null 2>&1; then
+    echo "/mnt/snapshots: already mounted"
+else
+    # Not install -d (it would chmod a live mount), and not on a dead mount (mkdir fails there).
+    findmnt -n /mnt/snapshots >/dev/null || mkdir -p /mnt/snapshots
     bakfs mount /mnt/snapshots
 fi
 echo "ls /mnt/snapshots/latest/etc:"

@@ -1,11 +1,13 @@
 //! Backup → restore round trips, incremental backups, listing, dump, retention, keys, config
-//! jobs and the catalog, through the real `bakfs` binary.
+//! jobs, the catalog and every command's `--help`, through the real `bakfs` binary.
 #![allow(clippy::unwrap_used)]
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use bakfs_e2e::{have_root, rich_tree, rsync_diff, sh, write_random, Env};
+use bakfs_e2e::{
+    assert_named_once, assert_once, have_root, rich_tree, rsync_diff, sh, write_random, Env,
+};
 
 #[test]
 fn round_trip_keeps_every_byte_and_attribute() {
@@ -472,44 +474,63 @@ fn config_jobs_and_catalog() {
 }
 
 #[test]
-fn unreadable_file_gives_incomplete_exit_code() {
-    // Root can read everything, so use a file that vanishes: a dangling permission is not
-    // possible as root; instead run as nobody when root.
+fn unreadable_file_gives_incomplete_exit_code_and_one_warning() {
+    // Root can read everything: as root, back up as nobody.
     let e = Env::init();
     let src = e.path("src");
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("ok"), "fine").unwrap();
-    fs::write(src.join("secret"), "no").unwrap();
-    fs::set_permissions(src.join("secret"), fs::Permissions::from_mode(0o000)).unwrap();
+    let secret = src.join("secret");
+    fs::write(&secret, "no").unwrap();
     let is_root = std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false);
     if is_root {
-        // As root, make the repository and source accessible to nobody and back up as nobody.
-        sh(&format!(
-            "chmod -R a+rwX {0} && chmod 000 {1} && chmod 755 {0}",
-            e.dir.path().display(),
-            src.join("secret").display()
-        ));
-        let o = e
-            .cmd()
-            .args(["backup", src.to_str().unwrap()])
-            .env("BAKFS_STATE_DIR", e.path("nobody-state"))
-            .uid_gid(65534)
-            .output()
-            .unwrap();
-        assert_eq!(
-            o.status.code(),
-            Some(3),
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert!(String::from_utf8_lossy(&o.stderr).contains("secret"));
-    } else {
-        e.fails(&["backup", src.to_str().unwrap()], 3);
+        // The repository and the source open to nobody, but for the secret.
+        sh(&format!("chmod -R a+rwX {}", e.dir.path().display()));
     }
-    // the snapshot was still written
-    assert_eq!(e.json(&["snapshots"]).as_array().unwrap().len(), 1);
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o000)).unwrap();
+    let backup = |json: bool| {
+        let mut c = e.cmd();
+        if json {
+            c.arg("--json");
+        }
+        c.args(["backup", src.to_str().unwrap()]);
+        if is_root {
+            c.env("BAKFS_STATE_DIR", e.path("nobody-state"))
+                .uid_gid(65534);
+        }
+        let o = c.output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(3), "{err}");
+        // One warning, shown once (not logged by the library and printed again), naming the
+        // file once.
+        assert_once(&err, &secret.display().to_string());
+        assert_once(&err, "warning: ");
+        assert_named_once(&err);
+        o
+    };
+    let o = backup(false);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("INCOMPLETE"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // --json: the warning is in the output too, as before.
+    let o = backup(true);
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let warnings = out["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{out}");
+    assert!(
+        warnings[0]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}: ", secret.display())),
+        "{out}"
+    );
+    assert_eq!(out["summary"]["incomplete"], true);
+    // the snapshots were still written
+    assert_eq!(e.json(&["snapshots"]).as_array().unwrap().len(), 2);
 }
 
 trait UidGid {
@@ -520,6 +541,131 @@ impl UidGid for std::process::Command {
         use std::os::unix::process::CommandExt;
         self.uid(id).gid(id)
     }
+}
+
+/// The options every command takes (the `Global` arguments).
+const GLOBAL_OPTIONS: [&str; 7] = [
+    "--repo",
+    "--password-file",
+    "--config",
+    "--state-dir",
+    "--json",
+    "--verbose",
+    "--quiet",
+];
+
+/// The `--help` of `bakfs ARGS`, run without BAKFS_REPO and configuration.
+fn help_of(e: &Env, args: &[&str]) -> String {
+    let o = e
+        .cmd()
+        .args(args)
+        .arg("--help")
+        .env_remove("BAKFS_REPO")
+        .output()
+        .unwrap();
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(o.status.success(), "bakfs {args:?} --help: {out}");
+    out
+}
+
+/// One `--help` page: (heading, entries) in order, each entry its name (`--repo`, `<DEVICE>`,
+/// `init`) and its help text, which must fit on the entry's line or the one after it.
+fn help_sections(page: &str) -> Vec<(String, Vec<(String, String)>)> {
+    let mut sections: Vec<(String, Vec<(String, String)>)> = vec![];
+    let lines: Vec<&str> = page.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if !line.starts_with(' ') && line.ends_with(':') {
+            sections.push((line.trim_end_matches(':').to_string(), vec![]));
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        let Some((_, entries)) = sections.last_mut() else {
+            continue;
+        };
+        if line.trim().is_empty() || indent > 6 {
+            continue;
+        }
+        let (spec, help) = line
+            .trim_start()
+            .split_once("  ")
+            .map(|(s, h)| (s, h.trim()))
+            .unwrap_or((line.trim(), ""));
+        // Help on the next line (clap does that when option names are long).
+        let help = match lines.get(i + 1) {
+            Some(next) if help.is_empty() && next.len() - next.trim_start().len() > 6 => {
+                next.trim()
+            }
+            _ => help,
+        };
+        let name = spec
+            .split([',', ' '])
+            .filter(|w| !w.is_empty())
+            .find(|w| w.starts_with("--") || !w.starts_with('-'))
+            .unwrap_or(spec)
+            .trim_end_matches("...")
+            .to_string();
+        entries.push((name, help.to_string()));
+    }
+    sections
+}
+
+/// Every command's `--help`, nested ones too: every option and argument has a line of help,
+/// the options every command takes come under their own heading after the command's own, and
+/// the usage line does not ask for `--repo` (it can come from BAKFS_REPO or the config).
+#[test]
+fn every_help_page_explains_every_option_and_puts_global_options_last() {
+    let e = Env::new();
+    let mut todo: Vec<Vec<String>> = vec![vec![]];
+    let mut seen = 0;
+    while let Some(cmd) = todo.pop() {
+        let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let page = help_of(&e, &args);
+        seen += 1;
+        let usage = page
+            .lines()
+            .find(|l| l.starts_with("Usage: "))
+            .unwrap_or_else(|| panic!("bakfs {args:?} --help has no usage line:\n{page}"));
+        assert!(
+            !usage.contains("--repo") && !usage.contains("-r "),
+            "bakfs {args:?}: --repo in the usage line: {usage}"
+        );
+        let sections = help_sections(&page);
+        let headings: Vec<&str> = sections.iter().map(|(h, _)| h.as_str()).collect();
+        assert_eq!(
+            headings.last(),
+            Some(&"Global options"),
+            "bakfs {args:?}: the global options are not the last section:\n{page}"
+        );
+        for (heading, entries) in &sections {
+            for (name, help) in entries {
+                assert!(
+                    !help.is_empty(),
+                    "bakfs {args:?}: {name} under {heading:?} has no help text:\n{page}"
+                );
+                let global = GLOBAL_OPTIONS.contains(&name.as_str());
+                assert_eq!(
+                    global,
+                    heading == "Global options",
+                    "bakfs {args:?}: {name} under {heading:?}:\n{page}"
+                );
+            }
+            if heading == "Commands" {
+                for (name, _) in entries.iter().filter(|(n, _)| n != "help") {
+                    let mut sub = cmd.clone();
+                    sub.push(name.clone());
+                    todo.push(sub);
+                }
+            }
+        }
+        let globals = &sections.last().unwrap().1;
+        assert_eq!(
+            globals.len(),
+            GLOBAL_OPTIONS.len(),
+            "bakfs {args:?}: global options missing:\n{page}"
+        );
+    }
+    // bakfs, its 18 commands, key's 4, catalog's 2, media's 5, repair's 1.
+    assert_eq!(seen, 31, "help pages seen");
 }
 
 #[test]

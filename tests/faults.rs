@@ -11,7 +11,7 @@ use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
 use bakfs_core::repo::Repository;
-use bakfs_e2e::{have_root, sh, write_random, Env};
+use bakfs_e2e::{assert_named_once, assert_once, have_root, sh, write_random, Env};
 
 const PASSWORD: &[u8] = b"correct horse";
 
@@ -366,6 +366,10 @@ fn flipped_byte_in_a_pack_is_found_and_only_that_file_is_lost() {
         "restore does not name the file and pack: {}",
         both(&o)
     );
+    // Shown once (not logged by the library and printed again), naming each thing once.
+    assert_once(&err, &w.pack);
+    assert_eq!(err.lines().count(), 1, "{}", both(&o));
+    assert_named_once(&err);
     assert!(text(&o.stdout).contains("FAILED"), "{}", both(&o));
 
     w.assert_first_snapshot_intact();
@@ -832,6 +836,9 @@ fn full_disk_fails_cleanly_and_loses_nothing() {
             "no ENOSPC message: {}",
             both(&o)
         );
+        // One message, naming the pack that could not be written once.
+        assert_once(&text(&o.stderr), "No space left");
+        assert_named_once(&text(&o.stderr));
         assert_eq!(
             snapshot_ids(&e),
             vec![s0.clone()],
@@ -850,6 +857,37 @@ fn full_disk_fails_cleanly_and_loses_nothing() {
     assert_check_clean(&e);
     restore_exact(&e, &s0, &src, &keep);
     restore_exact(&e, &s1, &src, &src);
+}
+
+/// The restore's failure is shown once and names the file once (it was
+/// `error: F: F: No space left on device`, after the same as a log line).
+#[test]
+fn restore_onto_a_full_disk_names_the_file_once() {
+    if !have_root("restore_onto_a_full_disk_names_the_file_once") {
+        return;
+    }
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("big"), 3_000_000, 1);
+    backup(&e, &src);
+    let target = e.path("target");
+    fs::create_dir_all(&target).unwrap();
+    sh(&format!(
+        "mount -t tmpfs -o size=1m tmpfs {}",
+        target.display()
+    ));
+    let _mount = MountGuard(target.clone());
+    let o = e.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    let err = text(&o.stderr);
+    let big = under(&target, &src.join("big"));
+    assert_once(&err, &big.display().to_string());
+    assert_once(&err, "No space left");
+    assert_eq!(err.lines().count(), 1, "{}", both(&o));
+    assert_named_once(&err);
+    assert!(text(&o.stdout).contains("1 FAILED"), "{}", both(&o));
+    assert!(!big.exists(), "a partly written file was left");
 }
 
 #[test]

@@ -251,3 +251,24 @@ pub fn rich_tree(e: &Env) -> std::path::PathBuf {
     ));
     src
 }
+
+/// Asserts that `needle` occurs exactly once in `stderr`: a warning or an error is shown once,
+/// not logged by the library and printed again by the command.
+pub fn assert_once(stderr: &str, needle: &str) {
+    let n = stderr.matches(needle).count();
+    assert_eq!(n, 1, "{needle:?} shown {n} times, not once:\n{stderr}");
+}
+
+/// Asserts that no line of `stderr` names a thing twice: its `: `-separated parts are all
+/// different (not `X: X: No space left on device`).
+pub fn assert_named_once(stderr: &str) {
+    for line in stderr.lines() {
+        let parts: Vec<&str> = line.split(": ").collect();
+        for (i, p) in parts.iter().enumerate() {
+            assert!(
+                !parts[..i].contains(p),
+                "{p:?} twice in one message: {line:?}\n{stderr}"
+            );
+        }
+    }
+}

@@ -803,6 +803,56 @@ fn a_killed_mount_is_recovered_by_mounting_again() {
     assert_eq!(n, 1);
 }
 
+/// Mounting over the very directory that was backed up hid the live files until unmounted: a
+/// mount point that is not empty is refused before anything is mounted, in the background and
+/// in the foreground; an empty one works.
+#[test]
+fn a_mount_point_that_is_not_empty_is_refused() {
+    if !needs_fuse("a_mount_point_that_is_not_empty_is_refused") {
+        return;
+    }
+    let (e, src) = one_file_snapshot("live");
+    // Taken down if the refusal ever fails, so that the files come back.
+    let _guard = Mnt {
+        mp: src.clone(),
+        pid: None,
+    };
+    for extra in [None, Some("--foreground")] {
+        let mut c = e.cmd();
+        c.arg("mount").args(extra).arg(&src);
+        let mut child = c
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if t.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("bakfs mount {extra:?} on a non-empty directory did not return");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "mount {extra:?}: {err}");
+        assert!(
+            err.contains(&format!("{}: not an empty directory", src.display())),
+            "mount {extra:?}: the message does not name the directory: {err}"
+        );
+        assert_eq!(mounted_type(&src), None, "mount {extra:?} mounted anyway");
+        assert_eq!(fs::read_to_string(src.join("f")).unwrap(), "live");
+        assert_eq!(names(&src), ["f"]);
+    }
+    // An empty directory still works.
+    let m = mount_at(&e, "empty", &[]);
+    let rel = src.strip_prefix("/").unwrap().join("f");
+    assert_eq!(
+        fs::read_to_string(m.mp.join("latest").join(rel)).unwrap(),
+        "live"
+    );
+}
+
 #[test]
 fn mount_t_fuse_bakfs_and_fstab_work() {
     if !needs_fuse("mount_t_fuse_bakfs_and_fstab_work") {

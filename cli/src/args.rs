@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// bakfs: deduplicated, compressed, encrypted snapshots you can walk into.
 #[derive(Parser, Debug)]
-#[command(name = "bakfs", version, about, long_about = None)]
+#[command(name = "bakfs", version, long_about = None)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -14,19 +14,31 @@ pub struct Cli {
     pub cmd: Cmd,
 }
 
+/// The heading of the options every command takes, shown after the command's own options.
+pub const GLOBAL_HEADING: &str = "Global options";
+
+/// Options every command takes. None is required: the repository, for one, can come from
+/// `BAKFS_REPO` or the configuration file.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = GLOBAL_HEADING)]
 pub struct Global {
-    /// Repository directory.
-    #[arg(long, short = 'r', env = "BAKFS_REPO", global = true)]
+    /// Repository directory [default: `repository` in the configuration file].
+    #[arg(
+        long,
+        short = 'r',
+        value_name = "PATH",
+        env = "BAKFS_REPO",
+        global = true
+    )]
     pub repo: Option<PathBuf>,
     /// File holding the repository password (first line).
-    #[arg(long, env = "BAKFS_PASSWORD_FILE", global = true)]
+    #[arg(long, value_name = "FILE", env = "BAKFS_PASSWORD_FILE", global = true)]
     pub password_file: Option<PathBuf>,
     /// Configuration file [default: $XDG_CONFIG_HOME/bakfs/config.toml, else /etc/bakfs/bakfs.toml].
-    #[arg(long, env = "BAKFS_CONFIG", global = true)]
+    #[arg(long, value_name = "FILE", env = "BAKFS_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// State directory holding the catalog [default: $XDG_STATE_HOME/bakfs, else /var/lib/bakfs for root, ~/.local/state/bakfs for others].
-    #[arg(long, env = "BAKFS_STATE_DIR", global = true)]
+    #[arg(long, value_name = "DIR", env = "BAKFS_STATE_DIR", global = true)]
     pub state_dir: Option<PathBuf>,
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
@@ -160,16 +172,21 @@ pub struct MountArgs {
 pub enum KeyCmd {
     /// Add a password (prompted, or from --new-password-file).
     Add {
-        #[arg(long)]
+        /// File holding the new password (first line) [default: asked twice on the terminal].
+        #[arg(long, value_name = "FILE")]
         new_password_file: Option<PathBuf>,
     },
     /// List key wrappings.
     List,
     /// Remove a key wrapping by id prefix.
-    Remove { id: String },
+    Remove {
+        /// Id prefix of the key wrapping, as `bakfs key list` shows it.
+        id: String,
+    },
     /// Change the password in use: add the new one, remove the old one.
     Passwd {
-        #[arg(long)]
+        /// File holding the new password (first line) [default: asked twice on the terminal].
+        #[arg(long, value_name = "FILE")]
         new_password_file: Option<PathBuf>,
     },
 }
@@ -186,7 +203,8 @@ pub enum CatalogCmd {
     Rebuild,
     /// Show backup runs recorded in the catalog.
     Runs {
-        #[arg(long, default_value_t = 20)]
+        /// Show at most this many runs, the newest.
+        #[arg(long, value_name = "N", default_value_t = 20)]
         limit: usize,
     },
 }
@@ -246,8 +264,6 @@ pub struct RestoreArgs {
 pub struct ForgetArgs {
     /// Remove exactly these snapshots (id prefixes; works on damaged manifests too).
     pub ids: Vec<String>,
-    #[command(flatten)]
-    pub keep: KeepArgs,
     /// Apply this job's retention to this job's snapshots.
     #[arg(long)]
     pub job: Option<String>,
@@ -260,22 +276,34 @@ pub struct ForgetArgs {
     /// Only say what would be removed.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+    // Last: a heading given here holds for every option after it.
+    #[command(
+        flatten,
+        next_help_heading = "Retention (a snapshot is kept if any rule keeps it)"
+    )]
+    pub keep: KeepArgs,
 }
 
-/// A retention policy on the command line.
+/// A retention policy on the command line (bakfs_core::forget says what each rule keeps).
 #[derive(Args, Debug, Default, Clone)]
 pub struct KeepArgs {
-    #[arg(long)]
+    /// Keep the N newest snapshots.
+    #[arg(long, value_name = "N")]
     pub keep_last: Option<u32>,
-    #[arg(long)]
+    /// Keep the newest snapshot of each of the last N hours that have one (UTC).
+    #[arg(long, value_name = "N")]
     pub keep_hourly: Option<u32>,
-    #[arg(long)]
+    /// Keep the newest snapshot of each of the last N days that have one (UTC).
+    #[arg(long, value_name = "N")]
     pub keep_daily: Option<u32>,
-    #[arg(long)]
+    /// Keep the newest snapshot of each of the last N ISO weeks that have one.
+    #[arg(long, value_name = "N")]
     pub keep_weekly: Option<u32>,
-    #[arg(long)]
+    /// Keep the newest snapshot of each of the last N months that have one.
+    #[arg(long, value_name = "N")]
     pub keep_monthly: Option<u32>,
-    #[arg(long)]
+    /// Keep the newest snapshot of each of the last N years that have one.
+    #[arg(long, value_name = "N")]
     pub keep_yearly: Option<u32>,
     /// Keep snapshots newer than DURATION before the newest one (e.g. 30d, 1y6m).
     #[arg(long, value_name = "DURATION")]
@@ -307,15 +335,23 @@ pub enum MediaCmd {
     /// List enrolled media.
     List,
     /// Show what the catalog knows of one medium (no need to plug it in).
-    Show { label: String },
+    Show {
+        /// The medium's label, as given to `bakfs media enroll`.
+        label: String,
+    },
     /// Record where a medium is now.
     SetLocation {
+        /// The medium's label, as given to `bakfs media enroll`.
         label: String,
+        /// Where it is now.
         #[arg(value_parser = ["onsite", "offsite"])]
         location: String,
     },
     /// Forget a medium and its ledger (its files stay on it).
-    Forget { label: String },
+    Forget {
+        /// The medium's label, as given to `bakfs media enroll`.
+        label: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -328,11 +364,46 @@ pub struct EnrollArgs {
     /// A group of media that rotate together.
     #[arg(long, default_value = "default")]
     pub pool: String,
+    /// Where the medium is kept (`bakfs media set-location` changes it).
     #[arg(long, default_value = "onsite", value_parser = ["onsite", "offsite"])]
     pub location: String,
+    /// What kind of medium it is [default: usb for a device on the USB bus, else disk].
     #[arg(long, value_parser = ["usb", "disk"])]
     pub kind: Option<String>,
-    /// Snapshots to keep on the medium [default: --keep-last 3].
-    #[command(flatten)]
+    // Last: a heading given here holds for every option after it.
+    #[command(
+        flatten,
+        next_help_heading = "Retention on the medium (default: --keep-last 3)"
+    )]
     pub keep: KeepArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// clap's own checks of the definition (names, headings, conflicts), for every command.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// The global options are required by no command: each can come from the environment or
+    /// the configuration file.
+    #[test]
+    fn no_global_option_is_required() {
+        fn walk(c: &clap::Command) {
+            for a in c.get_arguments() {
+                if a.get_help_heading() == Some(GLOBAL_HEADING) {
+                    assert!(!a.is_required_set(), "{} {}", c.get_name(), a.get_id());
+                }
+            }
+            c.get_subcommands().for_each(walk);
+        }
+        let mut c = Cli::command();
+        c.build();
+        walk(&c);
+    }
 }

@@ -65,7 +65,8 @@ pub struct BackupReport {
     pub id: SnapshotId,
     /// The snapshot manifest.
     pub snapshot: Snapshot,
-    /// Problems with single files (unreadable, changed while read, vanished).
+    /// Problems with single files (unreadable, changed while read, vanished), each naming its
+    /// path once. They are not logged: showing them is the caller's job.
     pub warnings: Vec<String>,
     /// Packs written (for the catalog).
     pub packs_written: Vec<crate::format::IndexPack>,
@@ -127,8 +128,8 @@ impl Ctx<'_> {
             .is_some()
     }
 
+    /// Records a warning for the report (the caller shows it: it is not logged here too).
     fn warn(&self, msg: String) {
-        tracing::warn!("{msg}");
         self.progress.errors.fetch_add(1, Ordering::Relaxed);
         self.warnings
             .lock()
@@ -472,7 +473,7 @@ fn entry_node_with(
         Ok(n) => Some(n),
         Err(_) if ctx.aborted() => None,
         Err(e) => {
-            ctx.warn(format!("{}: {e}", path.display()));
+            ctx.warn(e.about(path));
             None
         }
     }

@@ -81,6 +81,31 @@ impl Error {
         }
     }
 
+    /// This error as a message about `path`, naming the path once: `path: error`, or the error
+    /// alone when it already names the path (an [`Error::Io`] about it, a damaged file).
+    ///
+    /// ```
+    /// use bakfs_core::Error;
+    /// use std::path::Path;
+    ///
+    /// let full = Error::io("/r/f", std::io::Error::from_raw_os_error(28));
+    /// assert!(full.about(Path::new("/r/f")).starts_with("/r/f: No space left"));
+    /// let bad = Error::damaged("pack 1a2b", "authentication failed");
+    /// assert_eq!(bad.about(Path::new("/r/f")), "/r/f: damaged pack 1a2b: authentication failed");
+    /// ```
+    pub fn about(&self, path: &std::path::Path) -> String {
+        let msg = self.to_string();
+        let p = path.display().to_string();
+        let named = msg
+            .match_indices(&p)
+            .any(|(i, _)| matches!(msg[i + p.len()..].chars().next(), None | Some(':' | ' ')));
+        if named {
+            msg
+        } else {
+            format!("{p}: {msg}")
+        }
+    }
+
     /// Damage to `what`.
     pub fn damaged(what: impl Into<String>, detail: impl Into<String>) -> Self {
         Error::Damaged {

@@ -52,7 +52,8 @@ pub struct RestoreReport {
     pub entries: u64,
     /// Bytes of file data.
     pub bytes: u64,
-    /// Entries refused (unsafe names) or failed (I/O), with reasons.
+    /// Entries refused (unsafe names) or failed (I/O, damage), each naming its path once. They
+    /// are not logged: showing them is the caller's job.
     pub errors: Vec<String>,
     /// Whether some failures were data damage (exit code 13).
     pub damaged: bool,
@@ -80,12 +81,12 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Records a failed entry for the report (the caller shows it: it is not logged here too).
     fn fail(&self, path: &Path, e: &Error) {
         if e.kind() == crate::ErrorKind::Damaged {
             self.damaged.store(true, Ordering::Relaxed);
         }
-        let msg = format!("{}: {e}", path.display());
-        tracing::error!("{msg}");
+        let msg = e.about(path);
         self.errors
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -157,10 +157,12 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
                 if incomplete {
                     code = code.max(exit::INCOMPLETE);
                 }
+                // The core reports warnings without logging them: here they are shown, once
+                // (on stderr also with --json, where they are in the output too).
+                for w in &rep.warnings {
+                    eprintln!("warning: {w}");
+                }
                 if !ctx.global.json {
-                    for w in &rep.warnings {
-                        eprintln!("warning: {w}");
-                    }
                     let sm = &s.summary;
                     println!(
                         "snapshot {} saved{}: {} files, {} dirs, {} ({} read, {} new, {} stored) in {:.1}s{}",

@@ -44,6 +44,7 @@ pub fn mount(ctx: &Ctx, a: MountArgs) -> Result<u8> {
 
 fn serve(ctx: &Ctx, a: &MountArgs, signals: SigSet) -> Result<u8> {
     bakfs_fs::recover_stale(&a.mountpoint)?;
+    refuse_non_empty(&a.mountpoint)?;
     let repo = ctx.open_repo()?;
     let fsname = format!("bakfs:{}", repo.id());
     let opts = Options {
@@ -99,6 +100,31 @@ fn serve(ctx: &Ctx, a: &MountArgs, signals: SigSet) -> Result<u8> {
     Ok(crate::exit::OK)
 }
 
+/// Refuses a mount point that is not an empty directory: mounting there would hide what it holds
+/// (the very files that were backed up, say) until unmounted. Called after a stale bakfs mount
+/// was cleared away and a live one refused.
+fn refuse_non_empty(dir: &Path) -> Result<()> {
+    let mut entries = std::fs::read_dir(dir)
+        .with_context(|| format!("reading mount point {}", dir.display()))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<std::io::Result<Vec<_>>>()
+        .with_context(|| format!("reading mount point {}", dir.display()))?;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    entries.sort();
+    let more = match entries.len() - 1 {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    bail!(
+        "{}: not an empty directory (it holds {:?}{more}): mounting there would hide what it \
+         holds until unmounted; mount on an empty directory",
+        dir.display(),
+        entries[0]
+    )
+}
+
 /// Tells systemd (if it started us with `Type=notify`) about our state.
 fn sd_notify(msg: &str) {
     bakfs_host::notify::notify(msg);
@@ -111,6 +137,7 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 fn spawn_background(ctx: &Ctx, a: &MountArgs) -> Result<u8> {
     // Checks that need no password first, so that mistakes show at once.
     bakfs_fs::recover_stale(&a.mountpoint)?;
+    refuse_non_empty(&a.mountpoint)?;
     let repo = absolute(&ctx.repo_path()?)?;
     let pw = ctx.password()?;
     let state = ctx.state_dir();

@@ -51,6 +51,7 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
         &progress,
     )?;
     drop(ticker);
+    // The core reports failed entries without logging them: here they are shown, once.
     for e in &rep.errors {
         eprintln!("error: {e}");
     }
