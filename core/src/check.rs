@@ -206,3 +206,56 @@ fn read_pack(repo: &Repository, id: &PackId) -> std::result::Result<(), String> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::backend::Backend;
+    use crate::testing::{backup_dir, mem_repo, noise, source};
+
+    #[test]
+    fn check_finds_missing_and_damaged_packs_and_names_the_files() {
+        let (_d, src) = source(&[("a/x", &noise(2 << 20, 4)), ("b/y", b"y")]);
+        let (mem, repo) = mem_repo();
+        let r = backup_dir(&repo, &src, None);
+        let rep = check(&repo, Some(1.0)).unwrap();
+        assert!(rep.ok(), "{:?}", rep.errors);
+        assert_eq!((rep.snapshots, rep.packs_read), (1, rep.packs));
+
+        // The data pack holding a/x: one flipped byte is found only by reading data.
+        let x =
+            crate::restore::find_node(&repo, &r.snapshot.tree, &src.join("a/x").to_string_lossy())
+                .unwrap()
+                .unwrap();
+        let pack = repo.locate(&x.content[0]).unwrap().pack.to_hex();
+        mem.tamper(FileKind::Pack, &pack, |b| b[100] ^= 1).unwrap();
+        assert!(
+            check(&repo, None).unwrap().ok(),
+            "structure alone cannot see it"
+        );
+        let rep = check(&repo, Some(1.0)).unwrap();
+        assert!(!rep.ok());
+        assert!(
+            rep.damaged_packs.contains_key(&pack),
+            "{:?}",
+            rep.damaged_packs
+        );
+        let affected = format!("{}:{}", r.id.short(), src.join("a/x").display());
+        assert!(rep.affected.contains(&affected), "{:?}", rep.affected);
+        // Files, not the directories above them.
+        assert!(
+            rep.affected.iter().all(|a| !a.ends_with('/')),
+            "{:?}",
+            rep.affected
+        );
+
+        // A pack gone is found without reading data.
+        mem.remove(FileKind::Pack, &pack).unwrap();
+        let rep = check(&repo, None).unwrap();
+        assert_eq!(
+            rep.damaged_packs.get(&pack).map(String::as_str),
+            Some("missing")
+        );
+        assert!(rep.affected.contains(&affected));
+    }
+}

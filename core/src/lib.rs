@@ -30,4 +30,7 @@ pub mod settings;
 pub mod timefmt;
 pub mod vfs;
 
+#[cfg(test)]
+mod testing;
+
 pub use error::{Error, ErrorKind, Result};

@@ -181,3 +181,64 @@ pub fn prune(repo: &Repository, lock: &ExclusiveLock, mode: PruneMode) -> Result
     repo.load_index()?;
     Ok(rep)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::backend::Backend;
+    use crate::testing::{backup_dir, file_in, mem_repo, noise, source};
+
+    #[test]
+    fn prune_frees_what_only_forgotten_snapshots_used_and_keeps_the_rest_readable() {
+        let keep = noise(1 << 20, 5);
+        let (_d, src) = source(&[("keep", &keep), ("gone", &noise(3 << 20, 6))]);
+        let (mem, repo) = mem_repo();
+        let first = backup_dir(&repo, &src, None);
+        std::fs::remove_file(src.join("gone")).unwrap();
+        let second = backup_dir(&repo, &src, Some((first.id, first.snapshot.clone())));
+        let lock = repo.lock_exclusive("test").unwrap();
+        let dry = prune(&repo, &lock, PruneMode::DryRun).unwrap();
+        assert_eq!(
+            dry.packs_deleted + dry.packs_repacked,
+            0,
+            "both snapshots need all"
+        );
+        repo.remove_snapshot(&first.id).unwrap();
+        let packs_before = mem.list(FileKind::Pack).unwrap().len();
+        let dry = prune(&repo, &lock, PruneMode::DryRun).unwrap();
+        assert!(dry.bytes_freed >= 3 << 20, "{dry:?}");
+        assert_eq!(
+            mem.list(FileKind::Pack).unwrap().len(),
+            packs_before,
+            "dry run"
+        );
+        let rep = prune(&repo, &lock, PruneMode::Apply).unwrap();
+        assert_eq!(rep.bytes_freed, dry.bytes_freed);
+        assert!(mem.list(FileKind::Pack).unwrap().len() < packs_before);
+        assert_eq!(
+            mem.list(FileKind::Index).unwrap().len(),
+            1,
+            "one index after prune"
+        );
+        drop(lock);
+        // What the kept snapshot needs is all there, and reads back right.
+        repo.load_index().unwrap();
+        let rep = crate::check::check(&repo, Some(1.0)).unwrap();
+        assert!(rep.ok() && rep.notes.is_empty(), "{rep:?}");
+        assert_eq!(file_in(&repo, &second.snapshot, &src.join("keep")), keep);
+    }
+
+    #[test]
+    fn prune_refuses_another_repositorys_lock() {
+        let (_, repo) = mem_repo();
+        let (_, other) = mem_repo();
+        let lock = other.lock_exclusive("test").unwrap();
+        let e = prune(&repo, &lock, PruneMode::DryRun).unwrap_err();
+        assert!(e.to_string().contains("another repository"), "{e}");
+        // While the exclusive lock is held, nobody gets a shared one.
+        let e = other.lock_shared("backup").err().unwrap();
+        assert!(matches!(e, Error::Locked(_)), "{e}");
+        drop(lock);
+        assert!(other.lock_shared("backup").is_ok());
+    }
+}
