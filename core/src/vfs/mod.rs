@@ -9,22 +9,26 @@
 
 mod cache;
 mod chunks;
+mod files;
+mod inodes;
 mod node;
+mod refresh;
 #[cfg(test)]
 mod tests;
 pub mod top;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::format::id::{BlobId, SnapshotId};
-use crate::format::{self, is_safe_name, Node, NodeKind, Snapshot, Tree};
-use crate::repo::backend::FileKind;
-use crate::repo::{BlobLocation, Repository};
+use crate::format::id::BlobId;
+use crate::format::{is_safe_name, NodeKind, Snapshot, Tree};
+use crate::repo::Repository;
 use cache::LruCache;
 pub use chunks::Decoded;
+use files::{Chunk, OpenFile};
+use inodes::{ino_of, key, meta_key, node_key, Inode, What};
+use refresh::index_names;
 pub use top::{MetaDir, Top, TopChild};
 
 /// The root's inode number.
@@ -123,67 +127,6 @@ impl Default for Options {
     }
 }
 
-enum What {
-    Meta(MetaDir),
-    TopLink {
-        dir: MetaDir,
-        name: Vec<u8>,
-    },
-    SnapRoot {
-        snap: SnapshotId,
-        tree: BlobId,
-        time_ns: i64,
-    },
-    Node {
-        snap: SnapshotId,
-        node: Box<node::EntryNode>,
-    },
-}
-
-struct Inode {
-    what: Arc<What>,
-    key: [u8; 32],
-    parent: u64,
-    name: Vec<u8>,
-    lookups: u64,
-}
-
-#[derive(Clone)]
-struct Chunk {
-    start: u64,
-    len: u64,
-    id: BlobId,
-    loc: BlobLocation,
-}
-
-struct OpenFile {
-    ino: u64,
-    size: u64,
-    chunks: Vec<Chunk>,
-    /// Where the chunk table stops being known (a chunk missing from the index).
-    known_end: u64,
-    /// Where the last read ended (for spotting sequential reads).
-    last_end: AtomicU64,
-    /// Bytes of each chunk reads have returned: a chunk read through is dropped from the chunk
-    /// cache (the kernel has its bytes; a page read twice only makes that early).
-    served: Box<[AtomicU64]>,
-    /// Bytes of the file reads have returned: a file read through drops its chunk table (made
-    /// again if it is read again).
-    served_total: AtomicU64,
-}
-
-impl OpenFile {
-    /// Counts `n` more bytes of chunk `i` returned; whether the chunk is now read through.
-    fn serve(&self, i: usize, n: u64) -> bool {
-        self.served[i].fetch_add(n, Ordering::Relaxed) + n >= self.chunks[i].len
-    }
-
-    /// Whether reads have returned all of chunk `i`.
-    fn read_through(&self, i: usize) -> bool {
-        self.served[i].load(Ordering::Relaxed) >= self.chunks[i].len
-    }
-}
-
 /// The mounted view of one repository.
 pub struct Vfs {
     repo: Repository,
@@ -206,56 +149,6 @@ pub struct Vfs {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn key(parts: &[&[u8]]) -> [u8; 32] {
-    let mut h = blake3::Hasher::new();
-    h.update(b"bakfs vfs inode v1");
-    for p in parts {
-        h.update(&(p.len() as u64).to_le_bytes());
-        h.update(p);
-    }
-    *h.finalize().as_bytes()
-}
-
-fn meta_key(d: &MetaDir) -> [u8; 32] {
-    match d {
-        MetaDir::Root => key(&[b"root"]),
-        MetaDir::Ids => key(&[b"ids"]),
-        MetaDir::Hosts => key(&[b"hosts"]),
-        MetaDir::Tags => key(&[b"tags"]),
-        MetaDir::Host(h) => key(&[b"host", h.as_bytes()]),
-        MetaDir::Tag(t) => key(&[b"tag", t.as_bytes()]),
-    }
-}
-
-fn node_key(snap: &SnapshotId, parent_key: &[u8; 32], n: &Node) -> [u8; 32] {
-    if n.kind == NodeKind::File && n.nlink > 1 && n.inode != 0 {
-        // Hard links: one inode per source (device, inode) in a snapshot.
-        key(&[
-            b"hardlink",
-            &snap.0,
-            &n.dev.to_le_bytes(),
-            &n.inode.to_le_bytes(),
-        ])
-    } else {
-        key(&[b"node", parent_key, &n.name])
-    }
-}
-
-/// The repository's index file names, sorted (empty if they cannot be listed).
-fn index_names(repo: &Repository) -> Vec<String> {
-    let mut v = repo.backend().list(FileKind::Index).unwrap_or_default();
-    v.sort();
-    v
-}
-
-/// The inode number a key maps to (collisions are resolved when an entry is remembered).
-fn ino_of(k: &[u8; 32]) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&k[..8]);
-    let v = u64::from_le_bytes(b) >> 1; // below 2^63: some tools treat inode numbers as signed
-    v.max(16)
 }
 
 /// Linux `new_encode_dev` of a glibc `dev_t`, as FUSE carries it.
@@ -320,29 +213,6 @@ impl Vfs {
         })
     }
 
-    /// Reads the index again if its files changed since it was read (a backup added one, a
-    /// prune replaced them). Returns whether it did.
-    pub(crate) fn reload_index_if_changed(&self) -> bool {
-        let mut known = lock(&self.index_files);
-        let now = index_names(&self.repo);
-        if now == *known {
-            return false;
-        }
-        match self.repo.load_index() {
-            Ok(()) => {
-                tracing::info!("index files changed: index read again");
-                *known = now;
-                // Chunk tables hold pack locations: they are made again on the next read.
-                lock(&self.files).clear();
-                true
-            }
-            Err(e) => {
-                tracing::warn!("cannot reload the index: {e}");
-                false
-            }
-        }
-    }
-
     /// The repository behind the view.
     pub fn repo(&self) -> &Repository {
         &self.repo
@@ -351,148 +221,6 @@ impl Vfs {
     /// Number of snapshots shown.
     pub fn snapshot_count(&self) -> usize {
         self.top().len()
-    }
-
-    fn top(&self) -> Arc<Top> {
-        self.top.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Looks at the repository's snapshot list again if it was last read more than the refresh
-    /// interval ago (or `force`), so that new snapshots appear and forgotten ones go.
-    pub fn refresh(&self, force: bool) {
-        {
-            let mut last = lock(&self.last_refresh);
-            if !force && last.elapsed() < self.opts.refresh_interval {
-                return;
-            }
-            *last = Instant::now();
-        }
-        let names = match self.repo.backend().list(FileKind::Snapshot) {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!("cannot list snapshots: {e}");
-                return;
-            }
-        };
-        let mut m = lock(&self.manifests);
-        let present: HashSet<&String> = names.iter().collect();
-        let before = m.len();
-        m.retain(|k, _| present.contains(k));
-        let mut changed = before != m.len();
-        let mut added = false;
-        for n in &names {
-            if m.contains_key(n) || SnapshotId::from_hex(n).is_err() {
-                continue;
-            }
-            let s = match self.repo.backend().read(FileKind::Snapshot, n) {
-                Ok(raw) => match format::open_snapshot(self.repo.keys(), n, &raw) {
-                    Ok(s) => Some(s),
-                    Err(e) => {
-                        tracing::warn!("{e}: not shown");
-                        None
-                    }
-                },
-                // Removed between listing and reading, or not yet readable: try again later.
-                Err(e) => {
-                    tracing::debug!("snapshot {n}: {e}");
-                    continue;
-                }
-            };
-            added |= s.is_some();
-            changed = true;
-            m.insert(n.clone(), s);
-        }
-        if !changed {
-            return;
-        }
-        if added {
-            // A new snapshot's blobs are in index files written before its manifest.
-            self.reload_index_if_changed();
-        }
-        let snaps: Vec<(SnapshotId, Snapshot)> = m
-            .iter()
-            .filter_map(|(n, s)| Some((SnapshotId::from_hex(n).ok()?, s.clone()?)))
-            .collect();
-        drop(m);
-        let n = snaps.len();
-        let mut top = Top::new(&snaps);
-        top.changed_ns = crate::timefmt::now_ns();
-        *self.top.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(top);
-        tracing::info!("snapshot list changed: {n} snapshots");
-    }
-
-    fn entry(&self, ino: u64) -> VResult<(Arc<What>, [u8; 32])> {
-        let t = lock(&self.inodes);
-        let e = t.get(&ino).ok_or(VfsError::NotFound)?;
-        Ok((e.what.clone(), e.key))
-    }
-
-    /// The path of `ino` below the mount, for log messages.
-    pub fn path_of(&self, ino: u64) -> String {
-        let t = lock(&self.inodes);
-        let mut parts = Vec::new();
-        let mut cur = ino;
-        while cur != ROOT_INO && parts.len() < 4096 {
-            let Some(e) = t.get(&cur) else {
-                parts.push("?".to_string());
-                break;
-            };
-            parts.push(String::from_utf8_lossy(&e.name).into_owned());
-            cur = e.parent;
-        }
-        parts.reverse();
-        format!("/{}", parts.join("/"))
-    }
-
-    fn remember(&self, parent: u64, name: &[u8], key: [u8; 32], what: What) -> u64 {
-        let mut t = lock(&self.inodes);
-        let mut ino = ino_of(&key);
-        loop {
-            match t.get_mut(&ino) {
-                Some(e) if e.key == key => {
-                    e.lookups += 1;
-                    return ino;
-                }
-                Some(_) => {
-                    tracing::debug!("inode number {ino} taken by another entry; probing");
-                    ino = ino.wrapping_add(1).max(16);
-                }
-                None => {
-                    t.insert(
-                        ino,
-                        Inode {
-                            what: Arc::new(what),
-                            key,
-                            parent,
-                            name: name.to_vec(),
-                            lookups: 1,
-                        },
-                    );
-                    return ino;
-                }
-            }
-        }
-    }
-
-    /// The kernel dropped `n` references to `ino`.
-    pub fn forget(&self, ino: u64, n: u64) {
-        if ino == ROOT_INO {
-            return;
-        }
-        let mut t = lock(&self.inodes);
-        if let Some(e) = t.get_mut(&ino) {
-            e.lookups = e.lookups.saturating_sub(n);
-            if e.lookups == 0 {
-                t.remove(&ino);
-                drop(t);
-                lock(&self.files).remove(&ino);
-            }
-        }
-    }
-
-    /// Number of inodes the kernel holds references to.
-    pub fn inode_count(&self) -> usize {
-        lock(&self.inodes).len()
     }
 
     fn tree(&self, id: &BlobId, ino: u64) -> VResult<Arc<Tree>> {
@@ -586,7 +314,7 @@ impl Vfs {
     pub fn getattr(&self, ino: u64) -> VResult<Attr> {
         let (what, _) = self.entry(ino)?;
         if matches!(*what, What::Meta(_)) {
-            self.refresh(false);
+            self.refresh();
         }
         Ok(self.attr_of(ino, &what))
     }
@@ -603,7 +331,7 @@ impl Vfs {
         let (pwhat, pkey) = self.entry(parent)?;
         let (key, what) = match &*pwhat {
             What::Meta(d) => {
-                self.refresh(false);
+                self.refresh();
                 match self.top().child(d, name) {
                     Some(TopChild::Dir(md)) => (meta_key(&md), What::Meta(md)),
                     Some(TopChild::Snap(snap, tree, time_ns)) => (
@@ -675,7 +403,7 @@ impl Vfs {
         let skip = offset.saturating_sub(2) as usize;
         match &*what {
             What::Meta(d) => {
-                self.refresh(false);
+                self.refresh();
                 let children = self.top().children(d).ok_or(VfsError::NotFound)?;
                 for (i, (name, c)) in children.into_iter().enumerate().skip(skip).take(max) {
                     let (ckey, kind) = match &c {
@@ -736,115 +464,6 @@ impl Vfs {
             }
             _ => Err(VfsError::NotLink),
         }
-    }
-
-    /// The chunk table of regular file `ino`, built on first use.
-    fn file(&self, ino: u64) -> VResult<Arc<OpenFile>> {
-        if let Some(f) = lock(&self.files).get(&ino) {
-            return Ok(f.clone());
-        }
-        let (what, _) = self.entry(ino)?;
-        let What::Node { node, .. } = &*what else {
-            return Err(VfsError::Io);
-        };
-        if node.kind != NodeKind::File {
-            return Err(VfsError::Io);
-        }
-        let mut chunks = Vec::with_capacity(node.content.len());
-        let mut pos = 0u64;
-        let mut known_end = u64::MAX;
-        for id in &node.content {
-            let Some(loc) = self.repo.locate(id) else {
-                tracing::error!(
-                    "{}: chunk {} is not in the index; reads from byte {pos} on fail",
-                    self.path_of(ino),
-                    id.short()
-                );
-                known_end = pos;
-                break;
-            };
-            let len = u64::from(loc.entry.raw_len);
-            chunks.push(Chunk {
-                start: pos,
-                len,
-                id: *id,
-                loc,
-            });
-            pos += len;
-        }
-        if known_end == u64::MAX && pos != node.size {
-            tracing::warn!(
-                "{}: chunks hold {pos} bytes, the entry says {}",
-                self.path_of(ino),
-                node.size
-            );
-        }
-        let f = Arc::new(OpenFile {
-            ino,
-            size: node.size,
-            known_end: known_end.min(pos),
-            last_end: AtomicU64::new(0),
-            served: chunks.iter().map(|_| AtomicU64::new(0)).collect(),
-            served_total: AtomicU64::new(0),
-            chunks,
-        });
-        lock(&self.files).insert(ino, f.clone());
-        Ok(f)
-    }
-
-    /// Reads up to `size` bytes at `offset` of regular file `ino`. Short only at the end of the
-    /// file. (No open call is needed: the kernel is told that opening is free.)
-    ///
-    /// # Errors
-    /// [`VfsError::NotFound`]; [`VfsError::Io`] if a chunk in the range is missing or damaged
-    /// (never wrong bytes), or `ino` is not a regular file.
-    pub fn read(&self, ino: u64, offset: u64, size: u32) -> VResult<Vec<u8>> {
-        let f = self.file(ino)?;
-        if offset >= f.size {
-            return Ok(Vec::new());
-        }
-        let end = f.size.min(offset.saturating_add(u64::from(size)));
-        if end > f.known_end {
-            tracing::error!(
-                "{}: bytes {}..{end} unreadable: a chunk is missing",
-                self.path_of(f.ino),
-                offset.max(f.known_end)
-            );
-            return Err(VfsError::Io);
-        }
-        // Not near where the previous read ended: chunks decoded now go to the page sink.
-        let random = !chunks::sequential(f.last_end.load(Ordering::Relaxed), offset);
-        let mut out = Vec::with_capacity((end - offset) as usize);
-        let mut pos = offset;
-        let mut i = f.chunks.partition_point(|c| c.start + c.len <= pos);
-        while pos < end {
-            let Some(c) = f.chunks.get(i) else {
-                tracing::error!(
-                    "{}: the chunks end at byte {pos}, before the file's size {}",
-                    self.path_of(f.ino),
-                    f.size
-                );
-                return Err(VfsError::Io);
-            };
-            let data = self.chunk_data(&f, c, (offset, end), random)?;
-            let from = (pos - c.start) as usize;
-            let to = ((end - c.start).min(c.len)) as usize;
-            out.extend_from_slice(&data[from..to]);
-            if f.serve(i, (to - from) as u64) {
-                // Read through: the kernel has its bytes.
-                lock(&self.blobs).remove(&c.id);
-            }
-            pos = c.start + to as u64;
-            i += 1;
-        }
-        let n = end - offset;
-        if f.served_total.fetch_add(n, Ordering::Relaxed) + n >= f.size {
-            let mut files = lock(&self.files);
-            if files.get(&ino).is_some_and(|g| Arc::ptr_eq(g, &f)) {
-                files.remove(&ino);
-            }
-        }
-        Ok(out)
     }
 
     /// The value of extended attribute `name` of `ino`.
