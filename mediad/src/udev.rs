@@ -1,10 +1,14 @@
 //! Block devices as udev sees them: the devices present at start, then the monitor's events.
-//! The only module that touches libudev.
+//! The only module that touches libudev. [`Udev`] is the daemon's [`Devices`] in production.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use crate::daemon::Devices;
 
 /// The udev tag `udev-rules/70-bakfs.rules` puts on candidate devices.
 pub const TAG: &str = "bakfs";
@@ -117,6 +121,50 @@ impl Monitor {
             })
             .filter(|d| d.action != Action::Other)
             .collect()
+    }
+}
+
+/// The daemon's devices: udev's enumeration and monitor, and the device nodes themselves.
+pub struct Udev {
+    /// None with `--once`: only the devices present at start are handled.
+    monitor: Option<Monitor>,
+    /// Readable when the daemon is asked to stop (the signalfd): ends a wait early.
+    wake: OwnedFd,
+}
+
+impl Udev {
+    /// Starts listening for events now (unless `once`), so that a device plugged in before
+    /// [`Devices::present`] enumerates is not missed. `wake` ends a [`Devices::wait`] early
+    /// when it reads ready.
+    ///
+    /// # Errors
+    /// libudev errors.
+    pub fn new(once: bool, wake: OwnedFd) -> Result<Self> {
+        let monitor = if once { None } else { Some(Monitor::new()?) };
+        Ok(Self { monitor, wake })
+    }
+}
+
+impl Devices for Udev {
+    fn present(&mut self) -> Result<Vec<Dev>> {
+        present()
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Result<Vec<Dev>> {
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = vec![PollFd::new(self.wake.as_fd(), PollFlags::POLLIN)];
+        if let Some(m) = &self.monitor {
+            fds.push(PollFd::new(m.fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).context("poll"),
+        }
+        Ok(self
+            .monitor
+            .as_ref()
+            .map(Monitor::drain)
+            .unwrap_or_default())
     }
 }
 
