@@ -10,8 +10,8 @@
 //! Repeated add/change events for a device node already seen with the same UUID are ignored,
 //! so one insertion gives one job; a removal cancels a running job.
 //!
-//! [`run`] takes what it waits on as arguments, so that the rules can be tested with a scripted
-//! event stream: the devices ([`Devices`]: udev in production), the request
+//! [`run`] takes what it waits on as arguments, so that the rules are tested with a scripted
+//! event stream (`daemon/tests.rs`): the devices ([`Devices`]: udev in production), the request
 //! to stop ([`Shutdown`]: SIGTERM, SIGINT, SIGHUP in production) and what a job does
 //! ([`Runner`]: [`crate::rotate::run`] in production).
 
@@ -383,3 +383,6 @@ impl Daemon<'_> {
 fn sd_notify(msg: &str) {
     bakfs_host::notify::notify(msg);
 }
+
+#[cfg(test)]
+mod tests;
