@@ -8,7 +8,9 @@
 //!    +------ remove / change SYSTEMD_READY=0 / no ID_FS_* -------+----------+
 //! ```
 //! Repeated add/change events for a device node already seen with the same UUID are ignored,
-//! so one insertion gives one job; a removal cancels a running job.
+//! so one insertion gives one job; a removal cancels a running job. A second node claiming a
+//! medium's filesystem is a twin, refused, only while the first still holds it
+//! ([`Devices::holds`]); otherwise the first is taken as removed.
 //!
 //! [`run`] takes what it waits on as arguments, so that the rules are tested with a scripted
 //! event stream (`daemon/tests.rs`): the devices ([`Devices`]: udev in production), the request
@@ -44,6 +46,11 @@ pub trait Devices {
     /// # Errors
     /// The source cannot be read.
     fn wait(&mut self, timeout: Duration) -> Result<Vec<Dev>>;
+
+    /// Whether `node` still holds the filesystem `uuid`. Asked when another node claims the
+    /// same filesystem: udev handles devices in parallel, so a medium moved from one node to
+    /// another may be announced on the new node before its removal from the old one.
+    fn holds(&self, node: &Path, uuid: &str) -> bool;
 }
 
 /// The request to stop. Production: SIGTERM, SIGINT or SIGHUP ([`crate::signals::Signals`]).
@@ -106,7 +113,7 @@ pub fn run(
         leaving: Vec::new(),
     };
     for dev in devices.present()? {
-        d.handle(dev);
+        d.handle(dev, devices);
     }
     if !once {
         tracing::info!(
@@ -129,7 +136,7 @@ pub fn run(
         let events = devices.wait(if once { ONCE_TICK } else { TICK })?;
         if !once {
             for dev in events {
-                d.handle(dev);
+                d.handle(dev, devices);
             }
         }
         d.reap();
@@ -175,7 +182,7 @@ struct Daemon<'a> {
 }
 
 impl Daemon<'_> {
-    fn handle(&mut self, dev: Dev) {
+    fn handle(&mut self, dev: Dev, devices: &impl Devices) {
         tracing::debug!("udev: {}", udev::describe(&dev));
         if dev.is_gone() {
             self.gone(&dev.devnode);
@@ -227,11 +234,7 @@ impl Daemon<'_> {
             self.slots.insert(dev.devnode, slot);
             return;
         };
-        let twin = self
-            .slots
-            .iter()
-            .find(|(node, s)| s.uuid == uuid && **node != dev.devnode)
-            .map(|(node, _)| node.clone());
+        let twin = self.live_twin(&dev.devnode, &m, devices);
         let now = bakfs_core::timefmt::now_ns();
         let refusal = if let Some(other) = twin {
             Some(format!(
@@ -327,11 +330,41 @@ impl Daemon<'_> {
         }
     }
 
-    /// Whether another node than `node` has a job for filesystem `uuid`.
-    fn being_written(&self, uuid: &str, node: &Path) -> bool {
-        self.slots
+    /// Another node that holds `m`'s filesystem while `node` claims it too. A node that no
+    /// longer holds it (its removal not reported yet) is taken as removed.
+    fn live_twin(
+        &mut self,
+        node: &Path,
+        m: &MediumRecord,
+        devices: &impl Devices,
+    ) -> Option<PathBuf> {
+        let others: Vec<PathBuf> = self
+            .slots
             .iter()
-            .any(|(n, s)| s.uuid == uuid && n != node && s.job.is_some())
+            .filter(|(n, s)| s.uuid == m.fs_uuid && n.as_path() != node)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let mut twin = None;
+        for other in others {
+            if devices.holds(&other, &m.fs_uuid) {
+                twin.get_or_insert(other);
+            } else {
+                tracing::info!(
+                    "{} no longer holds medium {} (its removal is not reported yet): taking it as removed",
+                    other.display(),
+                    m.label
+                );
+                self.gone(&other);
+            }
+        }
+        twin
+    }
+
+    /// Whether another node than `node` has a job running for filesystem `uuid`.
+    fn being_written(&self, uuid: &str, node: &Path) -> bool {
+        self.slots.iter().any(|(n, s)| {
+            s.uuid == uuid && n != node && s.job.as_ref().is_some_and(|j| !j.is_finished())
+        })
     }
 
     /// Joins finished jobs (a panicking job is logged; the daemon goes on).

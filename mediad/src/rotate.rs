@@ -183,7 +183,7 @@ fn mount(dev: &Device, mp: &Path) -> Result<(), CopyError> {
 
 /// Whether the device node still has a medium behind it (a detached loop device or an emptied
 /// card reader reads as 0 bytes; a removed USB stick's node is gone).
-fn still_there(devnode: &Path) -> bool {
+pub(crate) fn still_there(devnode: &Path) -> bool {
     use std::io::{Seek, SeekFrom};
     std::fs::File::open(devnode)
         .and_then(|mut f| f.seek(SeekFrom::End(0)))

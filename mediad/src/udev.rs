@@ -2,7 +2,7 @@
 //! The only module that touches libudev. [`Udev`] is the daemon's [`Devices`] in production.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -166,6 +166,34 @@ impl Devices for Udev {
             .map(Monitor::drain)
             .unwrap_or_default())
     }
+
+    fn holds(&self, node: &Path, uuid: &str) -> bool {
+        holds(node, uuid)
+    }
+}
+
+/// Whether the device node `node` still holds the filesystem `uuid`: it still has a medium
+/// behind it ([`crate::rotate::still_there`]), it is not a loop device on its way out, and
+/// `blkid -p` reads that UUID on it now.
+pub fn holds(node: &Path, uuid: &str) -> bool {
+    crate::rotate::still_there(node)
+        && !loop_detaching(node)
+        && bakfs_host::mounts::probe(node).is_ok_and(|fs| fs.uuid == uuid)
+}
+
+/// Whether `node` is a loop device with its autoclear flag set. `losetup -d` of a loop device
+/// whose filesystem is mounted sets it, and the kernel keeps the device until the filesystem
+/// is unmounted: the node is on its way out, and the image attached to another loop device
+/// meanwhile is the same medium moved, not a clone. (`mount -o loop` and udisks set the flag
+/// too: on such loop devices a clone is not told from the medium.)
+fn loop_detaching(node: &Path) -> bool {
+    let Some(name) = node.file_name() else {
+        return false;
+    };
+    let flag = Path::new("/sys/class/block")
+        .join(name)
+        .join("loop/autoclear");
+    std::fs::read_to_string(flag).is_ok_and(|s| s.trim() == "1")
 }
 
 /// For log lines.
@@ -182,4 +210,37 @@ pub fn describe(d: &Dev) -> String {
         d.ready,
         d.tagged
     )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::holds;
+
+    /// `holds` on files: a node that is gone or empty holds nothing; one with a filesystem
+    /// holds its UUID only (blkid reads files as it reads devices).
+    #[test]
+    fn holds_reads_what_is_behind_the_node_now() {
+        let d = tempfile::tempdir().unwrap();
+        let uuid = "5f0c2d3e-1c7b-4a51-9a57-0d5c1e0b7a11";
+        assert!(!holds(&d.path().join("gone"), uuid));
+        let img = d.path().join("img");
+        std::fs::File::create(&img).unwrap();
+        assert!(!holds(&img, uuid), "an empty node (a detached loop device)");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(8 << 20)
+            .unwrap();
+        assert!(!holds(&img, uuid), "no filesystem");
+        let made = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-U", uuid])
+            .arg(&img)
+            .status();
+        if !made.is_ok_and(|s| s.success()) {
+            eprintln!("mkfs.ext4 is not installed: the rest is not tested");
+            return;
+        }
+        assert!(holds(&img, uuid));
+        assert!(!holds(&img, "another-uuid"), "another filesystem now");
+    }
 }

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -155,6 +155,9 @@ fn fake_runner(t: Arc<Timeline>, catalog: PathBuf, ends: Ends) -> impl Runner {
 enum Step {
     /// Delivered as the only event of one wait.
     Event(Dev),
+    /// The node no longer holds its filesystem (the medium was pulled out); its removal event
+    /// comes later, or never.
+    Pull(&'static str),
     /// The daemon waits until the timeline has this line.
     Await(String),
     /// Lets a [`Ends::WhenReleased`] job end.
@@ -173,6 +176,8 @@ enum Step {
 struct Script {
     present: Vec<Dev>,
     steps: VecDeque<Step>,
+    /// Nodes whose medium was pulled out.
+    pulled: HashSet<PathBuf>,
     t: Arc<Timeline>,
     stop: Arc<AtomicBool>,
     catalog: PathBuf,
@@ -187,7 +192,15 @@ impl Devices for Script {
     fn wait(&mut self, timeout: Duration) -> Result<Vec<Dev>> {
         while let Some(step) = self.steps.pop_front() {
             match step {
-                Step::Event(d) => return Ok(vec![d]),
+                Step::Event(d) => {
+                    if !d.is_gone() {
+                        self.pulled.remove(&d.devnode);
+                    }
+                    return Ok(vec![d]);
+                }
+                Step::Pull(node) => {
+                    self.pulled.insert(node.into());
+                }
                 Step::Await(line) => self.t.wait_for(&line),
                 Step::Release(job) => self.t.release(job),
                 Step::Sleep(ms) => std::thread::sleep(Duration::from_millis(ms)),
@@ -211,6 +224,10 @@ impl Devices for Script {
         );
         std::thread::sleep(timeout.min(Duration::from_millis(5)));
         Ok(Vec::new())
+    }
+
+    fn holds(&self, node: &Path, _uuid: &str) -> bool {
+        !self.pulled.contains(node)
     }
 }
 
@@ -354,6 +371,7 @@ impl World {
         let mut devices = Script {
             present,
             steps: steps.into(),
+            pulled: HashSet::new(),
             t: self.t.clone(),
             stop: stop.clone(),
             catalog: self.setup.catalog.clone(),
@@ -587,6 +605,76 @@ fn a_live_twin_is_refused_without_touching_the_state_of_the_medium_being_written
         w.state("OFF1"),
         ("removed during copy".into(), String::new())
     );
+}
+
+#[test]
+fn a_twin_of_a_medium_whose_job_ended_is_refused_and_says_so_in_its_state() {
+    let w = World::new();
+    w.enroll("OFF1", "u1");
+    let logs = w.run(
+        false,
+        Ends::After(Duration::ZERO),
+        Vec::new(),
+        vec![
+            add("/dev/sdb", "u1"),
+            wait("end OFF1#1"),
+            // Its thread returns just after.
+            Step::Sleep(50),
+            add("/dev/sdc", "u1"),
+            Step::Tick,
+            Step::Stop,
+        ],
+    );
+    assert_eq!(w.t.starts(), ["OFF1#1 on /dev/sdb"]);
+    let (state, message) = w.state("OFF1");
+    assert_eq!(state, "refused");
+    assert!(message.contains("both claim medium OFF1"), "{message}");
+    assert_eq!(logs.errors().len(), 1, "{logs:?}");
+}
+
+/// Regression (`fifty_quick_insert_remove_cycles` in CI): a medium pulled from loop0 and
+/// plugged into loop1, and udev delivered loop1's event before loop0's removal. The stale loop0
+/// slot was taken for a live twin and the insertion refused, with an ERROR.
+#[test]
+fn a_stale_slot_is_taken_as_removed_not_as_a_twin() {
+    let w = World::new();
+    w.enroll("FLAKY", "u1");
+    let logs = w.run(
+        false,
+        Ends::WhenReleased,
+        Vec::new(),
+        vec![
+            add("/dev/loop0", "u1"),
+            wait("start FLAKY#1 on /dev/loop0"),
+            Step::Pull("/dev/loop0"),
+            change("/dev/loop1", "u1"),
+            wait("cancelled FLAKY#1"),
+            // The new job waits for the old one (it may still be unmounting the medium).
+            Step::Sleep(30),
+            Step::Release("FLAKY#1"),
+            wait("start FLAKY#2 on /dev/loop1"),
+            // loop0's removal, late: nothing of loop0's is left to cancel.
+            not_ready("/dev/loop0", "u1"),
+            remove("/dev/loop0", "u1"),
+            Step::Tick,
+            Step::Release("FLAKY#2"),
+            wait("end FLAKY#2"),
+            Step::Stop,
+        ],
+    );
+    assert!(logs.errors().is_empty(), "{logs:?}");
+    assert!(!logs.has("both claim"), "{logs:?}");
+    assert!(
+        logs.has("INFO /dev/loop0 no longer holds medium FLAKY (its removal is not reported yet): taking it as removed"),
+        "{logs:?}"
+    );
+    assert_eq!(logs.count("is medium FLAKY"), 2, "{logs:?}");
+    assert!(w.t.at("end FLAKY#1") < w.t.at("start FLAKY#2 on /dev/loop1"));
+    assert!(
+        !w.t.lines().contains(&"cancelled FLAKY#2".to_string()),
+        "the late removal of loop0 cancelled loop1's job"
+    );
+    assert_eq!(w.state("FLAKY").0, "safe to remove");
 }
 
 #[test]
