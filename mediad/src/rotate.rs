@@ -135,6 +135,8 @@ pub fn run(setup: &Setup, m: &MediumRecord, dev: &Device, cancel: &AtomicBool) -
             "safe to remove {} ({} snapshots added, {} removed, {} bytes written at {mib_s:.1} MiB/s, {secs:.1} s)",
             m.label, stats.added, stats.removed, stats.bytes_written
         ),
+        // Pulling a medium out, or stopping the daemon, is no error.
+        Err(e @ CopyError::Cancelled) => tracing::warn!(medium = %m.label, "{}: {e}", m.label),
         Err(e) => tracing::error!(medium = %m.label, "{}: {e}", m.label),
     }
     state.into()
