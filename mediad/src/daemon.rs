@@ -1,5 +1,6 @@
-//! The event loop: devices present at start, then udev events, each insertion of an enrolled
-//! medium handled by one job on its own thread. State machine per device node (docs/mediad.md):
+//! The daemon's rules: devices present at start, then device events, each insertion of an
+//! enrolled medium handled by one job on its own thread. State machine per device node
+//! (docs/mediad.md):
 //!
 //! ```text
 //! (absent) --add/change with ID_FS_UUID--> seen --enrolled--> copying --> done
@@ -7,45 +8,95 @@
 //!    +------ remove / change SYSTEMD_READY=0 / no ID_FS_* -------+----------+
 //! ```
 //! Repeated add/change events for a device node already seen with the same UUID are ignored,
-//! so one insertion gives one job; a removal cancels a running job.
+//! so one insertion gives one job; a removal cancels a running job. A second node claiming a
+//! medium's filesystem is a twin, refused, only while the first still holds it
+//! ([`Devices::holds`]); otherwise the first is taken as removed.
+//!
+//! [`run`] takes what it waits on as arguments, so that the rules are tested with a scripted
+//! event stream (`daemon/tests.rs`): the devices ([`Devices`]: udev in production), the request
+//! to stop ([`Shutdown`]: SIGTERM, SIGINT, SIGHUP in production) and what a job does
+//! ([`Runner`]: [`crate::rotate::run`] in production).
 
-use std::collections::HashMap;
-use std::os::fd::AsFd;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use bakfs_core::catalog::Catalog;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::SignalFd;
+use bakfs_core::catalog::{Catalog, MediumRecord};
 
 use crate::rotate::{self, Setup};
 use crate::udev::{self, Dev};
 
-struct Slot {
-    uuid: String,
-    /// The enrolled medium's label, if this device is one.
-    label: Option<String>,
-    cancel: Arc<AtomicBool>,
-    job: Option<JoinHandle<String>>,
+/// The block devices the daemon watches. Production: [`crate::udev::Udev`].
+pub trait Devices {
+    /// The block devices present now. Called once, after the source began listening, so that
+    /// a device plugged in meanwhile is not missed (it may then be reported twice: a repeat is
+    /// ignored).
+    ///
+    /// # Errors
+    /// The devices cannot be listed.
+    fn present(&mut self) -> Result<Vec<Dev>>;
+
+    /// The events received since the last call, waiting up to `timeout` for the first. Returns
+    /// early, maybe with none, when the daemon is asked to stop.
+    ///
+    /// # Errors
+    /// The source cannot be read.
+    fn wait(&mut self, timeout: Duration) -> Result<Vec<Dev>>;
+
+    /// Whether `node` still holds the filesystem `uuid`. Asked when another node claims the
+    /// same filesystem: udev handles devices in parallel, so a medium moved from one node to
+    /// another may be announced on the new node before its removal from the old one.
+    fn holds(&self, node: &Path, uuid: &str) -> bool;
 }
 
-struct Daemon<'a> {
-    setup: &'a Setup,
-    catalog: Catalog,
-    slots: HashMap<PathBuf, Slot>,
-    /// Cancelled jobs still finishing, with their filesystem UUID.
-    leaving: Vec<(String, JoinHandle<String>)>,
+/// The request to stop. Production: SIGTERM, SIGINT or SIGHUP ([`crate::signals::Signals`]).
+pub trait Shutdown {
+    /// Why the daemon should stop, once it was asked to. Never blocks.
+    fn requested(&mut self) -> Option<String>;
 }
 
-/// Runs until SIGTERM/SIGINT (or, with `once`, until the media present now are done).
+/// One job: copy onto `medium` through `device`; stop early once `cancel` is set.
+#[derive(Debug)]
+pub struct Job {
+    pub medium: MediumRecord,
+    pub device: rotate::Device,
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// What a job does, on a thread of its own. Production: [`crate::rotate::run`].
+pub trait Runner: Send + Sync + 'static {
+    /// Runs `job` to its end (or until cancelled); returns the medium's new state.
+    fn run(&self, job: &Job) -> String;
+}
+
+impl<F: Fn(&Job) -> String + Send + Sync + 'static> Runner for F {
+    fn run(&self, job: &Job) -> String {
+        self(job)
+    }
+}
+
+/// How long a wait for events lasts before finished jobs are reaped.
+const TICK: Duration = Duration::from_secs(1);
+/// The same with `once`, where the daemon exits as soon as the last job ended.
+const ONCE_TICK: Duration = Duration::from_millis(100);
+
+/// Runs until `shutdown` asks it to stop (running jobs are cancelled and waited for), or, with
+/// `once`, until the jobs for the devices present at start have ended (no events are read).
+/// Tells systemd `READY=1` once it listens and `STOPPING=1` when asked to stop.
 ///
 /// # Errors
-/// The catalog or udev cannot be opened.
-pub fn run(setup: &Setup, once: bool) -> Result<()> {
+/// The catalog cannot be opened, the media root not created, `devices` not read.
+pub fn run(
+    setup: &Setup,
+    once: bool,
+    devices: &mut impl Devices,
+    shutdown: &mut impl Shutdown,
+    runner: impl Runner,
+) -> Result<()> {
     let mut catalog = Catalog::open(&setup.catalog)?;
     let n = catalog.abandon_medium_runs(bakfs_core::timefmt::now_ns())?;
     if n > 0 {
@@ -54,79 +105,87 @@ pub fn run(setup: &Setup, once: bool) -> Result<()> {
     let enrolled = catalog.media()?.len();
     std::fs::create_dir_all(&setup.media_root)
         .with_context(|| format!("creating {}", setup.media_root.display()))?;
-    let mut mask = SigSet::empty();
-    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-        mask.add(s);
-    }
-    mask.thread_block().context("blocking signals")?;
-    let sigfd = SignalFd::new(&mask).context("signalfd")?;
-    // Listen before enumerating, so a device plugged in meanwhile is not missed.
-    let monitor = if once {
-        None
-    } else {
-        Some(udev::Monitor::new()?)
-    };
     let mut d = Daemon {
         setup,
         catalog,
-        slots: HashMap::new(),
+        runner: Arc::new(runner),
+        slots: BTreeMap::new(),
         leaving: Vec::new(),
     };
-    for dev in udev::present()? {
-        d.handle(dev);
+    for dev in devices.present()? {
+        d.handle(dev, devices);
     }
-    let Some(monitor) = monitor else {
-        d.stop(false);
-        return Ok(());
-    };
-    tracing::info!(
-        repository = %setup.repo_root.display(),
-        "listening for media ({enrolled} enrolled)"
-    );
-    sd_notify("READY=1");
+    if !once {
+        tracing::info!(
+            repository = %setup.repo_root.display(),
+            "listening for media ({enrolled} enrolled)"
+        );
+        sd_notify("READY=1");
+    }
     loop {
-        let mut fds = [
-            PollFd::new(monitor.fd(), PollFlags::POLLIN),
-            PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
-        ];
-        match poll(&mut fds, PollTimeout::from(1000u16)) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(e).context("poll"),
-        }
-        let sig_ready = fds[1]
-            .revents()
-            .is_some_and(|r| r.contains(PollFlags::POLLIN));
-        if sig_ready {
-            if let Ok(Some(si)) = sigfd.read_signal() {
-                tracing::info!("signal {}: stopping", si.ssi_signo);
-            }
+        if let Some(why) = shutdown.requested() {
+            tracing::info!("{why}: stopping");
             sd_notify("STOPPING=1");
             d.stop(true);
             return Ok(());
         }
-        for dev in monitor.drain() {
-            d.handle(dev);
+        if once && d.idle() {
+            d.stop(false);
+            return Ok(());
+        }
+        let events = devices.wait(if once { ONCE_TICK } else { TICK })?;
+        if !once {
+            for dev in events {
+                d.handle(dev, devices);
+            }
         }
         d.reap();
     }
 }
 
+/// A job's thread and its cancel flag.
+struct Running {
+    cancel: Arc<AtomicBool>,
+    thread: JoinHandle<String>,
+}
+
+impl Running {
+    fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Waits for the job; false if it panicked.
+    fn join(self) -> bool {
+        self.thread.join().is_ok()
+    }
+}
+
+/// A device node seen with a filesystem.
+struct Slot {
+    uuid: String,
+    /// The enrolled medium's label, if this device is one.
+    label: Option<String>,
+    job: Option<Running>,
+}
+
+struct Daemon<'a> {
+    setup: &'a Setup,
+    catalog: Catalog,
+    runner: Arc<dyn Runner>,
+    slots: BTreeMap<PathBuf, Slot>,
+    /// Cancelled jobs still finishing, with their filesystem UUID.
+    leaving: Vec<(String, Running)>,
+}
+
 impl Daemon<'_> {
-    fn handle(&mut self, dev: Dev) {
+    fn handle(&mut self, dev: Dev, devices: &impl Devices) {
         tracing::debug!("udev: {}", udev::describe(&dev));
         if dev.is_gone() {
-            if let Some(slot) = self.slots.remove(&dev.devnode) {
-                if let Some(job) = slot.job {
-                    if !job.is_finished() {
-                        tracing::warn!(
-                            "{} went away during its copy: stopping the job",
-                            slot.label.as_deref().unwrap_or("medium")
-                        );
-                    }
-                    slot.cancel.store(true, Ordering::Relaxed);
-                    self.leaving.push((slot.uuid, job));
-                }
-            }
+            self.gone(&dev.devnode);
             return;
         }
         let Some(uuid) = dev.fs_uuid.clone() else {
@@ -137,12 +196,7 @@ impl Daemon<'_> {
                 return; // a repeated event of the same insertion
             }
             // Another filesystem on the same node: the old one is gone.
-            if let Some(old) = self.slots.remove(&dev.devnode) {
-                old.cancel.store(true, Ordering::Relaxed);
-                if let Some(j) = old.job {
-                    self.leaving.push((old.uuid, j));
-                }
-            }
+            self.gone(&dev.devnode);
         }
         let medium = match self.catalog.medium_by_uuid(&uuid) {
             Ok(m) => m,
@@ -154,7 +208,6 @@ impl Daemon<'_> {
         let mut slot = Slot {
             uuid: uuid.clone(),
             label: medium.as_ref().map(|m| m.label.clone()),
-            cancel: Arc::new(AtomicBool::new(false)),
             job: None,
         };
         let Some(m) = medium else {
@@ -181,12 +234,8 @@ impl Daemon<'_> {
             self.slots.insert(dev.devnode, slot);
             return;
         };
+        let twin = self.live_twin(&dev.devnode, &m, devices);
         let now = bakfs_core::timefmt::now_ns();
-        let twin = self
-            .slots
-            .iter()
-            .find(|(node, s)| s.uuid == uuid && **node != dev.devnode)
-            .map(|(node, _)| node.clone());
         let refusal = if let Some(other) = twin {
             Some(format!(
                 "{} and {} both claim medium {} (filesystem UUID {uuid}); refusing {}: one of them is a clone",
@@ -214,7 +263,7 @@ impl Daemon<'_> {
         if let Some(msg) = refusal {
             tracing::error!("{msg}");
             // A twin must not overwrite the state of the medium that is being written.
-            if twin_free(&self.slots, &uuid, &dev.devnode) {
+            if !self.being_written(&uuid, &dev.devnode) {
                 let _ = self
                     .catalog
                     .set_medium_state(&m.id, "refused", Some(&msg), now);
@@ -229,41 +278,101 @@ impl Daemon<'_> {
             m.kind,
             m.location
         );
-        let device = rotate::Device {
-            devnode: dev.devnode.clone(),
-            fs_type: dev.fs_type.clone().unwrap_or_else(|| m.fs_type.clone()),
-            fs_uuid: uuid,
+        let label = m.label.clone();
+        let job = Job {
+            device: rotate::Device {
+                devnode: dev.devnode.clone(),
+                fs_type: dev.fs_type.clone().unwrap_or_else(|| m.fs_type.clone()),
+                fs_uuid: uuid,
+            },
+            medium: m,
+            cancel: Arc::new(AtomicBool::new(false)),
         };
-        let setup = self.setup.clone();
-        let cancel = slot.cancel.clone();
+        let cancel = job.cancel.clone();
         // A cancelled job of the same medium (pulled out and plugged in again at once) may still
         // be unmounting `<media root>/<uuid>`: the new job waits for it to end first.
         let (earlier, others): (Vec<_>, Vec<_>) = self
             .leaving
             .drain(..)
-            .partition(|(u, _)| *u == device.fs_uuid);
+            .partition(|(u, _)| *u == job.device.fs_uuid);
         self.leaving = others;
+        let runner = self.runner.clone();
         let spawned = std::thread::Builder::new()
-            .name(format!("copy {}", m.label))
+            .name(format!("copy {label}"))
             .spawn(move || {
                 for (_, j) in earlier {
-                    let _ = j.join();
+                    j.join();
                 }
-                rotate::run(&setup, &m, &device, &cancel)
+                runner.run(&job)
             });
         match spawned {
-            Ok(h) => slot.job = Some(h),
+            Ok(thread) => slot.job = Some(Running { cancel, thread }),
             Err(e) => tracing::error!("starting a job: {e}"),
         }
         self.slots.insert(dev.devnode, slot);
     }
 
+    /// The medium on `node` is gone: its slot is dropped and a running job cancelled (it
+    /// finishes among `leaving`).
+    fn gone(&mut self, node: &Path) {
+        let Some(slot) = self.slots.remove(node) else {
+            return;
+        };
+        if let Some(job) = slot.job {
+            if !job.is_finished() {
+                tracing::warn!(
+                    "{} went away during its copy: stopping the job",
+                    slot.label.as_deref().unwrap_or("medium")
+                );
+            }
+            job.cancel();
+            self.leaving.push((slot.uuid, job));
+        }
+    }
+
+    /// Another node that holds `m`'s filesystem while `node` claims it too. A node that no
+    /// longer holds it (its removal not reported yet) is taken as removed.
+    fn live_twin(
+        &mut self,
+        node: &Path,
+        m: &MediumRecord,
+        devices: &impl Devices,
+    ) -> Option<PathBuf> {
+        let others: Vec<PathBuf> = self
+            .slots
+            .iter()
+            .filter(|(n, s)| s.uuid == m.fs_uuid && n.as_path() != node)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let mut twin = None;
+        for other in others {
+            if devices.holds(&other, &m.fs_uuid) {
+                twin.get_or_insert(other);
+            } else {
+                tracing::info!(
+                    "{} no longer holds medium {} (its removal is not reported yet): taking it as removed",
+                    other.display(),
+                    m.label
+                );
+                self.gone(&other);
+            }
+        }
+        twin
+    }
+
+    /// Whether another node than `node` has a job running for filesystem `uuid`.
+    fn being_written(&self, uuid: &str, node: &Path) -> bool {
+        self.slots.iter().any(|(n, s)| {
+            s.uuid == uuid && n != node && s.job.as_ref().is_some_and(|j| !j.is_finished())
+        })
+    }
+
     /// Joins finished jobs (a panicking job is logged; the daemon goes on).
     fn reap(&mut self) {
         for slot in self.slots.values_mut() {
-            if slot.job.as_ref().is_some_and(|j| j.is_finished()) {
+            if slot.job.as_ref().is_some_and(Running::is_finished) {
                 if let Some(j) = slot.job.take() {
-                    if j.join().is_err() {
+                    if !j.join() {
                         tracing::error!(
                             "the job for {} failed unexpectedly",
                             slot.label.as_deref().unwrap_or("?")
@@ -276,33 +385,37 @@ impl Daemon<'_> {
             self.leaving.drain(..).partition(|(_, j)| j.is_finished());
         self.leaving = running;
         for (_, j) in done {
-            let _ = j.join();
+            j.join();
         }
+    }
+
+    /// Whether no job is running or leaving (after [`Self::reap`]).
+    fn idle(&self) -> bool {
+        self.leaving.is_empty() && self.slots.values().all(|s| s.job.is_none())
     }
 
     /// Waits for every job; with `cancel`, asks them to stop first.
     fn stop(&mut self, cancel: bool) {
-        for slot in self.slots.values_mut() {
-            if cancel {
-                slot.cancel.store(true, Ordering::Relaxed);
+        if cancel {
+            for j in self.slots.values().filter_map(|s| s.job.as_ref()) {
+                j.cancel();
             }
+        }
+        for slot in self.slots.values_mut() {
             if let Some(j) = slot.job.take() {
-                let _ = j.join();
+                j.join();
             }
         }
         for (_, j) in self.leaving.drain(..) {
-            let _ = j.join();
+            j.join();
         }
     }
-}
-
-fn twin_free(slots: &HashMap<PathBuf, Slot>, uuid: &str, node: &Path) -> bool {
-    !slots
-        .iter()
-        .any(|(n, s)| s.uuid == uuid && n != node && s.job.is_some())
 }
 
 /// Tells systemd (if it started us with `Type=notify`) about our state.
 fn sd_notify(msg: &str) {
     bakfs_host::notify::notify(msg);
 }
+
+#[cfg(test)]
+mod tests;

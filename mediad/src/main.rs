@@ -9,6 +9,7 @@ mod daemon;
 mod plan;
 mod reverify;
 mod rotate;
+mod signals;
 mod udev;
 
 use std::path::PathBuf;
@@ -76,6 +77,17 @@ fn setup(a: &Args) -> Result<rotate::Setup> {
     })
 }
 
+/// The daemon with its real event sources: udev, the stop signals, a thread per job running
+/// [`rotate::run`].
+fn serve(setup: &rotate::Setup, once: bool) -> Result<()> {
+    // Before any thread starts, so that every thread has the signals blocked.
+    let mut signals = signals::Signals::block()?;
+    let mut devices = udev::Udev::new(once, signals.wake_fd()?)?;
+    let s = setup.clone();
+    let runner = move |job: &daemon::Job| rotate::run(&s, &job.medium, &job.device, &job.cancel);
+    daemon::run(setup, once, &mut devices, &mut signals, runner)
+}
+
 fn main() -> ExitCode {
     let a = Args::parse();
     let level = match a.verbose {
@@ -84,7 +96,7 @@ fn main() -> ExitCode {
         _ => "trace",
     };
     bakfs_host::logging::init(level, bakfs_host::logging::Style::Daemon);
-    let r = setup(&a).and_then(|s| daemon::run(&s, a.once));
+    let r = setup(&a).and_then(|s| serve(&s, a.once));
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

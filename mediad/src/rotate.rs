@@ -135,6 +135,8 @@ pub fn run(setup: &Setup, m: &MediumRecord, dev: &Device, cancel: &AtomicBool) -
             "safe to remove {} ({} snapshots added, {} removed, {} bytes written at {mib_s:.1} MiB/s, {secs:.1} s)",
             m.label, stats.added, stats.removed, stats.bytes_written
         ),
+        // Pulling a medium out, or stopping the daemon, is no error.
+        Err(e @ CopyError::Cancelled) => tracing::warn!(medium = %m.label, "{}: {e}", m.label),
         Err(e) => tracing::error!(medium = %m.label, "{}: {e}", m.label),
     }
     state.into()
@@ -183,7 +185,7 @@ fn mount(dev: &Device, mp: &Path) -> Result<(), CopyError> {
 
 /// Whether the device node still has a medium behind it (a detached loop device or an emptied
 /// card reader reads as 0 bytes; a removed USB stick's node is gone).
-fn still_there(devnode: &Path) -> bool {
+pub(crate) fn still_there(devnode: &Path) -> bool {
     use std::io::{Seek, SeekFrom};
     std::fs::File::open(devnode)
         .and_then(|mut f| f.seek(SeekFrom::End(0)))

@@ -1,10 +1,14 @@
 //! Block devices as udev sees them: the devices present at start, then the monitor's events.
-//! The only module that touches libudev.
+//! The only module that touches libudev. [`Udev`] is the daemon's [`Devices`] in production.
 
-use std::os::fd::{AsFd, BorrowedFd};
-use std::path::PathBuf;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use crate::daemon::Devices;
 
 /// The udev tag `udev-rules/70-bakfs.rules` puts on candidate devices.
 pub const TAG: &str = "bakfs";
@@ -120,6 +124,78 @@ impl Monitor {
     }
 }
 
+/// The daemon's devices: udev's enumeration and monitor, and the device nodes themselves.
+pub struct Udev {
+    /// None with `--once`: only the devices present at start are handled.
+    monitor: Option<Monitor>,
+    /// Readable when the daemon is asked to stop (the signalfd): ends a wait early.
+    wake: OwnedFd,
+}
+
+impl Udev {
+    /// Starts listening for events now (unless `once`), so that a device plugged in before
+    /// [`Devices::present`] enumerates is not missed. `wake` ends a [`Devices::wait`] early
+    /// when it reads ready.
+    ///
+    /// # Errors
+    /// libudev errors.
+    pub fn new(once: bool, wake: OwnedFd) -> Result<Self> {
+        let monitor = if once { None } else { Some(Monitor::new()?) };
+        Ok(Self { monitor, wake })
+    }
+}
+
+impl Devices for Udev {
+    fn present(&mut self) -> Result<Vec<Dev>> {
+        present()
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Result<Vec<Dev>> {
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = vec![PollFd::new(self.wake.as_fd(), PollFlags::POLLIN)];
+        if let Some(m) = &self.monitor {
+            fds.push(PollFd::new(m.fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).context("poll"),
+        }
+        Ok(self
+            .monitor
+            .as_ref()
+            .map(Monitor::drain)
+            .unwrap_or_default())
+    }
+
+    fn holds(&self, node: &Path, uuid: &str) -> bool {
+        holds(node, uuid)
+    }
+}
+
+/// Whether the device node `node` still holds the filesystem `uuid`: it still has a medium
+/// behind it ([`crate::rotate::still_there`]), it is not a loop device on its way out, and
+/// `blkid -p` reads that UUID on it now.
+pub fn holds(node: &Path, uuid: &str) -> bool {
+    crate::rotate::still_there(node)
+        && !loop_detaching(node)
+        && bakfs_host::mounts::probe(node).is_ok_and(|fs| fs.uuid == uuid)
+}
+
+/// Whether `node` is a loop device with its autoclear flag set. `losetup -d` of a loop device
+/// whose filesystem is mounted sets it, and the kernel keeps the device until the filesystem
+/// is unmounted: the node is on its way out, and the image attached to another loop device
+/// meanwhile is the same medium moved, not a clone. (`mount -o loop` and udisks set the flag
+/// too: on such loop devices a clone is not told from the medium.)
+fn loop_detaching(node: &Path) -> bool {
+    let Some(name) = node.file_name() else {
+        return false;
+    };
+    let flag = Path::new("/sys/class/block")
+        .join(name)
+        .join("loop/autoclear");
+    std::fs::read_to_string(flag).is_ok_and(|s| s.trim() == "1")
+}
+
 /// For log lines.
 pub fn describe(d: &Dev) -> String {
     let s = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
@@ -134,4 +210,37 @@ pub fn describe(d: &Dev) -> String {
         d.ready,
         d.tagged
     )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::holds;
+
+    /// `holds` on files: a node that is gone or empty holds nothing; one with a filesystem
+    /// holds its UUID only (blkid reads files as it reads devices).
+    #[test]
+    fn holds_reads_what_is_behind_the_node_now() {
+        let d = tempfile::tempdir().unwrap();
+        let uuid = "5f0c2d3e-1c7b-4a51-9a57-0d5c1e0b7a11";
+        assert!(!holds(&d.path().join("gone"), uuid));
+        let img = d.path().join("img");
+        std::fs::File::create(&img).unwrap();
+        assert!(!holds(&img, uuid), "an empty node (a detached loop device)");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(8 << 20)
+            .unwrap();
+        assert!(!holds(&img, uuid), "no filesystem");
+        let made = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-U", uuid])
+            .arg(&img)
+            .status();
+        if !made.is_ok_and(|s| s.success()) {
+            eprintln!("mkfs.ext4 is not installed: the rest is not tested");
+            return;
+        }
+        assert!(holds(&img, uuid));
+        assert!(!holds(&img, "another-uuid"), "another filesystem now");
+    }
 }
