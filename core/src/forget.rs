@@ -1,12 +1,13 @@
 //! Snapshot retention policy, modelled on restic's `forget --keep-*` options
-//! and evaluated in UTC.
+//! and, like restic's, evaluated on the operator's local calendar (the time
+//! zone the caller passes: `TimeZone::system()` in the binaries).
 //!
 //! [`apply`] sorts the snapshots newest first (ties broken by id, ascending)
 //! and marks a snapshot as kept if **any** rule keeps it:
 //!
 //! * `last N` keeps the N newest snapshots.
 //! * `hourly N`, `daily N`, `weekly N`, `monthly N`, `yearly N`: each puts
-//!   snapshots into buckets (UTC hour, UTC date, ISO 8601 week, month, year)
+//!   snapshots into buckets (local hour, date, ISO 8601 week, month, year)
 //!   and, walking newest first, keeps the newest snapshot of each bucket until
 //!   N buckets have been kept. Buckets without snapshots do not count, so
 //!   `daily 7` keeps one snapshot for each of the 7 most recent days *that have
@@ -21,9 +22,13 @@
 //! active rule is rejected with [`ForgetError::EmptyPolicy`] instead of
 //! removing every snapshot.
 //!
+//! A policy applies within a [`Group`] (same host, paths and job):
+//! [`apply_by_group`] is what `bakfs forget` and mediad's media retention use.
+//!
 //! ```
 //! use bakfs_core::forget::{apply, Candidate, KeepPolicy};
 //! use bakfs_core::timefmt::parse_rfc3339;
+//! use jiff::tz::TimeZone;
 //!
 //! let t = |s| parse_rfc3339(s).unwrap();
 //! let snaps = [
@@ -33,7 +38,7 @@
 //!     Candidate { id: "d", time_ns: t("2026-11-21T08:00:00Z") },
 //! ];
 //! let policy = KeepPolicy { last: Some(1), daily: Some(2), ..Default::default() };
-//! let decisions = apply(&policy, &snaps, t("2026-11-23T00:00:00Z")).unwrap();
+//! let decisions = apply(&policy, &snaps, &TimeZone::UTC).unwrap();
 //! let summary: Vec<_> = decisions.iter().map(|d| (d.id.as_str(), d.keep, d.reasons.join(","))).collect();
 //! assert_eq!(summary, [
 //!     ("c", true, "last,daily".to_string()), // newest, and newest of 2026-11-22
@@ -49,6 +54,11 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use std::collections::{BTreeMap, HashSet};
+
+use jiff::civil::DateTime;
+use jiff::tz::TimeZone;
 
 use crate::timefmt;
 
@@ -166,23 +176,30 @@ pub enum ForgetError {
     EmptyPolicy,
 }
 
+/// Snapshots that retention considers together: the same host, paths and job.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Group {
+    pub host: String,
+    pub paths: Vec<String>,
+    pub job: Option<String>,
+}
+
 /// Bucket identity: (year, month or ISO week, day, hour), unused parts 0.
-type Key = (i64, u32, u32, u32);
+type Key = (i16, i8, i8, i8);
 
-/// Maps a snapshot (its UTC fields and timestamp) to its bucket.
-type BucketFn = fn(&timefmt::Civil, i64) -> Key;
+/// Maps a snapshot's local date and time to its bucket.
+type BucketFn = fn(&DateTime) -> Key;
 
-/// Evaluates `policy` over `snaps` and returns one decision per snapshot,
-/// newest first (see the module docs for the rules).
+/// Evaluates `policy` over `snaps`, with calendar buckets in `tz`, and returns one decision per
+/// snapshot, newest first (see the module docs for the rules).
 ///
-/// `now_ns` is currently unused — `within` is measured from the newest
-/// snapshot, as in restic — and is accepted for future rules.
+/// # Errors
+/// [`ForgetError::EmptyPolicy`] for a policy that keeps nothing.
 pub fn apply(
     policy: &KeepPolicy,
     snaps: &[Candidate<'_>],
-    now_ns: i64,
+    tz: &TimeZone,
 ) -> Result<Vec<Decision>, ForgetError> {
-    let _ = now_ns;
     if policy.is_empty() {
         return Err(ForgetError::EmptyPolicy);
     }
@@ -199,15 +216,16 @@ pub fn apply(
     };
     // (reason, buckets still to keep, bucket function, key of the last kept bucket)
     let rules: [(&str, Option<u32>, BucketFn); 5] = [
-        ("hourly", policy.hourly, |c, _| {
-            (c.year, c.month, c.day, c.hour)
+        ("hourly", policy.hourly, |t| {
+            (t.year(), t.month(), t.day(), t.hour())
         }),
-        ("daily", policy.daily, |c, _| (c.year, c.month, c.day, 0)),
-        ("weekly", policy.weekly, |_, ns| {
-            (timefmt::iso_week(ns).0, timefmt::iso_week(ns).1, 0, 0)
+        ("daily", policy.daily, |t| (t.year(), t.month(), t.day(), 0)),
+        ("weekly", policy.weekly, |t| {
+            let w = t.date().iso_week_date();
+            (w.year(), w.week(), 0, 0)
         }),
-        ("monthly", policy.monthly, |c, _| (c.year, c.month, 0, 0)),
-        ("yearly", policy.yearly, |c, _| (c.year, 0, 0, 0)),
+        ("monthly", policy.monthly, |t| (t.year(), t.month(), 0, 0)),
+        ("yearly", policy.yearly, |t| (t.year(), 0, 0, 0)),
     ];
     let mut buckets: Vec<(&str, u32, BucketFn, Option<Key>)> = rules
         .into_iter()
@@ -220,7 +238,7 @@ pub fn apply(
         .enumerate()
         .map(|(i, snap)| {
             let mut reasons = Vec::new();
-            let civil = timefmt::civil_from_unix_ns(snap.time_ns);
+            let local = timefmt::local(snap.time_ns, tz);
             if i < last {
                 reasons.push("last".to_string());
             }
@@ -230,7 +248,7 @@ pub fn apply(
                 }
                 // Newest-first order makes every bucket a contiguous run, so
                 // comparing with the previously kept bucket finds new ones.
-                let key = key_of(&civil, snap.time_ns);
+                let key = key_of(&local);
                 if *prev != Some(key) {
                     *prev = Some(key);
                     *left -= 1;
@@ -251,6 +269,29 @@ pub fn apply(
         })
         .collect();
     Ok(decisions)
+}
+
+/// Applies `policy` within each [`Group`] of `snaps` (a snapshot listed twice, by id, counts
+/// once). Groups come in order, each with its decisions newest first.
+///
+/// # Errors
+/// [`ForgetError::EmptyPolicy`] for a policy that keeps nothing.
+pub fn apply_by_group<'a>(
+    policy: &KeepPolicy,
+    snaps: impl IntoIterator<Item = (Group, Candidate<'a>)>,
+    tz: &TimeZone,
+) -> Result<Vec<(Group, Vec<Decision>)>, ForgetError> {
+    let mut groups: BTreeMap<Group, Vec<Candidate<'a>>> = BTreeMap::new();
+    let mut seen = HashSet::new();
+    for (g, c) in snaps {
+        if seen.insert(c.id) {
+            groups.entry(g).or_default().push(c);
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(g, cands)| Ok((g, apply(policy, &cands, tz)?)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -276,7 +317,8 @@ mod tests {
             .iter()
             .map(|(id, t)| Candidate { id, time_ns: *t })
             .collect();
-        let out = apply(&policy, &cands, now).unwrap();
+        let _ = now;
+        let out = apply(&policy, &cands, &TimeZone::UTC).unwrap();
         assert_eq!(out.len(), snaps.len());
         assert!(
             out.windows(2).all(|w| w[0].time_ns >= w[1].time_ns),
@@ -439,7 +481,7 @@ mod tests {
         };
         for policy in [KeepPolicy::default(), zero] {
             assert!(policy.is_empty());
-            let err = apply(&policy, &cands, 0).unwrap_err();
+            let err = apply(&policy, &cands, &TimeZone::UTC).unwrap_err();
             assert!(matches!(err, ForgetError::EmptyPolicy));
             assert_eq!(
                 err.to_string(),
@@ -451,7 +493,7 @@ mod tests {
             ..Default::default()
         };
         assert!(!policy.is_empty());
-        assert!(apply(&policy, &[], 0).unwrap().is_empty());
+        assert!(apply(&policy, &[], &TimeZone::UTC).unwrap().is_empty());
     }
 
     #[test]
@@ -493,5 +535,90 @@ mod tests {
             ..Default::default()
         };
         assert!(serde_json::to_string(&odd).is_err());
+    }
+
+    #[test]
+    fn buckets_follow_the_local_calendar() {
+        // 23:30 and 00:30 UTC are one day in Berlin (00:30 and 01:30 local), two days in UTC.
+        let snaps = [
+            ("late", parse_rfc3339("2026-11-21T23:30:00Z").unwrap()),
+            ("early", parse_rfc3339("2026-11-22T00:30:00Z").unwrap()),
+            ("before", parse_rfc3339("2026-11-21T12:00:00Z").unwrap()),
+        ];
+        let cands: Vec<Candidate<'_>> = snaps
+            .iter()
+            .map(|(id, t)| Candidate { id, time_ns: *t })
+            .collect();
+        let policy = KeepPolicy {
+            daily: Some(2),
+            ..Default::default()
+        };
+        let kept = |tz: &TimeZone| -> Vec<String> {
+            apply(&policy, &cands, tz)
+                .unwrap()
+                .into_iter()
+                .filter(|d| d.keep)
+                .map(|d| d.id)
+                .collect()
+        };
+        assert_eq!(kept(&TimeZone::UTC), ["early", "late"]);
+        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        assert_eq!(kept(&berlin), ["early", "before"]);
+    }
+
+    #[test]
+    fn groups_are_kept_apart_and_a_snapshot_counts_once() {
+        let g = |host: &str| Group {
+            host: host.into(),
+            paths: vec!["/etc".into()],
+            job: None,
+        };
+        let t = |s| parse_rfc3339(s).unwrap();
+        let snaps = [
+            (
+                g("a"),
+                Candidate {
+                    id: "a1",
+                    time_ns: t("2026-11-20T00:00:00Z"),
+                },
+            ),
+            (
+                g("a"),
+                Candidate {
+                    id: "a2",
+                    time_ns: t("2026-11-21T00:00:00Z"),
+                },
+            ),
+            (
+                g("b"),
+                Candidate {
+                    id: "b1",
+                    time_ns: t("2026-11-19T00:00:00Z"),
+                },
+            ),
+            (
+                g("a"),
+                Candidate {
+                    id: "a2",
+                    time_ns: t("2026-11-21T00:00:00Z"),
+                },
+            ),
+        ];
+        let policy = KeepPolicy {
+            last: Some(1),
+            ..Default::default()
+        };
+        let out = apply_by_group(&policy, snaps, &TimeZone::UTC).unwrap();
+        let summary: Vec<(String, Vec<(String, bool)>)> = out
+            .into_iter()
+            .map(|(g, ds)| (g.host, ds.into_iter().map(|d| (d.id, d.keep)).collect()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("a".into(), vec![("a2".into(), true), ("a1".into(), false)]),
+                ("b".into(), vec![("b1".into(), true)]),
+            ]
+        );
     }
 }

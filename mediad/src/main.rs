@@ -74,6 +74,7 @@ fn setup(a: &Args) -> Result<rotate::Setup> {
         catalog: state.join("catalog.db"),
         media_root: a.media_root.clone(),
         reverify_after,
+        tz: bakfs_core::timefmt::TimeZone::system(),
     })
 }
 

@@ -2,10 +2,11 @@
 //! together with those already on the medium, group by group (host, paths, job), as `bakfs
 //! forget` does.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use bakfs_core::catalog::{MediumSnapshot, SnapshotRecord};
-use bakfs_core::forget::{self, Candidate, KeepPolicy};
+use bakfs_core::forget::{self, Candidate, Group, KeepPolicy};
+use bakfs_core::timefmt::TimeZone;
 
 /// What to do on a medium.
 #[derive(Debug, Default, PartialEq)]
@@ -18,40 +19,48 @@ pub struct Plan {
     pub wanted: HashSet<String>,
 }
 
-type Group = (String, Vec<String>, Option<String>);
-
-/// Computes the plan. An empty policy keeps everything.
-pub fn plan(policy: &KeepPolicy, primary: &[SnapshotRecord], on_medium: &[MediumSnapshot]) -> Plan {
-    // (group, id, time) of every candidate; a snapshot in both lists counts once.
+/// Computes the plan, with calendar buckets in `tz`. An empty policy keeps everything.
+pub fn plan(
+    policy: &KeepPolicy,
+    primary: &[SnapshotRecord],
+    on_medium: &[MediumSnapshot],
+    tz: &TimeZone,
+) -> Plan {
+    // Every candidate with its group; a snapshot in both lists counts once.
+    let group = |host: &String, paths: &Vec<String>, job: &Option<String>| Group {
+        host: host.clone(),
+        paths: paths.clone(),
+        job: job.clone(),
+    };
     let candidates = primary
         .iter()
-        .map(|s| (&s.host, &s.paths, &s.job, &s.id, s.time_ns))
-        .chain(
-            on_medium
-                .iter()
-                .map(|s| (&s.host, &s.paths, &s.job, &s.snapshot_id, s.time_ns)),
-        );
-    let mut groups: BTreeMap<Group, Vec<(String, i64)>> = BTreeMap::new();
-    let mut seen = HashSet::new();
-    for (host, paths, job, id, time_ns) in candidates {
-        if seen.insert(id.clone()) {
-            groups
-                .entry((host.clone(), paths.clone(), job.clone()))
-                .or_default()
-                .push((id.clone(), time_ns));
-        }
-    }
-    let mut wanted = HashSet::new();
-    for members in groups.values() {
-        let cands: Vec<Candidate<'_>> = members
+        .map(|s| {
+            let c = Candidate {
+                id: &s.id,
+                time_ns: s.time_ns,
+            };
+            (group(&s.host, &s.paths, &s.job), c)
+        })
+        .chain(on_medium.iter().map(|s| {
+            let c = Candidate {
+                id: &s.snapshot_id,
+                time_ns: s.time_ns,
+            };
+            (group(&s.host, &s.paths, &s.job), c)
+        }));
+    let wanted: HashSet<String> = match forget::apply_by_group(policy, candidates, tz) {
+        Ok(groups) => groups
+            .into_iter()
+            .flat_map(|(_, ds)| ds)
+            .filter(|d| d.keep)
+            .map(|d| d.id)
+            .collect(),
+        Err(_) => primary
             .iter()
-            .map(|(id, t)| Candidate { id, time_ns: *t })
-            .collect();
-        match forget::apply(policy, &cands, 0) {
-            Ok(decisions) => wanted.extend(decisions.into_iter().filter(|d| d.keep).map(|d| d.id)),
-            Err(_) => wanted.extend(members.iter().map(|(id, _)| id.clone())),
-        }
-    }
+            .map(|s| s.id.clone())
+            .chain(on_medium.iter().map(|s| s.snapshot_id.clone()))
+            .collect(),
+    };
     let held: HashSet<&str> = on_medium.iter().map(|s| s.snapshot_id.as_str()).collect();
     let mut add: Vec<SnapshotRecord> = primary
         .iter()
@@ -119,7 +128,7 @@ mod tests {
         ];
         // a0 was forgotten in the primary but is still on the medium; a2 is on both.
         let medium = [held("a0", 0), held("a2", 2)];
-        let p = plan(&policy, &primary, &medium);
+        let p = plan(&policy, &primary, &medium, &TimeZone::UTC);
         let ids: Vec<&str> = p.add.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["a3", "b1"], "newest first, a2 already held");
         assert_eq!(p.remove, ["a0"]);
@@ -132,6 +141,7 @@ mod tests {
             &KeepPolicy::default(),
             &[snap("a1", 1, "a")],
             &[held("a0", 0)],
+            &TimeZone::UTC,
         );
         assert_eq!(p.add.len(), 1);
         assert!(p.remove.is_empty());

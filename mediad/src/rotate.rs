@@ -32,6 +32,8 @@ pub struct Setup {
     pub media_root: PathBuf,
     /// Files on a medium last verified longer ago than this are read back again.
     pub reverify_after: std::time::Duration,
+    /// The operator's time zone: media retention's calendar buckets follow it.
+    pub tz: bakfs_core::timefmt::TimeZone,
 }
 
 /// The device to work on.
@@ -344,7 +346,7 @@ fn copy_onto(
             .filter(|s| !skipped.contains(&s.id))
             .collect();
         let held = cat.medium_snapshots(&m.id).map_err(sql)?;
-        let p = plan::plan(&policy, &primary_snaps, &held);
+        let p = plan::plan(&policy, &primary_snaps, &held, &setup.tz);
         let before = skipped.len();
         for s in &p.add {
             let packs = cat.snapshot_packs(&setup.repo_id, &s.id).map_err(sql)?;

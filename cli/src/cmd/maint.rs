@@ -1,7 +1,5 @@
 //! `check`, `forget`, `prune`, `unlock`, `catalog`.
 
-use std::collections::BTreeMap;
-
 use anyhow::{bail, Context, Result};
 use bakfs_core::backup::packs_of;
 use bakfs_core::catalog::PackRecord;
@@ -155,40 +153,48 @@ pub fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
     let repo = ctx.open_repo()?;
     let _lock = repo.lock_shared("forget")?;
     let snaps = repo.snapshots()?;
-    // Group by host, paths and job; the policy applies within each group.
-    let mut groups: BTreeMap<(String, Vec<String>, Option<String>), Vec<_>> = BTreeMap::new();
-    for (id, s) in &snaps {
-        if a.host.as_ref().is_some_and(|h| &s.host != h)
-            || a.job.as_ref().is_some_and(|j| s.job.as_ref() != Some(j))
-        {
-            continue;
-        }
-        groups
-            .entry((s.host.clone(), s.paths.clone(), s.job.clone()))
-            .or_default()
-            .push((id.to_hex(), s.time_ns));
-    }
-    let mut removed = vec![];
-    let mut report = vec![];
-    for ((host, paths, job), members) in &groups {
-        let cands: Vec<Candidate> = members
-            .iter()
-            .map(|(id, t)| Candidate {
+    // The policy applies within each group (host, paths, job), on the local calendar.
+    let candidates: Vec<(forget::Group, String, i64)> = snaps
+        .iter()
+        .filter(|(_, s)| {
+            a.host.as_ref().is_none_or(|h| &s.host == h)
+                && a.job.as_ref().is_none_or(|j| s.job.as_ref() == Some(j))
+        })
+        .map(|(id, s)| {
+            let group = forget::Group {
+                host: s.host.clone(),
+                paths: s.paths.clone(),
+                job: s.job.clone(),
+            };
+            (group, id.to_hex(), s.time_ns)
+        })
+        .collect();
+    let groups = forget::apply_by_group(
+        &policy,
+        candidates.iter().map(|(g, id, t)| {
+            let c = Candidate {
                 id: id.as_str(),
                 time_ns: *t,
-            })
-            .collect();
-        let decisions = forget::apply(&policy, &cands, timefmt::now_ns())?;
+            };
+            (g.clone(), c)
+        }),
+        &timefmt::TimeZone::system(),
+    )?;
+    let mut removed = vec![];
+    let mut report = vec![];
+    for (g, decisions) in &groups {
         if !ctx.global.json {
             println!(
-                "host {host}, paths {}{}:",
-                paths.join(" "),
-                job.as_ref()
+                "host {}, paths {}{}:",
+                g.host,
+                g.paths.join(" "),
+                g.job
+                    .as_ref()
                     .map(|j| format!(", job {j}"))
                     .unwrap_or_default()
             );
         }
-        for d in &decisions {
+        for d in decisions {
             if !ctx.global.json {
                 println!(
                     "  {} {} {} {}",
@@ -202,9 +208,9 @@ pub fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
                 removed.push(d.id.clone());
             }
         }
-        report.push(
-            serde_json::json!({"host": host, "paths": paths, "job": job, "decisions": decisions}),
-        );
+        report.push(serde_json::json!({
+            "host": g.host, "paths": g.paths, "job": g.job, "decisions": decisions
+        }));
     }
     if !a.dry_run {
         let mut cat = ctx.catalog().ok();
