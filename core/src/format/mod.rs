@@ -5,6 +5,8 @@
 
 pub mod blob;
 pub mod chunker;
+#[cfg(test)]
+mod fixture_v1;
 pub mod crypto;
 pub mod id;
 pub mod manifest;
