@@ -148,7 +148,13 @@ fn listing(root: &Path) -> Vec<u8> {
     let base = root.parent().unwrap();
     let mut paths = vec![];
     walk(root, &mut paths);
-    let rel = |p: &Path| p.strip_prefix(base).unwrap().as_os_str().as_bytes().to_vec();
+    let rel = |p: &Path| {
+        p.strip_prefix(base)
+            .unwrap()
+            .as_os_str()
+            .as_bytes()
+            .to_vec()
+    };
     paths.sort_by_key(|p| rel(p));
     let mut first: HashMap<u64, Vec<u8>> = HashMap::new();
     for p in &paths {
@@ -187,7 +193,11 @@ fn listing(root: &Path) -> Vec<u8> {
             "file" => {
                 out.push_str(&format!(" size={}", m.size()));
                 if m.nlink() > 1 {
-                    out.push_str(&format!(" links={} first={}", m.nlink(), esc(&first[&m.ino()])));
+                    out.push_str(&format!(
+                        " links={} first={}",
+                        m.nlink(),
+                        esc(&first[&m.ino()])
+                    ));
                 }
                 out.push_str(&format!(" content={}", esc(&fs::read(p).unwrap())));
             }
@@ -262,11 +272,20 @@ fn v1_restore_gives_back_every_byte_owner_mode_time_xattr_and_link() {
             &e,
             &["restore", s, "--target", t.to_str().unwrap(), "--verify"],
         );
-        let entries: Vec<_> = fs::read_dir(&t).unwrap().map(|d| d.unwrap().path()).collect();
+        let entries: Vec<_> = fs::read_dir(&t)
+            .unwrap()
+            .map(|d| d.unwrap().path())
+            .collect();
         assert_eq!(entries, vec![t.join("srv")], "restore wrote more than /srv");
         assert_as_made(&format!("restore-{n}.txt"), &listing(&t.join("srv")));
     }
     // dump reads a file by its path in the snapshot
-    assert_eq!(ok(&e, &["dump", S1, "/srv/regular.txt"]), b"hello, format v1\n");
-    assert_eq!(ok(&e, &["dump", S2, "/srv/regular.txt"]), b"hello again, format v1\n");
+    assert_eq!(
+        ok(&e, &["dump", S1, "/srv/regular.txt"]),
+        b"hello, format v1\n"
+    );
+    assert_eq!(
+        ok(&e, &["dump", S2, "/srv/regular.txt"]),
+        b"hello again, format v1\n"
+    );
 }

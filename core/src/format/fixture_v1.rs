@@ -70,7 +70,10 @@ fn esc(b: &[u8]) -> String {
 fn assert_json_fields<T: Serialize>(what: &str, plain: &[u8], decoded: &T) {
     let file: serde_json::Value = serde_json::from_slice(plain).unwrap();
     let back = serde_json::to_value(decoded).unwrap();
-    assert_eq!(file, back, "{what}: the fields of the struct no longer match the file");
+    assert_eq!(
+        file, back,
+        "{what}: the fields of the struct no longer match the file"
+    );
 }
 
 fn pack_entry_line(e: &PackEntry) -> String {
@@ -313,7 +316,10 @@ fn decode_all() -> String {
         }
     }
     let indexed: BTreeSet<BlobId> = all_blobs.iter().map(|(_, e)| e.id).collect();
-    assert_eq!(seen, indexed, "blobs reachable from the snapshots and blobs indexed");
+    assert_eq!(
+        seen, indexed,
+        "blobs reachable from the snapshots and blobs indexed"
+    );
     out
 }
 
