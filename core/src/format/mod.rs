@@ -5,9 +5,9 @@
 
 pub mod blob;
 pub mod chunker;
+pub mod crypto;
 #[cfg(test)]
 mod fixture_v1;
-pub mod crypto;
 pub mod id;
 pub mod manifest;
 pub mod pack;
