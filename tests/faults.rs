@@ -558,6 +558,79 @@ fn damaged_snapshot_manifest_is_named() {
     restore_exact(&e, &s1, &src, &keep);
 }
 
+/// Regression: `check` compared only pack names with their hashes, so a manifest or an index
+/// file copied under another name went unnoticed (docs/design.md §2, §8.2).
+#[test]
+fn manifest_or_index_file_under_another_name_is_named_by_check() {
+    let e = Env::init();
+    let src = e.path("src");
+    random_tree(&src, 2, 10_000);
+    let s1 = backup(&e, &src);
+    let idx = index_files(&e);
+    assert_eq!(idx.len(), 1);
+    let index_name = idx[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert_check_clean(&e);
+
+    // A valid hex name, and the file's own name in capitals (the backend accepts both).
+    let other = "0123456789abcdef".repeat(4);
+    let copies = [
+        (
+            e.repo.join("snapshots").join(&other),
+            format!("snapshot {other}"),
+            &s1,
+        ),
+        (
+            e.repo.join("snapshots").join(s1.to_uppercase()),
+            format!("snapshot {}", s1.to_uppercase()),
+            &s1,
+        ),
+        (
+            e.repo.join("index").join(&other),
+            format!("index {other}"),
+            &index_name,
+        ),
+    ];
+    for (copy, what, original) in &copies {
+        let dir = copy.parent().unwrap();
+        fs::copy(dir.join(original), copy).unwrap();
+        let o = e.run(&["check"]);
+        assert_eq!(o.status.code(), Some(13), "{what}: {}", both(&o));
+        let out = text(&o.stdout);
+        let errors: Vec<&str> = out.lines().filter(|l| l.starts_with("error: ")).collect();
+        assert_eq!(
+            errors,
+            vec![format!(
+                "error: {what}: not named by the blake3 of its bytes ({original}): a copy or a \
+                 renamed file, or its bytes changed"
+            )],
+            "{}",
+            both(&o)
+        );
+        // --json says the same
+        let o = e.run(&["--json", "check"]);
+        assert_eq!(o.status.code(), Some(13), "{what}: {}", both(&o));
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(j["ok"], false);
+        assert!(j["report"]["errors"][0]
+            .as_str()
+            .unwrap()
+            .starts_with(what.as_str()));
+        fs::remove_file(copy).unwrap();
+        assert_check_clean(&e);
+    }
+    // The copy of a manifest is a snapshot of its own to every other command.
+    fs::copy(
+        e.repo.join("snapshots").join(&s1),
+        e.repo.join("snapshots").join(&other),
+    )
+    .unwrap();
+    let ids: BTreeSet<String> = snapshot_ids(&e).into_iter().collect();
+    assert_eq!(ids, BTreeSet::from([other.clone(), s1.clone()]));
+    e.ok(&["forget", &other[..12]]);
+    assert_check_clean(&e);
+    restore_exact(&e, &s1, &src, &src);
+}
+
 #[test]
 fn damaged_key_file_is_named() {
     let e = Env::init();

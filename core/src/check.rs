@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::format::id::{BlobId, PackId};
+use crate::format::id::{BlobId, IndexId, PackId, SnapshotId};
 use crate::format::{self, NodeKind};
 use crate::repo::backend::FileKind;
 use crate::repo::walk::{Revisit, TreeWalk};
@@ -108,6 +108,7 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
             }
         }
     }
+    check_names(repo, &mut rep)?;
     // Walk every snapshot's trees.
     let snaps = repo.snapshots()?;
     for (what, why) in repo.damaged() {
@@ -185,6 +186,41 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
     rep.errors.sort();
     rep.errors.dedup();
     Ok(rep)
+}
+
+/// Index files and manifests MUST be named by the blake3 of their bytes (docs/design.md §2).
+/// Opening them does not compare (their content is authenticated anyway), so a file copied or
+/// renamed under another name, which readers take for one more index file or snapshot, is
+/// found here.
+fn check_names(repo: &Repository, rep: &mut CheckReport) -> Result<()> {
+    let backend = repo.backend();
+    for (kind, what, dir) in [
+        (FileKind::Index, "index", "index/"),
+        (FileKind::Snapshot, "snapshot", "snapshots/"),
+    ] {
+        let names = backend.list(kind).map_err(|e| crate::Error::io(dir, e))?;
+        let found: Vec<Option<String>> = names
+            .par_iter()
+            .map(|n| {
+                let bytes = match backend.read(kind, n) {
+                    Ok(b) => b,
+                    Err(e) => return Some(format!("{what} {n}: cannot be read: {e}")),
+                };
+                let hash = match kind {
+                    FileKind::Index => IndexId::hash_of(&bytes).to_hex(),
+                    _ => SnapshotId::hash_of(&bytes).to_hex(),
+                };
+                (hash != *n).then(|| {
+                    format!(
+                        "{what} {n}: not named by the blake3 of its bytes ({hash}): \
+                         a copy or a renamed file, or its bytes changed"
+                    )
+                })
+            })
+            .collect();
+        rep.errors.extend(found.into_iter().flatten());
+    }
+    Ok(())
 }
 
 fn read_pack(repo: &Repository, id: &PackId) -> std::result::Result<(), String> {

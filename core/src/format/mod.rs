@@ -6,6 +6,8 @@
 pub mod blob;
 pub mod chunker;
 pub mod crypto;
+#[cfg(test)]
+mod fixture_v1;
 pub mod id;
 pub mod manifest;
 pub mod pack;
