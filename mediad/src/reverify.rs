@@ -8,11 +8,12 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use bakfs_core::catalog::{Catalog, MediumFile};
+use bakfs_core::repo::backend::FileKind;
 
-use crate::copy::{self, CopyError, Kind};
+use crate::copy::{self, CopyError};
 
 /// A file on the medium that is due: kind, name, size.
-pub type Due = (Kind, String, u64);
+pub type Due = (FileKind, String, u64);
 
 /// What re-verification found.
 #[derive(Debug, Default)]
@@ -22,7 +23,7 @@ pub struct Outcome {
     /// Bytes read back.
     pub bytes: u64,
     /// Files that did not (forgotten and deleted from the medium).
-    pub bad: Vec<(Kind, String)>,
+    pub bad: Vec<(FileKind, String)>,
 }
 
 /// Reads back every file of `due` from the medium's repository directory `root`, records the
@@ -87,7 +88,7 @@ pub fn run(
 fn check(
     primary_root: &Path,
     root: &Path,
-    kind: Kind,
+    kind: FileKind,
     name: &str,
     size: u64,
     cancel: &AtomicBool,
@@ -96,7 +97,7 @@ fn check(
     let want = if kind.content_addressed() {
         blake3::Hash::from_hex(name).map_err(|e| CopyError::Io(e.to_string()))?
     } else {
-        copy::hash_file(&primary_root.join(copy::rel(kind, name)))?
+        copy::hash_file(&primary_root.join(kind.rel_path(name)))?
     };
     if got == want {
         Ok(())
@@ -146,14 +147,14 @@ mod tests {
             let name = blake3::hash(bytes).to_hex().to_string();
             let src = primary.path().join(format!("p{i}"));
             std::fs::write(&src, bytes).unwrap();
-            copy::copy_in(&src, medium.path(), Kind::Pack, &name, &no).unwrap();
-            due.push((Kind::Pack, name, bytes.len() as u64));
+            copy::copy_in(&src, medium.path(), FileKind::Pack, &name, &no).unwrap();
+            due.push((FileKind::Pack, name, bytes.len() as u64));
         }
         std::fs::write(primary.path().join("config"), b"config v1").unwrap();
         std::fs::write(medium.path().join("config"), b"config v2").unwrap();
-        due.push((Kind::Config, "config".into(), 9));
+        due.push((FileKind::Config, "config".into(), 9));
         // The second pack rots on the medium: same size, one byte flipped.
-        let rotten = medium.path().join(copy::rel(Kind::Pack, &due[1].1));
+        let rotten = medium.path().join(FileKind::Pack.rel_path(&due[1].1));
         let mut b = std::fs::read(&rotten).unwrap();
         b[7] ^= 1;
         std::fs::write(&rotten, b).unwrap();
@@ -162,15 +163,15 @@ mod tests {
         assert_eq!(
             out.bad,
             vec![
-                (Kind::Pack, due[1].1.clone()),
-                (Kind::Config, "config".into())
+                (FileKind::Pack, due[1].1.clone()),
+                (FileKind::Config, "config".into())
             ]
         );
         assert!(!rotten.exists(), "a rotten pack is deleted");
         assert!(!medium.path().join("config").exists());
         assert!(medium
             .path()
-            .join(copy::rel(Kind::Pack, &due[0].1))
+            .join(FileKind::Pack.rel_path(&due[0].1))
             .exists());
         let files = cat.medium_files("m1").unwrap();
         assert_eq!(files.len(), 1, "only the good pack is recorded: {files:?}");

@@ -18,7 +18,7 @@ use bakfs_core::medium;
 use bakfs_core::repo::backend::{Backend, FileKind, LocalBackend};
 use bakfs_host::mounts;
 
-use crate::copy::{self, CopyError, Kind};
+use crate::copy::{self, CopyError};
 use crate::plan;
 use crate::reverify;
 
@@ -240,19 +240,19 @@ fn copy_onto(
         tracing::warn!(medium = %m.label, "{skipped} entries on the medium are not bakfs files (symlinks or stray files); ignored");
     }
     // (kind, name) → (size, verified_ns) of what the catalog says the medium holds.
-    let recorded: HashMap<(Kind, String), (i64, i64)> = cat
+    let recorded: HashMap<(FileKind, String), (i64, i64)> = cat
         .medium_files(&m.id)
         .map_err(sql)?
         .into_iter()
-        .filter_map(|f| Some(((kind_of(&f.kind)?, f.name), (f.size, f.verified_ns))))
+        .filter_map(|f| Some(((f.kind.parse().ok()?, f.name), (f.size, f.verified_ns))))
         .collect();
-    let there = |k: &(Kind, String), size: i64| present.get(k).map(|s| *s as i64) == Some(size);
+    let there = |k: &(FileKind, String), size: i64| present.get(k).map(|s| *s as i64) == Some(size);
     let stale: Vec<(String, String)> = recorded
         .iter()
         .filter(|(k, (size, _))| !there(k, *size))
         .map(|((k, n), _)| (k.as_str().to_string(), n.clone()))
         .collect();
-    let mut verified: HashSet<(Kind, String)> = recorded
+    let mut verified: HashSet<(FileKind, String)> = recorded
         .iter()
         .filter(|(k, (size, _))| there(k, *size))
         .map(|(k, _)| k.clone())
@@ -269,8 +269,8 @@ fn copy_onto(
         .iter()
         .filter(|(k, (_, at))| *at <= due_before && verified.contains(*k))
         .filter(|((k, n), _)| match k {
-            Kind::Config => false,
-            Kind::Key => setup.repo_root.join(copy::rel(*k, n)).exists(),
+            FileKind::Config => false,
+            FileKind::Key => setup.repo_root.join(k.rel_path(n)).exists(),
             _ => true,
         })
         .map(|((k, n), (size, _))| (*k, n.clone(), *size as u64))
@@ -304,11 +304,11 @@ fn copy_onto(
         .into_iter()
         .map(|s| s.snapshot_id)
         .filter(|id| {
-            !verified.contains(&(Kind::Snapshot, id.clone()))
+            !verified.contains(&(FileKind::Snapshot, id.clone()))
                 || packs_of.get(id).is_some_and(|packs| {
                     packs
                         .iter()
-                        .any(|p| !verified.contains(&(Kind::Pack, p.clone())))
+                        .any(|p| !verified.contains(&(FileKind::Pack, p.clone())))
                 })
         })
         .collect();
@@ -327,10 +327,10 @@ fn copy_onto(
         stats,
     };
     // Repository-wide files first: config, key wrappings, index files.
-    w.ensure(cat, Kind::Config, "config", None)?;
+    w.ensure(cat, FileKind::Config, "config", None)?;
     let keys = list(&primary, FileKind::Key)?;
     for k in &keys {
-        w.ensure(cat, Kind::Key, k, None)?;
+        w.ensure(cat, FileKind::Key, k, None)?;
     }
     // Snapshots that could not be copied (the primary's copy is damaged) are planned without:
     // they must not count for the medium's retention, or the older snapshots they were to
@@ -363,7 +363,7 @@ fn copy_onto(
                 let r = (|| {
                     if !index_done {
                         for n in list(&primary, FileKind::Index)? {
-                            w.ensure(cat, Kind::Index, &n, None)?;
+                            w.ensure(cat, FileKind::Index, &n, None)?;
                         }
                         index_done = true;
                     }
@@ -378,7 +378,7 @@ fn copy_onto(
                         let need: u64 = packs
                             .iter()
                             .filter(|pk| {
-                                w.present.get(&(Kind::Pack, pk.id.clone())) != Some(&pk.size)
+                                w.present.get(&(FileKind::Pack, pk.id.clone())) != Some(&pk.size)
                             })
                             .map(|pk| pk.size)
                             .sum();
@@ -419,14 +419,14 @@ fn copy_onto(
     let old_keys: Vec<String> = w
         .present
         .keys()
-        .filter(|(k, n)| *k == Kind::Key && !keep.contains(n))
+        .filter(|(k, n)| *k == FileKind::Key && !keep.contains(n))
         .map(|(_, n)| n.clone())
         .collect();
     if !keys.is_empty() {
         for k in old_keys {
             cat.remove_medium_files(&m.id, &[("key".into(), k.clone())])
                 .map_err(sql)?;
-            copy::remove(&root, Kind::Key, &k)?;
+            copy::remove(&root, FileKind::Key, &k)?;
         }
     }
     Ok(())
@@ -441,17 +441,6 @@ fn test_pace() -> Option<u64> {
         .ok()
 }
 
-fn kind_of(s: &str) -> Option<Kind> {
-    Some(match s {
-        "config" => Kind::Config,
-        "key" => Kind::Key,
-        "index" => Kind::Index,
-        "pack" => Kind::Pack,
-        "snapshot" => Kind::Snapshot,
-        _ => return None,
-    })
-}
-
 fn list(primary: &Arc<dyn Backend>, kind: FileKind) -> Result<Vec<String>, CopyError> {
     let mut v = primary
         .list(kind)
@@ -464,15 +453,15 @@ fn list(primary: &Arc<dyn Backend>, kind: FileKind) -> Result<Vec<String>, CopyE
 const BATCH_BYTES: u64 = 64 << 20;
 
 /// Read-back results by file.
-type ReadBacks = HashMap<(Kind, String), Result<blake3::Hash, CopyError>>;
+type ReadBacks = HashMap<(FileKind, String), Result<blake3::Hash, CopyError>>;
 
 struct Writer<'a> {
     setup: &'a Setup,
     root: &'a Path,
     medium_id: &'a str,
     cancel: &'a AtomicBool,
-    present: &'a mut HashMap<(Kind, String), u64>,
-    verified: &'a mut HashSet<(Kind, String)>,
+    present: &'a mut HashMap<(FileKind, String), u64>,
+    verified: &'a mut HashSet<(FileKind, String)>,
     stats: &'a mut Stats,
 }
 
@@ -482,12 +471,12 @@ impl Writer<'_> {
     fn ensure(
         &mut self,
         cat: &mut Catalog,
-        kind: Kind,
+        kind: FileKind,
         name: &str,
         size: Option<u64>,
     ) -> Result<(), CopyError> {
         let key = (kind, name.to_string());
-        if self.verified.contains(&key) && (kind.content_addressed() || kind == Kind::Key) {
+        if self.verified.contains(&key) && (kind.content_addressed() || kind == FileKind::Key) {
             return Ok(());
         }
         let rec = self.put(kind, name, size)?;
@@ -497,11 +486,11 @@ impl Writer<'_> {
     /// Copies (if needed) one file; returns what must be read back: (kind, name, size, hash).
     fn put(
         &mut self,
-        kind: Kind,
+        kind: FileKind,
         name: &str,
         size: Option<u64>,
-    ) -> Result<(Kind, String, u64, blake3::Hash), CopyError> {
-        let src = self.setup.repo_root.join(copy::rel(kind, name));
+    ) -> Result<(FileKind, String, u64, blake3::Hash), CopyError> {
+        let src = self.setup.repo_root.join(kind.rel_path(name));
         let key = (kind, name.to_string());
         let src_size = match size {
             Some(s) if s > 0 => s,
@@ -530,7 +519,7 @@ impl Writer<'_> {
     fn sync_and_verify(
         &mut self,
         cat: &mut Catalog,
-        files: &[(Kind, String, u64, blake3::Hash)],
+        files: &[(FileKind, String, u64, blake3::Hash)],
         snaps: &[(MediumSnapshot, Vec<String>)],
         mut early: ReadBacks,
     ) -> Result<(), CopyError> {
@@ -544,7 +533,7 @@ impl Writer<'_> {
             };
             self.stats.bytes_verified += *size as i64;
             if got != *want {
-                let src = self.setup.repo_root.join(copy::rel(*kind, name));
+                let src = self.setup.repo_root.join(kind.rel_path(name));
                 if kind.content_addressed() && !copy::source_matches(&src, name)? {
                     copy::remove(self.root, *kind, name)?;
                     self.present.remove(&(*kind, name.clone()));
@@ -595,7 +584,7 @@ impl Writer<'_> {
         // Files are written in batches of about 64 MiB; after a batch the filesystem is synced
         // and a second thread reads it back while the next batch is written, so verification
         // costs little more than the copy and the device always has writes queued.
-        let (tx, rx) = std::sync::mpsc::channel::<Vec<(Kind, String, u64)>>();
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<(FileKind, String, u64)>>();
         let root = self.root.to_path_buf();
         let cancel = self.cancel;
         let t_copy = Instant::now();
@@ -620,8 +609,8 @@ impl Writer<'_> {
                 let mut batch = Vec::new();
                 let mut batch_bytes = 0u64;
                 for p in packs {
-                    if !self.verified.contains(&(Kind::Pack, p.id.clone())) {
-                        let rec = self.put(Kind::Pack, &p.id, Some(p.size))?;
+                    if !self.verified.contains(&(FileKind::Pack, p.id.clone())) {
+                        let rec = self.put(FileKind::Pack, &p.id, Some(p.size))?;
                         batch_bytes += rec.2;
                         batch.push((rec.0, rec.1.clone(), rec.2));
                         todo.push(rec);
@@ -649,7 +638,7 @@ impl Writer<'_> {
         self.sync_and_verify(cat, &todo, &[], early)?;
         // The manifest last, once every pack it needs reads back right: a medium never holds a
         // snapshot it cannot restore (a pack damaged in the primary stops here).
-        let manifest = self.put(Kind::Snapshot, &s.id, None)?;
+        let manifest = self.put(FileKind::Snapshot, &s.id, None)?;
         let snap = MediumSnapshot {
             snapshot_id: s.id.clone(),
             time_ns: s.time_ns,
@@ -674,14 +663,14 @@ fn retention(
     m: &MediumRecord,
     p: &plan::Plan,
     stats: &mut Stats,
-    present: &mut HashMap<(Kind, String), u64>,
+    present: &mut HashMap<(FileKind, String), u64>,
 ) -> Result<(), CopyError> {
     if !p.remove.is_empty() {
         cat.remove_medium_snapshots(&m.id, &p.remove).map_err(sql)?;
         for id in &p.remove {
-            copy::remove(root, Kind::Snapshot, id)?;
+            copy::remove(root, FileKind::Snapshot, id)?;
             // Counted once: retention may run twice in a job (to make room, then at the end).
-            if present.remove(&(Kind::Snapshot, id.clone())).is_some() {
+            if present.remove(&(FileKind::Snapshot, id.clone())).is_some() {
                 stats.removed += 1;
                 tracing::info!(medium = %m.label, snapshot = %id, "removed by the medium's retention");
             }
@@ -702,8 +691,8 @@ fn retention(
         .collect();
     cat.remove_medium_files(&m.id, &rows).map_err(sql)?;
     for n in &unneeded {
-        copy::remove(root, Kind::Pack, n)?;
-        present.remove(&(Kind::Pack, n.clone()));
+        copy::remove(root, FileKind::Pack, n)?;
+        present.remove(&(FileKind::Pack, n.clone()));
     }
     tracing::info!(medium = %m.label, "removed {} packs no snapshot on the medium needs", unneeded.len());
     Ok(())
@@ -715,7 +704,7 @@ fn unneeded_packs(
     cat: &Catalog,
     m: &MediumRecord,
     p: &plan::Plan,
-    present: &HashMap<(Kind, String), u64>,
+    present: &HashMap<(FileKind, String), u64>,
     dropping: &[String],
 ) -> Result<Vec<String>, CopyError> {
     let mut needed: HashSet<String> = cat
@@ -732,7 +721,7 @@ fn unneeded_packs(
     }
     Ok(present
         .keys()
-        .filter(|(k, n)| *k == Kind::Pack && !needed.contains(n))
+        .filter(|(k, n)| *k == FileKind::Pack && !needed.contains(n))
         .map(|(_, n)| n.clone())
         .collect())
 }
@@ -743,7 +732,7 @@ fn unknown_manifests(
     cat: &Catalog,
     m: &MediumRecord,
     p: &plan::Plan,
-    present: &HashMap<(Kind, String), u64>,
+    present: &HashMap<(FileKind, String), u64>,
 ) -> Result<usize, CopyError> {
     let held: HashSet<String> = cat
         .medium_snapshots(&m.id)
@@ -753,7 +742,7 @@ fn unknown_manifests(
         .collect();
     Ok(present
         .keys()
-        .filter(|(k, n)| *k == Kind::Snapshot && !held.contains(n) && !p.wanted.contains(n))
+        .filter(|(k, n)| *k == FileKind::Snapshot && !held.contains(n) && !p.wanted.contains(n))
         .count())
 }
 
@@ -762,14 +751,14 @@ fn freeable(
     cat: &Catalog,
     m: &MediumRecord,
     p: &plan::Plan,
-    present: &HashMap<(Kind, String), u64>,
+    present: &HashMap<(FileKind, String), u64>,
 ) -> Result<u64, CopyError> {
     if unknown_manifests(cat, m, p, present)? > 0 {
         return Ok(0);
     }
     Ok(unneeded_packs(cat, m, p, present, &p.remove)?
         .iter()
-        .filter_map(|n| present.get(&(Kind::Pack, n.clone())))
+        .filter_map(|n| present.get(&(FileKind::Pack, n.clone())))
         .sum())
 }
 
