@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use bakfs_core::catalog::{Catalog, MediumFile};
+use bakfs_core::format::id::MediumId;
 use bakfs_core::repo::backend::FileKind;
 
 use crate::copy::{self, CopyError};
@@ -35,7 +36,7 @@ pub struct Outcome {
 /// [`CopyError::Cancelled`] (nothing recorded), catalog errors, errors deleting a bad file.
 pub fn run(
     cat: &mut Catalog,
-    medium_id: &str,
+    medium_id: &MediumId,
     primary_root: &Path,
     root: &Path,
     due: &[Due],
@@ -49,7 +50,7 @@ pub fn run(
             Ok(()) => {
                 out.good += 1;
                 rows.push(MediumFile {
-                    kind: kind.as_str().into(),
+                    kind: *kind,
                     name: name.clone(),
                     size: *size as i64,
                     verified_ns: now,
@@ -69,13 +70,8 @@ pub fn run(
     cat.record_medium_verified(medium_id, &rows, &[], false, now)
         .map_err(|e| CopyError::Io(format!("catalog: {e}")))?;
     if !out.bad.is_empty() {
-        let keys: Vec<(String, String)> = out
-            .bad
-            .iter()
-            .map(|(k, n)| (k.as_str().to_string(), n.clone()))
-            .collect();
         // Rows first, files second: the catalog never lists what is not there.
-        cat.remove_medium_files(medium_id, &keys)
+        cat.remove_medium_files(medium_id, &out.bad)
             .map_err(|e| CopyError::Io(format!("catalog: {e}")))?;
         for (k, n) in &out.bad {
             copy::remove(root, *k, n)?;
@@ -117,23 +113,24 @@ mod tests {
         let medium = tempfile::tempdir().unwrap();
         let state = tempfile::tempdir().unwrap();
         let mut cat = Catalog::open(&state.path().join("catalog.db")).unwrap();
+        let m1 = MediumId::random();
         cat.enroll_medium(&bakfs_core::catalog::MediumRecord {
-            id: "m1".into(),
+            id: m1,
             label: "M1".into(),
-            repo_id: "r".into(),
+            repo_id: bakfs_core::format::id::RepoId::random(),
             fs_uuid: "u1".into(),
             fs_type: "ext4".into(),
             serial: None,
-            kind: "usb".into(),
+            kind: bakfs_core::catalog::MediumKind::Usb,
             pool: "offsite".into(),
-            location: "offsite".into(),
+            location: bakfs_core::catalog::MediumLocation::Offsite,
             capacity: 1 << 30,
-            retention: "{}".into(),
+            retention: Default::default(),
             enrolled_ns: 1,
             last_seen_ns: None,
             last_written_ns: None,
             last_verified_ns: None,
-            state: "enrolled".into(),
+            state: bakfs_core::catalog::MediumState::Enrolled,
             message: None,
             bytes: 0,
         })
@@ -158,7 +155,7 @@ mod tests {
         let mut b = std::fs::read(&rotten).unwrap();
         b[7] ^= 1;
         std::fs::write(&rotten, b).unwrap();
-        let out = run(&mut cat, "m1", primary.path(), medium.path(), &due, &no).unwrap();
+        let out = run(&mut cat, &m1, primary.path(), medium.path(), &due, &no).unwrap();
         assert_eq!(out.good, 1);
         assert_eq!(
             out.bad,
@@ -173,7 +170,7 @@ mod tests {
             .path()
             .join(FileKind::Pack.rel_path(&due[0].1))
             .exists());
-        let files = cat.medium_files("m1").unwrap();
+        let files = cat.medium_files(&m1).unwrap();
         assert_eq!(files.len(), 1, "only the good pack is recorded: {files:?}");
         assert_eq!(files[0].name, due[0].1);
         // Cancelled: nothing recorded, nothing deleted.
@@ -181,7 +178,7 @@ mod tests {
         assert!(matches!(
             run(
                 &mut cat,
-                "m1",
+                &m1,
                 primary.path(),
                 medium.path(),
                 &due[..1],
