@@ -391,6 +391,10 @@ impl<'a, 'r> Cols<'a, 'r> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::catalog::{
+        Catalog, CatalogError, CatalogResult, MediumRun, RunOutcome, SCHEMA_VERSION,
+    };
+    use rusqlite::types::Value;
     use rusqlite::Connection;
 
     /// The text each value is stored as. Changing one breaks every catalog in use: add a
@@ -516,5 +520,241 @@ mod tests {
             format!("[{:<16}]", MediumState::SafeToRemove),
             "[safe to remove  ]"
         );
+    }
+
+    /// The catalog of `testdata/catalog-v2.sql`, written before the values were typed.
+    fn old_catalog() -> (tempfile::TempDir, Catalog) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.db");
+        let conn = Connection::open(&path).unwrap();
+        // The dump creates the tables in alphabetical order, some before those they refer to.
+        conn.pragma_update(None, "foreign_keys", false).unwrap();
+        conn.execute_batch(include_str!("testdata/catalog-v2.sql"))
+            .unwrap();
+        drop(conn);
+        let c = Catalog::open(&path).unwrap();
+        (dir, c)
+    }
+
+    fn repo() -> RepoId {
+        RepoId::hash_of(b"repo")
+    }
+
+    /// The medium of the fixture that holds files, snapshots and runs.
+    fn medium() -> MediumId {
+        MediumId::hash_of(b"enrolled")
+    }
+
+    /// Every row of `table` (all columns but `skip`), in a stable order.
+    fn rows(c: &Catalog, table: &str, skip: &str) -> Vec<Vec<Value>> {
+        let mut st = c.conn.prepare(&format!("SELECT * FROM {table}")).unwrap();
+        let keep: Vec<usize> = (0..st.column_count())
+            .filter(|&i| st.column_name(i).unwrap() != skip)
+            .collect();
+        let mut out: Vec<Vec<Value>> = st
+            .query_map([], |r| keep.iter().map(|&i| r.get(i)).collect())
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        out.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        out
+    }
+
+    #[test]
+    fn a_catalog_written_before_the_types_reads_and_is_written_the_same() {
+        let (_d, old) = old_catalog();
+        assert_eq!(old.schema_version(), SCHEMA_VERSION, "no migration needed");
+        let (repo, m) = (repo(), medium());
+        let media = old.media().unwrap();
+        let states: Vec<MediumState> = media.iter().map(|m| m.state).collect();
+        assert_eq!(states, MediumState::ALL, "M0..M6 hold every state");
+        assert!(MediumKind::ALL
+            .iter()
+            .all(|k| media.iter().any(|m| m.kind == *k)));
+        assert!(MediumLocation::ALL
+            .iter()
+            .all(|l| media.iter().any(|m| m.location == *l)));
+        assert_eq!(media[0].retention.last, Some(3));
+        let runs = old.runs(&repo, 100).unwrap();
+        assert!(BackupOutcome::ALL
+            .iter()
+            .all(|o| runs.iter().any(|r| r.outcome == *o)));
+        let medium_runs = old.medium_runs(&m, 100).unwrap();
+        assert!(CopyOutcome::ALL
+            .iter()
+            .all(|o| medium_runs.iter().any(|r| r.outcome == *o)));
+        let files = old.medium_files(&m).unwrap();
+        assert_eq!(files.len(), 6);
+
+        // Serialized as that version did (`media show --json`, `catalog runs --json`, ledger.json).
+        let s2 = SnapshotId::hash_of(b"s2");
+        let json = serde_json::json!({
+            "snapshots": old.snapshots(&repo).unwrap(),
+            "snapshot_packs": old.snapshot_packs(&repo, &s2).unwrap(),
+            "runs": runs,
+            "medium_snapshots": old.medium_snapshots(&m).unwrap(),
+            "medium_files": files,
+            "medium_runs": medium_runs,
+        });
+        let want: serde_json::Value =
+            serde_json::from_str(include_str!("testdata/catalog-v2.json")).unwrap();
+        assert_eq!(json, want);
+
+        // Written again by this code, every row holds the same text.
+        let dir = tempfile::tempdir().unwrap();
+        let mut new = Catalog::open(&dir.path().join("catalog.db")).unwrap();
+        new.touch_repository(&repo, "/srv/bakfs", 1_780_000_000_000_000_000)
+            .unwrap();
+        for s in old.snapshots(&repo).unwrap() {
+            let packs = old.snapshot_packs(&repo, &s.id).unwrap();
+            new.record_snapshot(&s, &packs).unwrap();
+        }
+        let mut runs = old.runs(&repo, 100).unwrap();
+        runs.reverse();
+        for r in runs {
+            let id = new
+                .begin_run(&r.repo_id, r.job.as_deref(), r.started_ns)
+                .unwrap();
+            if let Some(ended_ns) = r.ended_ns {
+                let o = RunOutcome {
+                    ended_ns,
+                    outcome: r.outcome,
+                    files: r.files,
+                    bytes_read: r.bytes_read,
+                    bytes_added: r.bytes_added,
+                    snapshot_id: r.snapshot_id,
+                    message: r.message,
+                };
+                new.finish_run(id, &o).unwrap();
+            }
+        }
+        for rec in old.media().unwrap() {
+            new.enroll_medium(&rec).unwrap();
+        }
+        let packs = old.medium_packs_by_snapshot(&m).unwrap();
+        let snaps: Vec<_> = old
+            .medium_snapshots(&m)
+            .unwrap()
+            .into_iter()
+            .map(|s| {
+                let p: Vec<PackId> = packs[&s.snapshot_id].iter().copied().collect();
+                (s, p)
+            })
+            .collect();
+        let verified = old.medium_by_label("M0").unwrap().unwrap().last_written_ns;
+        new.record_medium_verified(
+            &m,
+            &old.medium_files(&m).unwrap(),
+            &snaps,
+            true,
+            verified.unwrap(),
+        )
+        .unwrap();
+        let mut medium_runs = old.medium_runs(&m, 100).unwrap();
+        medium_runs.reverse();
+        for r in medium_runs {
+            let id = new.begin_medium_run(&r.medium_id, r.started_ns).unwrap();
+            if r.outcome != CopyOutcome::Running {
+                new.finish_medium_run(&MediumRun { id, ..r }).unwrap();
+            }
+        }
+        for table in [
+            "repositories",
+            "snapshots",
+            "snapshot_packs",
+            "packs",
+            "runs",
+            "media",
+            "media_snapshots",
+            "media_snapshot_packs",
+            "media_files",
+            "media_runs",
+        ] {
+            assert_eq!(rows(&new, table, "id"), rows(&old, table, "id"), "{table}");
+        }
+        assert_eq!(rows(&new, "media", ""), rows(&old, "media", ""));
+    }
+
+    /// A value this code does not know, in each typed column, is an error naming the column
+    /// and the value.
+    #[test]
+    fn an_unknown_value_is_an_error_naming_column_and_value() {
+        type Read = fn(&Catalog) -> CatalogResult<()>;
+        let media: Read = |c| c.media().map(drop);
+        let runs: Read = |c| c.runs(&repo(), 100).map(drop);
+        let snapshots: Read = |c| c.snapshots(&repo()).map(drop);
+        let cases: [(&str, &str, &str, Read); 16] = [
+            ("media", "state", "exploded", media),
+            ("media", "kind", "tape", media),
+            ("media", "location", "moon", media),
+            ("media", "retention", r#"{"keep_forever":1}"#, media),
+            ("media", "id", "M0-id", media),
+            ("media", "repo_id", &"A".repeat(64), media),
+            ("runs", "outcome", "crashed", runs),
+            ("runs", "snapshot_id", "s1", runs),
+            ("snapshots", "tree", "zz", snapshots),
+            ("snapshots", "parent", "", snapshots),
+            ("snapshots", "paths", "/etc", snapshots),
+            ("snapshot_packs", "pack_id", "p1", |c| {
+                for s in [b"s1", b"s2"] {
+                    c.snapshot_packs(&repo(), &SnapshotId::hash_of(s))?;
+                }
+                Ok(())
+            }),
+            ("media_runs", "outcome", "on fire", |c| {
+                c.medium_runs(&medium(), 100).map(drop)
+            }),
+            ("media_files", "kind", "packs", |c| {
+                c.medium_files(&medium()).map(drop)
+            }),
+            ("media_snapshots", "snapshot_id", "s2", |c| {
+                c.medium_snapshots(&medium()).map(drop)
+            }),
+            ("media_snapshot_packs", "pack_id", "p2", |c| {
+                c.medium_packs_by_snapshot(&medium()).map(drop)
+            }),
+        ];
+        for (table, column, bad, read) in cases {
+            let (_d, c) = old_catalog();
+            c.conn.pragma_update(None, "foreign_keys", false).unwrap();
+            // Every row of the table: whichever a reader meets first is bad.
+            let sql = format!("UPDATE {table} SET {column} = ?1");
+            if c.conn.execute(&sql, [bad]).is_err() {
+                // A unique column: one row only.
+                let sql = format!(
+                    "UPDATE {table} SET {column} = ?1 WHERE rowid IN (SELECT rowid FROM {table} LIMIT 1)"
+                );
+                c.conn.execute(&sql, [bad]).unwrap();
+                if table == "media" {
+                    // media() reads by label: make the bad row the first.
+                    c.conn
+                        .execute(
+                            "UPDATE media SET label = '' WHERE rowid IN (SELECT rowid FROM media LIMIT 1)",
+                            [],
+                        )
+                        .unwrap();
+                }
+            }
+            let err = match read(&c) {
+                Err(CatalogError::BadValue(b)) => b,
+                Err(e) => panic!("{table}.{column} = {bad:?}: unexpected error {e}"),
+                Ok(()) => panic!("{table}.{column} = {bad:?} was accepted"),
+            };
+            assert_eq!(
+                (err.column.as_str(), err.value.as_str()),
+                (format!("{table}.{column}").as_str(), bad),
+                "{err}"
+            );
+            let msg = CatalogError::BadValue(err).to_string();
+            assert!(
+                msg.contains(&format!("{table}.{column}")) && msg.contains(&format!("{bad:?}")),
+                "{msg}"
+            );
+        }
+        // A value of the wrong type names the column too.
+        let (_d, c) = old_catalog();
+        c.conn.execute("UPDATE media SET state = 7", []).unwrap();
+        let e = c.media().unwrap_err().to_string();
+        assert!(e.contains("state"), "{e}");
     }
 }
