@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use bakfs_core::catalog::{MediumKind, MediumLocation};
 use clap::{Args, Parser, Subcommand};
 
 /// bakfs: deduplicated, compressed, encrypted snapshots you can walk into.
@@ -344,8 +345,7 @@ pub enum MediaCmd {
         /// The medium's label, as given to `bakfs media enroll`.
         label: String,
         /// Where it is now.
-        #[arg(value_parser = ["onsite", "offsite"])]
-        location: String,
+        location: MediumLocation,
     },
     /// Forget a medium and its ledger (its files stay on it).
     Forget {
@@ -365,11 +365,11 @@ pub struct EnrollArgs {
     #[arg(long, default_value = "default")]
     pub pool: String,
     /// Where the medium is kept (`bakfs media set-location` changes it).
-    #[arg(long, default_value = "onsite", value_parser = ["onsite", "offsite"])]
-    pub location: String,
+    #[arg(long, default_value = "onsite")]
+    pub location: MediumLocation,
     /// What kind of medium it is [default: usb for a device on the USB bus, else disk].
-    #[arg(long, value_parser = ["usb", "disk"])]
-    pub kind: Option<String>,
+    #[arg(long)]
+    pub kind: Option<MediumKind>,
     // Last: a heading given here holds for every option after it.
     #[command(
         flatten,

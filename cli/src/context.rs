@@ -158,20 +158,20 @@ pub fn comment() -> String {
 
 /// The catalog's record of a snapshot.
 pub fn snapshot_record(
-    repo_id: &str,
-    id: &bakfs_core::format::id::SnapshotId,
+    repo_id: bakfs_core::format::id::RepoId,
+    id: bakfs_core::format::id::SnapshotId,
     s: &bakfs_core::format::Snapshot,
 ) -> bakfs_core::catalog::SnapshotRecord {
     bakfs_core::catalog::SnapshotRecord {
-        repo_id: repo_id.to_string(),
-        id: id.to_hex(),
+        repo_id,
+        id,
         time: bakfs_core::timefmt::format_rfc3339(s.time_ns),
         time_ns: s.time_ns,
         host: s.host.clone(),
         paths: s.paths.clone(),
         tags: s.tags.clone(),
-        tree: s.tree.to_hex(),
-        parent: s.parent.map(|p| p.to_hex()),
+        tree: s.tree,
+        parent: s.parent,
         job: s.job.clone(),
         files: s.summary.files,
         bytes: s.summary.bytes,

@@ -10,55 +10,16 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bakfs_core::fsio::{self, Durability, Writers};
 use bakfs_core::medium;
+use bakfs_core::repo::backend::FileKind;
 
 const BUF: usize = 1 << 20;
 /// Largest config or key file copied.
 const MAX_SMALL: u64 = 1 << 20;
-
-/// A repository file kind, as the catalog's `media_files.kind` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
-    Config,
-    Key,
-    Index,
-    Pack,
-    Snapshot,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Config => "config",
-            Kind::Key => "key",
-            Kind::Index => "index",
-            Kind::Pack => "pack",
-            Kind::Snapshot => "snapshot",
-        }
-    }
-
-    /// Whether the file is named by the blake3 of its bytes.
-    pub fn content_addressed(self) -> bool {
-        matches!(self, Kind::Index | Kind::Pack | Kind::Snapshot)
-    }
-}
-
-/// Where a file of `kind` lives under a repository root.
-pub fn rel(kind: Kind, name: &str) -> PathBuf {
-    match kind {
-        Kind::Config => PathBuf::from("config"),
-        Kind::Key => Path::new("keys").join(name),
-        Kind::Index => Path::new("index").join(name),
-        Kind::Snapshot => Path::new("snapshots").join(name),
-        Kind::Pack => Path::new("data")
-            .join(&name[..2.min(name.len())])
-            .join(name),
-    }
-}
 
 fn hex64(s: &str) -> bool {
     s.len() == 64
@@ -114,10 +75,10 @@ fn io_err(what: &Path, e: &std::io::Error) -> CopyError {
 
 /// The bakfs files on a medium's repository directory: (kind, name) → size. Entries that are
 /// not regular files with bakfs names (symlinks, devices, stray files) are skipped and counted.
-pub fn inventory(root: &Path) -> (HashMap<(Kind, String), u64>, usize) {
+pub fn inventory(root: &Path) -> (HashMap<(FileKind, String), u64>, usize) {
     let mut out = HashMap::new();
     let mut skipped = 0;
-    let mut scan = |dir: &Path, kind: Kind, out: &mut HashMap<(Kind, String), u64>| {
+    let mut scan = |dir: &Path, kind: FileKind, out: &mut HashMap<(FileKind, String), u64>| {
         let Ok(rd) = std::fs::read_dir(dir) else {
             return;
         };
@@ -134,25 +95,25 @@ pub fn inventory(root: &Path) -> (HashMap<(Kind, String), u64>, usize) {
             out.insert((kind, name), m.size());
         }
     };
-    scan(&root.join("keys"), Kind::Key, &mut out);
-    scan(&root.join("index"), Kind::Index, &mut out);
-    scan(&root.join("snapshots"), Kind::Snapshot, &mut out);
+    scan(&root.join("keys"), FileKind::Key, &mut out);
+    scan(&root.join("index"), FileKind::Index, &mut out);
+    scan(&root.join("snapshots"), FileKind::Snapshot, &mut out);
     if let Ok(rd) = std::fs::read_dir(root.join("data")) {
         for e in rd.flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
-                scan(&e.path(), Kind::Pack, &mut out);
+                scan(&e.path(), FileKind::Pack, &mut out);
             }
         }
     }
     if let Ok(m) = std::fs::symlink_metadata(root.join("config")) {
         if m.is_file() {
-            out.insert((Kind::Config, "config".into()), m.size());
+            out.insert((FileKind::Config, "config".into()), m.size());
         }
     }
     (out, skipped)
 }
 
-/// Copies `src` to `dst_root/rel(kind, name)` through a temporary file and returns the blake3
+/// Copies `src` to `dst_root/<kind.rel_path(name)>` through a temporary file and returns the blake3
 /// the copy must have (its name, for content-addressed kinds) and its size.
 ///
 /// # Errors
@@ -160,13 +121,13 @@ pub fn inventory(root: &Path) -> (HashMap<(Kind, String), u64>, usize) {
 pub fn copy_in(
     src: &Path,
     dst_root: &Path,
-    kind: Kind,
+    kind: FileKind,
     name: &str,
     cancel: &AtomicBool,
 ) -> Result<(blake3::Hash, u64), CopyError> {
-    let dst = dst_root.join(rel(kind, name));
+    let dst = dst_root.join(kind.rel_path(name));
     let dir = dst.parent().unwrap_or(dst_root).to_path_buf();
-    if kind == Kind::Pack {
+    if kind == FileKind::Pack {
         medium::ensure_dir(&dst_root.join("data")).map_err(|e| CopyError::Io(e.to_string()))?;
     }
     medium::ensure_dir(&dir).map_err(|e| CopyError::Io(e.to_string()))?;
@@ -224,7 +185,7 @@ pub fn hash_file(path: &Path) -> Result<blake3::Hash, CopyError> {
     Ok(h.finalize())
 }
 
-/// Reads `root/rel(kind, name)` back from the device (its page cache dropped first; with
+/// Reads `root/<kind.rel_path(name)>` back from the device (its page cache dropped first; with
 /// `flush_first` its data is written to the device before that) and returns its blake3, refusing
 /// anything that is not a regular file of `size` bytes.
 ///
@@ -232,13 +193,13 @@ pub fn hash_file(path: &Path) -> Result<blake3::Hash, CopyError> {
 /// [`CopyError`]; a size mismatch is an `Io` error.
 pub fn read_back(
     root: &Path,
-    kind: Kind,
+    kind: FileKind,
     name: &str,
     size: u64,
     flush_first: bool,
     cancel: &AtomicBool,
 ) -> Result<blake3::Hash, CopyError> {
-    let path = root.join(rel(kind, name));
+    let path = root.join(kind.rel_path(name));
     let (f, actual) = medium::open_regular(&path).map_err(|e| CopyError::Io(e.to_string()))?;
     if actual != size {
         return Err(CopyError::Io(format!(
@@ -285,8 +246,8 @@ pub fn sync_fs(path: &Path) -> Result<(), CopyError> {
 ///
 /// # Errors
 /// I/O errors other than not-found.
-pub fn remove(root: &Path, kind: Kind, name: &str) -> Result<(), CopyError> {
-    let p = root.join(rel(kind, name));
+pub fn remove(root: &Path, kind: FileKind, name: &str) -> Result<(), CopyError> {
+    let p = root.join(kind.rel_path(name));
     match std::fs::remove_file(&p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -307,26 +268,39 @@ mod tests {
         let name = blake3::hash(&bytes).to_hex().to_string();
         std::fs::write(src.path().join("p"), &bytes).unwrap();
         let no = AtomicBool::new(false);
-        let (h, n) = copy_in(&src.path().join("p"), dst.path(), Kind::Pack, &name, &no).unwrap();
+        let (h, n) = copy_in(
+            &src.path().join("p"),
+            dst.path(),
+            FileKind::Pack,
+            &name,
+            &no,
+        )
+        .unwrap();
         assert_eq!(
             (h.to_hex().to_string(), n),
             (name.clone(), bytes.len() as u64)
         );
         assert_eq!(
-            read_back(dst.path(), Kind::Pack, &name, n, false, &no).unwrap(),
+            read_back(dst.path(), FileKind::Pack, &name, n, false, &no).unwrap(),
             h
         );
-        assert!(read_back(dst.path(), Kind::Pack, &name, n + 1, false, &no).is_err());
+        assert!(read_back(dst.path(), FileKind::Pack, &name, n + 1, false, &no).is_err());
         let (inv, skipped) = inventory(dst.path());
-        assert_eq!(inv.get(&(Kind::Pack, name.clone())), Some(&n));
+        assert_eq!(inv.get(&(FileKind::Pack, name.clone())), Some(&n));
         assert_eq!(skipped, 0);
         // A source that does not match its name: the read-back shows it, the source check says
         // whose fault it is.
         let wrong = "0".repeat(64);
-        let (want, n) =
-            copy_in(&src.path().join("p"), dst.path(), Kind::Pack, &wrong, &no).unwrap();
+        let (want, n) = copy_in(
+            &src.path().join("p"),
+            dst.path(),
+            FileKind::Pack,
+            &wrong,
+            &no,
+        )
+        .unwrap();
         assert_ne!(
-            read_back(dst.path(), Kind::Pack, &wrong, n, true, &no).unwrap(),
+            read_back(dst.path(), FileKind::Pack, &wrong, n, true, &no).unwrap(),
             want
         );
         assert!(!source_matches(&src.path().join("p"), &wrong).unwrap());
@@ -334,13 +308,23 @@ mod tests {
         // A symlink planted where a pack belongs is neither read nor listed.
         let link = "1".repeat(64);
         std::fs::create_dir_all(dst.path().join("data/11")).unwrap();
-        std::os::unix::fs::symlink("/etc/passwd", dst.path().join(rel(Kind::Pack, &link))).unwrap();
-        assert!(read_back(dst.path(), Kind::Pack, &link, 0, false, &no).is_err());
+        std::os::unix::fs::symlink(
+            "/etc/passwd",
+            dst.path().join(FileKind::Pack.rel_path(&link)),
+        )
+        .unwrap();
+        assert!(read_back(dst.path(), FileKind::Pack, &link, 0, false, &no).is_err());
         assert_eq!(inventory(dst.path()).1, 1);
         // Cancelled copies leave nothing behind.
         let yes = AtomicBool::new(true);
         assert!(matches!(
-            copy_in(&src.path().join("p"), dst.path(), Kind::Index, &name, &yes),
+            copy_in(
+                &src.path().join("p"),
+                dst.path(),
+                FileKind::Index,
+                &name,
+                &yes
+            ),
             Err(CopyError::Cancelled)
         ));
         assert!(std::fs::read_dir(dst.path().join("index"))

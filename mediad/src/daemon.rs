@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use bakfs_core::catalog::{Catalog, MediumRecord};
+use bakfs_core::catalog::{Catalog, MediumRecord, MediumState};
 
 use crate::rotate::{self, Setup};
 use crate::udev::{self, Dev};
@@ -70,11 +70,11 @@ pub struct Job {
 /// What a job does, on a thread of its own. Production: [`crate::rotate::run`].
 pub trait Runner: Send + Sync + 'static {
     /// Runs `job` to its end (or until cancelled); returns the medium's new state.
-    fn run(&self, job: &Job) -> String;
+    fn run(&self, job: &Job) -> MediumState;
 }
 
-impl<F: Fn(&Job) -> String + Send + Sync + 'static> Runner for F {
-    fn run(&self, job: &Job) -> String {
+impl<F: Fn(&Job) -> MediumState + Send + Sync + 'static> Runner for F {
+    fn run(&self, job: &Job) -> MediumState {
         self(job)
     }
 }
@@ -146,7 +146,7 @@ pub fn run(
 /// A job's thread and its cancel flag.
 struct Running {
     cancel: Arc<AtomicBool>,
-    thread: JoinHandle<String>,
+    thread: JoinHandle<MediumState>,
 }
 
 impl Running {
@@ -266,7 +266,7 @@ impl Daemon<'_> {
             if !self.being_written(&uuid, &dev.devnode) {
                 let _ = self
                     .catalog
-                    .set_medium_state(&m.id, "refused", Some(&msg), now);
+                    .set_medium_state(&m.id, MediumState::Refused, Some(&msg), now);
             }
             self.slots.insert(dev.devnode, slot);
             return;

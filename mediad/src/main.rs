@@ -70,7 +70,7 @@ fn setup(a: &Args) -> Result<rotate::Setup> {
         .map_err(|e| anyhow!("--reverify-after: {e}"))?;
     Ok(rotate::Setup {
         repo_root,
-        repo_id: config.id.to_hex(),
+        repo_id: config.id,
         catalog: state.join("catalog.db"),
         media_root: a.media_root.clone(),
         reverify_after,

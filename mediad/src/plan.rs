@@ -6,6 +6,7 @@ use std::collections::HashSet;
 
 use bakfs_core::catalog::{MediumSnapshot, SnapshotRecord};
 use bakfs_core::forget::{self, Candidate, Group, KeepPolicy};
+use bakfs_core::format::id::SnapshotId;
 use bakfs_core::timefmt::TimeZone;
 
 /// What to do on a medium.
@@ -14,9 +15,9 @@ pub struct Plan {
     /// Snapshots to copy (in the primary, wanted, not yet verified on the medium), newest first.
     pub add: Vec<SnapshotRecord>,
     /// Snapshots on the medium that the policy no longer wants.
-    pub remove: Vec<String>,
+    pub remove: Vec<SnapshotId>,
     /// Every wanted snapshot id.
-    pub wanted: HashSet<String>,
+    pub wanted: HashSet<SnapshotId>,
 }
 
 /// Computes the plan, with calendar buckets in `tz`. An empty policy keeps everything.
@@ -32,39 +33,43 @@ pub fn plan(
         paths: paths.clone(),
         job: job.clone(),
     };
+    // `forget` names snapshots by their hex.
+    let primary_hex: Vec<String> = primary.iter().map(|s| s.id.to_hex()).collect();
+    let medium_hex: Vec<String> = on_medium.iter().map(|s| s.snapshot_id.to_hex()).collect();
     let candidates = primary
         .iter()
-        .map(|s| {
+        .zip(&primary_hex)
+        .map(|(s, id)| {
             let c = Candidate {
-                id: &s.id,
+                id,
                 time_ns: s.time_ns,
             };
             (group(&s.host, &s.paths, &s.job), c)
         })
-        .chain(on_medium.iter().map(|s| {
+        .chain(on_medium.iter().zip(&medium_hex).map(|(s, id)| {
             let c = Candidate {
-                id: &s.snapshot_id,
+                id,
                 time_ns: s.time_ns,
             };
             (group(&s.host, &s.paths, &s.job), c)
         }));
-    let wanted: HashSet<String> = match forget::apply_by_group(policy, candidates, tz) {
+    let wanted: HashSet<SnapshotId> = match forget::apply_by_group(policy, candidates, tz) {
         Ok(groups) => groups
             .into_iter()
             .flat_map(|(_, ds)| ds)
             .filter(|d| d.keep)
-            .map(|d| d.id)
+            .filter_map(|d| SnapshotId::from_hex(&d.id).ok())
             .collect(),
         Err(_) => primary
             .iter()
-            .map(|s| s.id.clone())
-            .chain(on_medium.iter().map(|s| s.snapshot_id.clone()))
+            .map(|s| s.id)
+            .chain(on_medium.iter().map(|s| s.snapshot_id))
             .collect(),
     };
-    let held: HashSet<&str> = on_medium.iter().map(|s| s.snapshot_id.as_str()).collect();
+    let held: HashSet<&SnapshotId> = on_medium.iter().map(|s| &s.snapshot_id).collect();
     let mut add: Vec<SnapshotRecord> = primary
         .iter()
-        .filter(|s| wanted.contains(&s.id) && !held.contains(s.id.as_str()))
+        .filter(|s| wanted.contains(&s.id) && !held.contains(&s.id))
         .cloned()
         .collect();
     add.sort_by(|a, b| b.time_ns.cmp(&a.time_ns).then_with(|| a.id.cmp(&b.id)));
@@ -72,7 +77,7 @@ pub fn plan(
     let remove = on_medium
         .iter()
         .filter(|s| !wanted.contains(&s.snapshot_id))
-        .map(|s| s.snapshot_id.clone())
+        .map(|s| s.snapshot_id)
         .collect();
     Plan {
         add,
@@ -86,16 +91,20 @@ pub fn plan(
 mod tests {
     use super::*;
 
+    fn sid(name: &str) -> SnapshotId {
+        SnapshotId::hash_of(name.as_bytes())
+    }
+
     fn snap(id: &str, t: i64, host: &str) -> SnapshotRecord {
         SnapshotRecord {
-            repo_id: "r".into(),
-            id: id.into(),
+            repo_id: bakfs_core::format::id::RepoId::hash_of(b"r"),
+            id: sid(id),
             time: String::new(),
             time_ns: t,
             host: host.into(),
             paths: vec!["/etc".into()],
             tags: vec![],
-            tree: String::new(),
+            tree: bakfs_core::format::id::BlobId::hash_of(b"t"),
             parent: None,
             job: None,
             files: 0,
@@ -105,7 +114,7 @@ mod tests {
 
     fn held(id: &str, t: i64) -> MediumSnapshot {
         MediumSnapshot {
-            snapshot_id: id.into(),
+            snapshot_id: sid(id),
             time_ns: t,
             host: "a".into(),
             paths: vec!["/etc".into()],
@@ -129,10 +138,10 @@ mod tests {
         // a0 was forgotten in the primary but is still on the medium; a2 is on both.
         let medium = [held("a0", 0), held("a2", 2)];
         let p = plan(&policy, &primary, &medium, &TimeZone::UTC);
-        let ids: Vec<&str> = p.add.iter().map(|s| s.id.as_str()).collect();
-        assert_eq!(ids, ["a3", "b1"], "newest first, a2 already held");
-        assert_eq!(p.remove, ["a0"]);
-        assert!(p.wanted.contains("a2") && !p.wanted.contains("a1"));
+        let ids: Vec<SnapshotId> = p.add.iter().map(|s| s.id).collect();
+        assert_eq!(ids, [sid("a3"), sid("b1")], "newest first, a2 already held");
+        assert_eq!(p.remove, [sid("a0")]);
+        assert!(p.wanted.contains(&sid("a2")) && !p.wanted.contains(&sid("a1")));
     }
 
     #[test]

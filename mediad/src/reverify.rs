@@ -8,11 +8,13 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use bakfs_core::catalog::{Catalog, MediumFile};
+use bakfs_core::format::id::MediumId;
+use bakfs_core::repo::backend::FileKind;
 
-use crate::copy::{self, CopyError, Kind};
+use crate::copy::{self, CopyError};
 
 /// A file on the medium that is due: kind, name, size.
-pub type Due = (Kind, String, u64);
+pub type Due = (FileKind, String, u64);
 
 /// What re-verification found.
 #[derive(Debug, Default)]
@@ -22,7 +24,7 @@ pub struct Outcome {
     /// Bytes read back.
     pub bytes: u64,
     /// Files that did not (forgotten and deleted from the medium).
-    pub bad: Vec<(Kind, String)>,
+    pub bad: Vec<(FileKind, String)>,
 }
 
 /// Reads back every file of `due` from the medium's repository directory `root`, records the
@@ -34,7 +36,7 @@ pub struct Outcome {
 /// [`CopyError::Cancelled`] (nothing recorded), catalog errors, errors deleting a bad file.
 pub fn run(
     cat: &mut Catalog,
-    medium_id: &str,
+    medium_id: &MediumId,
     primary_root: &Path,
     root: &Path,
     due: &[Due],
@@ -48,7 +50,7 @@ pub fn run(
             Ok(()) => {
                 out.good += 1;
                 rows.push(MediumFile {
-                    kind: kind.as_str().into(),
+                    kind: *kind,
                     name: name.clone(),
                     size: *size as i64,
                     verified_ns: now,
@@ -68,13 +70,8 @@ pub fn run(
     cat.record_medium_verified(medium_id, &rows, &[], false, now)
         .map_err(|e| CopyError::Io(format!("catalog: {e}")))?;
     if !out.bad.is_empty() {
-        let keys: Vec<(String, String)> = out
-            .bad
-            .iter()
-            .map(|(k, n)| (k.as_str().to_string(), n.clone()))
-            .collect();
         // Rows first, files second: the catalog never lists what is not there.
-        cat.remove_medium_files(medium_id, &keys)
+        cat.remove_medium_files(medium_id, &out.bad)
             .map_err(|e| CopyError::Io(format!("catalog: {e}")))?;
         for (k, n) in &out.bad {
             copy::remove(root, *k, n)?;
@@ -87,7 +84,7 @@ pub fn run(
 fn check(
     primary_root: &Path,
     root: &Path,
-    kind: Kind,
+    kind: FileKind,
     name: &str,
     size: u64,
     cancel: &AtomicBool,
@@ -96,7 +93,7 @@ fn check(
     let want = if kind.content_addressed() {
         blake3::Hash::from_hex(name).map_err(|e| CopyError::Io(e.to_string()))?
     } else {
-        copy::hash_file(&primary_root.join(copy::rel(kind, name)))?
+        copy::hash_file(&primary_root.join(kind.rel_path(name)))?
     };
     if got == want {
         Ok(())
@@ -116,23 +113,24 @@ mod tests {
         let medium = tempfile::tempdir().unwrap();
         let state = tempfile::tempdir().unwrap();
         let mut cat = Catalog::open(&state.path().join("catalog.db")).unwrap();
+        let m1 = MediumId::random();
         cat.enroll_medium(&bakfs_core::catalog::MediumRecord {
-            id: "m1".into(),
+            id: m1,
             label: "M1".into(),
-            repo_id: "r".into(),
+            repo_id: bakfs_core::format::id::RepoId::random(),
             fs_uuid: "u1".into(),
             fs_type: "ext4".into(),
             serial: None,
-            kind: "usb".into(),
+            kind: bakfs_core::catalog::MediumKind::Usb,
             pool: "offsite".into(),
-            location: "offsite".into(),
+            location: bakfs_core::catalog::MediumLocation::Offsite,
             capacity: 1 << 30,
-            retention: "{}".into(),
+            retention: Default::default(),
             enrolled_ns: 1,
             last_seen_ns: None,
             last_written_ns: None,
             last_verified_ns: None,
-            state: "enrolled".into(),
+            state: bakfs_core::catalog::MediumState::Enrolled,
             message: None,
             bytes: 0,
         })
@@ -146,33 +144,33 @@ mod tests {
             let name = blake3::hash(bytes).to_hex().to_string();
             let src = primary.path().join(format!("p{i}"));
             std::fs::write(&src, bytes).unwrap();
-            copy::copy_in(&src, medium.path(), Kind::Pack, &name, &no).unwrap();
-            due.push((Kind::Pack, name, bytes.len() as u64));
+            copy::copy_in(&src, medium.path(), FileKind::Pack, &name, &no).unwrap();
+            due.push((FileKind::Pack, name, bytes.len() as u64));
         }
         std::fs::write(primary.path().join("config"), b"config v1").unwrap();
         std::fs::write(medium.path().join("config"), b"config v2").unwrap();
-        due.push((Kind::Config, "config".into(), 9));
+        due.push((FileKind::Config, "config".into(), 9));
         // The second pack rots on the medium: same size, one byte flipped.
-        let rotten = medium.path().join(copy::rel(Kind::Pack, &due[1].1));
+        let rotten = medium.path().join(FileKind::Pack.rel_path(&due[1].1));
         let mut b = std::fs::read(&rotten).unwrap();
         b[7] ^= 1;
         std::fs::write(&rotten, b).unwrap();
-        let out = run(&mut cat, "m1", primary.path(), medium.path(), &due, &no).unwrap();
+        let out = run(&mut cat, &m1, primary.path(), medium.path(), &due, &no).unwrap();
         assert_eq!(out.good, 1);
         assert_eq!(
             out.bad,
             vec![
-                (Kind::Pack, due[1].1.clone()),
-                (Kind::Config, "config".into())
+                (FileKind::Pack, due[1].1.clone()),
+                (FileKind::Config, "config".into())
             ]
         );
         assert!(!rotten.exists(), "a rotten pack is deleted");
         assert!(!medium.path().join("config").exists());
         assert!(medium
             .path()
-            .join(copy::rel(Kind::Pack, &due[0].1))
+            .join(FileKind::Pack.rel_path(&due[0].1))
             .exists());
-        let files = cat.medium_files("m1").unwrap();
+        let files = cat.medium_files(&m1).unwrap();
         assert_eq!(files.len(), 1, "only the good pack is recorded: {files:?}");
         assert_eq!(files[0].name, due[0].1);
         // Cancelled: nothing recorded, nothing deleted.
@@ -180,7 +178,7 @@ mod tests {
         assert!(matches!(
             run(
                 &mut cat,
-                "m1",
+                &m1,
                 primary.path(),
                 medium.path(),
                 &due[..1],

@@ -12,13 +12,15 @@ use std::time::Instant;
 
 use std::sync::Arc;
 
-use bakfs_core::catalog::{Catalog, MediumFile, MediumRecord, MediumRun, MediumSnapshot};
-use bakfs_core::forget::KeepPolicy;
+use bakfs_core::catalog::{
+    Catalog, CopyOutcome, MediumFile, MediumRecord, MediumRun, MediumSnapshot, MediumState,
+};
+use bakfs_core::format::id::{MediumId, PackId, RepoId, SnapshotId};
 use bakfs_core::medium;
 use bakfs_core::repo::backend::{Backend, FileKind, LocalBackend};
 use bakfs_host::mounts;
 
-use crate::copy::{self, CopyError, Kind};
+use crate::copy::{self, CopyError};
 use crate::plan;
 use crate::reverify;
 
@@ -26,7 +28,7 @@ use crate::reverify;
 #[derive(Debug, Clone)]
 pub struct Setup {
     pub repo_root: PathBuf,
-    pub repo_id: String,
+    pub repo_id: RepoId,
     pub catalog: PathBuf,
     /// Where media are mounted: `<media_root>/<fs uuid>`.
     pub media_root: PathBuf,
@@ -60,17 +62,17 @@ fn now_ns() -> i64 {
 }
 
 /// Runs the job to the end and records its outcome; returns the medium's new state.
-pub fn run(setup: &Setup, m: &MediumRecord, dev: &Device, cancel: &AtomicBool) -> String {
+pub fn run(setup: &Setup, m: &MediumRecord, dev: &Device, cancel: &AtomicBool) -> MediumState {
     let started = Instant::now();
     let t0 = now_ns();
     let mut cat = match Catalog::open(&setup.catalog) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(medium = %m.label, "catalog: {e}");
-            return "failed".into();
+            return MediumState::Failed;
         }
     };
-    let _ = cat.set_medium_state(&m.id, "copying", None, t0);
+    let _ = cat.set_medium_state(&m.id, MediumState::Copying, None, t0);
     let run_id = cat.begin_medium_run(&m.id, t0).unwrap_or(0);
     tracing::info!(medium = %m.label, device = %dev.devnode.display(), "copying snapshots onto {}", m.label);
     let mp = setup.media_root.join(&dev.fs_uuid);
@@ -79,10 +81,10 @@ pub fn run(setup: &Setup, m: &MediumRecord, dev: &Device, cancel: &AtomicBool) -
         let (state, outcome, msg) = outcome(result, stats);
         let run = MediumRun {
             id: run_id,
-            medium_id: m.id.clone(),
+            medium_id: m.id,
             started_ns: t0,
             ended_ns: Some(now_ns()),
-            outcome: outcome.into(),
+            outcome,
             snapshots_added: stats.added,
             snapshots_removed: stats.removed,
             files_written: stats.files_written,
@@ -141,29 +143,41 @@ pub fn run(setup: &Setup, m: &MediumRecord, dev: &Device, cancel: &AtomicBool) -
         Err(e @ CopyError::Cancelled) => tracing::warn!(medium = %m.label, "{}: {e}", m.label),
         Err(e) => tracing::error!(medium = %m.label, "{}: {e}", m.label),
     }
-    state.into()
+    state
 }
 
 /// The medium's state, the run's outcome and its message.
 fn outcome(
     result: &Result<(), CopyError>,
     stats: &Stats,
-) -> (&'static str, &'static str, Option<String>) {
+) -> (MediumState, CopyOutcome, Option<String>) {
     match result {
         Ok(()) if !stats.skipped.is_empty() => (
-            "safe to remove",
-            "incomplete",
+            MediumState::SafeToRemove,
+            CopyOutcome::Incomplete,
             Some(format!("not copied: {}", stats.skipped.join("; "))),
         ),
-        Ok(()) => ("safe to remove", "ok", None),
-        Err(CopyError::Full(m)) => ("medium full", "medium full", Some(m.clone())),
-        Err(e @ CopyError::Refused(_)) => ("refused", "refused", Some(e.to_string())),
+        Ok(()) => (MediumState::SafeToRemove, CopyOutcome::Ok, None),
+        Err(CopyError::Full(m)) => (
+            MediumState::MediumFull,
+            CopyOutcome::MediumFull,
+            Some(m.clone()),
+        ),
+        Err(e @ CopyError::Refused(_)) => (
+            MediumState::Refused,
+            CopyOutcome::Refused,
+            Some(e.to_string()),
+        ),
         Err(CopyError::Cancelled) => (
-            "removed during copy",
-            "cancelled",
+            MediumState::RemovedDuringCopy,
+            CopyOutcome::Cancelled,
             Some("the medium went away or the daemon stopped".to_string()),
         ),
-        Err(e) => ("failed", "failed", Some(e.to_string())),
+        Err(e) => (
+            MediumState::Failed,
+            CopyOutcome::Failed,
+            Some(e.to_string()),
+        ),
     }
 }
 
@@ -214,13 +228,13 @@ fn copy_onto(
             "no valid bakfs identity ({e}): not enrolled here, or a filesystem with a cloned UUID"
         ))
     })?;
-    if ident.medium_id != m.id {
+    if ident.medium_id != m.id.to_hex() {
         return Err(refuse(format!(
             "the filesystem has {}'s UUID but is medium {} ({}): a cloned filesystem?",
             m.label, ident.label, ident.medium_id
         )));
     }
-    if ident.repo_id != setup.repo_id {
+    if ident.repo_id != setup.repo_id.to_hex() {
         return Err(refuse(format!(
             "{} belongs to repository {}, not {}",
             m.label, ident.repo_id, setup.repo_id
@@ -240,19 +254,19 @@ fn copy_onto(
         tracing::warn!(medium = %m.label, "{skipped} entries on the medium are not bakfs files (symlinks or stray files); ignored");
     }
     // (kind, name) → (size, verified_ns) of what the catalog says the medium holds.
-    let recorded: HashMap<(Kind, String), (i64, i64)> = cat
+    let recorded: HashMap<(FileKind, String), (i64, i64)> = cat
         .medium_files(&m.id)
         .map_err(sql)?
         .into_iter()
-        .filter_map(|f| Some(((kind_of(&f.kind)?, f.name), (f.size, f.verified_ns))))
+        .map(|f| ((f.kind, f.name), (f.size, f.verified_ns)))
         .collect();
-    let there = |k: &(Kind, String), size: i64| present.get(k).map(|s| *s as i64) == Some(size);
-    let stale: Vec<(String, String)> = recorded
+    let there = |k: &(FileKind, String), size: i64| present.get(k).map(|s| *s as i64) == Some(size);
+    let stale: Vec<(FileKind, String)> = recorded
         .iter()
         .filter(|(k, (size, _))| !there(k, *size))
-        .map(|((k, n), _)| (k.as_str().to_string(), n.clone()))
+        .map(|(k, _)| k.clone())
         .collect();
-    let mut verified: HashSet<(Kind, String)> = recorded
+    let mut verified: HashSet<(FileKind, String)> = recorded
         .iter()
         .filter(|(k, (size, _))| there(k, *size))
         .map(|(k, _)| k.clone())
@@ -269,8 +283,8 @@ fn copy_onto(
         .iter()
         .filter(|(k, (_, at))| *at <= due_before && verified.contains(*k))
         .filter(|((k, n), _)| match k {
-            Kind::Config => false,
-            Kind::Key => setup.repo_root.join(copy::rel(*k, n)).exists(),
+            FileKind::Config => false,
+            FileKind::Key => setup.repo_root.join(k.rel_path(n)).exists(),
             _ => true,
         })
         .map(|((k, n), (size, _))| (*k, n.clone(), *size as u64))
@@ -298,17 +312,17 @@ fn copy_onto(
     // A snapshot whose manifest or any pack is no longer there (verified) loses its place, so
     // the plan copies it again if it still wants it.
     let packs_of = cat.medium_packs_by_snapshot(&m.id).map_err(sql)?;
-    let broken: Vec<String> = cat
+    let broken: Vec<SnapshotId> = cat
         .medium_snapshots(&m.id)
         .map_err(sql)?
         .into_iter()
         .map(|s| s.snapshot_id)
         .filter(|id| {
-            !verified.contains(&(Kind::Snapshot, id.clone()))
+            !verified.contains(&(FileKind::Snapshot, id.to_hex()))
                 || packs_of.get(id).is_some_and(|packs| {
                     packs
                         .iter()
-                        .any(|p| !verified.contains(&(Kind::Pack, p.clone())))
+                        .any(|p| !verified.contains(&(FileKind::Pack, p.to_hex())))
                 })
         })
         .collect();
@@ -316,7 +330,6 @@ fn copy_onto(
         cat.remove_medium_snapshots(&m.id, &broken).map_err(sql)?;
     }
 
-    let policy: KeepPolicy = serde_json::from_str(&m.retention).unwrap_or_default();
     let mut w = Writer {
         setup,
         root: &root,
@@ -327,15 +340,15 @@ fn copy_onto(
         stats,
     };
     // Repository-wide files first: config, key wrappings, index files.
-    w.ensure(cat, Kind::Config, "config", None)?;
+    w.ensure(cat, FileKind::Config, "config", None)?;
     let keys = list(&primary, FileKind::Key)?;
     for k in &keys {
-        w.ensure(cat, Kind::Key, k, None)?;
+        w.ensure(cat, FileKind::Key, k, None)?;
     }
     // Snapshots that could not be copied (the primary's copy is damaged) are planned without:
     // they must not count for the medium's retention, or the older snapshots they were to
     // replace would be removed for nothing. Each pass that skips one plans again without it.
-    let mut skipped: HashSet<String> = HashSet::new();
+    let mut skipped: HashSet<SnapshotId> = HashSet::new();
     let mut retention_done = false;
     let mut index_done = false;
     let p = loop {
@@ -346,7 +359,7 @@ fn copy_onto(
             .filter(|s| !skipped.contains(&s.id))
             .collect();
         let held = cat.medium_snapshots(&m.id).map_err(sql)?;
-        let p = plan::plan(&policy, &primary_snaps, &held, &setup.tz);
+        let p = plan::plan(&m.retention, &primary_snaps, &held, &setup.tz);
         let before = skipped.len();
         for s in &p.add {
             let packs = cat.snapshot_packs(&setup.repo_id, &s.id).map_err(sql)?;
@@ -354,16 +367,16 @@ fn copy_onto(
                 tracing::warn!(medium = %m.label, snapshot = %s.id, "the catalog lists no packs for this snapshot; run `bakfs catalog rebuild`");
                 w.stats.skipped.push(format!(
                     "{} (the catalog lists no packs for it)",
-                    &s.id[..8]
+                    s.id.short()
                 ));
-                skipped.insert(s.id.clone());
+                skipped.insert(s.id);
                 continue;
             }
             loop {
                 let r = (|| {
                     if !index_done {
                         for n in list(&primary, FileKind::Index)? {
-                            w.ensure(cat, Kind::Index, &n, None)?;
+                            w.ensure(cat, FileKind::Index, &n, None)?;
                         }
                         index_done = true;
                     }
@@ -378,7 +391,7 @@ fn copy_onto(
                         let need: u64 = packs
                             .iter()
                             .filter(|pk| {
-                                w.present.get(&(Kind::Pack, pk.id.clone())) != Some(&pk.size)
+                                w.present.get(&(FileKind::Pack, pk.id.to_hex())) != Some(&pk.size)
                             })
                             .map(|pk| pk.size)
                             .sum();
@@ -387,7 +400,7 @@ fn copy_onto(
                         if need > free + freed {
                             return Err(CopyError::Full(format!(
                                 "{msg}; snapshot {} needs {need} bytes, {free} are free and retention could free {freed}",
-                                &s.id[..8]
+                                s.id.short()
                             )));
                         }
                         tracing::info!(medium = %m.label, "{msg}: applying retention first to make room");
@@ -395,11 +408,11 @@ fn copy_onto(
                         retention_done = true;
                     }
                     Err(CopyError::SourceDamaged(msg)) => {
-                        tracing::error!(medium = %m.label, snapshot = %s.id, "snapshot {} not copied: primary repository damaged: {msg}; run `bakfs check --read-data`", &s.id[..8]);
+                        tracing::error!(medium = %m.label, snapshot = %s.id, "snapshot {} not copied: primary repository damaged: {msg}; run `bakfs check --read-data`", s.id.short());
                         w.stats
                             .skipped
-                            .push(format!("{} (primary repository damaged)", &s.id[..8]));
-                        skipped.insert(s.id.clone());
+                            .push(format!("{} (primary repository damaged)", s.id.short()));
+                        skipped.insert(s.id);
                         break;
                     }
                     other => {
@@ -419,14 +432,14 @@ fn copy_onto(
     let old_keys: Vec<String> = w
         .present
         .keys()
-        .filter(|(k, n)| *k == Kind::Key && !keep.contains(n))
+        .filter(|(k, n)| *k == FileKind::Key && !keep.contains(n))
         .map(|(_, n)| n.clone())
         .collect();
     if !keys.is_empty() {
         for k in old_keys {
-            cat.remove_medium_files(&m.id, &[("key".into(), k.clone())])
+            cat.remove_medium_files(&m.id, &[(FileKind::Key, k.clone())])
                 .map_err(sql)?;
-            copy::remove(&root, Kind::Key, &k)?;
+            copy::remove(&root, FileKind::Key, &k)?;
         }
     }
     Ok(())
@@ -441,17 +454,6 @@ fn test_pace() -> Option<u64> {
         .ok()
 }
 
-fn kind_of(s: &str) -> Option<Kind> {
-    Some(match s {
-        "config" => Kind::Config,
-        "key" => Kind::Key,
-        "index" => Kind::Index,
-        "pack" => Kind::Pack,
-        "snapshot" => Kind::Snapshot,
-        _ => return None,
-    })
-}
-
 fn list(primary: &Arc<dyn Backend>, kind: FileKind) -> Result<Vec<String>, CopyError> {
     let mut v = primary
         .list(kind)
@@ -464,15 +466,15 @@ fn list(primary: &Arc<dyn Backend>, kind: FileKind) -> Result<Vec<String>, CopyE
 const BATCH_BYTES: u64 = 64 << 20;
 
 /// Read-back results by file.
-type ReadBacks = HashMap<(Kind, String), Result<blake3::Hash, CopyError>>;
+type ReadBacks = HashMap<(FileKind, String), Result<blake3::Hash, CopyError>>;
 
 struct Writer<'a> {
     setup: &'a Setup,
     root: &'a Path,
-    medium_id: &'a str,
+    medium_id: &'a MediumId,
     cancel: &'a AtomicBool,
-    present: &'a mut HashMap<(Kind, String), u64>,
-    verified: &'a mut HashSet<(Kind, String)>,
+    present: &'a mut HashMap<(FileKind, String), u64>,
+    verified: &'a mut HashSet<(FileKind, String)>,
     stats: &'a mut Stats,
 }
 
@@ -482,12 +484,12 @@ impl Writer<'_> {
     fn ensure(
         &mut self,
         cat: &mut Catalog,
-        kind: Kind,
+        kind: FileKind,
         name: &str,
         size: Option<u64>,
     ) -> Result<(), CopyError> {
         let key = (kind, name.to_string());
-        if self.verified.contains(&key) && (kind.content_addressed() || kind == Kind::Key) {
+        if self.verified.contains(&key) && (kind.content_addressed() || kind == FileKind::Key) {
             return Ok(());
         }
         let rec = self.put(kind, name, size)?;
@@ -497,11 +499,11 @@ impl Writer<'_> {
     /// Copies (if needed) one file; returns what must be read back: (kind, name, size, hash).
     fn put(
         &mut self,
-        kind: Kind,
+        kind: FileKind,
         name: &str,
         size: Option<u64>,
-    ) -> Result<(Kind, String, u64, blake3::Hash), CopyError> {
-        let src = self.setup.repo_root.join(copy::rel(kind, name));
+    ) -> Result<(FileKind, String, u64, blake3::Hash), CopyError> {
+        let src = self.setup.repo_root.join(kind.rel_path(name));
         let key = (kind, name.to_string());
         let src_size = match size {
             Some(s) if s > 0 => s,
@@ -530,8 +532,8 @@ impl Writer<'_> {
     fn sync_and_verify(
         &mut self,
         cat: &mut Catalog,
-        files: &[(Kind, String, u64, blake3::Hash)],
-        snaps: &[(MediumSnapshot, Vec<String>)],
+        files: &[(FileKind, String, u64, blake3::Hash)],
+        snaps: &[(MediumSnapshot, Vec<PackId>)],
         mut early: ReadBacks,
     ) -> Result<(), CopyError> {
         copy::sync_fs(self.root)?;
@@ -544,7 +546,7 @@ impl Writer<'_> {
             };
             self.stats.bytes_verified += *size as i64;
             if got != *want {
-                let src = self.setup.repo_root.join(copy::rel(*kind, name));
+                let src = self.setup.repo_root.join(kind.rel_path(name));
                 if kind.content_addressed() && !copy::source_matches(&src, name)? {
                     copy::remove(self.root, *kind, name)?;
                     self.present.remove(&(*kind, name.clone()));
@@ -571,7 +573,7 @@ impl Writer<'_> {
                 }
             }
             rows.push(MediumFile {
-                kind: kind.as_str().into(),
+                kind: *kind,
                 name: name.clone(),
                 size: *size as i64,
                 verified_ns: now,
@@ -595,7 +597,7 @@ impl Writer<'_> {
         // Files are written in batches of about 64 MiB; after a batch the filesystem is synced
         // and a second thread reads it back while the next batch is written, so verification
         // costs little more than the copy and the device always has writes queued.
-        let (tx, rx) = std::sync::mpsc::channel::<Vec<(Kind, String, u64)>>();
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<(FileKind, String, u64)>>();
         let root = self.root.to_path_buf();
         let cancel = self.cancel;
         let t_copy = Instant::now();
@@ -620,8 +622,8 @@ impl Writer<'_> {
                 let mut batch = Vec::new();
                 let mut batch_bytes = 0u64;
                 for p in packs {
-                    if !self.verified.contains(&(Kind::Pack, p.id.clone())) {
-                        let rec = self.put(Kind::Pack, &p.id, Some(p.size))?;
+                    if !self.verified.contains(&(FileKind::Pack, p.id.to_hex())) {
+                        let rec = self.put(FileKind::Pack, &p.id.to_hex(), Some(p.size))?;
                         batch_bytes += rec.2;
                         batch.push((rec.0, rec.1.clone(), rec.2));
                         todo.push(rec);
@@ -649,19 +651,19 @@ impl Writer<'_> {
         self.sync_and_verify(cat, &todo, &[], early)?;
         // The manifest last, once every pack it needs reads back right: a medium never holds a
         // snapshot it cannot restore (a pack damaged in the primary stops here).
-        let manifest = self.put(Kind::Snapshot, &s.id, None)?;
+        let manifest = self.put(FileKind::Snapshot, &s.id.to_hex(), None)?;
         let snap = MediumSnapshot {
-            snapshot_id: s.id.clone(),
+            snapshot_id: s.id,
             time_ns: s.time_ns,
             host: s.host.clone(),
             paths: s.paths.clone(),
             job: s.job.clone(),
             verified_ns: now_ns(),
         };
-        let pack_ids = packs.iter().map(|p| p.id.clone()).collect();
+        let pack_ids = packs.iter().map(|p| p.id).collect();
         self.sync_and_verify(cat, &[manifest], &[(snap, pack_ids)], ReadBacks::new())?;
         self.stats.added += 1;
-        tracing::info!(snapshot = %s.id, "snapshot {} ({}) verified on the medium", &s.id[..8], s.time);
+        tracing::info!(snapshot = %s.id, "snapshot {} ({}) verified on the medium", s.id.short(), s.time);
         Ok(())
     }
 }
@@ -674,14 +676,14 @@ fn retention(
     m: &MediumRecord,
     p: &plan::Plan,
     stats: &mut Stats,
-    present: &mut HashMap<(Kind, String), u64>,
+    present: &mut HashMap<(FileKind, String), u64>,
 ) -> Result<(), CopyError> {
     if !p.remove.is_empty() {
         cat.remove_medium_snapshots(&m.id, &p.remove).map_err(sql)?;
         for id in &p.remove {
-            copy::remove(root, Kind::Snapshot, id)?;
+            copy::remove(root, FileKind::Snapshot, &id.to_hex())?;
             // Counted once: retention may run twice in a job (to make room, then at the end).
-            if present.remove(&(Kind::Snapshot, id.clone())).is_some() {
+            if present.remove(&(FileKind::Snapshot, id.to_hex())).is_some() {
                 stats.removed += 1;
                 tracing::info!(medium = %m.label, snapshot = %id, "removed by the medium's retention");
             }
@@ -696,14 +698,14 @@ fn retention(
     if unneeded.is_empty() {
         return Ok(());
     }
-    let rows: Vec<(String, String)> = unneeded
+    let rows: Vec<(FileKind, String)> = unneeded
         .iter()
-        .map(|n| ("pack".into(), n.clone()))
+        .map(|n| (FileKind::Pack, n.clone()))
         .collect();
     cat.remove_medium_files(&m.id, &rows).map_err(sql)?;
     for n in &unneeded {
-        copy::remove(root, Kind::Pack, n)?;
-        present.remove(&(Kind::Pack, n.clone()));
+        copy::remove(root, FileKind::Pack, n)?;
+        present.remove(&(FileKind::Pack, n.clone()));
     }
     tracing::info!(medium = %m.label, "removed {} packs no snapshot on the medium needs", unneeded.len());
     Ok(())
@@ -715,24 +717,26 @@ fn unneeded_packs(
     cat: &Catalog,
     m: &MediumRecord,
     p: &plan::Plan,
-    present: &HashMap<(Kind, String), u64>,
-    dropping: &[String],
+    present: &HashMap<(FileKind, String), u64>,
+    dropping: &[SnapshotId],
 ) -> Result<Vec<String>, CopyError> {
+    // By name, as the files on the medium are.
     let mut needed: HashSet<String> = cat
         .medium_packs_by_snapshot(&m.id)
         .map_err(sql)?
         .into_iter()
         .filter(|(snap, _)| !dropping.contains(snap))
         .flat_map(|(_, packs)| packs)
+        .map(|pk| pk.to_hex())
         .collect();
     for s in &p.add {
         for pk in cat.snapshot_packs(&s.repo_id, &s.id).map_err(sql)? {
-            needed.insert(pk.id);
+            needed.insert(pk.id.to_hex());
         }
     }
     Ok(present
         .keys()
-        .filter(|(k, n)| *k == Kind::Pack && !needed.contains(n))
+        .filter(|(k, n)| *k == FileKind::Pack && !needed.contains(n))
         .map(|(_, n)| n.clone())
         .collect())
 }
@@ -743,17 +747,20 @@ fn unknown_manifests(
     cat: &Catalog,
     m: &MediumRecord,
     p: &plan::Plan,
-    present: &HashMap<(Kind, String), u64>,
+    present: &HashMap<(FileKind, String), u64>,
 ) -> Result<usize, CopyError> {
-    let held: HashSet<String> = cat
+    let held: HashSet<SnapshotId> = cat
         .medium_snapshots(&m.id)
         .map_err(sql)?
         .into_iter()
         .map(|s| s.snapshot_id)
         .collect();
+    let known = |n: &str| {
+        SnapshotId::from_hex(n).is_ok_and(|id| held.contains(&id) || p.wanted.contains(&id))
+    };
     Ok(present
         .keys()
-        .filter(|(k, n)| *k == Kind::Snapshot && !held.contains(n) && !p.wanted.contains(n))
+        .filter(|(k, n)| *k == FileKind::Snapshot && !known(n))
         .count())
 }
 
@@ -762,14 +769,14 @@ fn freeable(
     cat: &Catalog,
     m: &MediumRecord,
     p: &plan::Plan,
-    present: &HashMap<(Kind, String), u64>,
+    present: &HashMap<(FileKind, String), u64>,
 ) -> Result<u64, CopyError> {
     if unknown_manifests(cat, m, p, present)? > 0 {
         return Ok(0);
     }
     Ok(unneeded_packs(cat, m, p, present, &p.remove)?
         .iter()
-        .filter_map(|n| present.get(&(Kind::Pack, n.clone())))
+        .filter_map(|n| present.get(&(FileKind::Pack, n.clone())))
         .sum())
 }
 
@@ -790,9 +797,9 @@ fn write_ledger(
     let files = cat.medium_files(&m.id).map_err(sql)?;
     let bytes: i64 = files.iter().map(|f| f.size).sum();
     let ledger = serde_json::json!({
-        "medium_id": m.id,
+        "medium_id": m.id.to_hex(),
         "label": m.label,
-        "repo_id": m.repo_id,
+        "repo_id": m.repo_id.to_hex(),
         "pool": m.pool,
         "kind": m.kind,
         "updated_ns": now_ns(),

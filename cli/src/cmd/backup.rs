@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use bakfs_core::backup::{self, BackupOptions, BackupReport, Progress};
-use bakfs_core::catalog::{PackRecord, RunOutcome};
+use bakfs_core::catalog::{BackupOutcome, PackRecord, RunOutcome};
 use bakfs_core::repo::Repository;
 use bakfs_core::timefmt;
 
@@ -107,7 +107,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
             None
         }
     };
-    let repo_id = repo.id().to_hex();
+    let repo_id = repo.id();
     if let Some(c) = catalog.as_mut() {
         let loc = ctx.repo_path()?.display().to_string();
         let _ = c.touch_repository(&repo_id, &loc, timefmt::now_ns());
@@ -127,14 +127,11 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
                 let s = &rep.snapshot;
                 let incomplete = s.summary.incomplete;
                 if let Some(c) = catalog.as_mut() {
-                    let rec = crate::context::snapshot_record(&repo_id, &rep.id, s);
+                    let rec = crate::context::snapshot_record(repo_id, rep.id, s);
                     let packs: Vec<PackRecord> = rep
                         .packs_needed
                         .iter()
-                        .map(|(p, sz)| PackRecord {
-                            id: p.to_hex(),
-                            size: *sz,
-                        })
+                        .map(|(p, sz)| PackRecord { id: *p, size: *sz })
                         .collect();
                     if let Err(e) = c.record_snapshot(&rec, &packs) {
                         tracing::warn!("catalog: {e}");
@@ -144,11 +141,15 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
                             r,
                             &RunOutcome {
                                 ended_ns: ended,
-                                outcome: if incomplete { "incomplete" } else { "ok" }.into(),
+                                outcome: if incomplete {
+                                    BackupOutcome::Incomplete
+                                } else {
+                                    BackupOutcome::Ok
+                                },
                                 files: s.summary.files,
                                 bytes_read: s.summary.bytes_read,
                                 bytes_added: s.summary.bytes_added,
-                                snapshot_id: Some(rep.id.to_hex()),
+                                snapshot_id: Some(rep.id),
                                 message: rep.warnings.first().cloned(),
                             },
                         );
@@ -186,7 +187,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
                         r,
                         &RunOutcome {
                             ended_ns: ended,
-                            outcome: "failed".into(),
+                            outcome: BackupOutcome::Failed,
                             files: 0,
                             bytes_read: 0,
                             bytes_added: 0,

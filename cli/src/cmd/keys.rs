@@ -23,7 +23,7 @@ pub fn init(ctx: &Ctx) -> Result<u8> {
     let repo = Repository::init(location.backend(), &pw, kdf(), comment())?;
     if let Ok(mut cat) = ctx.catalog() {
         let _ = cat.touch_repository(
-            &repo.id().to_hex(),
+            &repo.id(),
             &location.to_string(),
             bakfs_core::timefmt::now_ns(),
         );

@@ -90,9 +90,10 @@ fn forget_ids(ctx: &Ctx, a: &ForgetArgs) -> Result<u8> {
     if !a.dry_run {
         let mut cat = ctx.catalog().ok();
         for id in &removed {
-            repo.remove_snapshot(&bakfs_core::format::id::SnapshotId::from_hex(id)?)?;
+            let sid = bakfs_core::format::id::SnapshotId::from_hex(id)?;
+            repo.remove_snapshot(&sid)?;
             if let Some(c) = cat.as_mut() {
-                let _ = c.remove_snapshot(&repo.id().to_hex(), id);
+                let _ = c.remove_snapshot(&repo.id(), &sid);
             }
         }
     }
@@ -218,7 +219,7 @@ pub fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
             let sid = bakfs_core::format::id::SnapshotId::from_hex(id)?;
             repo.remove_snapshot(&sid)?;
             if let Some(c) = cat.as_mut() {
-                let _ = c.remove_snapshot(&repo.id().to_hex(), id);
+                let _ = c.remove_snapshot(&repo.id(), &sid);
             }
         }
     }
@@ -302,18 +303,15 @@ fn rebuild_catalog(
     repo: &bakfs_core::repo::Repository,
     cat: &mut bakfs_core::catalog::Catalog,
 ) -> Result<usize> {
-    let repo_id = repo.id().to_hex();
+    let repo_id = repo.id();
     let mut items = vec![];
     for (id, s) in repo.snapshots()? {
         let blobs = reachable_blobs(repo, [s.tree])?;
         let packs: Vec<PackRecord> = packs_of(repo, blobs)
             .into_iter()
-            .map(|(p, sz)| PackRecord {
-                id: p.to_hex(),
-                size: sz,
-            })
+            .map(|(p, sz)| PackRecord { id: p, size: sz })
             .collect();
-        items.push((crate::context::snapshot_record(&repo_id, &id, &s), packs));
+        items.push((crate::context::snapshot_record(repo_id, id, &s), packs));
     }
     cat.touch_repository(&repo_id, &ctx.location()?.to_string(), timefmt::now_ns())?;
     cat.replace_repository_contents(&repo_id, &items)?;
@@ -322,13 +320,15 @@ fn rebuild_catalog(
 
 pub fn catalog(ctx: &Ctx, c: CatalogCmd) -> Result<u8> {
     let repo = ctx.open_repo()?;
-    let repo_id = repo.id().to_hex();
+    let repo_id = repo.id();
     let mut cat = ctx.catalog()?;
     match c {
         CatalogCmd::Rebuild => {
             let n = rebuild_catalog(ctx, &repo, &mut cat)?;
             if ctx.global.json {
-                ctx.print_json(&serde_json::json!({"repository": repo_id, "snapshots": n}))?;
+                ctx.print_json(
+                    &serde_json::json!({"repository": repo_id.to_hex(), "snapshots": n}),
+                )?;
             } else {
                 println!(
                     "catalog rebuilt: {n} snapshots of repository {}",

@@ -4,7 +4,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use bakfs_core::catalog::{Catalog, MediumRecord};
+use bakfs_core::catalog::{Catalog, MediumKind, MediumRecord, MediumState};
 use bakfs_core::format::id::MediumId;
 use bakfs_core::medium::{self, Identity};
 use bakfs_core::timefmt;
@@ -21,7 +21,7 @@ pub fn run(ctx: &Ctx, cmd: MediaCmd) -> Result<u8> {
         MediaCmd::List => list(ctx),
         MediaCmd::Show { label } => show(ctx, &label),
         MediaCmd::SetLocation { label, location } => {
-            if !ctx.catalog()?.set_medium_location(&label, &location)? {
+            if !ctx.catalog()?.set_medium_location(&label, location)? {
                 bail!("no medium labelled {label:?} (see `bakfs media list`)");
             }
             done(ctx, &label, &format!("{label} is {location}"))
@@ -69,9 +69,7 @@ fn enroll(ctx: &Ctx, a: EnrollArgs) -> Result<u8> {
     if !meta.file_type().is_block_device() {
         bail!("{} is not a block device", a.device.display());
     }
-    let repo_id = bakfs_core::repo::read_config(ctx.location()?.backend().as_ref())?
-        .id
-        .to_hex();
+    let repo_id = bakfs_core::repo::read_config(ctx.location()?.backend().as_ref())?.id;
     let mut policy = a.keep.policy()?;
     if policy.is_empty() {
         policy.last = Some(3);
@@ -103,19 +101,20 @@ fn enroll(ctx: &Ctx, a: EnrollArgs) -> Result<u8> {
     }
     let props = udev_props(&a.device);
     let prop = |k: &str| props.iter().find(|(p, _)| p == k).map(|(_, v)| v.clone());
-    let kind = a.kind.clone().unwrap_or_else(|| {
+    let kind = a.kind.unwrap_or_else(|| {
         if prop("ID_BUS").as_deref() == Some("usb") {
-            "usb".into()
+            MediumKind::Usb
         } else {
-            "disk".into()
+            MediumKind::Disk
         }
     });
     let now = timefmt::now_ns();
+    let medium_id = MediumId::random();
     let ident = Identity {
         format: medium::IDENTITY_FORMAT,
-        medium_id: MediumId::random().to_hex(),
+        medium_id: medium_id.to_hex(),
         label: a.label.clone(),
-        repo_id: repo_id.clone(),
+        repo_id: repo_id.to_hex(),
         enrolled_ns: now,
     };
     let mp = std::env::temp_dir().join(format!("bakfs-enroll-{}", std::process::id()));
@@ -123,22 +122,22 @@ fn enroll(ctx: &Ctx, a: EnrollArgs) -> Result<u8> {
     let r = (|| -> Result<MediumRecord> {
         let root = medium::create(&mp, &ident)?;
         let rec = MediumRecord {
-            id: ident.medium_id.clone(),
+            id: medium_id,
             label: a.label.clone(),
-            repo_id: repo_id.clone(),
+            repo_id,
             fs_uuid: fs.uuid.clone(),
             fs_type: fs.fs_type.clone(),
             serial: prop("ID_SERIAL_SHORT").or_else(|| prop("ID_SERIAL")),
             kind,
             pool: a.pool.clone(),
-            location: a.location.clone(),
+            location: a.location,
             capacity: i64::try_from(medium::capacity(&mp)?).unwrap_or(i64::MAX),
-            retention: serde_json::to_string(&policy)?,
+            retention: policy.clone(),
             enrolled_ns: now,
             last_seen_ns: Some(now),
             last_written_ns: None,
             last_verified_ns: None,
-            state: "enrolled".into(),
+            state: MediumState::Enrolled,
             message: None,
             bytes: 0,
         };
@@ -177,18 +176,18 @@ fn when(ns: Option<i64>) -> String {
 
 fn medium_json(cat: &Catalog, m: &MediumRecord) -> Result<serde_json::Value> {
     let snaps = cat.medium_snapshots(&m.id)?;
-    let retention: serde_json::Value = serde_json::from_str(&m.retention).unwrap_or(json!({}));
     Ok(json!({
-        "label": m.label, "id": m.id, "repo_id": m.repo_id, "kind": m.kind, "pool": m.pool,
-        "location": m.location, "fs_uuid": m.fs_uuid, "fs_type": m.fs_type, "serial": m.serial,
-        "capacity": m.capacity, "bytes": m.bytes, "retention": retention, "state": m.state,
-        "message": m.message, "enrolled": timefmt::format_rfc3339(m.enrolled_ns),
+        "label": m.label, "id": m.id.to_hex(), "repo_id": m.repo_id.to_hex(), "kind": m.kind,
+        "pool": m.pool, "location": m.location, "fs_uuid": m.fs_uuid, "fs_type": m.fs_type,
+        "serial": m.serial, "capacity": m.capacity, "bytes": m.bytes, "retention": m.retention,
+        "state": m.state, "message": m.message, "enrolled": timefmt::format_rfc3339(m.enrolled_ns),
         "last_seen": m.last_seen_ns.map(timefmt::format_rfc3339),
         "last_written": m.last_written_ns.map(timefmt::format_rfc3339),
         "last_verified": m.last_verified_ns.map(timefmt::format_rfc3339),
         "snapshots": snaps.iter().map(|s| json!({
-            "id": s.snapshot_id, "time": timefmt::format_rfc3339(s.time_ns), "host": s.host,
-            "paths": s.paths, "job": s.job, "verified": timefmt::format_rfc3339(s.verified_ns),
+            "id": s.snapshot_id.to_hex(), "time": timefmt::format_rfc3339(s.time_ns),
+            "host": s.host, "paths": s.paths, "job": s.job,
+            "verified": timefmt::format_rfc3339(s.verified_ns),
         })).collect::<Vec<_>>(),
     }))
 }
@@ -257,7 +256,7 @@ fn show(ctx: &Ctx, label: &str) -> Result<u8> {
         m.fs_uuid,
         mib(m.capacity as u64)
     );
-    println!("  retention:     {}", m.retention);
+    println!("  retention:     {}", serde_json::to_string(&m.retention)?);
     println!("  holds:         {} of bakfs files", mib(m.bytes as u64));
     println!("  last seen:     {}", when(m.last_seen_ns));
     println!("  last written:  {}", when(m.last_written_ns));
@@ -267,7 +266,7 @@ fn show(ctx: &Ctx, label: &str) -> Result<u8> {
     for s in snaps {
         println!(
             "    {}  {}  {} {}",
-            &s.snapshot_id[..8.min(s.snapshot_id.len())],
+            s.snapshot_id.short(),
             timefmt::format_rfc3339(s.time_ns),
             s.host,
             s.paths.join(" ")

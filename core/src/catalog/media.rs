@@ -3,17 +3,19 @@
 //! rebuilt from the repository; a copy of each medium's part is mirrored onto the medium.
 //!
 //! ```text
-//! media(id PK /* medium id, 32 hex */, label UNIQUE, repo_id, fs_uuid UNIQUE, fs_type,
-//!       serial NULL, kind, pool, location /* onsite|offsite */, capacity, retention /* JSON */,
-//!       enrolled_ns, last_seen_ns NULL, last_written_ns NULL, last_verified_ns NULL,
-//!       state, message NULL, bytes)
+//! media(id PK /* MediumId */, label UNIQUE, repo_id, fs_uuid UNIQUE, fs_type,
+//!       serial NULL, kind /* MediumKind */, pool, location /* MediumLocation */, capacity,
+//!       retention /* KeepPolicy as JSON */, enrolled_ns, last_seen_ns NULL,
+//!       last_written_ns NULL, last_verified_ns NULL, state /* MediumState */, message NULL, bytes)
 //! media_snapshots(medium_id, snapshot_id, time_ns, host, paths /* JSON */, job NULL,
 //!       verified_ns, PK(medium_id, snapshot_id))
 //! media_snapshot_packs(medium_id, snapshot_id, pack_id) -> media_snapshots ON DELETE CASCADE
-//! media_files(medium_id, kind /* pack|index|snapshot|key|config */, name, size, verified_ns)
-//! media_runs(id PK, medium_id, started_ns, ended_ns NULL, outcome, snapshots_added,
-//!       snapshots_removed, files_written, bytes_written, bytes_verified, seconds, message NULL)
+//! media_files(medium_id, kind /* FileKind */, name, size, verified_ns)
+//! media_runs(id PK, medium_id, started_ns, ended_ns NULL, outcome /* CopyOutcome */,
+//!       snapshots_added, snapshots_removed, files_written, bytes_written, bytes_verified,
+//!       seconds, message NULL)
 //! ```
+//! The values each typed column may hold are in `types.rs`.
 //! Every table refers to `media` with ON DELETE CASCADE: `bakfs media forget` drops it all.
 
 use std::collections::{HashMap, HashSet};
@@ -21,34 +23,39 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 use serde::Serialize;
 
-use super::{from_json, to_json, Catalog, CatalogResult};
+use super::types::{self, Cols};
+use super::{
+    to_json, Catalog, CatalogResult, CopyOutcome, MediumKind, MediumLocation, MediumState,
+};
+use crate::forget::KeepPolicy;
+use crate::format::id::{MediumId, PackId, RepoId, SnapshotId};
+use crate::repo::backend::FileKind;
 
 /// An enrolled medium.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MediumRecord {
-    pub id: String,
+    #[serde(serialize_with = "types::hex")]
+    pub id: MediumId,
     pub label: String,
-    pub repo_id: String,
+    #[serde(serialize_with = "types::hex")]
+    pub repo_id: RepoId,
     pub fs_uuid: String,
     pub fs_type: String,
     pub serial: Option<String>,
-    /// `usb`, `disk`, `tape` or `nas`.
-    pub kind: String,
+    pub kind: MediumKind,
     pub pool: String,
-    /// `onsite` or `offsite`.
-    pub location: String,
+    pub location: MediumLocation,
     /// Bytes of the filesystem when enrolled.
     pub capacity: i64,
-    /// The retention policy, as the JSON of [`crate::forget::KeepPolicy`].
-    pub retention: String,
+    /// Which snapshots the medium keeps (stored as its JSON).
+    pub retention: KeepPolicy,
     pub enrolled_ns: i64,
     pub last_seen_ns: Option<i64>,
     pub last_written_ns: Option<i64>,
     /// Every file recorded on the medium was read back right at or after this time (the oldest
     /// of their checks); `None` while it holds nothing.
     pub last_verified_ns: Option<i64>,
-    /// `enrolled`, `copying`, `safe to remove`, `failed`, `medium full`, `refused`.
-    pub state: String,
+    pub state: MediumState,
     pub message: Option<String>,
     /// Bytes of verified bakfs files on the medium.
     pub bytes: i64,
@@ -57,7 +64,8 @@ pub struct MediumRecord {
 /// A snapshot held (and verified) on a medium.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MediumSnapshot {
-    pub snapshot_id: String,
+    #[serde(serialize_with = "types::hex")]
+    pub snapshot_id: SnapshotId,
     pub time_ns: i64,
     pub host: String,
     pub paths: Vec<String>,
@@ -68,23 +76,23 @@ pub struct MediumSnapshot {
 /// A repository file held (and verified) on a medium.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct MediumFile {
-    /// `pack`, `index`, `snapshot`, `key` or `config`.
-    pub kind: String,
+    /// `Pack`, `Index`, `Snapshot`, `Key` or `Config`.
+    pub kind: FileKind,
+    /// The file's name in its directory (`config` for the config).
     pub name: String,
     pub size: i64,
     pub verified_ns: i64,
 }
 
 /// One copy run onto a medium.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MediumRun {
     pub id: i64,
-    pub medium_id: String,
+    #[serde(serialize_with = "types::hex")]
+    pub medium_id: MediumId,
     pub started_ns: i64,
     pub ended_ns: Option<i64>,
-    /// `running`, `ok`, `incomplete`, `failed`, `refused`, `medium full`, `cancelled`,
-    /// `interrupted`.
-    pub outcome: String,
+    pub outcome: CopyOutcome,
     pub snapshots_added: i64,
     pub snapshots_removed: i64,
     pub files_written: i64,
@@ -99,31 +107,32 @@ const MEDIUM_COLUMNS: &str = "id, label, repo_id, fs_uuid, fs_type, serial, kind
     message, bytes";
 
 fn medium_from_row(r: &Row<'_>) -> rusqlite::Result<MediumRecord> {
+    let c = Cols::new(r, "media");
     Ok(MediumRecord {
-        id: r.get(0)?,
-        label: r.get(1)?,
-        repo_id: r.get(2)?,
-        fs_uuid: r.get(3)?,
-        fs_type: r.get(4)?,
-        serial: r.get(5)?,
-        kind: r.get(6)?,
-        pool: r.get(7)?,
-        location: r.get(8)?,
-        capacity: r.get(9)?,
-        retention: r.get(10)?,
-        enrolled_ns: r.get(11)?,
-        last_seen_ns: r.get(12)?,
-        last_written_ns: r.get(13)?,
-        last_verified_ns: r.get(14)?,
-        state: r.get(15)?,
-        message: r.get(16)?,
-        bytes: r.get(17)?,
+        id: c.get(0)?,
+        label: c.get(1)?,
+        repo_id: c.get(2)?,
+        fs_uuid: c.get(3)?,
+        fs_type: c.get(4)?,
+        serial: c.get(5)?,
+        kind: c.get(6)?,
+        pool: c.get(7)?,
+        location: c.get(8)?,
+        capacity: c.get(9)?,
+        retention: c.get(10)?,
+        enrolled_ns: c.get(11)?,
+        last_seen_ns: c.get(12)?,
+        last_written_ns: c.get(13)?,
+        last_verified_ns: c.get(14)?,
+        state: c.get(15)?,
+        message: c.get(16)?,
+        bytes: c.get(17)?,
     })
 }
 
 /// Recomputes a medium's bytes and `last_verified_ns`: the oldest check of any file on it, so
 /// "last verified" means every byte recorded on the medium was read back right since then.
-fn refresh_totals(tx: &Transaction, medium_id: &str) -> rusqlite::Result<()> {
+fn refresh_totals(tx: &Transaction, medium_id: &MediumId) -> rusqlite::Result<()> {
     tx.execute(
         "UPDATE media SET
            bytes = (SELECT COALESCE(SUM(size), 0) FROM media_files WHERE medium_id = ?1),
@@ -156,7 +165,8 @@ impl Catalog {
     /// Every enrolled medium, by label.
     ///
     /// # Errors
-    /// [`super::CatalogError::Sql`].
+    /// [`super::CatalogError::Sql`], or [`super::CatalogError::BadValue`] for a stored value
+    /// this code does not know.
     pub fn media(&self) -> CatalogResult<Vec<MediumRecord>> {
         let mut st = self.conn.prepare_cached(&format!(
             "SELECT {MEDIUM_COLUMNS} FROM media ORDER BY label"
@@ -168,7 +178,8 @@ impl Catalog {
     /// The medium with this label, if any.
     ///
     /// # Errors
-    /// [`super::CatalogError::Sql`].
+    /// [`super::CatalogError::Sql`], or [`super::CatalogError::BadValue`] for a stored value
+    /// this code does not know.
     pub fn medium_by_label(&self, label: &str) -> CatalogResult<Option<MediumRecord>> {
         self.medium_where("label", label)
     }
@@ -176,7 +187,8 @@ impl Catalog {
     /// The medium with this filesystem UUID, if any.
     ///
     /// # Errors
-    /// [`super::CatalogError::Sql`].
+    /// [`super::CatalogError::Sql`], or [`super::CatalogError::BadValue`] for a stored value
+    /// this code does not know.
     pub fn medium_by_uuid(&self, uuid: &str) -> CatalogResult<Option<MediumRecord>> {
         self.medium_where("fs_uuid", uuid)
     }
@@ -192,7 +204,11 @@ impl Catalog {
     ///
     /// # Errors
     /// [`super::CatalogError::Sql`].
-    pub fn set_medium_location(&mut self, label: &str, location: &str) -> CatalogResult<bool> {
+    pub fn set_medium_location(
+        &mut self,
+        label: &str,
+        location: MediumLocation,
+    ) -> CatalogResult<bool> {
         self.write(|tx| {
             tx.execute(
                 "UPDATE media SET location = ?2 WHERE label = ?1",
@@ -219,8 +235,8 @@ impl Catalog {
     /// [`super::CatalogError::Sql`].
     pub fn set_medium_state(
         &mut self,
-        id: &str,
-        state: &str,
+        id: &MediumId,
+        state: MediumState,
         message: Option<&str>,
         seen_ns: i64,
     ) -> CatalogResult<()> {
@@ -236,20 +252,22 @@ impl Catalog {
     /// The snapshots verified on a medium, oldest first.
     ///
     /// # Errors
-    /// [`super::CatalogError::Sql`].
-    pub fn medium_snapshots(&self, medium_id: &str) -> CatalogResult<Vec<MediumSnapshot>> {
+    /// [`super::CatalogError::Sql`], or [`super::CatalogError::BadValue`] for a stored value
+    /// this code does not know.
+    pub fn medium_snapshots(&self, medium_id: &MediumId) -> CatalogResult<Vec<MediumSnapshot>> {
         let mut st = self.conn.prepare_cached(
             "SELECT snapshot_id, time_ns, host, paths, job, verified_ns FROM media_snapshots
              WHERE medium_id = ?1 ORDER BY time_ns, snapshot_id",
         )?;
         let rows = st.query_map([medium_id], |r| {
+            let c = Cols::new(r, "media_snapshots");
             Ok(MediumSnapshot {
-                snapshot_id: r.get(0)?,
-                time_ns: r.get(1)?,
-                host: r.get(2)?,
-                paths: from_json(r, 3)?,
-                job: r.get(4)?,
-                verified_ns: r.get(5)?,
+                snapshot_id: c.get(0)?,
+                time_ns: c.get(1)?,
+                host: c.get(2)?,
+                paths: c.json(3)?,
+                job: c.get(4)?,
+                verified_ns: c.get(5)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -258,18 +276,22 @@ impl Catalog {
     /// The packs each snapshot on a medium needs, by snapshot id.
     ///
     /// # Errors
-    /// [`super::CatalogError::Sql`].
+    /// [`super::CatalogError::Sql`], or [`super::CatalogError::BadValue`] for a stored value
+    /// this code does not know.
     pub fn medium_packs_by_snapshot(
         &self,
-        medium_id: &str,
-    ) -> CatalogResult<HashMap<String, HashSet<String>>> {
+        medium_id: &MediumId,
+    ) -> CatalogResult<HashMap<SnapshotId, HashSet<PackId>>> {
         let mut st = self.conn.prepare_cached(
             "SELECT snapshot_id, pack_id FROM media_snapshot_packs WHERE medium_id = ?1",
         )?;
-        let mut out: HashMap<String, HashSet<String>> = HashMap::new();
-        let rows = st.query_map([medium_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let mut out: HashMap<SnapshotId, HashSet<PackId>> = HashMap::new();
+        let rows = st.query_map([medium_id], |r| {
+            let c = Cols::new(r, "media_snapshot_packs");
+            Ok((c.get(0)?, c.get(1)?))
+        })?;
         for row in rows {
-            let (snap, pack): (String, String) = row?;
+            let (snap, pack): (SnapshotId, PackId) = row?;
             out.entry(snap).or_default().insert(pack);
         }
         Ok(out)
@@ -278,18 +300,20 @@ impl Catalog {
     /// The files verified on a medium.
     ///
     /// # Errors
-    /// [`super::CatalogError::Sql`].
-    pub fn medium_files(&self, medium_id: &str) -> CatalogResult<Vec<MediumFile>> {
+    /// [`super::CatalogError::Sql`], or [`super::CatalogError::BadValue`] for a stored value
+    /// this code does not know.
+    pub fn medium_files(&self, medium_id: &MediumId) -> CatalogResult<Vec<MediumFile>> {
         let mut st = self.conn.prepare_cached(
             "SELECT kind, name, size, verified_ns FROM media_files WHERE medium_id = ?1
              ORDER BY kind, name",
         )?;
         let rows = st.query_map([medium_id], |r| {
+            let c = Cols::new(r, "media_files");
             Ok(MediumFile {
-                kind: r.get(0)?,
-                name: r.get(1)?,
-                size: r.get(2)?,
-                verified_ns: r.get(3)?,
+                kind: c.get(0)?,
+                name: c.get(1)?,
+                size: c.get(2)?,
+                verified_ns: c.get(3)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -302,9 +326,9 @@ impl Catalog {
     /// [`super::CatalogError::Sql`] (nothing is recorded then).
     pub fn record_medium_verified(
         &mut self,
-        medium_id: &str,
+        medium_id: &MediumId,
         files: &[MediumFile],
-        snapshots: &[(MediumSnapshot, Vec<String>)],
+        snapshots: &[(MediumSnapshot, Vec<PackId>)],
         wrote: bool,
         verified_ns: i64,
     ) -> CatalogResult<()> {
@@ -360,8 +384,8 @@ impl Catalog {
     /// [`super::CatalogError::Sql`].
     pub fn remove_medium_snapshots(
         &mut self,
-        medium_id: &str,
-        ids: &[String],
+        medium_id: &MediumId,
+        ids: &[SnapshotId],
     ) -> CatalogResult<()> {
         self.write(|tx| {
             for id in ids {
@@ -370,8 +394,8 @@ impl Catalog {
                     params![medium_id, id],
                 )?;
                 tx.execute(
-                    "DELETE FROM media_files WHERE medium_id = ?1 AND kind = 'snapshot' AND name = ?2",
-                    params![medium_id, id],
+                    "DELETE FROM media_files WHERE medium_id = ?1 AND kind = ?2 AND name = ?3",
+                    params![medium_id, FileKind::Snapshot, id.to_hex()],
                 )?;
             }
             refresh_totals(tx, medium_id)
@@ -385,8 +409,8 @@ impl Catalog {
     /// [`super::CatalogError::Sql`].
     pub fn remove_medium_files(
         &mut self,
-        medium_id: &str,
-        files: &[(String, String)],
+        medium_id: &MediumId,
+        files: &[(FileKind, String)],
     ) -> CatalogResult<()> {
         self.write(|tx| {
             for (kind, name) in files {
@@ -403,11 +427,15 @@ impl Catalog {
     ///
     /// # Errors
     /// [`super::CatalogError::Sql`].
-    pub fn begin_medium_run(&mut self, medium_id: &str, started_ns: i64) -> CatalogResult<i64> {
+    pub fn begin_medium_run(
+        &mut self,
+        medium_id: &MediumId,
+        started_ns: i64,
+    ) -> CatalogResult<i64> {
         self.write(|tx| {
             tx.execute(
-                "INSERT INTO media_runs (medium_id, started_ns, outcome) VALUES (?1, ?2, 'running')",
-                params![medium_id, started_ns],
+                "INSERT INTO media_runs (medium_id, started_ns, outcome) VALUES (?1, ?2, ?3)",
+                params![medium_id, started_ns, CopyOutcome::Running],
             )?;
             Ok(tx.last_insert_rowid())
         })
@@ -444,8 +472,9 @@ impl Catalog {
     /// daemon stay so; [`Catalog::abandon_medium_runs`] closes them.
     ///
     /// # Errors
-    /// [`super::CatalogError::Sql`].
-    pub fn medium_runs(&self, medium_id: &str, limit: usize) -> CatalogResult<Vec<MediumRun>> {
+    /// [`super::CatalogError::Sql`], or [`super::CatalogError::BadValue`] for a stored value
+    /// this code does not know.
+    pub fn medium_runs(&self, medium_id: &MediumId, limit: usize) -> CatalogResult<Vec<MediumRun>> {
         let mut st = self.conn.prepare_cached(
             "SELECT id, medium_id, started_ns, ended_ns, outcome, snapshots_added,
              snapshots_removed, files_written, bytes_written, bytes_verified, seconds, message
@@ -453,19 +482,20 @@ impl Catalog {
         )?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = st.query_map(params![medium_id, limit], |r| {
+            let c = Cols::new(r, "media_runs");
             Ok(MediumRun {
-                id: r.get(0)?,
-                medium_id: r.get(1)?,
-                started_ns: r.get(2)?,
-                ended_ns: r.get(3)?,
-                outcome: r.get(4)?,
-                snapshots_added: r.get(5)?,
-                snapshots_removed: r.get(6)?,
-                files_written: r.get(7)?,
-                bytes_written: r.get(8)?,
-                bytes_verified: r.get(9)?,
-                seconds: r.get(10)?,
-                message: r.get(11)?,
+                id: c.get(0)?,
+                medium_id: c.get(1)?,
+                started_ns: c.get(2)?,
+                ended_ns: c.get(3)?,
+                outcome: c.get(4)?,
+                snapshots_added: c.get(5)?,
+                snapshots_removed: c.get(6)?,
+                files_written: c.get(7)?,
+                bytes_written: c.get(8)?,
+                bytes_verified: c.get(9)?,
+                seconds: c.get(10)?,
+                message: c.get(11)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -475,10 +505,11 @@ impl Catalog {
     /// (a run starting between two separate reads would make them disagree).
     ///
     /// # Errors
-    /// [`super::CatalogError::Sql`].
+    /// [`super::CatalogError::Sql`], or [`super::CatalogError::BadValue`] for a stored value
+    /// this code does not know.
     pub fn medium_runs_and_count(
         &self,
-        medium_id: &str,
+        medium_id: &MediumId,
         limit: usize,
     ) -> CatalogResult<(Vec<MediumRun>, i64)> {
         let tx = self.conn.unchecked_transaction()?;
@@ -492,7 +523,7 @@ impl Catalog {
     ///
     /// # Errors
     /// [`super::CatalogError::Sql`].
-    pub fn medium_run_count(&self, medium_id: &str) -> CatalogResult<i64> {
+    pub fn medium_run_count(&self, medium_id: &MediumId) -> CatalogResult<i64> {
         Ok(self.conn.query_row(
             "SELECT COUNT(*) FROM media_runs WHERE medium_id = ?1",
             [medium_id],
@@ -507,9 +538,9 @@ impl Catalog {
     pub fn abandon_medium_runs(&mut self, now_ns: i64) -> CatalogResult<usize> {
         self.write(|tx| {
             tx.execute(
-                "UPDATE media_runs SET outcome = 'interrupted', ended_ns = ?1,
-                 message = 'the daemon stopped during the run' WHERE outcome = 'running'",
-                [now_ns],
+                "UPDATE media_runs SET outcome = ?2, ended_ns = ?1,
+                 message = 'the daemon stopped during the run' WHERE outcome = ?3",
+                params![now_ns, CopyOutcome::Interrupted, CopyOutcome::Running],
             )
         })
     }
@@ -520,24 +551,39 @@ impl Catalog {
 mod tests {
     use super::*;
 
+    fn mid(label: &str) -> MediumId {
+        MediumId::hash_of(label.as_bytes())
+    }
+
+    fn sid(s: &str) -> SnapshotId {
+        SnapshotId::hash_of(s.as_bytes())
+    }
+
+    fn pid(s: &str) -> PackId {
+        PackId::hash_of(s.as_bytes())
+    }
+
     fn medium(label: &str, uuid: &str) -> MediumRecord {
         MediumRecord {
-            id: format!("{label}-id"),
+            id: mid(label),
             label: label.into(),
-            repo_id: "r".into(),
+            repo_id: RepoId::hash_of(b"r"),
             fs_uuid: uuid.into(),
             fs_type: "ext4".into(),
             serial: None,
-            kind: "usb".into(),
+            kind: MediumKind::Usb,
             pool: "offsite".into(),
-            location: "offsite".into(),
+            location: MediumLocation::Offsite,
             capacity: 1 << 30,
-            retention: "{\"keep_last\":2}".into(),
+            retention: KeepPolicy {
+                last: Some(2),
+                ..Default::default()
+            },
             enrolled_ns: 1,
             last_seen_ns: None,
             last_written_ns: None,
             last_verified_ns: None,
-            state: "enrolled".into(),
+            state: MediumState::Enrolled,
             message: None,
             bytes: 0,
         }
@@ -556,24 +602,28 @@ mod tests {
             c.enroll_medium(&medium("B", "u1")).is_err(),
             "uuid is unique"
         );
+        let a = mid("A");
         let snap = MediumSnapshot {
-            snapshot_id: "s1".into(),
+            snapshot_id: sid("s1"),
             time_ns: 5,
             host: "h".into(),
             paths: vec!["/etc".into()],
             job: None,
             verified_ns: 9,
         };
-        let file = |kind: &str, name: &str, size| MediumFile {
-            kind: kind.into(),
-            name: name.into(),
+        let file = |kind, name: String, size| MediumFile {
+            kind,
+            name,
             size,
             verified_ns: 9,
         };
         c.record_medium_verified(
-            "A-id",
-            &[file("pack", "p1", 100), file("snapshot", "s1", 10)],
-            &[(snap.clone(), vec!["p1".into()])],
+            &a,
+            &[
+                file(FileKind::Pack, pid("p1").to_hex(), 100),
+                file(FileKind::Snapshot, sid("s1").to_hex(), 10),
+            ],
+            &[(snap.clone(), vec![pid("p1")])],
             true,
             9,
         )
@@ -581,30 +631,30 @@ mod tests {
         let m = c.medium_by_uuid("u1").unwrap().unwrap();
         assert_eq!((m.bytes, m.last_written_ns), (110, Some(9)));
         assert_eq!(m.last_verified_ns, Some(9));
-        assert_eq!(c.medium_snapshots("A-id").unwrap(), vec![snap]);
-        assert!(c.medium_packs_by_snapshot("A-id").unwrap()["s1"].contains("p1"));
+        assert_eq!(c.medium_snapshots(&a).unwrap(), vec![snap]);
+        assert!(c.medium_packs_by_snapshot(&a).unwrap()[&sid("s1")].contains(&pid("p1")));
         // Checked again later: last verified is the oldest check of any file.
-        let mut again = file("pack", "p1", 100);
+        let mut again = file(FileKind::Pack, pid("p1").to_hex(), 100);
         again.verified_ns = 20;
-        c.record_medium_verified("A-id", &[again], &[], false, 20)
+        c.record_medium_verified(&a, &[again], &[], false, 20)
             .unwrap();
         let m = c.medium_by_uuid("u1").unwrap().unwrap();
         assert_eq!((m.last_written_ns, m.last_verified_ns), (Some(9), Some(9)));
-        c.remove_medium_snapshots("A-id", &["s1".into()]).unwrap();
-        assert!(c.medium_packs_by_snapshot("A-id").unwrap().is_empty());
-        assert_eq!(c.medium_files("A-id").unwrap().len(), 1);
+        c.remove_medium_snapshots(&a, &[sid("s1")]).unwrap();
+        assert!(c.medium_packs_by_snapshot(&a).unwrap().is_empty());
+        assert_eq!(c.medium_files(&a).unwrap().len(), 1);
         let m = c.medium_by_uuid("u1").unwrap().unwrap();
         assert_eq!(
             (m.bytes, m.last_verified_ns),
             (100, Some(20)),
             "totals follow removals"
         );
-        let run = c.begin_medium_run("A-id", 3).unwrap();
+        let run = c.begin_medium_run(&a, 3).unwrap();
         assert_eq!(c.abandon_medium_runs(4).unwrap(), 1);
-        assert_eq!(c.medium_runs("A-id", 5).unwrap()[0].id, run);
+        assert_eq!(c.medium_runs(&a, 5).unwrap()[0].id, run);
         assert!(c.forget_medium("A").unwrap());
-        assert!(c.medium_files("A-id").unwrap().is_empty());
-        assert!(c.medium_runs("A-id", 5).unwrap().is_empty());
+        assert!(c.medium_files(&a).unwrap().is_empty());
+        assert!(c.medium_runs(&a, 5).unwrap().is_empty());
         assert!(!c.forget_medium("A").unwrap());
     }
 }

@@ -15,12 +15,15 @@
 //!           FK(repo_id, snapshot_id) -> snapshots ON DELETE CASCADE) index (pack_id)
 //! packs(repo_id, id, size INTEGER, PK(repo_id, id))
 //! runs(id INTEGER PK AUTOINCREMENT, repo_id, job NULL, started_ns, ended_ns NULL,
-//!      outcome TEXT /* 'running' | 'ok' | 'incomplete' | 'failed' */, files, bytes_read,
+//!      outcome TEXT /* BackupOutcome */, files, bytes_read,
 //!      bytes_added, snapshot_id NULL, message NULL)                  index (repo_id, started_ns)
 //! ```
 //!
-//! Ids are 64 lowercase hex digits. Counters are stored as SQLite integers (`u64` values above
-//! `i64::MAX` are refused by rusqlite rather than wrapped).
+//! Ids are 64 lowercase hex digits, read and written as their newtypes
+//! ([`crate::format::id`]); states, kinds and outcomes are enums; see `types.rs` for how each is
+//! stored. A stored value this code does not know is a [`CatalogError::BadValue`] naming the
+//! column and the value. Counters are stored as SQLite integers (`u64` values above `i64::MAX`
+//! are refused by rusqlite rather than wrapped).
 //!
 //! # Rules
 //!
@@ -37,12 +40,19 @@
 //!   IMMEDIATE transaction, so concurrent writers wait for each other instead of failing.
 
 mod media;
+mod types;
 pub use media::{MediumFile, MediumRecord, MediumRun, MediumSnapshot};
+pub use types::{
+    BackupOutcome, BadValue, CopyOutcome, MediumKind, MediumLocation, MediumState, UnknownName,
+};
 
 use rusqlite::{params, Connection, Result as SqlResult, Row, Transaction, TransactionBehavior};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use crate::format::id::{BlobId, PackId, RepoId, SnapshotId};
+use types::Cols;
 
 /// Schema migrations, applied in order. Append only; see the module docs.
 const MIGRATIONS: &[&str] = &[
@@ -111,7 +121,10 @@ pub enum CatalogError {
     },
     /// A query or write failed.
     #[error("catalog: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(rusqlite::Error),
+    /// A stored value (a state, kind, outcome, id or policy) that this bakfs does not know.
+    #[error(transparent)]
+    BadValue(BadValue),
     /// `PRAGMA integrity_check` reported problems.
     #[error("catalog is damaged: {0}")]
     Corrupt(String),
@@ -120,14 +133,29 @@ pub enum CatalogError {
     Io { path: PathBuf, err: std::io::Error },
 }
 
+impl From<rusqlite::Error> for CatalogError {
+    /// A [`BadValue`] raised while reading a row becomes [`CatalogError::BadValue`].
+    fn from(e: rusqlite::Error) -> Self {
+        let rusqlite::Error::FromSqlConversionFailure(idx, ty, err) = e else {
+            return CatalogError::Sql(e);
+        };
+        match err.downcast::<BadValue>() {
+            Ok(bad) => CatalogError::BadValue(*bad),
+            Err(err) => CatalogError::Sql(rusqlite::Error::FromSqlConversionFailure(idx, ty, err)),
+        }
+    }
+}
+
 /// Result type of this module.
 pub type CatalogResult<T> = std::result::Result<T, CatalogError>;
 
 /// One snapshot of a repository.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SnapshotRecord {
-    pub repo_id: String,
-    pub id: String,
+    #[serde(serialize_with = "types::hex")]
+    pub repo_id: RepoId,
+    #[serde(serialize_with = "types::hex")]
+    pub id: SnapshotId,
     /// RFC 3339, UTC.
     pub time: String,
     /// Unix time in nanoseconds; the sort key.
@@ -135,8 +163,11 @@ pub struct SnapshotRecord {
     pub host: String,
     pub paths: Vec<String>,
     pub tags: Vec<String>,
-    pub tree: String,
-    pub parent: Option<String>,
+    /// The root tree.
+    #[serde(serialize_with = "types::hex")]
+    pub tree: BlobId,
+    #[serde(serialize_with = "types::hex_opt")]
+    pub parent: Option<SnapshotId>,
     pub job: Option<String>,
     pub files: u64,
     pub bytes: u64,
@@ -145,7 +176,8 @@ pub struct SnapshotRecord {
 /// A pack file of a repository.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PackRecord {
-    pub id: String,
+    #[serde(serialize_with = "types::hex")]
+    pub id: PackId,
     pub size: u64,
 }
 
@@ -153,16 +185,17 @@ pub struct PackRecord {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunRecord {
     pub id: i64,
-    pub repo_id: String,
+    #[serde(serialize_with = "types::hex")]
+    pub repo_id: RepoId,
     pub job: Option<String>,
     pub started_ns: i64,
     pub ended_ns: Option<i64>,
-    /// `running`, `ok`, `incomplete` or `failed`.
-    pub outcome: String,
+    pub outcome: BackupOutcome,
     pub files: u64,
     pub bytes_read: u64,
     pub bytes_added: u64,
-    pub snapshot_id: Option<String>,
+    #[serde(serialize_with = "types::hex_opt")]
+    pub snapshot_id: Option<SnapshotId>,
     pub message: Option<String>,
 }
 
@@ -170,12 +203,13 @@ pub struct RunRecord {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunOutcome {
     pub ended_ns: i64,
-    /// `ok`, `incomplete` or `failed`.
-    pub outcome: String,
+    /// `Ok`, `Incomplete` or `Failed`.
+    pub outcome: BackupOutcome,
     pub files: u64,
     pub bytes_read: u64,
     pub bytes_added: u64,
-    pub snapshot_id: Option<String>,
+    #[serde(serialize_with = "types::hex_opt")]
+    pub snapshot_id: Option<SnapshotId>,
     pub message: Option<String>,
 }
 
@@ -194,30 +228,24 @@ fn to_json(v: &[String]) -> SqlResult<String> {
     serde_json::to_string(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
 
-fn from_json(row: &Row<'_>, idx: usize) -> SqlResult<Vec<String>> {
-    let s: String = row.get(idx)?;
-    serde_json::from_str(&s).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
-
 const SNAPSHOT_COLUMNS: &str =
     "repo_id, id, time, time_ns, host, paths, tags, tree, parent, job, files, bytes";
 
 fn snapshot_from_row(row: &Row<'_>) -> SqlResult<SnapshotRecord> {
+    let c = Cols::new(row, "snapshots");
     Ok(SnapshotRecord {
-        repo_id: row.get(0)?,
-        id: row.get(1)?,
-        time: row.get(2)?,
-        time_ns: row.get(3)?,
-        host: row.get(4)?,
-        paths: from_json(row, 5)?,
-        tags: from_json(row, 6)?,
-        tree: row.get(7)?,
-        parent: row.get(8)?,
-        job: row.get(9)?,
-        files: row.get(10)?,
-        bytes: row.get(11)?,
+        repo_id: c.get(0)?,
+        id: c.get(1)?,
+        time: c.get(2)?,
+        time_ns: c.get(3)?,
+        host: c.get(4)?,
+        paths: c.json(5)?,
+        tags: c.json(6)?,
+        tree: c.get(7)?,
+        parent: c.get(8)?,
+        job: c.get(9)?,
+        files: c.get(10)?,
+        bytes: c.get(11)?,
     })
 }
 
@@ -346,7 +374,7 @@ impl Catalog {
     /// [`CatalogError::Sql`] if the write fails.
     pub fn touch_repository(
         &mut self,
-        repo_id: &str,
+        repo_id: &RepoId,
         location: &str,
         now_ns: i64,
     ) -> CatalogResult<()> {
@@ -376,7 +404,7 @@ impl Catalog {
     ///
     /// # Errors
     /// [`CatalogError::Sql`] if the write fails.
-    pub fn remove_snapshot(&mut self, repo_id: &str, id: &str) -> CatalogResult<()> {
+    pub fn remove_snapshot(&mut self, repo_id: &RepoId, id: &SnapshotId) -> CatalogResult<()> {
         self.write(|tx| {
             tx.execute(
                 "DELETE FROM snapshots WHERE repo_id = ?1 AND id = ?2",
@@ -389,8 +417,9 @@ impl Catalog {
     /// The snapshots of `repo_id`, oldest first (by `time_ns`, then id).
     ///
     /// # Errors
-    /// [`CatalogError::Sql`] if the query fails or a stored row is malformed.
-    pub fn snapshots(&self, repo_id: &str) -> CatalogResult<Vec<SnapshotRecord>> {
+    /// [`CatalogError::Sql`] if the query fails, [`CatalogError::BadValue`] if a stored value is
+    /// not one this code knows.
+    pub fn snapshots(&self, repo_id: &RepoId) -> CatalogResult<Vec<SnapshotRecord>> {
         let mut st = self.conn.prepare_cached(&format!(
             "SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE repo_id = ?1 ORDER BY time_ns, id"
         ))?;
@@ -401,21 +430,23 @@ impl Catalog {
     /// The packs a snapshot uses, by id. A pack missing from `packs` is reported with size 0.
     ///
     /// # Errors
-    /// [`CatalogError::Sql`] if the query fails.
+    /// [`CatalogError::Sql`] if the query fails, [`CatalogError::BadValue`] if a stored pack id
+    /// is not one.
     pub fn snapshot_packs(
         &self,
-        repo_id: &str,
-        snapshot_id: &str,
+        repo_id: &RepoId,
+        snapshot_id: &SnapshotId,
     ) -> CatalogResult<Vec<PackRecord>> {
         let mut st = self.conn.prepare_cached(
             "SELECT sp.pack_id, COALESCE(p.size, 0) FROM snapshot_packs sp
              LEFT JOIN packs p ON p.repo_id = sp.repo_id AND p.id = sp.pack_id
              WHERE sp.repo_id = ?1 AND sp.snapshot_id = ?2 ORDER BY sp.pack_id",
         )?;
-        let rows = st.query_map([repo_id, snapshot_id], |r| {
+        let rows = st.query_map(params![repo_id, snapshot_id], |r| {
+            let c = Cols::new(r, "snapshot_packs");
             Ok(PackRecord {
-                id: r.get(0)?,
-                size: r.get(1)?,
+                id: c.get(0)?,
+                size: c.get(1)?,
             })
         })?;
         Ok(rows.collect::<SqlResult<_>>()?)
@@ -427,15 +458,15 @@ impl Catalog {
     /// [`CatalogError::Sql`] if the write fails.
     pub fn begin_run(
         &mut self,
-        repo_id: &str,
+        repo_id: &RepoId,
         job: Option<&str>,
         started_ns: i64,
     ) -> CatalogResult<i64> {
         self.write(|tx| {
             tx.execute(
                 "INSERT INTO runs (repo_id, job, started_ns, outcome, files, bytes_read, bytes_added)
-                 VALUES (?1, ?2, ?3, 'running', 0, 0, 0)",
-                params![repo_id, job, started_ns],
+                 VALUES (?1, ?2, ?3, ?4, 0, 0, 0)",
+                params![repo_id, job, started_ns, BackupOutcome::Running],
             )?;
             Ok(tx.last_insert_rowid())
         })
@@ -472,8 +503,9 @@ impl Catalog {
     /// The newest `limit` runs of `repo_id`, newest first.
     ///
     /// # Errors
-    /// [`CatalogError::Sql`] if the query fails.
-    pub fn runs(&self, repo_id: &str, limit: usize) -> CatalogResult<Vec<RunRecord>> {
+    /// [`CatalogError::Sql`] if the query fails, [`CatalogError::BadValue`] if a stored value is
+    /// not one this code knows.
+    pub fn runs(&self, repo_id: &RepoId, limit: usize) -> CatalogResult<Vec<RunRecord>> {
         let mut st = self.conn.prepare_cached(
             "SELECT id, repo_id, job, started_ns, ended_ns, outcome, files, bytes_read, bytes_added,
                     snapshot_id, message
@@ -481,18 +513,19 @@ impl Catalog {
         )?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = st.query_map(params![repo_id, limit], |r| {
+            let c = Cols::new(r, "runs");
             Ok(RunRecord {
-                id: r.get(0)?,
-                repo_id: r.get(1)?,
-                job: r.get(2)?,
-                started_ns: r.get(3)?,
-                ended_ns: r.get(4)?,
-                outcome: r.get(5)?,
-                files: r.get(6)?,
-                bytes_read: r.get(7)?,
-                bytes_added: r.get(8)?,
-                snapshot_id: r.get(9)?,
-                message: r.get(10)?,
+                id: c.get(0)?,
+                repo_id: c.get(1)?,
+                job: c.get(2)?,
+                started_ns: c.get(3)?,
+                ended_ns: c.get(4)?,
+                outcome: c.get(5)?,
+                files: c.get(6)?,
+                bytes_read: c.get(7)?,
+                bytes_added: c.get(8)?,
+                snapshot_id: c.get(9)?,
+                message: c.get(10)?,
             })
         })?;
         Ok(rows.collect::<SqlResult<_>>()?)
@@ -505,7 +538,7 @@ impl Catalog {
     /// [`CatalogError::Sql`] if the write fails (nothing is changed then).
     pub fn replace_repository_contents(
         &mut self,
-        repo_id: &str,
+        repo_id: &RepoId,
         items: &[(SnapshotRecord, Vec<PackRecord>)],
     ) -> CatalogResult<()> {
         self.write(|tx| {
@@ -542,11 +575,19 @@ impl Catalog {
 mod tests {
     use super::*;
 
-    fn outcome(ended_ns: i64, snapshot: &str) -> RunOutcome {
-        let snapshot_id = Some(snapshot.to_string());
+    fn rid(s: &str) -> RepoId {
+        RepoId::hash_of(s.as_bytes())
+    }
+
+    fn sid(s: &str) -> SnapshotId {
+        SnapshotId::hash_of(s.as_bytes())
+    }
+
+    fn outcome(ended_ns: i64, snapshot: SnapshotId) -> RunOutcome {
+        let snapshot_id = Some(snapshot);
         RunOutcome {
             ended_ns,
-            outcome: "ok".into(),
+            outcome: BackupOutcome::Ok,
             files: 3,
             bytes_read: 4,
             bytes_added: 5,
@@ -557,15 +598,15 @@ mod tests {
 
     fn snap(repo: &str, id: &str, t: i64) -> SnapshotRecord {
         SnapshotRecord {
-            repo_id: repo.into(),
-            id: id.into(),
+            repo_id: rid(repo),
+            id: sid(id),
             time: format!("2024-01-01T00:00:{:02}Z", t),
             time_ns: t,
             host: "h".into(),
             paths: vec!["/home".into(), "/etc \"x\"".into()],
             tags: vec!["daily".into()],
-            tree: "t".repeat(64),
-            parent: (t > 1).then(|| "p".into()),
+            tree: BlobId::hash_of(b"t"),
+            parent: (t > 1).then(|| sid("p")),
             job: Some("job1".into()),
             files: 7,
             bytes: 1 << 40,
@@ -574,9 +615,15 @@ mod tests {
 
     fn pk(id: &str, size: u64) -> PackRecord {
         PackRecord {
-            id: id.into(),
+            id: PackId::hash_of(id.as_bytes()),
             size,
         }
+    }
+
+    /// Packs as the catalog lists them: by id.
+    fn by_id(mut v: Vec<PackRecord>) -> Vec<PackRecord> {
+        v.sort_by_key(|p| p.id);
+        v
     }
 
     fn tmp() -> (tempfile::TempDir, PathBuf) {
@@ -596,51 +643,57 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o700);
         assert_eq!(c.schema_version(), SCHEMA_VERSION);
-        c.touch_repository("r", "/mnt/repo", 5).unwrap();
-        c.touch_repository("r", "/mnt/repo2", 6).unwrap();
+        c.touch_repository(&rid("r"), "/mnt/repo", 5).unwrap();
+        c.touch_repository(&rid("r"), "/mnt/repo2", 6).unwrap();
         let (s2, s1) = (snap("r", "s2", 2), snap("r", "s1", 1));
         c.record_snapshot(&s2, &[pk("p1", 10), pk("p2", 20)])
             .unwrap();
         c.record_snapshot(&s1, &[pk("p1", 11)]).unwrap();
-        assert_eq!(c.snapshots("r").unwrap(), vec![s1.clone(), s2.clone()]);
         assert_eq!(
-            c.snapshot_packs("r", "s2").unwrap(),
-            vec![pk("p1", 11), pk("p2", 20)]
+            c.snapshots(&rid("r")).unwrap(),
+            vec![s1.clone(), s2.clone()]
+        );
+        assert_eq!(
+            c.snapshot_packs(&rid("r"), &sid("s2")).unwrap(),
+            by_id(vec![pk("p1", 11), pk("p2", 20)])
         );
         // Re-recording replaces the pack list.
         let mut s2b = s2.clone();
         s2b.tags.push("x".into());
         c.record_snapshot(&s2b, &[pk("p3", 30)]).unwrap();
-        assert_eq!(c.snapshot_packs("r", "s2").unwrap(), vec![pk("p3", 30)]);
-        assert_eq!(c.snapshots("r").unwrap()[1], s2b);
-        assert!(c.snapshots("other").unwrap().is_empty());
+        assert_eq!(
+            c.snapshot_packs(&rid("r"), &sid("s2")).unwrap(),
+            vec![pk("p3", 30)]
+        );
+        assert_eq!(c.snapshots(&rid("r")).unwrap()[1], s2b);
+        assert!(c.snapshots(&rid("other")).unwrap().is_empty());
 
-        let r1 = c.begin_run("r", Some("job1"), 100).unwrap();
-        let r2 = c.begin_run("r", None, 200).unwrap();
-        let o = outcome(150, "s2");
+        let r1 = c.begin_run(&rid("r"), Some("job1"), 100).unwrap();
+        let r2 = c.begin_run(&rid("r"), None, 200).unwrap();
+        let o = outcome(150, sid("s2"));
         c.finish_run(r1, &o).unwrap();
         assert!(c.finish_run(9999, &o).is_err());
-        let runs = c.runs("r", 10).unwrap();
+        let runs = c.runs(&rid("r"), 10).unwrap();
         assert_eq!(runs.len(), 2);
         assert_eq!(
-            (runs[0].id, runs[0].outcome.as_str(), runs[0].ended_ns),
-            (r2, "running", None)
+            (runs[0].id, runs[0].outcome, runs[0].ended_ns),
+            (r2, BackupOutcome::Running, None)
         );
         let want = RunRecord {
             id: r1,
-            repo_id: "r".into(),
+            repo_id: rid("r"),
             job: Some("job1".into()),
             started_ns: 100,
             ended_ns: Some(150),
-            outcome: "ok".into(),
+            outcome: BackupOutcome::Ok,
             files: 3,
             bytes_read: 4,
             bytes_added: 5,
-            snapshot_id: Some("s2".into()),
+            snapshot_id: Some(sid("s2")),
             message: None,
         };
         assert_eq!(runs[1], want);
-        assert_eq!(c.runs("r", 1).unwrap().len(), 1);
+        assert_eq!(c.runs(&rid("r"), 1).unwrap().len(), 1);
         c.integrity_check().unwrap();
     }
 
@@ -652,19 +705,22 @@ mod tests {
             .unwrap();
         c.record_snapshot(&snap("r", "s2", 2), &[pk("p1", 1)])
             .unwrap();
-        c.remove_snapshot("r", "s1").unwrap();
+        c.remove_snapshot(&rid("r"), &sid("s1")).unwrap();
         let links: i64 = c
             .conn
             .query_row(
-                "SELECT count(*) FROM snapshot_packs WHERE snapshot_id='s1'",
-                [],
+                "SELECT count(*) FROM snapshot_packs WHERE snapshot_id = ?1",
+                [sid("s1")],
                 |r| r.get(0),
             )
             .unwrap();
         assert_eq!(links, 0);
-        assert_eq!(c.snapshot_packs("r", "s2").unwrap(), vec![pk("p1", 1)]);
-        assert_eq!(c.snapshots("r").unwrap().len(), 1);
-        c.remove_snapshot("r", "nope").unwrap();
+        assert_eq!(
+            c.snapshot_packs(&rid("r"), &sid("s2")).unwrap(),
+            vec![pk("p1", 1)]
+        );
+        assert_eq!(c.snapshots(&rid("r")).unwrap().len(), 1);
+        c.remove_snapshot(&rid("r"), &sid("nope")).unwrap();
     }
 
     #[test]
@@ -674,12 +730,12 @@ mod tests {
         {
             let mut c = Catalog::open(&p).unwrap();
             c.record_snapshot(&s, &[pk("p1", 1)]).unwrap();
-            c.begin_run("r", None, 1).unwrap();
+            c.begin_run(&rid("r"), None, 1).unwrap();
         }
         let c = Catalog::open(&p).unwrap();
         assert_eq!(c.schema_version(), SCHEMA_VERSION);
-        assert_eq!(c.snapshots("r").unwrap(), vec![s]);
-        assert_eq!(c.runs("r", 5).unwrap().len(), 1);
+        assert_eq!(c.snapshots(&rid("r")).unwrap(), vec![s]);
+        assert_eq!(c.runs(&rid("r"), 5).unwrap().len(), 1);
     }
 
     #[test]
@@ -723,22 +779,30 @@ mod tests {
             .unwrap();
         c.record_snapshot(&snap("q", "keep", 1), &[pk("pa", 9)])
             .unwrap();
-        let run = c.begin_run("r", None, 1).unwrap();
+        let run = c.begin_run(&rid("r"), None, 1).unwrap();
         let new = snap("r", "new", 3);
-        c.replace_repository_contents("r", &[(new.clone(), vec![pk("pb", 2)])])
+        c.replace_repository_contents(&rid("r"), &[(new.clone(), vec![pk("pb", 2)])])
             .unwrap();
-        assert_eq!(c.snapshots("r").unwrap(), vec![new]);
-        assert_eq!(c.snapshot_packs("r", "new").unwrap(), vec![pk("pb", 2)]);
+        assert_eq!(c.snapshots(&rid("r")).unwrap(), vec![new]);
+        assert_eq!(
+            c.snapshot_packs(&rid("r"), &sid("new")).unwrap(),
+            vec![pk("pb", 2)]
+        );
         let r_packs: i64 = c
             .conn
-            .query_row("SELECT count(*) FROM packs WHERE repo_id='r'", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT count(*) FROM packs WHERE repo_id = ?1",
+                [rid("r")],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(r_packs, 1);
-        assert_eq!(c.snapshots("q").unwrap(), vec![snap("q", "keep", 1)]);
-        assert_eq!(c.snapshot_packs("q", "keep").unwrap(), vec![pk("pa", 9)]);
-        assert_eq!(c.runs("r", 10).unwrap()[0].id, run);
+        assert_eq!(c.snapshots(&rid("q")).unwrap(), vec![snap("q", "keep", 1)]);
+        assert_eq!(
+            c.snapshot_packs(&rid("q"), &sid("keep")).unwrap(),
+            vec![pk("pa", 9)]
+        );
+        assert_eq!(c.runs(&rid("r"), 10).unwrap()[0].id, run);
     }
 
     #[test]
@@ -756,8 +820,8 @@ mod tests {
                     for i in 0..50 {
                         let s = snap("r", &format!("{who}{i}"), i);
                         c.record_snapshot(&s, &[pk(&format!("p{i}"), 1)]).unwrap();
-                        let run = c.begin_run("r", Some(who), i).unwrap();
-                        c.finish_run(run, &outcome(i + 1, &s.id)).unwrap();
+                        let run = c.begin_run(&rid("r"), Some(who), i).unwrap();
+                        c.finish_run(run, &outcome(i + 1, s.id)).unwrap();
                     }
                 })
             })
@@ -766,8 +830,8 @@ mod tests {
             h.join().unwrap();
         }
         let c = Catalog::open(&p).unwrap();
-        assert_eq!(c.snapshots("r").unwrap().len(), 100);
-        assert_eq!(c.runs("r", 1000).unwrap().len(), 100);
+        assert_eq!(c.snapshots(&rid("r")).unwrap().len(), 100);
+        assert_eq!(c.runs(&rid("r"), 1000).unwrap().len(), 100);
         c.integrity_check().unwrap();
     }
 }

@@ -11,13 +11,26 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use bakfs_core::catalog::{Catalog, MediumRecord};
+use bakfs_core::catalog::{
+    Catalog, CopyOutcome, MediumKind, MediumLocation, MediumRecord, MediumState,
+};
+use bakfs_core::format::id::{MediumId, RepoId};
 
 use super::{run, Devices, Job, Runner, Shutdown};
 use crate::rotate::Setup;
 use crate::udev::{Action, Dev};
 
 const REPO: &str = "repo-1";
+
+/// The id of the repository named `name` in these tests.
+fn repo(name: &str) -> RepoId {
+    RepoId::hash_of(name.as_bytes())
+}
+
+/// The id of the medium labelled `label` in these tests.
+fn medium_id(label: &str) -> MediumId {
+    MediumId::hash_of(label.as_bytes())
+}
 /// How long a test waits for a job's thread before it fails.
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -117,7 +130,7 @@ fn fake_runner(t: Arc<Timeline>, catalog: PathBuf, ends: Ends) -> impl Runner {
             format!("{}#{n}", job.medium.label)
         };
         let mut cat = Catalog::open(&catalog).unwrap();
-        cat.set_medium_state(&job.medium.id, "copying", None, 1)
+        cat.set_medium_state(&job.medium.id, MediumState::Copying, None, 1)
             .unwrap();
         t.push(format!("start {name} on {}", job.device.devnode.display()));
         let started = Instant::now();
@@ -140,14 +153,14 @@ fn fake_runner(t: Arc<Timeline>, catalog: PathBuf, ends: Ends) -> impl Runner {
             std::thread::sleep(Duration::from_millis(1));
         }
         let state = if noted {
-            "removed during copy"
+            MediumState::RemovedDuringCopy
         } else {
-            "safe to remove"
+            MediumState::SafeToRemove
         };
         cat.set_medium_state(&job.medium.id, state, None, 2)
             .unwrap();
         t.push(format!("end {name}"));
-        state.to_string()
+        state
     }
 }
 
@@ -165,7 +178,7 @@ enum Step {
     /// Sleeps: time for a job that should not start to start.
     Sleep(u64),
     /// Asserts the medium's state in the catalog now.
-    State(&'static str, &'static str),
+    State(&'static str, MediumState),
     /// An empty wait: the daemon reaps the jobs that ended.
     Tick,
     /// Asks the daemon to stop.
@@ -317,7 +330,7 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         let setup = Setup {
             repo_root: dir.path().join("repo"),
-            repo_id: REPO.into(),
+            repo_id: repo(REPO),
             catalog: dir.path().join("state/catalog.db"),
             media_root: dir.path().join("media"),
             reverify_after: Duration::from_secs(30 * 86400),
@@ -334,25 +347,25 @@ impl World {
         self.enroll_with(label, uuid, REPO, None);
     }
 
-    fn enroll_with(&self, label: &str, uuid: &str, repo: &str, serial: Option<&str>) {
+    fn enroll_with(&self, label: &str, uuid: &str, repo_name: &str, serial: Option<&str>) {
         let mut cat = Catalog::open(&self.setup.catalog).unwrap();
         cat.enroll_medium(&MediumRecord {
-            id: format!("id-{label}"),
+            id: medium_id(label),
             label: label.into(),
-            repo_id: repo.into(),
+            repo_id: repo(repo_name),
             fs_uuid: uuid.into(),
             fs_type: "ext4".into(),
             serial: serial.map(Into::into),
-            kind: "usb".into(),
+            kind: MediumKind::Usb,
             pool: "offsite".into(),
-            location: "offsite".into(),
+            location: MediumLocation::Offsite,
             capacity: 1 << 30,
-            retention: "{}".into(),
+            retention: Default::default(),
             enrolled_ns: 1,
             last_seen_ns: None,
             last_written_ns: None,
             last_verified_ns: None,
-            state: "enrolled".into(),
+            state: MediumState::Enrolled,
             message: None,
             bytes: 0,
         })
@@ -360,7 +373,7 @@ impl World {
     }
 
     /// The medium's state and message in the catalog.
-    fn state(&self, label: &str) -> (String, String) {
+    fn state(&self, label: &str) -> (MediumState, String) {
         let cat = Catalog::open(&self.setup.catalog).unwrap();
         let m = cat.medium_by_label(label).unwrap().unwrap();
         (m.state, m.message.unwrap_or_default())
@@ -534,7 +547,7 @@ fn a_removal_in_each_form_cancels_the_running_job() {
             logs.has("WARN OFF1 went away during its copy: stopping the job"),
             "{what}: {logs:?}"
         );
-        assert_eq!(w.state("OFF1").0, "removed during copy", "{what}");
+        assert_eq!(w.state("OFF1").0, MediumState::RemovedDuringCopy, "{what}");
         assert_eq!(w.t.starts().len(), 1, "{what}");
     }
 }
@@ -579,7 +592,7 @@ fn a_device_not_enrolled_is_left_alone_and_a_namesake_is_warned_about() {
     assert_eq!(logs.count("is labelled"), 1, "{logs:?}");
     assert!(logs.has("DEBUG /dev/sdc (uuid u8) is not enrolled: left alone"));
     assert!(logs.errors().is_empty(), "{logs:?}");
-    assert_eq!(w.state("OFF1").0, "enrolled");
+    assert_eq!(w.state("OFF1").0, MediumState::Enrolled);
 }
 
 #[test]
@@ -594,7 +607,7 @@ fn a_live_twin_is_refused_without_touching_the_state_of_the_medium_being_written
         change("/dev/sdc", "u1"),
         Step::Sleep(20),
         Step::Tick,
-        Step::State("OFF1", "copying"),
+        Step::State("OFF1", MediumState::Copying),
         Step::Stop,
     ]);
     let refusal = "ERROR /dev/sdb and /dev/sdc both claim medium OFF1 (filesystem UUID u1); refusing /dev/sdc: one of them is a clone";
@@ -604,7 +617,7 @@ fn a_live_twin_is_refused_without_touching_the_state_of_the_medium_being_written
     assert!(w.t.at("stop") < w.t.at("cancelled OFF1#1"));
     assert_eq!(
         w.state("OFF1"),
-        ("removed during copy".into(), String::new())
+        (MediumState::RemovedDuringCopy, String::new())
     );
 }
 
@@ -628,7 +641,7 @@ fn a_twin_of_a_medium_whose_job_ended_is_refused_and_says_so_in_its_state() {
     );
     assert_eq!(w.t.starts(), ["OFF1#1 on /dev/sdb"]);
     let (state, message) = w.state("OFF1");
-    assert_eq!(state, "refused");
+    assert_eq!(state, MediumState::Refused);
     assert!(message.contains("both claim medium OFF1"), "{message}");
     assert_eq!(logs.errors().len(), 1, "{logs:?}");
 }
@@ -675,7 +688,7 @@ fn a_stale_slot_is_taken_as_removed_not_as_a_twin() {
         !w.t.lines().contains(&"cancelled FLAKY#2".to_string()),
         "the late removal of loop0 cancelled loop1's job"
     );
-    assert_eq!(w.state("FLAKY").0, "safe to remove");
+    assert_eq!(w.state("FLAKY").0, MediumState::SafeToRemove);
 }
 
 #[test]
@@ -684,9 +697,13 @@ fn a_medium_of_another_repository_is_refused() {
     w.enroll_with("OFF1", "u1", "repo-2", None);
     let logs = w.listen(vec![add("/dev/sdb", "u1"), Step::Tick, Step::Stop]);
     assert!(w.t.starts().is_empty());
-    let msg = "medium OFF1 belongs to repository repo-2, this daemon serves repo-1";
+    let msg = format!(
+        "medium OFF1 belongs to repository {}, this daemon serves {}",
+        repo("repo-2"),
+        repo(REPO)
+    );
     assert!(logs.has(&format!("ERROR {msg}")), "{logs:?}");
-    assert_eq!(w.state("OFF1"), ("refused".into(), msg.into()));
+    assert_eq!(w.state("OFF1"), (MediumState::Refused, msg));
 }
 
 #[test]
@@ -696,7 +713,7 @@ fn a_serial_mismatch_is_refused_and_a_missing_serial_is_not() {
     let logs = w.listen(vec![
         with_serial(add("/dev/sdb", "u1"), "EVIL0002"),
         Step::Tick,
-        Step::State("SER", "refused"),
+        Step::State("SER", MediumState::Refused),
         remove("/dev/sdb", "u1"),
         with_serial(add("/dev/sdc", "u1"), "GOOD0001"),
         wait("start SER#1 on /dev/sdc"),
@@ -764,8 +781,8 @@ fn shutdown_cancels_running_jobs_and_waits_for_them() {
         assert!(w.t.at("stop") < w.t.at(&format!("cancelled {job}")));
         assert!(w.t.at(&format!("cancelled {job}")) < w.t.at(&format!("end {job}")));
     }
-    assert_eq!(w.state("OFF1").0, "removed during copy");
-    assert_eq!(w.state("OFF2").0, "removed during copy");
+    assert_eq!(w.state("OFF1").0, MediumState::RemovedDuringCopy);
+    assert_eq!(w.state("OFF2").0, MediumState::RemovedDuringCopy);
     assert!(logs.has("INFO asked by the test: stopping"), "{logs:?}");
 }
 
@@ -786,7 +803,7 @@ fn once_handles_the_present_devices_and_returns() {
         w.t.lines().contains(&"end OFF1#1".to_string()),
         "returned before its job ended"
     );
-    assert_eq!(w.state("OFF1").0, "safe to remove");
+    assert_eq!(w.state("OFF1").0, MediumState::SafeToRemove);
     assert!(!logs.has("listening for media"), "{logs:?}");
     // A stop asked for meanwhile cancels the job.
     let w = World::new();
@@ -805,13 +822,13 @@ fn runs_left_running_by_a_killed_daemon_are_closed_at_start() {
     let w = World::new();
     w.enroll("OFF1", "u1");
     let mut cat = Catalog::open(&w.setup.catalog).unwrap();
-    cat.begin_medium_run("id-OFF1", 1).unwrap();
+    cat.begin_medium_run(&medium_id("OFF1"), 1).unwrap();
     drop(cat);
     let logs = w.listen(vec![Step::Stop]);
     assert!(logs.has("WARN 1 copy runs were interrupted"), "{logs:?}");
     let cat = Catalog::open(&w.setup.catalog).unwrap();
     assert_eq!(
-        cat.medium_runs("id-OFF1", 5).unwrap()[0].outcome,
-        "interrupted"
+        cat.medium_runs(&medium_id("OFF1"), 5).unwrap()[0].outcome,
+        CopyOutcome::Interrupted
     );
 }

@@ -99,6 +99,13 @@ impl fmt::Display for FileKind {
     }
 }
 
+/// As its name ([`FileKind::as_str`]).
+impl serde::Serialize for FileKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl std::str::FromStr for FileKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
