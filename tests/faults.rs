@@ -11,23 +11,9 @@ use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
 use bakfs_core::repo::Repository;
-use bakfs_e2e::{assert_named_once, assert_once, have_root, sh, write_random, Env};
+use bakfs_e2e::{assert_named_once, assert_once, both, have_root, sh, text, write_random, Env};
 
 const PASSWORD: &[u8] = b"correct horse";
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// stdout and stderr of a run, for messages.
-fn both(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        text(&o.stdout),
-        text(&o.stderr)
-    )
-}
 
 /// Where a restore puts the source path `src`.
 fn under(target: &Path, src: &Path) -> PathBuf {

@@ -14,26 +14,12 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use bakfs_e2e::{have_root, Env};
+use bakfs_e2e::{both, have_root, text, Env};
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/repo-v1");
 /// The snapshots of the fixture, oldest first.
 const S1: &str = "c652069d7bbcbf0868cc8dbfc072f3adcfa2c9164531c6b4735898bb19313da5";
 const S2: &str = "0fcc34005622fd925ec44648e40b478ecc1dde3a367afd5d8aa19cba10400ea6";
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// stdout and stderr of a run, for messages.
-fn both(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        text(&o.stdout),
-        text(&o.stderr)
-    )
-}
 
 /// Copies the files under `src` (not empty directories, which a git checkout does not have).
 fn copy_files(src: &Path, dst: &Path) {

@@ -272,3 +272,18 @@ pub fn assert_named_once(stderr: &str) {
         }
     }
 }
+
+/// Bytes as text, for messages and comparisons.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The exit code, stdout and stderr of a run, for messages.
+pub fn both(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        text(&o.stdout),
+        text(&o.stderr)
+    )
+}

@@ -14,20 +14,7 @@ use std::process::Output;
 use bakfs_core::format::id::BlobId;
 use bakfs_core::format::{BlobKind, Node, NodeKind, Snapshot, Summary, Tree};
 use bakfs_core::repo::Repository;
-use bakfs_e2e::{sh, Env};
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn both(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        text(&o.stdout),
-        text(&o.stderr)
-    )
-}
+use bakfs_e2e::{both, sh, text, Env};
 
 fn is_root() -> bool {
     fs::metadata("/proc/self")

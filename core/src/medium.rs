@@ -49,14 +49,16 @@ pub enum MediumError {
 
 type Result<T> = std::result::Result<T, MediumError>;
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MediumError + '_ {
+/// A function that turns an I/O error on `path` into a [`MediumError::Io`].
+pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MediumError + '_ {
     move |err| MediumError::Io {
         path: path.to_path_buf(),
         err,
     }
 }
 
-fn unsafe_(path: &Path, msg: impl Into<String>) -> MediumError {
+/// A [`MediumError::Unsafe`] about `path`.
+pub fn unsafe_(path: &Path, msg: impl Into<String>) -> MediumError {
     MediumError::Unsafe {
         path: path.to_path_buf(),
         msg: msg.into(),

@@ -2,23 +2,9 @@
 
 use std::path::Path;
 
-use bakfs_core::medium::MediumError;
+use bakfs_core::medium::{io, unsafe_, MediumError};
 
 type Result<T> = std::result::Result<T, MediumError>;
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MediumError + '_ {
-    move |err| MediumError::Io {
-        path: path.to_path_buf(),
-        err,
-    }
-}
-
-fn unsafe_(path: &Path, msg: impl Into<String>) -> MediumError {
-    MediumError::Unsafe {
-        path: path.to_path_buf(),
-        msg: msg.into(),
-    }
-}
 
 /// What `blkid` says of a block device's filesystem.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
