@@ -291,10 +291,10 @@ pub struct KeepArgs {
     /// Keep the N newest snapshots.
     #[arg(long, value_name = "N")]
     pub keep_last: Option<u32>,
-    /// Keep the newest snapshot of each of the last N hours that have one (UTC).
+    /// Keep the newest snapshot of each of the last N hours that have one (local time).
     #[arg(long, value_name = "N")]
     pub keep_hourly: Option<u32>,
-    /// Keep the newest snapshot of each of the last N days that have one (UTC).
+    /// Keep the newest snapshot of each of the last N days that have one (local time).
     #[arg(long, value_name = "N")]
     pub keep_daily: Option<u32>,
     /// Keep the newest snapshot of each of the last N ISO weeks that have one.
