@@ -1,0 +1,264 @@
+//! The catalog against real SQLite files: migrations, concurrency, replacement of contents.
+
+#![allow(clippy::unwrap_used)]
+use super::*;
+
+fn rid(s: &str) -> RepoId {
+    RepoId::hash_of(s.as_bytes())
+}
+
+fn sid(s: &str) -> SnapshotId {
+    SnapshotId::hash_of(s.as_bytes())
+}
+
+fn outcome(ended_ns: i64, snapshot: SnapshotId) -> RunOutcome {
+    let snapshot_id = Some(snapshot);
+    RunOutcome {
+        ended_ns,
+        outcome: BackupOutcome::Ok,
+        files: 3,
+        bytes_read: 4,
+        bytes_added: 5,
+        snapshot_id,
+        message: None,
+    }
+}
+
+fn snap(repo: &str, id: &str, t: i64) -> SnapshotRecord {
+    SnapshotRecord {
+        repo_id: rid(repo),
+        id: sid(id),
+        time: format!("2024-01-01T00:00:{:02}Z", t),
+        time_ns: t,
+        host: "h".into(),
+        paths: vec!["/home".into(), "/etc \"x\"".into()],
+        tags: vec!["daily".into()],
+        tree: BlobId::hash_of(b"t"),
+        parent: (t > 1).then(|| sid("p")),
+        job: Some("job1".into()),
+        files: 7,
+        bytes: 1 << 40,
+    }
+}
+
+fn pk(id: &str, size: u64) -> PackRecord {
+    PackRecord {
+        id: PackId::hash_of(id.as_bytes()),
+        size,
+    }
+}
+
+/// Packs as the catalog lists them: by id.
+fn by_id(mut v: Vec<PackRecord>) -> Vec<PackRecord> {
+    v.sort_by_key(|p| p.id);
+    v
+}
+
+fn tmp() -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("a/b/catalog.db");
+    (d, p)
+}
+
+#[test]
+fn round_trip_and_order() {
+    let (_d, p) = tmp();
+    let mut c = Catalog::open(&p).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(p.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+    assert_eq!(c.schema_version(), SCHEMA_VERSION);
+    c.touch_repository(&rid("r"), "/mnt/repo", 5).unwrap();
+    c.touch_repository(&rid("r"), "/mnt/repo2", 6).unwrap();
+    let (s2, s1) = (snap("r", "s2", 2), snap("r", "s1", 1));
+    c.record_snapshot(&s2, &[pk("p1", 10), pk("p2", 20)])
+        .unwrap();
+    c.record_snapshot(&s1, &[pk("p1", 11)]).unwrap();
+    assert_eq!(
+        c.snapshots(&rid("r")).unwrap(),
+        vec![s1.clone(), s2.clone()]
+    );
+    assert_eq!(
+        c.snapshot_packs(&rid("r"), &sid("s2")).unwrap(),
+        by_id(vec![pk("p1", 11), pk("p2", 20)])
+    );
+    // Re-recording replaces the pack list.
+    let mut s2b = s2.clone();
+    s2b.tags.push("x".into());
+    c.record_snapshot(&s2b, &[pk("p3", 30)]).unwrap();
+    assert_eq!(
+        c.snapshot_packs(&rid("r"), &sid("s2")).unwrap(),
+        vec![pk("p3", 30)]
+    );
+    assert_eq!(c.snapshots(&rid("r")).unwrap()[1], s2b);
+    assert!(c.snapshots(&rid("other")).unwrap().is_empty());
+
+    let r1 = c.begin_run(&rid("r"), Some("job1"), 100).unwrap();
+    let r2 = c.begin_run(&rid("r"), None, 200).unwrap();
+    let o = outcome(150, sid("s2"));
+    c.finish_run(r1, &o).unwrap();
+    assert!(c.finish_run(9999, &o).is_err());
+    let runs = c.runs(&rid("r"), 10).unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(
+        (runs[0].id, runs[0].outcome, runs[0].ended_ns),
+        (r2, BackupOutcome::Running, None)
+    );
+    let want = RunRecord {
+        id: r1,
+        repo_id: rid("r"),
+        job: Some("job1".into()),
+        started_ns: 100,
+        ended_ns: Some(150),
+        outcome: BackupOutcome::Ok,
+        files: 3,
+        bytes_read: 4,
+        bytes_added: 5,
+        snapshot_id: Some(sid("s2")),
+        message: None,
+    };
+    assert_eq!(runs[1], want);
+    assert_eq!(c.runs(&rid("r"), 1).unwrap().len(), 1);
+    c.integrity_check().unwrap();
+}
+
+#[test]
+fn remove_cascades() {
+    let (_d, p) = tmp();
+    let mut c = Catalog::open(&p).unwrap();
+    c.record_snapshot(&snap("r", "s1", 1), &[pk("p1", 1), pk("p2", 2)])
+        .unwrap();
+    c.record_snapshot(&snap("r", "s2", 2), &[pk("p1", 1)])
+        .unwrap();
+    c.remove_snapshot(&rid("r"), &sid("s1")).unwrap();
+    let links: i64 = c
+        .conn
+        .query_row(
+            "SELECT count(*) FROM snapshot_packs WHERE snapshot_id = ?1",
+            [sid("s1")],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(links, 0);
+    assert_eq!(
+        c.snapshot_packs(&rid("r"), &sid("s2")).unwrap(),
+        vec![pk("p1", 1)]
+    );
+    assert_eq!(c.snapshots(&rid("r")).unwrap().len(), 1);
+    c.remove_snapshot(&rid("r"), &sid("nope")).unwrap();
+}
+
+#[test]
+fn reopen_keeps_data_and_version() {
+    let (_d, p) = tmp();
+    let s = snap("r", "s1", 1);
+    {
+        let mut c = Catalog::open(&p).unwrap();
+        c.record_snapshot(&s, &[pk("p1", 1)]).unwrap();
+        c.begin_run(&rid("r"), None, 1).unwrap();
+    }
+    let c = Catalog::open(&p).unwrap();
+    assert_eq!(c.schema_version(), SCHEMA_VERSION);
+    assert_eq!(c.snapshots(&rid("r")).unwrap(), vec![s]);
+    assert_eq!(c.runs(&rid("r"), 5).unwrap().len(), 1);
+}
+
+#[test]
+fn too_new_is_refused_untouched() {
+    let (_d, p) = tmp();
+    // A rollback-journal file (journal_mode=WAL would rewrite its header) and a WAL one.
+    let other = p.with_file_name("other.db");
+    drop(Catalog::open(&p).unwrap());
+    {
+        let conn = Connection::open(&p).unwrap();
+        conn.pragma_update(None, "user_version", 999).unwrap();
+    }
+    std::fs::create_dir_all(other.parent().unwrap()).unwrap();
+    {
+        let conn = Connection::open(&other).unwrap();
+        conn.execute_batch("CREATE TABLE snapshots(x); PRAGMA user_version=999;")
+            .unwrap();
+    }
+    for f in [&p, &other] {
+        let before = std::fs::read(f).unwrap();
+        match Catalog::open(f) {
+            Err(CatalogError::TooNew {
+                found: 999,
+                supported,
+                ..
+            }) => {
+                assert_eq!(supported, SCHEMA_VERSION)
+            }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("opened a too-new catalog"),
+        }
+        assert_eq!(std::fs::read(f).unwrap(), before, "{} changed", f.display());
+    }
+}
+
+#[test]
+fn replace_keeps_runs_and_other_repos() {
+    let (_d, p) = tmp();
+    let mut c = Catalog::open(&p).unwrap();
+    c.record_snapshot(&snap("r", "old", 1), &[pk("pa", 1)])
+        .unwrap();
+    c.record_snapshot(&snap("q", "keep", 1), &[pk("pa", 9)])
+        .unwrap();
+    let run = c.begin_run(&rid("r"), None, 1).unwrap();
+    let new = snap("r", "new", 3);
+    c.replace_repository_contents(&rid("r"), &[(new.clone(), vec![pk("pb", 2)])])
+        .unwrap();
+    assert_eq!(c.snapshots(&rid("r")).unwrap(), vec![new]);
+    assert_eq!(
+        c.snapshot_packs(&rid("r"), &sid("new")).unwrap(),
+        vec![pk("pb", 2)]
+    );
+    let r_packs: i64 = c
+        .conn
+        .query_row(
+            "SELECT count(*) FROM packs WHERE repo_id = ?1",
+            [rid("r")],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(r_packs, 1);
+    assert_eq!(c.snapshots(&rid("q")).unwrap(), vec![snap("q", "keep", 1)]);
+    assert_eq!(
+        c.snapshot_packs(&rid("q"), &sid("keep")).unwrap(),
+        vec![pk("pa", 9)]
+    );
+    assert_eq!(c.runs(&rid("r"), 10).unwrap()[0].id, run);
+}
+
+#[test]
+fn concurrent_writers_wait() {
+    let (_d, p) = tmp();
+    drop(Catalog::open(&p).unwrap());
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let handles: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|who| {
+            let (p, barrier) = (p.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut c = Catalog::open(&p).unwrap();
+                barrier.wait();
+                for i in 0..50 {
+                    let s = snap("r", &format!("{who}{i}"), i);
+                    c.record_snapshot(&s, &[pk(&format!("p{i}"), 1)]).unwrap();
+                    let run = c.begin_run(&rid("r"), Some(who), i).unwrap();
+                    c.finish_run(run, &outcome(i + 1, s.id)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let c = Catalog::open(&p).unwrap();
+    assert_eq!(c.snapshots(&rid("r")).unwrap().len(), 100);
+    assert_eq!(c.runs(&rid("r"), 1000).unwrap().len(), 100);
+    c.integrity_check().unwrap();
+}
