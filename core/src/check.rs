@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::format::id::{BlobId, IndexId, PackId, SnapshotId};
+use crate::format::id::{BlobId, PackId};
 use crate::format::{self, NodeKind};
 use crate::repo::backend::FileKind;
 use crate::repo::walk::{Revisit, TreeWalk};
@@ -108,9 +108,9 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
             }
         }
     }
-    check_names(repo, &mut rep)?;
     // Walk every snapshot's trees.
     let snaps = repo.snapshots()?;
+    check_names(repo, &mut rep);
     for (what, why) in repo.damaged() {
         rep.errors.push(format!("{what}: {why}"));
     }
@@ -189,38 +189,16 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
 }
 
 /// Index files and manifests MUST be named by the blake3 of their bytes (docs/design.md §2).
-/// Opening them does not compare (their content is authenticated anyway), so a file copied or
-/// renamed under another name, which readers take for one more index file or snapshot, is
-/// found here.
-fn check_names(repo: &Repository, rep: &mut CheckReport) -> Result<()> {
-    let backend = repo.backend();
-    for (kind, what, dir) in [
-        (FileKind::Index, "index", "index/"),
-        (FileKind::Snapshot, "snapshot", "snapshots/"),
-    ] {
-        let names = backend.list(kind).map_err(|e| crate::Error::io(dir, e))?;
-        let found: Vec<Option<String>> = names
-            .par_iter()
-            .map(|n| {
-                let bytes = match backend.read(kind, n) {
-                    Ok(b) => b,
-                    Err(e) => return Some(format!("{what} {n}: cannot be read: {e}")),
-                };
-                let hash = match kind {
-                    FileKind::Index => IndexId::hash_of(&bytes).to_hex(),
-                    _ => SnapshotId::hash_of(&bytes).to_hex(),
-                };
-                (hash != *n).then(|| {
-                    format!(
-                        "{what} {n}: not named by the blake3 of its bytes ({hash}): \
-                         a copy or a renamed file, or its bytes changed"
-                    )
-                })
-            })
-            .collect();
-        rep.errors.extend(found.into_iter().flatten());
+/// Opening them compares, but does not refuse (their content is authenticated anyway), so a
+/// file copied or renamed under another name, which readers take for one more index file or
+/// snapshot, is reported here.
+fn check_names(repo: &Repository, rep: &mut CheckReport) {
+    for (what, hash) in repo.misnamed() {
+        rep.errors.push(format!(
+            "{what}: not named by the blake3 of its bytes ({hash}): a copy or a renamed file, \
+             or its bytes changed"
+        ));
     }
-    Ok(())
 }
 
 fn read_pack(repo: &Repository, id: &PackId) -> std::result::Result<(), String> {
@@ -293,5 +271,35 @@ mod tests {
             Some("missing")
         );
         assert!(rep.affected.contains(&affected));
+    }
+
+    #[test]
+    fn a_manifest_or_index_file_under_another_name_is_named() {
+        let (_d, src) = source(&[("x", b"x")]);
+        let (mem, repo) = mem_repo();
+        let r = backup_dir(&repo, &src, None);
+        let manifest = mem.read(FileKind::Snapshot, &r.id.to_hex()).unwrap();
+        let other = "ab".repeat(32);
+        mem.write(FileKind::Snapshot, &other, &manifest).unwrap();
+        let index = mem.list(FileKind::Index).unwrap().remove(0);
+        let bytes = mem.read(FileKind::Index, &index).unwrap();
+        mem.write(FileKind::Index, &"cd".repeat(32), &bytes)
+            .unwrap();
+        repo.load_index().unwrap();
+        let rep = check(&repo, None).unwrap();
+        assert!(!rep.ok());
+        for name in [
+            format!("snapshot {other}"),
+            format!("index {}", "cd".repeat(32)),
+        ] {
+            assert!(
+                rep.errors
+                    .iter()
+                    .any(|e| e.starts_with(&name) && e.contains("not named by the blake3")),
+                "{name}: {:?}",
+                rep.errors
+            );
+        }
+        assert_eq!(rep.errors.len(), 2, "{:?}", rep.errors);
     }
 }

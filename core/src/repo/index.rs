@@ -41,14 +41,26 @@ impl Repository {
             attempt += 1;
             tracing::debug!("index files changed while being read; listing again");
         };
-        let results: Vec<Result<IndexFile>> = names
+        let results: Vec<(Result<IndexFile>, Option<String>)> = names
             .par_iter()
             .zip(results)
             .map(|(n, r)| {
-                let raw = r.map_err(|e| Error::io(format!("index {n}"), e))?;
-                format::open_index(&self.keys, n, &raw)
+                let raw = match r {
+                    Ok(raw) => raw,
+                    Err(e) => return (Err(Error::io(format!("index {n}"), e)), None),
+                };
+                let hash = IndexId::hash_of(&raw).to_hex();
+                let misnamed = (hash != *n).then_some(hash);
+                (format::open_index(&self.keys, n, &raw), misnamed)
             })
             .collect();
+        let misnamed = names
+            .iter()
+            .zip(&results)
+            .filter_map(|(n, (_, m))| Some((format!("index {n}"), m.clone()?)))
+            .collect();
+        self.set_misnamed("index ", misnamed);
+        let results = results.into_iter().map(|(r, _)| r);
         let mut files = Vec::new();
         self.damaged
             .lock()

@@ -42,6 +42,9 @@ pub struct Repository {
     packing: packer::Packing,
     /// Index files and snapshot manifests that failed to open: (name, reason).
     damaged: Mutex<Vec<(String, String)>>,
+    /// Index files and manifests not named by the blake3 of their bytes (a copy under another
+    /// name, a renamed file): ("index <name>" or "snapshot <name>", their hash).
+    misnamed: Mutex<Vec<(String, String)>>,
     /// A medium's copy (see [`crate::medium`]): its index may list packs it does not hold.
     medium: bool,
 }
@@ -195,6 +198,7 @@ impl Repository {
             pack_sizes: RwLock::new(HashMap::new()),
             packing: packer::Packing::default(),
             damaged: Mutex::new(Vec::new()),
+            misnamed: Mutex::new(Vec::new()),
             medium: false,
         }
     }
@@ -202,6 +206,24 @@ impl Repository {
     /// Whether this is a medium's copy, which holds only some of the packs its index lists.
     pub fn is_medium(&self) -> bool {
         self.medium
+    }
+
+    /// Index files and manifests read so far whose names are not the blake3 of their bytes
+    /// (design.md §2): ("index <name>" or "snapshot <name>", the hash of the bytes). They are
+    /// still read (their content is authenticated); `check` reports them.
+    pub fn misnamed(&self) -> Vec<(String, String)> {
+        self.misnamed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records what a read of `kind` files found misnamed, replacing what an earlier read of
+    /// that kind found.
+    fn set_misnamed(&self, prefix: &str, found: Vec<(String, String)>) {
+        let mut m = self.misnamed.lock().unwrap_or_else(|p| p.into_inner());
+        m.retain(|(n, _)| !n.starts_with(prefix));
+        m.extend(found);
     }
 
     /// Index files and snapshot manifests found damaged so far: ("index <id>" or

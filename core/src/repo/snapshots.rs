@@ -8,6 +8,9 @@ use crate::format::id::SnapshotId;
 use crate::format::{self, Snapshot};
 use crate::repo::backend::FileKind;
 
+/// A manifest read: its name, what it holds, and the hash of its bytes if that is not its name.
+type ReadManifest = (String, Result<(SnapshotId, Snapshot)>, Option<String>);
+
 impl Repository {
     /// Writes a snapshot manifest (call after [`Repository::flush`]).
     ///
@@ -32,22 +35,37 @@ impl Repository {
             .backend
             .list(FileKind::Snapshot)
             .map_err(|e| Error::io("snapshots/", e))?;
-        let results: Vec<(String, Result<(SnapshotId, Snapshot)>)> = names
+        // (name, the manifest, the hash of its bytes if that is not its name)
+        let results: Vec<ReadManifest> = names
             .par_iter()
             .filter_map(|n| SnapshotId::from_hex(n).ok().map(|id| (id, n)))
             .map(|(id, n)| {
-                let r = self
-                    .backend
-                    .read(FileKind::Snapshot, n)
-                    .map_err(|e| Error::io(format!("snapshot {n}"), e))
-                    .and_then(|raw| Ok((id, format::open_snapshot(&self.keys, n, &raw)?)));
-                (n.clone(), r)
+                let raw = match self.backend.read(FileKind::Snapshot, n) {
+                    Ok(raw) => raw,
+                    Err(e) => return (n.clone(), Err(Error::io(format!("snapshot {n}"), e)), None),
+                };
+                let hash = SnapshotId::hash_of(&raw).to_hex();
+                let misnamed = (hash != *n).then_some(hash);
+                let r = format::open_snapshot(&self.keys, n, &raw).map(|s| (id, s));
+                (n.clone(), r, misnamed)
             })
             .collect();
+        // Names that are no snapshot id at all (shorter hex, dashes) are not read, but said.
+        let misnamed = names
+            .iter()
+            .filter(|n| SnapshotId::from_hex(n).is_err())
+            .map(|n| (format!("snapshot {n}"), "not a snapshot id".to_string()))
+            .chain(
+                results
+                    .iter()
+                    .filter_map(|(n, _, m)| Some((format!("snapshot {n}"), m.clone()?))),
+            )
+            .collect();
+        self.set_misnamed("snapshot ", misnamed);
         let mut v = Vec::new();
         let mut damaged = self.damaged.lock().unwrap_or_else(|p| p.into_inner());
         damaged.retain(|(n, _)| !n.starts_with("snapshot "));
-        for (n, r) in results {
+        for (n, r, _) in results {
             match r {
                 Ok(x) => v.push(x),
                 Err(e @ Error::Damaged { .. }) => {
