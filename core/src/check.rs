@@ -52,7 +52,10 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
         .map_err(|e| crate::Error::io("data/", e))?
         .into_iter()
         .collect();
+    // Packs whose every blob is suspect (missing, truncated, unreadable), and blobs that failed
+    // to open in a pack that was read.
     let mut bad_packs: HashMap<PackId, String> = HashMap::new();
+    let mut bad_blobs: HashMap<BlobId, (PackId, String)> = HashMap::new();
     // A medium's copy holds only the packs its snapshots need, under the primary's index:
     // an absent pack is damage only if a snapshot here needs it.
     let partial = repo.is_medium();
@@ -98,13 +101,32 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
             ids.truncate(n);
         }
         rep.packs_read = ids.len();
-        let results: Vec<(PackId, Option<String>)> = ids
+        let results: Vec<(PackId, PackRead)> = ids
             .par_iter()
-            .map(|id| (*id, read_pack(repo, id).err()))
+            .map(|id| (*id, read_pack(repo, id)))
             .collect();
+        // A pack whose bytes changed is damaged, but only the blobs that no longer open are
+        // lost: its other blobs still restore, so only files that need a bad blob are named.
+        let mut by_pack: Option<HashMap<PackId, Vec<format::PackEntry>>> = None;
         for (id, r) in results {
-            if let Some(msg) = r {
-                bad_packs.insert(id, msg);
+            match r {
+                PackRead::Good => {}
+                PackRead::Unreadable(msg) => {
+                    bad_packs.insert(id, msg);
+                }
+                PackRead::Changed(msg, mut bytes) => {
+                    let entries = by_pack
+                        .get_or_insert_with(|| entries_by_pack(repo))
+                        .get(&id)
+                        .map(Vec::as_slice)
+                        .unwrap_or_default();
+                    let lost = open_blobs(repo, entries, &mut bytes);
+                    rep.damaged_packs.insert(
+                        id.to_hex(),
+                        format!("{msg}; {} of its {} blobs lost", lost.len(), entries.len()),
+                    );
+                    bad_blobs.extend(lost.into_iter().map(|(b, m)| (b, (id, m))));
+                }
             }
         }
     }
@@ -126,7 +148,12 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
             }
             Some(l) => bad_packs
                 .get(&l.pack)
-                .map(|m| format!("in damaged pack {}: {m}", l.pack)),
+                .map(|m| format!("in damaged pack {}: {m}", l.pack))
+                .or_else(|| {
+                    bad_blobs
+                        .get(id)
+                        .map(|(p, m)| format!("in damaged pack {p}: {m}"))
+                }),
         }
     };
     for (sid, s) in &snaps {
@@ -161,7 +188,7 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
                 }
                 let p = format!("{path}/{}", String::from_utf8_lossy(&n.name));
                 if let Some(m) = n.content.iter().find_map(bad_blob) {
-                    if step.first || !bad_packs.is_empty() {
+                    if step.first || !bad_packs.is_empty() || !bad_blobs.is_empty() {
                         rep.errors
                             .push(format!("snapshot {}: {p}: {m}", sid.short()));
                     }
@@ -201,24 +228,66 @@ fn check_names(repo: &Repository, rep: &mut CheckReport) {
     }
 }
 
-fn read_pack(repo: &Repository, id: &PackId) -> std::result::Result<(), String> {
-    let mut bytes = repo
-        .backend()
-        .read(FileKind::Pack, &id.to_hex())
-        .map_err(|e| e.to_string())?;
+/// What reading a whole pack found.
+enum PackRead {
+    /// Its bytes match its name.
+    Good,
+    /// It cannot be read at all (I/O error).
+    Unreadable(String),
+    /// Its bytes do not match its name (why, and the bytes): some of its blobs may be intact.
+    Changed(String, Vec<u8>),
+}
+
+/// Reads a pack and compares its blake3 with its name; a pack that matches is also opened blob
+/// by blob from its header (which must agree with its name too).
+fn read_pack(repo: &Repository, id: &PackId) -> PackRead {
+    let mut bytes = match repo.backend().read(FileKind::Pack, &id.to_hex()) {
+        Ok(b) => b,
+        Err(e) => return PackRead::Unreadable(e.to_string()),
+    };
     if PackId::hash_of(&bytes) != *id {
-        return Err("content does not match its name (bytes changed)".into());
+        return PackRead::Changed("content does not match its name (bytes changed)".into(), bytes);
     }
-    let entries = format::read_pack_header(repo.keys(), id, &bytes).map_err(|e| e.to_string())?;
-    for e in &entries {
-        // Decrypted in place: the pack's bytes are not needed afterwards.
-        let sealed = bytes
-            .get_mut(e.offset as usize..(e.offset as usize).saturating_add(e.length as usize))
-            .ok_or_else(|| format!("blob {} lies outside the pack", e.id))?;
-        format::open_blob_into(repo.keys(), e, sealed, |n| Ok(vec![0; n]))
-            .map_err(|e| e.to_string())?;
+    let entries = match format::read_pack_header(repo.keys(), id, &bytes) {
+        Ok(e) => e,
+        Err(e) => return PackRead::Unreadable(e.to_string()),
+    };
+    match open_blobs(repo, &entries, &mut bytes).into_iter().next() {
+        None => PackRead::Good,
+        Some((_, m)) => PackRead::Unreadable(m),
     }
-    Ok(())
+}
+
+/// Opens each of `entries` in the pack's `bytes` (decrypted in place: the bytes are not needed
+/// afterwards); returns the blobs that fail, with why.
+fn open_blobs(
+    repo: &Repository,
+    entries: &[format::PackEntry],
+    bytes: &mut [u8],
+) -> Vec<(BlobId, String)> {
+    let mut lost = Vec::new();
+    for e in entries {
+        let range = e.offset as usize..(e.offset as usize).saturating_add(e.length as usize);
+        let r = match bytes.get_mut(range) {
+            Some(sealed) => format::open_blob_into(repo.keys(), e, sealed, |n| Ok(vec![0; n]))
+                .map(drop)
+                .map_err(|err| err.to_string()),
+            None => Err(format!("blob {} lies outside the pack", e.id)),
+        };
+        if let Err(m) = r {
+            lost.push((e.id, m));
+        }
+    }
+    lost
+}
+
+/// The index's entries grouped by pack (what restore would read).
+fn entries_by_pack(repo: &Repository) -> HashMap<PackId, Vec<format::PackEntry>> {
+    let mut m: HashMap<PackId, Vec<format::PackEntry>> = HashMap::new();
+    for loc in repo.index_snapshot().into_values() {
+        m.entry(loc.pack).or_default().push(loc.entry);
+    }
+    m
 }
 
 #[cfg(test)]
@@ -241,8 +310,14 @@ mod tests {
             crate::restore::find_node(&repo, &r.snapshot.tree, &src.join("a/x").to_string_lossy())
                 .unwrap()
                 .unwrap();
-        let pack = repo.locate(&x.content[0]).unwrap().pack.to_hex();
-        mem.tamper(FileKind::Pack, &pack, |b| b[100] ^= 1).unwrap();
+        let loc = repo.locate(&x.content[0]).unwrap();
+        let pack = loc.pack.to_hex();
+        let y = crate::restore::find_node(&repo, &r.snapshot.tree, &src.join("b/y").to_string_lossy())
+            .unwrap()
+            .unwrap();
+        assert_eq!(repo.locate(&y.content[0]).unwrap().pack, loc.pack, "y shares x's pack");
+        let at = loc.entry.offset as usize + 100;
+        mem.tamper(FileKind::Pack, &pack, |b| b[at] ^= 1).unwrap();
         assert!(
             check(&repo, None).unwrap().ok(),
             "structure alone cannot see it"
@@ -256,12 +331,9 @@ mod tests {
         );
         let affected = format!("{}:{}", r.id.short(), src.join("a/x").display());
         assert!(rep.affected.contains(&affected), "{:?}", rep.affected);
-        // Files, not the directories above them.
-        assert!(
-            rep.affected.iter().all(|a| !a.ends_with('/')),
-            "{:?}",
-            rep.affected
-        );
+        // Only the file whose blob no longer opens: y, in the same pack, restores.
+        assert_eq!(rep.affected, [affected.clone()], "{:?}", rep.errors);
+        assert!(rep.damaged_packs[&pack].contains("1 of its"), "{:?}", rep.damaged_packs);
 
         // A pack gone is found without reading data.
         mem.remove(FileKind::Pack, &pack).unwrap();
