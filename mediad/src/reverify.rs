@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
-use bakfs_core::catalog::{Catalog, MediumFile};
+use bakfs_core::catalog::{Catalog, MediumFile, Verification};
 use bakfs_core::format::id::MediumId;
 use bakfs_core::repo::backend::FileKind;
 
@@ -67,7 +67,7 @@ pub fn run(
         }
         out.bytes += size;
     }
-    cat.record_medium_verified(medium_id, &rows, &[], false, now)
+    cat.record_medium_verified(medium_id, &rows, &[], Verification::Reread, now)
         .map_err(|e| CopyError::Io(format!("catalog: {e}")))?;
     if !out.bad.is_empty() {
         // Rows first, files second: the catalog never lists what is not there.

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use bakfs_core::catalog::{
     Catalog, CopyOutcome, MediumFile, MediumRecord, MediumRun, MediumSnapshot, MediumState,
+    Verification,
 };
 use bakfs_core::format::id::{MediumId, PackId, RepoId, SnapshotId};
 use bakfs_core::medium;
@@ -579,7 +580,7 @@ impl Writer<'_> {
                 verified_ns: now,
             });
         }
-        cat.record_medium_verified(self.medium_id, &rows, snaps, true, now)
+        cat.record_medium_verified(self.medium_id, &rows, snaps, Verification::Written, now)
             .map_err(sql)?;
         for (kind, name, _, _) in files {
             self.verified.insert((*kind, name.clone()));

@@ -646,7 +646,7 @@ mod tests {
             &m,
             &old.medium_files(&m).unwrap(),
             &snaps,
-            true,
+            crate::catalog::Verification::Written,
             verified.unwrap(),
         )
         .unwrap();
