@@ -81,18 +81,28 @@ impl<F: Fn(&Job) -> MediumState + Send + Sync + 'static> Runner for F {
 
 /// How long a wait for events lasts before finished jobs are reaped.
 const TICK: Duration = Duration::from_secs(1);
-/// The same with `once`, where the daemon exits as soon as the last job ended.
+/// The same in [`Mode::Once`], where the daemon returns as soon as the last job ended.
 const ONCE_TICK: Duration = Duration::from_millis(100);
 
-/// Runs until `shutdown` asks it to stop (running jobs are cancelled and waited for), or, with
-/// `once`, until the jobs for the devices present at start have ended (no events are read).
+/// Whether the daemon listens for events or only handles the devices present at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Handles the devices present, then every event, until asked to stop (the service).
+    Listen,
+    /// Handles the devices present at start and returns when their jobs have ended; reads no
+    /// events (`--once`).
+    Once,
+}
+
+/// Runs until `shutdown` asks it to stop (running jobs are cancelled and waited for), or, in
+/// [`Mode::Once`], until the jobs for the devices present at start have ended.
 /// Tells systemd `READY=1` once it listens and `STOPPING=1` when asked to stop.
 ///
 /// # Errors
 /// The catalog cannot be opened, the media root not created, `devices` not read.
 pub fn run(
     setup: &Setup,
-    once: bool,
+    mode: Mode,
     devices: &mut impl Devices,
     shutdown: &mut impl Shutdown,
     runner: impl Runner,
@@ -115,7 +125,7 @@ pub fn run(
     for dev in devices.present()? {
         d.handle(dev, devices);
     }
-    if !once {
+    if mode == Mode::Listen {
         tracing::info!(
             repository = %setup.repo_root.display(),
             "listening for media ({enrolled} enrolled)"
@@ -126,15 +136,20 @@ pub fn run(
         if let Some(why) = shutdown.requested() {
             tracing::info!("{why}: stopping");
             sd_notify("STOPPING=1");
-            d.stop(true);
+            d.cancel_jobs();
+            d.join_jobs();
             return Ok(());
         }
-        if once && d.idle() {
-            d.stop(false);
+        if mode == Mode::Once && d.idle() {
+            d.join_jobs();
             return Ok(());
         }
-        let events = devices.wait(if once { ONCE_TICK } else { TICK })?;
-        if !once {
+        let tick = match mode {
+            Mode::Listen => TICK,
+            Mode::Once => ONCE_TICK,
+        };
+        let events = devices.wait(tick)?;
+        if mode == Mode::Listen {
             for dev in events {
                 d.handle(dev, devices);
             }
@@ -394,13 +409,15 @@ impl Daemon<'_> {
         self.leaving.is_empty() && self.slots.values().all(|s| s.job.is_none())
     }
 
-    /// Waits for every job; with `cancel`, asks them to stop first.
-    fn stop(&mut self, cancel: bool) {
-        if cancel {
-            for j in self.slots.values().filter_map(|s| s.job.as_ref()) {
-                j.cancel();
-            }
+    /// Asks every running job to stop.
+    fn cancel_jobs(&self) {
+        for j in self.slots.values().filter_map(|s| s.job.as_ref()) {
+            j.cancel();
         }
+    }
+
+    /// Waits for every job to end.
+    fn join_jobs(&mut self) {
         for slot in self.slots.values_mut() {
             if let Some(j) = slot.job.take() {
                 j.join();

@@ -80,13 +80,13 @@ fn setup(a: &Args) -> Result<rotate::Setup> {
 
 /// The daemon with its real event sources: udev, the stop signals, a thread per job running
 /// [`rotate::run`].
-fn serve(setup: &rotate::Setup, once: bool) -> Result<()> {
+fn serve(setup: &rotate::Setup, mode: daemon::Mode) -> Result<()> {
     // Before any thread starts, so that every thread has the signals blocked.
     let mut signals = signals::Signals::block()?;
-    let mut devices = udev::Udev::new(once, signals.wake_fd()?)?;
+    let mut devices = udev::Udev::new(mode, signals.wake_fd()?)?;
     let s = setup.clone();
     let runner = move |job: &daemon::Job| rotate::run(&s, &job.medium, &job.device, &job.cancel);
-    daemon::run(setup, once, &mut devices, &mut signals, runner)
+    daemon::run(setup, mode, &mut devices, &mut signals, runner)
 }
 
 fn main() -> ExitCode {
@@ -97,7 +97,12 @@ fn main() -> ExitCode {
         _ => "trace",
     };
     bakfs_host::logging::init(level, bakfs_host::logging::Style::Daemon);
-    let r = setup(&a).and_then(|s| serve(&s, a.once));
+    let mode = if a.once {
+        daemon::Mode::Once
+    } else {
+        daemon::Mode::Listen
+    };
+    let r = setup(&a).and_then(|s| serve(&s, mode));
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
