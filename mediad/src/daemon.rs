@@ -15,7 +15,7 @@
 //! [`run`] takes what it waits on as arguments, so that the rules are tested with a scripted
 //! event stream (`daemon/tests.rs`): the devices ([`Devices`]: udev in production), the request
 //! to stop ([`Shutdown`]: SIGTERM, SIGINT, SIGHUP in production) and what a job does
-//! ([`Runner`]: [`crate::rotate::run`] in production).
+//! ([`Runner`]: [`crate::job::run_on_device`] in production).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,7 +27,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bakfs_core::catalog::{Catalog, MediumRecord, MediumState};
 
-use crate::rotate::{self, Setup};
+use crate::job::Setup;
+use crate::medium::block::Device;
 use crate::udev::{self, Dev};
 
 /// The block devices the daemon watches. Production: [`crate::udev::Udev`].
@@ -63,11 +64,11 @@ pub trait Shutdown {
 #[derive(Debug)]
 pub struct Job {
     pub medium: MediumRecord,
-    pub device: rotate::Device,
+    pub device: Device,
     pub cancel: Arc<AtomicBool>,
 }
 
-/// What a job does, on a thread of its own. Production: [`crate::rotate::run`].
+/// What a job does, on a thread of its own. Production: [`crate::job::run_on_device`].
 pub trait Runner: Send + Sync + 'static {
     /// Runs `job` to its end (or until cancelled); returns the medium's new state.
     fn run(&self, job: &Job) -> MediumState;
@@ -127,7 +128,7 @@ pub fn run(
     }
     if mode == Mode::Listen {
         tracing::info!(
-            repository = %setup.repo_root.display(),
+            repository = %setup.repo,
             "listening for media ({enrolled} enrolled)"
         );
         sd_notify("READY=1");
@@ -295,7 +296,7 @@ impl Daemon<'_> {
         );
         let label = m.label.clone();
         let job = Job {
-            device: rotate::Device {
+            device: Device {
                 devnode: dev.devnode.clone(),
                 fs_type: dev.fs_type.clone().unwrap_or_else(|| m.fs_type.clone()),
                 fs_uuid: uuid,

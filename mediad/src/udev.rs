@@ -176,10 +176,10 @@ impl Devices for Udev {
 }
 
 /// Whether the device node `node` still holds the filesystem `uuid`: it still has a medium
-/// behind it ([`crate::rotate::still_there`]), it is not a loop device on its way out, and
+/// behind it ([`crate::medium::block::still_there`]), it is not a loop device on its way out, and
 /// `blkid -p` reads that UUID on it now.
 pub fn holds(node: &Path, uuid: &str) -> bool {
-    crate::rotate::still_there(node)
+    crate::medium::block::still_there(node)
         && !loop_detaching(node)
         && bakfs_host::mounts::probe(node).is_ok_and(|fs| fs.uuid == uuid)
 }

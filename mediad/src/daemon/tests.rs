@@ -17,7 +17,7 @@ use bakfs_core::catalog::{
 use bakfs_core::format::id::{MediumId, RepoId};
 
 use super::{run, Devices, Job, Mode, Runner, Shutdown};
-use crate::rotate::Setup;
+use crate::job::Setup;
 use crate::udev::{Action, Dev};
 
 const REPO: &str = "repo-1";
@@ -119,7 +119,7 @@ enum Ends {
 }
 
 /// A job that does nothing but say what happens to it, named `LABEL#n` (its medium's n-th job),
-/// and set the medium's state as `rotate::run` does.
+/// and set the medium's state as `job::run` does.
 fn fake_runner(t: Arc<Timeline>, catalog: PathBuf, ends: Ends) -> impl Runner {
     let counts = Mutex::new(HashMap::<String, usize>::new());
     move |job: &Job| {
@@ -329,7 +329,7 @@ impl World {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let setup = Setup {
-            repo_root: dir.path().join("repo"),
+            repo: bakfs_core::repo::backend::Location::Dir(dir.path().join("repo")),
             repo_id: repo(REPO),
             catalog: dir.path().join("state/catalog.db"),
             media_root: dir.path().join("media"),
