@@ -170,3 +170,6 @@ fn outcome(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests;

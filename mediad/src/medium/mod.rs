@@ -13,6 +13,8 @@
 //! docs/mediad.md says how a NAS share and a tape would plug in.
 
 pub mod block;
+#[cfg(test)]
+pub mod dir;
 pub mod fs;
 
 use std::collections::HashMap;
