@@ -34,6 +34,13 @@ pub struct Stats {
     pub bytes_verified: i64,
 }
 
+/// What became of a snapshot the plan wanted copied.
+enum Copied {
+    Yes,
+    /// Not copied, and left out of the plans from now on.
+    LeftOut,
+}
+
 /// Whether retention already ran to make room: it does so once per job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Room {
@@ -119,7 +126,7 @@ fn check_identity(setup: &Setup, m: &MediumRecord, ident: &Identity) -> Result<(
 }
 
 impl Rotation<'_> {
-    /// `config` and the key wrappings (index files go with the first snapshot copied).
+    /// `config` and the key wrappings (index files go with each snapshot copied).
     fn copy_repository_files(&mut self, keys: &[String]) -> Result<(), CopyError> {
         self.ensure(FileKind::Config, "config")?;
         for k in keys {
@@ -158,32 +165,42 @@ impl Rotation<'_> {
         ))
     }
 
-    /// Copies the snapshots the plan wants and the medium lacks, newest first, planning again
-    /// after each: a snapshot that could not be copied is left out of the plan, so that the
-    /// older snapshots it was to replace stay and any the policy now wants are copied instead.
-    /// Returns the plan once there is nothing left to copy.
+    /// Copies the snapshots the plan wants and the medium lacks, newest first. A snapshot that
+    /// cannot be copied is left out and the plan made again without it before anything else is
+    /// copied or removed, so that the older snapshots it was to replace stay and any the policy
+    /// now wants are copied instead. Returns the plan once it was carried out.
     fn copy_planned_snapshots(&mut self) -> Result<Plan, CopyError> {
-        loop {
+        'plan: loop {
             let plan = self.plan()?;
-            let Some(s) = plan.add.first() else {
-                return Ok(plan);
-            };
-            let packs = self
-                .cat
-                .snapshot_packs(&self.setup.repo_id, &s.id)
-                .map_err(CopyError::catalog)?;
-            if packs.is_empty() {
-                tracing::warn!(medium = %self.m.label, snapshot = %s.id, "the catalog lists no packs for this snapshot; run `bakfs catalog rebuild`");
-                self.leave_out(s, "the catalog lists no packs for it");
-                continue;
-            }
-            match self.copy_making_room(s, &packs, &plan) {
-                Err(CopyError::SourceDamaged(msg)) => {
-                    tracing::error!(medium = %self.m.label, snapshot = %s.id, "snapshot {} not copied: primary repository damaged: {msg}; run `bakfs check --read-data`", s.id.short());
-                    self.leave_out(s, "primary repository damaged");
+            for s in &plan.add {
+                if let Copied::LeftOut = self.copy_or_leave_out(s, &plan)? {
+                    continue 'plan;
                 }
-                other => other?,
             }
+            return Ok(plan);
+        }
+    }
+
+    /// Copies one snapshot of `plan`, or leaves it out when the catalog lists no packs for it
+    /// or the primary's copy of one of its files is damaged.
+    fn copy_or_leave_out(&mut self, s: &SnapshotRecord, plan: &Plan) -> Result<Copied, CopyError> {
+        let packs = self
+            .cat
+            .snapshot_packs(&self.setup.repo_id, &s.id)
+            .map_err(CopyError::catalog)?;
+        if packs.is_empty() {
+            tracing::warn!(medium = %self.m.label, snapshot = %s.id, "the catalog lists no packs for this snapshot; run `bakfs catalog rebuild`");
+            self.leave_out(s, "the catalog lists no packs for it");
+            return Ok(Copied::LeftOut);
+        }
+        match self.copy_making_room(s, &packs, plan) {
+            Ok(()) => Ok(Copied::Yes),
+            Err(CopyError::SourceDamaged(msg)) => {
+                tracing::error!(medium = %self.m.label, snapshot = %s.id, "snapshot {} not copied: primary repository damaged: {msg}; run `bakfs check --read-data`", s.id.short());
+                self.leave_out(s, "primary repository damaged");
+                Ok(Copied::LeftOut)
+            }
+            Err(e) => Err(e),
         }
     }
 

@@ -430,3 +430,48 @@ fn a_snapshot_damaged_in_the_primary_is_skipped_and_costs_the_medium_nothing() {
     assert!(!pack_path(&w.on_medium(), &victim).exists());
     w.check_medium_alone();
 }
+
+/// keep-last 2 on a medium holding s1 and s2 (s2 forgotten in the primary since): s4 cannot be
+/// copied, and s3 fills the medium up. Room is made for s3 by the plan made without s4, which
+/// removes s1 only: s2 stays, where the plan with s4 in it would have removed it for nothing.
+#[test]
+fn a_skipped_snapshot_costs_the_medium_nothing_when_room_is_made() {
+    let mut w = World::new(Some(2), None);
+    let s1 = w.backup(&[("a", 2, 50)]);
+    let s2 = w.backup(&[("b", 2, 51)]);
+    assert_eq!(w.rotate().1.outcome, CopyOutcome::Ok);
+    let mut both = vec![s1, s2];
+    both.sort();
+    assert_eq!(w.held(), both);
+    w.catalog().remove_snapshot(&w.repo.id(), &s2).unwrap();
+    let s3 = w.backup(&[("c", 3, 52)]);
+    let s4 = w.backup(&[("d", 1, 53)]);
+    let s3_packs = w.packs_of(&s3);
+    let new: Vec<String> = w
+        .packs_of(&s4)
+        .into_iter()
+        .filter(|p| !s3_packs.contains(p))
+        .collect();
+    let primary = w.dir.path().join("repo");
+    let path = pack_path(&primary, &largest(&primary, &new));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    w.quota = Some(w.used() + 2 * MIB as u64);
+    let (_, r) = w.rotate();
+    assert_eq!(r.outcome, CopyOutcome::Incomplete, "{r:?}");
+    assert!(
+        r.message.as_deref().unwrap_or("").contains(&s4.short()),
+        "{r:?}"
+    );
+    assert_eq!((r.snapshots_added, r.snapshots_removed), (1, 1), "{r:?}");
+    let mut want = vec![s2, s3];
+    want.sort();
+    assert_eq!(
+        w.held(),
+        want,
+        "s2 was removed for a snapshot that was not copied"
+    );
+    w.check_medium_alone();
+}
