@@ -246,7 +246,10 @@ fn read_pack(repo: &Repository, id: &PackId) -> PackRead {
         Err(e) => return PackRead::Unreadable(e.to_string()),
     };
     if PackId::hash_of(&bytes) != *id {
-        return PackRead::Changed("content does not match its name (bytes changed)".into(), bytes);
+        return PackRead::Changed(
+            "content does not match its name (bytes changed)".into(),
+            bytes,
+        );
     }
     let entries = match format::read_pack_header(repo.keys(), id, &bytes) {
         Ok(e) => e,
@@ -312,10 +315,15 @@ mod tests {
                 .unwrap();
         let loc = repo.locate(&x.content[0]).unwrap();
         let pack = loc.pack.to_hex();
-        let y = crate::restore::find_node(&repo, &r.snapshot.tree, &src.join("b/y").to_string_lossy())
-            .unwrap()
-            .unwrap();
-        assert_eq!(repo.locate(&y.content[0]).unwrap().pack, loc.pack, "y shares x's pack");
+        let y =
+            crate::restore::find_node(&repo, &r.snapshot.tree, &src.join("b/y").to_string_lossy())
+                .unwrap()
+                .unwrap();
+        assert_eq!(
+            repo.locate(&y.content[0]).unwrap().pack,
+            loc.pack,
+            "y shares x's pack"
+        );
         let at = loc.entry.offset as usize + 100;
         mem.tamper(FileKind::Pack, &pack, |b| b[at] ^= 1).unwrap();
         assert!(
@@ -332,8 +340,17 @@ mod tests {
         let affected = format!("{}:{}", r.id.short(), src.join("a/x").display());
         assert!(rep.affected.contains(&affected), "{:?}", rep.affected);
         // Only the file whose blob no longer opens: y, in the same pack, restores.
-        assert_eq!(rep.affected, [affected.clone()], "{:?}", rep.errors);
-        assert!(rep.damaged_packs[&pack].contains("1 of its"), "{:?}", rep.damaged_packs);
+        assert_eq!(
+            rep.affected,
+            std::slice::from_ref(&affected),
+            "{:?}",
+            rep.errors
+        );
+        assert!(
+            rep.damaged_packs[&pack].contains("1 of its"),
+            "{:?}",
+            rep.damaged_packs
+        );
 
         // A pack gone is found without reading data.
         mem.remove(FileKind::Pack, &pack).unwrap();

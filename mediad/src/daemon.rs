@@ -15,7 +15,7 @@
 //! [`run`] takes what it waits on as arguments, so that the rules are tested with a scripted
 //! event stream (`daemon/tests.rs`): the devices ([`Devices`]: udev in production), the request
 //! to stop ([`Shutdown`]: SIGTERM, SIGINT, SIGHUP in production) and what a job does
-//! ([`Runner`]: [`crate::rotate::run`] in production).
+//! ([`Runner`]: [`crate::job::run_on_device`] in production).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,7 +27,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bakfs_core::catalog::{Catalog, MediumRecord, MediumState};
 
-use crate::rotate::{self, Setup};
+use crate::job::Setup;
+use crate::medium::block::Device;
 use crate::udev::{self, Dev};
 
 /// The block devices the daemon watches. Production: [`crate::udev::Udev`].
@@ -63,11 +64,11 @@ pub trait Shutdown {
 #[derive(Debug)]
 pub struct Job {
     pub medium: MediumRecord,
-    pub device: rotate::Device,
+    pub device: Device,
     pub cancel: Arc<AtomicBool>,
 }
 
-/// What a job does, on a thread of its own. Production: [`crate::rotate::run`].
+/// What a job does, on a thread of its own. Production: [`crate::job::run_on_device`].
 pub trait Runner: Send + Sync + 'static {
     /// Runs `job` to its end (or until cancelled); returns the medium's new state.
     fn run(&self, job: &Job) -> MediumState;
@@ -81,18 +82,28 @@ impl<F: Fn(&Job) -> MediumState + Send + Sync + 'static> Runner for F {
 
 /// How long a wait for events lasts before finished jobs are reaped.
 const TICK: Duration = Duration::from_secs(1);
-/// The same with `once`, where the daemon exits as soon as the last job ended.
+/// The same in [`Mode::Once`], where the daemon returns as soon as the last job ended.
 const ONCE_TICK: Duration = Duration::from_millis(100);
 
-/// Runs until `shutdown` asks it to stop (running jobs are cancelled and waited for), or, with
-/// `once`, until the jobs for the devices present at start have ended (no events are read).
+/// Whether the daemon listens for events or only handles the devices present at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Handles the devices present, then every event, until asked to stop (the service).
+    Listen,
+    /// Handles the devices present at start and returns when their jobs have ended; reads no
+    /// events (`--once`).
+    Once,
+}
+
+/// Runs until `shutdown` asks it to stop (running jobs are cancelled and waited for), or, in
+/// [`Mode::Once`], until the jobs for the devices present at start have ended.
 /// Tells systemd `READY=1` once it listens and `STOPPING=1` when asked to stop.
 ///
 /// # Errors
 /// The catalog cannot be opened, the media root not created, `devices` not read.
 pub fn run(
     setup: &Setup,
-    once: bool,
+    mode: Mode,
     devices: &mut impl Devices,
     shutdown: &mut impl Shutdown,
     runner: impl Runner,
@@ -115,9 +126,9 @@ pub fn run(
     for dev in devices.present()? {
         d.handle(dev, devices);
     }
-    if !once {
+    if mode == Mode::Listen {
         tracing::info!(
-            repository = %setup.repo_root.display(),
+            repository = %setup.repo,
             "listening for media ({enrolled} enrolled)"
         );
         sd_notify("READY=1");
@@ -126,15 +137,20 @@ pub fn run(
         if let Some(why) = shutdown.requested() {
             tracing::info!("{why}: stopping");
             sd_notify("STOPPING=1");
-            d.stop(true);
+            d.cancel_jobs();
+            d.join_jobs();
             return Ok(());
         }
-        if once && d.idle() {
-            d.stop(false);
+        if mode == Mode::Once && d.idle() {
+            d.join_jobs();
             return Ok(());
         }
-        let events = devices.wait(if once { ONCE_TICK } else { TICK })?;
-        if !once {
+        let tick = match mode {
+            Mode::Listen => TICK,
+            Mode::Once => ONCE_TICK,
+        };
+        let events = devices.wait(tick)?;
+        if mode == Mode::Listen {
             for dev in events {
                 d.handle(dev, devices);
             }
@@ -280,7 +296,7 @@ impl Daemon<'_> {
         );
         let label = m.label.clone();
         let job = Job {
-            device: rotate::Device {
+            device: Device {
                 devnode: dev.devnode.clone(),
                 fs_type: dev.fs_type.clone().unwrap_or_else(|| m.fs_type.clone()),
                 fs_uuid: uuid,
@@ -394,13 +410,15 @@ impl Daemon<'_> {
         self.leaving.is_empty() && self.slots.values().all(|s| s.job.is_none())
     }
 
-    /// Waits for every job; with `cancel`, asks them to stop first.
-    fn stop(&mut self, cancel: bool) {
-        if cancel {
-            for j in self.slots.values().filter_map(|s| s.job.as_ref()) {
-                j.cancel();
-            }
+    /// Asks every running job to stop.
+    fn cancel_jobs(&self) {
+        for j in self.slots.values().filter_map(|s| s.job.as_ref()) {
+            j.cancel();
         }
+    }
+
+    /// Waits for every job to end.
+    fn join_jobs(&mut self) {
         for slot in self.slots.values_mut() {
             if let Some(j) = slot.job.take() {
                 j.join();

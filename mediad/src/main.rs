@@ -4,18 +4,26 @@
 //! passphrase: packs, index files and manifests are copied as they are (encrypted) and checked
 //! against their names. See docs/mediad.md.
 
-mod copy;
 mod daemon;
+mod error;
+mod job;
+mod ledger;
+mod medium;
 mod plan;
+mod primary;
+mod reconcile;
+mod retention;
 mod reverify;
 mod rotate;
 mod signals;
 mod udev;
+mod writer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Result};
+use bakfs_core::repo::backend::Location;
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -49,17 +57,18 @@ struct Args {
     verbose: u8,
 }
 
-fn setup(a: &Args) -> Result<rotate::Setup> {
+fn setup(a: &Args) -> Result<job::Setup> {
     let (cfg, _) = bakfs_host::paths::load_config(a.config.as_deref())?;
     let repo_root = a
         .repo
         .clone()
         .or_else(|| cfg.repository.clone())
         .ok_or_else(|| anyhow!("no repository given: use --repo PATH, BAKFS_REPO or `repository` in the config file"))?;
-    let repo_root = std::path::absolute(&repo_root)?;
-    // Its errors name the path.
-    let config =
-        bakfs_core::repo::read_config(&bakfs_core::repo::backend::LocalBackend::new(&repo_root))?;
+    let repo = match Location::parse(&repo_root).map_err(|e| anyhow!(e))? {
+        Location::Dir(p) => Location::Dir(std::path::absolute(p)?),
+    };
+    // Its errors name the location.
+    let config = bakfs_core::repo::read_config(repo.backend().as_ref())?;
     let state = bakfs_host::paths::state_dir(a.state_dir.as_deref(), &cfg);
     let reverify_after = a
         .reverify_after
@@ -68,8 +77,8 @@ fn setup(a: &Args) -> Result<rotate::Setup> {
         .unwrap_or(bakfs_core::settings::REVERIFY_AFTER);
     let reverify_after = bakfs_core::timefmt::parse_duration(reverify_after)
         .map_err(|e| anyhow!("--reverify-after: {e}"))?;
-    Ok(rotate::Setup {
-        repo_root,
+    Ok(job::Setup {
+        repo,
         repo_id: config.id,
         catalog: state.join("catalog.db"),
         media_root: a.media_root.clone(),
@@ -79,14 +88,14 @@ fn setup(a: &Args) -> Result<rotate::Setup> {
 }
 
 /// The daemon with its real event sources: udev, the stop signals, a thread per job running
-/// [`rotate::run`].
-fn serve(setup: &rotate::Setup, once: bool) -> Result<()> {
+/// [`job::run_on_device`].
+fn serve(setup: &job::Setup, mode: daemon::Mode) -> Result<()> {
     // Before any thread starts, so that every thread has the signals blocked.
     let mut signals = signals::Signals::block()?;
-    let mut devices = udev::Udev::new(once, signals.wake_fd()?)?;
+    let mut devices = udev::Udev::new(mode, signals.wake_fd()?)?;
     let s = setup.clone();
-    let runner = move |job: &daemon::Job| rotate::run(&s, &job.medium, &job.device, &job.cancel);
-    daemon::run(setup, once, &mut devices, &mut signals, runner)
+    let runner = move |j: &daemon::Job| job::run_on_device(&s, &j.medium, &j.device, &j.cancel);
+    daemon::run(setup, mode, &mut devices, &mut signals, runner)
 }
 
 fn main() -> ExitCode {
@@ -97,7 +106,12 @@ fn main() -> ExitCode {
         _ => "trace",
     };
     bakfs_host::logging::init(level, bakfs_host::logging::Style::Daemon);
-    let r = setup(&a).and_then(|s| serve(&s, a.once));
+    let mode = if a.once {
+        daemon::Mode::Once
+    } else {
+        daemon::Mode::Listen
+    };
+    let r = setup(&a).and_then(|s| serve(&s, mode));
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

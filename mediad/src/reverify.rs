@@ -4,14 +4,15 @@
 //! file that no longer reads back right. A file that fails is forgotten and deleted, so that the
 //! snapshots needing it lose their place and the plan copies it again from the primary.
 
-use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
-use bakfs_core::catalog::{Catalog, MediumFile};
+use bakfs_core::catalog::{Catalog, MediumFile, Verification};
 use bakfs_core::format::id::MediumId;
 use bakfs_core::repo::backend::FileKind;
 
-use crate::copy::{self, CopyError};
+use crate::error::CopyError;
+use crate::medium::{FileRef, Files, Flush};
+use crate::primary::Primary;
 
 /// A file on the medium that is due: kind, name, size.
 pub type Due = (FileKind, String, u64);
@@ -24,21 +25,20 @@ pub struct Outcome {
     /// Bytes read back.
     pub bytes: u64,
     /// Files that did not (forgotten and deleted from the medium).
-    pub bad: Vec<(FileKind, String)>,
+    pub bad: Vec<FileRef>,
 }
 
-/// Reads back every file of `due` from the medium's repository directory `root`, records the
-/// good ones as verified now, and forgets and deletes the bad ones. Content-addressed files are
-/// checked against their names; `config` and key wrappings against the primary's file of that
-/// name under `primary_root`.
+/// Reads back every file of `due` from the medium, records the good ones as verified now, and
+/// forgets and deletes the bad ones. Content-addressed files are checked against their names;
+/// `config` and key wrappings against the primary's file of that name.
 ///
 /// # Errors
 /// [`CopyError::Cancelled`] (nothing recorded), catalog errors, errors deleting a bad file.
 pub fn run(
     cat: &mut Catalog,
     medium_id: &MediumId,
-    primary_root: &Path,
-    root: &Path,
+    primary: &Primary,
+    files: &dyn Files,
     due: &[Due],
     cancel: &AtomicBool,
 ) -> Result<Outcome, CopyError> {
@@ -46,7 +46,7 @@ pub fn run(
     let now = bakfs_core::timefmt::now_ns();
     let mut rows = Vec::new();
     for (kind, name, size) in due {
-        match check(primary_root, root, *kind, name, *size, cancel) {
+        match check(primary, files, *kind, name, *size, cancel) {
             Ok(()) => {
                 out.good += 1;
                 rows.push(MediumFile {
@@ -67,14 +67,14 @@ pub fn run(
         }
         out.bytes += size;
     }
-    cat.record_medium_verified(medium_id, &rows, &[], false, now)
-        .map_err(|e| CopyError::Io(format!("catalog: {e}")))?;
+    cat.record_medium_verified(medium_id, &rows, &[], Verification::Reread, now)
+        .map_err(CopyError::catalog)?;
     if !out.bad.is_empty() {
         // Rows first, files second: the catalog never lists what is not there.
         cat.remove_medium_files(medium_id, &out.bad)
-            .map_err(|e| CopyError::Io(format!("catalog: {e}")))?;
+            .map_err(CopyError::catalog)?;
         for (k, n) in &out.bad {
-            copy::remove(root, *k, n)?;
+            files.remove(*k, n)?;
         }
     }
     Ok(out)
@@ -82,18 +82,18 @@ pub fn run(
 
 /// Reads one file back and compares it with what it must be.
 fn check(
-    primary_root: &Path,
-    root: &Path,
+    primary: &Primary,
+    files: &dyn Files,
     kind: FileKind,
     name: &str,
     size: u64,
     cancel: &AtomicBool,
 ) -> Result<(), CopyError> {
-    let got = copy::read_back(root, kind, name, size, false, cancel)?;
+    let got = files.read_back(kind, name, size, Flush::Synced, cancel)?;
     let want = if kind.content_addressed() {
         blake3::Hash::from_hex(name).map_err(|e| CopyError::Io(e.to_string()))?
     } else {
-        copy::hash_file(&primary_root.join(kind.rel_path(name)))?
+        primary.hash(kind, name)?
     };
     if got == want {
         Ok(())
@@ -136,26 +136,35 @@ mod tests {
         })
         .unwrap();
         let no = AtomicBool::new(false);
+        let backend: std::sync::Arc<dyn bakfs_core::repo::backend::Backend> =
+            std::sync::Arc::new(bakfs_core::repo::backend::LocalBackend::new(primary.path()));
+        backend.create().unwrap();
+        let primary = Primary::new(backend.clone());
+        std::fs::create_dir(medium.path().join(bakfs_core::medium::DIR)).unwrap();
+        let tree = crate::medium::fs::FsTree::new(medium.path());
+        tree.prepare().unwrap();
+        let root = medium.path().join(bakfs_core::medium::DIR);
         let mut due = Vec::new();
-        for (i, bytes) in [b"first pack".repeat(100), b"second pack".repeat(100)]
-            .iter()
-            .enumerate()
-        {
-            let name = blake3::hash(bytes).to_hex().to_string();
-            let src = primary.path().join(format!("p{i}"));
-            std::fs::write(&src, bytes).unwrap();
-            copy::copy_in(&src, medium.path(), FileKind::Pack, &name, &no).unwrap();
+        for bytes in [b"first pack".repeat(100), b"second pack".repeat(100)] {
+            let name = blake3::hash(&bytes).to_hex().to_string();
+            backend.write(FileKind::Pack, &name, &bytes).unwrap();
+            let mut src = primary
+                .open(FileKind::Pack, &name, bytes.len() as u64)
+                .unwrap();
+            tree.write(FileKind::Pack, &name, &mut src, &no).unwrap();
             due.push((FileKind::Pack, name, bytes.len() as u64));
         }
-        std::fs::write(primary.path().join("config"), b"config v1").unwrap();
-        std::fs::write(medium.path().join("config"), b"config v2").unwrap();
+        backend
+            .write(FileKind::Config, "config", b"config v1")
+            .unwrap();
+        std::fs::write(root.join("config"), b"config v2").unwrap();
         due.push((FileKind::Config, "config".into(), 9));
         // The second pack rots on the medium: same size, one byte flipped.
-        let rotten = medium.path().join(FileKind::Pack.rel_path(&due[1].1));
+        let rotten = root.join(FileKind::Pack.rel_path(&due[1].1));
         let mut b = std::fs::read(&rotten).unwrap();
         b[7] ^= 1;
         std::fs::write(&rotten, b).unwrap();
-        let out = run(&mut cat, &m1, primary.path(), medium.path(), &due, &no).unwrap();
+        let out = run(&mut cat, &m1, &primary, &tree, &due, &no).unwrap();
         assert_eq!(out.good, 1);
         assert_eq!(
             out.bad,
@@ -165,25 +174,15 @@ mod tests {
             ]
         );
         assert!(!rotten.exists(), "a rotten pack is deleted");
-        assert!(!medium.path().join("config").exists());
-        assert!(medium
-            .path()
-            .join(FileKind::Pack.rel_path(&due[0].1))
-            .exists());
+        assert!(!root.join("config").exists());
+        assert!(root.join(FileKind::Pack.rel_path(&due[0].1)).exists());
         let files = cat.medium_files(&m1).unwrap();
         assert_eq!(files.len(), 1, "only the good pack is recorded: {files:?}");
         assert_eq!(files[0].name, due[0].1);
         // Cancelled: nothing recorded, nothing deleted.
         let yes = AtomicBool::new(true);
         assert!(matches!(
-            run(
-                &mut cat,
-                &m1,
-                primary.path(),
-                medium.path(),
-                &due[..1],
-                &yes
-            ),
+            run(&mut cat, &m1, &primary, &tree, &due[..1], &yes),
             Err(CopyError::Cancelled)
         ));
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use crate::daemon::Devices;
+use crate::daemon::{Devices, Mode};
 
 /// The udev tag `udev-rules/70-bakfs.rules` puts on candidate devices.
 pub const TAG: &str = "bakfs";
@@ -126,21 +126,24 @@ impl Monitor {
 
 /// The daemon's devices: udev's enumeration and monitor, and the device nodes themselves.
 pub struct Udev {
-    /// None with `--once`: only the devices present at start are handled.
+    /// None in [`Mode::Once`] (`--once`): only the devices present at start are handled.
     monitor: Option<Monitor>,
     /// Readable when the daemon is asked to stop (the signalfd): ends a wait early.
     wake: OwnedFd,
 }
 
 impl Udev {
-    /// Starts listening for events now (unless `once`), so that a device plugged in before
+    /// Starts listening for events now (in [`Mode::Listen`]), so that a device plugged in before
     /// [`Devices::present`] enumerates is not missed. `wake` ends a [`Devices::wait`] early
     /// when it reads ready.
     ///
     /// # Errors
     /// libudev errors.
-    pub fn new(once: bool, wake: OwnedFd) -> Result<Self> {
-        let monitor = if once { None } else { Some(Monitor::new()?) };
+    pub fn new(mode: Mode, wake: OwnedFd) -> Result<Self> {
+        let monitor = match mode {
+            Mode::Listen => Some(Monitor::new()?),
+            Mode::Once => None,
+        };
         Ok(Self { monitor, wake })
     }
 }
@@ -173,10 +176,10 @@ impl Devices for Udev {
 }
 
 /// Whether the device node `node` still holds the filesystem `uuid`: it still has a medium
-/// behind it ([`crate::rotate::still_there`]), it is not a loop device on its way out, and
+/// behind it ([`crate::medium::block::still_there`]), it is not a loop device on its way out, and
 /// `blkid -p` reads that UUID on it now.
 pub fn holds(node: &Path, uuid: &str) -> bool {
-    crate::rotate::still_there(node)
+    crate::medium::block::still_there(node)
         && !loop_detaching(node)
         && bakfs_host::mounts::probe(node).is_ok_and(|fs| fs.uuid == uuid)
 }

@@ -31,6 +31,15 @@ use crate::forget::KeepPolicy;
 use crate::format::id::{MediumId, PackId, RepoId, SnapshotId};
 use crate::repo::backend::FileKind;
 
+/// How the files given to [`Catalog::record_medium_verified`] came to be verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    /// Written onto the medium and read back: its last-written time moves to theirs.
+    Written,
+    /// Already on the medium and read again: only their check times move.
+    Reread,
+}
+
 /// An enrolled medium.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MediumRecord {
@@ -319,8 +328,8 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Records, in one transaction, files and snapshots that were written to a medium and read
-    /// back verified at `verified_ns`. A snapshot's pack list replaces any earlier one.
+    /// Records, in one transaction, files and snapshots that were read back verified on a medium
+    /// at `verified_ns`, `how` says after what. A snapshot's pack list replaces any earlier one.
     ///
     /// # Errors
     /// [`super::CatalogError::Sql`] (nothing is recorded then).
@@ -329,7 +338,7 @@ impl Catalog {
         medium_id: &MediumId,
         files: &[MediumFile],
         snapshots: &[(MediumSnapshot, Vec<PackId>)],
-        wrote: bool,
+        how: Verification,
         verified_ns: i64,
     ) -> CatalogResult<()> {
         self.write(|tx| {
@@ -368,7 +377,7 @@ impl Catalog {
                     p.execute(params![medium_id, snap.snapshot_id, pack])?;
                 }
             }
-            if wrote {
+            if how == Verification::Written {
                 tx.execute(
                     "UPDATE media SET last_written_ns = ?2 WHERE id = ?1",
                     params![medium_id, verified_ns],
@@ -624,7 +633,7 @@ mod tests {
                 file(FileKind::Snapshot, sid("s1").to_hex(), 10),
             ],
             &[(snap.clone(), vec![pid("p1")])],
-            true,
+            Verification::Written,
             9,
         )
         .unwrap();
@@ -636,7 +645,7 @@ mod tests {
         // Checked again later: last verified is the oldest check of any file.
         let mut again = file(FileKind::Pack, pid("p1").to_hex(), 100);
         again.verified_ns = 20;
-        c.record_medium_verified(&a, &[again], &[], false, 20)
+        c.record_medium_verified(&a, &[again], &[], Verification::Reread, 20)
             .unwrap();
         let m = c.medium_by_uuid("u1").unwrap().unwrap();
         assert_eq!((m.last_written_ns, m.last_verified_ns), (Some(9), Some(9)));

@@ -41,7 +41,7 @@
 
 mod media;
 mod types;
-pub use media::{MediumFile, MediumRecord, MediumRun, MediumSnapshot};
+pub use media::{MediumFile, MediumRecord, MediumRun, MediumSnapshot, Verification};
 pub use types::{
     BackupOutcome, BadValue, CopyOutcome, MediumKind, MediumLocation, MediumState, UnknownName,
 };

@@ -16,8 +16,8 @@ use bakfs_core::catalog::{
 };
 use bakfs_core::format::id::{MediumId, RepoId};
 
-use super::{run, Devices, Job, Runner, Shutdown};
-use crate::rotate::Setup;
+use super::{run, Devices, Job, Mode, Runner, Shutdown};
+use crate::job::Setup;
 use crate::udev::{Action, Dev};
 
 const REPO: &str = "repo-1";
@@ -119,7 +119,7 @@ enum Ends {
 }
 
 /// A job that does nothing but say what happens to it, named `LABEL#n` (its medium's n-th job),
-/// and set the medium's state as `rotate::run` does.
+/// and set the medium's state as `job::run` does.
 fn fake_runner(t: Arc<Timeline>, catalog: PathBuf, ends: Ends) -> impl Runner {
     let counts = Mutex::new(HashMap::<String, usize>::new());
     move |job: &Job| {
@@ -230,7 +230,7 @@ impl Devices for Script {
                 }
             }
         }
-        // The script is over: only a daemon waiting for its jobs (`once`) comes here.
+        // The script is over: only a daemon waiting for its jobs (`Mode::Once`) comes here.
         assert!(
             self.started.elapsed() < PATIENCE,
             "the script ended without a Stop and the daemon did not"
@@ -329,7 +329,7 @@ impl World {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let setup = Setup {
-            repo_root: dir.path().join("repo"),
+            repo: bakfs_core::repo::backend::Location::Dir(dir.path().join("repo")),
             repo_id: repo(REPO),
             catalog: dir.path().join("state/catalog.db"),
             media_root: dir.path().join("media"),
@@ -380,7 +380,7 @@ impl World {
     }
 
     /// Runs the daemon on `present`, then `steps`, to its end.
-    fn run(&self, once: bool, ends: Ends, present: Vec<Dev>, steps: Vec<Step>) -> Logged {
+    fn run(&self, mode: Mode, ends: Ends, present: Vec<Dev>, steps: Vec<Step>) -> Logged {
         let stop = Arc::new(AtomicBool::new(false));
         let mut devices = Script {
             present,
@@ -394,7 +394,7 @@ impl World {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let runner = fake_runner(self.t.clone(), self.setup.catalog.clone(), ends);
         tracing::subscriber::with_default(Capture(logs.clone()), || {
-            run(&self.setup, once, &mut devices, &mut StopFlag(stop), runner)
+            run(&self.setup, mode, &mut devices, &mut StopFlag(stop), runner)
         })
         .unwrap();
         let lines = logs.lock().unwrap().clone();
@@ -403,7 +403,7 @@ impl World {
 
     /// Runs the daemon (listening) on `steps`, jobs ending once cancelled.
     fn listen(&self, steps: Vec<Step>) -> Logged {
-        self.run(false, Ends::WhenCancelled, Vec::new(), steps)
+        self.run(Mode::Listen, Ends::WhenCancelled, Vec::new(), steps)
     }
 }
 
@@ -487,7 +487,7 @@ fn one_job_per_insertion_and_repeated_events_are_ignored() {
     let w = World::new();
     w.enroll("OFF1", "u1");
     let logs = w.run(
-        false,
+        Mode::Listen,
         Ends::WhenCancelled,
         vec![present("/dev/sdb", "u1")],
         vec![
@@ -626,7 +626,7 @@ fn a_twin_of_a_medium_whose_job_ended_is_refused_and_says_so_in_its_state() {
     let w = World::new();
     w.enroll("OFF1", "u1");
     let logs = w.run(
-        false,
+        Mode::Listen,
         Ends::After(Duration::ZERO),
         Vec::new(),
         vec![
@@ -654,7 +654,7 @@ fn a_stale_slot_is_taken_as_removed_not_as_a_twin() {
     let w = World::new();
     w.enroll("FLAKY", "u1");
     let logs = w.run(
-        false,
+        Mode::Listen,
         Ends::WhenReleased,
         Vec::new(),
         vec![
@@ -735,7 +735,7 @@ fn a_reinsertion_waits_for_the_cancelled_job_of_the_same_medium() {
     w.enroll("OFF1", "u1");
     w.enroll("OFF2", "u2");
     w.run(
-        false,
+        Mode::Listen,
         Ends::WhenReleased,
         Vec::new(),
         vec![
@@ -766,7 +766,7 @@ fn shutdown_cancels_running_jobs_and_waits_for_them() {
     w.enroll("OFF1", "u1");
     w.enroll("OFF2", "u2");
     let logs = w.run(
-        false,
+        Mode::Listen,
         Ends::WhenCancelled,
         vec![present("/dev/sdb", "u1")],
         vec![
@@ -792,10 +792,10 @@ fn once_handles_the_present_devices_and_returns() {
     w.enroll("OFF1", "u1");
     w.enroll("OFF2", "u2");
     let logs = w.run(
-        true,
+        Mode::Once,
         Ends::After(Duration::from_millis(50)),
         vec![present("/dev/sdb", "u1"), present("/dev/sdc", "u9")],
-        // No events are read with `once`.
+        // No events are read in `Mode::Once`.
         vec![add("/dev/sdd", "u2")],
     );
     assert_eq!(w.t.starts(), ["OFF1#1 on /dev/sdb"]);
@@ -809,7 +809,7 @@ fn once_handles_the_present_devices_and_returns() {
     let w = World::new();
     w.enroll("OFF1", "u1");
     w.run(
-        true,
+        Mode::Once,
         Ends::WhenCancelled,
         vec![present("/dev/sdb", "u1")],
         vec![wait("start OFF1#1 on /dev/sdb"), Step::Stop],

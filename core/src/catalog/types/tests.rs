@@ -251,7 +251,7 @@ fn a_catalog_written_before_the_types_reads_and_is_written_the_same() {
         &m,
         &old.medium_files(&m).unwrap(),
         &snaps,
-        true,
+        crate::catalog::Verification::Written,
         verified.unwrap(),
     )
     .unwrap();

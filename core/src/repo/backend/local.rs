@@ -182,6 +182,11 @@ impl Backend for LocalBackend {
         Ok(fs::symlink_metadata(self.path(kind, name))?.len())
     }
 
+    fn local_file(&self, kind: FileKind, name: &str) -> io::Result<Option<File>> {
+        check_name(kind, name)?;
+        fsio::open_nofollow(&self.path(kind, name)).map(Some)
+    }
+
     fn remove(&self, kind: FileKind, name: &str) -> io::Result<()> {
         check_name(kind, name)?;
         self.packs().forget(name);

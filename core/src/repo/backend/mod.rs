@@ -13,6 +13,7 @@ pub use local::LocalBackend;
 pub use mem::MemBackend;
 
 use std::fmt;
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -161,6 +162,17 @@ pub trait Backend: Send + Sync {
     /// # Errors
     /// I/O errors; removing a missing file is not an error.
     fn remove(&self, kind: FileKind, name: &str) -> io::Result<()>;
+    /// The file opened for reading as a local file (without following a symlink), when this
+    /// backend keeps its files on a local filesystem; `None` (the default) when it does not.
+    /// A copier uses it to copy in the kernel (`copy_file_range`) and reads through
+    /// [`Self::read_range`] otherwise, so a backend without local files needs nothing here.
+    ///
+    /// # Errors
+    /// `NotFound` if missing; other I/O errors.
+    fn local_file(&self, kind: FileKind, name: &str) -> io::Result<Option<File>> {
+        check_name(kind, name)?;
+        Ok(None)
+    }
 }
 
 /// Refuses names that are not a repository file's: a hex id (with `-`, 1–128 characters), or
@@ -267,6 +279,33 @@ mod tests {
         );
         assert_eq!(FileKind::Config.rel_path("config"), Path::new("config"));
         assert_eq!(FileKind::Snapshot.rel_path("x"), Path::new("snapshots/x"));
+    }
+
+    #[test]
+    fn only_a_local_backend_offers_local_files() {
+        use std::io::Read;
+        let d = tempfile::tempdir().unwrap();
+        let name = "ab".repeat(32);
+        for b in [
+            Location::Dir(d.path().into()).backend(),
+            Arc::new(MemBackend::default()),
+        ] {
+            assert!(
+                b.local_file(FileKind::Pack, "../x").is_err(),
+                "{}",
+                b.location()
+            );
+            b.create().unwrap();
+            b.write(FileKind::Pack, &name, b"bytes").unwrap();
+            match b.local_file(FileKind::Pack, &name).unwrap() {
+                Some(mut f) => {
+                    let mut v = Vec::new();
+                    f.read_to_end(&mut v).unwrap();
+                    assert_eq!(v, b"bytes");
+                }
+                None => assert!(b.location().starts_with("mem")),
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,175 @@
+//! One job: an enrolled medium was plugged in. Its lifecycle: begin the run, make the medium
+//! ready, rotate (`rotate.rs`), sync, mirror the ledger, release the medium, record the state
+//! and the run, and say how it ended (`safe to remove LABEL` when it went well).
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use bakfs_core::catalog::{Catalog, CopyOutcome, MediumRecord, MediumRun, MediumState};
+use bakfs_core::format::id::RepoId;
+use bakfs_core::repo::backend::Location;
+
+use crate::error::CopyError;
+use crate::ledger;
+use crate::medium::block::{BlockDevice, Device};
+use crate::medium::Medium;
+use crate::rotate::{self, Stats};
+
+/// What every job needs to know.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// The primary repository.
+    pub repo: Location,
+    pub repo_id: RepoId,
+    pub catalog: PathBuf,
+    /// Where media are mounted: `<media_root>/<fs uuid>`.
+    pub media_root: PathBuf,
+    /// Files on a medium last verified longer ago than this are read back again.
+    pub reverify_after: Duration,
+    /// The operator's time zone: media retention's calendar buckets follow it.
+    pub tz: bakfs_core::timefmt::TimeZone,
+}
+
+/// The job for a block device (the daemon's runner in production).
+pub fn run_on_device(
+    setup: &Setup,
+    m: &MediumRecord,
+    dev: &Device,
+    cancel: &AtomicBool,
+) -> MediumState {
+    run(
+        setup,
+        m,
+        &mut BlockDevice::new(dev, &setup.media_root),
+        cancel,
+    )
+}
+
+/// Runs the job on `medium` to its end and records its outcome; returns the medium's new state.
+pub fn run(
+    setup: &Setup,
+    m: &MediumRecord,
+    medium: &mut dyn Medium,
+    cancel: &AtomicBool,
+) -> MediumState {
+    let started = Instant::now();
+    let t0 = bakfs_core::timefmt::now_ns();
+    let mut cat = match Catalog::open(&setup.catalog) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(medium = %m.label, "catalog: {e}");
+            return MediumState::Failed;
+        }
+    };
+    let _ = cat.set_medium_state(&m.id, MediumState::Copying, None, t0);
+    let run_id = cat.begin_medium_run(&m.id, t0).unwrap_or(0);
+    tracing::info!(medium = %m.label, "copying snapshots onto {}", m.label);
+    let mut stats = Stats::default();
+    let (result, ready_after) = match medium.ready() {
+        Ok(ident) => {
+            let ready_after = started.elapsed();
+            let files = medium.files();
+            let r = rotate::copy_onto(setup, &mut cat, m, files, &ident, cancel, &mut stats)
+                .and_then(|()| files.sync());
+            (r, Some(ready_after))
+        }
+        Err(e) => (Err(e), None),
+    };
+    let copied_after = started.elapsed();
+    let (state, outcome, message) = outcome(&result, &stats);
+    let run = MediumRun {
+        id: run_id,
+        medium_id: m.id,
+        started_ns: t0,
+        ended_ns: Some(bakfs_core::timefmt::now_ns()),
+        outcome,
+        snapshots_added: stats.added,
+        snapshots_removed: stats.removed,
+        files_written: stats.files_written,
+        bytes_written: stats.bytes_written,
+        bytes_verified: stats.bytes_verified,
+        seconds: copied_after.as_secs_f64(),
+        message,
+    };
+    // The medium's own ledger, this run included, unless the medium is gone or failing.
+    if matches!(&result, Ok(()) | Err(CopyError::Full(_))) {
+        if let Err(e) = ledger::write(&cat, medium.files(), m, &run) {
+            tracing::warn!(medium = %m.label, "writing the ledger onto the medium: {e}");
+        }
+    }
+    if let Err(e) = medium.release() {
+        tracing::warn!(medium = %m.label, "{e}");
+    }
+    if let Some(ready_after) = ready_after {
+        tracing::debug!(
+            medium = %m.label,
+            "ready after {:.3} s, copied and verified after {:.3} s, released after {:.3} s",
+            ready_after.as_secs_f64(),
+            copied_after.as_secs_f64(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    // State first, run second: a reader that sees the run ended sees the state too.
+    let _ = cat.set_medium_state(
+        &m.id,
+        state,
+        run.message.as_deref(),
+        bakfs_core::timefmt::now_ns(),
+    );
+    let _ = cat.finish_medium_run(&run);
+    let secs = run.seconds;
+    let mib_s = stats.bytes_written as f64 / secs.max(1e-9) / (1 << 20) as f64;
+    match &result {
+        Ok(()) => tracing::info!(
+            medium = %m.label,
+            added = stats.added,
+            removed = stats.removed,
+            bytes_written = stats.bytes_written,
+            "safe to remove {} ({} snapshots added, {} removed, {} bytes written at {mib_s:.1} MiB/s, {secs:.1} s)",
+            m.label, stats.added, stats.removed, stats.bytes_written
+        ),
+        // Pulling a medium out, or stopping the daemon, is no error.
+        Err(e @ CopyError::Cancelled) => tracing::warn!(medium = %m.label, "{}: {e}", m.label),
+        Err(e) => tracing::error!(medium = %m.label, "{}: {e}", m.label),
+    }
+    state
+}
+
+/// The medium's state, the run's outcome and its message.
+fn outcome(
+    result: &Result<(), CopyError>,
+    stats: &Stats,
+) -> (MediumState, CopyOutcome, Option<String>) {
+    match result {
+        Ok(()) if !stats.skipped.is_empty() => (
+            MediumState::SafeToRemove,
+            CopyOutcome::Incomplete,
+            Some(format!("not copied: {}", stats.skipped.join("; "))),
+        ),
+        Ok(()) => (MediumState::SafeToRemove, CopyOutcome::Ok, None),
+        Err(CopyError::Full(m)) => (
+            MediumState::MediumFull,
+            CopyOutcome::MediumFull,
+            Some(m.clone()),
+        ),
+        Err(e @ CopyError::Refused(_)) => (
+            MediumState::Refused,
+            CopyOutcome::Refused,
+            Some(e.to_string()),
+        ),
+        Err(CopyError::Cancelled) => (
+            MediumState::RemovedDuringCopy,
+            CopyOutcome::Cancelled,
+            Some("the medium went away or the daemon stopped".to_string()),
+        ),
+        Err(e) => (
+            MediumState::Failed,
+            CopyOutcome::Failed,
+            Some(e.to_string()),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests;

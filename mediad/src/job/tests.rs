@@ -1,0 +1,477 @@
+//! Whole rotations without root: a real repository (a `LocalBackend` in a temporary directory,
+//! backed up with `bakfs_core::backup`), a real catalog, and a medium that is a plain directory
+//! ([`DirMedium`], with a quota where it must fill up). After each rotation the medium is opened
+//! as a repository of its own and checked with every byte read.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use bakfs_core::backup::{backup, BackupOptions, Progress};
+use bakfs_core::catalog::{
+    Catalog, CopyOutcome, MediumKind, MediumLocation, MediumRecord, MediumRun, MediumState,
+    PackRecord, SnapshotRecord,
+};
+use bakfs_core::forget::KeepPolicy;
+use bakfs_core::format::crypto::KdfParams;
+use bakfs_core::format::id::{MediumId, SnapshotId};
+use bakfs_core::medium::{self, Identity};
+use bakfs_core::repo::backend::{FileKind, Location};
+use bakfs_core::repo::Repository;
+
+use super::{run, Setup};
+use crate::medium::dir::DirMedium;
+
+const MIB: usize = 1 << 20;
+
+/// `n` bytes of noise from `seed` (zstd cannot shrink them).
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    setup: Setup,
+    repo: Repository,
+    medium: MediumRecord,
+    quota: Option<u64>,
+}
+
+impl World {
+    /// A repository, a catalog and an enrolled medium keeping `keep_last` snapshots.
+    fn new(keep_last: Option<u32>, quota: Option<u64>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let repo_dir = dir.path().join("repo");
+        let location = Location::Dir(repo_dir);
+        let repo = Repository::init(
+            location.backend(),
+            b"pw",
+            KdfParams::weak_for_tests(),
+            "test".into(),
+        )
+        .unwrap();
+        let setup = Setup {
+            repo: location,
+            repo_id: repo.id(),
+            catalog: dir.path().join("state/catalog.db"),
+            media_root: dir.path().join("media"),
+            reverify_after: Duration::from_secs(30 * 86400),
+            tz: bakfs_core::timefmt::TimeZone::UTC,
+        };
+        let record = MediumRecord {
+            id: MediumId::random(),
+            label: "DIR1".into(),
+            repo_id: repo.id(),
+            fs_uuid: "dir-1".into(),
+            fs_type: "none".into(),
+            serial: None,
+            kind: MediumKind::Disk,
+            pool: "offsite".into(),
+            location: MediumLocation::Offsite,
+            capacity: 1 << 30,
+            retention: KeepPolicy {
+                last: keep_last,
+                ..KeepPolicy::default()
+            },
+            enrolled_ns: 1,
+            last_seen_ns: None,
+            last_written_ns: None,
+            last_verified_ns: None,
+            state: MediumState::Enrolled,
+            message: None,
+            bytes: 0,
+        };
+        std::fs::create_dir_all(dir.path().join("medium")).unwrap();
+        medium::create(
+            &dir.path().join("medium"),
+            &Identity {
+                format: medium::IDENTITY_FORMAT,
+                medium_id: record.id.to_hex(),
+                label: record.label.clone(),
+                repo_id: repo.id().to_hex(),
+                enrolled_ns: 1,
+            },
+        )
+        .unwrap();
+        Catalog::open(&setup.catalog)
+            .unwrap()
+            .enroll_medium(&record)
+            .unwrap();
+        Self {
+            dir,
+            setup,
+            repo,
+            medium: record,
+            quota,
+        }
+    }
+
+    fn src(&self) -> PathBuf {
+        self.dir.path().join("src")
+    }
+
+    /// Bytes of the files on the medium.
+    fn used(&self) -> u64 {
+        DirMedium::new(&self.dir.path().join("medium"), None).used()
+    }
+
+    /// The medium's repository directory.
+    fn on_medium(&self) -> PathBuf {
+        self.dir.path().join("medium").join(medium::DIR)
+    }
+
+    /// Replaces the source with `files` (name, MiB, seed), backs it up and records the
+    /// snapshot in the catalog as `bakfs backup` does.
+    fn backup(&self, files: &[(&str, usize, u64)]) -> SnapshotId {
+        let src = self.src();
+        let _ = std::fs::remove_dir_all(&src);
+        std::fs::create_dir_all(&src).unwrap();
+        for (name, mib, seed) in files {
+            std::fs::write(src.join(name), noise(mib * MIB, *seed)).unwrap();
+        }
+        let opts = BackupOptions {
+            paths: vec![src],
+            host: "test".into(),
+            time_ns: bakfs_core::timefmt::now_ns(),
+            ..BackupOptions::default()
+        };
+        let rep = backup(&self.repo, &opts, &Progress::default()).unwrap();
+        let s = &rep.snapshot;
+        let rec = SnapshotRecord {
+            repo_id: self.repo.id(),
+            id: rep.id,
+            time: bakfs_core::timefmt::format_rfc3339(s.time_ns),
+            time_ns: s.time_ns,
+            host: s.host.clone(),
+            paths: s.paths.clone(),
+            tags: s.tags.clone(),
+            tree: s.tree,
+            parent: s.parent,
+            job: s.job.clone(),
+            files: s.summary.files,
+            bytes: s.summary.bytes,
+        };
+        let packs: Vec<PackRecord> = rep
+            .packs_needed
+            .iter()
+            .map(|(id, size)| PackRecord {
+                id: *id,
+                size: *size,
+            })
+            .collect();
+        self.catalog().record_snapshot(&rec, &packs).unwrap();
+        rep.id
+    }
+
+    fn catalog(&self) -> Catalog {
+        Catalog::open(&self.setup.catalog).unwrap()
+    }
+
+    /// One job on the medium: its end state and its run.
+    fn rotate(&self) -> (MediumState, MediumRun) {
+        let mut m = DirMedium::new(&self.dir.path().join("medium"), self.quota);
+        let state = run(&self.setup, &self.medium, &mut m, &AtomicBool::new(false));
+        let run = self.catalog().medium_runs(&self.medium.id, 1).unwrap()[0].clone();
+        (state, run)
+    }
+
+    /// The snapshots the catalog says the medium holds, sorted.
+    fn held(&self) -> Vec<SnapshotId> {
+        let mut v: Vec<SnapshotId> = self
+            .catalog()
+            .medium_snapshots(&self.medium.id)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.snapshot_id)
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The packs snapshot `id` needs, by name.
+    fn packs_of(&self, id: &SnapshotId) -> Vec<String> {
+        self.catalog()
+            .snapshot_packs(&self.repo.id(), id)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.id.to_hex())
+            .collect()
+    }
+
+    /// Checks the medium alone: it opens with the passphrase, `check` reading every byte
+    /// passes, and it holds exactly the snapshots the catalog says.
+    fn check_medium_alone(&self) {
+        let on = Location::Dir(self.on_medium()).backend();
+        let repo = Repository::open(on, b"pw").unwrap();
+        let rep = bakfs_core::check::check(&repo, Some(1.0)).unwrap();
+        assert!(rep.ok(), "{rep:?}");
+        let mut ids: Vec<SnapshotId> = repo.snapshots().unwrap().into_iter().map(|s| s.0).collect();
+        ids.sort();
+        assert_eq!(ids, self.held(), "the medium and the catalog agree");
+    }
+}
+
+fn pack_path(root: &Path, name: &str) -> PathBuf {
+    root.join(FileKind::Pack.rel_path(name))
+}
+
+/// The largest pack of `names` on the medium.
+fn largest(root: &Path, names: &[String]) -> String {
+    names
+        .iter()
+        .max_by_key(|n| std::fs::metadata(pack_path(root, n)).map_or(0, |m| m.len()))
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn a_first_copy_then_only_what_is_new() {
+    let w = World::new(None, None);
+    let a = w.backup(&[("a", 3, 1), ("b", 1, 2)]);
+    let (state, r) = w.rotate();
+    assert_eq!(
+        (state, r.outcome),
+        (MediumState::SafeToRemove, CopyOutcome::Ok),
+        "{r:?}"
+    );
+    assert_eq!(r.snapshots_added, 1);
+    assert!(r.bytes_written as usize > 4 * MIB, "{r:?}");
+    assert_eq!(w.held(), vec![a]);
+    w.check_medium_alone();
+    // One new file: only its packs, the new index file and the manifest are written.
+    let b = w.backup(&[("a", 3, 1), ("b", 1, 2), ("c", 1, 3)]);
+    let (_, r) = w.rotate();
+    assert_eq!(
+        (r.outcome, r.snapshots_added, r.snapshots_removed),
+        (CopyOutcome::Ok, 1, 0)
+    );
+    assert!(
+        (r.bytes_written as usize) < 2 * MIB,
+        "wrote {} bytes for 1 MiB of new data",
+        r.bytes_written
+    );
+    let mut both = vec![a, b];
+    both.sort();
+    assert_eq!(w.held(), both);
+    w.check_medium_alone();
+    // Nothing new: only `config` is written and read back.
+    let (_, r) = w.rotate();
+    assert_eq!(
+        (r.outcome, r.snapshots_added, r.files_written),
+        (CopyOutcome::Ok, 0, 1),
+        "{r:?}"
+    );
+    assert!(r.bytes_verified < 64 << 10, "{r:?}");
+    let ledger: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.on_medium().join(medium::LEDGER)).unwrap())
+            .unwrap();
+    assert_eq!(ledger["runs"][0]["id"], r.id, "{ledger}");
+    assert_eq!(ledger["snapshots"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn retention_removes_a_snapshot_and_the_packs_only_it_needed() {
+    let w = World::new(Some(1), None);
+    let a = w.backup(&[("old", 2, 10)]);
+    assert_eq!(w.rotate().1.outcome, CopyOutcome::Ok);
+    let b = w.backup(&[("new", 2, 11)]);
+    let (_, r) = w.rotate();
+    assert_eq!(
+        (r.outcome, r.snapshots_added, r.snapshots_removed),
+        (CopyOutcome::Ok, 1, 1),
+        "{r:?}"
+    );
+    assert_eq!(w.held(), vec![b]);
+    let root = w.on_medium();
+    assert!(!root.join(FileKind::Snapshot.rel_path(&a.to_hex())).exists());
+    let kept = w.packs_of(&b);
+    for p in w.packs_of(&a) {
+        assert_eq!(
+            pack_path(&root, &p).exists(),
+            kept.contains(&p),
+            "pack {p} of the removed snapshot"
+        );
+    }
+    for p in &kept {
+        assert!(pack_path(&root, p).exists());
+    }
+    w.check_medium_alone();
+}
+
+#[test]
+fn a_damaged_or_lost_file_on_the_medium_is_found_and_copied_again() {
+    let mut w = World::new(None, None);
+    let a = w.backup(&[("a", 3, 20)]);
+    assert_eq!(w.rotate().1.outcome, CopyOutcome::Ok);
+    let root = w.on_medium();
+    let victim = largest(&root, &w.packs_of(&a));
+    let path = pack_path(&root, &victim);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    // Within `reverify_after` the files on the medium are not read again.
+    let (_, r) = w.rotate();
+    assert_eq!((r.outcome, r.files_written), (CopyOutcome::Ok, 1), "{r:?}");
+    assert_eq!(w.held(), vec![a]);
+    // Due now: the rotten pack is found, forgotten, deleted, and copied again.
+    w.setup.reverify_after = Duration::ZERO;
+    let (_, r) = w.rotate();
+    assert_eq!(
+        (r.outcome, r.snapshots_added),
+        (CopyOutcome::Ok, 1),
+        "{r:?}"
+    );
+    // The manifest is still there, unchanged: it is read back, not written again.
+    assert_eq!(r.files_written, 2, "config and the pack: {r:?}");
+    let total = w.catalog().medium_by_label("DIR1").unwrap().unwrap().bytes;
+    assert!(r.bytes_verified >= total, "{r:?}");
+    assert_eq!(w.held(), vec![a]);
+    w.check_medium_alone();
+    // A pack deleted behind bakfs's back: its record is dropped and the pack copied again.
+    w.setup.reverify_after = Duration::from_secs(86400);
+    std::fs::remove_file(&path).unwrap();
+    let (_, r) = w.rotate();
+    assert_eq!(
+        (r.outcome, r.snapshots_added),
+        (CopyOutcome::Ok, 1),
+        "{r:?}"
+    );
+    assert!(path.exists());
+    w.check_medium_alone();
+}
+
+#[test]
+fn a_full_medium_makes_room_only_when_that_frees_enough() {
+    let mut w = World::new(Some(1), None);
+    w.backup(&[("a", 3, 30)]);
+    assert_eq!(w.rotate().1.outcome, CopyOutcome::Ok);
+    // A new snapshot sharing nothing with the old one; the medium holds both but for 1 MiB.
+    // It fills up after at least one of the new packs: what is left is less than retention
+    // frees, though the new snapshot in all is more.
+    let b = w.backup(&[("a", 10, 31)]);
+    let b_bytes: u64 = w
+        .catalog()
+        .snapshot_packs(&w.repo.id(), &b)
+        .unwrap()
+        .iter()
+        .map(|p| p.size)
+        .sum();
+    w.quota = Some(w.used() + b_bytes - MIB as u64);
+    let (state, r) = w.rotate();
+    assert_eq!(
+        (state, r.outcome),
+        (MediumState::SafeToRemove, CopyOutcome::Ok),
+        "{r:?}"
+    );
+    assert_eq!((r.snapshots_added, r.snapshots_removed), (1, 1));
+    assert!(
+        (r.bytes_written as u64) < b_bytes + (512 << 10),
+        "packs written before the medium filled up were written again: {r:?}"
+    );
+    assert_eq!(w.held(), vec![b]);
+    w.check_medium_alone();
+    // Far too big even once retention ran: reported full, nothing removed.
+    w.backup(&[("a", 14, 32)]);
+    let (state, r) = w.rotate();
+    assert_eq!(
+        (state, r.outcome),
+        (MediumState::MediumFull, CopyOutcome::MediumFull),
+        "{r:?}"
+    );
+    assert_eq!(r.snapshots_removed, 0);
+    let msg = r.message.unwrap_or_default();
+    assert!(msg.contains("retention could free"), "{msg}");
+    assert_eq!(w.held(), vec![b]);
+    w.check_medium_alone();
+}
+
+#[test]
+fn a_snapshot_damaged_in_the_primary_is_skipped_and_costs_the_medium_nothing() {
+    let w = World::new(Some(1), None);
+    let a = w.backup(&[("a", 2, 40)]);
+    assert_eq!(w.rotate().1.outcome, CopyOutcome::Ok);
+    let b = w.backup(&[("a", 2, 40), ("b", 2, 41)]);
+    let new: Vec<String> = w
+        .packs_of(&b)
+        .into_iter()
+        .filter(|p| !w.packs_of(&a).contains(p))
+        .collect();
+    let primary = w.dir.path().join("repo");
+    let victim = largest(&primary, &new);
+    let path = pack_path(&primary, &victim);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let (state, r) = w.rotate();
+    assert_eq!(
+        (state, r.outcome),
+        (MediumState::SafeToRemove, CopyOutcome::Incomplete),
+        "{r:?}"
+    );
+    let msg = r.message.unwrap_or_default();
+    assert!(
+        msg.contains(&b.short()) && msg.contains("primary repository damaged"),
+        "{msg}"
+    );
+    assert_eq!(r.snapshots_removed, 0);
+    assert_eq!(w.held(), vec![a], "the older snapshot stays");
+    assert!(!pack_path(&w.on_medium(), &victim).exists());
+    w.check_medium_alone();
+}
+
+/// keep-last 2 on a medium holding s1 and s2 (s2 forgotten in the primary since): s4 cannot be
+/// copied, and s3 fills the medium up. Room is made for s3 by the plan made without s4, which
+/// removes s1 only: s2 stays, where the plan with s4 in it would have removed it for nothing.
+#[test]
+fn a_skipped_snapshot_costs_the_medium_nothing_when_room_is_made() {
+    let mut w = World::new(Some(2), None);
+    let s1 = w.backup(&[("a", 2, 50)]);
+    let s2 = w.backup(&[("b", 2, 51)]);
+    assert_eq!(w.rotate().1.outcome, CopyOutcome::Ok);
+    let mut both = vec![s1, s2];
+    both.sort();
+    assert_eq!(w.held(), both);
+    w.catalog().remove_snapshot(&w.repo.id(), &s2).unwrap();
+    let s3 = w.backup(&[("c", 3, 52)]);
+    let s4 = w.backup(&[("d", 1, 53)]);
+    let s3_packs = w.packs_of(&s3);
+    let new: Vec<String> = w
+        .packs_of(&s4)
+        .into_iter()
+        .filter(|p| !s3_packs.contains(p))
+        .collect();
+    let primary = w.dir.path().join("repo");
+    let path = pack_path(&primary, &largest(&primary, &new));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    w.quota = Some(w.used() + 2 * MIB as u64);
+    let (_, r) = w.rotate();
+    assert_eq!(r.outcome, CopyOutcome::Incomplete, "{r:?}");
+    assert!(
+        r.message.as_deref().unwrap_or("").contains(&s4.short()),
+        "{r:?}"
+    );
+    assert_eq!((r.snapshots_added, r.snapshots_removed), (1, 1), "{r:?}");
+    let mut want = vec![s2, s3];
+    want.sort();
+    assert_eq!(
+        w.held(),
+        want,
+        "s2 was removed for a snapshot that was not copied"
+    );
+    w.check_medium_alone();
+}
