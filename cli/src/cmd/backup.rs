@@ -97,9 +97,9 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
     }
 
     let repo = ctx.open_repo()?;
+    // The index is read again under the lock (a prune may have finished between opening and
+    // locking): dedup only against what is there now.
     let _lock = repo.lock_shared("backup")?;
-    // A prune may have finished between opening and locking: dedup only against what is there now.
-    repo.load_index()?;
     let mut catalog = match ctx.catalog() {
         Ok(c) => Some(c),
         Err(e) => {
