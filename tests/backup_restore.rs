@@ -6,7 +6,8 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
 use bakfs_e2e::{
-    assert_named_once, assert_once, have_root, rich_tree, rsync_diff, sh, write_random, Env,
+    assert_named_once, assert_once, both, have_root, rich_tree, rsync_diff, sh, text, write_random,
+    Env,
 };
 
 #[test]
@@ -759,4 +760,76 @@ fn one_file_system_and_exclude_file() {
         "crossed into another filesystem: {ls}"
     );
     assert!(!ls.contains("drop.log"), "exclude file ignored: {ls}");
+}
+
+#[test]
+fn paper_key_brings_access_back_when_every_password_is_lost() {
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("staker.key"), b"the node's key").unwrap();
+    e.ok(&["backup", src.to_str().unwrap()]);
+    let paper = e.ok(&["key", "export", "--paper"]);
+    assert_eq!(paper.lines().count(), 10, "{paper}");
+    // Every password lost: the key wrappings are gone.
+    for k in fs::read_dir(e.repo.join("keys")).unwrap() {
+        fs::remove_file(k.unwrap().path()).unwrap();
+    }
+    e.fails(&["snapshots"], 12);
+    fs::write(e.path("new-pw"), "a new password\n").unwrap();
+    let new_pw = e.path("new-pw");
+    let import = |text: &str| {
+        fs::write(e.path("typed"), text).unwrap();
+        e.cmd()
+            .env_remove("BAKFS_PASSWORD")
+            .args(["key", "import", "--paper", "--from"])
+            .arg(e.path("typed"))
+            .arg("--new-password-file")
+            .arg(&new_pw)
+            .output()
+            .unwrap()
+    };
+    // A typo is refused, naming its line; nothing is added.
+    let typo: String = paper
+        .lines()
+        .map(|l| match l.strip_prefix("4: ") {
+            Some(rest) => {
+                let swap = if rest.starts_with('0') { '1' } else { '0' };
+                format!("4: {swap}{}\n", &rest[1..])
+            }
+            None => format!("{l}\n"),
+        })
+        .collect();
+    let o = import(&typo);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(text(&o.stderr).contains("line 4"), "{}", both(&o));
+    assert_eq!(fs::read_dir(e.repo.join("keys")).unwrap().count(), 0);
+    // Typed back as a person would (upper case, other spacing): a new password opens it.
+    let o = import(&paper.to_uppercase().replace(' ', "   "));
+    assert!(o.status.success(), "{}", both(&o));
+    let o = e
+        .cmd()
+        .env("BAKFS_PASSWORD", "a new password")
+        .args(["restore", "latest", "--target"])
+        .arg(e.path("r"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", both(&o));
+    let restored = e
+        .path("r")
+        .join(src.strip_prefix("/").unwrap())
+        .join("staker.key");
+    assert_eq!(fs::read(restored).unwrap(), b"the node's key");
+    // Another repository's paper is refused.
+    let other = Env::init();
+    let o = other
+        .cmd()
+        .args(["key", "import", "--paper", "--from"])
+        .arg(e.path("typed"))
+        .arg("--new-password-file")
+        .arg(&new_pw)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(text(&o.stderr).contains("checksum"), "{}", both(&o));
 }

@@ -190,6 +190,24 @@ pub enum KeyCmd {
         #[arg(long, value_name = "FILE")]
         new_password_file: Option<PathBuf>,
     },
+    /// Print the master key in a form to keep on paper (whoever holds it reads every backup).
+    Export {
+        /// As lines of hex with a checksum each, to type back with `key import --paper`.
+        #[arg(long, required = true)]
+        paper: bool,
+    },
+    /// Regain access with the master key typed back from paper: adds a new password.
+    Import {
+        /// The lines printed by `key export --paper`.
+        #[arg(long, required = true)]
+        paper: bool,
+        /// Read the lines from this file [default: standard input].
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
+        /// File holding the new password (first line) [default: asked twice on the terminal].
+        #[arg(long, value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,8 +1,11 @@
 //! `init` and `key`.
 
-use anyhow::{bail, Result};
+use std::io::IsTerminal;
+
+use anyhow::{anyhow, bail, Context, Result};
 use bakfs_core::format::crypto::KdfParams;
 use bakfs_core::format::id::KeyId;
+use bakfs_core::format::paper;
 use bakfs_core::repo::{self, Repository};
 
 use crate::args::KeyCmd;
@@ -40,8 +43,35 @@ pub fn init(ctx: &Ctx) -> Result<u8> {
 }
 
 pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<u8> {
+    // Import is for when no password opens the repository any more.
+    if let KeyCmd::Import {
+        from,
+        new_password_file,
+        ..
+    } = cmd
+    {
+        return import_paper(ctx, from.as_deref(), new_password_file.as_deref());
+    }
     let repo = ctx.open_repo()?;
     match cmd {
+        KeyCmd::Import { .. } => {} // handled above, without opening the repository
+        KeyCmd::Export { .. } => {
+            let master = repo::unwrap_master(&repo, &ctx.password()?)?;
+            let text = paper::encode(&master, &repo.id());
+            if ctx.global.json {
+                let lines: Vec<&str> = text.lines().collect();
+                ctx.print_json(
+                    &serde_json::json!({"repository": repo.id().to_hex(), "lines": lines}),
+                )?;
+            } else {
+                eprintln!(
+                    "This is the repository's master key: whoever holds it reads every backup, \
+                     whatever the passwords. Keep it apart from the backups (a safe), and type \
+                     it back with `bakfs key import --paper` if every password is lost."
+                );
+                print!("{}", text.as_str());
+            }
+        }
         KeyCmd::List => {
             let keys = repo.keys_list()?;
             if ctx.global.json {
@@ -92,6 +122,62 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<u8> {
                 repo.key_id().short()
             );
         }
+    }
+    Ok(0)
+}
+
+/// `key import --paper`: types the master key back and adds a password for it.
+fn import_paper(
+    ctx: &Ctx,
+    from: Option<&std::path::Path>,
+    new_password_file: Option<&std::path::Path>,
+) -> Result<u8> {
+    let backend = ctx.location()?.backend();
+    let config = repo::read_config(backend.as_ref())?;
+    let text = zeroize::Zeroizing::new(match from {
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+        }
+        None => {
+            if std::io::stdin().is_terminal() {
+                eprintln!(
+                    "type the lines of the paper key (1: to 8: and check:), then an empty line:"
+                );
+            }
+            let mut all = String::new();
+            for line in std::io::stdin().lines() {
+                let line = line?;
+                let done = line.trim_start().to_ascii_lowercase().starts_with("check");
+                all.push_str(&line);
+                all.push('\n');
+                if done {
+                    break;
+                }
+            }
+            all
+        }
+    });
+    let master = paper::decode(&text, &config.id).map_err(|e| anyhow!("paper key: {e}"))?;
+    match repo::master_fits(backend.as_ref(), &master) {
+        Ok(repo::KeyFit::Opens) => {}
+        Ok(repo::KeyFit::Unverifiable) => tracing::warn!(
+            "the repository holds no snapshot or index to try the key on: its checksums match, \
+             so it is taken"
+        ),
+        Err(bakfs_core::Error::WrongPassword) => {
+            bail!("paper key: its checksums match, but it does not open this repository's files")
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let pw = Ctx::new_password(new_password_file)?;
+    let id = repo::add_wrapping(backend.as_ref(), &master, &pw, kdf(), comment())?;
+    if ctx.global.json {
+        ctx.print_json(&serde_json::json!({"added": id.to_hex()}))?;
+    } else {
+        println!(
+            "added key {}: the repository opens with the new password",
+            id.short()
+        );
     }
     Ok(0)
 }

@@ -59,6 +59,16 @@ impl MasterKey {
         Self { bytes }
     }
 
+    /// The key's bytes, for [`crate::format::paper`] only.
+    pub(crate) fn expose_for_paper(&self) -> &[u8; 64] {
+        &self.bytes
+    }
+
+    /// A key typed back from paper ([`crate::format::paper`] only).
+    pub(crate) fn from_paper_bytes(bytes: &[u8; 64]) -> Self {
+        Self { bytes: *bytes }
+    }
+
     /// Derives the purpose keys.
     pub fn derive(&self) -> Keys {
         Keys {

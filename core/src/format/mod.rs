@@ -11,6 +11,7 @@ mod fixture_v1;
 pub mod id;
 pub mod manifest;
 pub mod pack;
+pub mod paper;
 pub mod tree;
 
 pub use blob::{open_blob_into, seal_blob, BlobKind};

@@ -37,6 +37,76 @@ pub(super) fn unwrap_any(backend: &dyn Backend, passphrase: &[u8]) -> Result<(Ma
     Err(damaged.unwrap_or(Error::WrongPassword))
 }
 
+/// Writes a new wrapping of `master` under `passphrase` into `keys/` (for `key add`, and for a
+/// key typed back from paper when no passphrase opens the repository any more).
+///
+/// # Errors
+/// I/O errors.
+pub fn add_wrapping(
+    backend: &dyn Backend,
+    master: &MasterKey,
+    passphrase: &[u8],
+    kdf: KdfParams,
+    comment: String,
+) -> Result<KeyId> {
+    let w = WrappedKey::wrap(
+        master,
+        passphrase,
+        kdf,
+        crate::timefmt::format_rfc3339(crate::timefmt::now_ns()),
+        comment,
+    )
+    .map_err(|e| Error::Invalid(e.to_string()))?;
+    let id = KeyId::random();
+    let j = serde_json::to_vec_pretty(&w).map_err(|e| Error::Invalid(e.to_string()))?;
+    backend
+        .write(FileKind::Key, &id.to_hex(), &j)
+        .map_err(|e| Error::io(format!("key {id}"), e))?;
+    Ok(id)
+}
+
+/// Whether a master key is this repository's, as far as its files can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFit {
+    /// A snapshot manifest or index file opened with it.
+    Opens,
+    /// The repository holds no manifest or index file to try it on.
+    Unverifiable,
+}
+
+/// Tries `master` on the repository's snapshot manifests and index files (a few of each): the
+/// AEAD authenticates, so one that opens proves the key.
+///
+/// # Errors
+/// [`Error::WrongPassword`] if files exist and none opens; I/O errors listing.
+pub fn master_fits(backend: &dyn Backend, master: &MasterKey) -> Result<KeyFit> {
+    let keys = master.derive();
+    let mut tried = 0;
+    for kind in [FileKind::Snapshot, FileKind::Index] {
+        let names = backend
+            .list(kind)
+            .map_err(|e| Error::io(format!("{}/", kind.dir()), e))?;
+        for n in names.iter().take(3) {
+            let Ok(raw) = backend.read(kind, n) else {
+                continue;
+            };
+            tried += 1;
+            let opens = match kind {
+                FileKind::Snapshot => crate::format::open_snapshot(&keys, n, &raw).is_ok(),
+                _ => crate::format::open_index(&keys, n, &raw).is_ok(),
+            };
+            if opens {
+                return Ok(KeyFit::Opens);
+            }
+        }
+    }
+    if tried == 0 {
+        Ok(KeyFit::Unverifiable)
+    } else {
+        Err(Error::WrongPassword)
+    }
+}
+
 impl Repository {
     /// The key wrappings, with ids.
     ///
@@ -73,20 +143,7 @@ impl Repository {
         kdf: KdfParams,
         comment: String,
     ) -> Result<KeyId> {
-        let w = WrappedKey::wrap(
-            master,
-            passphrase,
-            kdf,
-            crate::timefmt::format_rfc3339(crate::timefmt::now_ns()),
-            comment,
-        )
-        .map_err(|e| Error::Invalid(e.to_string()))?;
-        let id = KeyId::random();
-        let j = serde_json::to_vec_pretty(&w).map_err(|e| Error::Invalid(e.to_string()))?;
-        self.backend
-            .write(FileKind::Key, &id.to_hex(), &j)
-            .map_err(|e| Error::io(format!("key {id}"), e))?;
-        Ok(id)
+        add_wrapping(self.backend.as_ref(), master, passphrase, kdf, comment)
     }
 
     /// Removes a key wrapping. Refuses to remove the last one.

@@ -8,7 +8,7 @@ mod packer;
 mod snapshots;
 pub mod walk;
 
-pub use keys::unwrap_master;
+pub use keys::{add_wrapping, master_fits, unwrap_master, KeyFit};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
