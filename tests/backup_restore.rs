@@ -472,6 +472,41 @@ fn config_jobs_and_catalog() {
     let parts: Vec<u64> = n.split_whitespace().map(|x| x.parse().unwrap()).collect();
     assert_eq!(parts[0], 2, "catalog snapshots after rebuild");
     assert!(parts[1] >= 2, "catalog lists the packs each snapshot needs");
+    // The runbook names the newest snapshot and how to restore it, and holds no secret; it
+    // needs no password.
+    let snaps: serde_json::Value = serde_json::from_str(&run(&["--json", "snapshots"])).unwrap();
+    let newest = snaps.as_array().unwrap().last().unwrap()["short_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    fs::write(e.path("pw"), "").unwrap();
+    let book = run(&["runbook"]);
+    for want in [
+        "### etc".to_string(),
+        format!("Newest snapshot: `{newest}`"),
+        format!(
+            "bakfs restore {newest} --repo {} --target /srv/restore",
+            e.path("cfgrepo").display()
+        ),
+        format!("reads it from `{}`", e.path("pw").display()),
+        "No medium is enrolled".to_string(),
+    ] {
+        assert!(
+            book.contains(&want),
+            "{want:?} missing from the runbook:\n{book}"
+        );
+    }
+    assert!(!book.contains("correct horse"));
+    run(&[
+        "runbook",
+        "--output",
+        e.path("runbook.md").to_str().unwrap(),
+    ]);
+    let written = fs::read_to_string(e.path("runbook.md")).unwrap();
+    assert!(
+        written.contains(&format!("Newest snapshot: `{newest}`")),
+        "{written}"
+    );
 }
 
 #[test]
@@ -665,8 +700,8 @@ fn every_help_page_explains_every_option_and_puts_global_options_last() {
             "bakfs {args:?}: global options missing:\n{page}"
         );
     }
-    // bakfs, its 18 commands, key's 4, catalog's 2, media's 5, repair's 1.
-    assert_eq!(seen, 31, "help pages seen");
+    // bakfs, its 19 commands, key's 6, catalog's 2, media's 5, repair's 1.
+    assert_eq!(seen, 34, "help pages seen");
 }
 
 #[test]

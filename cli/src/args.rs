@@ -138,6 +138,12 @@ pub enum Cmd {
     /// Repair a damaged repository.
     #[command(subcommand)]
     Repair(RepairCmd),
+    /// Write the recovery runbook: every copy and the commands to restore each job from it.
+    Runbook {
+        /// Write it to this file (atomically) [default: standard output].
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.

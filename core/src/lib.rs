@@ -26,6 +26,7 @@ pub mod meta;
 pub mod prune;
 pub mod repo;
 pub mod restore;
+pub mod runbook;
 pub mod settings;
 pub mod timefmt;
 pub mod vfs;

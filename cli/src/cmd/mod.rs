@@ -7,6 +7,7 @@ mod maint;
 mod media;
 mod mount;
 mod restore;
+mod runbook;
 
 use anyhow::Result;
 use clap::CommandFactory;
@@ -46,6 +47,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Cmd::Unlock { remove_all } => maint::unlock(&ctx, remove_all),
         Cmd::Catalog(c) => maint::catalog(&ctx, c),
         Cmd::Repair(crate::args::RepairCmd::Index) => maint::repair_index(&ctx),
+        Cmd::Runbook { output } => runbook::run(&ctx, output.as_deref()),
         Cmd::Completions { .. } => Ok(0),
     }
 }

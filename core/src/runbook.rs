@@ -1,0 +1,293 @@
+//! The recovery runbook: a Markdown page, for the person who restores on a bad day, saying which
+//! copies exist and the exact commands to bring each job back from each of them. It holds no
+//! secret (no password, no key): `bakfs runbook` prints it from the configuration and the
+//! catalog.
+
+use std::fmt::Write as _;
+
+use crate::catalog::{MediumRecord, MediumSnapshot, SnapshotRecord};
+use crate::format::id::RepoId;
+use crate::medium;
+use crate::timefmt::{self, TimeZone};
+
+/// A configured job, as the runbook shows it.
+#[derive(Debug, Clone)]
+pub struct JobSummary {
+    pub name: String,
+    /// What it backs up (paths, or what its command writes).
+    pub sources: Vec<String>,
+    pub rpo: Option<String>,
+}
+
+/// What the runbook is made of.
+pub struct Input<'a> {
+    /// When it is written (Unix ns) and in which time zone it speaks.
+    pub now_ns: i64,
+    pub tz: &'a TimeZone,
+    pub host: &'a str,
+    /// The primary repository's location and id.
+    pub repository: &'a str,
+    pub repo_id: RepoId,
+    /// Where the configuration reads the password from (a path, never its content).
+    pub password_file: Option<&'a str>,
+    pub jobs: &'a [JobSummary],
+    /// The primary's snapshots, oldest first.
+    pub snapshots: &'a [SnapshotRecord],
+    /// Enrolled media of this repository with the snapshots each holds verified.
+    pub media: &'a [(MediumRecord, Vec<MediumSnapshot>)],
+}
+
+fn when(ns: i64, tz: &TimeZone) -> String {
+    timefmt::format_local(ns, tz)
+}
+
+/// Where a medium is mounted in the commands (a path without spaces or odd characters).
+fn mount_point(label: &str) -> String {
+    let safe: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("/mnt/{safe}")
+}
+
+/// The runbook, as Markdown.
+pub fn render(i: &Input<'_>) -> String {
+    let mut o = String::new();
+    let short = &i.repo_id.to_hex()[..8];
+    let _ = writeln!(o, "# Recovery runbook: {}, repository {short}\n", i.host);
+    let _ = writeln!(
+        o,
+        "Written by `bakfs runbook` on {}. It holds no secret; keep a copy away from this \
+         machine (on paper, with each medium), and write a new one after the media change.\n",
+        when(i.now_ns, i.tz)
+    );
+    o.push_str("## What a restore needs\n\n");
+    let _ = writeln!(
+        o,
+        "- **A copy**: the primary repository `{}` (id `{}`), or any one medium below: each \
+         is a whole repository of the snapshots it holds.",
+        i.repository,
+        i.repo_id.to_hex()
+    );
+    let pw = match i.password_file {
+        Some(p) => format!(" (this machine reads it from `{p}`: keep another copy elsewhere)"),
+        None => String::new(),
+    };
+    let _ = writeln!(
+        o,
+        "- **A password** of the repository{pw}. The key wrappings it opens are in `keys/` of \
+         the repository and of every medium; any one password opens any copy. Without any \
+         password: the paper copy of the master key (`bakfs key export --paper`), typed back \
+         with `bakfs key import --paper` to set a new password."
+    );
+    o.push_str(
+        "- **bakfs** on the machine that restores (see the project's README); nothing else: \
+         no catalog, no configuration.\n\n",
+    );
+
+    o.push_str("## Jobs\n\n");
+    if i.jobs.is_empty() {
+        o.push_str(
+            "No job is configured; snapshots made by hand are listed under the copies below.\n\n",
+        );
+    }
+    for job in i.jobs {
+        let newest = i
+            .snapshots
+            .iter()
+            .rev()
+            .find(|s| s.job.as_deref() == Some(&job.name));
+        let _ = writeln!(o, "### {}\n", job.name);
+        let _ = writeln!(o, "- Backs up: {}", job.sources.join(", "));
+        if let Some(r) = &job.rpo {
+            let _ = writeln!(o, "- Recovery point objective: {r}");
+        }
+        let Some(s) = newest else {
+            o.push_str("- **No snapshot yet.**\n\n");
+            continue;
+        };
+        let id = &s.id.to_hex()[..8];
+        let _ = writeln!(o, "- Newest snapshot: `{id}` of {}", when(s.time_ns, i.tz));
+        let holders: Vec<&MediumRecord> = i
+            .media
+            .iter()
+            .filter(|(_, held)| held.iter().any(|h| h.snapshot_id == s.id))
+            .map(|(m, _)| m)
+            .collect();
+        let copies: Vec<String> = std::iter::once("the primary".to_string())
+            .chain(
+                holders
+                    .iter()
+                    .map(|m| format!("{} ({}, {})", m.label, m.kind, m.location)),
+            )
+            .collect();
+        let _ = writeln!(o, "- Verified copies of it: {}\n", copies.join(", "));
+        let _ = writeln!(
+            o,
+            "From the primary:\n\n```sh\nbakfs restore {id} --repo {} --target /srv/restore\n```\n",
+            i.repository
+        );
+        for m in holders {
+            let mp = mount_point(&m.label);
+            let _ = writeln!(
+                o,
+                "From {} alone (see its section below for mounting it):\n\n```sh\nbakfs restore \
+                 {id} --repo {mp}/{} --target /srv/restore\n```\n",
+                m.label,
+                medium::DIR
+            );
+        }
+    }
+
+    o.push_str("## Media\n\n");
+    if i.media.is_empty() {
+        o.push_str("No medium is enrolled: the primary is the only copy.\n\n");
+    }
+    for (m, held) in i.media {
+        let mp = mount_point(&m.label);
+        let _ = writeln!(o, "### {}\n", m.label);
+        let _ = writeln!(
+            o,
+            "- {} in pool {}, kept {}; filesystem {} with UUID `{}`",
+            m.kind, m.pool, m.location, m.fs_type, m.fs_uuid
+        );
+        let seen = |t: Option<i64>| t.map_or("never".to_string(), |t| when(t, i.tz));
+        let _ = writeln!(
+            o,
+            "- Last written {}; every file on it last read back right at {}",
+            seen(m.last_written_ns),
+            seen(m.last_verified_ns)
+        );
+        match held.iter().max_by_key(|s| s.time_ns) {
+            Some(n) => {
+                let _ = writeln!(
+                    o,
+                    "- Holds {} snapshots; the newest `{}` of {}\n",
+                    held.len(),
+                    &n.snapshot_id.to_hex()[..8],
+                    when(n.time_ns, i.tz)
+                );
+            }
+            None => o.push_str("- Holds no snapshot yet\n\n"),
+        }
+        let _ = writeln!(
+            o,
+            "```sh\nmkdir -p {mp}\nmount -o ro UUID={} {mp}\nbakfs snapshots --repo {mp}/{dir}\n\
+             bakfs restore latest --repo {mp}/{dir} --target /srv/restore   # or an id from the list\n\
+             umount {mp}\n```\n",
+            m.fs_uuid,
+            dir = medium::DIR
+        );
+    }
+    o.push_str(
+        "## After a restore\n\n\
+         Check what came back (`bakfs restore … --verify` reads every restored file again), then \
+         make a new backup and let the media rotate as usual.\n",
+    );
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{MediumKind, MediumLocation, MediumState};
+    use crate::format::id::{BlobId, MediumId, SnapshotId};
+
+    fn snap(repo: RepoId, job: &str, t: i64, fill: u8) -> SnapshotRecord {
+        SnapshotRecord {
+            repo_id: repo,
+            id: SnapshotId([fill; 32]),
+            time: String::new(),
+            time_ns: t,
+            host: "node".into(),
+            paths: vec!["/etc".into()],
+            tags: vec![],
+            tree: BlobId([0; 32]),
+            parent: None,
+            job: Some(job.into()),
+            files: 1,
+            bytes: 1,
+        }
+    }
+
+    #[test]
+    fn names_every_copy_and_the_commands_and_no_secret() {
+        let repo = RepoId::random();
+        let old = snap(repo, "keys", 1_000_000_000, 0x11);
+        let new = snap(repo, "keys", 2_000_000_000, 0x22);
+        let medium = MediumRecord {
+            id: MediumId::random(),
+            label: "OFFSITE 1".into(),
+            repo_id: repo,
+            fs_uuid: "1234-abcd".into(),
+            fs_type: "ext4".into(),
+            serial: None,
+            kind: MediumKind::Usb,
+            pool: "default".into(),
+            location: MediumLocation::Offsite,
+            capacity: 0,
+            retention: Default::default(),
+            enrolled_ns: 0,
+            last_seen_ns: None,
+            last_written_ns: Some(2_000_000_000),
+            last_verified_ns: Some(2_000_000_000),
+            state: MediumState::SafeToRemove,
+            message: None,
+            bytes: 0,
+        };
+        let held = vec![MediumSnapshot {
+            snapshot_id: new.id,
+            time_ns: new.time_ns,
+            host: "node".into(),
+            paths: vec!["/etc".into()],
+            job: Some("keys".into()),
+            verified_ns: 2_000_000_000,
+        }];
+        let jobs = [
+            JobSummary {
+                name: "keys".into(),
+                sources: vec!["/var/lib/node/staking".into()],
+                rpo: Some("1d".into()),
+            },
+            JobSummary {
+                name: "db".into(),
+                sources: vec!["pg_dump".into()],
+                rpo: None,
+            },
+        ];
+        let media = [(medium, held)];
+        let snaps = [old, new];
+        let text = render(&Input {
+            now_ns: 3_000_000_000,
+            tz: &TimeZone::UTC,
+            host: "node",
+            repository: "/var/lib/bakfs/repo",
+            repo_id: repo,
+            password_file: Some("/etc/bakfs/password"),
+            jobs: &jobs,
+            snapshots: &snaps,
+            media: &media,
+        });
+        for want in [
+            "Newest snapshot: `22222222`",
+            "Verified copies of it: the primary, OFFSITE 1 (usb, offsite)",
+            "bakfs restore 22222222 --repo /var/lib/bakfs/repo --target /srv/restore",
+            "bakfs restore 22222222 --repo /mnt/offsite-1/bakfs --target /srv/restore",
+            "mount -o ro UUID=1234-abcd /mnt/offsite-1",
+            "### db\n\n- Backs up: pg_dump\n- **No snapshot yet.**",
+            "reads it from `/etc/bakfs/password`",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from:\n{text}");
+        }
+        assert!(
+            !text.contains("11111111"),
+            "an old snapshot is not the newest"
+        );
+    }
+}
