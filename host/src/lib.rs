@@ -6,7 +6,8 @@
 //!   (`XDG_CONFIG_HOME`, `XDG_STATE_HOME`, `HOME`, the effective user);
 //! - [`logging`]: the one `tracing` set-up (stderr, the journal under systemd, `BAKFS_LOG`);
 //! - [`notify`]: the systemd notify protocol (`NOTIFY_SOCKET`);
-//! - [`mounts`]: mount(2)/umount2(2) of a medium's filesystem and `blkid` probes.
+//! - [`mounts`]: mount(2)/umount2(2) of a medium's filesystem and `blkid` probes;
+//! - [`heartbeat`]: pings to monitors, through an outbox that survives a monitor being down.
 //!
 //! ```no_run
 //! let cfg_file = bakfs_host::paths::config_file(None);
@@ -16,6 +17,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod heartbeat;
 pub mod logging;
 pub mod mounts;
 pub mod notify;
