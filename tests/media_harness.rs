@@ -79,6 +79,65 @@ impl Drop for Udev {
     }
 }
 
+/// A systemd-journald for the test: the one running, or one started here (Debian package
+/// `systemd`; it runs without systemd as PID 1) and stopped when the guard is dropped.
+pub struct Journald {
+    child: Option<Child>,
+}
+
+fn journald_answers() -> bool {
+    std::os::unix::net::UnixDatagram::unbound()
+        .and_then(|s| s.connect("/run/systemd/journal/socket"))
+        .is_ok()
+}
+
+impl Journald {
+    pub fn start() -> Self {
+        let mut child = None;
+        if !journald_answers() {
+            std::fs::create_dir_all("/run/systemd/journal").unwrap();
+            child = Some(
+                Command::new("/lib/systemd/systemd-journald")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("systemd-journald (Debian package systemd) must be installed"),
+            );
+            wait_until(
+                "systemd-journald to listen",
+                Duration::from_secs(20),
+                journald_answers,
+            );
+        }
+        Self { child }
+    }
+
+    /// The journal's entries of process `pid`, as JSON objects (after asking journald to
+    /// write out what it holds).
+    pub fn entries_of(&self, pid: u32) -> Vec<serde_json::Value> {
+        let _ = Command::new("journalctl").arg("--sync").status();
+        let out = Command::new("journalctl")
+            .args(["-o", "json", "--no-pager"])
+            .arg(format!("_PID={pid}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for Journald {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// A filesystem image attached to a loop device (the stand-in for a USB stick).
 pub struct Medium {
     pub image: PathBuf,

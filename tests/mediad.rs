@@ -1286,3 +1286,72 @@ fn tells_systemd_when_ready_and_when_stopping() {
     assert_eq!(&buf[..n], b"STOPPING=1");
     assert_eq!(child.0.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn logs_reach_the_journal_with_their_fields() {
+    if !have_root("logs_reach_the_journal_with_their_fields") {
+        return;
+    }
+    let _s = serial();
+    let _u = Udev::start();
+    let journal = Journald::start();
+    let e = Env::init();
+    let sock_path = e.path("notify");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // As systemd starts a service whose output goes to the journal: JOURNAL_STREAM names the
+    // stderr it was given.
+    let stderr_path = e.path("stderr");
+    let stderr = fs::File::create(&stderr_path).unwrap();
+    let meta = std::os::unix::fs::MetadataExt::ino(&stderr.metadata().unwrap());
+    let dev = std::os::unix::fs::MetadataExt::dev(&stderr.metadata().unwrap());
+    struct Daemon(std::process::Child);
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Daemon(
+        std::process::Command::new(bakfs_e2e::bin("bakfs-mediad"))
+            .arg("--media-root")
+            .arg(e.path("media"))
+            .env("BAKFS_REPO", &e.repo)
+            .env("BAKFS_STATE_DIR", &e.state)
+            .env("XDG_CONFIG_HOME", e.path("no-config"))
+            .env("NOTIFY_SOCKET", &sock_path)
+            .env("JOURNAL_STREAM", format!("{dev}:{meta}"))
+            .stderr(stderr)
+            .spawn()
+            .unwrap(),
+    );
+    let mut buf = [0u8; 64];
+    let n = sock.recv(&mut buf).expect("no READY=1 from bakfs-mediad");
+    assert_eq!(&buf[..n], b"READY=1");
+    let pid = child.0.id();
+    let mut listening = None;
+    wait_until(
+        "the journal to hold the start",
+        Duration::from_secs(30),
+        || {
+            listening = journal.entries_of(pid).into_iter().find(|j| {
+                j["MESSAGE"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("listening for media"))
+            });
+            listening.is_some()
+        },
+    );
+    let j = listening.unwrap();
+    assert_eq!(j["SYSLOG_IDENTIFIER"], "bakfs-mediad", "{j}");
+    assert_eq!(j["REPOSITORY"], e.repo.display().to_string(), "{j}");
+    assert_eq!(j["PRIORITY"], "5", "info is notice: {j}");
+    sh(&format!("kill -TERM {pid}"));
+    assert_eq!(child.0.wait().unwrap().code(), Some(0));
+    let on_stderr = fs::read_to_string(&stderr_path).unwrap();
+    assert!(
+        !on_stderr.contains("listening for media"),
+        "logged twice: {on_stderr}"
+    );
+}

@@ -57,7 +57,7 @@ fn main() -> ExitCode {
         2 => "debug",
         _ => "trace",
     };
-    bakfs_host::logging::init(level, bakfs_host::logging::Style::Command);
+    bakfs_host::logging::init(level, bakfs_host::logging::Style::Command, "bakfs");
     match cmd::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -105,7 +105,7 @@ fn main() -> ExitCode {
         1 => "debug",
         _ => "trace",
     };
-    bakfs_host::logging::init(level, bakfs_host::logging::Style::Daemon);
+    bakfs_host::logging::init(level, bakfs_host::logging::Style::Daemon, "bakfs-mediad");
     let mode = if a.once {
         daemon::Mode::Once
     } else {
