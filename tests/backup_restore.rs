@@ -868,3 +868,65 @@ fn paper_key_brings_access_back_when_every_password_is_lost() {
     assert_eq!(o.status.code(), Some(1), "{}", both(&o));
     assert!(text(&o.stderr).contains("checksum"), "{}", both(&o));
 }
+
+#[test]
+fn systemd_units_pass_systemd_analyze_verify_and_their_command_runs_the_job() {
+    let e = Env::new();
+    let dir = e.path("units");
+    fs::create_dir_all(&dir).unwrap();
+    let units = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd");
+    let bakfs = bakfs_e2e::bin("bakfs");
+    let mut exec = String::new();
+    for (file, instance) in [
+        ("bakfs-backup@.service", "bakfs-backup@etc.service"),
+        ("bakfs-backup@.timer", "bakfs-backup@etc.timer"),
+    ] {
+        let text = fs::read_to_string(units.join(file)).unwrap();
+        if let Some(l) = text.lines().find(|l| l.starts_with("ExecStart=")) {
+            exec = l["ExecStart=".len()..].to_string();
+        }
+        // The unit as installed, with the binary where this build has it.
+        let text = text.replace("/usr/local/bin/bakfs", bakfs.to_str().unwrap());
+        fs::write(dir.join(instance), text).unwrap();
+    }
+    let out = sh(&format!(
+        "systemd-analyze verify {d}/bakfs-backup@etc.service {d}/bakfs-backup@etc.timer 2>&1; echo rc=$?",
+        d = dir.display()
+    ));
+    assert!(out.trim_end().ends_with("rc=0"), "{out}");
+    assert!(!out.contains("bakfs-backup@"), "systemd complains: {out}");
+    // What the service runs backs up the job.
+    let src = e.path("etc-like");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("hosts"), "127.0.0.1 localhost\n").unwrap();
+    fs::write(e.path("pw"), "correct horse\n").unwrap();
+    let cfg = e.path("bakfs.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "repository = \"{}\"\npassword_file = \"{}\"\n[jobs.etc]\npaths = [\"{}\"]\n",
+            e.repo.display(),
+            e.path("pw").display(),
+            src.display()
+        ),
+    )
+    .unwrap();
+    let argv: Vec<String> = exec
+        .replace("%i", "etc")
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert_eq!(argv[0], "/usr/local/bin/bakfs", "{exec}");
+    e.ok(&["init"]);
+    let o = e
+        .cmd()
+        .env_remove("BAKFS_REPO")
+        .env_remove("BAKFS_PASSWORD")
+        .env("BAKFS_CONFIG", &cfg)
+        .args(&argv[1..])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", both(&o));
+    let snaps = e.json(&["snapshots"]);
+    assert_eq!(snaps[0]["job"], "etc", "{snaps}");
+}
