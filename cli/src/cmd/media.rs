@@ -140,6 +140,11 @@ fn enroll(ctx: &Ctx, a: EnrollArgs) -> Result<u8> {
             state: MediumState::Enrolled,
             message: None,
             bytes: 0,
+            presence: None,
+            presence_ns: None,
+            free_bytes: None,
+            free_ns: None,
+            rotate_every: None,
         };
         if let Err(e) = cat.enroll_medium(&rec) {
             let _ = std::fs::remove_file(root.join(medium::IDENTITY));

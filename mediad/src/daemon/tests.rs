@@ -368,6 +368,11 @@ impl World {
             state: MediumState::Enrolled,
             message: None,
             bytes: 0,
+            presence: None,
+            presence_ns: None,
+            free_bytes: None,
+            free_ns: None,
+            rotate_every: None,
         })
         .unwrap();
     }

@@ -90,6 +90,11 @@ impl World {
             state: MediumState::Enrolled,
             message: None,
             bytes: 0,
+            presence: None,
+            presence_ns: None,
+            free_bytes: None,
+            free_ns: None,
+            rotate_every: None,
         };
         std::fs::create_dir_all(dir.path().join("medium")).unwrap();
         medium::create(
