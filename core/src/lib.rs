@@ -27,6 +27,7 @@ pub mod prune;
 pub mod repo;
 pub mod restore;
 pub mod settings;
+pub mod status;
 pub mod timefmt;
 pub mod vfs;
 
