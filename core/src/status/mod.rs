@@ -981,16 +981,20 @@ fn judge_digits(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    // Short, unknown when media the catalog cannot see into could fill it.
+    // Short, unknown when media the catalog cannot see into could fill it. `short` is
+    // `HEAD: what could fill it`.
     let verdict = |have: u32, want: u32, short: String| -> (DigitState, Option<String>) {
         if have >= want {
             (DigitState::Ok, None)
         } else if snapshot.is_none() {
             (DigitState::Short, Some("no snapshot of this job".into()))
         } else if no_media {
+            let head = short.split(": ").next().unwrap_or_default();
             (
                 DigitState::Unknown,
-                Some(format!("{short}: {}", no_media_reason())),
+                Some(format!(
+                    "{head}: the catalog records no media (none enrolled, or its media ledger was lost)"
+                )),
             )
         } else if !lost.is_empty() {
             let names: Vec<&str> = lost.iter().map(|m| m.label.as_str()).collect();
