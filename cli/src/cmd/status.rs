@@ -1,6 +1,8 @@
 //! `bakfs status`: whether each job's backups hold, from the configuration and the catalog
 //! alone (no password, no repository read), with an exit code per level for monitors.
 
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -14,6 +16,16 @@ use bakfs_core::timefmt;
 use crate::args::StatusArgs;
 use crate::context::Ctx;
 use crate::exit;
+
+/// Appends a line to the text being built (writing to a `String` does not fail).
+macro_rules! out {
+    ($o:expr) => {{
+        let _ = writeln!($o);
+    }};
+    ($o:expr, $($t:tt)*) => {{
+        let _ = writeln!($o, $($t)*);
+    }};
+}
 
 /// The exit code of a report's level (README, "Exit codes").
 pub fn exit_code(level: Level) -> u8 {
@@ -59,7 +71,13 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<u8> {
     if ctx.global.json {
         ctx.print_json(&report)?;
     } else {
-        print(&report);
+        let mut o = String::new();
+        print(&mut o, &report);
+        // A reader that stops early (`| head`) is no error.
+        match std::io::stdout().lock().write_all(o.as_bytes()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+            _ => {}
+        }
     }
     Ok(exit_code(report.level))
 }
@@ -149,20 +167,22 @@ fn presence(p: Option<Presence>) -> &'static str {
     }
 }
 
-fn print(r: &Report) {
+fn print(o: &mut String, r: &Report) {
     let now = r.now;
     let tz = timefmt::TimeZone::system();
     let repo = r
         .repository
         .map(|id| format!("repository {}", id.short()))
         .unwrap_or_else(|| "no repository".into());
-    println!(
+    out!(
+        o,
         "status: {} ({repo}, {})",
         r.level,
         timefmt::format_local(now, &tz)
     );
     let p = &r.policy;
-    println!(
+    out!(
+        o,
         "policy: {} copies, {} kinds, {} offsite, {} offline, {}",
         p.copies,
         p.kinds,
@@ -174,20 +194,20 @@ fn print(r: &Report) {
         }
     );
     for n in &r.notes {
-        println!("note: {n}");
+        out!(o, "note: {n}");
     }
     for j in &r.jobs {
-        println!();
-        print_job(j, now);
+        out!(o);
+        print_job(o, j, now);
     }
     if !r.media.is_empty() {
-        println!();
-        print_media(&r.media, now);
+        out!(o);
+        print_media(o, &r.media, now);
     }
 }
 
-fn print_job(j: &JobStatus, now: i64) {
-    println!("job {}: {}", j.name, j.level);
+fn print_job(o: &mut String, j: &JobStatus, now: i64) {
+    out!(o, "job {}: {}", j.name, j.level);
     let rpo = match j.rpo {
         Some(rpo) => format!(
             "rpo {}: {}",
@@ -197,7 +217,8 @@ fn print_job(j: &JobStatus, now: i64) {
         None => "no rpo".into(),
     };
     match &j.newest {
-        Some(s) => println!(
+        Some(s) => out!(
+            o,
             "  newest    {} of {}, {} old ({rpo}){}",
             s.id.short(),
             timefmt::format_rfc3339(s.time),
@@ -206,10 +227,11 @@ fn print_job(j: &JobStatus, now: i64) {
                 .map(|b| format!(", {}", size(b)))
                 .unwrap_or_default()
         ),
-        None => println!("  newest    none ({rpo})"),
+        None => out!(o, "  newest    none ({rpo})"),
     }
     match &j.last_run {
-        Some(run) => println!(
+        Some(run) => out!(
+            o,
             "  last run  {}, began {}{}",
             run.outcome,
             ago(Some(run.started), now),
@@ -218,7 +240,7 @@ fn print_job(j: &JobStatus, now: i64) {
                 .map(|m| format!(": {m}"))
                 .unwrap_or_default()
         ),
-        None => println!("  last run  none"),
+        None => out!(o, "  last run  none"),
     }
     for d in &j.digits {
         let mark = match d.state {
@@ -231,7 +253,8 @@ fn print_job(j: &JobStatus, now: i64) {
         } else {
             format!("{}/{}", d.have, d.want)
         };
-        println!(
+        out!(
+            o,
             "  {:<9} {figure:<5} {mark}{}",
             d.name,
             d.reason
@@ -241,16 +264,22 @@ fn print_job(j: &JobStatus, now: i64) {
         );
     }
     if !j.copies.is_empty() {
-        println!(
+        out!(
+            o,
             "  {:<14} {:<5} {:<8} {:<11} {:<17} {:<17} RESTORE",
-            "COPY", "KIND", "WHERE", "PRESENT", "VERIFIED", "DRILLED"
+            "COPY",
+            "KIND",
+            "WHERE",
+            "PRESENT",
+            "VERIFIED",
+            "DRILLED"
         );
         for c in &j.copies {
-            print_copy(c, now);
+            print_copy(o, c, now);
         }
     }
     for n in &j.notes {
-        println!("  note: {n}");
+        out!(o, "  note: {n}");
     }
 }
 
@@ -262,7 +291,7 @@ fn drilled(d: Option<&status::DrillSummary>, now: i64) -> String {
     }
 }
 
-fn print_copy(c: &CopyStatus, now: i64) {
+fn print_copy(o: &mut String, c: &CopyStatus, now: i64) {
     let present = if c.medium_id.is_none() {
         "online"
     } else {
@@ -273,7 +302,8 @@ fn print_copy(c: &CopyStatus, now: i64) {
     } else {
         ago(c.verified, now)
     };
-    println!(
+    out!(
+        o,
         "  {:<14} {:<5} {:<8} {:<11} {:<17} {:<17} {}{}",
         c.place,
         c.kind,
@@ -289,8 +319,9 @@ fn print_copy(c: &CopyStatus, now: i64) {
     );
 }
 
-fn print_media(media: &[MediumStatus], now: i64) {
-    println!(
+fn print_media(o: &mut String, media: &[MediumStatus], now: i64) {
+    out!(
+        o,
         "{:<14} {:<5} {:<10} {:<8} {:<11} {:<17} {:<17} {:<17} {:<17} {:>5} {:>10} {:>10} {:<8} STATUS",
         "MEDIUM",
         "KIND",
@@ -320,7 +351,8 @@ fn print_media(media: &[MediumStatus], now: i64) {
         if flags.is_empty() {
             flags.push("ok");
         }
-        println!(
+        out!(
+        o,
             "{:<14} {:<5} {:<10} {:<8} {:<11} {:<17} {:<17} {:<17} {:<17} {:>5} {:>10} {:>10} {:<8} {}",
             m.label,
             m.kind,
@@ -342,7 +374,7 @@ fn print_media(media: &[MediumStatus], now: i64) {
     }
     for m in media {
         for n in &m.notes {
-            println!("  {}: {n}", m.label);
+            out!(o, "  {}: {n}", m.label);
         }
     }
 }

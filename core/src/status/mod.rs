@@ -590,6 +590,29 @@ fn candidate(m: &MediumRecord, now: i64) -> String {
     }
 }
 
+/// How many media a reason names as able to fill a gap; the others are counted.
+const CANDIDATES: usize = 3;
+
+/// The media that could fill a gap, the most recently written first, at most [`CANDIDATES`]
+/// of them and then how many more.
+fn candidates(ms: &[&MediumRecord], now: i64) -> Vec<String> {
+    let mut ms: Vec<&MediumRecord> = ms.to_vec();
+    ms.sort_by(|a, b| {
+        b.last_written_ns
+            .cmp(&a.last_written_ns)
+            .then_with(|| a.label.cmp(&b.label))
+    });
+    let mut out: Vec<String> = ms
+        .iter()
+        .take(CANDIDATES)
+        .map(|m| candidate(m, now))
+        .collect();
+    if ms.len() > CANDIDATES {
+        out.push(format!("{} more", ms.len() - CANDIDATES));
+    }
+    out
+}
+
 /// The time to restore `bytes` at the rate and ready time `drill` measured.
 fn restore_seconds(drill: Option<&DrillRecord>, bytes: Option<u64>) -> Option<f64> {
     let d = drill?;
@@ -975,12 +998,7 @@ fn judge_digits(
         .filter(|m| w.ledger_lost(m))
         .collect();
     let no_media = w.media.is_empty();
-    let list = |ms: &[&MediumRecord]| -> String {
-        ms.iter()
-            .map(|m| candidate(m, now))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let list = |ms: &[&MediumRecord]| -> String { candidates(ms, now).join(", ") };
     // Short, unknown when media the catalog cannot see into could fill it. `short` is
     // `HEAD: what could fill it`.
     let verdict = |have: u32, want: u32, short: String| -> (DigitState, Option<String>) {
@@ -1113,7 +1131,7 @@ fn judge_digits(
             }
         }
     }
-    why.extend(others.iter().map(|m| candidate(m, now)));
+    why.extend(candidates(&others, now));
     if why.is_empty() {
         why.push("no medium holds it".into());
     }
@@ -1185,7 +1203,7 @@ fn judge_drill(w: &mut World<'_>, job: &str, has_snapshot: bool) -> Result<Digit
                 (
                     0,
                     Some(format!(
-                        "the last drill, from {} {}, found damage{}",
+                        "the last drill (from {}, {}) found damage{}",
                         place(d),
                         ago(t, now),
                         d.message

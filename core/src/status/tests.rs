@@ -706,3 +706,20 @@ fn settings_from_a_config_file() {
     let d = Settings::from_config(&Config::default()).unwrap();
     assert_eq!(d.policy, Policy::default());
 }
+
+#[test]
+fn a_reason_names_the_three_most_recently_written_media_and_counts_the_others() {
+    let mut t = T::new();
+    t.backup("s1", "etc", NOW - H);
+    for (i, label) in ["A", "B", "C", "D", "E"].iter().enumerate() {
+        t.enroll(label, MediumKind::Usb, MediumLocation::Offsite);
+        if i > 0 {
+            t.copy(label, "old", "etc", NOW - 30 * D, NOW - (i as i64) * D);
+        }
+    }
+    let r = t.report();
+    assert_eq!(
+        digit(&r, "copies").reason.as_deref(),
+        Some("only 1 verified copy (3 wanted): B last written 24 hours ago, C last written 2 days ago, D last written 3 days ago, 2 more")
+    );
+}
