@@ -1355,3 +1355,86 @@ fn logs_reach_the_journal_with_their_fields() {
         "logged twice: {on_stderr}"
     );
 }
+
+/// `bakfs status` with a real daemon: the medium is online while plugged in (so it is no
+/// offline copy, and its free space is known), offline once pulled out, and still offline for a
+/// daemon started while it is away.
+#[test]
+fn status_sees_a_medium_online_while_plugged_and_offline_once_pulled() {
+    if !have_root("status_sees_a_medium_online_while_plugged_and_offline_once_pulled") {
+        return;
+    }
+    let _s = serial();
+    let _u = Udev::start();
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("a"), 1 << 20, 80);
+    let config = e.path("bakfs.toml");
+    fs::write(
+        &config,
+        format!(
+            "[jobs.etc]\npaths = [{:?}]\nrpo = \"1d\"\n\n[policy]\ncopies = 2\nkinds = 1\n\
+             offsite = 1\noffline = 1\ndrill_within = \"off\"\n",
+            src.display().to_string()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    e.ok(&["--config", cfg, "backup", "--job", "etc"]);
+    let mut m = Medium::create(&e, "PULLME", 64, "ext4");
+    enroll(&e, &mut m, "PULLME", &["--location", "offsite"]);
+    let status = || {
+        let o = e.run(&["--config", cfg, "--json", "status"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (o.status.code().unwrap(), v)
+    };
+    let offline = |v: &serde_json::Value| {
+        v["jobs"][0]["digits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == "offline")
+            .unwrap()
+            .clone()
+    };
+    let mut d = Mediad::start(&e);
+    m.plug();
+    assert_eq!(wait_run(&e, "PULLME", 0)["outcome"], "ok");
+    // Copied and still plugged in: online, so not the offline copy the policy wants.
+    let (code, v) = status();
+    let pm = &v["media"][0];
+    assert_eq!(pm["presence"], "plugged in", "{v}");
+    assert!(pm["free_bytes"].as_u64().unwrap() > 32 << 20, "{pm}");
+    assert_eq!(pm["snapshots"], 1);
+    let o = offline(&v);
+    assert_eq!((code, &o["have"]), (22, &0.into()), "{v}");
+    assert_eq!(
+        o["reason"],
+        "no offline copy (1 wanted): PULLME holds it but is plugged in"
+    );
+    m.unplug();
+    wait_until(
+        "the medium to be seen going",
+        Duration::from_secs(20),
+        || status().1["media"][0]["presence"] == "removed",
+    );
+    let (code, v) = status();
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(offline(&v)["have"], 1);
+    assert_eq!(v["jobs"][0]["copies"][1]["offline"], true);
+    // A daemon started while it is away leaves it offline; plugged in again, it is online.
+    d.stop();
+    drop(d);
+    let d = Mediad::start(&e);
+    assert_eq!(status().1["media"][0]["presence"], "removed");
+    m.plug();
+    wait_until(
+        "the medium to be seen again",
+        Duration::from_secs(20),
+        || status().1["media"][0]["presence"] == "plugged in",
+    );
+    assert_eq!(wait_run(&e, "PULLME", 1)["outcome"], "ok");
+    m.unplug();
+    drop(d);
+}

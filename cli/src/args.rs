@@ -135,6 +135,9 @@ pub enum Cmd {
     /// Offline media that bakfs-mediad copies snapshots onto.
     #[command(subcommand)]
     Media(MediaCmd),
+    /// Whether each job's backups hold: RPO, copies, media, drills (from the catalog alone).
+    #[command(long_about = STATUS_ABOUT)]
+    Status(StatusArgs),
     /// Repair a damaged repository.
     #[command(subcommand)]
     Repair(RepairCmd),
@@ -149,6 +152,31 @@ pub enum Cmd {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+}
+
+const STATUS_ABOUT: &str = "\
+Whether each job's backups hold, answered from the configuration and the catalog alone: no \
+password, no repository read, fast enough to run every minute from a monitor.
+
+Per job: the newest snapshot's age against the job's rpo (ok, late past it, breached past it \
+plus rpo_grace, which is the rpo itself unless set), the last run, the copies of the newest \
+snapshot (the primary and each medium holding a verified copy) and the config's [policy] \
+digit by digit (copies, kinds, offsite, offline, drill), each shortfall said in words. Per \
+medium: last seen, written, verified and drilled, size, free space, due for rotation, stale, \
+and the restore time its drills measured.
+
+Exit status: 0 everything holds; else the worst found: 20 a medium due for rotation or stale, \
+21 a job late, 22 a policy digit short, 23 unknown (the catalog cannot tell), 24 a job's rpo \
+breached. Errors keep their codes (1 bad arguments, …).";
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Only this job (and no media list unless --medium is given too).
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Only this medium, by label (and no jobs unless --job is given too).
+    #[arg(long)]
+    pub medium: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -371,6 +399,15 @@ pub enum MediaCmd {
         /// Where it is now.
         location: MediumLocation,
     },
+    /// Set how often a medium should be brought back and rotated (`bakfs status` says when it
+    /// is due); `pool` for its pool's `rotate_every` from the configuration.
+    SetRotateEvery {
+        /// The medium's label, as given to `bakfs media enroll`.
+        label: String,
+        /// A duration such as 7d, or `pool`.
+        #[arg(value_name = "DURATION|pool")]
+        every: String,
+    },
     /// Forget a medium and its ledger (its files stay on it).
     Forget {
         /// The medium's label, as given to `bakfs media enroll`.
@@ -394,6 +431,10 @@ pub struct EnrollArgs {
     /// What kind of medium it is [default: usb for a device on the USB bus, else disk].
     #[arg(long)]
     pub kind: Option<MediumKind>,
+    /// How often it should be brought back and rotated, e.g. 7d [default: its pool's
+    /// `rotate_every` in the configuration, if any].
+    #[arg(long, value_name = "DURATION")]
+    pub rotate_every: Option<String>,
     // Last: a heading given here holds for every option after it.
     #[command(
         flatten,

@@ -20,6 +20,16 @@ pub mod exit {
     pub const LOCKED: u8 = 11;
     pub const WRONG_PASSWORD: u8 = 12;
     pub const DAMAGED: u8 = 13;
+    /// `bakfs status`, one code per level, the worst found: a medium due for rotation or stale.
+    pub const STATUS_ATTENTION: u8 = 20;
+    /// A job's newest snapshot is older than its RPO.
+    pub const STATUS_LATE: u8 = 21;
+    /// A digit of the policy is short for a job.
+    pub const STATUS_SHORT: u8 = 22;
+    /// The catalog cannot tell.
+    pub const STATUS_UNKNOWN: u8 = 23;
+    /// A job's newest snapshot is older than its RPO and the grace, or it has none.
+    pub const STATUS_BREACHED: u8 = 24;
 }
 
 /// The exit code for an error (see [`exit`]).

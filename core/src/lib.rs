@@ -28,6 +28,7 @@ pub mod repo;
 pub mod restore;
 pub mod runbook;
 pub mod settings;
+pub mod status;
 pub mod timefmt;
 pub mod vfs;
 

@@ -153,6 +153,26 @@ pub fn format_duration(d: Duration) -> String {
     out
 }
 
+/// A duration as a person says it, rounded down to one unit: `40 seconds`, `1 minute`,
+/// `5 hours`, `19 days` (minutes from 90 s, hours from 90 min, days from 48 h).
+pub fn format_age(d: Duration) -> String {
+    let s = d.as_secs();
+    let (n, unit) = if s < 90 {
+        (s, "second")
+    } else if s < 90 * 60 {
+        (s / 60, "minute")
+    } else if s < 48 * HOUR {
+        (s / HOUR, "hour")
+    } else {
+        (s / DAY, "day")
+    };
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -251,6 +271,20 @@ mod tests {
             "2026-07-01 14:00:00 +02:00"
         );
         assert_eq!(local(ns, &TimeZone::UTC).year(), 2026);
+    }
+
+    #[test]
+    fn ages_read_as_people_say_them() {
+        let secs = Duration::from_secs;
+        assert_eq!(format_age(secs(0)), "0 seconds");
+        assert_eq!(format_age(secs(1)), "1 second");
+        assert_eq!(format_age(secs(89)), "89 seconds");
+        assert_eq!(format_age(secs(90)), "1 minute");
+        assert_eq!(format_age(secs(89 * 60)), "89 minutes");
+        assert_eq!(format_age(secs(90 * 60)), "1 hour");
+        assert_eq!(format_age(secs(47 * HOUR)), "47 hours");
+        assert_eq!(format_age(secs(48 * HOUR)), "2 days");
+        assert_eq!(format_age(secs(19 * DAY + 5 * HOUR)), "19 days");
     }
 
     #[test]

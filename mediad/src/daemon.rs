@@ -8,7 +8,10 @@
 //!    +------ remove / change SYSTEMD_READY=0 / no ID_FS_* -------+----------+
 //! ```
 //! Repeated add/change events for a device node already seen with the same UUID are ignored,
-//! so one insertion gives one job; a removal cancels a running job. A second node claiming a
+//! so one insertion gives one job; a removal cancels a running job. Whether each enrolled medium
+//! is plugged in is recorded in the catalog (`media.presence`, for `bakfs status`): plugged in
+//! when its filesystem appears, removed when it goes, and at start removed for every medium not
+//! among the devices present. A second node claiming a
 //! medium's filesystem is a twin, refused, only while the first still holds it
 //! ([`Devices::holds`]); otherwise the first is taken as removed.
 //!
@@ -25,7 +28,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use bakfs_core::catalog::{Catalog, MediumRecord, MediumState};
+use bakfs_core::catalog::{Catalog, MediumRecord, MediumState, Presence};
+use bakfs_core::format::id::MediumId;
 
 use crate::job::Setup;
 use crate::medium::block::Device;
@@ -127,6 +131,16 @@ pub fn run(
     for dev in devices.present()? {
         d.handle(dev, devices);
     }
+    // Media recorded as plugged in that are not here went away while no daemon watched.
+    let here: Vec<MediumId> = d.slots.values().filter_map(|s| s.medium).collect();
+    match d
+        .catalog
+        .set_media_removed_except(&here, bakfs_core::timefmt::now_ns())
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("{n} media recorded as plugged in are not: marked removed"),
+        Err(e) => tracing::error!("catalog: recording which media are plugged in: {e}"),
+    }
     if mode == Mode::Listen {
         tracing::info!(
             repository = %setup.repo,
@@ -186,6 +200,8 @@ struct Slot {
     uuid: String,
     /// The enrolled medium's label, if this device is one.
     label: Option<String>,
+    /// And its id.
+    medium: Option<MediumId>,
     job: Option<Running>,
 }
 
@@ -225,6 +241,7 @@ impl Daemon<'_> {
         let mut slot = Slot {
             uuid: uuid.clone(),
             label: medium.as_ref().map(|m| m.label.clone()),
+            medium: medium.as_ref().map(|m| m.id),
             job: None,
         };
         let Some(m) = medium else {
@@ -253,6 +270,9 @@ impl Daemon<'_> {
         };
         let twin = self.live_twin(&dev.devnode, &m, devices);
         let now = bakfs_core::timefmt::now_ns();
+        // Plugged in, whatever happens next (a refused clone counts too: online is the
+        // cautious answer).
+        self.record_presence(&m.id, &m.label, Presence::PluggedIn);
         let refusal = if let Some(other) = twin {
             Some(format!(
                 "{} and {} both claim medium {} (filesystem UUID {uuid}); refusing {}: one of them is a clone",
@@ -335,6 +355,12 @@ impl Daemon<'_> {
         let Some(slot) = self.slots.remove(node) else {
             return;
         };
+        // Removed, unless another node still holds its filesystem.
+        if let (Some(id), Some(label)) = (slot.medium, slot.label.as_deref()) {
+            if !self.slots.values().any(|s| s.uuid == slot.uuid) {
+                self.record_presence(&id, label, Presence::Removed);
+            }
+        }
         if let Some(job) = slot.job {
             if !job.is_finished() {
                 tracing::warn!(
@@ -344,6 +370,14 @@ impl Daemon<'_> {
             }
             job.cancel();
             self.leaving.push((slot.uuid, job));
+        }
+    }
+
+    /// Records whether medium `id` is plugged in (a failure is logged: it never stops a job).
+    fn record_presence(&mut self, id: &MediumId, label: &str, p: Presence) {
+        let now = bakfs_core::timefmt::now_ns();
+        if let Err(e) = self.catalog.set_medium_presence(id, p, now) {
+            tracing::error!("catalog: recording that {label} is {p}: {e}");
         }
     }
 

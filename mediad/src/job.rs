@@ -1,6 +1,6 @@
 //! One job: an enrolled medium was plugged in. Its lifecycle: begin the run, make the medium
-//! ready, rotate (`rotate.rs`), sync, mirror the ledger, release the medium, record the state
-//! and the run, and say how it ended (`safe to remove LABEL` when it went well).
+//! ready, rotate (`rotate.rs`), sync, mirror the ledger, release the medium, record its free
+//! space, the state and the run, and say how it ended (`safe to remove LABEL` when it went well).
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -66,15 +66,17 @@ pub fn run(
     let run_id = cat.begin_medium_run(&m.id, t0).unwrap_or(0);
     tracing::info!(medium = %m.label, "copying snapshots onto {}", m.label);
     let mut stats = Stats::default();
-    let (result, ready_after) = match medium.ready() {
+    let (result, ready_after, free) = match medium.ready() {
         Ok(ident) => {
             let ready_after = started.elapsed();
             let files = medium.files();
             let r = rotate::copy_onto(setup, &mut cat, m, files, &ident, cancel, &mut stats)
                 .and_then(|()| files.sync());
-            (r, Some(ready_after))
+            // Its free space as the job leaves it, for `bakfs status`.
+            let free = files.free_bytes().ok();
+            (r, Some(ready_after), free)
         }
-        Err(e) => (Err(e), None),
+        Err(e) => (Err(e), None, None),
     };
     let copied_after = started.elapsed();
     let (state, outcome, message) = outcome(&result, &stats);
@@ -109,6 +111,9 @@ pub fn run(
             copied_after.as_secs_f64(),
             started.elapsed().as_secs_f64()
         );
+    }
+    if let Some(free) = free {
+        let _ = cat.set_medium_free_bytes(&m.id, free, bakfs_core::timefmt::now_ns());
     }
     // State first, run second: a reader that sees the run ended sees the state too.
     let _ = cat.set_medium_state(

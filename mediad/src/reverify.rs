@@ -133,6 +133,11 @@ mod tests {
             state: bakfs_core::catalog::MediumState::Enrolled,
             message: None,
             bytes: 0,
+            presence: None,
+            presence_ns: None,
+            free_bytes: None,
+            free_ns: None,
+            rotate_every: None,
         })
         .unwrap();
         let no = AtomicBool::new(false);

@@ -26,6 +26,23 @@ pub fn run(ctx: &Ctx, cmd: MediaCmd) -> Result<u8> {
             }
             done(ctx, &label, &format!("{label} is {location}"))
         }
+        MediaCmd::SetRotateEvery { label, every } => {
+            let d = match every.as_str() {
+                "pool" => None,
+                e => Some(timefmt::parse_duration(e)?),
+            };
+            if !ctx.catalog()?.set_medium_rotate_every(&label, d)? {
+                bail!("no medium labelled {label:?} (see `bakfs media list`)");
+            }
+            let msg = match d {
+                Some(d) => format!(
+                    "{label} is due for rotation {} after its last",
+                    timefmt::format_duration(d)
+                ),
+                None => format!("{label} rotates as its pool says"),
+            };
+            done(ctx, &label, &msg)
+        }
         MediaCmd::Forget { label } => {
             if !ctx.catalog()?.forget_medium(&label)? {
                 bail!("no medium labelled {label:?} (see `bakfs media list`)");
@@ -70,6 +87,11 @@ fn enroll(ctx: &Ctx, a: EnrollArgs) -> Result<u8> {
         bail!("{} is not a block device", a.device.display());
     }
     let repo_id = bakfs_core::repo::read_config(ctx.location()?.backend().as_ref())?.id;
+    let rotate_every = a
+        .rotate_every
+        .as_deref()
+        .map(timefmt::parse_duration)
+        .transpose()?;
     let mut policy = a.keep.policy()?;
     if policy.is_empty() {
         policy.last = Some(3);
@@ -140,6 +162,11 @@ fn enroll(ctx: &Ctx, a: EnrollArgs) -> Result<u8> {
             state: MediumState::Enrolled,
             message: None,
             bytes: 0,
+            presence: None,
+            presence_ns: None,
+            free_bytes: None,
+            free_ns: None,
+            rotate_every,
         };
         if let Err(e) = cat.enroll_medium(&rec) {
             let _ = std::fs::remove_file(root.join(medium::IDENTITY));
@@ -184,6 +211,9 @@ fn medium_json(cat: &Catalog, m: &MediumRecord) -> Result<serde_json::Value> {
         "last_seen": m.last_seen_ns.map(timefmt::format_rfc3339),
         "last_written": m.last_written_ns.map(timefmt::format_rfc3339),
         "last_verified": m.last_verified_ns.map(timefmt::format_rfc3339),
+        "presence": m.presence, "presence_since": m.presence_ns.map(timefmt::format_rfc3339),
+        "free_bytes": m.free_bytes, "free_measured": m.free_ns.map(timefmt::format_rfc3339),
+        "rotate_every": m.rotate_every.map(timefmt::format_duration),
         "snapshots": snaps.iter().map(|s| json!({
             "id": s.snapshot_id.to_hex(), "time": timefmt::format_rfc3339(s.time_ns),
             "host": s.host, "paths": s.paths, "job": s.job,
@@ -258,6 +288,23 @@ fn show(ctx: &Ctx, label: &str) -> Result<u8> {
     );
     println!("  retention:     {}", serde_json::to_string(&m.retention)?);
     println!("  holds:         {} of bakfs files", mib(m.bytes as u64));
+    println!(
+        "  plugged in:    {}",
+        match m.presence {
+            Some(p) => format!("{p} ({})", when(m.presence_ns)),
+            None => "not known".into(),
+        }
+    );
+    if let Some(free) = m.free_bytes {
+        println!(
+            "  free:          {} ({})",
+            mib(free.max(0) as u64),
+            when(m.free_ns)
+        );
+    }
+    if let Some(d) = m.rotate_every {
+        println!("  rotate every:  {}", timefmt::format_duration(d));
+    }
     println!("  last seen:     {}", when(m.last_seen_ns));
     println!("  last written:  {}", when(m.last_written_ns));
     println!("  last verified: {}", when(m.last_verified_ns));

@@ -8,6 +8,7 @@ mod media;
 mod mount;
 mod restore;
 mod runbook;
+mod status;
 
 use anyhow::Result;
 use clap::CommandFactory;
@@ -25,6 +26,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Cmd::Init => keys::init(&ctx),
         Cmd::Key(k) => keys::key(&ctx, k),
         Cmd::Media(m) => media::run(&ctx, m),
+        Cmd::Status(a) => status::run(&ctx, a),
         Cmd::Backup(a) => backup::run(&ctx, a),
         Cmd::Snapshots { host, tag } => browse::snapshots(&ctx, host, tag),
         Cmd::Ls {

@@ -6,7 +6,9 @@
 //! media(id PK /* MediumId */, label UNIQUE, repo_id, fs_uuid UNIQUE, fs_type,
 //!       serial NULL, kind /* MediumKind */, pool, location /* MediumLocation */, capacity,
 //!       retention /* KeepPolicy as JSON */, enrolled_ns, last_seen_ns NULL,
-//!       last_written_ns NULL, last_verified_ns NULL, state /* MediumState */, message NULL, bytes)
+//!       last_written_ns NULL, last_verified_ns NULL, state /* MediumState */, message NULL, bytes,
+//!       /* schema 3: */ presence NULL /* Presence */, presence_ns NULL, free_bytes NULL,
+//!       free_ns NULL, rotate_every_s NULL)
 //! media_snapshots(medium_id, snapshot_id, time_ns, host, paths /* JSON */, job NULL,
 //!       verified_ns, PK(medium_id, snapshot_id))
 //! media_snapshot_packs(medium_id, snapshot_id, pack_id) -> media_snapshots ON DELETE CASCADE
@@ -19,13 +21,14 @@
 //! Every table refers to `media` with ON DELETE CASCADE: `bakfs media forget` drops it all.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 use serde::Serialize;
 
 use super::types::{self, Cols};
 use super::{
-    to_json, Catalog, CatalogResult, CopyOutcome, MediumKind, MediumLocation, MediumState,
+    to_json, Catalog, CatalogResult, CopyOutcome, MediumKind, MediumLocation, MediumState, Presence,
 };
 use crate::forget::KeepPolicy;
 use crate::format::id::{MediumId, PackId, RepoId, SnapshotId};
@@ -68,6 +71,18 @@ pub struct MediumRecord {
     pub message: Option<String>,
     /// Bytes of verified bakfs files on the medium.
     pub bytes: i64,
+    /// Whether it is plugged in, as bakfs-mediad last saw it (schema 3); `None`: not known.
+    pub presence: Option<Presence>,
+    /// When bakfs-mediad recorded `presence`.
+    pub presence_ns: Option<i64>,
+    /// Free bytes of its filesystem at the end of the last job that made it ready.
+    pub free_bytes: Option<i64>,
+    /// When `free_bytes` was measured.
+    pub free_ns: Option<i64>,
+    /// How often it should be brought back and rotated (its own setting; `None`: its pool's
+    /// from the configuration, if any). Stored as whole seconds.
+    #[serde(serialize_with = "types::duration_opt")]
+    pub rotate_every: Option<Duration>,
 }
 
 /// A snapshot held (and verified) on a medium.
@@ -113,7 +128,7 @@ pub struct MediumRun {
 
 const MEDIUM_COLUMNS: &str = "id, label, repo_id, fs_uuid, fs_type, serial, kind, pool, location,
     capacity, retention, enrolled_ns, last_seen_ns, last_written_ns, last_verified_ns, state,
-    message, bytes";
+    message, bytes, presence, presence_ns, free_bytes, free_ns, rotate_every_s";
 
 fn medium_from_row(r: &Row<'_>) -> rusqlite::Result<MediumRecord> {
     let c = Cols::new(r, "media");
@@ -136,6 +151,11 @@ fn medium_from_row(r: &Row<'_>) -> rusqlite::Result<MediumRecord> {
         state: c.get(15)?,
         message: c.get(16)?,
         bytes: c.get(17)?,
+        presence: c.get(18)?,
+        presence_ns: c.get(19)?,
+        free_bytes: c.get(20)?,
+        free_ns: c.get(21)?,
+        rotate_every: c.duration_secs(22)?,
     })
 }
 
@@ -160,11 +180,13 @@ impl Catalog {
     pub fn enroll_medium(&mut self, m: &MediumRecord) -> CatalogResult<()> {
         self.write(|tx| {
             tx.execute(
-                &format!("INSERT INTO media ({MEDIUM_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)"),
+                &format!("INSERT INTO media ({MEDIUM_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23)"),
                 params![
                     m.id, m.label, m.repo_id, m.fs_uuid, m.fs_type, m.serial, m.kind, m.pool,
                     m.location, m.capacity, m.retention, m.enrolled_ns, m.last_seen_ns,
-                    m.last_written_ns, m.last_verified_ns, m.state, m.message, m.bytes
+                    m.last_written_ns, m.last_verified_ns, m.state, m.message, m.bytes,
+                    m.presence, m.presence_ns, m.free_bytes, m.free_ns,
+                    types::secs_opt(m.rotate_every)?
                 ],
             )
             .map(drop)
@@ -255,6 +277,98 @@ impl Catalog {
                 params![id, state, message, seen_ns],
             )
             .map(drop)
+        })
+    }
+
+    /// Records whether a medium is plugged in, as bakfs-mediad sees it at `now_ns`. Plugged in
+    /// or removed, it was seen until now: `last_seen_ns` moves too.
+    ///
+    /// # Errors
+    /// [`super::CatalogError::Sql`].
+    pub fn set_medium_presence(
+        &mut self,
+        id: &MediumId,
+        presence: Presence,
+        now_ns: i64,
+    ) -> CatalogResult<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE media SET presence = ?2, presence_ns = ?3, last_seen_ns = ?3 WHERE id = ?1",
+                params![id, presence, now_ns],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Marks every medium recorded as plugged in, other than `present`, as removed (a daemon
+    /// starting: what is not there now went away while no daemon watched). `last_seen_ns` stays:
+    /// when it went is not known. Returns how many were marked.
+    ///
+    /// # Errors
+    /// [`super::CatalogError::Sql`].
+    pub fn set_media_removed_except(
+        &mut self,
+        present: &[MediumId],
+        now_ns: i64,
+    ) -> CatalogResult<usize> {
+        self.write(|tx| {
+            let mut plugged = Vec::new();
+            {
+                let mut st = tx.prepare("SELECT id FROM media WHERE presence = ?1")?;
+                let rows = st.query_map([Presence::PluggedIn], |r| {
+                    Cols::new(r, "media").get::<MediumId>(0)
+                })?;
+                for id in rows {
+                    plugged.push(id?);
+                }
+            }
+            let mut n = 0;
+            for id in plugged.iter().filter(|id| !present.contains(id)) {
+                n += tx.execute(
+                    "UPDATE media SET presence = ?2, presence_ns = ?3 WHERE id = ?1",
+                    params![id, Presence::Removed, now_ns],
+                )?;
+            }
+            Ok(n)
+        })
+    }
+
+    /// Records a medium's free space, measured at `now_ns` (the end of a job).
+    ///
+    /// # Errors
+    /// [`super::CatalogError::Sql`].
+    pub fn set_medium_free_bytes(
+        &mut self,
+        id: &MediumId,
+        free_bytes: u64,
+        now_ns: i64,
+    ) -> CatalogResult<()> {
+        let free = i64::try_from(free_bytes).unwrap_or(i64::MAX);
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE media SET free_bytes = ?2, free_ns = ?3 WHERE id = ?1",
+                params![id, free, now_ns],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Sets how often a medium should be rotated (`None`: as its pool). Returns false if there
+    /// is no such medium.
+    ///
+    /// # Errors
+    /// [`super::CatalogError::Sql`].
+    pub fn set_medium_rotate_every(
+        &mut self,
+        label: &str,
+        every: Option<Duration>,
+    ) -> CatalogResult<bool> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE media SET rotate_every_s = ?2 WHERE label = ?1",
+                params![label, types::secs_opt(every)?],
+            )
+            .map(|n| n > 0)
         })
     }
 
@@ -595,6 +709,11 @@ mod tests {
             state: MediumState::Enrolled,
             message: None,
             bytes: 0,
+            presence: None,
+            presence_ns: None,
+            free_bytes: None,
+            free_ns: None,
+            rotate_every: None,
         }
     }
 

@@ -4,7 +4,8 @@
 //! that `bakfs catalog rebuild` can recreate from a repository
 //! ([`Catalog::replace_repository_contents`]); the `runs` history exists only here.
 //!
-//! # Schema (version 1; version 2 adds the media ledger, see `media.rs`)
+//! # Schema (version 1; version 2 adds the media ledger, see `media.rs`; version 3 what
+//! `bakfs status` needs, see `assurance.rs`)
 //!
 //! ```text
 //! repositories(id TEXT PK, location TEXT, last_seen INTEGER /* unix ns */)
@@ -39,14 +40,22 @@
 //! - Connections use WAL, a 10 s `busy_timeout` and `foreign_keys=ON`; every write is a single
 //!   IMMEDIATE transaction, so concurrent writers wait for each other instead of failing.
 
+mod assurance;
 mod media;
 mod types;
+pub use assurance::{
+    DrillEnd, DrillQuery, DrillRecord, DrillStart, MediumHolding, NewestSnapshot, RepositoryRecord,
+};
 pub use media::{MediumFile, MediumRecord, MediumRun, MediumSnapshot, Verification};
 pub use types::{
-    BackupOutcome, BadValue, CopyOutcome, MediumKind, MediumLocation, MediumState, UnknownName,
+    BackupOutcome, BadValue, CopyOutcome, DrillMode, DrillOutcome, MediumKind, MediumLocation,
+    MediumState, Presence, UnknownName,
 };
 
-use rusqlite::{params, Connection, Result as SqlResult, Row, Transaction, TransactionBehavior};
+use rusqlite::{
+    params, Connection, OptionalExtension, Result as SqlResult, Row, Transaction,
+    TransactionBehavior,
+};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -101,6 +110,26 @@ const MIGRATIONS: &[&str] = &[
         message TEXT NULL,
         FOREIGN KEY (medium_id) REFERENCES media(id) ON DELETE CASCADE);
     CREATE INDEX media_runs_by_medium ON media_runs(medium_id, started_ns);",
+    // 3: what `bakfs status` needs (see assurance.rs): whether a medium is plugged in, its free
+    // space at the last job, its own rotation period, restore drills; indexes for its queries.
+    "ALTER TABLE media ADD COLUMN presence TEXT NULL;
+    ALTER TABLE media ADD COLUMN presence_ns INTEGER NULL;
+    ALTER TABLE media ADD COLUMN free_bytes INTEGER NULL;
+    ALTER TABLE media ADD COLUMN free_ns INTEGER NULL;
+    ALTER TABLE media ADD COLUMN rotate_every_s INTEGER NULL;
+    CREATE TABLE drills (id INTEGER PRIMARY KEY AUTOINCREMENT, repo_id TEXT NOT NULL,
+        medium_id TEXT NULL, snapshot_id TEXT NOT NULL, job TEXT NULL,
+        started_ns INTEGER NOT NULL, ended_ns INTEGER NULL, outcome TEXT NOT NULL,
+        mode TEXT NOT NULL, files INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0,
+        seconds REAL NOT NULL DEFAULT 0, ready_seconds REAL NOT NULL DEFAULT 0,
+        message TEXT NULL,
+        FOREIGN KEY (medium_id) REFERENCES media(id) ON DELETE CASCADE);
+    CREATE INDEX drills_by_medium ON drills(medium_id, id);
+    CREATE INDEX drills_by_job ON drills(repo_id, job, id);
+    CREATE INDEX snapshots_by_job ON snapshots(repo_id, job, time_ns);
+    CREATE INDEX runs_by_job ON runs(repo_id, job, id);
+    CREATE INDEX media_snapshots_by_snapshot ON media_snapshots(snapshot_id);
+    CREATE INDEX media_snapshots_by_job ON media_snapshots(job, time_ns);",
 ];
 
 /// The newest schema version this code knows (the number of migrations).
@@ -246,6 +275,26 @@ fn snapshot_from_row(row: &Row<'_>) -> SqlResult<SnapshotRecord> {
         job: c.get(9)?,
         files: c.get(10)?,
         bytes: c.get(11)?,
+    })
+}
+
+const RUN_COLUMNS: &str = "id, repo_id, job, started_ns, ended_ns, outcome, files, bytes_read,
+    bytes_added, snapshot_id, message";
+
+fn run_from_row(r: &Row<'_>) -> SqlResult<RunRecord> {
+    let c = Cols::new(r, "runs");
+    Ok(RunRecord {
+        id: c.get(0)?,
+        repo_id: c.get(1)?,
+        job: c.get(2)?,
+        started_ns: c.get(3)?,
+        ended_ns: c.get(4)?,
+        outcome: c.get(5)?,
+        files: c.get(6)?,
+        bytes_read: c.get(7)?,
+        bytes_added: c.get(8)?,
+        snapshot_id: c.get(9)?,
+        message: c.get(10)?,
     })
 }
 
@@ -506,29 +555,21 @@ impl Catalog {
     /// [`CatalogError::Sql`] if the query fails, [`CatalogError::BadValue`] if a stored value is
     /// not one this code knows.
     pub fn runs(&self, repo_id: &RepoId, limit: usize) -> CatalogResult<Vec<RunRecord>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT id, repo_id, job, started_ns, ended_ns, outcome, files, bytes_read, bytes_added,
-                    snapshot_id, message
-             FROM runs WHERE repo_id = ?1 ORDER BY started_ns DESC, id DESC LIMIT ?2",
-        )?;
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE repo_id = ?1
+             ORDER BY started_ns DESC, id DESC LIMIT ?2"
+        ))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = st.query_map(params![repo_id, limit], |r| {
-            let c = Cols::new(r, "runs");
-            Ok(RunRecord {
-                id: c.get(0)?,
-                repo_id: c.get(1)?,
-                job: c.get(2)?,
-                started_ns: c.get(3)?,
-                ended_ns: c.get(4)?,
-                outcome: c.get(5)?,
-                files: c.get(6)?,
-                bytes_read: c.get(7)?,
-                bytes_added: c.get(8)?,
-                snapshot_id: c.get(9)?,
-                message: c.get(10)?,
-            })
-        })?;
+        let rows = st.query_map(params![repo_id, limit], run_from_row)?;
         Ok(rows.collect::<SqlResult<_>>()?)
+    }
+
+    /// The run with this id, if any.
+    fn run_by_id(&self, id: i64) -> SqlResult<Option<RunRecord>> {
+        let mut st = self
+            .conn
+            .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))?;
+        st.query_row([id], run_from_row).optional()
     }
 
     /// Replaces everything known about `repo_id`'s snapshots and packs with `items`, in one

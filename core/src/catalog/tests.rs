@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used)]
 use super::*;
+use crate::format::id::MediumId;
+use std::time::Duration;
 
 fn rid(s: &str) -> RepoId {
     RepoId::hash_of(s.as_bytes())
@@ -261,4 +263,244 @@ fn concurrent_writers_wait() {
     assert_eq!(c.snapshots(&rid("r")).unwrap().len(), 100);
     assert_eq!(c.runs(&rid("r"), 1000).unwrap().len(), 100);
     c.integrity_check().unwrap();
+}
+
+/// A medium of repository `r` for the assurance tests.
+fn medium(label: &str, r: &str) -> MediumRecord {
+    MediumRecord {
+        id: MediumId::hash_of(label.as_bytes()),
+        label: label.into(),
+        repo_id: rid(r),
+        fs_uuid: format!("uuid-{label}"),
+        fs_type: "ext4".into(),
+        serial: None,
+        kind: MediumKind::Usb,
+        pool: "p".into(),
+        location: MediumLocation::Offsite,
+        capacity: 1 << 30,
+        retention: crate::forget::KeepPolicy::default(),
+        enrolled_ns: 1,
+        last_seen_ns: None,
+        last_written_ns: None,
+        last_verified_ns: None,
+        state: MediumState::Enrolled,
+        message: None,
+        bytes: 0,
+        presence: None,
+        presence_ns: None,
+        free_bytes: None,
+        free_ns: None,
+        rotate_every: None,
+    }
+}
+
+#[test]
+fn presence_free_space_and_rotation_period_of_a_medium() {
+    let (_d, p) = tmp();
+    let mut c = Catalog::open(&p).unwrap();
+    c.enroll_medium(&medium("A", "r")).unwrap();
+    c.enroll_medium(&medium("B", "r")).unwrap();
+    let (a, b) = (MediumId::hash_of(b"A"), MediumId::hash_of(b"B"));
+    c.set_medium_presence(&a, Presence::PluggedIn, 10).unwrap();
+    c.set_medium_presence(&b, Presence::PluggedIn, 11).unwrap();
+    let m = c.medium_by_label("A").unwrap().unwrap();
+    assert_eq!(
+        (m.presence, m.presence_ns, m.last_seen_ns),
+        (Some(Presence::PluggedIn), Some(10), Some(10))
+    );
+    // A daemon starting with only A present: B went away unseen; its last sight stays.
+    assert_eq!(c.set_media_removed_except(&[a], 20).unwrap(), 1);
+    let m = c.medium_by_label("B").unwrap().unwrap();
+    assert_eq!(
+        (m.presence, m.presence_ns, m.last_seen_ns),
+        (Some(Presence::Removed), Some(20), Some(11))
+    );
+    assert_eq!(c.set_media_removed_except(&[a], 21).unwrap(), 0);
+    c.set_medium_presence(&a, Presence::Removed, 30).unwrap();
+    assert_eq!(
+        c.medium_by_label("A").unwrap().unwrap().last_seen_ns,
+        Some(30)
+    );
+    c.set_medium_free_bytes(&a, 12345, 31).unwrap();
+    assert!(c
+        .set_medium_rotate_every("A", Some(Duration::from_secs(7 * 86400)))
+        .unwrap());
+    assert!(!c.set_medium_rotate_every("Z", None).unwrap());
+    let m = c.medium_by_label("A").unwrap().unwrap();
+    assert_eq!((m.free_bytes, m.free_ns), (Some(12345), Some(31)));
+    assert_eq!(m.rotate_every, Some(Duration::from_secs(7 * 86400)));
+    let v = serde_json::to_value(&m).unwrap();
+    assert_eq!(
+        (&v["rotate_every"], &v["presence"]),
+        (&"7d".into(), &"removed".into())
+    );
+    c.set_medium_rotate_every("A", None).unwrap();
+    assert_eq!(c.medium_by_label("A").unwrap().unwrap().rotate_every, None);
+}
+
+#[test]
+fn drills_are_recorded_and_the_newest_one_found() {
+    let (_d, p) = tmp();
+    let mut c = Catalog::open(&p).unwrap();
+    c.enroll_medium(&medium("A", "r")).unwrap();
+    let a = MediumId::hash_of(b"A");
+    let start = |medium_id, snap: &str, t| DrillStart {
+        repo_id: rid("r"),
+        medium_id,
+        snapshot_id: sid(snap),
+        job: Some("job1".into()),
+        started_ns: t,
+        mode: DrillMode::Sample,
+    };
+    let end = |t, outcome, bytes| DrillEnd {
+        ended_ns: t,
+        outcome,
+        files: 2,
+        bytes,
+        seconds: 4.0,
+        ready_seconds: 1.5,
+        message: None,
+    };
+    let d1 = c.begin_drill(&start(Some(a), "s1", 10)).unwrap();
+    assert!(c.finish_drill(d1, &end(11, DrillOutcome::Ok, 400)).unwrap());
+    let d2 = c.begin_drill(&start(Some(a), "s2", 20)).unwrap();
+    c.finish_drill(d2, &end(21, DrillOutcome::Damaged, 0))
+        .unwrap();
+    let d3 = c.begin_drill(&start(None, "s2", 30)).unwrap();
+    assert!(!c.finish_drill(999, &end(1, DrillOutcome::Ok, 0)).unwrap());
+    let r = rid("r");
+    let on_a = |q: DrillQuery| c.newest_drill(&r, &q).unwrap().map(|d| d.id);
+    assert_eq!(
+        on_a(DrillQuery {
+            source: Some(Some(&a)),
+            ..Default::default()
+        }),
+        Some(d2)
+    );
+    let measured = c
+        .newest_drill(
+            &r,
+            &DrillQuery {
+                source: Some(Some(&a)),
+                measured: true,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (measured.id, measured.bytes_per_second()),
+        (d1, Some(100.0))
+    );
+    assert_eq!(
+        on_a(DrillQuery {
+            snapshot: Some(&sid("s1")),
+            ..Default::default()
+        }),
+        Some(d1)
+    );
+    // A running drill is no result; the primary's are apart.
+    assert_eq!(
+        on_a(DrillQuery {
+            source: Some(None),
+            ..Default::default()
+        }),
+        None
+    );
+    assert_eq!(
+        on_a(DrillQuery {
+            source: Some(None),
+            outcomes: &[DrillOutcome::Running],
+            ..Default::default()
+        }),
+        Some(d3)
+    );
+    assert_eq!(c.drills(&r, 10).unwrap().len(), 3);
+    // Forgetting the medium forgets its drills, not the primary's.
+    c.forget_medium("A").unwrap();
+    assert_eq!(c.drills(&r, 10).unwrap().len(), 1);
+    // A drill from a medium that is not enrolled is refused.
+    assert!(c.begin_drill(&start(Some(a), "s1", 40)).is_err());
+}
+
+#[test]
+fn a_version_2_catalog_is_migrated_and_keeps_its_rows() {
+    let (_d, p) = tmp();
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    {
+        let conn = Connection::open(&p).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(MIGRATIONS[1]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO media (id, label, repo_id, fs_uuid, fs_type, kind, pool, location,
+             capacity, retention, enrolled_ns, state) VALUES
+             ('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 'OLD',
+              'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb', 'u', 'ext4',
+              'usb', 'p', 'offsite', 1, '{}', 1, 'safe to remove');
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+    }
+    let c = Catalog::open(&p).unwrap();
+    assert_eq!(c.schema_version(), 3);
+    let m = c.medium_by_label("OLD").unwrap().unwrap();
+    assert_eq!(
+        (m.state, m.presence, m.free_bytes),
+        (MediumState::SafeToRemove, None, None)
+    );
+    let indexes: Vec<String> = c
+        .conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<SqlResult<_>>()
+        .unwrap();
+    for want in [
+        "snapshots_by_job",
+        "runs_by_job",
+        "media_snapshots_by_snapshot",
+        "drills_by_job",
+    ] {
+        assert!(indexes.iter().any(|i| i == want), "{want} in {indexes:?}");
+    }
+}
+
+/// The status queries use their indexes, not scans of the big tables.
+#[test]
+fn status_queries_search_their_indexes() {
+    let (_d, p) = tmp();
+    let c = Catalog::open(&p).unwrap();
+    for (sql, index) in [
+        (
+            "SELECT id, time_ns, job FROM snapshots WHERE repo_id = ?1 AND job = ?2
+             AND time_ns <= ?3 ORDER BY time_ns DESC, id DESC LIMIT 1",
+            "snapshots_by_job",
+        ),
+        (
+            "SELECT medium_id, verified_ns FROM media_snapshots WHERE snapshot_id = ?1",
+            "media_snapshots_by_snapshot",
+        ),
+        (
+            "SELECT id FROM runs WHERE repo_id = ?1 AND job = ?2 ORDER BY id DESC LIMIT 1",
+            "runs_by_job",
+        ),
+        (
+            "SELECT EXISTS (SELECT 1 FROM media_files WHERE medium_id = ?1)",
+            "sqlite_autoindex_media_files_1",
+        ),
+    ] {
+        let plan: Vec<String> = c
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map(
+                rusqlite::params_from_iter(std::iter::repeat_n("x", sql.matches('?').count())),
+                |r| r.get::<_, String>(3),
+            )
+            .unwrap()
+            .collect::<SqlResult<_>>()
+            .unwrap();
+        assert!(plan.iter().any(|l| l.contains(index)), "{sql}: {plan:?}");
+    }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use bakfs_core::catalog::{
-    Catalog, CopyOutcome, MediumKind, MediumLocation, MediumRecord, MediumState,
+    Catalog, CopyOutcome, MediumKind, MediumLocation, MediumRecord, MediumState, Presence,
 };
 use bakfs_core::format::id::{MediumId, RepoId};
 
@@ -179,6 +179,8 @@ enum Step {
     Sleep(u64),
     /// Asserts the medium's state in the catalog now.
     State(&'static str, MediumState),
+    /// Asserts whether the catalog says the medium is plugged in now.
+    Presence(&'static str, Option<Presence>),
     /// An empty wait: the daemon reaps the jobs that ended.
     Tick,
     /// Asks the daemon to stop.
@@ -221,6 +223,11 @@ impl Devices for Script {
                     let cat = Catalog::open(&self.catalog).unwrap();
                     let m = cat.medium_by_label(label).unwrap().unwrap();
                     assert_eq!(m.state, want, "{label}: {:?}", m.message);
+                }
+                Step::Presence(label, want) => {
+                    let cat = Catalog::open(&self.catalog).unwrap();
+                    let m = cat.medium_by_label(label).unwrap().unwrap();
+                    assert_eq!(m.presence, want, "{label}");
                 }
                 Step::Tick => return Ok(Vec::new()),
                 Step::Stop => {
@@ -368,6 +375,11 @@ impl World {
             state: MediumState::Enrolled,
             message: None,
             bytes: 0,
+            presence: None,
+            presence_ns: None,
+            free_bytes: None,
+            free_ns: None,
+            rotate_every: None,
         })
         .unwrap();
     }
@@ -831,4 +843,58 @@ fn runs_left_running_by_a_killed_daemon_are_closed_at_start() {
         cat.medium_runs(&medium_id("OFF1"), 5).unwrap()[0].outcome,
         CopyOutcome::Interrupted
     );
+}
+
+#[test]
+fn presence_is_recorded_as_media_come_and_go() {
+    let w = World::new();
+    w.enroll("OFF1", "u1");
+    w.enroll("OFF2", "u2");
+    w.enroll("GONE", "u3");
+    // GONE was plugged in when a daemon last ran; it is not there now.
+    let mut cat = Catalog::open(&w.setup.catalog).unwrap();
+    cat.set_medium_presence(&medium_id("GONE"), Presence::PluggedIn, 5)
+        .unwrap();
+    drop(cat);
+    let p = |label, v| Step::Presence(label, v);
+    w.run(
+        Mode::Listen,
+        Ends::After(Duration::from_millis(1)),
+        vec![present("/dev/sdb", "u1")],
+        vec![
+            p("OFF1", Some(Presence::PluggedIn)),
+            p("GONE", Some(Presence::Removed)),
+            p("OFF2", None),
+            add("/dev/sdc", "u2"),
+            Step::Tick,
+            p("OFF2", Some(Presence::PluggedIn)),
+            wait("end OFF2#1"),
+            Step::Tick,
+            // The job ended: still plugged in until it goes.
+            p("OFF2", Some(Presence::PluggedIn)),
+            not_ready("/dev/sdc", "u2"),
+            Step::Tick,
+            p("OFF2", Some(Presence::Removed)),
+            // Moved to another node before its removal from the first is reported: the first
+            // is taken as removed, the second plugs it in again, and the late removal of the
+            // first changes nothing.
+            Step::Pull("/dev/sdb"),
+            add("/dev/sdd", "u1"),
+            Step::Tick,
+            p("OFF1", Some(Presence::PluggedIn)),
+            remove("/dev/sdb", "u1"),
+            Step::Tick,
+            p("OFF1", Some(Presence::PluggedIn)),
+            remove("/dev/sdd", "u1"),
+            Step::Tick,
+            p("OFF1", Some(Presence::Removed)),
+            Step::Stop,
+        ],
+    );
+    let cat = Catalog::open(&w.setup.catalog).unwrap();
+    let gone = cat.medium_by_label("GONE").unwrap().unwrap();
+    assert_eq!(gone.last_seen_ns, Some(5), "when it went is not known");
+    // (The fake jobs record their states as seen at 1 and 2; OFF2's ended before it went.)
+    let off2 = cat.medium_by_label("OFF2").unwrap().unwrap();
+    assert!(off2.last_seen_ns.unwrap() > 5, "seen until it went");
 }

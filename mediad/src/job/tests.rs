@@ -90,6 +90,11 @@ impl World {
             state: MediumState::Enrolled,
             message: None,
             bytes: 0,
+            presence: None,
+            presence_ns: None,
+            free_bytes: None,
+            free_ns: None,
+            rotate_every: None,
         };
         std::fs::create_dir_all(dir.path().join("medium")).unwrap();
         medium::create(
@@ -380,6 +385,15 @@ fn a_full_medium_makes_room_only_when_that_frees_enough() {
         "packs written before the medium filled up were written again: {r:?}"
     );
     assert_eq!(w.held(), vec![b]);
+    // The room left as the job left it is recorded (the ledger written after it is small).
+    let m = w.catalog().medium_by_label("DIR1").unwrap().unwrap();
+    let left = w.quota.unwrap() - w.used();
+    let free = m.free_bytes.unwrap() as u64;
+    assert!(
+        free.abs_diff(left) < 64 << 10,
+        "{free} recorded, {left} left"
+    );
+    assert!(m.free_ns.is_some());
     w.check_medium_alone();
     // Far too big even once retention ran: reported full, nothing removed.
     w.backup(&[("a", 14, 32)]);

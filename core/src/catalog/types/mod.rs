@@ -16,6 +16,9 @@
 //! | [`CopyOutcome`] | `media_runs.outcome` | `running`, `ok`, `incomplete`, `failed`, `refused`, `medium full`, `cancelled`, `interrupted` |
 //! | [`FileKind`] | `media_files.kind` | [`FileKind::as_str`]: `config`, `key`, `index`, `pack`, `snapshot` (`lock` is never recorded) |
 //! | [`KeepPolicy`] | `media.retention` | its JSON, e.g. `{"keep_last":3}` |
+//! | [`Presence`] | `media.presence` (schema 3) | `plugged in`, `removed` (NULL: not known) |
+//! | [`DrillOutcome`] | `drills.outcome` (schema 3) | `running`, `ok`, `damaged`, `failed` |
+//! | [`DrillMode`] | `drills.mode` (schema 3) | `sample`, `full` |
 //!
 //! The enums serialize (serde) to the same text, so JSON output shows what the database holds.
 //!
@@ -238,6 +241,43 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// Whether a medium is plugged in (`media.presence`), as bakfs-mediad last saw it: set when
+    /// an enrolled medium's filesystem appears, cleared when it goes away. NULL in the catalog
+    /// (`None`): no bakfs-mediad has seen it since the column was added.
+    Presence ("medium presence") {
+        /// Its filesystem is on a device node now: the medium is online.
+        PluggedIn = "plugged in",
+        /// It went away (or was not there when the daemon started): the medium is offline.
+        Removed = "removed",
+    }
+}
+
+text_enum! {
+    /// How a restore drill ended (`drills.outcome`).
+    DrillOutcome ("drill outcome") {
+        /// Started and not ended (yet).
+        Running = "running",
+        /// Every restored byte matched the snapshot: the copy is proven restorable.
+        Ok = "ok",
+        /// A restored file differed from the snapshot or did not restore: the copy is bad.
+        Damaged = "damaged",
+        /// The drill could not finish (the medium went away, the sandbox filled up): it says
+        /// nothing about the copy.
+        Failed = "failed",
+    }
+}
+
+text_enum! {
+    /// How much of a snapshot a drill restored (`drills.mode`).
+    DrillMode ("drill mode") {
+        /// A share of the files, chosen at random.
+        Sample = "sample",
+        /// Every file.
+        Full = "full",
+    }
+}
+
 /// `clap::ValueEnum` for the enums the CLI takes (`--kind`, `--location`).
 #[cfg(feature = "clap")]
 macro_rules! value_enum {
@@ -349,6 +389,43 @@ pub(crate) fn hex_opt<S: Serializer, T: fmt::Display>(
     }
 }
 
+/// Serializes an optional duration as `format_duration` writes it (`"7d"`; `null` when absent).
+pub(crate) fn duration_opt<S: Serializer>(
+    d: &Option<std::time::Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_str(&crate::timefmt::format_duration(*d)),
+        None => s.serialize_none(),
+    }
+}
+
+/// A duration as the catalog stores it: whole seconds (a value above `i64::MAX` is refused).
+pub(crate) fn secs_opt(d: Option<std::time::Duration>) -> rusqlite::Result<Option<i64>> {
+    d.map(|d| {
+        i64::try_from(d.as_secs()).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+    })
+    .transpose()
+}
+
+/// Whole seconds of a duration column, for [`Cols::duration_secs`].
+struct Secs(std::time::Duration);
+
+impl FromSql for Secs {
+    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+        let n = v.as_i64()?;
+        u64::try_from(n)
+            .map(|n| Secs(std::time::Duration::from_secs(n)))
+            .map_err(|_| {
+                FromSqlError::Other(Box::new(BadValue {
+                    column: "?".into(),
+                    value: n.to_string(),
+                    expected: "a number of seconds (0 or more)".into(),
+                }))
+            })
+    }
+}
+
 /// One row of `table`, read column by column: a value this code does not know is reported as
 /// a [`BadValue`] naming `table.column`.
 pub(crate) struct Cols<'a, 'r> {
@@ -369,6 +446,14 @@ impl<'a, 'r> Cols<'a, 'r> {
     /// Column `idx`, a JSON text (e.g. `paths`).
     pub(crate) fn json<T: DeserializeOwned>(&self, idx: usize) -> rusqlite::Result<T> {
         self.get::<Json<T>>(idx).map(|j| j.0)
+    }
+
+    /// Column `idx`, a duration in whole seconds, or NULL.
+    pub(crate) fn duration_secs(
+        &self,
+        idx: usize,
+    ) -> rusqlite::Result<Option<std::time::Duration>> {
+        self.get::<Option<Secs>>(idx).map(|d| d.map(|s| s.0))
     }
 
     /// Puts the table and column name into a [`BadValue`] raised by a `FromSql`.

@@ -1,0 +1,725 @@
+//! The report against catalogs built through the catalog's own API, at chosen times.
+
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::catalog::{
+    CopyOutcome, DrillEnd, DrillMode, DrillStart, MediumFile, MediumRun, MediumSnapshot,
+    PackRecord, RunOutcome, SnapshotRecord, Verification,
+};
+use crate::forget::KeepPolicy;
+use crate::format::id::{BlobId, PackId};
+use crate::repo::backend::FileKind;
+
+const S: i64 = 1_000_000_000;
+const H: i64 = 3600 * S;
+const D: i64 = 24 * H;
+/// "Now" in these tests.
+const NOW: i64 = 1_800_000_000 * S;
+
+fn repo() -> RepoId {
+    RepoId::hash_of(b"repo")
+}
+
+fn sid(name: &str) -> SnapshotId {
+    SnapshotId::hash_of(name.as_bytes())
+}
+
+fn mid(label: &str) -> MediumId {
+    MediumId::hash_of(label.as_bytes())
+}
+
+struct T {
+    _dir: tempfile::TempDir,
+    cat: Catalog,
+    settings: Settings,
+}
+
+impl T {
+    /// An empty catalog; one job `etc` with an RPO of 1 day; the default policy without the
+    /// drill digit (no drill command exists yet) unless a test turns it on.
+    fn new() -> T {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cat = Catalog::open(&dir.path().join("catalog.db")).unwrap();
+        cat.touch_repository(&repo(), "/srv/repo", NOW - D).unwrap();
+        let settings = Settings {
+            policy: Policy {
+                drill_within: None,
+                ..Policy::default()
+            },
+            jobs: vec![JobSpec {
+                name: "etc".into(),
+                rpo: Some(Duration::from_secs(86_400)),
+                rpo_grace: Duration::from_secs(86_400),
+            }],
+            pools: BTreeMap::new(),
+        };
+        T {
+            _dir: dir,
+            cat,
+            settings,
+        }
+    }
+
+    /// A snapshot of `job` in the primary at `time`, made by a run that ended `ok`.
+    fn backup(&mut self, name: &str, job: &str, time: i64) -> SnapshotId {
+        let id = sid(name);
+        let s = SnapshotRecord {
+            repo_id: repo(),
+            id,
+            time: timefmt::format_rfc3339(time),
+            time_ns: time,
+            host: "h".into(),
+            paths: vec!["/etc".into()],
+            tags: vec![],
+            tree: BlobId::hash_of(name.as_bytes()),
+            parent: None,
+            job: Some(job.into()),
+            files: 10,
+            bytes: 100 << 20,
+        };
+        let pack = PackRecord {
+            id: PackId::hash_of(name.as_bytes()),
+            size: 1000,
+        };
+        self.cat.record_snapshot(&s, &[pack]).unwrap();
+        let run = self.cat.begin_run(&repo(), Some(job), time).unwrap();
+        self.cat
+            .finish_run(
+                run,
+                &RunOutcome {
+                    ended_ns: time + S,
+                    outcome: BackupOutcome::Ok,
+                    files: 10,
+                    bytes_read: 100,
+                    bytes_added: 100,
+                    snapshot_id: Some(id),
+                    message: None,
+                },
+            )
+            .unwrap();
+        id
+    }
+
+    fn enroll(&mut self, label: &str, kind: MediumKind, location: MediumLocation) {
+        self.cat
+            .enroll_medium(&MediumRecord {
+                id: mid(label),
+                label: label.into(),
+                repo_id: repo(),
+                fs_uuid: format!("uuid-{label}"),
+                fs_type: "ext4".into(),
+                serial: None,
+                kind,
+                pool: "default".into(),
+                location,
+                capacity: 1 << 30,
+                retention: KeepPolicy::default(),
+                enrolled_ns: NOW - 60 * D,
+                last_seen_ns: None,
+                last_written_ns: None,
+                last_verified_ns: None,
+                state: MediumState::Enrolled,
+                message: None,
+                bytes: 0,
+                presence: None,
+                presence_ns: None,
+                free_bytes: None,
+                free_ns: None,
+                rotate_every: None,
+            })
+            .unwrap();
+    }
+
+    /// Medium `label` was written at `at` with snapshot `snap` (of `job`, made at `time`) and
+    /// a rotation that ended ok.
+    fn copy(&mut self, label: &str, snap: &str, job: &str, time: i64, at: i64) {
+        let m = mid(label);
+        let s = MediumSnapshot {
+            snapshot_id: sid(snap),
+            time_ns: time,
+            host: "h".into(),
+            paths: vec!["/etc".into()],
+            job: Some(job.into()),
+            verified_ns: at,
+        };
+        let file = MediumFile {
+            kind: FileKind::Snapshot,
+            name: sid(snap).to_hex(),
+            size: 100,
+            verified_ns: at,
+        };
+        self.cat
+            .record_medium_verified(
+                &m,
+                &[file],
+                &[(s, vec![PackId::hash_of(snap.as_bytes())])],
+                Verification::Written,
+                at,
+            )
+            .unwrap();
+        let run = self.cat.begin_medium_run(&m, at - S).unwrap();
+        self.cat
+            .finish_medium_run(&MediumRun {
+                id: run,
+                medium_id: m,
+                started_ns: at - S,
+                ended_ns: Some(at),
+                outcome: CopyOutcome::Ok,
+                snapshots_added: 1,
+                snapshots_removed: 0,
+                files_written: 1,
+                bytes_written: 100,
+                bytes_verified: 100,
+                seconds: 1.0,
+                message: None,
+            })
+            .unwrap();
+    }
+
+    fn presence(&mut self, label: &str, p: Presence, at: i64) {
+        self.cat.set_medium_presence(&mid(label), p, at).unwrap();
+    }
+
+    /// A drill from `label` (`None`: the primary) of `snap` ending at `at`.
+    fn drill(&mut self, label: Option<&str>, snap: &str, outcome: DrillOutcome, at: i64) {
+        let id = self
+            .cat
+            .begin_drill(&DrillStart {
+                repo_id: repo(),
+                medium_id: label.map(mid),
+                snapshot_id: sid(snap),
+                job: Some("etc".into()),
+                started_ns: at - 100 * S,
+                mode: DrillMode::Full,
+            })
+            .unwrap();
+        self.cat
+            .finish_drill(
+                id,
+                &DrillEnd {
+                    ended_ns: at,
+                    outcome,
+                    files: 10,
+                    bytes: 100 << 20,
+                    seconds: 10.0,
+                    ready_seconds: 2.5,
+                    message: (outcome == DrillOutcome::Damaged)
+                        .then(|| "etc/passwd differs".into()),
+                },
+            )
+            .unwrap();
+    }
+
+    fn report(&self) -> Report {
+        self.report_of(&Filter::default())
+    }
+
+    fn report_of(&self, f: &Filter) -> Report {
+        report(&self.cat, &repo(), &self.settings, f, NOW).unwrap()
+    }
+}
+
+fn digit<'a>(r: &'a Report, name: &str) -> &'a Digit {
+    r.jobs[0].digits.iter().find(|d| d.name == name).unwrap()
+}
+
+/// The three copies of 3-2-1-1: the primary (disk, onsite), OFF1 (usb, offsite, in a drawer),
+/// ON1 (disk, onsite, plugged in).
+fn three_two_one_one() -> T {
+    let mut t = T::new();
+    t.backup("s1", "etc", NOW - 2 * H);
+    t.enroll("OFF1", MediumKind::Usb, MediumLocation::Offsite);
+    t.enroll("ON1", MediumKind::Disk, MediumLocation::Onsite);
+    t.copy("OFF1", "s1", "etc", NOW - 2 * H, NOW - H);
+    t.copy("ON1", "s1", "etc", NOW - 2 * H, NOW - H);
+    t.presence("OFF1", Presence::Removed, NOW - H / 2);
+    t.presence("ON1", Presence::PluggedIn, NOW - H);
+    t
+}
+
+#[test]
+fn every_digit_holds_with_three_copies_two_kinds_one_offsite_one_offline() {
+    let t = three_two_one_one();
+    let r = t.report();
+    assert_eq!(r.level, Level::Ok, "{r:#?}");
+    let j = &r.jobs[0];
+    assert_eq!(j.rpo_state, RpoState::Ok);
+    assert_eq!(j.newest.as_ref().unwrap().id, sid("s1"));
+    assert_eq!(j.newest.as_ref().unwrap().age, Duration::from_secs(7200));
+    let places: Vec<&str> = j.copies.iter().map(|c| c.place.as_str()).collect();
+    assert_eq!(places, ["primary", "OFF1", "ON1"]);
+    let have: Vec<(&str, u32, u32)> = j.digits.iter().map(|d| (d.name, d.have, d.want)).collect();
+    assert_eq!(
+        have,
+        [
+            ("copies", 3, 3),
+            ("kinds", 2, 2),
+            ("offsite", 1, 1),
+            ("offline", 1, 1),
+            ("drill", 0, 0)
+        ]
+    );
+    assert!(j.copies[1].offline && !j.copies[2].offline);
+    assert_eq!(j.last_run.as_ref().unwrap().outcome, BackupOutcome::Ok);
+    assert!(r.media.iter().all(|m| m.level == Level::Ok), "{r:#?}");
+    // JSON: times as RFC 3339, durations as seconds.
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(v["level"], "ok");
+    assert_eq!(v["jobs"][0]["rpo_seconds"], 86_400);
+    assert_eq!(v["jobs"][0]["newest"]["age_seconds"], 7200);
+    assert_eq!(v["jobs"][0]["copies"][1]["where"], "OFF1");
+    assert_eq!(v["jobs"][0]["copies"][1]["presence"], "removed");
+    assert_eq!(
+        v["media"][0]["last_seen"],
+        timefmt::format_rfc3339(NOW - H / 2)
+    );
+}
+
+#[test]
+fn rpo_ok_late_breached_and_a_job_never_backed_up() {
+    for (age, state, level) in [
+        (D, RpoState::Ok, Level::Ok),
+        (D + S, RpoState::Late, Level::Late),
+        (2 * D, RpoState::Late, Level::Late),
+        (2 * D + S, RpoState::Breached, Level::Breached),
+    ] {
+        let mut t = T::new();
+        t.settings.policy = Policy {
+            copies: 1,
+            kinds: 1,
+            offsite: 0,
+            offline: 0,
+            drill_within: None,
+            ..Policy::default()
+        };
+        t.backup("s1", "etc", NOW - age);
+        let r = t.report();
+        assert_eq!((r.jobs[0].rpo_state, r.level), (state, level), "age {age}");
+    }
+    // A grace of its own: breached past rpo + grace.
+    let mut t = T::new();
+    t.settings.jobs[0].rpo_grace = Duration::from_secs(3600);
+    t.backup("s1", "etc", NOW - D - 2 * H);
+    assert_eq!(t.report().jobs[0].rpo_state, RpoState::Breached);
+    // No snapshot: breached; no RPO: none.
+    let mut t = T::new();
+    let r = t.report();
+    assert_eq!(
+        (r.jobs[0].rpo_state, r.level),
+        (RpoState::Breached, Level::Breached)
+    );
+    assert!(
+        r.jobs[0].notes[0].contains("no run"),
+        "{:?}",
+        r.jobs[0].notes
+    );
+    t.settings.jobs[0].rpo = None;
+    assert_eq!(t.report().jobs[0].rpo_state, RpoState::None);
+}
+
+#[test]
+fn a_snapshot_from_the_future_does_not_make_a_job_fresh() {
+    let mut t = T::new();
+    t.backup("old", "etc", NOW - 3 * D);
+    t.backup("future", "etc", NOW + 300 * D);
+    let r = t.report();
+    let j = &r.jobs[0];
+    assert_eq!(j.newest.as_ref().unwrap().id, sid("old"));
+    assert_eq!(j.rpo_state, RpoState::Breached);
+    assert_eq!(j.future.len(), 1);
+    assert_eq!(j.future[0].id, sid("future"));
+    assert!(
+        j.notes.iter().any(|n| n.contains("after now")),
+        "{:?}",
+        j.notes
+    );
+    // Only a future one: as if there were none.
+    let mut t = T::new();
+    t.backup("future", "etc", NOW + 1);
+    let r = t.report();
+    assert!(r.jobs[0].newest.is_none());
+    assert_eq!(r.jobs[0].rpo_state, RpoState::Breached);
+    // A medium holding a future snapshot does not either.
+    let mut t = T::new();
+    t.backup("old", "etc", NOW - 3 * D);
+    t.enroll("OFF1", MediumKind::Usb, MediumLocation::Offsite);
+    t.copy("OFF1", "future", "etc", NOW + D, NOW - H);
+    let r = t.report();
+    assert_eq!(r.jobs[0].newest.as_ref().unwrap().id, sid("old"));
+    assert_eq!(r.jobs[0].future.len(), 1);
+}
+
+#[test]
+fn shortfalls_are_said_in_words() {
+    let mut t = three_two_one_one();
+    t.settings.policy.offsite = 2;
+    t.enroll("OFFSITE-2", MediumKind::Usb, MediumLocation::Offsite);
+    t.copy("OFFSITE-2", "s0", "etc", NOW - 20 * D, NOW - 19 * D);
+    t.presence("OFFSITE-2", Presence::Removed, NOW - 19 * D);
+    let r = t.report();
+    assert_eq!(r.level, Level::Short);
+    let d = digit(&r, "offsite");
+    assert_eq!((d.have, d.want, d.state), (1, 2, DigitState::Short));
+    assert_eq!(
+        d.reason.as_deref(),
+        Some("only 1 offsite copy (2 wanted): OFFSITE-2 last written 19 days ago")
+    );
+    assert_eq!(digit(&r, "copies").state, DigitState::Ok);
+
+    // OFF1 plugged in: nothing offline holds the newest snapshot.
+    t.settings.policy.offsite = 1;
+    t.presence("OFF1", Presence::PluggedIn, NOW);
+    let r = t.report();
+    let d = digit(&r, "offline");
+    assert_eq!((d.have, d.state), (0, DigitState::Short));
+    let reason = d.reason.as_deref().unwrap();
+    assert!(
+        reason.starts_with("no offline copy (1 wanted): OFF1 holds it but is plugged in; ON1 holds it but is plugged in; OFFSITE-2 last written 19 days ago"),
+        "{reason}"
+    );
+
+    // Only USB media hold it and the primary counts as usb too: one kind.
+    t.settings.policy.primary_kind = MediumKind::Usb;
+    let mut t2 = T::new();
+    t2.settings.policy.primary_kind = MediumKind::Usb;
+    t2.backup("s1", "etc", NOW - H);
+    t2.enroll("OFF1", MediumKind::Usb, MediumLocation::Offsite);
+    t2.enroll("DISK1", MediumKind::Disk, MediumLocation::Onsite);
+    t2.copy("OFF1", "s1", "etc", NOW - H, NOW - H / 2);
+    t2.presence("OFF1", Presence::Removed, NOW - H / 4);
+    let r = t2.report();
+    let d = digit(&r, "kinds");
+    assert_eq!((d.have, d.state), (1, DigitState::Short));
+    assert_eq!(
+        d.reason.as_deref(),
+        Some("only 1 kind of media (usb; 2 wanted): DISK1 never written")
+    );
+    let d = digit(&r, "copies");
+    assert_eq!(
+        d.reason.as_deref(),
+        Some("only 2 verified copies (3 wanted): DISK1 never written")
+    );
+}
+
+#[test]
+fn a_catalog_without_media_rows_says_unknown_never_ok() {
+    let mut t = T::new();
+    t.backup("s1", "etc", NOW - H);
+    let r = t.report();
+    assert_eq!(r.level, Level::Unknown, "{r:#?}");
+    for name in ["copies", "kinds", "offsite", "offline"] {
+        let d = digit(&r, name);
+        assert_eq!(d.state, DigitState::Unknown, "{name}");
+        assert!(d.reason.as_deref().unwrap().contains("no media"), "{d:?}");
+    }
+    assert!(r.notes.iter().any(|n| n.contains("no media")));
+    // A policy the primary alone meets needs no media: ok.
+    t.settings.policy = Policy {
+        copies: 1,
+        kinds: 1,
+        offsite: 0,
+        offline: 0,
+        drill_within: None,
+        ..Policy::default()
+    };
+    assert_eq!(t.report().level, Level::Ok);
+}
+
+#[test]
+fn a_medium_that_lost_its_ledger_makes_a_shortfall_unknown() {
+    let mut t = three_two_one_one();
+    t.enroll("LOST", MediumKind::Usb, MediumLocation::Offsite);
+    t.copy("LOST", "s0", "etc", NOW - 9 * D, NOW - 8 * D);
+    // Its rows go, as if the catalog lost them; the media row says it was written.
+    t.cat
+        .remove_medium_snapshots(&mid("LOST"), &[sid("s0")])
+        .unwrap();
+    t.settings.policy.offsite = 2;
+    let r = t.report();
+    let d = digit(&r, "offsite");
+    assert_eq!(d.state, DigitState::Unknown, "{d:?}");
+    assert!(
+        d.reason
+            .as_deref()
+            .unwrap()
+            .contains("LOST may hold a copy"),
+        "{d:?}"
+    );
+    let m = r.media.iter().find(|m| m.label == "LOST").unwrap();
+    assert!(m.ledger_lost && m.level == Level::Unknown, "{m:?}");
+    assert_eq!(r.level, Level::Unknown);
+}
+
+#[test]
+fn presence_not_known_does_not_count_as_offline() {
+    let mut t = T::new();
+    t.backup("s1", "etc", NOW - H);
+    t.enroll("OFF1", MediumKind::Usb, MediumLocation::Offsite);
+    t.enroll("ON1", MediumKind::Disk, MediumLocation::Onsite);
+    t.copy("OFF1", "s1", "etc", NOW - H, NOW - H / 2);
+    t.copy("ON1", "s1", "etc", NOW - H, NOW - H / 2);
+    // No daemon recorded presence (a catalog migrated from version 2).
+    let r = t.report();
+    let d = digit(&r, "offline");
+    assert_eq!((d.have, d.state), (0, DigitState::Unknown), "{d:?}");
+    assert!(d.reason.as_deref().unwrap().contains("not known"), "{d:?}");
+    assert_eq!(r.level, Level::Unknown);
+}
+
+#[test]
+fn drills_prove_copies_and_estimate_restore_times() {
+    let mut t = three_two_one_one();
+    t.settings.policy.drill_within = Some(Duration::from_secs(30 * 86_400));
+    let r = t.report();
+    let d = digit(&r, "drill");
+    assert_eq!((d.have, d.state), (0, DigitState::Short));
+    assert!(d.reason.as_deref().unwrap().starts_with("never drilled"));
+    assert!(r.jobs[0].copies.iter().all(|c| c.rto_seconds.is_none()));
+
+    // A drill 40 days ago: too old.
+    t.drill(Some("OFF1"), "s0", DrillOutcome::Ok, NOW - 40 * D);
+    let r = t.report();
+    assert_eq!(
+        digit(&r, "drill").reason.as_deref(),
+        Some("last proven restorable 40 days ago from OFF1 (30d wanted)")
+    );
+    // A recent one: ok, and OFF1's restore rate gives its RTO: 100 MiB at 10 MiB/s + 2.5 s.
+    t.drill(Some("OFF1"), "s0", DrillOutcome::Ok, NOW - D);
+    let r = t.report();
+    assert_eq!(r.level, Level::Ok, "{r:#?}");
+    let off1 = &r.jobs[0].copies[1];
+    assert_eq!(off1.rto_seconds, Some(12.5));
+    assert_eq!(off1.last_drill.as_ref().unwrap().outcome, DrillOutcome::Ok);
+    let m = r.media.iter().find(|m| m.label == "OFF1").unwrap();
+    assert_eq!(m.restore_bytes_per_second, Some((10 << 20) as f64));
+    assert_eq!(m.ready_seconds, Some(2.5));
+    assert_eq!(m.rto_seconds, Some(12.5));
+    assert_eq!(m.restore.len(), 1);
+    assert!(
+        r.jobs[0].copies[0].rto_seconds.is_none(),
+        "the primary was never drilled"
+    );
+
+    // A drill of the newest snapshot on ON1 finds damage: ON1's copy no longer counts, and
+    // the job's newest drill failed.
+    t.drill(Some("ON1"), "s1", DrillOutcome::Damaged, NOW - H / 4);
+    let r = t.report();
+    let on1 = &r.jobs[0].copies[2];
+    assert!(!on1.counted, "{on1:?}");
+    assert!(on1.note.as_deref().unwrap().contains("found damage"));
+    assert_eq!(digit(&r, "copies").have, 2);
+    let d = digit(&r, "drill");
+    assert_eq!(d.state, DigitState::Short);
+    assert!(
+        d.reason
+            .as_deref()
+            .unwrap()
+            .contains("found damage: etc/passwd differs"),
+        "{d:?}"
+    );
+    // A failed drill (could not finish) says nothing of the copy.
+    t.drill(Some("ON1"), "s1", DrillOutcome::Failed, NOW - H / 8);
+    let r = t.report();
+    assert!(!r.jobs[0].copies[2].counted);
+}
+
+#[test]
+fn media_due_for_rotation_stale_and_their_space() {
+    let mut t = three_two_one_one();
+    t.settings.pools.insert(
+        "default".into(),
+        PoolSpec {
+            rotate_every: Some(Duration::from_secs(7 * 86_400)),
+            stale_after: None,
+        },
+    );
+    assert_eq!(t.report().level, Level::Ok, "both were rotated an hour ago");
+    // OFF1 was last rotated 10 days ago and seen 40 days ago; ON1's own period is 30 days.
+    let mut t = T::new();
+    t.settings.pools.insert(
+        "default".into(),
+        PoolSpec {
+            rotate_every: Some(Duration::from_secs(7 * 86_400)),
+            stale_after: None,
+        },
+    );
+    t.backup("s1", "etc", NOW - 2 * H);
+    t.enroll("OFF1", MediumKind::Usb, MediumLocation::Offsite);
+    t.enroll("ON1", MediumKind::Disk, MediumLocation::Onsite);
+    t.copy("OFF1", "s0", "etc", NOW - 11 * D, NOW - 10 * D);
+    t.presence("OFF1", Presence::Removed, NOW - 40 * D);
+    t.cat
+        .set_medium_rotate_every("ON1", Some(Duration::from_secs(30 * 86_400)))
+        .unwrap();
+    t.presence("ON1", Presence::PluggedIn, NOW - 100 * D);
+    t.cat
+        .set_medium_free_bytes(&mid("OFF1"), 5 << 20, NOW - 10 * D)
+        .unwrap();
+    let r = t.report_of(&Filter {
+        job: None,
+        medium: Some("OFF1".into()),
+    });
+    assert!(r.jobs.is_empty());
+    let m = &r.media[0];
+    assert!(m.rotation_due && m.stale, "{m:#?}");
+    assert_eq!(m.rotate_every_from, Some("pool"));
+    assert_eq!(m.free_bytes, Some(5 << 20));
+    assert_eq!(m.snapshots, 1);
+    assert_eq!(m.level, Level::Attention);
+    assert_eq!(r.level, Level::Attention);
+    assert!(
+        m.notes
+            .iter()
+            .any(|n| n == "due for rotation: last rotated 10 days ago (every 7d)"),
+        "{:?}",
+        m.notes
+    );
+    assert!(
+        m.notes
+            .iter()
+            .any(|n| n.starts_with("stale: not seen for 40 days")),
+        "{:?}",
+        m.notes
+    );
+    // ON1: its own period, never rotated; plugged in, so never stale.
+    let r = t.report_of(&Filter {
+        job: None,
+        medium: Some("ON1".into()),
+    });
+    let m = &r.media[0];
+    assert_eq!(m.rotate_every_from, Some("medium"));
+    assert!(m.rotation_due && !m.stale, "{m:#?}");
+    // Filters: an unknown job or medium is an error; --job alone shows no media.
+    let e = report(
+        &t.cat,
+        &repo(),
+        &t.settings,
+        &Filter {
+            job: Some("nope".into()),
+            medium: None,
+        },
+        NOW,
+    );
+    assert!(matches!(e, Err(StatusError::NoSuchJob(_))));
+    let e = report(
+        &t.cat,
+        &repo(),
+        &t.settings,
+        &Filter {
+            job: None,
+            medium: Some("NOPE".into()),
+        },
+        NOW,
+    );
+    assert!(matches!(e, Err(StatusError::NoSuchMedium(_))));
+    let r = t.report_of(&Filter {
+        job: Some("etc".into()),
+        medium: None,
+    });
+    assert_eq!((r.jobs.len(), r.media.len()), (1, 0));
+}
+
+#[test]
+fn the_newest_snapshot_only_a_medium_holds_counts_without_the_primary() {
+    let mut t = T::new();
+    t.backup("s1", "etc", NOW - 3 * D);
+    t.enroll("OFF1", MediumKind::Usb, MediumLocation::Offsite);
+    // A snapshot the primary's list does not have (made through another state directory).
+    t.copy("OFF1", "s2", "etc", NOW - H, NOW - H / 2);
+    t.presence("OFF1", Presence::Removed, NOW);
+    let r = t.report();
+    let j = &r.jobs[0];
+    let n = j.newest.as_ref().unwrap();
+    assert_eq!((n.id, n.in_primary, n.bytes), (sid("s2"), false, None));
+    assert_eq!(j.rpo_state, RpoState::Ok);
+    assert_eq!(j.copies.len(), 1);
+    assert_eq!(j.copies[0].place, "OFF1");
+    assert!(
+        j.notes.iter().any(|n| n.contains("known only from media")),
+        "{:?}",
+        j.notes
+    );
+}
+
+#[test]
+fn no_jobs_configured_is_unknown() {
+    let mut t = T::new();
+    t.settings.jobs.clear();
+    let r = t.report();
+    assert_eq!(r.level, Level::Unknown);
+    assert!(r.notes[0].contains("no jobs"));
+}
+
+#[test]
+fn lost_snapshot_rows_are_unknown_not_breached() {
+    let mut t = T::new();
+    t.enroll("OFF1", MediumKind::Usb, MediumLocation::Offsite);
+    t.backup("s1", "etc", NOW - H);
+    t.cat.remove_snapshot(&repo(), &sid("s1")).unwrap();
+    let r = t.report();
+    assert_eq!(r.jobs[0].level, Level::Unknown, "{r:#?}");
+    assert!(r.jobs[0]
+        .notes
+        .iter()
+        .any(|n| n.contains("catalog rebuild")));
+}
+
+#[test]
+fn settings_from_a_config_file() {
+    let cfg: Config = toml::from_str(
+        r#"
+        [jobs.etc]
+        paths = ["/etc"]
+        rpo = "1d"
+        [jobs.db]
+        paths = ["/db"]
+        rpo = "1h"
+        rpo_grace = "12h"
+        [policy]
+        copies = 2
+        drill_within = "off"
+        primary_kind = "usb"
+        [pools.vault]
+        rotate_every = "7d"
+        stale_after = "1y"
+        "#,
+    )
+    .unwrap();
+    let s = Settings::from_config(&cfg).unwrap();
+    assert_eq!(s.policy.copies, 2);
+    assert_eq!(s.policy.kinds, 2);
+    assert_eq!(s.policy.drill_within, None);
+    assert_eq!(s.policy.primary_kind, MediumKind::Usb);
+    let etc = s.jobs.iter().find(|j| j.name == "etc").unwrap();
+    assert_eq!(
+        etc.rpo_grace,
+        Duration::from_secs(86_400),
+        "the RPO by default"
+    );
+    let db = s.jobs.iter().find(|j| j.name == "db").unwrap();
+    assert_eq!(db.rpo_grace, Duration::from_secs(12 * 3600));
+    assert_eq!(
+        s.pools["vault"].rotate_every,
+        Some(Duration::from_secs(7 * 86_400))
+    );
+    let d = Settings::from_config(&Config::default()).unwrap();
+    assert_eq!(d.policy, Policy::default());
+}
+
+#[test]
+fn a_reason_names_the_three_most_recently_written_media_and_counts_the_others() {
+    let mut t = T::new();
+    t.backup("s1", "etc", NOW - H);
+    for (i, label) in ["A", "B", "C", "D", "E"].iter().enumerate() {
+        t.enroll(label, MediumKind::Usb, MediumLocation::Offsite);
+        if i > 0 {
+            t.copy(label, "old", "etc", NOW - 30 * D, NOW - (i as i64) * D);
+        }
+    }
+    let r = t.report();
+    assert_eq!(
+        digit(&r, "copies").reason.as_deref(),
+        Some("only 1 verified copy (3 wanted): B last written 24 hours ago, C last written 2 days ago, D last written 3 days ago, 2 more")
+    );
+}
