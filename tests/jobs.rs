@@ -306,11 +306,11 @@ after = [{ command = "echo 'could not restart the service' >&2; exit 7", timeout
     let good = snaps.iter().find(|s| s["job"] == "good").unwrap();
     let good_id = good["id"].as_str().unwrap();
     for line in [
-        "INFO job{name=good}: before command: pausing for good".to_string(),
-        format!("INFO job{{name=good}}: after command: after good: ok {good_id}"),
-        "INFO job{name=bad}: after command: after bad: failed".into(),
-        "WARN job{name=bad}: after command: resumed, with a warning".into(),
-        "WARN job{name=unlucky}: after command: could not restart the service".into(),
+        "INFO backup{job=good}: before command: pausing for good".to_string(),
+        format!("INFO backup{{job=good}}: after command: after good: ok {good_id}"),
+        "INFO backup{job=bad}: after command: after bad: failed".into(),
+        "WARN backup{job=bad}: after command: resumed, with a warning".into(),
+        "WARN backup{job=unlucky}: after command: could not restart the service".into(),
         "bakfs: job bad: command `printf half; exit 2` exited with status 2".into(),
         "bakfs: job unlucky: after command `echo 'could not restart the service' >&2; exit 7` exited with status 7: could not restart the service".into(),
     ] {

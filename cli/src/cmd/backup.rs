@@ -177,11 +177,12 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
     let mut code = exit::OK;
     let mut results = vec![];
     for mut plan in plans {
-        // Every line logged while a job runs names it, its commands' output included.
+        // Every line logged while a job runs names it (JOB= in the journal), its commands' output
+        // included.
         let _in_job = plan
             .job
             .clone()
-            .map(|n| tracing::error_span!("job", name = %n).entered());
+            .map(|n| tracing::error_span!("backup", job = %n).entered());
         plan.opts.time_ns = timefmt::now_ns();
         let run_id = catalog.as_mut().and_then(|c| {
             c.begin_run(&repo_id, plan.job.as_deref(), plan.opts.time_ns)
