@@ -192,6 +192,18 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
             Ok(()) => run_one(ctx, &repo, &mut plan),
             Err(e) => Err(e.into()),
         };
+        // The catalog learns of the snapshot at once, not after the after commands.
+        if let (Ok(rep), Some(c)) = (&outcome, catalog.as_mut()) {
+            let rec = crate::context::snapshot_record(repo_id, rep.id, &rep.snapshot);
+            let packs: Vec<PackRecord> = rep
+                .packs_needed
+                .iter()
+                .map(|(p, sz)| PackRecord { id: *p, size: *sz })
+                .collect();
+            if let Err(e) = c.record_snapshot(&rec, &packs) {
+                tracing::warn!("catalog: {e}");
+            }
+        }
         let after_failed = run_after(&plan.after, &outcome);
         let ended = timefmt::now_ns();
         match outcome {
@@ -201,15 +213,6 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
                 // The snapshot stands, but the run failed if an after command did.
                 let after_msg = (!after_failed.is_empty()).then(|| joined(&after_failed));
                 if let Some(c) = catalog.as_mut() {
-                    let rec = crate::context::snapshot_record(repo_id, rep.id, s);
-                    let packs: Vec<PackRecord> = rep
-                        .packs_needed
-                        .iter()
-                        .map(|(p, sz)| PackRecord { id: *p, size: *sz })
-                        .collect();
-                    if let Err(e) = c.record_snapshot(&rec, &packs) {
-                        tracing::warn!("catalog: {e}");
-                    }
                     if let Some(r) = run_id {
                         let _ = c.finish_run(
                             r,
