@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages bakfs needs to build and test (idempotent; root).
 set -euo pipefail
-want=(gcc pkg-config tzdata rsync acl attr tar python3 util-linux e2fsprogs xfsprogs fuse3 udev libudev-dev kmod strace systemd faketime sqlite3)
+want=(gcc pkg-config tzdata rsync acl attr tar python3 time util-linux e2fsprogs xfsprogs fuse3 udev libudev-dev kmod strace systemd faketime sqlite3)
 missing=()
 for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

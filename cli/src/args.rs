@@ -287,7 +287,8 @@ pub struct BackupArgs {
     /// Name of the file for --stdin.
     #[arg(long, default_value = "stdin")]
     pub stdin_name: String,
-    /// Run a job from the configuration.
+    /// Run a job from the configuration: its paths, or its command's output, between its
+    /// before and after commands.
     #[arg(long)]
     pub job: Option<String>,
     /// Run every job from the configuration.

@@ -13,6 +13,12 @@
 //! rpo = "1d"
 //! retention = { keep_daily = 7, keep_weekly = 4, keep_monthly = 12 }
 //!
+//! [jobs.production]
+//! command = ["pg_dump", "-Fc", "production"]
+//! stdin_name = "production.dump"
+//! timeout = "2h"
+//! before = [{ command = "psql -c CHECKPOINT production", timeout = "10min" }]
+//!
 //! [mediad]
 //! reverify_after = "30d"
 //!
@@ -31,11 +37,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::catalog::MediumKind;
 use crate::forget::KeepPolicy;
+use crate::timefmt;
 
 /// Why the configuration file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -126,9 +134,13 @@ pub struct Mediad {
 /// The default of `[mediad] reverify_after`.
 pub const REVERIFY_AFTER: &str = "30d";
 
+/// A job: what one snapshot holds (`paths`, or the output of `command`), with the commands run
+/// before and after it. Exactly one of `paths` and `command` is given ([`Job::validate`]).
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Job {
+    /// Files and directories to back up.
+    #[serde(default)]
     pub paths: Vec<PathBuf>,
     #[serde(default)]
     pub exclude: Vec<String>,
@@ -144,12 +156,226 @@ pub struct Job {
     pub rpo_grace: Option<String>,
     #[serde(default)]
     pub retention: KeepPolicy,
+    /// A command whose standard output is stored as the snapshot's one file (a database dump).
+    pub command: Option<CommandLine>,
+    /// The name of that file in the snapshot (`/NAME`). Default: the job's name.
+    pub stdin_name: Option<String>,
+    /// How long `command` may run (a timeout like "2h", [`timefmt::parse_timeout`]); no limit
+    /// if not given.
+    pub timeout: Option<String>,
+    /// Environment variables for `command`, `before` and `after`, besides bakfs's own.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Commands run in order before the backup; the first that fails stops the job.
+    #[serde(default)]
+    pub before: Vec<Hook>,
+    /// Commands run in order after the backup, whatever happened (also after a failed `before`).
+    #[serde(default)]
+    pub after: Vec<Hook>,
+}
+
+/// The timeout of a `before` or `after` command that gives none: 10 minutes.
+pub const HOOK_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A command line in the configuration: a list is the program and its arguments, run as they
+/// are (no shell, no quoting); a string is a shell command, run with `sh -c`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandLine {
+    /// `["pg_dump", "-Fc", "production"]`.
+    Argv(Vec<String>),
+    /// `"systemctl stop app && sync"`.
+    Shell(String),
+}
+
+impl CommandLine {
+    /// The program and its arguments: the list itself, or `sh -c STRING`.
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            CommandLine::Argv(v) => v.clone(),
+            CommandLine::Shell(s) => vec!["sh".into(), "-c".into(), s.clone()],
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let empty = match self {
+            CommandLine::Argv(v) => v.first().is_none_or(|p| p.trim().is_empty()),
+            CommandLine::Shell(s) => s.trim().is_empty(),
+        };
+        let nul = match self {
+            CommandLine::Argv(v) => v.iter().any(|a| a.contains('\0')),
+            CommandLine::Shell(s) => s.contains('\0'),
+        };
+        match (empty, nul) {
+            (true, _) => Err("is empty".into()),
+            (_, true) => Err("contains a NUL character".into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The command as an operator reads it: the shell string, or the list joined by spaces (an
+/// argument with a space or a quote is quoted).
+impl std::fmt::Display for CommandLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CommandLine::Shell(s) => f.write_str(s),
+            CommandLine::Argv(v) => {
+                let words: Vec<String> = v
+                    .iter()
+                    .map(|a| {
+                        if a.is_empty()
+                            || a.contains(|c: char| c.is_whitespace() || "'\"\\".contains(c))
+                        {
+                            format!("{a:?}")
+                        } else {
+                            a.clone()
+                        }
+                    })
+                    .collect();
+                f.write_str(&words.join(" "))
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CommandLine {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = CommandLine;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a list of strings (a program and its arguments) or a string (run with sh -c)",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<CommandLine, E> {
+                Ok(CommandLine::Shell(s.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<CommandLine, A::Error> {
+                let mut v = Vec::new();
+                while let Some(a) = seq.next_element::<String>()? {
+                    v.push(a);
+                }
+                Ok(CommandLine::Argv(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A `before` or `after` command.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hook {
+    /// What to run.
+    pub command: CommandLine,
+    /// How long it may run; default [`HOOK_TIMEOUT`].
+    pub timeout: Option<String>,
+}
+
+impl Hook {
+    /// Its timeout (the default if none was given).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+            .as_deref()
+            .and_then(|t| timefmt::parse_timeout(t).ok())
+            .unwrap_or(HOOK_TIMEOUT)
+    }
+}
+
+impl Job {
+    /// The timeout of `command`, if any (a bad one is refused by [`read`]).
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+            .as_deref()
+            .and_then(|t| timefmt::parse_timeout(t).ok())
+    }
+
+    /// The name of the file `command`'s output is stored as, in the job called `name`.
+    pub fn stdin_name<'a>(&'a self, name: &'a str) -> &'a str {
+        self.stdin_name.as_deref().unwrap_or(name)
+    }
+
+    /// Checks what the types cannot: the job named `name` has either paths or a command, its
+    /// durations parse, its file name is a plain name, its commands are not empty.
+    ///
+    /// # Errors
+    /// A message naming the setting, without the job's name.
+    pub fn validate(&self, name: &str) -> Result<(), String> {
+        if let Some(r) = &self.rpo {
+            timefmt::parse_duration(r).map_err(|e| format!("rpo: {e}"))?;
+        }
+        match &self.command {
+            None => {
+                if self.paths.is_empty() {
+                    return Err(
+                        "give paths to back up, or a command whose output to back up".into(),
+                    );
+                }
+                for (key, given) in [
+                    ("stdin_name", self.stdin_name.is_some()),
+                    ("timeout", self.timeout.is_some()),
+                ] {
+                    if given {
+                        return Err(format!("{key} applies to a command, and the job has none"));
+                    }
+                }
+            }
+            Some(c) => {
+                c.check().map_err(|e| format!("command {e}"))?;
+                if !self.paths.is_empty() {
+                    return Err("give either paths or a command, not both (a command's output is a snapshot of its own: make it another job)".into());
+                }
+                if !self.exclude.is_empty() || self.one_file_system {
+                    return Err(
+                        "exclude and one_file_system apply to paths, and the job has a command"
+                            .into(),
+                    );
+                }
+                let file = self.stdin_name(name);
+                if !crate::format::is_safe_name(file.as_bytes()) {
+                    return Err(match &self.stdin_name {
+                        Some(_) => format!("stdin_name {file:?} must be a plain file name"),
+                        None => {
+                            format!("the job's name {name:?} cannot name its file: give stdin_name")
+                        }
+                    });
+                }
+                if let Some(t) = &self.timeout {
+                    timefmt::parse_timeout(t).map_err(|e| format!("timeout: {e}"))?;
+                }
+            }
+        }
+        for (k, v) in &self.env {
+            if k.is_empty() || k.contains(['=', '\0']) || v.contains('\0') {
+                return Err(format!(
+                    "env: {k:?} is not a variable name (or its value has a NUL)"
+                ));
+            }
+        }
+        for (list, hooks) in [("before", &self.before), ("after", &self.after)] {
+            for (i, h) in hooks.iter().enumerate() {
+                let at = format!("{list}[{i}]");
+                h.command
+                    .check()
+                    .map_err(|e| format!("{at}: command {e}"))?;
+                if let Some(t) = &h.timeout {
+                    timefmt::parse_timeout(t).map_err(|e| format!("{at}: timeout: {e}"))?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Reads the configuration file at `path`.
 ///
 /// # Errors
-/// The file cannot be read, is not valid TOML, has unknown keys or a bad duration.
+/// The file cannot be read, is not valid TOML, has unknown keys, a bad duration or a job that
+/// [`Job::validate`] refuses.
 pub fn read(path: &Path) -> Result<Config, SettingsError> {
     let err = |msg: String| SettingsError {
         path: path.to_path_buf(),
@@ -158,9 +384,8 @@ pub fn read(path: &Path) -> Result<Config, SettingsError> {
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     let cfg: Config = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
     for (name, job) in &cfg.jobs {
-        if let Some(r) = &job.rpo {
-            crate::timefmt::parse_duration(r).map_err(|e| err(format!("job {name}: rpo: {e}")))?;
-        }
+        job.validate(name)
+            .map_err(|e| err(format!("job {name}: {e}")))?;
     }
     let duration = |what: &str, v: &Option<String>| -> Result<(), SettingsError> {
         match v {
@@ -189,4 +414,133 @@ pub fn read(path: &Path) -> Result<Config, SettingsError> {
             .map_err(|e| err(format!("mediad: reverify_after: {e}")))?;
     }
     Ok(cfg)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod job_tests {
+    use super::*;
+
+    /// The job `[jobs.db]` with `body`, checked as `read` checks it.
+    fn job(body: &str) -> Result<Job, String> {
+        let job: Job = toml::from_str(body).map_err(|e| e.to_string())?;
+        job.validate("db")?;
+        Ok(job)
+    }
+
+    #[test]
+    fn a_command_job_is_a_list_or_a_shell_string_with_its_file_name_and_timeout() {
+        let j = job(r#"command = ["pg_dump", "-Fc", "my db"]
+timeout = "1h30min"
+env = { PGHOST = "/run/postgresql" }
+before = [{ command = "psql -c CHECKPOINT", timeout = "30s" }]
+[[after]]
+command = ["systemctl", "start", "app"]
+"#)
+        .unwrap();
+        let c = j.command.as_ref().unwrap();
+        assert_eq!(c.argv(), ["pg_dump", "-Fc", "my db"]);
+        assert_eq!(c.to_string(), r#"pg_dump -Fc "my db""#);
+        assert_eq!(j.timeout(), Some(Duration::from_secs(5_400)));
+        assert_eq!(j.stdin_name("db"), "db", "the job's name by default");
+        assert_eq!(
+            j.before[0].command.argv(),
+            ["sh", "-c", "psql -c CHECKPOINT"]
+        );
+        assert_eq!(j.before[0].timeout(), Duration::from_secs(30));
+        assert_eq!(
+            j.after[0].timeout(),
+            Duration::from_secs(600),
+            "HOOK_TIMEOUT"
+        );
+        let j = job("command = \"pg_dump x | gzip\"\nstdin_name = \"x.sql.gz\"").unwrap();
+        assert_eq!(j.stdin_name("db"), "x.sql.gz");
+        assert_eq!(j.timeout(), None);
+        // A path job may have hooks too.
+        job("paths = [\"/etc\"]\nbefore = [{ command = \"sync\" }]").unwrap();
+    }
+
+    #[test]
+    fn a_job_that_cannot_work_is_refused_with_the_setting_named() {
+        for (body, says) in [
+            ("tags = [\"x\"]", "give paths to back up, or a command"),
+            (
+                "paths = [\"/etc\"]\ncommand = \"pg_dump\"",
+                "either paths or a command, not both",
+            ),
+            ("command = []", "command is empty"),
+            ("command = \"  \"", "command is empty"),
+            (
+                "command = 3",
+                "a list of strings (a program and its arguments) or a string",
+            ),
+            (
+                "command = \"x\"\nexclude = [\"*.tmp\"]",
+                "exclude and one_file_system apply to paths",
+            ),
+            (
+                "command = \"x\"\nstdin_name = \"a/b\"",
+                "stdin_name \"a/b\" must be a plain file name",
+            ),
+            (
+                "command = \"x\"\nstdin_name = \"..\"",
+                "must be a plain file name",
+            ),
+            (
+                "command = \"x\"\ntimeout = \"5m\"",
+                "timeout: invalid timeout \"5m\"",
+            ),
+            (
+                "command = \"x\"\ntimeout = \"0s\"",
+                "timeout: invalid timeout",
+            ),
+            (
+                "paths = [\"/etc\"]\ntimeout = \"1h\"",
+                "timeout applies to a command",
+            ),
+            (
+                "paths = [\"/etc\"]\nstdin_name = \"x\"",
+                "stdin_name applies to a command",
+            ),
+            (
+                "command = \"x\"\nbefore = [{ command = \"\" }]",
+                "before[0]: command is empty",
+            ),
+            (
+                "command = \"x\"\nafter = [{ command = \"y\", timeout = \"1\" }]",
+                "after[0]: timeout: invalid timeout",
+            ),
+            (
+                "command = \"x\"\nafter = [{ run = \"y\" }]",
+                "unknown field `run`",
+            ),
+            (
+                "command = \"x\"\nenv = { \"A=B\" = \"1\" }",
+                "env: \"A=B\" is not a variable name",
+            ),
+            ("paths = [\"/etc\"]\nrpo = \"1x\"", "rpo: invalid duration"),
+        ] {
+            let e = job(body).unwrap_err();
+            assert!(e.contains(says), "{body:?}: {e:?} does not say {says:?}");
+        }
+        // The job's own name is the default file name, so it must be a plain name.
+        let j: Job = toml::from_str("command = \"x\"").unwrap();
+        let e = j.validate("a/b").unwrap_err();
+        assert!(e.contains("give stdin_name"), "{e}");
+    }
+
+    #[test]
+    fn read_names_the_file_and_the_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bakfs.toml");
+        std::fs::write(&p, "[jobs.db]\ncommand = \"pg_dump\"\npaths = [\"/x\"]\n").unwrap();
+        let e = read(&p).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "config {}: job db: give either paths",
+                p.display()
+            )),
+            "{e}"
+        );
+    }
 }

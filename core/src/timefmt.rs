@@ -1,6 +1,7 @@
 //! Times: Unix-nanosecond timestamps written as RFC 3339 in UTC (manifests, JSON, tables),
 //! the wall-clock fields of a time zone for retention buckets ([`crate::forget`]), and
-//! restic-style retention durations (`7d`, `1y6m`, `12h`).
+//! restic-style retention durations (`7d`, `1y6m`, `12h`) and the timeouts of a job's commands
+//! (`30s`, `10min`, `2h`).
 //!
 //! The calendar is `jiff`'s. Timestamps are `i64` nanoseconds since 1970-01-01T00:00:00Z, which
 //! covers 1677-09-21 to 2262-04-11. Which time zone is the operator's is the binaries' business
@@ -22,6 +23,8 @@ pub enum TimeError {
     BadTime(String),
     #[error("invalid duration {0:?} (expected e.g. 7d, 1y6m, 12h)")]
     BadDuration(String),
+    #[error("invalid timeout {0:?} (expected e.g. 30s, 10min, 2h; m is months, minutes are min)")]
+    BadTimeout(String),
 }
 
 fn timestamp(ns: i64) -> Timestamp {
@@ -98,40 +101,49 @@ pub fn now_ns() -> i64 {
 /// `w` (7 days), `d` (days) and `h` (hours), e.g. `30d`, `2w`, `1y6m`,
 /// `1y2m3d4h`. Empty input, a missing unit or an unknown unit is an error.
 pub fn parse_duration(s: &str) -> Result<Duration, TimeError> {
-    let bad = || TimeError::BadDuration(s.to_string());
-    let t = s.trim();
+    parse_units(
+        s,
+        &[
+            ("y", 365 * DAY),
+            ("m", 30 * DAY),
+            ("w", 7 * DAY),
+            ("d", DAY),
+            ("h", HOUR),
+        ],
+    )
+    .ok_or_else(|| TimeError::BadDuration(s.to_string()))
+}
+
+/// Parses the timeout of a command: one or more `<number><unit>` pairs with units `d`, `h`,
+/// `min` and `s`, e.g. `30s`, `10min`, `1h30min`. Not zero. Months and years are refused (a
+/// `5m` meant as minutes would be five months, as in [`parse_duration`]).
+pub fn parse_timeout(s: &str) -> Result<Duration, TimeError> {
+    parse_units(s, &[("d", DAY), ("h", HOUR), ("min", 60), ("s", 1)])
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| TimeError::BadTimeout(s.to_string()))
+}
+
+/// `<number><unit>` pairs summed, with `units` as (suffix, seconds); `None` if malformed.
+fn parse_units(s: &str, units: &[(&str, u64)]) -> Option<Duration> {
+    let mut t = s.trim();
     if t.is_empty() {
-        return Err(bad());
+        return None;
     }
     let mut total: u64 = 0;
-    let mut num: Option<u64> = None;
-    for ch in t.chars() {
-        if let Some(d) = ch.to_digit(10) {
-            let n = num
-                .unwrap_or(0)
-                .checked_mul(10)
-                .and_then(|n| n.checked_add(u64::from(d)));
-            num = Some(n.ok_or_else(bad)?);
-            continue;
+    while !t.is_empty() {
+        let digits = t.len() - t.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return None;
         }
-        let unit = match ch {
-            'y' => 365 * DAY,
-            'm' => 30 * DAY,
-            'w' => 7 * DAY,
-            'd' => DAY,
-            'h' => HOUR,
-            _ => return Err(bad()),
-        };
-        let n = num.take().ok_or_else(bad)?;
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
+        let n: u64 = t[..digits].parse().ok()?;
+        t = &t[digits..];
+        let (suffix, unit) = units.iter().find(|(u, _)| {
+            t.starts_with(u) && !t[u.len()..].starts_with(|c: char| c.is_ascii_alphabetic())
+        })?;
+        t = &t[suffix.len()..];
+        total = n.checked_mul(*unit).and_then(|v| total.checked_add(v))?;
     }
-    if num.is_some() {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs(total))
+    Some(Duration::from_secs(total))
 }
 
 /// Formats a duration with the units `y` (365 d), `d` and `h`, e.g. `30d`,
@@ -321,6 +333,27 @@ mod tests {
             assert_eq!(d(shown), d(input));
         }
         assert_eq!(format_duration(Duration::from_secs(3_601)), "1h1s");
+    }
+
+    #[test]
+    fn timeouts_have_minutes_and_seconds_but_no_months() {
+        let t = |s: &str| parse_timeout(s).unwrap().as_secs();
+        assert_eq!(
+            ["30s", "10min", "2h", "1d", " 1h30min5s "].map(t),
+            [30, 600, 7_200, 86_400, 5_405]
+        );
+        for bad in [
+            "", "0s", "0min0s", "5m", "1y", "2w", "10mins", "10 min", "1.5h", "s", "10", "-1s",
+        ] {
+            assert!(
+                matches!(parse_timeout(bad), Err(TimeError::BadTimeout(_))),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            parse_timeout("5m").unwrap_err().to_string(),
+            "invalid timeout \"5m\" (expected e.g. 30s, 10min, 2h; m is months, minutes are min)"
+        );
     }
 
     #[test]

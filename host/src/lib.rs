@@ -7,7 +7,8 @@
 //! - [`logging`]: the one `tracing` set-up (stderr, the journal under systemd, `BAKFS_LOG`);
 //! - [`notify`]: the systemd notify protocol (`NOTIFY_SOCKET`);
 //! - [`mounts`]: mount(2)/umount2(2) of a medium's filesystem and `blkid` probes;
-//! - [`heartbeat`]: pings to monitors, through an outbox that survives a monitor being down.
+//! - [`heartbeat`]: pings to monitors, through an outbox that survives a monitor being down;
+//! - [`command`]: a job's commands, each in a process group of its own, with timeouts.
 //!
 //! ```no_run
 //! let cfg_file = bakfs_host::paths::config_file(None);
@@ -17,6 +18,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod command;
 pub mod heartbeat;
 pub mod logging;
 pub mod mounts;

@@ -1,4 +1,5 @@
-//! `backup`.
+//! `backup`: of paths, of standard input, or of configured jobs. A job is its paths or its
+//! command's output, between its `before` and `after` commands (docs/design.md §4.2).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -7,7 +8,9 @@ use anyhow::{bail, Context, Result};
 use bakfs_core::backup::{self, BackupOptions, BackupReport, Progress};
 use bakfs_core::catalog::{BackupOutcome, PackRecord, RunOutcome};
 use bakfs_core::repo::Repository;
+use bakfs_core::settings::Job;
 use bakfs_core::timefmt;
+use bakfs_host::command::{self, CommandError, Spec};
 
 use crate::args::BackupArgs;
 use crate::context::Ctx;
@@ -17,6 +20,58 @@ use crate::progress::{mib, Ticker};
 struct Plan {
     job: Option<String>,
     opts: BackupOptions,
+    source: Source,
+    /// Run in order before the backup; the first that fails stops the job.
+    before: Vec<Spec>,
+    /// Run in order after the backup, whatever happened.
+    after: Vec<Spec>,
+}
+
+/// Where a snapshot's data comes from.
+enum Source {
+    /// The files and directories of `opts.paths`.
+    Paths,
+    /// bakfs's standard input, stored as a file named `name`.
+    Stdin { name: String },
+    /// A command's standard output, stored as a file named `name`.
+    Command { spec: Spec, name: String },
+}
+
+impl Plan {
+    /// What job `name` runs, with the command line's extra tags (its excludes apply to paths).
+    fn of_job(name: &str, j: &Job, opts: BackupOptions) -> Plan {
+        let mut env: Vec<(String, String)> =
+            j.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        env.push(("BAKFS_JOB".into(), name.into()));
+        let spec = |role: &str, line: &bakfs_core::settings::CommandLine, timeout| Spec {
+            role: role.into(),
+            line: line.clone(),
+            timeout,
+            env: env.clone(),
+        };
+        let source = match &j.command {
+            Some(c) => Source::Command {
+                spec: spec("command", c, j.timeout()),
+                name: j.stdin_name(name).to_string(),
+            },
+            None => Source::Paths,
+        };
+        Plan {
+            job: Some(name.into()),
+            source,
+            before: j
+                .before
+                .iter()
+                .map(|h| spec("before command", &h.command, Some(h.timeout())))
+                .collect(),
+            after: j
+                .after
+                .iter()
+                .map(|h| spec("after command", &h.command, Some(h.timeout())))
+                .collect(),
+            opts,
+        }
+    }
 }
 
 fn read_exclude_files(files: &[std::path::PathBuf]) -> Result<Vec<String>> {
@@ -64,18 +119,16 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
             excludes.extend(extra_excludes.iter().cloned());
             let mut tags = j.tags.clone();
             tags.extend(a.tag.iter().cloned());
-            plans.push(Plan {
+            let opts = BackupOptions {
+                paths: j.paths.clone(),
+                excludes,
+                one_file_system: j.one_file_system || a.one_file_system,
+                tags,
+                host: host.clone(),
                 job: Some(n.clone()),
-                opts: BackupOptions {
-                    paths: j.paths.clone(),
-                    excludes,
-                    one_file_system: j.one_file_system || a.one_file_system,
-                    tags,
-                    host: host.clone(),
-                    job: Some(n),
-                    ..Default::default()
-                },
-            });
+                ..Default::default()
+            };
+            plans.push(Plan::of_job(&n, j, opts));
         }
     } else {
         if a.paths.is_empty() && !a.stdin {
@@ -85,6 +138,15 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         excludes.extend(extra_excludes);
         plans.push(Plan {
             job: None,
+            source: if a.stdin {
+                Source::Stdin {
+                    name: a.stdin_name.clone(),
+                }
+            } else {
+                Source::Paths
+            },
+            before: vec![],
+            after: vec![],
             opts: BackupOptions {
                 paths: a.paths.clone(),
                 excludes,
@@ -115,33 +177,50 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
     let mut code = exit::OK;
     let mut results = vec![];
     for mut plan in plans {
+        // Every line logged while a job runs names it (JOB= in the journal), its commands' output
+        // included.
+        let _in_job = plan
+            .job
+            .clone()
+            .map(|n| tracing::error_span!("backup", job = %n).entered());
         plan.opts.time_ns = timefmt::now_ns();
         let run_id = catalog.as_mut().and_then(|c| {
             c.begin_run(&repo_id, plan.job.as_deref(), plan.opts.time_ns)
                 .ok()
         });
-        let outcome = run_one(ctx, &repo, &mut plan, a.stdin, &a.stdin_name);
+        let outcome = match run_before(&plan.before) {
+            Ok(()) => run_one(ctx, &repo, &mut plan),
+            Err(e) => Err(e.into()),
+        };
+        // The catalog learns of the snapshot at once, not after the after commands.
+        if let (Ok(rep), Some(c)) = (&outcome, catalog.as_mut()) {
+            let rec = crate::context::snapshot_record(repo_id, rep.id, &rep.snapshot);
+            let packs: Vec<PackRecord> = rep
+                .packs_needed
+                .iter()
+                .map(|(p, sz)| PackRecord { id: *p, size: *sz })
+                .collect();
+            if let Err(e) = c.record_snapshot(&rec, &packs) {
+                tracing::warn!("catalog: {e}");
+            }
+        }
+        let after_failed = run_after(&plan.after, &outcome);
         let ended = timefmt::now_ns();
         match outcome {
             Ok(rep) => {
                 let s = &rep.snapshot;
                 let incomplete = s.summary.incomplete;
+                // The snapshot stands, but the run failed if an after command did.
+                let after_msg = (!after_failed.is_empty()).then(|| joined(&after_failed));
                 if let Some(c) = catalog.as_mut() {
-                    let rec = crate::context::snapshot_record(repo_id, rep.id, s);
-                    let packs: Vec<PackRecord> = rep
-                        .packs_needed
-                        .iter()
-                        .map(|(p, sz)| PackRecord { id: *p, size: *sz })
-                        .collect();
-                    if let Err(e) = c.record_snapshot(&rec, &packs) {
-                        tracing::warn!("catalog: {e}");
-                    }
                     if let Some(r) = run_id {
                         let _ = c.finish_run(
                             r,
                             &RunOutcome {
                                 ended_ns: ended,
-                                outcome: if incomplete {
+                                outcome: if after_msg.is_some() {
+                                    BackupOutcome::Failed
+                                } else if incomplete {
                                     BackupOutcome::Incomplete
                                 } else {
                                     BackupOutcome::Ok
@@ -150,7 +229,9 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
                                 bytes_read: s.summary.bytes_read,
                                 bytes_added: s.summary.bytes_added,
                                 snapshot_id: Some(rep.id),
-                                message: rep.warnings.first().cloned(),
+                                message: after_msg
+                                    .clone()
+                                    .or_else(|| rep.warnings.first().cloned()),
                             },
                         );
                     }
@@ -179,9 +260,17 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
                         if incomplete { format!(" — INCOMPLETE: {} files could not be read consistently", rep.warnings.len()) } else { String::new() }
                     );
                 }
+                if let Some(m) = &after_msg {
+                    eprintln!("bakfs: job {}: {m}", plan.job.as_deref().unwrap_or(""));
+                    code = code.max(exit::ERROR);
+                }
                 results.push(serde_json::json!({"id": rep.id.to_hex(), "job": plan.job, "time": timefmt::format_rfc3339_nanos(s.time_ns), "paths": s.paths, "summary": s.summary, "warnings": rep.warnings}));
             }
             Err(e) => {
+                let mut message = format!("{e:#}");
+                if !after_failed.is_empty() {
+                    message = format!("{message}; {}", joined(&after_failed));
+                }
                 if let (Some(c), Some(r)) = (catalog.as_mut(), run_id) {
                     let _ = c.finish_run(
                         r,
@@ -192,14 +281,17 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
                             bytes_read: 0,
                             bytes_added: 0,
                             snapshot_id: None,
-                            message: Some(format!("{e:#}")),
+                            message: Some(message.clone()),
                         },
                     );
                 }
                 if plan.job.is_none() {
                     return Err(e);
                 }
-                eprintln!("bakfs: job {}: {e:#}", plan.job.as_deref().unwrap_or(""));
+                eprintln!(
+                    "bakfs: job {}: {message}",
+                    plan.job.as_deref().unwrap_or("")
+                );
                 code = code.max(exit::ERROR);
             }
         }
@@ -214,13 +306,45 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
     Ok(code)
 }
 
-fn run_one(
-    ctx: &Ctx,
-    repo: &Repository,
-    plan: &mut Plan,
-    stdin: bool,
-    stdin_name: &str,
-) -> Result<BackupReport> {
+/// Runs the `before` commands in order; the first that fails stops them (and the job).
+fn run_before(hooks: &[Spec]) -> Result<(), CommandError> {
+    for h in hooks {
+        tracing::info!("running {} `{}`", h.role, h.line);
+        command::run(h)?;
+    }
+    Ok(())
+}
+
+/// Runs every `after` command, whatever happened, with the outcome in its environment
+/// (`BAKFS_OUTCOME`: ok, incomplete or failed; `BAKFS_SNAPSHOT`: the new snapshot's id);
+/// returns the failures.
+fn run_after(hooks: &[Spec], outcome: &Result<BackupReport>) -> Vec<CommandError> {
+    let (what, snapshot) = match outcome {
+        Ok(r) if r.snapshot.summary.incomplete => ("incomplete", Some(r.id)),
+        Ok(r) => ("ok", Some(r.id)),
+        Err(_) => ("failed", None),
+    };
+    let mut failed = vec![];
+    for h in hooks {
+        let mut h = h.clone();
+        h.env.push(("BAKFS_OUTCOME".into(), what.into()));
+        if let Some(id) = snapshot {
+            h.env.push(("BAKFS_SNAPSHOT".into(), id.to_hex()));
+        }
+        tracing::info!("running {} `{}`", h.role, h.line);
+        if let Err(e) = command::run(&h) {
+            failed.push(e);
+        }
+    }
+    failed
+}
+
+fn joined(errors: &[CommandError]) -> String {
+    let v: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    v.join("; ")
+}
+
+fn run_one(ctx: &Ctx, repo: &Repository, plan: &mut Plan) -> Result<BackupReport> {
     let progress = Arc::new(Progress::default());
     let p = progress.clone();
     let _ticker = Ticker::start(ctx.show_progress(), move |t| {
@@ -234,14 +358,31 @@ fn run_one(
             p.errors.load(Ordering::Relaxed)
         )
     });
-    if stdin {
-        return Ok(backup::backup_stdin(
-            repo,
-            &mut std::io::stdin().lock(),
-            stdin_name,
-            &plan.opts,
-            &progress,
-        )?);
+    match &plan.source {
+        Source::Paths => {}
+        Source::Stdin { name } => {
+            return Ok(backup::backup_stdin(
+                repo,
+                &mut std::io::stdin().lock(),
+                name,
+                &plan.opts,
+                &progress,
+            )?);
+        }
+        Source::Command { spec, name } => {
+            tracing::info!("running {} `{}`", spec.role, spec.line);
+            let mut out = command::spawn_output(spec)?;
+            // The manifest is written only once the output ended and the command exited 0: a
+            // command that failed ends the stream in an error, and the error to report is
+            // the command's (a repository error kills the command instead).
+            return match backup::backup_stdin(repo, &mut out, name, &plan.opts, &progress) {
+                Ok(r) => Ok(r),
+                Err(e) => match out.failure() {
+                    Some(f) => Err(f.clone().into()),
+                    None => Err(e.into()),
+                },
+            };
+        }
     }
     // Parent: the newest snapshot of the same host and paths.
     let want: Vec<String> = backup::source_paths(&plan.opts.paths)?

@@ -303,10 +303,18 @@ pub fn source_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
-/// Stores a stream as a snapshot holding one file named `name`.
+/// Stores a stream as a snapshot holding one file named `name`, chunk by chunk (memory stays
+/// bounded whatever the stream's length).
+///
+/// The manifest, the commit point (design.md §4.2), is written only once `input` has returned
+/// its end (`Ok(0)`). A reader that learns at the end that what it gave is not whole (a
+/// command that exited non-zero, was killed or timed out) returns an error instead of the end:
+/// no snapshot is made, and the packs written so far are left for `prune`, as for any failed
+/// backup.
 ///
 /// # Errors
-/// Reading the stream or repository I/O errors.
+/// Reading the stream (its error is wrapped in [`Error::Io`] about "standard input") or
+/// repository I/O errors.
 pub fn backup_stdin(
     repo: &Repository,
     input: &mut dyn Read,

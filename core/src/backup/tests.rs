@@ -140,3 +140,53 @@ fn a_failing_pack_write_writes_no_snapshot() {
     assert!(backend.list(FileKind::Snapshot).unwrap().is_empty());
     assert!(backend.list(FileKind::Index).unwrap().is_empty());
 }
+
+/// A stream that gives `data` and then, instead of its end, an error: a command that wrote its
+/// whole output and exited non-zero.
+struct FailsAtEnd<'a>(&'a [u8]);
+
+impl Read for FailsAtEnd<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.0.is_empty() {
+            return Err(std::io::Error::other("exited with status 2"));
+        }
+        let n = buf.len().min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_stream_whose_end_is_an_error_writes_no_snapshot_and_the_next_one_does() {
+    let (mem, repo) = mem_repo();
+    let backend: &dyn Backend = mem.as_ref();
+    let data = noise(3 << 20, 7);
+    let opts = BackupOptions {
+        host: "t".into(),
+        job: Some("db".into()),
+        ..Default::default()
+    };
+    let e = backup_stdin(
+        &repo,
+        &mut FailsAtEnd(&data),
+        "db.dump",
+        &opts,
+        &Progress::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("exited with status 2"), "{e}");
+    assert!(backend.list(FileKind::Snapshot).unwrap().is_empty());
+    // The same open repository makes the next snapshot (`--all-jobs` goes on after a failed job).
+    let r = backup_stdin(
+        &repo,
+        &mut &data[..],
+        "db.dump",
+        &opts,
+        &Progress::default(),
+    )
+    .unwrap();
+    assert_eq!(backend.list(FileKind::Snapshot).unwrap().len(), 1);
+    assert_eq!(r.snapshot.paths, ["/db.dump"]);
+    assert_eq!(file_in(&repo, &r.snapshot, Path::new("/db.dump")), data);
+}

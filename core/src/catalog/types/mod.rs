@@ -174,7 +174,8 @@ text_enum! {
         Ok = "ok",
         /// A snapshot was saved, but some files could not be read consistently.
         Incomplete = "incomplete",
-        /// No snapshot; the run's message says why.
+        /// No snapshot (or one whose job's `after` command then failed: the run keeps its
+        /// id); the run's message says why.
         Failed = "failed",
     }
 }
