@@ -240,6 +240,11 @@ mod tests {
             state: MediumState::SafeToRemove,
             message: None,
             bytes: 0,
+            presence: None,
+            presence_ns: None,
+            free_bytes: None,
+            free_ns: None,
+            rotate_every: None,
         };
         let held = vec![MediumSnapshot {
             snapshot_id: new.id,
