@@ -4,6 +4,8 @@
 //! ```toml
 //! repository = "/var/lib/bakfs/repo"
 //! password_file = "/etc/bakfs/password"
+//! # Told of every job's runs, besides each job's own `heartbeats`.
+//! heartbeats = [{ kind = "ntfy", url = "https://ntfy.example.net/backups" }]
 //!
 //! [jobs.etc]
 //! paths = ["/etc"]
@@ -21,6 +23,10 @@
 //!
 //! [mediad]
 //! reverify_after = "30d"
+//! heartbeats = [{ kind = "healthchecks", url = "https://hc.example.net/ping/UUID" }]
+//!
+//! [metrics]               # node_exporter's textfile collector
+//! textfile = "/var/lib/prometheus/node-exporter/bakfs.prom"
 //!
 //! [policy]                # what `bakfs status` holds each job's newest snapshot to
 //! copies = 3
@@ -39,7 +45,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::catalog::MediumKind;
 use crate::forget::KeepPolicy;
@@ -68,6 +74,62 @@ pub struct Config {
     /// Settings per pool of media, by pool name.
     #[serde(default)]
     pub pools: BTreeMap<String, Pool>,
+    /// Monitors told of every job's runs (besides each job's own).
+    #[serde(default)]
+    pub heartbeats: Vec<Monitor>,
+    #[serde(default)]
+    pub metrics: Metrics,
+}
+
+/// A monitor that hears of runs: `{ kind = "healthchecks", url = "https://…/ping/UUID" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Monitor {
+    pub kind: MonitorKind,
+    pub url: String,
+}
+
+impl Monitor {
+    /// Checks that its URL is one a monitor can be reached at.
+    ///
+    /// # Errors
+    /// A message naming the URL.
+    pub fn check(&self) -> Result<(), String> {
+        let rest = self
+            .url
+            .strip_prefix("https://")
+            .or_else(|| self.url.strip_prefix("http://"));
+        match rest {
+            Some(r) if !r.is_empty() && !self.url.contains(char::is_whitespace) => Ok(()),
+            _ => Err(format!(
+                "heartbeat url {:?} is not an http:// or https:// URL",
+                self.url
+            )),
+        }
+    }
+}
+
+/// The conventions a monitor speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MonitorKind {
+    /// healthchecks.io and compatible servers: `URL/start`, `URL` (success), `URL/<exit status>`
+    /// (failure), with `?rid=<run id>` and the log's tail as the body.
+    Healthchecks,
+    /// An Uptime Kuma push monitor: `URL?status=up|down&msg=…` (no start).
+    UptimeKuma,
+    /// An ntfy topic: a message per success or failure (no start), failures with high priority.
+    Ntfy,
+    /// Any URL that takes a JSON POST of every event.
+    Webhook,
+}
+
+/// `[metrics]`: where the figures of `bakfs status` are kept for node_exporter's textfile
+/// collector; backups and bakfs-mediad refresh the file when set.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    pub textfile: Option<PathBuf>,
 }
 
 /// `[policy]`: what `bakfs status` holds each job's newest snapshot to (the 3-2-1-1-0 rule by
@@ -129,6 +191,9 @@ pub struct Mediad {
     /// Files already on a medium are read back again once their last check is older than this
     /// (a duration like "30d"; "0d": at every insertion). Default: [`REVERIFY_AFTER`].
     pub reverify_after: Option<String>,
+    /// Monitors told of each medium's job (start, then success or failure).
+    #[serde(default)]
+    pub heartbeats: Vec<Monitor>,
 }
 
 /// The default of `[mediad] reverify_after`.
@@ -172,6 +237,9 @@ pub struct Job {
     /// Commands run in order after the backup, whatever happened (also after a failed `before`).
     #[serde(default)]
     pub after: Vec<Hook>,
+    /// Monitors told of this job's runs (start, then success or failure).
+    #[serde(default)]
+    pub heartbeats: Vec<Monitor>,
 }
 
 /// The timeout of a `before` or `after` command that gives none: 10 minutes.
@@ -395,7 +463,14 @@ pub fn read(path: &Path) -> Result<Config, SettingsError> {
             None => Ok(()),
         }
     };
+    let monitors = |what: &str, list: &[Monitor]| -> Result<(), SettingsError> {
+        list.iter()
+            .try_for_each(|m| m.check().map_err(|e| err(format!("{what}{e}"))))
+    };
+    monitors("", &cfg.heartbeats)?;
+    monitors("mediad: ", &cfg.mediad.heartbeats)?;
     for (name, job) in &cfg.jobs {
+        monitors(&format!("job {name}: "), &job.heartbeats)?;
         duration(&format!("job {name}: rpo_grace"), &job.rpo_grace)?;
         if job.rpo_grace.is_some() && job.rpo.is_none() {
             return Err(err(format!("job {name}: rpo_grace needs an rpo")));
@@ -542,5 +617,60 @@ command = ["systemctl", "start", "app"]
             )),
             "{e}"
         );
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod monitor_tests {
+    use super::*;
+
+    fn config(text: &str) -> Result<Config, SettingsError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bakfs.toml");
+        std::fs::write(&p, text).unwrap();
+        read(&p)
+    }
+
+    #[test]
+    fn heartbeats_for_every_job_for_one_job_and_for_mediad_and_the_metrics_file() {
+        let c = config(
+            r#"heartbeats = [{ kind = "ntfy", url = "https://ntfy.example.net/all" }]
+[jobs.etc]
+paths = ["/etc"]
+heartbeats = [{ kind = "healthchecks", url = "http://127.0.0.1:8000/ping/etc" }]
+[mediad]
+heartbeats = [{ kind = "uptime_kuma", url = "https://kuma.example.net/api/push/x" }, { kind = "webhook", url = "https://hooks.example.net/bakfs" }]
+[metrics]
+textfile = "/var/lib/prometheus/node-exporter/bakfs.prom"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.heartbeats[0].kind, MonitorKind::Ntfy);
+        assert_eq!(c.jobs["etc"].heartbeats[0].kind, MonitorKind::Healthchecks);
+        assert_eq!(c.mediad.heartbeats.len(), 2);
+        assert_eq!(c.mediad.heartbeats[0].kind, MonitorKind::UptimeKuma);
+        assert!(c.metrics.textfile.is_some());
+    }
+
+    #[test]
+    fn a_monitor_that_cannot_be_reached_is_refused_with_where_it_is_named() {
+        for (text, says) in [
+            (
+                "heartbeats = [{ kind = \"ntfy\", url = \"ntfy.sh/x\" }]",
+                "heartbeat url \"ntfy.sh/x\" is not an http",
+            ),
+            (
+                "[jobs.etc]\npaths = [\"/etc\"]\nheartbeats = [{ kind = \"healthchecks\", url = \"https://\" }]",
+                "job etc: heartbeat url",
+            ),
+            (
+                "[mediad]\nheartbeats = [{ kind = \"pagerduty\", url = \"https://x\" }]",
+                "unknown variant `pagerduty`",
+            ),
+        ] {
+            let e = config(text).unwrap_err().to_string();
+            assert!(e.contains(says), "{text}: {e}");
+        }
     }
 }

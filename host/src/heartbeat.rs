@@ -26,27 +26,9 @@ const BODY_MAX: usize = 10_000;
 /// later that a job once started says nothing true).
 const MAX_AGE_NS: i64 = 7 * 24 * 3600 * 1_000_000_000;
 
-/// The conventions a monitor speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// healthchecks.io and compatible servers: `URL/start`, `URL` (success), `URL/<exit status>`
-    /// (failure), with `?rid=<run id>` and the log's tail as the body.
-    Healthchecks,
-    /// An Uptime Kuma push monitor: `URL?status=up|down&msg=…` (no start).
-    UptimeKuma,
-    /// An ntfy topic: a message per success or failure (no start), failures with high priority.
-    Ntfy,
-    /// Any URL that takes a JSON POST of every event.
-    Webhook,
-}
-
-/// Where pings go.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Target {
-    pub kind: Kind,
-    pub url: String,
-}
+/// The conventions a monitor speaks, and where one is: the configuration's types
+/// (`heartbeats = [{ kind = "healthchecks", url = "…" }]`).
+pub use bakfs_core::settings::{Monitor as Target, MonitorKind as Kind};
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -327,6 +309,80 @@ impl Outbox {
                 Err(e) => tracing::warn!("heartbeat: {}: {e}", self.path.display()),
             }
         })
+    }
+}
+
+/// The heartbeats of one run (a job, a medium's copy): a start when it begins, then a success or
+/// a failure, to every target, each ping sent in the background.
+pub struct Run {
+    state_dir: PathBuf,
+    targets: Vec<Target>,
+    subject: String,
+    run_id: String,
+    host: String,
+    sending: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Run {
+    /// Begins a run of `subject` and sends its start (nothing at all without targets).
+    pub fn start(state_dir: &Path, targets: Vec<Target>, subject: &str, now_ns: i64) -> Run {
+        let mut run = Run {
+            state_dir: state_dir.to_path_buf(),
+            targets,
+            subject: subject.to_string(),
+            run_id: run_id(),
+            host: bakfs_core::repo::lock::hostname(),
+            sending: Vec::new(),
+        };
+        run.send(Event::Start, String::new(), now_ns);
+        run
+    }
+
+    fn send(&mut self, event: Event, message: String, now_ns: i64) {
+        if self.targets.is_empty() {
+            return;
+        }
+        let pings = self
+            .targets
+            .iter()
+            .map(|t| Ping {
+                target: t.clone(),
+                event,
+                subject: self.subject.clone(),
+                run_id: self.run_id.clone(),
+                host: self.host.clone(),
+                time_ns: now_ns,
+                message: message.clone(),
+            })
+            .collect();
+        let outbox = Outbox::new(&self.state_dir, TIMEOUT);
+        self.sending.push(outbox.send_in_background(pings, now_ns));
+    }
+
+    /// Ends the run with `event` and `message` (a summary, the log's tail), then waits at most
+    /// `wait` for the pings to go out: a monitor that hangs costs no more; what was not sent
+    /// stays in the outbox for the next run.
+    pub fn end(mut self, event: Event, message: String, now_ns: i64, wait: Duration) {
+        self.send(event, message, now_ns);
+        let deadline = std::time::Instant::now() + wait;
+        while !self
+            .sending
+            .iter()
+            .all(std::thread::JoinHandle::is_finished)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !self
+            .sending
+            .iter()
+            .all(std::thread::JoinHandle::is_finished)
+        {
+            tracing::warn!(
+                "heartbeat: a monitor did not answer within {} s; the ping stays in the outbox",
+                wait.as_secs()
+            );
+        }
     }
 }
 

@@ -34,6 +34,8 @@
 //! assert!(Level::Breached > Level::Unknown && Level::Unknown > Level::Ok);
 //! ```
 
+pub mod metrics;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::time::Duration;

@@ -723,3 +723,127 @@ fn a_reason_names_the_three_most_recently_written_media_and_counts_the_others() 
         Some("only 1 verified copy (3 wanted): B last written 24 hours ago, C last written 2 days ago, D last written 3 days ago, 2 more")
     );
 }
+
+/// The value of the series `name{labels}` in a textfile, if there is one.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.parse().unwrap())
+}
+
+#[test]
+fn metrics_say_the_report_in_base_units_without_snapshot_ids() {
+    let mut t = three_two_one_one();
+    t.settings.policy.drill_within = Some(Duration::from_secs(30 * 86_400));
+    t.drill(Some("OFF1"), "s1", DrillOutcome::Ok, NOW - D);
+    t.enroll("WITH \"QUOTES\"\\", MediumKind::Usb, MediumLocation::Onsite);
+    let r = t.report();
+    let m = metrics::render(&r);
+    assert!(!m.contains(&sid("s1").to_string()), "no snapshot id: {m}");
+    assert!(
+        !m.contains(&sid("s1").to_string()[..8]),
+        "no snapshot id: {m}"
+    );
+    // Every metric once, with HELP and TYPE before its samples.
+    let mut seen = std::collections::HashSet::new();
+    for l in m.lines() {
+        if let Some(rest) = l.strip_prefix("# TYPE ") {
+            assert!(
+                seen.insert(rest.split(' ').next().unwrap().to_string()),
+                "{l}"
+            );
+        } else if !l.starts_with("# HELP ") {
+            let name = l.split(['{', ' ']).next().unwrap();
+            assert!(seen.contains(name), "{name} before its TYPE: {m}");
+        }
+    }
+    assert_eq!(
+        sample(&m, "bakfs_status_timestamp_seconds"),
+        Some((NOW / S) as f64)
+    );
+    assert_eq!(
+        sample(&m, "bakfs_job_rpo_seconds{job=\"etc\"}"),
+        Some(86_400.0)
+    );
+    assert_eq!(
+        sample(&m, "bakfs_job_rpo_state{job=\"etc\",state=\"ok\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, "bakfs_job_rpo_state{job=\"etc\",state=\"breached\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&m, "bakfs_job_last_success_timestamp_seconds{job=\"etc\"}"),
+        Some(((NOW - 2 * H) / S) as f64)
+    );
+    assert_eq!(
+        sample(&m, "bakfs_job_snapshot_age_seconds{job=\"etc\"}"),
+        Some(7200.0)
+    );
+    assert_eq!(sample(&m, "bakfs_job_last_run_ok{job=\"etc\"}"), Some(1.0));
+    assert_eq!(
+        sample(&m, "bakfs_job_verified_copies{job=\"etc\"}"),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(&m, "bakfs_job_policy_have{job=\"etc\",digit=\"offsite\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, "bakfs_job_policy_ok{job=\"etc\",digit=\"drill\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, "bakfs_job_last_drill_timestamp_seconds{job=\"etc\"}"),
+        Some(((NOW - D) / S) as f64)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "bakfs_copy_restore_estimate_seconds{job=\"etc\",where=\"OFF1\"}"
+        ),
+        Some(12.5)
+    );
+    assert_eq!(
+        sample(&m, "bakfs_medium_present{medium=\"OFF1\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&m, "bakfs_medium_present{medium=\"ON1\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, "bakfs_medium_restore_bytes_per_second{medium=\"OFF1\"}"),
+        Some((10 << 20) as f64)
+    );
+    // Label values escaped as the text format says; a medium never seen: presence unknown.
+    assert_eq!(
+        sample(
+            &m,
+            "bakfs_medium_present{medium=\"WITH \\\"QUOTES\\\"\\\\\"}"
+        ),
+        Some(-1.0),
+        "{m}"
+    );
+    // A shortfall: the offsite digit short once OFF1's copy is found damaged.
+    t.drill(Some("OFF1"), "s1", DrillOutcome::Damaged, NOW - H);
+    let m = metrics::render(&t.report());
+    assert_eq!(
+        sample(&m, "bakfs_job_policy_ok{job=\"etc\",digit=\"offsite\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&m, "bakfs_job_verified_copies{job=\"etc\"}"),
+        Some(2.0)
+    );
+    assert_eq!(sample(&m, "bakfs_status_level"), Some(3.0), "short");
+
+    // Written whole by rename.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bakfs.prom");
+    metrics::write_textfile(&path, &t.report()).unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), m);
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(names.len(), 1, "no temporary file left");
+}
