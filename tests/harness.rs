@@ -5,6 +5,8 @@
 //! `cargo build --workspace --bins`.
 #![allow(clippy::unwrap_used)]
 
+pub mod monitor_server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 

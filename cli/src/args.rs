@@ -138,6 +138,14 @@ pub enum Cmd {
     /// Whether each job's backups hold: RPO, copies, media, drills (from the catalog alone).
     #[command(long_about = STATUS_ABOUT)]
     Status(StatusArgs),
+    /// The figures of `status` for node_exporter's textfile collector (Prometheus's format).
+    #[command(long_about = METRICS_ABOUT)]
+    Metrics {
+        /// Write them to this file, atomically (for example
+        /// /var/lib/prometheus/node-exporter/bakfs.prom) [default: standard output].
+        #[arg(long, value_name = "FILE")]
+        textfile: Option<PathBuf>,
+    },
     /// Repair a damaged repository.
     #[command(subcommand)]
     Repair(RepairCmd),
@@ -153,6 +161,17 @@ pub enum Cmd {
         shell: clap_complete::Shell,
     },
 }
+
+const METRICS_ABOUT: &str = "\
+The figures of `bakfs status` for node_exporter's textfile collector (Prometheus's text \
+format), from the configuration and the catalog alone: per job its level, RPO and its state, \
+the last success, the last run, verified copies of the newest snapshot, each digit of the \
+policy, the last drill and the restore estimates; per medium its level, presence, last \
+seen/written/verified/drilled, bytes, free space, rotation due, stale and restore rate. Times \
+are _timestamp_seconds, sizes bytes; no snapshot id is a label.
+
+With [metrics] textfile in the config file, every backup and bakfs-mediad refresh that file \
+too. docs/design.md §12 lists the metrics.";
 
 const STATUS_ABOUT: &str = "\
 Whether each job's backups hold, answered from the configuration and the catalog alone: no \

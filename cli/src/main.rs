@@ -3,6 +3,7 @@
 mod args;
 mod cmd;
 mod context;
+mod monitor;
 mod mount_helper;
 mod progress;
 

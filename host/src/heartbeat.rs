@@ -205,18 +205,33 @@ impl Outbox {
         }
     }
 
-    /// Locks the outbox for this process (a backup and mediad may ping at the same time). The
-    /// lock is on a file of its own: the outbox itself is replaced when it is rewritten.
-    fn lock(&self) -> std::io::Result<File> {
+    /// Takes the lock file `name` next to the outbox (created on first use).
+    fn lock_file(&self, name: &str) -> std::io::Result<File> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
         let f = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
-            .open(dir.join(format!("{OUTBOX}.lock")))?;
+            .open(dir.join(name))?;
         f.lock()?;
         Ok(f)
+    }
+
+    /// Locks the outbox's contents (a backup and mediad may ping at the same time), for a short
+    /// while: an append, a read, a rewrite. The lock is on a file of its own: the outbox itself
+    /// is replaced when it is rewritten.
+    fn lock(&self) -> std::io::Result<File> {
+        self.lock_file(&format!("{OUTBOX}.lock"))
+    }
+
+    /// The outbox's lines.
+    fn lines(&self) -> std::io::Result<Vec<String>> {
+        match File::open(&self.path) {
+            Ok(f) => Ok(BufReader::new(f).lines().map_while(Result::ok).collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Appends `pings` to the outbox (durably: they survive the process).
@@ -244,21 +259,21 @@ impl Outbox {
     /// # Errors
     /// The outbox cannot be read or rewritten.
     pub fn flush(&self, now_ns: i64) -> std::io::Result<(usize, Vec<SendError>)> {
-        let lock = self.lock()?;
-        let pings: Vec<Ping> = match File::open(&self.path) {
-            Ok(f) => BufReader::new(f)
-                .lines()
-                .map_while(Result::ok)
-                .filter_map(|l| serde_json::from_str(&l).ok())
-                .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e),
+        // One sender at a time, for as long as it sends; pushes go on meanwhile (a ping pushed
+        // while a monitor hangs is in the outbox before the process may end).
+        let _sender = self.lock_file(&format!("{OUTBOX}.send"))?;
+        let read = {
+            let _lock = self.lock()?;
+            self.lines()?
         };
         let mut kept = Vec::new();
         let mut blocked: Vec<Target> = Vec::new();
         let mut errors = Vec::new();
         let mut sent = 0;
-        for p in pings {
+        for p in read
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Ping>(l).ok())
+        {
             if now_ns.saturating_sub(p.time_ns) > MAX_AGE_NS {
                 continue;
             }
@@ -280,6 +295,13 @@ impl Outbox {
             text.extend(serde_json::to_vec(p).map_err(std::io::Error::other)?);
             text.push(b'\n');
         }
+        let _lock = self.lock()?;
+        // What was pushed while sending follows what is kept: only a sender rewrites the
+        // outbox, so the lines read are still its first ones.
+        for l in self.lines()?.iter().skip(read.len()) {
+            text.extend_from_slice(l.as_bytes());
+            text.push(b'\n');
+        }
         let dir = self.path.parent().unwrap_or(Path::new("."));
         bakfs_core::fsio::write_atomic(
             dir,
@@ -288,7 +310,6 @@ impl Outbox {
             bakfs_core::fsio::Writers::Many,
             |out| out.write_all(&text),
         )?;
-        drop(lock);
         Ok((sent, errors))
     }
 
@@ -359,30 +380,32 @@ impl Run {
         self.sending.push(outbox.send_in_background(pings, now_ns));
     }
 
-    /// Ends the run with `event` and `message` (a summary, the log's tail), then waits at most
-    /// `wait` for the pings to go out: a monitor that hangs costs no more; what was not sent
-    /// stays in the outbox for the next run.
-    pub fn end(mut self, event: Event, message: String, now_ns: i64, wait: Duration) {
+    /// Ends the run with `event` and `message` (a summary, the log's tail); returns the
+    /// sending threads, for [`wait`].
+    pub fn finish(
+        mut self,
+        event: Event,
+        message: String,
+        now_ns: i64,
+    ) -> Vec<std::thread::JoinHandle<()>> {
         self.send(event, message, now_ns);
-        let deadline = std::time::Instant::now() + wait;
-        while !self
-            .sending
-            .iter()
-            .all(std::thread::JoinHandle::is_finished)
-            && std::time::Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if !self
-            .sending
-            .iter()
-            .all(std::thread::JoinHandle::is_finished)
-        {
-            tracing::warn!(
-                "heartbeat: a monitor did not answer within {} s; the ping stays in the outbox",
-                wait.as_secs()
-            );
-        }
+        self.sending
+    }
+}
+
+/// Waits at most `wait` for `sending` to end: a monitor that hangs costs no more; what was not
+/// sent stays in the outbox for the next run.
+pub fn wait(sending: &[std::thread::JoinHandle<()>], wait: Duration) {
+    let deadline = std::time::Instant::now() + wait;
+    let done = || sending.iter().all(std::thread::JoinHandle::is_finished);
+    while !done() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if !done() {
+        tracing::warn!(
+            "heartbeat: a monitor did not answer within {} s; its ping stays in the outbox",
+            wait.as_secs()
+        );
     }
 }
 

@@ -14,6 +14,7 @@ use crate::error::CopyError;
 use crate::ledger;
 use crate::medium::block::{BlockDevice, Device};
 use crate::medium::Medium;
+use crate::monitor::Monitors;
 use crate::rotate::{self, Stats};
 
 /// What every job needs to know.
@@ -29,6 +30,8 @@ pub struct Setup {
     pub reverify_after: Duration,
     /// The operator's time zone: media retention's calendar buckets follow it.
     pub tz: bakfs_core::timefmt::TimeZone,
+    /// Heartbeats and metrics.
+    pub monitors: Monitors,
 }
 
 /// The job for a block device (the daemon's runner in production).
@@ -62,6 +65,7 @@ pub fn run(
             return MediumState::Failed;
         }
     };
+    let beat = setup.monitors.start(&m.label);
     let _ = cat.set_medium_state(&m.id, MediumState::Copying, None, t0);
     let run_id = cat.begin_medium_run(&m.id, t0).unwrap_or(0);
     tracing::info!(medium = %m.label, "copying snapshots onto {}", m.label);
@@ -125,19 +129,28 @@ pub fn run(
     let _ = cat.finish_medium_run(&run);
     let secs = run.seconds;
     let mib_s = stats.bytes_written as f64 / secs.max(1e-9) / (1 << 20) as f64;
+    let summary = match &result {
+        Ok(()) => format!(
+            "safe to remove {} ({} snapshots added, {} removed, {} bytes written at {mib_s:.1} MiB/s, {secs:.1} s)",
+            m.label, stats.added, stats.removed, stats.bytes_written
+        ),
+        Err(e) => format!("{}: {e}", m.label),
+    };
     match &result {
         Ok(()) => tracing::info!(
             medium = %m.label,
             added = stats.added,
             removed = stats.removed,
             bytes_written = stats.bytes_written,
-            "safe to remove {} ({} snapshots added, {} removed, {} bytes written at {mib_s:.1} MiB/s, {secs:.1} s)",
-            m.label, stats.added, stats.removed, stats.bytes_written
+            "{summary}"
         ),
         // Pulling a medium out, or stopping the daemon, is no error.
-        Err(e @ CopyError::Cancelled) => tracing::warn!(medium = %m.label, "{}: {e}", m.label),
-        Err(e) => tracing::error!(medium = %m.label, "{}: {e}", m.label),
+        Err(CopyError::Cancelled) => tracing::warn!(medium = %m.label, "{summary}"),
+        Err(_) => tracing::error!(medium = %m.label, "{summary}"),
     }
+    setup.monitors.refresh_metrics(&cat, &setup.repo_id);
+    let ok = matches!(outcome, CopyOutcome::Ok | CopyOutcome::Incomplete);
+    setup.monitors.finish(beat, ok, &summary);
     state
 }
 

@@ -9,6 +9,7 @@ mod error;
 mod job;
 mod ledger;
 mod medium;
+mod monitor;
 mod plan;
 mod primary;
 mod reconcile;
@@ -84,6 +85,14 @@ fn setup(a: &Args) -> Result<job::Setup> {
         media_root: a.media_root.clone(),
         reverify_after,
         tz: bakfs_core::timefmt::TimeZone::system(),
+        monitors: monitor::Monitors {
+            heartbeats: cfg.mediad.heartbeats.clone(),
+            metrics: match &cfg.metrics.textfile {
+                Some(p) => Some((p.clone(), bakfs_core::status::Settings::from_config(&cfg)?)),
+                None => None,
+            },
+            state_dir: state,
+        },
     })
 }
 

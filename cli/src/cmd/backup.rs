@@ -15,6 +15,7 @@ use bakfs_host::command::{self, CommandError, Spec};
 use crate::args::BackupArgs;
 use crate::context::Ctx;
 use crate::exit;
+use crate::monitor::Beats;
 use crate::progress::{mib, Ticker};
 
 struct Plan {
@@ -158,6 +159,19 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         });
     }
 
+    let mut beats = Beats::start(ctx, plans.iter().filter_map(|p| p.job.as_deref()));
+    let r = run_plans(ctx, plans, &mut beats);
+    match &r {
+        Ok(code) => beats.close(*code, "the job did not run"),
+        // Opening or locking the repository failed: every job's monitors hear of it.
+        Err(e) => beats.close(crate::exit_code_of(e), &format!("{e:#}")),
+    }
+    crate::monitor::refresh_metrics(ctx);
+    r
+}
+
+/// Runs `plans` in order against the repository, each with its heartbeats.
+fn run_plans(ctx: &Ctx, plans: Vec<Plan>, beats: &mut Beats) -> Result<u8> {
     let repo = ctx.open_repo()?;
     // The index is read again under the lock (a prune may have finished between opening and
     // locking): dedup only against what is there now.
@@ -183,6 +197,9 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
             .job
             .clone()
             .map(|n| tracing::error_span!("backup", job = %n).entered());
+        if let Some(j) = &plan.job {
+            beats.begin(j);
+        }
         plan.opts.time_ns = timefmt::now_ns();
         let run_id = catalog.as_mut().and_then(|c| {
             c.begin_run(&repo_id, plan.job.as_deref(), plan.opts.time_ns)
@@ -236,33 +253,44 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
                         );
                     }
                 }
-                if incomplete {
-                    code = code.max(exit::INCOMPLETE);
-                }
                 // The core reports warnings without logging them: here they are shown, once
                 // (on stderr also with --json, where they are in the output too).
                 for w in &rep.warnings {
                     eprintln!("warning: {w}");
                 }
+                let sm = &s.summary;
+                let line = format!(
+                    "snapshot {} saved{}: {} files, {} dirs, {} ({} read, {} new, {} stored) in {:.1}s{}",
+                    rep.id.short(),
+                    plan.job.as_ref().map(|j| format!(" for job {j}")).unwrap_or_default(),
+                    sm.files,
+                    sm.dirs,
+                    mib(sm.bytes),
+                    mib(sm.bytes_read),
+                    mib(sm.bytes_added),
+                    mib(sm.bytes_stored),
+                    sm.duration_s,
+                    if incomplete { format!(" — INCOMPLETE: {} files could not be read consistently", rep.warnings.len()) } else { String::new() }
+                );
                 if !ctx.global.json {
-                    let sm = &s.summary;
-                    println!(
-                        "snapshot {} saved{}: {} files, {} dirs, {} ({} read, {} new, {} stored) in {:.1}s{}",
-                        rep.id.short(),
-                        plan.job.as_ref().map(|j| format!(" for job {j}")).unwrap_or_default(),
-                        sm.files,
-                        sm.dirs,
-                        mib(sm.bytes),
-                        mib(sm.bytes_read),
-                        mib(sm.bytes_added),
-                        mib(sm.bytes_stored),
-                        sm.duration_s,
-                        if incomplete { format!(" — INCOMPLETE: {} files could not be read consistently", rep.warnings.len()) } else { String::new() }
-                    );
+                    println!("{line}");
                 }
+                let mut job_code = if incomplete {
+                    exit::INCOMPLETE
+                } else {
+                    exit::OK
+                };
                 if let Some(m) = &after_msg {
                     eprintln!("bakfs: job {}: {m}", plan.job.as_deref().unwrap_or(""));
-                    code = code.max(exit::ERROR);
+                    job_code = exit::ERROR;
+                }
+                code = code.max(job_code);
+                if let Some(j) = &plan.job {
+                    let mut text = line;
+                    for w in after_msg.iter().chain(&rep.warnings) {
+                        text = format!("{text}\n{w}");
+                    }
+                    beats.finish(j, job_code, &text);
                 }
                 results.push(serde_json::json!({"id": rep.id.to_hex(), "job": plan.job, "time": timefmt::format_rfc3339_nanos(s.time_ns), "paths": s.paths, "summary": s.summary, "warnings": rep.warnings}));
             }
@@ -285,13 +313,11 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
                         },
                     );
                 }
-                if plan.job.is_none() {
+                let Some(job) = &plan.job else {
                     return Err(e);
-                }
-                eprintln!(
-                    "bakfs: job {}: {message}",
-                    plan.job.as_deref().unwrap_or("")
-                );
+                };
+                eprintln!("bakfs: job {job}: {message}");
+                beats.finish(job, crate::exit_code_of(&e).max(exit::ERROR), &message);
                 code = code.max(exit::ERROR);
             }
         }

@@ -8,7 +8,7 @@ mod media;
 mod mount;
 mod restore;
 mod runbook;
-mod status;
+pub mod status;
 
 use anyhow::Result;
 use clap::CommandFactory;
@@ -27,6 +27,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Cmd::Key(k) => keys::key(&ctx, k),
         Cmd::Media(m) => media::run(&ctx, m),
         Cmd::Status(a) => status::run(&ctx, a),
+        Cmd::Metrics { textfile } => status::metrics(&ctx, textfile.as_deref()),
         Cmd::Backup(a) => backup::run(&ctx, a),
         Cmd::Snapshots { host, tag } => browse::snapshots(&ctx, host, tag),
         Cmd::Ls {

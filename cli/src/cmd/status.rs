@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use bakfs_core::catalog::{Catalog, DrillOutcome, Presence};
 use bakfs_core::format::id::RepoId;
 use bakfs_core::status::{
@@ -51,23 +51,7 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<u8> {
             anyhow::bail!("no job {j:?} in the configuration");
         }
     }
-    let path = ctx.state_dir().join("catalog.db");
-    let report = if !path.exists() {
-        Report::unknown(
-            now,
-            settings.policy.clone(),
-            format!(
-                "no catalog at {}: nothing was recorded with this state directory",
-                path.display()
-            ),
-        )
-    } else {
-        let cat = Catalog::open(&path)?;
-        match repository(ctx, &cat)? {
-            Ok(repo) => status::report(&cat, &repo, &settings, &filter, now)?,
-            Err(why) => Report::unknown(now, settings.policy.clone(), why),
-        }
-    };
+    let report = report(ctx, &settings, &filter, now)?;
     if ctx.global.json {
         ctx.print_json(&report)?;
     } else {
@@ -80,6 +64,39 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<u8> {
         }
     }
     Ok(exit_code(report.level))
+}
+
+/// `bakfs metrics`: the report's figures on standard output or into a textfile.
+pub fn metrics(ctx: &Ctx, textfile: Option<&Path>) -> Result<u8> {
+    let settings = Settings::from_config(&ctx.config)?;
+    let report = report(ctx, &settings, &Filter::default(), timefmt::now_ns())?;
+    match textfile {
+        Some(p) => status::metrics::write_textfile(p, &report)
+            .with_context(|| format!("writing {}", p.display()))?,
+        None => std::io::stdout().write_all(status::metrics::render(&report).as_bytes())?,
+    }
+    Ok(exit::OK)
+}
+
+/// The report of `bakfs status` (and of `bakfs metrics`) from the configuration and the catalog.
+pub fn report(ctx: &Ctx, settings: &Settings, filter: &Filter, now: i64) -> Result<Report> {
+    let path = ctx.state_dir().join("catalog.db");
+    Ok(if !path.exists() {
+        Report::unknown(
+            now,
+            settings.policy.clone(),
+            format!(
+                "no catalog at {}: nothing was recorded with this state directory",
+                path.display()
+            ),
+        )
+    } else {
+        let cat = Catalog::open(&path)?;
+        match repository(ctx, &cat)? {
+            Ok(repo) => status::report(&cat, &repo, settings, filter, now)?,
+            Err(why) => Report::unknown(now, settings.policy.clone(), why),
+        }
+    })
 }
 
 /// The repository to judge, from the catalog alone: the one recorded at the configured

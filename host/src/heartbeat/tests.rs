@@ -1,118 +1,11 @@
 //! Heartbeats against a real HTTP server on 127.0.0.1 that the tests run: up, down, slow, and
 //! answering errors.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::net::TcpListener;
+
+use bakfs_e2e::monitor_server::{server, Answer};
 
 use super::*;
-
-/// A request as the server saw it.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Seen {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// How the server answers.
-#[derive(Debug, Clone, Copy)]
-enum Answer {
-    Status(u16),
-    /// Holds the request until the test sends on the release channel.
-    Hold,
-}
-
-struct Server {
-    url: String,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    answer: Arc<Mutex<Answer>>,
-    release: Sender<()>,
-    arrived: Receiver<()>,
-}
-
-fn read_request(s: &mut TcpStream) -> Option<Seen> {
-    let mut r = BufReader::new(s.try_clone().ok()?);
-    let mut line = String::new();
-    r.read_line(&mut line).ok()?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let target = parts.next()?.to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).ok()?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).ok()?;
-    Some(Seen {
-        method,
-        target,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
-}
-
-fn server() -> Server {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let answer = Arc::new(Mutex::new(Answer::Status(200)));
-    let (release, released) = channel::<()>();
-    let (arrive, arrived) = channel::<()>();
-    let (s2, a2) = (seen.clone(), answer.clone());
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut c) = conn else { continue };
-            let Some(req) = read_request(&mut c) else {
-                continue;
-            };
-            s2.lock().unwrap().push(req);
-            let _ = arrive.send(());
-            let status = match *a2.lock().unwrap() {
-                Answer::Status(s) => s,
-                Answer::Hold => {
-                    let _ = released.recv();
-                    200
-                }
-            };
-            let _ = write!(
-                c,
-                "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK"
-            );
-        }
-    });
-    Server {
-        url,
-        seen,
-        answer,
-        release,
-        arrived,
-    }
-}
 
 fn ping(url: &str, kind: Kind, event: Event, time_ns: i64) -> Ping {
     Ping {
@@ -268,4 +161,44 @@ fn run_ids_are_uuids_and_long_logs_send_their_tail() {
     let long = format!("{}ending", "é".repeat(20_000));
     let t = tail(&long);
     assert!(t.len() <= BODY_MAX && t.ends_with("ending"));
+}
+
+#[test]
+fn a_ping_pushed_while_a_monitor_hangs_is_in_the_outbox_at_once_and_sent_after() {
+    let srv = server();
+    *srv.answer.lock().unwrap() = Answer::Hold;
+    let d = tempfile::tempdir().unwrap();
+    let start = ping(&srv.url, Kind::Webhook, Event::Start, NOW);
+    let sending =
+        Outbox::new(d.path(), Duration::from_secs(5)).send_in_background(vec![start.clone()], NOW);
+    srv.arrived.recv().unwrap();
+    // The start hangs; the end is pushed meanwhile and is in the outbox before the sender ends
+    // (a process that exits now loses nothing).
+    let end = ping(&srv.url, Kind::Webhook, Event::Success, NOW);
+    let t = std::time::Instant::now();
+    Outbox::new(d.path(), TIMEOUT)
+        .push(std::slice::from_ref(&end))
+        .unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "the push waited for the sender"
+    );
+    let kept = std::fs::read_to_string(d.path().join(OUTBOX)).unwrap();
+    assert_eq!(kept.lines().count(), 2, "{kept}");
+    // The sender's rewrite keeps what was pushed while it sent.
+    *srv.answer.lock().unwrap() = Answer::Status(200);
+    srv.release.send(()).unwrap();
+    sending.join().unwrap();
+    let left: Vec<Ping> = std::fs::read_to_string(d.path().join(OUTBOX))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        left,
+        [end],
+        "the start went, the end waits for the next send"
+    );
+    let (sent, errors) = Outbox::new(d.path(), TIMEOUT).flush(NOW).unwrap();
+    assert_eq!((sent, errors.len()), (1, 0), "{errors:?}");
 }

@@ -342,6 +342,7 @@ impl World {
             media_root: dir.path().join("media"),
             reverify_after: Duration::from_secs(30 * 86400),
             tz: bakfs_core::timefmt::TimeZone::UTC,
+            monitors: Default::default(),
         };
         Self {
             _dir: dir,

@@ -67,6 +67,7 @@ impl World {
             media_root: dir.path().join("media"),
             reverify_after: Duration::from_secs(30 * 86400),
             tz: bakfs_core::timefmt::TimeZone::UTC,
+            monitors: Default::default(),
         };
         let record = MediumRecord {
             id: MediumId::random(),
@@ -488,4 +489,52 @@ fn a_skipped_snapshot_costs_the_medium_nothing_when_room_is_made() {
         "s2 was removed for a snapshot that was not copied"
     );
     w.check_medium_alone();
+}
+
+#[test]
+fn a_job_tells_its_monitors_and_refreshes_the_metrics_file() {
+    use bakfs_e2e::monitor_server::{server, Answer};
+    use bakfs_host::heartbeat::{Kind, Target};
+
+    let srv = server();
+    let mut w = World::new(None, None);
+    let prom = w.dir.path().join("bakfs.prom");
+    w.setup.monitors = crate::monitor::Monitors {
+        state_dir: w.dir.path().join("state"),
+        heartbeats: vec![Target {
+            kind: Kind::Healthchecks,
+            url: format!("{}/ping/media", srv.url),
+        }],
+        metrics: Some((prom.clone(), bakfs_core::status::Settings::default())),
+    };
+    w.backup(&[("a", 1, 1)]);
+    let (state, _) = w.rotate();
+    assert_eq!(state, MediumState::SafeToRemove);
+    let seen = srv.seen.lock().unwrap().clone();
+    let paths: Vec<&str> = seen
+        .iter()
+        .map(|s| s.target.split('?').next().unwrap())
+        .collect();
+    assert_eq!(paths, ["/ping/media/start", "/ping/media"], "{seen:?}");
+    assert!(
+        seen[1].body.starts_with("safe to remove DIR1"),
+        "{:?}",
+        seen[1].body
+    );
+    let m = std::fs::read_to_string(&prom).unwrap();
+    assert!(
+        m.contains("bakfs_medium_snapshots{medium=\"DIR1\"} 1"),
+        "{m}"
+    );
+
+    // A medium that fails (full): a failure ping with the reason.
+    srv.seen.lock().unwrap().clear();
+    *srv.answer.lock().unwrap() = Answer::Status(200);
+    w.quota = Some(1);
+    w.backup(&[("b", 2, 2)]);
+    let (state, run) = w.rotate();
+    assert_eq!(state, MediumState::MediumFull, "{run:?}");
+    let seen = srv.seen.lock().unwrap().clone();
+    let fail = seen.iter().find(|s| s.target.starts_with("/ping/media/1?"));
+    assert!(fail.is_some_and(|f| f.body.contains("DIR1")), "{seen:?}");
 }
