@@ -2,13 +2,14 @@
 
 mod backup;
 mod browse;
+mod drill;
 mod keys;
 mod maint;
 mod media;
 mod mount;
 mod restore;
 mod runbook;
-mod status;
+pub(crate) mod status;
 
 use anyhow::Result;
 use clap::CommandFactory;
@@ -27,6 +28,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Cmd::Key(k) => keys::key(&ctx, k),
         Cmd::Media(m) => media::run(&ctx, m),
         Cmd::Status(a) => status::run(&ctx, a),
+        Cmd::Drill(a) => drill::run(&ctx, a),
         Cmd::Backup(a) => backup::run(&ctx, a),
         Cmd::Snapshots { host, tag } => browse::snapshots(&ctx, host, tag),
         Cmd::Ls {

@@ -84,7 +84,7 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<u8> {
 
 /// The repository to judge, from the catalog alone: the one recorded at the configured
 /// location, else (none configured) the only one the catalog knows. `Err` says why none.
-fn repository(ctx: &Ctx, cat: &Catalog) -> Result<Result<RepoId, String>> {
+pub(crate) fn repository(ctx: &Ctx, cat: &Catalog) -> Result<Result<RepoId, String>> {
     let given = ctx
         .global
         .repo
