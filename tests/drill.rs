@@ -378,7 +378,37 @@ fn a_medium_alone_is_drilled_and_damage_on_it_is_found() {
         "{ms:#}"
     );
     assert!(ms["rto_seconds"].as_f64().unwrap() > 0.0, "{ms:#}");
+    // Already mounted (read-write, by the operator): that mount is used, and left as it was.
+    let mnt = e.path("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let dev = m.dev.clone().unwrap();
+    sh(&format!("mount {dev} {}", mnt.display()));
+    drill(&e, &sb, &["--medium", "DRILL1"], 0);
+    let still = sh(&format!("findmnt -n -o SOURCE {}", mnt.display()));
+    sh(&format!("umount {}", mnt.display()));
+    assert_eq!(still.trim(), dev, "the operator's mount stays");
     m.unplug();
+
+    // Mounted by someone else: --medium-path, the filesystem's root or its bakfs directory.
+    {
+        let i = m.inspect(&e.path("ro"));
+        let root = e.path("ro");
+        for p in [root.to_str().unwrap(), i.repo().to_str().unwrap()] {
+            drill(&e, &sb, &["--medium-path", p, "--sample", "50%"], 0);
+        }
+        let o = drill(
+            &e,
+            &sb,
+            &[
+                "--medium",
+                "NOT-IT",
+                "--medium-path",
+                root.to_str().unwrap(),
+            ],
+            1,
+        );
+        assert!(String::from_utf8_lossy(&o.stderr).contains("no medium is labelled"));
+    }
 
     // A flipped byte in the big file's pack on the medium.
     {

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use bakfs_core::catalog::{Catalog, MediumRecord, NewestSnapshot};
 use bakfs_core::drill::Sandbox;
 use bakfs_core::format::id::RepoId;
@@ -155,8 +155,21 @@ pub fn open(
                         Some(mp) => mp.join(medium::DIR),
                         None => {
                             let mp = sb.mount_point();
-                            mounts::mount_read_only(&dev, &m.fs_type, &mp).with_context(|| {
-                                format!("mounting {} ({}) read-only", m.label, dev.display())
+                            mounts::mount_read_only(&dev, &m.fs_type, &mp).map_err(|e| {
+                                let busy = matches!(&e, medium::MediumError::Io { err, .. }
+                                    if err.raw_os_error() == Some(nix::libc::EBUSY));
+                                anyhow!(
+                                    "mounting {} ({}) read-only: {e}{}",
+                                    m.label,
+                                    dev.display(),
+                                    if busy {
+                                        " (it is mounted read-write elsewhere, bakfs-mediad's \
+                                         own mount perhaps: wait for `safe to remove`, or give \
+                                         --medium-path)"
+                                    } else {
+                                        ""
+                                    }
+                                )
                             })?;
                             *mounted = Some(Mounted(mp.clone()));
                             mp.join(medium::DIR)
