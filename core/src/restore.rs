@@ -61,8 +61,9 @@ pub struct RestoreReport {
     pub errors: Vec<String>,
     /// Whether some failures were data damage (exit code 13).
     pub damaged: bool,
-    /// The restored paths (in the target) whose data was damaged, each once.
-    pub damaged_paths: Vec<PathBuf>,
+    /// The failures that were data damage: the path in the target and the message (which is
+    /// in `errors` too).
+    pub damaged_entries: Vec<(PathBuf, String)>,
 }
 
 struct Filters {
@@ -95,7 +96,7 @@ struct Ctx<'a> {
     filters: Filters,
     progress: &'a RestoreProgress,
     errors: Mutex<Vec<String>>,
-    damaged: Mutex<Vec<PathBuf>>,
+    damaged: Mutex<Vec<(PathBuf, String)>>,
     hardlinks: Mutex<HashMap<(u64, u64), PathBuf>>,
     deferred_links: Mutex<Vec<DeferredLink>>,
     dir_times: Mutex<HashMap<PathBuf, (i64, i64)>>,
@@ -106,13 +107,13 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     /// Records a failed entry for the report (the caller shows it: it is not logged here too).
     fn fail(&self, path: &Path, e: &Error) {
-        if e.kind() == crate::ErrorKind::Damaged {
-            let mut d = self.damaged.lock().unwrap_or_else(|p| p.into_inner());
-            if !d.iter().any(|p| p == path) {
-                d.push(path.to_path_buf());
-            }
-        }
         let msg = e.about(path);
+        if e.kind() == crate::ErrorKind::Damaged {
+            self.damaged
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((path.to_path_buf(), msg.clone()));
+        }
         self.errors
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -239,13 +240,13 @@ pub fn restore(
             set_times(dir, times.0, times.1);
         }
     }
-    let damaged_paths = ctx.damaged.into_inner().unwrap_or_else(|p| p.into_inner());
+    let damaged_entries = ctx.damaged.into_inner().unwrap_or_else(|p| p.into_inner());
     Ok(RestoreReport {
         entries: progress.entries.load(Ordering::Relaxed),
         bytes: progress.bytes.load(Ordering::Relaxed),
         errors: ctx.errors.into_inner().unwrap_or_else(|p| p.into_inner()),
-        damaged: !damaged_paths.is_empty(),
-        damaged_paths,
+        damaged: !damaged_entries.is_empty(),
+        damaged_entries,
     })
 }
 

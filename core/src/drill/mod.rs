@@ -192,6 +192,21 @@ pub fn pick_snapshot(
     }
 }
 
+/// A restore's failures split into data damage and the rest, each message naming the snapshot's
+/// path instead of the sandbox's.
+fn failures(rep: &restore::RestoreReport, target: &Path) -> (Vec<String>, Vec<String>) {
+    let t = target.display().to_string();
+    let strip = |s: &str| s.replace(&t, "");
+    let damaged: Vec<String> = rep.damaged_entries.iter().map(|(_, m)| strip(m)).collect();
+    let errors = rep
+        .errors
+        .iter()
+        .filter(|e| !rep.damaged_entries.iter().any(|(_, m)| m == *e))
+        .map(|e| strip(e))
+        .collect();
+    (damaged, errors)
+}
+
 /// Drills the snapshot tree `root` of `repo` into `target` (an empty directory of a
 /// [`Sandbox`]): restores what `opts.scope` picks with every file read back against the
 /// snapshot, then compares with the live source if asked. Nothing is written outside `target`.
@@ -242,20 +257,7 @@ pub fn run(
     let t = Instant::now();
     let rep = restore::restore(repo, root, None, target, &ropts, progress)?;
     let seconds = t.elapsed().as_secs_f64();
-    // Errors name sandbox paths; the operator knows the snapshot's.
-    let strip = |s: &str| s.replace(&target.display().to_string(), "");
-    let damaged_set: HashSet<&Path> = rep.damaged_paths.iter().map(|p| p.as_path()).collect();
-    let (mut damaged, mut errors) = (Vec::new(), Vec::new());
-    for e in &rep.errors {
-        let is_damage = damaged_set
-            .iter()
-            .any(|p| e.starts_with(&format!("{}:", p.display())));
-        if is_damage {
-            damaged.push(strip(e));
-        } else {
-            errors.push(strip(e));
-        }
-    }
+    let (mut damaged, errors) = failures(&rep, target);
     // Every chosen file must be there now, whole: restore removes what failed.
     let mut files = 0;
     for f in &chosen {
@@ -264,7 +266,7 @@ pub fn run(
             _ if damaged
                 .iter()
                 .chain(&errors)
-                .any(|e| e.starts_with(&format!("{}:", f.path))) => {}
+                .any(|e| e.contains(&format!("{}:", f.path))) => {}
             _ => damaged.push(format!("{}: not restored", f.path)),
         }
     }

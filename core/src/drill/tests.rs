@@ -203,3 +203,27 @@ fn the_snapshot_is_picked_by_job_prefix_or_newest() {
     assert!(e.contains("no snapshot of job db matches"), "{e}");
     assert!(pick_snapshot(&all, Some("www"), None).is_err());
 }
+
+#[test]
+fn damage_found_reading_back_counts_as_damage_and_names_the_snapshot_path() {
+    let t = Path::new("/var/tmp/bakfs-drill-1/restore");
+    let bad = format!(
+        "damaged restored file {}/etc/a: bytes at offset 0 differ",
+        t.display()
+    );
+    let rep = crate::restore::RestoreReport {
+        errors: vec![
+            bad.clone(),
+            format!("{}/etc/b: No space left on device", t.display()),
+        ],
+        damaged: true,
+        damaged_entries: vec![(t.join("etc/a"), bad)],
+        ..Default::default()
+    };
+    let (damaged, errors) = failures(&rep, t);
+    assert_eq!(
+        damaged,
+        vec!["damaged restored file /etc/a: bytes at offset 0 differ"]
+    );
+    assert_eq!(errors, vec!["/etc/b: No space left on device"]);
+}
