@@ -270,19 +270,13 @@ pub fn run(
             _ => damaged.push(format!("{}: not restored", f.path)),
         }
     }
-    let source = opts.against_source.map(|max| {
-        let compared: Vec<&SnapshotFile> = match opts.scope {
-            Scope::Sample(_) => chosen.iter().collect(),
-            Scope::Full => {
-                let mut v: Vec<&SnapshotFile> = chosen.iter().collect();
-                v.shuffle(&mut rand::thread_rng());
-                let n = ((v.len() as f64 * DEFAULT_SAMPLE_PERCENT / 100.0).ceil() as usize)
-                    .clamp(1.min(v.len()), v.len());
-                v.truncate(n);
-                v
-            }
-        };
-        compare_with_source(target, &compared, max)
+    // The sample itself, or with --full a sample of it: reading every live file is not wanted.
+    let source = opts.against_source.map(|max| match opts.scope {
+        Scope::Sample(_) => compare_with_source(target, &chosen, max),
+        Scope::Full => {
+            let some = choose(chosen.clone(), Scope::Sample(DEFAULT_SAMPLE_PERCENT));
+            compare_with_source(target, &some, max)
+        }
     });
     Ok(DrillReport {
         files_in_snapshot,

@@ -53,7 +53,7 @@ fn hash_file(path: &Path) -> std::io::Result<blake3::Hash> {
 /// were not restored are not compared.
 pub fn compare_with_source(
     target: &Path,
-    files: &[&SnapshotFile],
+    files: &[SnapshotFile],
     max_changed_percent: f64,
 ) -> SourceComparison {
     let mut c = SourceComparison {
