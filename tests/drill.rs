@@ -298,3 +298,29 @@ fn a_sandbox_on_a_full_filesystem_fails_clearly_and_leaves_nothing() {
     drill(&e, &small, &["--sample", "1%"], 0);
     assert!(listing(&small).is_empty());
 }
+
+#[test]
+fn a_wrong_password_fails_the_drill_and_is_recorded() {
+    let (e, _src) = job_world(2);
+    let sb = e.path("sandbox");
+    fs::create_dir(&sb).unwrap();
+    let o = e
+        .cmd()
+        .env("BAKFS_PASSWORD", "wrong")
+        .args(["--config", e.path("bakfs.toml").to_str().unwrap()])
+        .args(["drill", "--sandbox", sb.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(12), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("wrong password"));
+    let d = &drills(&e)[0];
+    assert_eq!(d.outcome, DrillOutcome::Failed);
+    assert!(d.message.as_deref().unwrap().contains("wrong password"));
+    assert!(listing(&sb).is_empty());
+    let s = status(&e);
+    assert_eq!(
+        digit(&s["jobs"][0], "drill")["state"],
+        "short",
+        "a failed drill proves nothing"
+    );
+}
