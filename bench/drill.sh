@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bakfs drill --full against bakfs restore (with and without --verify) on the same snapshot, each
 # into a fresh tmpfs, warm page cache; prints the median, fastest and slowest of --runs runs and
-# the rate and ready time the drill recorded. As root (a tmpfs is mounted).
+# the rate and ready time the drill recorded, and the largest peak RSS of the runs. As root (a tmpfs is mounted).
 #
 #   bench/drill.sh [--runs N] [--no-build]
 #
@@ -33,16 +33,16 @@ files=$(find "$dir/data" -type f | wc -l)
 bytes=$(du -sb --apparent-size "$dir/data" | cut -f1)
 cat "$dir/repo"/data/*/* "$dir/repo"/index/* >/dev/null   # warm cache
 
-# Seconds one command takes, the tmpfs emptied before.
+# Seconds and peak RSS (KiB) of one command, the tmpfs emptied before.
 timed() {
     rm -rf "${dir:?}/tmpfs/"*
-    local t0 t1
-    t0=$(date +%s.%N)
-    "$@" >/dev/null
-    t1=$(date +%s.%N)
-    awk "BEGIN {print $t1 - $t0}"
+    /usr/bin/time -f "%e %M" -o "$dir/time.out" "$@" >/dev/null
+    cat "$dir/time.out"
 }
-stats() { sort -n | awk '{a[NR]=$1} END {printf "%.2f s (%.2f–%.2f)", a[int((NR+1)/2)], a[1], a[NR]}'; }
+stats() {
+    sort -n | awk '{a[NR]=$1; m = $2 > m ? $2 : m}
+        END {printf "%.2f s (%.2f–%.2f) | %d MiB", a[int((NR+1)/2)], a[1], a[NR], m / 1024}'
+}
 
 declare -A res
 for what in restore verify drill; do
@@ -61,6 +61,7 @@ rate=$(field "d['bytes'] / d['seconds'] / 1048576")
 ready=$(field "d['ready_seconds']")
 printf 'dataset: %s files, %s MiB; %s runs each, median (fastest–slowest)\n' \
     "$files" "$((bytes >> 20))" "$runs"
+printf '| command | time | peak RSS |\n|---|---|---|\n'
 printf '| restore | %s |\n| restore --verify | %s |\n| drill --full | %s |\n' \
     "${res[restore]}" "${res[verify]}" "${res[drill]}"
 printf 'the drill recorded: %.0f MiB/s, ready in %.3f s\n' "$rate" "$ready"
