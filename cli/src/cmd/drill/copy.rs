@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Result};
 use bakfs_core::catalog::{Catalog, MediumRecord, NewestSnapshot};
 use bakfs_core::drill::Sandbox;
-use bakfs_core::format::id::RepoId;
+use bakfs_core::format::id::{MediumId, RepoId};
 use bakfs_core::format::Snapshot;
 use bakfs_core::repo::backend::Location;
 use bakfs_core::repo::Repository;
@@ -39,10 +39,19 @@ impl Source {
         }
     }
 
+    /// As a sentence says it: `the primary`, or the medium's label.
     pub fn name(&self) -> String {
         match self {
             Source::Primary(_) => "the primary".into(),
-            Source::Medium(m) => m.label.clone(),
+            Source::Medium(_) => self.label().into(),
+        }
+    }
+
+    /// The medium's id; `None` for the primary (as the catalog's drills record it).
+    pub fn medium_id(&self) -> Option<MediumId> {
+        match self {
+            Source::Primary(_) => None,
+            Source::Medium(m) => Some(m.id),
         }
     }
 

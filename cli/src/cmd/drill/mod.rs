@@ -56,10 +56,7 @@ pub fn run(ctx: &Ctx, a: DrillArgs) -> Result<u8> {
     .with_context(|| format!("choosing a snapshot on {}", source.name()))?;
     let start = DrillStart {
         repo_id: source.repo_id(),
-        medium_id: match &source {
-            Source::Primary(_) => None,
-            Source::Medium(m) => Some(m.id),
-        },
+        medium_id: source.medium_id(),
         snapshot_id: want.snapshot_id,
         job: want.job.clone(),
         started_ns: timefmt::now_ns(),
