@@ -146,6 +146,10 @@ pub enum Cmd {
         #[arg(long, value_name = "FILE")]
         textfile: Option<PathBuf>,
     },
+    /// Prove a copy restorable: restore a snapshot from the primary or one medium alone into a
+    /// sandbox and check every byte.
+    #[command(long_about = DRILL_ABOUT)]
+    Drill(DrillArgs),
     /// Repair a damaged repository.
     #[command(subcommand)]
     Repair(RepairCmd),
@@ -187,6 +191,65 @@ and the restore time its drills measured.
 Exit status: 0 everything holds; else the worst found: 20 a medium due for rotation or stale, \
 21 a job late, 22 a policy digit short, 23 unknown (the catalog cannot tell), 24 a job's rpo \
 breached. Errors keep their codes (1 bad arguments, …).";
+
+const DRILL_ABOUT: &str = "\
+Prove a copy restorable, as a new machine would restore it: from the primary repository, or \
+from one medium alone (only the medium and the password), restore a random sample of a \
+snapshot's files (or all of them) into a fresh sandbox directory, read every restored file back \
+against the snapshot, and record the drill in the catalog (`bakfs status` shows it: last \
+drilled, the drill digit, the restore time estimate). The sandbox is removed afterwards.
+
+The snapshot: --snapshot, else the newest of --job that the copy holds, else the copy's newest.
+
+Exit status: 0 every restored byte matched; 13 damage found (the damaged files are named, and \
+`status` stops counting that copy of the snapshot); 1 the drill could not run (medium not \
+plugged in, sandbox without room, more live files changed than --max-changed allows, …); 12 \
+wrong password.";
+
+#[derive(Args, Debug)]
+pub struct DrillArgs {
+    /// Drill the newest snapshot of this job that the copy holds.
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Drill this snapshot: `latest` or an id prefix of at least 4 hex digits.
+    #[arg(long)]
+    pub snapshot: Option<String>,
+    /// Restore from this medium alone, by label (it must be plugged in; it is mounted
+    /// read-only unless it is mounted already).
+    #[arg(long, value_name = "LABEL", conflicts_with = "primary")]
+    pub medium: Option<String>,
+    /// The medium is mounted here (its filesystem, or the bakfs directory on it) [default:
+    /// found by its filesystem UUID].
+    #[arg(long, value_name = "DIR", conflicts_with = "primary")]
+    pub medium_path: Option<PathBuf>,
+    /// Restore from the primary repository (the default).
+    #[arg(long)]
+    pub primary: bool,
+    /// Restore this share of the snapshot's files, picked at random, at least one [default: 5%].
+    #[arg(long, value_name = "N%", conflicts_with = "full")]
+    pub sample: Option<String>,
+    /// Restore the whole snapshot.
+    #[arg(long)]
+    pub full: bool,
+    /// Also compare restored files with the live files at their paths: files changed or gone
+    /// since the snapshot are counted as expected differences.
+    #[arg(long)]
+    pub against_source: bool,
+    /// With --against-source: fail if more than this share of the compared files differ.
+    #[arg(
+        long,
+        value_name = "N%",
+        default_value = "20%",
+        requires = "against_source"
+    )]
+    pub max_changed: String,
+    /// Make the sandbox (a new directory bakfs-drill-…) in this directory.
+    #[arg(long, value_name = "DIR", default_value = "/var/tmp")]
+    pub sandbox: PathBuf,
+    /// Keep the sandbox when the drill does not end ok (to look at what was restored).
+    #[arg(long)]
+    pub keep: bool,
+}
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {

@@ -16,6 +16,7 @@
 pub mod backup;
 pub mod catalog;
 pub mod check;
+pub mod drill;
 pub mod error;
 pub mod forget;
 pub mod format;

@@ -7,7 +7,7 @@
 //! Every chunk is authenticated and checked against its id before a byte of it is written; a file
 //! whose data is damaged is removed and reported, the others are restored.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -32,6 +32,10 @@ pub struct RestoreOptions {
     pub include: Vec<String>,
     /// Skip entries whose path or name matches.
     pub exclude: Vec<String>,
+    /// Only these exact snapshot paths (`/etc/hosts`; files, links and other leaves: the
+    /// directories leading to them are made), besides what `include` selects. No pattern
+    /// characters, so any name can be given (a drill's random sample).
+    pub only: Option<HashSet<String>>,
     /// Read every restored file back and compare it with the snapshot.
     pub verify: bool,
 }
@@ -57,11 +61,31 @@ pub struct RestoreReport {
     pub errors: Vec<String>,
     /// Whether some failures were data damage (exit code 13).
     pub damaged: bool,
+    /// The failures that were data damage: the path in the target and the message (which is
+    /// in `errors` too).
+    pub damaged_entries: Vec<(PathBuf, String)>,
 }
 
 struct Filters {
     include: Option<Patterns>,
+    only: Option<HashSet<String>>,
     exclude: Patterns,
+}
+
+impl Filters {
+    /// Whether everything is restored (no include pattern, no list of paths).
+    fn all(&self) -> bool {
+        self.include.is_none() && self.only.is_none()
+    }
+
+    /// Whether the entry at snapshot path `p` was asked for by name or pattern.
+    fn selects(&self, p: &str) -> bool {
+        self.only.as_ref().is_some_and(|o| o.contains(p))
+            || self
+                .include
+                .as_ref()
+                .is_some_and(|g| g.matches(Path::new(p)))
+    }
 }
 
 /// A hard link to make once its target exists: (path, (dev, inode) of the target, times).
@@ -72,7 +96,7 @@ struct Ctx<'a> {
     filters: Filters,
     progress: &'a RestoreProgress,
     errors: Mutex<Vec<String>>,
-    damaged: std::sync::atomic::AtomicBool,
+    damaged: Mutex<Vec<(PathBuf, String)>>,
     hardlinks: Mutex<HashMap<(u64, u64), PathBuf>>,
     deferred_links: Mutex<Vec<DeferredLink>>,
     dir_times: Mutex<HashMap<PathBuf, (i64, i64)>>,
@@ -83,10 +107,13 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     /// Records a failed entry for the report (the caller shows it: it is not logged here too).
     fn fail(&self, path: &Path, e: &Error) {
-        if e.kind() == crate::ErrorKind::Damaged {
-            self.damaged.store(true, Ordering::Relaxed);
-        }
         let msg = e.about(path);
+        if e.kind() == crate::ErrorKind::Damaged {
+            self.damaged
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((path.to_path_buf(), msg.clone()));
+        }
         self.errors
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -139,6 +166,7 @@ pub fn restore(
         repo,
         filters: Filters {
             include: Some(Patterns::new(&opts.include, "include")?).filter(|p| !p.is_empty()),
+            only: opts.only.clone(),
             exclude: Patterns::new(&opts.exclude, "exclude")?,
         },
         progress,
@@ -156,7 +184,7 @@ pub fn restore(
     match &sub {
         None => {
             let tree = repo.read_tree(root)?;
-            restore_children(&ctx, &tree, target, "", ctx.filters.include.is_none());
+            restore_children(&ctx, &tree, target, "", ctx.filters.all());
         }
         Some(s) => match find_node(repo, root, s)? {
             Some(n) if n.kind == NodeKind::Dir => {
@@ -164,7 +192,7 @@ pub fn restore(
                     .subtree
                     .ok_or_else(|| Error::damaged(format!("directory {s}"), "no subtree"))?;
                 let tree = repo.read_tree(&id)?;
-                restore_children(&ctx, &tree, target, s, ctx.filters.include.is_none());
+                restore_children(&ctx, &tree, target, s, ctx.filters.all());
                 apply_meta(&ctx, target, &n);
             }
             Some(n) if !is_safe_name(&n.name) => {
@@ -179,7 +207,7 @@ pub fn restore(
                     &n,
                     target,
                     s.rsplit_once('/').map(|x| x.0).unwrap_or(""),
-                    ctx.filters.include.is_none(),
+                    ctx.filters.all(),
                 );
             }
             None => {}
@@ -212,11 +240,13 @@ pub fn restore(
             set_times(dir, times.0, times.1);
         }
     }
+    let damaged_entries = ctx.damaged.into_inner().unwrap_or_else(|p| p.into_inner());
     Ok(RestoreReport {
         entries: progress.entries.load(Ordering::Relaxed),
         bytes: progress.bytes.load(Ordering::Relaxed),
         errors: ctx.errors.into_inner().unwrap_or_else(|p| p.into_inner()),
-        damaged: ctx.damaged.load(Ordering::Relaxed),
+        damaged: !damaged_entries.is_empty(),
+        damaged_entries,
     })
 }
 
@@ -255,12 +285,7 @@ fn restore_node(ctx: &Ctx, n: &Node, dir: &Path, snap_dir: &str, parent_included
     if ctx.filters.exclude.matches(Path::new(&snap_path)) {
         return false;
     }
-    let included = parent_included
-        || ctx
-            .filters
-            .include
-            .as_ref()
-            .is_some_and(|g| g.matches(Path::new(&snap_path)));
+    let included = parent_included || ctx.filters.selects(&snap_path);
     if n.kind != NodeKind::Dir && !included {
         return false;
     }

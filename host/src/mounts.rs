@@ -1,6 +1,6 @@
 //! Mounting a medium's filesystem privately and probing block devices with `blkid`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bakfs_core::medium::{io, unsafe_, MediumError};
 
@@ -58,6 +58,23 @@ pub fn probe(device: &Path) -> Result<FsInfo> {
 /// # Errors
 /// An unsupported filesystem type; the mount(2) error.
 pub fn mount_private(device: &Path, fs_type: &str, target: &Path) -> Result<()> {
+    mount_with(device, fs_type, target, nix::mount::MsFlags::empty())
+}
+
+/// As [`mount_private`], read-only (a drill reads a medium and never writes it).
+///
+/// # Errors
+/// As [`mount_private`]; EBUSY when the filesystem is mounted read-write elsewhere.
+pub fn mount_read_only(device: &Path, fs_type: &str, target: &Path) -> Result<()> {
+    mount_with(device, fs_type, target, nix::mount::MsFlags::MS_RDONLY)
+}
+
+fn mount_with(
+    device: &Path,
+    fs_type: &str,
+    target: &Path,
+    extra: nix::mount::MsFlags,
+) -> Result<()> {
     use nix::mount::MsFlags;
     if !FS_TYPES.contains(&fs_type) {
         return Err(unsafe_(
@@ -70,10 +87,63 @@ pub fn mount_private(device: &Path, fs_type: &str, target: &Path) -> Result<()> 
         Some(device),
         target,
         Some(fs_type),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_NOATIME,
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_NOATIME | extra,
         None::<&str>,
     )
     .map_err(|e| io(target)(e.into()))
+}
+
+/// The block device holding the filesystem with UUID `uuid`, if one is attached now: `blkid -U`
+/// finds it, and probing the device itself confirms it (a cached answer may be stale).
+pub fn device_by_uuid(uuid: &str) -> Option<PathBuf> {
+    let out = std::process::Command::new("blkid")
+        .args(["-U", uuid])
+        .output()
+        .ok()?;
+    let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    (out.status.success() && probe(&dev).is_ok_and(|i| i.uuid == uuid)).then_some(dev)
+}
+
+/// Where the whole filesystem on block device `device` is mounted already, if it is (the first
+/// such mount in this process's mount namespace, from `/proc/self/mountinfo`).
+pub fn mounted_at(device: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let rdev = std::fs::metadata(device).ok()?.rdev();
+    let want = format!(
+        "{}:{}",
+        nix::sys::stat::major(rdev),
+        nix::sys::stat::minor(rdev)
+    );
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    // id parent major:minor root mount-point ...; the mount point escapes space as \040.
+    info.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f.len() > 4 && f[2] == want && f[3] == "/").then(|| PathBuf::from(unescape(f[4])))
+    })
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let oct = b
+            .get(i + 1..i + 4)
+            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match oct {
+            Some(d) => {
+                let v = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
+                out.push(u8::try_from(v).unwrap_or(b'?'));
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Unmounts `target`; if it is busy or its device is gone, detaches it lazily.
@@ -88,5 +158,14 @@ pub fn unmount(target: &Path) -> Result<()> {
         Err(_) => {
             nix::mount::umount2(target, MntFlags::MNT_DETACH).map_err(|e| io(target)(e.into()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(super::unescape(r"/mnt/my\040stick"), "/mnt/my stick");
+        assert_eq!(super::unescape(r"/a\\b"), r"/a\\b");
     }
 }

@@ -2,6 +2,7 @@
 
 mod backup;
 mod browse;
+mod drill;
 mod keys;
 mod maint;
 mod media;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Cmd::Media(m) => media::run(&ctx, m),
         Cmd::Status(a) => status::run(&ctx, a),
         Cmd::Metrics { textfile } => status::metrics(&ctx, textfile.as_deref()),
+        Cmd::Drill(a) => drill::run(&ctx, a),
         Cmd::Backup(a) => backup::run(&ctx, a),
         Cmd::Snapshots { host, tag } => browse::snapshots(&ctx, host, tag),
         Cmd::Ls {

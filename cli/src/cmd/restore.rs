@@ -41,6 +41,7 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
         include: a.include,
         exclude: a.exclude,
         verify: a.verify,
+        only: None,
     };
     let rep = restore::restore(
         &repo,

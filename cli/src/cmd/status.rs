@@ -101,7 +101,7 @@ pub fn report(ctx: &Ctx, settings: &Settings, filter: &Filter, now: i64) -> Resu
 
 /// The repository to judge, from the catalog alone: the one recorded at the configured
 /// location, else (none configured) the only one the catalog knows. `Err` says why none.
-fn repository(ctx: &Ctx, cat: &Catalog) -> Result<Result<RepoId, String>> {
+pub(crate) fn repository(ctx: &Ctx, cat: &Catalog) -> Result<Result<RepoId, String>> {
     let given = ctx
         .global
         .repo

@@ -14,7 +14,7 @@
 //!          media_snapshots(snapshot_id), media_snapshots(job, time_ns)
 //! ```
 //!
-//! A drill is written by `bakfs drill` (a later change): [`Catalog::begin_drill`] when it starts,
+//! A drill is written by `bakfs drill` (`crate::drill`): [`Catalog::begin_drill`] when it starts,
 //! [`Catalog::finish_drill`] when it ends. `files`, `bytes` and `seconds` are what was restored
 //! and how long it took; `ready_seconds` how long making the medium ready took (mounting,
 //! loading a tape), so that a restore's time is estimated as `ready_seconds + bytes / rate`.
