@@ -146,6 +146,25 @@ fn a_job_pings_start_and_success_with_its_run_id_and_the_metrics_follow() {
     assert!(fs::read_to_string(other)
         .unwrap()
         .contains("bakfs_job_rpo_seconds{job=\"etc\"} 86400"));
+    // A drill refreshes them too.
+    let o = w.run(&[
+        "drill",
+        "--job",
+        "etc",
+        "--full",
+        "--sandbox",
+        w.e.path("").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", both(&o));
+    let m = w.metrics();
+    assert!(
+        m.contains("bakfs_job_last_drill_timestamp_seconds{job=\"etc\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("bakfs_copy_restore_estimate_seconds{job=\"etc\",where=\"primary\"}"),
+        "{m}"
+    );
 }
 
 #[test]

@@ -121,6 +121,7 @@ pub fn run(ctx: &Ctx, a: DrillArgs) -> Result<u8> {
         message: message(&result),
     };
     cat.finish_drill(id, &end)?;
+    crate::monitor::refresh_metrics(ctx);
 
     let kept = match sandbox {
         Ok(sb) if a.keep && outcome != DrillOutcome::Ok => Some(sb.dir().to_path_buf()),
