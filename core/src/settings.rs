@@ -15,6 +15,10 @@
 //! rpo = "1d"
 //! retention = { keep_daily = 7, keep_weekly = 4, keep_monthly = 12 }
 //!
+//! [jobs.keys]
+//! paths = ["/var/lib/node/staking"]
+//! pin = true              # on every medium at every insertion, read back each time
+//!
 //! [jobs.production]
 //! command = ["pg_dump", "-Fc", "production"]
 //! stdin_name = "production.dump"
@@ -240,6 +244,11 @@ pub struct Job {
     /// Monitors told of this job's runs (start, then success or failure).
     #[serde(default)]
     pub heartbeats: Vec<Monitor>,
+    /// A pinned critical set (node keys, cold keys): bakfs-mediad copies the job's newest
+    /// snapshot onto every medium at every insertion, whatever the medium's retention, and
+    /// reads it back there each time; `bakfs status` flags every enrolled medium that lacks it.
+    #[serde(default)]
+    pub pin: bool,
 }
 
 /// The timeout of a `before` or `after` command that gives none: 10 minutes.

@@ -2,6 +2,7 @@
 //! ready, rotate (`rotate.rs`), sync, mirror the ledger, release the medium, record its free
 //! space, the state and the run, and say how it ended (`safe to remove LABEL` when it went well).
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -28,6 +29,9 @@ pub struct Setup {
     pub media_root: PathBuf,
     /// Files on a medium last verified longer ago than this are read back again.
     pub reverify_after: Duration,
+    /// The jobs with `pin = true`: their newest snapshots go onto every medium first, whatever
+    /// its retention, and are read back at every insertion.
+    pub pinned: BTreeSet<String>,
     /// The operator's time zone: media retention's calendar buckets follow it.
     pub tz: bakfs_core::timefmt::TimeZone,
     /// Heartbeats and metrics.

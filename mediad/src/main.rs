@@ -84,6 +84,12 @@ fn setup(a: &Args) -> Result<job::Setup> {
         catalog: state.join("catalog.db"),
         media_root: a.media_root.clone(),
         reverify_after,
+        pinned: cfg
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.pin)
+            .map(|(name, _)| name.clone())
+            .collect(),
         tz: bakfs_core::timefmt::TimeZone::system(),
         monitors: monitor::Monitors {
             heartbeats: cfg.mediad.heartbeats.clone(),

@@ -341,6 +341,7 @@ impl World {
             catalog: dir.path().join("state/catalog.db"),
             media_root: dir.path().join("media"),
             reverify_after: Duration::from_secs(30 * 86400),
+            pinned: Default::default(),
             tz: bakfs_core::timefmt::TimeZone::UTC,
             monitors: Default::default(),
         };

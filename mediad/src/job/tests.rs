@@ -66,6 +66,7 @@ impl World {
             catalog: dir.path().join("state/catalog.db"),
             media_root: dir.path().join("media"),
             reverify_after: Duration::from_secs(30 * 86400),
+            pinned: Default::default(),
             tz: bakfs_core::timefmt::TimeZone::UTC,
             monitors: Default::default(),
         };
@@ -139,7 +140,20 @@ impl World {
     /// Replaces the source with `files` (name, MiB, seed), backs it up and records the
     /// snapshot in the catalog as `bakfs backup` does.
     fn backup(&self, files: &[(&str, usize, u64)]) -> SnapshotId {
-        let src = self.src();
+        self.backup_job(None, files, bakfs_core::timefmt::now_ns())
+    }
+
+    /// [`Self::backup`] of a job (its own source directory) at `time_ns`.
+    fn backup_job(
+        &self,
+        job: Option<&str>,
+        files: &[(&str, usize, u64)],
+        time_ns: i64,
+    ) -> SnapshotId {
+        let src = match job {
+            None => self.src(),
+            Some(j) => self.dir.path().join(format!("src-{j}")),
+        };
         let _ = std::fs::remove_dir_all(&src);
         std::fs::create_dir_all(&src).unwrap();
         for (name, mib, seed) in files {
@@ -148,7 +162,8 @@ impl World {
         let opts = BackupOptions {
             paths: vec![src],
             host: "test".into(),
-            time_ns: bakfs_core::timefmt::now_ns(),
+            time_ns,
+            job: job.map(String::from),
             ..BackupOptions::default()
         };
         let rep = backup(&self.repo, &opts, &Progress::default()).unwrap();
@@ -537,4 +552,203 @@ fn a_job_tells_its_monitors_and_refreshes_the_metrics_file() {
     let seen = srv.seen.lock().unwrap().clone();
     let fail = seen.iter().find(|s| s.target.starts_with("/ping/media/1?"));
     assert!(fail.is_some_and(|f| f.body.contains("DIR1")), "{seen:?}");
+}
+
+const DAY: i64 = 86_400_000_000_000;
+
+/// The pinned job `keys` with a big job beside it on a keep-last 1 medium with little room to
+/// spare: at every rotation the newest `keys` snapshot is on the medium (copied first, the
+/// big one's old snapshot removed to make room), also when a snapshot of `keys` from the future
+/// (a clock set wrong) is what keep-last 1 keeps.
+#[test]
+fn the_newest_pinned_snapshot_is_always_on_a_keep_last_1_medium() {
+    let mut w = World::new(Some(1), None);
+    w.setup.pinned = ["keys".to_string()].into();
+    let now = bakfs_core::timefmt::now_ns;
+    // Room for one of each and the next keys, not for the next big one besides.
+    w.quota = Some((8 * MIB + MIB / 2) as u64);
+    let mut keys = None;
+    for round in 0..4u64 {
+        // keys changes every other round; big every round.
+        if round % 2 == 0 {
+            keys = Some(w.backup_job(Some("keys"), &[("staker.key", 1, 100 + round)], now()));
+        }
+        let big = w.backup_job(Some("big"), &[("db", 4, 200 + round)], now());
+        let (state, r) = w.rotate();
+        assert_eq!(
+            (state, r.outcome),
+            (MediumState::SafeToRemove, CopyOutcome::Ok),
+            "round {round}: {r:?}"
+        );
+        let mut want = vec![keys.unwrap(), big];
+        want.sort();
+        assert_eq!(w.held(), want, "round {round}");
+        w.check_medium_alone();
+    }
+    // A snapshot of keys dated 10 days ahead: keep-last 1 keeps it, and the pin keeps the
+    // newest one not dated after now.
+    let ahead = w.backup_job(Some("keys"), &[("staker.key", 1, 150)], now() + 10 * DAY);
+    w.quota = None;
+    let (_, r) = w.rotate();
+    assert_eq!(r.outcome, CopyOutcome::Ok, "{r:?}");
+    assert_eq!((r.snapshots_added, r.snapshots_removed), (1, 0), "{r:?}");
+    let held = w.held();
+    assert!(
+        held.contains(&ahead) && held.contains(&keys.unwrap()),
+        "{held:?}"
+    );
+    w.check_medium_alone();
+    // Without the pin, keep-last 1 would have removed it.
+    w.setup.pinned.clear();
+    let (_, r) = w.rotate();
+    assert_eq!(r.snapshots_removed, 1, "{r:?}");
+    assert!(!w.held().contains(&keys.unwrap()));
+}
+
+/// A damaged file of the pinned snapshot is found at the next insertion though
+/// `reverify_after` is 30 days, and copied again; a damaged file of another job waits for its
+/// time.
+#[test]
+fn a_damaged_pinned_file_is_found_and_copied_again_at_the_next_insertion() {
+    let mut w = World::new(None, None);
+    w.setup.pinned = ["keys".to_string()].into();
+    let keys = w.backup_job(
+        Some("keys"),
+        &[("staker.key", 2, 300)],
+        bakfs_core::timefmt::now_ns(),
+    );
+    let other = w.backup_job(
+        Some("etc"),
+        &[("passwd", 2, 301)],
+        bakfs_core::timefmt::now_ns(),
+    );
+    assert_eq!(w.rotate().1.outcome, CopyOutcome::Ok);
+    let root = w.on_medium();
+    let flip = |path: &Path| {
+        let mut bytes = std::fs::read(path).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 1;
+        std::fs::write(path, &bytes).unwrap();
+    };
+    let pinned_pack = pack_path(&root, &largest(&root, &w.packs_of(&keys)));
+    let other_pack = pack_path(&root, &largest(&root, &w.packs_of(&other)));
+    flip(&pinned_pack);
+    flip(&other_pack);
+    let manifest = |cat: &Catalog| {
+        cat.medium_files(&w.medium.id)
+            .unwrap()
+            .into_iter()
+            .find(|f| f.kind == FileKind::Snapshot && f.name == keys.to_hex())
+            .unwrap()
+            .verified_ns
+    };
+    let before = manifest(&w.catalog());
+    let (state, r) = w.rotate();
+    assert_eq!(
+        (state, r.outcome, r.snapshots_added),
+        (MediumState::SafeToRemove, CopyOutcome::Ok, 1),
+        "{r:?}"
+    );
+    assert_eq!(r.files_written, 2, "config and the pinned pack: {r:?}");
+    let pinned_bytes: i64 = w
+        .catalog()
+        .snapshot_packs(&w.repo.id(), &keys)
+        .unwrap()
+        .iter()
+        .map(|p| p.size as i64)
+        .sum();
+    assert!(r.bytes_verified >= pinned_bytes, "{r:?}");
+    assert!(
+        manifest(&w.catalog()) > before,
+        "the pinned manifest was read back again"
+    );
+    let name = pinned_pack
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        blake3::hash(&std::fs::read(&pinned_pack).unwrap())
+            .to_hex()
+            .as_str(),
+        name,
+        "the pinned pack is whole again"
+    );
+    let name = other_pack
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(
+        blake3::hash(&std::fs::read(&other_pack).unwrap())
+            .to_hex()
+            .as_str(),
+        name,
+        "another job's pack waits for reverify_after"
+    );
+    let mut both = vec![keys, other];
+    both.sort();
+    assert_eq!(w.held(), both);
+    // Every insertion reads it again, with nothing damaged too.
+    let before = manifest(&w.catalog());
+    let (_, r) = w.rotate();
+    assert_eq!(
+        (r.outcome, r.snapshots_added),
+        (CopyOutcome::Ok, 0),
+        "{r:?}"
+    );
+    assert!(r.bytes_verified >= pinned_bytes, "{r:?}");
+    assert!(manifest(&w.catalog()) > before);
+    // Once due, the other job's pack is mended too and the medium checks clean.
+    w.setup.reverify_after = Duration::ZERO;
+    let (_, r) = w.rotate();
+    assert_eq!(
+        (r.outcome, r.snapshots_added),
+        (CopyOutcome::Ok, 1),
+        "{r:?}"
+    );
+    w.check_medium_alone();
+}
+
+/// The pinned set goes first: an older pinned snapshot is copied before a newer big one that
+/// then does not fit; and a medium too small for the pinned snapshot itself ends `medium full`
+/// with the job named in its state and run.
+#[test]
+fn a_medium_too_small_for_the_pinned_snapshot_fails_loudly() {
+    let mut w = World::new(None, Some((4 * MIB + MIB / 2) as u64));
+    w.setup.pinned = ["keys".to_string()].into();
+    let now = bakfs_core::timefmt::now_ns;
+    let keys = w.backup_job(Some("keys"), &[("staker.key", 3, 400)], now());
+    w.backup_job(Some("big"), &[("db", 3, 401)], now());
+    let (state, r) = w.rotate();
+    assert_eq!(
+        (state, r.outcome),
+        (MediumState::MediumFull, CopyOutcome::MediumFull),
+        "{r:?}"
+    );
+    assert!(
+        !r.message.as_deref().unwrap_or("").contains("pinned"),
+        "the big one did not fit, not the pinned one: {r:?}"
+    );
+    assert_eq!(w.held(), vec![keys], "the pinned snapshot got the room");
+    w.check_medium_alone();
+
+    // A newer keys snapshot that cannot fit beside the old one, nor alone.
+    let mut w = World::new(None, Some((2 * MIB) as u64));
+    w.setup.pinned = ["keys".to_string()].into();
+    w.backup_job(Some("keys"), &[("staker.key", 3, 402)], now());
+    let (state, r) = w.rotate();
+    assert_eq!(
+        (state, r.outcome),
+        (MediumState::MediumFull, CopyOutcome::MediumFull),
+        "{r:?}"
+    );
+    let msg = r.message.clone().unwrap_or_default();
+    assert!(msg.contains("pinned job keys does not fit"), "{msg}");
+    let m = w.catalog().medium_by_label("DIR1").unwrap().unwrap();
+    assert_eq!(m.state, MediumState::MediumFull);
+    assert_eq!(m.message.as_deref(), Some(msg.as_str()));
+    assert!(w.held().is_empty());
 }
