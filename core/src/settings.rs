@@ -542,6 +542,9 @@ command = ["systemctl", "start", "app"]
         assert_eq!(j.timeout(), None);
         // A path job may have hooks too.
         job("paths = [\"/etc\"]\nbefore = [{ command = \"sync\" }]").unwrap();
+        // Pinned: its newest snapshot on every medium (bakfs-mediad, bakfs status).
+        assert!(job("paths = [\"/etc\"]\npin = true").unwrap().pin);
+        assert!(!job("paths = [\"/etc\"]").unwrap().pin);
     }
 
     #[test]
@@ -603,6 +606,7 @@ command = ["systemctl", "start", "app"]
                 "env: \"A=B\" is not a variable name",
             ),
             ("paths = [\"/etc\"]\nrpo = \"1x\"", "rpo: invalid duration"),
+            ("paths = [\"/etc\"]\npin = \"yes\"", "invalid type"),
         ] {
             let e = job(body).unwrap_err();
             assert!(e.contains(says), "{body:?}: {e:?} does not say {says:?}");

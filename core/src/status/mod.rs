@@ -35,6 +35,9 @@
 //! ```
 
 pub mod metrics;
+mod pinned;
+
+pub use pinned::PinnedGap;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -72,7 +75,8 @@ pub enum StatusError {
 pub enum Level {
     /// Everything holds.
     Ok,
-    /// A medium is due for rotation or stale; every job holds.
+    /// A medium is due for rotation or stale, or lacks the newest snapshot of a pinned job
+    /// (and so does that job); every job's RPO and digits hold.
     Attention,
     /// A job's newest snapshot is older than its RPO (within the grace).
     Late,
@@ -230,6 +234,8 @@ pub struct JobSpec {
     pub rpo: Option<Duration>,
     /// Late for this long past the RPO, breached after (default: the RPO).
     pub rpo_grace: Duration,
+    /// `pin = true`: every enrolled medium must hold its newest snapshot (`pinned.rs`).
+    pub pin: bool,
 }
 
 /// A pool's settings.
@@ -283,6 +289,7 @@ impl Settings {
                 name: name.clone(),
                 rpo,
                 rpo_grace,
+                pin: j.pin,
             });
         }
         let mut pools = BTreeMap::new();
@@ -363,6 +370,10 @@ pub struct JobStatus {
     pub copies: Vec<CopyStatus>,
     /// copies, kinds, offsite, offline, drill.
     pub digits: Vec<Digit>,
+    /// `pin = true` in the configuration.
+    pub pinned: bool,
+    /// For a pinned job, the enrolled media lacking a verified copy of its newest snapshot.
+    pub pinned_missing: Vec<PinnedGap>,
     pub notes: Vec<String>,
 }
 
@@ -522,6 +533,8 @@ pub struct MediumStatus {
     pub restore: Vec<RestoreEstimate>,
     /// The time to restore all of `restore`, if every part is known.
     pub rto_seconds: Option<f64>,
+    /// The pinned jobs whose newest snapshot it lacks (a verified copy of).
+    pub pinned_missing: Vec<String>,
     pub notes: Vec<String>,
 }
 
@@ -636,6 +649,8 @@ struct World<'a> {
     measured: HashMap<Option<MediumId>, Option<DrillRecord>>,
     /// The newest finished drill per place.
     last_drill: HashMap<Option<MediumId>, Option<DrillRecord>>,
+    /// The newest snapshot of each pinned job and who holds it.
+    pinned: Vec<pinned::PinnedNewest>,
 }
 
 impl World<'_> {
@@ -730,7 +745,9 @@ fn make(
         counts,
         measured: HashMap::new(),
         last_drill: HashMap::new(),
+        pinned: Vec::new(),
     };
+    w.pinned = pinned::newest(&w)?;
     let jobs: Vec<&JobSpec> = match (&filter.job, &filter.medium) {
         (Some(j), _) => {
             let spec = settings
@@ -802,16 +819,26 @@ fn no_media_reason() -> String {
         .into()
 }
 
-fn judge_job(w: &mut World<'_>, spec: &JobSpec) -> Result<JobStatus, StatusError> {
-    let now = w.now;
-    let cat = w.cat;
-    let primary = cat.newest_job_snapshot(&w.repo, &spec.name, now)?;
-    let on_media = cat.newest_job_snapshot_on_media(&w.repo, &spec.name, now)?;
-    let newest: Option<NewestSnapshot> = match (primary, on_media) {
+/// The newest snapshot of `job`, in the primary or on any medium, not dated after `now`.
+fn newest_snapshot(
+    cat: &Catalog,
+    repo: &RepoId,
+    job: &str,
+    now: i64,
+) -> Result<Option<NewestSnapshot>, StatusError> {
+    let primary = cat.newest_job_snapshot(repo, job, now)?;
+    let on_media = cat.newest_job_snapshot_on_media(repo, job, now)?;
+    Ok(match (primary, on_media) {
         (Some(p), Some(m)) if (m.time_ns, m.snapshot_id) > (p.time_ns, p.snapshot_id) => Some(m),
         (Some(p), _) => Some(p),
         (None, m) => m,
-    };
+    })
+}
+
+fn judge_job(w: &mut World<'_>, spec: &JobSpec) -> Result<JobStatus, StatusError> {
+    let now = w.now;
+    let cat = w.cat;
+    let newest = newest_snapshot(cat, &w.repo, &spec.name, now)?;
     let future: Vec<FutureSnapshot> = cat
         .job_snapshots_after(&w.repo, &spec.name, now)?
         .into_iter()
@@ -894,6 +921,8 @@ fn judge_job(w: &mut World<'_>, spec: &JobSpec) -> Result<JobStatus, StatusError
     for d in &digits {
         level = level.max(d.state.level());
     }
+    let pinned_missing = pinned::job_gaps(w, spec);
+    level = level.max(pinned::job_level(&pinned_missing));
     Ok(JobStatus {
         name: spec.name.clone(),
         level,
@@ -905,6 +934,8 @@ fn judge_job(w: &mut World<'_>, spec: &JobSpec) -> Result<JobStatus, StatusError
         last_run,
         copies,
         digits,
+        pinned: spec.pin,
+        pinned_missing,
         notes,
     })
 }
@@ -1324,7 +1355,7 @@ fn judge_medium(w: &mut World<'_>, m: &MediumRecord) -> Result<MediumStatus, Sta
     if ledger_lost {
         level = Level::Unknown;
     }
-    Ok(MediumStatus {
+    let mut status = MediumStatus {
         label: m.label.clone(),
         id: m.id,
         level,
@@ -1355,8 +1386,11 @@ fn judge_medium(w: &mut World<'_>, m: &MediumRecord) -> Result<MediumStatus, Sta
         ready_seconds: measured.as_ref().map(|d| d.ready_seconds),
         restore,
         rto_seconds,
+        pinned_missing: Vec::new(),
         notes,
-    })
+    };
+    pinned::flag_medium(w, &mut status);
+    Ok(status)
 }
 
 #[cfg(test)]
