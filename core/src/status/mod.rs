@@ -4,9 +4,10 @@
 //! Per job: the newest snapshot's age against the job's RPO ([`RpoState`]), the last run, the
 //! copies of that snapshot (the primary and every medium holding a verified copy) and a verdict
 //! per digit of the policy ([`Digit`]: copies, kinds, offsite, offline, drill) with the reason
-//! for each shortfall in words. Per medium: when it was last seen, written, verified, rotated
-//! and drilled, its space, whether it is due for rotation or stale, and the restore time
-//! estimate from its drills. The whole report has one [`Level`], the worst found, which the
+//! for each shortfall in words; for a pinned job, the media lacking its newest snapshot
+//! (`pinned.rs`). Per medium: when it was last seen, written, verified, rotated and drilled, its
+//! space, whether it is due for rotation or stale or lacks a pinned job's newest snapshot, and
+//! the restore time estimate from its drills. The whole report has one [`Level`], the worst found, which the
 //! `bakfs` binary turns into its exit status.
 //!
 //! What counts (docs/design.md, "Assurance"):
