@@ -148,8 +148,23 @@ pub fn run(
         Err(CopyError::Cancelled) => tracing::warn!(medium = %m.label, "{summary}"),
         Err(_) => tracing::error!(medium = %m.label, "{summary}"),
     }
-    setup.monitors.refresh_metrics(&cat, &setup.repo_id);
     let ok = matches!(outcome, CopyOutcome::Ok | CopyOutcome::Incomplete);
+    // A medium that got its copy and is still plugged in is the moment to drill it.
+    let due = ok
+        .then(|| {
+            setup
+                .monitors
+                .drill_due(&cat, m, bakfs_core::timefmt::now_ns())
+        })
+        .flatten();
+    if let Some(d) = &due {
+        tracing::info!(medium = %m.label, "{d}");
+    }
+    setup.monitors.refresh_metrics(&cat, &setup.repo_id);
+    let summary = match &due {
+        Some(d) => format!("{summary}\n{d}"),
+        None => summary,
+    };
     setup.monitors.finish(beat, ok, &summary);
     state
 }

@@ -91,6 +91,9 @@ fn setup(a: &Args) -> Result<job::Setup> {
                 Some(p) => Some((p.clone(), bakfs_core::status::Settings::from_config(&cfg)?)),
                 None => None,
             },
+            drill_within: bakfs_core::status::Settings::from_config(&cfg)?
+                .policy
+                .drill_within,
             state_dir: state,
         },
     })

@@ -506,6 +506,7 @@ fn a_job_tells_its_monitors_and_refreshes_the_metrics_file() {
             url: format!("{}/ping/media", srv.url),
         }],
         metrics: Some((prom.clone(), bakfs_core::status::Settings::default())),
+        drill_within: Some(Duration::from_secs(30 * 86_400)),
     };
     w.backup(&[("a", 1, 1)]);
     let (state, _) = w.rotate();
@@ -521,10 +522,51 @@ fn a_job_tells_its_monitors_and_refreshes_the_metrics_file() {
         "{:?}",
         seen[1].body
     );
+    assert!(
+        seen[1]
+            .body
+            .contains("DIR1 is due for a restore drill (never proven restorable by a drill, wanted within 30d): run `bakfs drill --medium DIR1`"),
+        "{:?}",
+        seen[1].body
+    );
     let m = std::fs::read_to_string(&prom).unwrap();
     assert!(
         m.contains("bakfs_medium_snapshots{medium=\"DIR1\"} 1"),
         "{m}"
+    );
+
+    // Drilled: no longer due.
+    let mut cat = w.catalog();
+    let now = bakfs_core::timefmt::now_ns();
+    let id = cat
+        .begin_drill(&bakfs_core::catalog::DrillStart {
+            repo_id: w.repo.id(),
+            medium_id: Some(w.medium.id),
+            snapshot_id: w.held()[0],
+            job: None,
+            started_ns: now,
+            mode: bakfs_core::catalog::DrillMode::Full,
+        })
+        .unwrap();
+    cat.finish_drill(
+        id,
+        &bakfs_core::catalog::DrillEnd {
+            ended_ns: now,
+            outcome: bakfs_core::catalog::DrillOutcome::Ok,
+            files: 1,
+            bytes: 1,
+            seconds: 1.0,
+            ready_seconds: 0.0,
+            message: None,
+        },
+    )
+    .unwrap();
+    srv.seen.lock().unwrap().clear();
+    w.rotate();
+    let seen = srv.seen.lock().unwrap().clone();
+    assert!(
+        !seen[1].body.contains("due for a restore drill"),
+        "{seen:?}"
     );
 
     // A medium that fails (full): a failure ping with the reason.
