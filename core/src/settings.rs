@@ -240,6 +240,9 @@ pub struct Job {
     /// Monitors told of this job's runs (start, then success or failure).
     #[serde(default)]
     pub heartbeats: Vec<Monitor>,
+    /// A command a drill runs in the restored tree and in the live source (`/`), whose outputs
+    /// must be the same; a drill of the job is then full unless told otherwise.
+    pub drill_check: Option<CommandLine>,
 }
 
 /// The timeout of a `before` or `after` command that gives none: 10 minutes.
@@ -423,6 +426,9 @@ impl Job {
                     "env: {k:?} is not a variable name (or its value has a NUL)"
                 ));
             }
+        }
+        if let Some(c) = &self.drill_check {
+            c.check().map_err(|e| format!("drill_check {e}"))?;
         }
         for (list, hooks) in [("before", &self.before), ("after", &self.after)] {
             for (i, h) in hooks.iter().enumerate() {
