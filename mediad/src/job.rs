@@ -32,6 +32,8 @@ pub struct Setup {
     pub tz: bakfs_core::timefmt::TimeZone,
     /// Heartbeats and metrics.
     pub monitors: Monitors,
+    /// What the runbook written onto each medium says of the configuration.
+    pub runbook: ledger::RunbookInfo,
 }
 
 /// The job for a block device (the daemon's runner in production).
@@ -102,6 +104,9 @@ pub fn run(
     if matches!(&result, Ok(()) | Err(CopyError::Full(_))) {
         if let Err(e) = ledger::write(&cat, medium.files(), m, &run) {
             tracing::warn!(medium = %m.label, "writing the ledger onto the medium: {e}");
+        }
+        if let Err(e) = ledger::write_runbook(&cat, medium.files(), setup) {
+            tracing::warn!(medium = %m.label, "writing the runbook onto the medium: {e}");
         }
     }
     if let Err(e) = medium.release() {

@@ -85,6 +85,10 @@ fn setup(a: &Args) -> Result<job::Setup> {
         media_root: a.media_root.clone(),
         reverify_after,
         tz: bakfs_core::timefmt::TimeZone::system(),
+        runbook: ledger::RunbookInfo {
+            jobs: bakfs_core::runbook::JobSummary::of_config(&cfg),
+            password_file: cfg.password_file.as_ref().map(|p| p.display().to_string()),
+        },
         monitors: monitor::Monitors {
             heartbeats: cfg.mediad.heartbeats.clone(),
             metrics: match &cfg.metrics.textfile {

@@ -343,6 +343,7 @@ impl World {
             reverify_after: Duration::from_secs(30 * 86400),
             tz: bakfs_core::timefmt::TimeZone::UTC,
             monitors: Default::default(),
+            runbook: Default::default(),
         };
         Self {
             _dir: dir,

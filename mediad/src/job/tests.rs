@@ -68,6 +68,7 @@ impl World {
             reverify_after: Duration::from_secs(30 * 86400),
             tz: bakfs_core::timefmt::TimeZone::UTC,
             monitors: Default::default(),
+            runbook: Default::default(),
         };
         let record = MediumRecord {
             id: MediumId::random(),
@@ -579,4 +580,33 @@ fn a_job_tells_its_monitors_and_refreshes_the_metrics_file() {
     let seen = srv.seen.lock().unwrap().clone();
     let fail = seen.iter().find(|s| s.target.starts_with("/ping/media/1?"));
     assert!(fail.is_some_and(|f| f.body.contains("DIR1")), "{seen:?}");
+}
+
+#[test]
+fn each_job_leaves_the_recovery_runbook_on_the_medium() {
+    let mut w = World::new(None, None);
+    w.setup.runbook = crate::ledger::RunbookInfo {
+        jobs: vec![bakfs_core::runbook::JobSummary {
+            name: "keys".into(),
+            sources: vec!["/var/lib/node".into()],
+            rpo: Some("1d".into()),
+        }],
+        password_file: Some("/etc/bakfs/password".into()),
+    };
+    let id = w.backup(&[("a", 1, 1)]);
+    let (state, _) = w.rotate();
+    assert_eq!(state, MediumState::SafeToRemove);
+    let text = std::fs::read_to_string(w.on_medium().join(medium::RUNBOOK)).unwrap();
+    for want in [
+        "# Recovery runbook",
+        "### keys",
+        "### DIR1",
+        &format!("Holds 1 snapshots; the newest `{}`", &id.to_hex()[..8]),
+        "reads it from `/etc/bakfs/password`",
+        "bakfs restore latest --repo /mnt/dir1/bakfs",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+    // It is informational: the medium still checks as a repository of its own.
+    w.check_medium_alone();
 }
