@@ -632,7 +632,7 @@ fn hostile_medium_is_not_trusted() {
             r.join("ledger.json"),
             "{\"snapshots\": [\"../../etc\"], \"trust\": \"me\"}",
         )
-        .unwrap();        // The runbook bakfs writes there, a link out of the medium: replaced, never followed.
+        .unwrap(); // The runbook bakfs writes there, a link out of the medium: replaced, never followed.
         std::os::unix::fs::symlink(outside.join("secret"), r.join("RUNBOOK.md")).unwrap();
     }
     let d = Mediad::start(&e);
