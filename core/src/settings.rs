@@ -244,6 +244,9 @@ pub struct Job {
     /// Monitors told of this job's runs (start, then success or failure).
     #[serde(default)]
     pub heartbeats: Vec<Monitor>,
+    /// A command a drill runs in the restored tree and in the live source (`/`), whose outputs
+    /// must be the same; a drill of the job is then full unless told otherwise.
+    pub drill_check: Option<CommandLine>,
     /// A pinned critical set (node keys, cold keys): bakfs-mediad copies the job's newest
     /// snapshot onto every medium at every insertion, whatever the medium's retention, and
     /// reads it back there each time; `bakfs status` flags every enrolled medium that lacks it.
@@ -432,6 +435,9 @@ impl Job {
                     "env: {k:?} is not a variable name (or its value has a NUL)"
                 ));
             }
+        }
+        if let Some(c) = &self.drill_check {
+            c.check().map_err(|e| format!("drill_check {e}"))?;
         }
         for (list, hooks) in [("before", &self.before), ("after", &self.after)] {
             for (i, h) in hooks.iter().enumerate() {

@@ -36,6 +36,8 @@ pub struct Setup {
     pub tz: bakfs_core::timefmt::TimeZone,
     /// Heartbeats and metrics.
     pub monitors: Monitors,
+    /// What the runbook written onto each medium says of the configuration.
+    pub runbook: ledger::RunbookInfo,
 }
 
 /// The job for a block device (the daemon's runner in production).
@@ -107,6 +109,9 @@ pub fn run(
         if let Err(e) = ledger::write(&cat, medium.files(), m, &run) {
             tracing::warn!(medium = %m.label, "writing the ledger onto the medium: {e}");
         }
+        if let Err(e) = ledger::write_runbook(&cat, medium.files(), setup) {
+            tracing::warn!(medium = %m.label, "writing the runbook onto the medium: {e}");
+        }
     }
     if let Err(e) = medium.release() {
         tracing::warn!(medium = %m.label, "{e}");
@@ -152,8 +157,23 @@ pub fn run(
         Err(CopyError::Cancelled) => tracing::warn!(medium = %m.label, "{summary}"),
         Err(_) => tracing::error!(medium = %m.label, "{summary}"),
     }
-    setup.monitors.refresh_metrics(&cat, &setup.repo_id);
     let ok = matches!(outcome, CopyOutcome::Ok | CopyOutcome::Incomplete);
+    // A medium that got its copy and is still plugged in is the moment to drill it.
+    let due = ok
+        .then(|| {
+            setup
+                .monitors
+                .drill_due(&cat, m, bakfs_core::timefmt::now_ns())
+        })
+        .flatten();
+    if let Some(d) = &due {
+        tracing::info!(medium = %m.label, "{d}");
+    }
+    setup.monitors.refresh_metrics(&cat, &setup.repo_id);
+    let summary = match &due {
+        Some(d) => format!("{summary}\n{d}"),
+        None => summary,
+    };
     setup.monitors.finish(beat, ok, &summary);
     state
 }

@@ -344,6 +344,7 @@ impl World {
             pinned: Default::default(),
             tz: bakfs_core::timefmt::TimeZone::UTC,
             monitors: Default::default(),
+            runbook: Default::default(),
         };
         Self {
             _dir: dir,

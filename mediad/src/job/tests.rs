@@ -69,6 +69,7 @@ impl World {
             pinned: Default::default(),
             tz: bakfs_core::timefmt::TimeZone::UTC,
             monitors: Default::default(),
+            runbook: Default::default(),
         };
         let record = MediumRecord {
             id: MediumId::random(),
@@ -521,6 +522,7 @@ fn a_job_tells_its_monitors_and_refreshes_the_metrics_file() {
             url: format!("{}/ping/media", srv.url),
         }],
         metrics: Some((prom.clone(), bakfs_core::status::Settings::default())),
+        drill_within: Some(Duration::from_secs(30 * 86_400)),
     };
     w.backup(&[("a", 1, 1)]);
     let (state, _) = w.rotate();
@@ -536,10 +538,51 @@ fn a_job_tells_its_monitors_and_refreshes_the_metrics_file() {
         "{:?}",
         seen[1].body
     );
+    assert!(
+        seen[1]
+            .body
+            .contains("DIR1 is due for a restore drill (never proven restorable by a drill, wanted within 30d): run `bakfs drill --medium DIR1`"),
+        "{:?}",
+        seen[1].body
+    );
     let m = std::fs::read_to_string(&prom).unwrap();
     assert!(
         m.contains("bakfs_medium_snapshots{medium=\"DIR1\"} 1"),
         "{m}"
+    );
+
+    // Drilled: no longer due.
+    let mut cat = w.catalog();
+    let now = bakfs_core::timefmt::now_ns();
+    let id = cat
+        .begin_drill(&bakfs_core::catalog::DrillStart {
+            repo_id: w.repo.id(),
+            medium_id: Some(w.medium.id),
+            snapshot_id: w.held()[0],
+            job: None,
+            started_ns: now,
+            mode: bakfs_core::catalog::DrillMode::Full,
+        })
+        .unwrap();
+    cat.finish_drill(
+        id,
+        &bakfs_core::catalog::DrillEnd {
+            ended_ns: now,
+            outcome: bakfs_core::catalog::DrillOutcome::Ok,
+            files: 1,
+            bytes: 1,
+            seconds: 1.0,
+            ready_seconds: 0.0,
+            message: None,
+        },
+    )
+    .unwrap();
+    srv.seen.lock().unwrap().clear();
+    w.rotate();
+    let seen = srv.seen.lock().unwrap().clone();
+    assert!(
+        !seen[1].body.contains("due for a restore drill"),
+        "{seen:?}"
     );
 
     // A medium that fails (full): a failure ping with the reason.
@@ -552,6 +595,35 @@ fn a_job_tells_its_monitors_and_refreshes_the_metrics_file() {
     let seen = srv.seen.lock().unwrap().clone();
     let fail = seen.iter().find(|s| s.target.starts_with("/ping/media/1?"));
     assert!(fail.is_some_and(|f| f.body.contains("DIR1")), "{seen:?}");
+}
+
+#[test]
+fn each_job_leaves_the_recovery_runbook_on_the_medium() {
+    let mut w = World::new(None, None);
+    w.setup.runbook = crate::ledger::RunbookInfo {
+        jobs: vec![bakfs_core::runbook::JobSummary {
+            name: "keys".into(),
+            sources: vec!["/var/lib/node".into()],
+            rpo: Some("1d".into()),
+        }],
+        password_file: Some("/etc/bakfs/password".into()),
+    };
+    let id = w.backup(&[("a", 1, 1)]);
+    let (state, _) = w.rotate();
+    assert_eq!(state, MediumState::SafeToRemove);
+    let text = std::fs::read_to_string(w.on_medium().join(medium::RUNBOOK)).unwrap();
+    for want in [
+        "# Recovery runbook",
+        "### keys",
+        "### DIR1",
+        &format!("Holds 1 snapshots; the newest `{}`", &id.to_hex()[..8]),
+        "reads it from `/etc/bakfs/password`",
+        "bakfs restore latest --repo /mnt/dir1/bakfs",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+    // It is informational: the medium still checks as a repository of its own.
+    w.check_medium_alone();
 }
 
 const DAY: i64 = 86_400_000_000_000;
