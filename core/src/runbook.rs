@@ -19,6 +19,8 @@ pub struct JobSummary {
     /// What it backs up (paths, or what its command writes).
     pub sources: Vec<String>,
     pub rpo: Option<String>,
+    /// `pin = true`: its newest snapshot is on every medium.
+    pub pin: bool,
 }
 
 impl JobSummary {
@@ -33,6 +35,7 @@ impl JobSummary {
                     None => j.paths.iter().map(|p| p.display().to_string()).collect(),
                 },
                 rpo: j.rpo.clone(),
+                pin: j.pin,
             })
             .collect()
     }
@@ -216,6 +219,9 @@ pub fn render(i: &Input<'_>) -> String {
         if let Some(r) = &job.rpo {
             let _ = writeln!(o, "- Recovery point objective: {r}");
         }
+        if job.pin {
+            o.push_str("- Pinned: bakfs-mediad copies its newest snapshot onto every medium, before anything else.\n");
+        }
         let Some(s) = newest else {
             o.push_str("- **No snapshot yet.**\n\n");
             continue;
@@ -385,11 +391,13 @@ mod tests {
                 name: "keys".into(),
                 sources: vec!["/var/lib/node/staking".into()],
                 rpo: Some("1d".into()),
+                pin: true,
             },
             JobSummary {
                 name: "db".into(),
                 sources: vec!["pg_dump".into()],
                 rpo: None,
+                pin: false,
             },
         ];
         let rates = [RestoreRate {
@@ -419,6 +427,7 @@ mod tests {
             "bakfs restore 22222222 --repo /mnt/offsite-1/bakfs --target /srv/restore",
             "mount -o ro UUID=1234-abcd /mnt/offsite-1",
             "### db\n\n- Backs up: pg_dump\n- **No snapshot yet.**",
+            "- Recovery point objective: 1d\n- Pinned: bakfs-mediad copies its newest snapshot onto every medium",
             "reads it from `/etc/bakfs/password`",
             "- Restore time: from OFFSITE 1 about 2 s (measured by the drill of 1970-01-01",
             "Measured restore rate: 1.0 MiB/s, ready in 2.0 s",

@@ -605,6 +605,7 @@ fn each_job_leaves_the_recovery_runbook_on_the_medium() {
             name: "keys".into(),
             sources: vec!["/var/lib/node".into()],
             rpo: Some("1d".into()),
+            pin: false,
         }],
         password_file: Some("/etc/bakfs/password".into()),
     };
