@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 use bakfs_core::catalog::{
     Catalog, CopyOutcome, DrillEnd, DrillMode, DrillOutcome, DrillStart, MediumFile, MediumKind,
-    MediumLocation, MediumRecord, MediumRun, MediumSnapshot, MediumState, Presence, Verification,
+    MediumLocation, MediumRecord, MediumRun, MediumSnapshot, Presence, Verification,
 };
 use bakfs_core::format::id::{MediumId, PackId, RepoId, SnapshotId};
 use bakfs_core::repo::backend::FileKind;
@@ -142,29 +142,17 @@ fn mid(label: &str) -> MediumId {
 /// Enrolls medium `label` in the catalog, as `bakfs media enroll` records it.
 fn enroll(cat: &mut Catalog, repo: RepoId, label: &str, kind: MediumKind, loc: MediumLocation) {
     cat.enroll_medium(&MediumRecord {
-        id: mid(label),
-        label: label.into(),
-        repo_id: repo,
-        fs_uuid: format!("uuid-{label}"),
         fs_type: "ext4".into(),
-        serial: None,
-        kind,
-        pool: "default".into(),
-        location: loc,
         capacity: 1 << 30,
-        retention: Default::default(),
-        enrolled_ns: now_ns() - 30 * DAY,
-        last_seen_ns: None,
-        last_written_ns: None,
-        last_verified_ns: None,
-        state: MediumState::Enrolled,
-        message: None,
-        bytes: 0,
-        presence: None,
-        presence_ns: None,
-        free_bytes: None,
-        free_ns: None,
-        rotate_every: None,
+        ..MediumRecord::enrolled(
+            mid(label),
+            label,
+            repo,
+            &format!("uuid-{label}"),
+            kind,
+            loc,
+            now_ns() - 30 * DAY,
+        )
     })
     .unwrap();
 }

@@ -354,29 +354,19 @@ mod tests {
         let old = snap(repo, "keys", 1_000_000_000, 0x11);
         let new = snap(repo, "keys", 2_000_000_000, 0x22);
         let medium = MediumRecord {
-            id: MediumId::random(),
-            label: "OFFSITE 1".into(),
-            repo_id: repo,
-            fs_uuid: "1234-abcd".into(),
             fs_type: "ext4".into(),
-            serial: None,
-            kind: MediumKind::Usb,
-            pool: "default".into(),
-            location: MediumLocation::Offsite,
-            capacity: 0,
-            retention: Default::default(),
-            enrolled_ns: 0,
-            last_seen_ns: None,
             last_written_ns: Some(2_000_000_000),
             last_verified_ns: Some(2_000_000_000),
             state: MediumState::SafeToRemove,
-            message: None,
-            bytes: 0,
-            presence: None,
-            presence_ns: None,
-            free_bytes: None,
-            free_ns: None,
-            rotate_every: None,
+            ..MediumRecord::enrolled(
+                MediumId::random(),
+                "OFFSITE 1",
+                repo,
+                "1234-abcd",
+                MediumKind::Usb,
+                MediumLocation::Offsite,
+                0,
+            )
         };
         let held = vec![MediumSnapshot {
             snapshot_id: new.id,

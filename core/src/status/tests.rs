@@ -7,7 +7,6 @@ use crate::catalog::{
     CopyOutcome, DrillEnd, DrillMode, DrillStart, MediumFile, MediumRun, MediumSnapshot,
     PackRecord, RunOutcome, SnapshotRecord, Verification,
 };
-use crate::forget::KeepPolicy;
 use crate::format::id::{BlobId, PackId};
 use crate::repo::backend::FileKind;
 
@@ -105,29 +104,17 @@ impl T {
     fn enroll(&mut self, label: &str, kind: MediumKind, location: MediumLocation) {
         self.cat
             .enroll_medium(&MediumRecord {
-                id: mid(label),
-                label: label.into(),
-                repo_id: repo(),
-                fs_uuid: format!("uuid-{label}"),
                 fs_type: "ext4".into(),
-                serial: None,
-                kind,
-                pool: "default".into(),
-                location,
                 capacity: 1 << 30,
-                retention: KeepPolicy::default(),
-                enrolled_ns: NOW - 60 * D,
-                last_seen_ns: None,
-                last_written_ns: None,
-                last_verified_ns: None,
-                state: MediumState::Enrolled,
-                message: None,
-                bytes: 0,
-                presence: None,
-                presence_ns: None,
-                free_bytes: None,
-                free_ns: None,
-                rotate_every: None,
+                ..MediumRecord::enrolled(
+                    mid(label),
+                    label,
+                    repo(),
+                    &format!("uuid-{label}"),
+                    kind,
+                    location,
+                    NOW - 60 * D,
+                )
             })
             .unwrap();
     }

@@ -72,32 +72,22 @@ impl World {
             runbook: Default::default(),
         };
         let record = MediumRecord {
-            id: MediumId::random(),
-            label: "DIR1".into(),
-            repo_id: repo.id(),
-            fs_uuid: "dir-1".into(),
             fs_type: "none".into(),
-            serial: None,
-            kind: MediumKind::Disk,
             pool: "offsite".into(),
-            location: MediumLocation::Offsite,
             capacity: 1 << 30,
             retention: KeepPolicy {
                 last: keep_last,
                 ..KeepPolicy::default()
             },
-            enrolled_ns: 1,
-            last_seen_ns: None,
-            last_written_ns: None,
-            last_verified_ns: None,
-            state: MediumState::Enrolled,
-            message: None,
-            bytes: 0,
-            presence: None,
-            presence_ns: None,
-            free_bytes: None,
-            free_ns: None,
-            rotate_every: None,
+            ..MediumRecord::enrolled(
+                MediumId::random(),
+                "DIR1",
+                repo.id(),
+                "dir-1",
+                MediumKind::Disk,
+                MediumLocation::Offsite,
+                1,
+            )
         };
         std::fs::create_dir_all(dir.path().join("medium")).unwrap();
         medium::create(
