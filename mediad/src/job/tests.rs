@@ -815,3 +815,42 @@ fn a_medium_too_small_for_the_pinned_snapshot_fails_loudly() {
     assert_eq!(m.message.as_deref(), Some(msg.as_str()));
     assert!(w.held().is_empty());
 }
+
+/// A medium holding a snapshot the catalog does not know (its row lost): nothing of it is
+/// removed, retention frees no pack while it is there, and the medium still restores it alone.
+#[test]
+fn a_snapshot_the_catalog_does_not_know_is_kept_with_its_packs() {
+    let w = World::new(Some(1), None);
+    let a = w.backup(&[("old", 2, 10)]);
+    assert_eq!(w.rotate().1.outcome, CopyOutcome::Ok);
+    // The catalog forgets that the medium holds it; the manifest stays on the medium.
+    w.catalog()
+        .remove_medium_snapshots(&w.medium.id, &[a])
+        .unwrap();
+    let b = w.backup(&[("new", 2, 11)]);
+    let (_, r) = w.rotate();
+    assert_eq!(
+        (r.outcome, r.snapshots_removed),
+        (CopyOutcome::Ok, 0),
+        "{r:?}"
+    );
+    assert_eq!(w.held(), vec![b]);
+    let root = w.on_medium();
+    assert!(root.join(FileKind::Snapshot.rel_path(&a.to_hex())).exists());
+    for p in w.packs_of(&a) {
+        assert!(
+            pack_path(&root, &p).exists(),
+            "pack {p} of the unknown snapshot"
+        );
+    }
+    // The medium alone: both snapshots there, every byte right.
+    let on = Location::Dir(w.on_medium()).backend();
+    let repo = Repository::open(on, b"pw").unwrap();
+    let rep = bakfs_core::check::check(&repo, Some(1.0)).unwrap();
+    assert!(rep.ok(), "{rep:?}");
+    let mut ids: Vec<SnapshotId> = repo.snapshots().unwrap().into_iter().map(|s| s.0).collect();
+    ids.sort();
+    let mut want = vec![a, b];
+    want.sort();
+    assert_eq!(ids, want);
+}
