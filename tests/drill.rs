@@ -392,3 +392,47 @@ fn a_jobs_drill_check_must_say_the_same_on_the_restored_tree_and_the_live_source
         text(&o)
     );
 }
+
+/// `[drill]` in the configuration gives the sandbox's place and the sample's share; the
+/// command's options win.
+#[test]
+fn the_configuration_gives_the_drills_defaults() {
+    let (e, _src) = job_world(10);
+    let config = e.path("bakfs.toml");
+    let mut cfg = fs::read_to_string(&config).unwrap();
+    let sbx = e.path("sbx");
+    fs::create_dir_all(&sbx).unwrap();
+    cfg.push_str(&format!(
+        "\n[drill]\nsandbox = {:?}\nsample = \"50%\"\n",
+        sbx.display().to_string()
+    ));
+    fs::write(&config, &cfg).unwrap();
+    let o = run(&e, &["drill", "--job", "etc"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(drills(&e)[0].files, 5, "half of 10 files");
+    assert_eq!(
+        listing(&sbx),
+        Vec::<String>::new(),
+        "made there and removed"
+    );
+    // A sandbox place that does not exist: the drill says which.
+    fs::write(&config, cfg.replace("sbx", "no-such-dir")).unwrap();
+    let o = run(&e, &["drill", "--job", "etc"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("no-such-dir"), "{}", text(&o));
+    // The option wins.
+    let o = run(
+        &e,
+        &[
+            "drill",
+            "--job",
+            "etc",
+            "--sample",
+            "10%",
+            "--sandbox",
+            sbx.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(drills(&e)[0].files, 1);
+}

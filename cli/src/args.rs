@@ -244,9 +244,10 @@ pub struct DrillArgs {
         requires = "against_source"
     )]
     pub max_changed: String,
-    /// Make the sandbox (a new directory bakfs-drill-…) in this directory.
-    #[arg(long, value_name = "DIR", default_value = "/var/tmp")]
-    pub sandbox: PathBuf,
+    /// Make the sandbox (a new directory bakfs-drill-…) in this directory [default: the
+    /// config's [drill] sandbox, else /var/tmp].
+    #[arg(long, value_name = "DIR")]
+    pub sandbox: Option<PathBuf>,
     /// Keep the sandbox when the drill does not end ok (to look at what was restored).
     #[arg(long)]
     pub keep: bool,

@@ -83,6 +83,19 @@ pub struct Config {
     pub heartbeats: Vec<Monitor>,
     #[serde(default)]
     pub metrics: Metrics,
+    #[serde(default)]
+    pub drill: Drill,
+}
+
+/// `[drill]`: the defaults of `bakfs drill` (its options win).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Drill {
+    /// Where sandboxes are made (default `/var/tmp`).
+    pub sandbox: Option<PathBuf>,
+    /// The share of files a drill restores ("5%"); a job with a `drill_check` is drilled in
+    /// full unless a sample is asked for.
+    pub sample: Option<String>,
 }
 
 /// A monitor that hears of runs: `{ kind = "healthchecks", url = "https://…/ping/UUID" }`.

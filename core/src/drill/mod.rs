@@ -40,6 +40,8 @@ use crate::restore::{self, RestoreOptions, RestoreProgress};
 pub use sandbox::Sandbox;
 pub use source::{compare_with_source, SourceComparison};
 
+/// Where sandboxes are made unless told otherwise: a disk, not a tmpfs, with room.
+pub const DEFAULT_SANDBOX: &str = "/var/tmp";
 /// The share of files a drill restores unless told otherwise, in percent.
 pub const DEFAULT_SAMPLE_PERCENT: f64 = 5.0;
 /// The share of compared files that may differ from the live source, in percent.

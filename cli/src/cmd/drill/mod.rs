@@ -40,6 +40,9 @@ pub fn run(ctx: &Ctx, a: DrillArgs) -> Result<u8> {
         .as_deref()
         .map(|s| percent("--sample", s))
         .transpose()?;
+    let configured = (ctx.config.drill.sample.as_deref())
+        .map(|s| percent("[drill] sample", s))
+        .transpose()?;
     let against_source = a
         .against_source
         .then(|| percent("--max-changed", &a.max_changed))
@@ -61,7 +64,7 @@ pub fn run(ctx: &Ctx, a: DrillArgs) -> Result<u8> {
         _ if a.full => Scope::Full,
         Some(p) => Scope::Sample(p),
         None if check.is_some() => Scope::Full,
-        None => Scope::Sample(drill::DEFAULT_SAMPLE_PERCENT),
+        None => Scope::Sample(configured.unwrap_or(drill::DEFAULT_SAMPLE_PERCENT)),
     };
     if check.is_some() && scope != Scope::Full {
         eprintln!("warning: the job's drill_check runs on full drills only: not run");
@@ -98,7 +101,12 @@ pub fn run(ctx: &Ctx, a: DrillArgs) -> Result<u8> {
     let t0 = Instant::now();
     let mut ready_seconds = 0.0;
     let mut mounted = None;
-    let sandbox = Sandbox::create(&a.sandbox);
+    let sandbox_dir = a
+        .sandbox
+        .clone()
+        .or_else(|| ctx.config.drill.sandbox.clone())
+        .unwrap_or_else(|| drill::DEFAULT_SANDBOX.into());
+    let sandbox = Sandbox::create(&sandbox_dir);
     let result = match &sandbox {
         Err(e) => Err(anyhow!("making the sandbox: {e}")),
         Ok(sb) => copy::open(ctx, &source, &a, sb, &mut mounted).and_then(|repo| {
