@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use bakfs_core::catalog::Catalog;
 use bakfs_core::repo::backend::Location;
 use bakfs_core::repo::Repository;
@@ -39,13 +39,7 @@ impl Ctx {
     }
 
     fn read_password_file(p: &Path) -> Result<Secret> {
-        let raw =
-            std::fs::read(p).with_context(|| format!("reading password file {}", p.display()))?;
-        let line = raw.split(|&b| b == b'\n').next().unwrap_or(&[]).to_vec();
-        if line.is_empty() {
-            bail!("password file {} is empty", p.display());
-        }
-        Ok(Secret::new(line))
+        Ok(bakfs_host::paths::read_password_file(p)?)
     }
 
     /// The password: --password-file, BAKFS_PASSWORD_FILE, BAKFS_PASSWORD, the config's

@@ -211,6 +211,10 @@ pub struct Mediad {
     /// Monitors told of each medium's job (start, then success or failure).
     #[serde(default)]
     pub heartbeats: Vec<Monitor>,
+    /// A password file that lets bakfs-mediad drill a medium due for a drill itself, right
+    /// after its copy (a daemon holding a password can read every backup: docs/mediad.md).
+    /// Without it, mediad holds no key and only says when a drill is due.
+    pub drill_password_file: Option<PathBuf>,
 }
 
 /// The default of `[mediad] reverify_after`.
@@ -265,6 +269,22 @@ pub struct Job {
     /// reads it back there each time; `bakfs status` flags every enrolled medium that lacks it.
     #[serde(default)]
     pub pin: bool,
+}
+
+/// A share (of files, of data) as the options and the configuration give it, such as `5%` (or `5`), in (0, 100].
+///
+/// # Errors
+/// What is wrong with it.
+pub fn parse_percent(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a percentage like 5%"))?;
+    if v > 0.0 && v <= 100.0 {
+        Ok(v)
+    } else {
+        Err(format!("{s:?}: must be in (0, 100]%"))
+    }
 }
 
 /// The timeout of a `before` or `after` command that gives none: 10 minutes.

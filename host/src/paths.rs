@@ -54,3 +54,24 @@ pub fn state_dir(explicit: Option<&Path>, cfg: &Config) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/tmp"))
         .join(".local/state/bakfs")
 }
+
+/// The password in the file at `p`: its first line (a trailing newline is no part of it).
+///
+/// # Errors
+/// The file cannot be read, or its first line is empty.
+pub fn read_password_file(p: &Path) -> std::io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    let raw = zeroize::Zeroizing::new(std::fs::read(p).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("reading password file {}: {e}", p.display()),
+        )
+    })?);
+    let line = raw.split(|&b| b == b'\n').next().unwrap_or(&[]).to_vec();
+    if line.is_empty() {
+        return Err(std::io::Error::other(format!(
+            "password file {} is empty",
+            p.display()
+        )));
+    }
+    Ok(zeroize::Zeroizing::new(line))
+}

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use bakfs_core::catalog::{Catalog, CopyOutcome, MediumRecord, MediumRun, MediumState};
+use bakfs_core::catalog::{
+    Catalog, CopyOutcome, DrillOutcome, MediumRecord, MediumRun, MediumState,
+};
 use bakfs_core::format::id::RepoId;
 use bakfs_core::repo::backend::Location;
 
@@ -38,6 +40,8 @@ pub struct Setup {
     pub monitors: Monitors,
     /// What the runbook written onto each medium says of the configuration.
     pub runbook: ledger::RunbookInfo,
+    /// How mediad drills a medium due for one, if the operator gave it a password.
+    pub drill: Option<crate::drill::DrillSetup>,
 }
 
 /// The job for a block device (the daemon's runner in production).
@@ -113,6 +117,24 @@ pub fn run(
             tracing::warn!(medium = %m.label, "writing the runbook onto the medium: {e}");
         }
     }
+    // mediad's own drill, if the operator gave it a password, while the medium is mounted.
+    let drilled = match (&result, &setup.drill) {
+        (Ok(()), Some(d))
+            if setup
+                .monitors
+                .drill_due(&cat, m, bakfs_core::timefmt::now_ns())
+                .is_some() =>
+        {
+            let (o, line) = crate::drill::run(&mut cat, m, medium.files().repository_dir(), d);
+            match o {
+                DrillOutcome::Ok => tracing::info!(medium = %m.label, "{line}"),
+                DrillOutcome::Damaged => tracing::error!(medium = %m.label, "{line}"),
+                _ => tracing::warn!(medium = %m.label, "{line}"),
+            }
+            Some((o, line))
+        }
+        _ => None,
+    };
     if let Err(e) = medium.release() {
         tracing::warn!(medium = %m.label, "{e}");
     }
@@ -157,7 +179,9 @@ pub fn run(
         Err(CopyError::Cancelled) => tracing::warn!(medium = %m.label, "{summary}"),
         Err(_) => tracing::error!(medium = %m.label, "{summary}"),
     }
-    let ok = matches!(outcome, CopyOutcome::Ok | CopyOutcome::Incomplete);
+    // A drill that found damage makes the job's heartbeat a failure: the copy is not good.
+    let ok = matches!(outcome, CopyOutcome::Ok | CopyOutcome::Incomplete)
+        && !matches!(drilled, Some((DrillOutcome::Damaged, _)));
     // A medium that got its copy and is still plugged in is the moment to drill it.
     let due = ok
         .then(|| {
@@ -170,10 +194,11 @@ pub fn run(
         tracing::info!(medium = %m.label, "{d}");
     }
     setup.monitors.refresh_metrics(&cat, &setup.repo_id);
-    let summary = match &due {
-        Some(d) => format!("{summary}\n{d}"),
-        None => summary,
-    };
+    let summary = [Some(summary), drilled.map(|d| d.1), due]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("\n");
     setup.monitors.finish(beat, ok, &summary);
     state
 }

@@ -5,6 +5,7 @@
 //! against their names. See docs/mediad.md.
 
 mod daemon;
+mod drill;
 mod error;
 mod job;
 mod ledger;
@@ -91,6 +92,22 @@ fn setup(a: &Args) -> Result<job::Setup> {
             .map(|(name, _)| name.clone())
             .collect(),
         tz: bakfs_core::timefmt::TimeZone::system(),
+        drill: match &cfg.mediad.drill_password_file {
+            Some(p) => Some(drill::DrillSetup {
+                password_file: p.clone(),
+                sample: match &cfg.drill.sample {
+                    Some(s) => bakfs_core::settings::parse_percent(s)
+                        .map_err(|e| anyhow!("[drill] sample {e}"))?,
+                    None => bakfs_core::drill::DEFAULT_SAMPLE_PERCENT,
+                },
+                sandbox: cfg
+                    .drill
+                    .sandbox
+                    .clone()
+                    .unwrap_or_else(|| bakfs_core::drill::DEFAULT_SANDBOX.into()),
+            }),
+            None => None,
+        },
         runbook: ledger::RunbookInfo {
             jobs: bakfs_core::runbook::JobSummary::of_config(&cfg),
             password_file: cfg.password_file.as_ref().map(|p| p.display().to_string()),

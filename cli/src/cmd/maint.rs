@@ -14,15 +14,11 @@ use crate::exit;
 
 pub fn check(ctx: &Ctx, read_data: bool, subset: Option<String>) -> Result<u8> {
     let frac = match (read_data, subset) {
-        (_, Some(s)) => {
-            let v: f64 = s.trim_end_matches('%').parse().with_context(|| {
-                format!("--read-data-subset {s:?}: expected a percentage like 10%")
-            })?;
-            if !(v > 0.0 && v <= 100.0) {
-                bail!("--read-data-subset must be in (0, 100]%");
-            }
-            Some(v / 100.0)
-        }
+        (_, Some(s)) => Some(
+            bakfs_core::settings::parse_percent(&s)
+                .map_err(|e| anyhow::anyhow!("--read-data-subset {e}"))?
+                / 100.0,
+        ),
         (true, None) => Some(1.0),
         (false, None) => None,
     };

@@ -345,6 +345,7 @@ impl World {
             tz: bakfs_core::timefmt::TimeZone::UTC,
             monitors: Default::default(),
             runbook: Default::default(),
+            drill: None,
         };
         Self {
             _dir: dir,

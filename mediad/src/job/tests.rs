@@ -70,6 +70,7 @@ impl World {
             tz: bakfs_core::timefmt::TimeZone::UTC,
             monitors: Default::default(),
             runbook: Default::default(),
+            drill: None,
         };
         let record = MediumRecord {
             fs_type: "none".into(),
@@ -853,4 +854,70 @@ fn a_snapshot_the_catalog_does_not_know_is_kept_with_its_packs() {
     let mut want = vec![a, b];
     want.sort();
     assert_eq!(ids, want);
+}
+
+/// Given a password on purpose, mediad drills a medium due for a drill right after its copy
+/// (recorded as a drill from that medium); a wrong password fails the drill, not the copy.
+#[test]
+fn with_a_password_mediad_drills_a_medium_that_is_due() {
+    let mut w = World::new(None, None);
+    let pw = w.dir.path().join("password");
+    std::fs::write(&pw, "pw\n").unwrap();
+    let sandbox = w.dir.path().join("sandbox");
+    std::fs::create_dir_all(&sandbox).unwrap();
+    w.setup.monitors.drill_within = Some(Duration::from_secs(30 * 86_400));
+    w.setup.drill = Some(crate::drill::DrillSetup {
+        password_file: pw.clone(),
+        sample: 100.0,
+        sandbox: sandbox.clone(),
+    });
+    let id = w.backup(&[("a", 1, 1), ("b", 1, 2)]);
+    let (state, _) = w.rotate();
+    assert_eq!(state, MediumState::SafeToRemove);
+    let drills = w.catalog().drills(&w.repo.id(), 10).unwrap();
+    assert_eq!(drills.len(), 1, "{drills:?}");
+    let d = &drills[0];
+    assert_eq!(d.outcome, bakfs_core::catalog::DrillOutcome::Ok, "{d:?}");
+    assert_eq!(
+        (d.medium_id, d.snapshot_id, d.files),
+        (Some(w.medium.id), id, 2)
+    );
+    assert!(d.bytes_per_second().is_some(), "a rate for the estimate");
+    assert_eq!(
+        std::fs::read_dir(&sandbox).unwrap().count(),
+        0,
+        "sandbox removed"
+    );
+    // Drilled: not due at the next insertion.
+    w.rotate();
+    assert_eq!(w.catalog().drills(&w.repo.id(), 10).unwrap().len(), 1);
+
+    // Another medium's worth of time later, a wrong password: the drill fails, the copy holds.
+    let mut cat = w.catalog();
+    cat.finish_drill(
+        d.id,
+        &bakfs_core::catalog::DrillEnd {
+            ended_ns: 1,
+            outcome: bakfs_core::catalog::DrillOutcome::Ok,
+            files: d.files,
+            bytes: d.bytes,
+            seconds: d.seconds,
+            ready_seconds: d.ready_seconds,
+            message: None,
+        },
+    )
+    .unwrap();
+    std::fs::write(&pw, "wrong\n").unwrap();
+    let (state, run) = w.rotate();
+    assert_eq!(
+        (state, run.outcome),
+        (MediumState::SafeToRemove, CopyOutcome::Ok)
+    );
+    let d = &w.catalog().drills(&w.repo.id(), 10).unwrap()[0];
+    assert_eq!(
+        d.outcome,
+        bakfs_core::catalog::DrillOutcome::Failed,
+        "{d:?}"
+    );
+    assert!(d.message.as_deref().unwrap().contains("password"), "{d:?}");
 }

@@ -111,6 +111,10 @@ impl Files for DirMedium {
         self.tree.remove(kind, name)
     }
 
+    fn repository_dir(&self) -> &Path {
+        self.tree.repository_dir()
+    }
+
     fn free_bytes(&self) -> Result<u64, CopyError> {
         match self.quota {
             Some(q) => Ok(q.saturating_sub(self.used())),

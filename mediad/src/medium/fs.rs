@@ -207,6 +207,10 @@ impl Files for FsTree {
         medium::free_bytes(&self.root).map_err(medium_err)
     }
 
+    fn repository_dir(&self) -> &Path {
+        &self.root
+    }
+
     fn write_note(&self, name: Note, text: &[u8]) -> Result<(), CopyError> {
         medium::write_atomic(&self.root, name.file_name(), text).map_err(medium_err)
     }

@@ -132,6 +132,10 @@ pub trait Files: Sync {
     /// I/O errors.
     fn free_bytes(&self) -> Result<u64, CopyError>;
 
+    /// The directory holding the medium's repository (`<fs>/bakfs`), for reading it as one:
+    /// mediad's own drill, when the operator gave it a password.
+    fn repository_dir(&self) -> &std::path::Path;
+
     /// Replaces one of the notes bakfs keeps on the medium for people (`ledger.json`,
     /// `RUNBOOK.md`; informational, never read back), atomically.
     ///

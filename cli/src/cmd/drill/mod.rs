@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use bakfs_core::catalog::{DrillEnd, DrillOutcome, DrillRecord, DrillStart};
 use bakfs_core::drill::{self, DrillOptions, DrillReport, Sandbox, Scope, SourceComparison};
 use bakfs_core::restore::RestoreProgress;
@@ -24,14 +24,7 @@ use crate::progress::{mib, Ticker};
 
 /// A percentage such as `5%` (or `5`), in (0, 100].
 fn percent(flag: &str, s: &str) -> Result<f64> {
-    let v: f64 = s
-        .trim_end_matches('%')
-        .parse()
-        .with_context(|| format!("{flag} {s:?}: expected a percentage like 5%"))?;
-    if !(v > 0.0 && v <= 100.0) {
-        bail!("{flag} must be in (0, 100]%");
-    }
-    Ok(v)
+    bakfs_core::settings::parse_percent(s).map_err(|e| anyhow!("{flag} {e}"))
 }
 
 pub fn run(ctx: &Ctx, a: DrillArgs) -> Result<u8> {
