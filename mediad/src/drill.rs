@@ -37,14 +37,7 @@ pub fn run(
     d: &DrillSetup,
 ) -> (DrillOutcome, String) {
     let held: Vec<NewestSnapshot> = match cat.medium_snapshots(&m.id) {
-        Ok(v) => v
-            .into_iter()
-            .map(|s| NewestSnapshot {
-                snapshot_id: s.snapshot_id,
-                time_ns: s.time_ns,
-                job: s.job,
-            })
-            .collect(),
+        Ok(v) => v.into_iter().map(NewestSnapshot::from).collect(),
         Err(e) => {
             return (
                 DrillOutcome::Failed,

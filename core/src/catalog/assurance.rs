@@ -122,6 +122,26 @@ pub struct NewestSnapshot {
     pub job: Option<String>,
 }
 
+impl From<super::MediumSnapshot> for NewestSnapshot {
+    fn from(s: super::MediumSnapshot) -> Self {
+        NewestSnapshot {
+            snapshot_id: s.snapshot_id,
+            time_ns: s.time_ns,
+            job: s.job,
+        }
+    }
+}
+
+impl From<super::SnapshotRecord> for NewestSnapshot {
+    fn from(s: super::SnapshotRecord) -> Self {
+        NewestSnapshot {
+            snapshot_id: s.id,
+            time_ns: s.time_ns,
+            job: s.job,
+        }
+    }
+}
+
 /// A medium holding a snapshot, verified at `verified_ns`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MediumHolding {

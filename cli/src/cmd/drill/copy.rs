@@ -61,20 +61,12 @@ impl Source {
             Source::Primary(id) => cat
                 .snapshots(id)?
                 .into_iter()
-                .map(|s| NewestSnapshot {
-                    snapshot_id: s.id,
-                    time_ns: s.time_ns,
-                    job: s.job,
-                })
+                .map(NewestSnapshot::from)
                 .collect(),
             Source::Medium(m) => cat
                 .medium_snapshots(&m.id)?
                 .into_iter()
-                .map(|s| NewestSnapshot {
-                    snapshot_id: s.snapshot_id,
-                    time_ns: s.time_ns,
-                    job: s.job,
-                })
+                .map(NewestSnapshot::from)
                 .collect(),
         })
     }
