@@ -442,7 +442,7 @@ fn a_version_2_catalog_is_migrated_and_keeps_its_rows() {
         .unwrap();
     }
     let c = Catalog::open(&p).unwrap();
-    assert_eq!(c.schema_version(), 3);
+    assert_eq!(c.schema_version(), SCHEMA_VERSION);
     let m = c.medium_by_label("OLD").unwrap().unwrap();
     assert_eq!(
         (m.state, m.presence, m.free_bytes),
@@ -503,4 +503,54 @@ fn status_queries_search_their_indexes() {
             .unwrap();
         assert!(plan.iter().any(|l| l.contains(index)), "{sql}: {plan:?}");
     }
+}
+
+/// A schema-3 catalog written by the bakfs before the file table (testdata/catalog-v3.sql)
+/// migrates to 4, keeps its rows, and counts its snapshots' files as not recorded.
+#[test]
+fn a_version_3_catalog_is_migrated_and_its_snapshots_files_are_unrecorded() {
+    let (_d, p) = tmp();
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    let conn = Connection::open(&p).unwrap();
+    // The dump creates the tables in alphabetical order, some before those they refer to.
+    conn.pragma_update(None, "foreign_keys", false).unwrap();
+    conn.execute_batch(include_str!("testdata/catalog-v3.sql"))
+        .unwrap();
+    drop(conn);
+    let mut c = Catalog::open(&p).unwrap();
+    assert_eq!(c.schema_version(), 4);
+    let repo = c.known_repository_ids().unwrap()[0];
+    let snaps = c.snapshots(&repo).unwrap();
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(c.runs(&repo, 10).unwrap().len(), 1);
+    let m = c.medium_by_label("OFFSITE-1").unwrap().unwrap();
+    assert_eq!(m.presence, Some(Presence::Removed));
+    assert_eq!(c.medium_snapshots(&m.id).unwrap().len(), 1);
+    assert!(c
+        .file_hits(&repo, "/tmp/v3fix/src/etc/hosts")
+        .unwrap()
+        .is_empty());
+    let u = c.unrecorded_snapshots(&repo).unwrap();
+    assert_eq!((u.in_primary, u.only_on_media), (1, 1));
+    // Recording the primary's snapshot (as `catalog rebuild` does) leaves only the medium's.
+    let mut r = c
+        .begin_files(&repo, &snaps[0].id, snaps[0].time_ns)
+        .unwrap();
+    r.add(
+        "/tmp/v3fix/src/etc/hosts",
+        &crate::format::id::ContentId::of(&[]),
+        6,
+        1,
+    )
+    .unwrap();
+    r.commit().unwrap();
+    assert_eq!(c.prune_files(&repo).unwrap(), 0);
+    let u = c.unrecorded_snapshots(&repo).unwrap();
+    assert_eq!((u.in_primary, u.only_on_media), (0, 1));
+    assert_eq!(
+        c.file_hits(&repo, "/tmp/v3fix/src/etc/hosts")
+            .unwrap()
+            .len(),
+        1
+    );
 }

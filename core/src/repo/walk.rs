@@ -118,3 +118,31 @@ pub fn reachable_blobs(
     }
     Ok(blobs)
 }
+
+/// Calls `f(path, node)` for every regular file of the snapshot tree `root`, at every path it
+/// occurs (`/a/b` from the root), directory by directory: memory holds the directories still to
+/// visit, never the list of files. Stops at the first error of `f` or of reading a tree.
+///
+/// # Errors
+/// The first tree that cannot be read (converted into `E`), or the first error of `f`.
+pub fn for_each_file<E: From<crate::error::Error>>(
+    repo: &Repository,
+    root: BlobId,
+    mut f: impl FnMut(&str, &crate::format::Node) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    let mut walk = TreeWalk::new(Revisit::EveryPath);
+    walk.push(root, String::new());
+    let mut path = String::new();
+    while let Some(step) = walk.next() {
+        let tree = repo.read_tree(&step.id)?;
+        walk.descend(&tree, &step.path);
+        for n in tree.nodes.iter().filter(|n| n.kind == NodeKind::File) {
+            path.clear();
+            path.push_str(&step.path);
+            path.push('/');
+            path.push_str(&String::from_utf8_lossy(&n.name));
+            f(&path, n)?;
+        }
+    }
+    Ok(())
+}
