@@ -177,23 +177,3 @@ pub fn snapshot_record(
         bytes: s.summary.bytes,
     }
 }
-
-/// Records the files of snapshot `id` in the catalog's file table (`bakfs locate`), walking
-/// its trees; then drops the file rows of snapshots no copy holds any more.
-pub fn record_files(
-    cat: &mut bakfs_core::catalog::Catalog,
-    repo: &bakfs_core::repo::Repository,
-    id: bakfs_core::format::id::SnapshotId,
-    s: &bakfs_core::format::Snapshot,
-) -> Result<bakfs_core::catalog::FileCounts> {
-    use bakfs_core::format::id::ContentId;
-    let repo_id = repo.id();
-    let mut rec = cat.begin_files(&repo_id, &id, s.time_ns)?;
-    bakfs_core::repo::walk::for_each_file::<anyhow::Error>(repo, s.tree, |path, n| {
-        rec.add(path, &ContentId::of(&n.content), n.size, n.mtime_ns)?;
-        Ok(())
-    })?;
-    let counts = rec.commit()?;
-    cat.prune_files(&repo_id)?;
-    Ok(counts)
-}

@@ -1,16 +1,20 @@
 //! `bakfs locate`: every stored version of a file, the snapshots holding each, and every copy
 //! of those snapshots (the primary, media with a verified copy, offline ones included), from
-//! the catalog's file table alone (no key, no repository read).
+//! the catalog's file table alone (no key, no repository read); and [`record_files`], which
+//! fills that table when a snapshot is recorded.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use crate::catalog::{
-    Catalog, CatalogResult, FileHit, MediumKind, MediumLocation, MediumRecord, PathSummary,
-    Presence, Unrecorded,
+    Catalog, CatalogError, CatalogResult, FileCounts, FileHit, MediumKind, MediumLocation,
+    MediumRecord, PathSummary, Presence, Unrecorded,
 };
 use crate::format::id::{ContentId, MediumId, RepoId, SnapshotId};
+use crate::format::Snapshot;
+use crate::repo::walk::{for_each_change, Change};
+use crate::repo::Repository;
 
 /// How many paths a directory listing shows at most.
 pub const LISTING_LIMIT: usize = 1000;
@@ -211,6 +215,53 @@ fn versions(
         });
     }
     Ok(out)
+}
+
+/// Recording a snapshot's files failed: a tree could not be read, or the catalog not written.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Repo(#[from] crate::error::Error),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+/// Records the files of snapshot `id` (`s`) of `repo` in the catalog's file table: from its
+/// parent's recorded files and what changed since (directories the parent shares are not
+/// read), else walking all its trees; then drops the file rows of snapshots no copy holds any
+/// more. Everything the snapshot's record needs is written, or nothing.
+///
+/// # Errors
+/// A tree that cannot be read, a catalog write that fails.
+pub fn record_files(
+    cat: &mut Catalog,
+    repo: &Repository,
+    id: &SnapshotId,
+    s: &Snapshot,
+) -> Result<FileCounts, RecordError> {
+    let repo_id = repo.id();
+    // The parent's tree, if the catalog knows the parent (its files' record is checked below).
+    let parent = match s.parent {
+        Some(p) => cat.snapshot(&repo_id, &p)?.map(|r| (p, r.tree)),
+        None => None,
+    };
+    let mut rec = cat.begin_files(&repo_id, id, s.time_ns)?;
+    let old = match parent {
+        Some((p, tree)) if rec.copy_from(&repo_id, &p)? => Some(tree),
+        _ => None,
+    };
+    for_each_change::<RecordError>(repo, s.tree, old, |c| {
+        match c {
+            Change::File(path, n) => {
+                rec.add(path, &ContentId::of(&n.content), n.size, n.mtime_ns)?
+            }
+            Change::Gone(path, below) => rec.remove(path, below)?,
+        }
+        Ok(())
+    })?;
+    let counts = rec.commit()?;
+    cat.prune_files(&repo_id)?;
+    Ok(counts)
 }
 
 #[cfg(test)]

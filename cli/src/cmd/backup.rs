@@ -222,9 +222,10 @@ fn run_plans(ctx: &Ctx, plans: Vec<Plan>, beats: &mut Beats) -> Result<u8> {
             }
             // Its files for `bakfs locate`: a failure leaves them unrecorded (locate says so).
             let t = std::time::Instant::now();
-            match crate::context::record_files(c, &repo, rep.id, &rep.snapshot) {
-                Ok(n) => tracing::debug!(
+            match bakfs_core::locate::record_files(c, &repo, &rep.id, &rep.snapshot) {
+                Ok(n) => tracing::info!(
                     files = n.files,
+                    changed = n.added,
                     new_paths = n.new_paths,
                     new_versions = n.new_versions,
                     seconds = t.elapsed().as_secs_f64(),

@@ -325,7 +325,7 @@ fn rebuild_catalog(
     // The file table: snapshots whose files are not (completely) recorded.
     for (id, s) in &snaps {
         if !cat.files_recorded(&repo_id, id)? {
-            crate::context::record_files(cat, repo, *id, s)?;
+            bakfs_core::locate::record_files(cat, repo, id, s)?;
         }
     }
     cat.prune_files(&repo_id)?;

@@ -32,8 +32,11 @@ pub const BATCH: u64 = 50_000;
 /// What recording a snapshot's files added.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct FileCounts {
-    /// Files recorded for the snapshot.
+    /// Files the snapshot holds.
     pub files: u64,
+    /// Files written by [`FileRecorder::add`]: all of them, or with
+    /// [`FileRecorder::copy_from`] those that changed since the parent.
+    pub added: u64,
     /// Paths not known before.
     pub new_paths: u64,
     /// Versions (content, size, mtime) not known before.
@@ -103,6 +106,9 @@ impl Catalog {
         time_ns: i64,
     ) -> CatalogResult<FileRecorder<'_>> {
         let conn = &self.conn;
+        // The indexes of paths and versions are looked up once per file: a page cache of
+        // 32 MiB (SQLite's default is 2 MiB) keeps them in memory.
+        conn.pragma_update(None, "cache_size", -32768)?;
         conn.execute_batch("BEGIN IMMEDIATE")?;
         let start = || -> CatalogResult<i64> {
             conn.execute(
@@ -278,6 +284,28 @@ impl Catalog {
             .unwrap_or(-1)
     }
 
+    /// Every file recorded for a snapshot: (path, content, size, mtime), by path.
+    pub(crate) fn snapshot_files_for_tests(
+        &self,
+        repo_id: &RepoId,
+        snapshot_id: &SnapshotId,
+    ) -> Vec<(String, ContentId, u64, i64)> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT p.path, v.content, v.size, v.mtime_ns FROM file_snapshots fs
+                 JOIN snapshot_files sf ON sf.snapshot = fs.id
+                 JOIN file_paths p ON p.id = sf.path_id JOIN file_versions v ON v.id = sf.version_id
+                 WHERE fs.repo_id = ?1 AND fs.snapshot_id = ?2 ORDER BY p.path",
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        st.query_map(params![repo_id, snapshot_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .and_then(|rows| rows.collect())
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// The lines of `EXPLAIN QUERY PLAN sql`, every parameter bound to `"x"`.
     pub(crate) fn query_plan_for_tests(&self, sql: &str) -> Vec<String> {
         let mut st = match self.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")) {
@@ -344,11 +372,62 @@ impl FileRecorder<'_> {
              VALUES (?1, ?2, ?3)",
         )?
         .execute(params![self.snapshot, path_id, version_id])?;
-        self.counts.files += 1;
+        self.counts.added += 1;
         self.in_batch += 1;
         if self.in_batch >= BATCH {
             c.execute_batch("COMMIT; BEGIN IMMEDIATE")?;
             self.in_batch = 0;
+        }
+        Ok(())
+    }
+
+    /// Starts from the files recorded for `parent` (an earlier snapshot of the same paths),
+    /// so that only what changed since needs [`FileRecorder::add`] and
+    /// [`FileRecorder::remove`]. Returns `false`, copying nothing, when `parent`'s files are not
+    /// (completely) recorded.
+    ///
+    /// # Errors
+    /// [`super::CatalogError::Sql`] if a write fails.
+    pub fn copy_from(&mut self, repo_id: &RepoId, parent: &SnapshotId) -> CatalogResult<bool> {
+        let c = self.conn;
+        let Some(from) = c
+            .prepare_cached(
+                "SELECT id FROM file_snapshots WHERE repo_id = ?1 AND snapshot_id = ?2
+                 AND files IS NOT NULL",
+            )?
+            .query_row(params![repo_id, parent], |r| r.get::<_, i64>(0))
+            .optional()?
+        else {
+            return Ok(false);
+        };
+        c.execute(
+            "INSERT OR REPLACE INTO snapshot_files (snapshot, path_id, version_id)
+             SELECT ?1, path_id, version_id FROM snapshot_files WHERE snapshot = ?2",
+            params![self.snapshot, from],
+        )?;
+        Ok(true)
+    }
+
+    /// Removes `path` from the snapshot's files, and with `below` every path under it too (a
+    /// directory that went).
+    ///
+    /// # Errors
+    /// [`super::CatalogError::Sql`] if a write fails.
+    pub fn remove(&mut self, path: &str, below: bool) -> CatalogResult<()> {
+        let c = self.conn;
+        c.prepare_cached(
+            "DELETE FROM snapshot_files WHERE snapshot = ?1
+             AND path_id = (SELECT id FROM file_paths WHERE path = ?2)",
+        )?
+        .execute(params![self.snapshot, path])?;
+        if below {
+            let lo = format!("{path}/");
+            let hi = format!("{path}0");
+            c.prepare_cached(
+                "DELETE FROM snapshot_files WHERE snapshot = ?1
+                 AND path_id IN (SELECT id FROM file_paths WHERE path >= ?2 AND path < ?3)",
+            )?
+            .execute(params![self.snapshot, lo, hi])?;
         }
         Ok(())
     }
@@ -358,6 +437,11 @@ impl FileRecorder<'_> {
     /// # Errors
     /// [`super::CatalogError::Sql`] if the write fails.
     pub fn commit(mut self) -> CatalogResult<FileCounts> {
+        self.counts.files = self.conn.query_row(
+            "SELECT COUNT(*) FROM snapshot_files WHERE snapshot = ?1",
+            [self.snapshot],
+            |r| r.get(0),
+        )?;
         self.conn.execute(
             "UPDATE file_snapshots SET files = ?2 WHERE id = ?1",
             params![self.snapshot, self.counts.files],

@@ -8,6 +8,7 @@ use crate::catalog::{
     PackRecord, SnapshotRecord, Verification,
 };
 use crate::format::id::{BlobId, MediumId, RepoId, SnapshotId};
+use crate::repo::walk::{for_each_change, Change};
 
 fn rid() -> RepoId {
     RepoId::hash_of(b"repo")
@@ -112,6 +113,7 @@ fn versions_are_stored_once_and_grouped_by_content() {
         backup(&mut c, "s1", 100, &a),
         FileCounts {
             files: 2,
+            added: 2,
             new_paths: 2,
             new_versions: 2
         }
@@ -121,6 +123,7 @@ fn versions_are_stored_once_and_grouped_by_content() {
         backup(&mut c, "s2", 200, &a),
         FileCounts {
             files: 2,
+            added: 2,
             new_paths: 0,
             new_versions: 0
         }
@@ -266,4 +269,106 @@ fn locate_searches_the_indexes() {
             "{sql}: {plan:?}"
         );
     }
+}
+
+/// Every file of a snapshot, walking all its trees: (path, content, size, mtime), by path.
+fn all_files(
+    repo: &crate::repo::Repository,
+    s: &crate::format::Snapshot,
+) -> Vec<(String, ContentId, u64, i64)> {
+    let mut v = vec![];
+    for_each_change::<crate::error::Error>(repo, s.tree, None, |c| {
+        if let Change::File(p, n) = c {
+            v.push((p.to_string(), ContentId::of(&n.content), n.size, n.mtime_ns));
+        }
+        Ok(())
+    })
+    .unwrap();
+    v.sort();
+    v
+}
+
+/// Recorded from the parent's rows and the changed directories only, a snapshot's files are
+/// exactly those a full walk finds: changed, touched, removed files, a directory removed, a
+/// directory become a file and a file become a directory, a new directory.
+#[test]
+fn recording_from_the_parent_gives_what_a_full_walk_gives() {
+    use crate::testing::{backup_dir, mem_repo, source, write_tree};
+    let (_d, src) = source(&[
+        ("a/same", b"same"),
+        ("a/changes", b"one"),
+        ("a/touched", b"t"),
+        ("a/goes", b"g"),
+        ("gone/x", b"x"),
+        ("gone/deep/y", b"y"),
+        ("dir-to-file/z", b"z"),
+        ("file-to-dir", b"f"),
+        ("same-dir/k", b"k"),
+    ]);
+    let (_mem, repo) = mem_repo();
+    let (_cd, mut c) = open();
+    let r1 = backup_dir(&repo, &src, None);
+    let rec = |c: &mut Catalog, r: &crate::backup::BackupReport| {
+        c.record_snapshot(
+            &crate::catalog::SnapshotRecord {
+                repo_id: repo.id(),
+                id: r.id,
+                time: String::new(),
+                time_ns: r.snapshot.time_ns,
+                host: "h".into(),
+                paths: vec![],
+                tags: vec![],
+                tree: r.snapshot.tree,
+                parent: r.snapshot.parent,
+                job: None,
+                files: 0,
+                bytes: 0,
+            },
+            &[],
+        )
+        .unwrap();
+        record_files(c, &repo, &r.id, &r.snapshot).unwrap()
+    };
+    let n1 = rec(&mut c, &r1);
+    assert_eq!((n1.files, n1.added), (9, 9));
+    assert_eq!(
+        c.snapshot_files_for_tests(&repo.id(), &r1.id),
+        all_files(&repo, &r1.snapshot)
+    );
+
+    std::fs::write(src.join("a/changes"), b"two").unwrap();
+    let t = std::fs::File::options()
+        .write(true)
+        .open(src.join("a/touched"))
+        .unwrap();
+    t.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000))
+        .unwrap();
+    std::fs::remove_file(src.join("a/goes")).unwrap();
+    std::fs::remove_dir_all(src.join("gone")).unwrap();
+    std::fs::remove_dir_all(src.join("dir-to-file")).unwrap();
+    std::fs::write(src.join("dir-to-file"), b"now a file").unwrap();
+    std::fs::remove_file(src.join("file-to-dir")).unwrap();
+    write_tree(&src, &[("file-to-dir/inner", b"i"), ("new/n", b"n")]);
+    let r2 = backup_dir(&repo, &src, Some((r1.id, r1.snapshot.clone())));
+    assert_eq!(r2.snapshot.parent, Some(r1.id));
+    let n2 = rec(&mut c, &r2);
+    let want = all_files(&repo, &r2.snapshot);
+    assert_eq!(c.snapshot_files_for_tests(&repo.id(), &r2.id), want);
+    assert_eq!(n2.files, want.len() as u64);
+    // Only the changed files were written: changes, touched, dir-to-file, inner, n.
+    assert_eq!(n2.added, 5, "{n2:?}");
+    // The first snapshot's record is untouched.
+    assert_eq!(
+        c.snapshot_files_for_tests(&repo.id(), &r1.id),
+        all_files(&repo, &r1.snapshot)
+    );
+
+    // Unchanged: nothing written but the copy.
+    let r3 = backup_dir(&repo, &src, Some((r2.id, r2.snapshot.clone())));
+    let n3 = rec(&mut c, &r3);
+    assert_eq!(
+        (n3.files, n3.added, n3.new_paths, n3.new_versions),
+        (want.len() as u64, 0, 0, 0)
+    );
+    assert_eq!(c.snapshot_files_for_tests(&repo.id(), &r3.id), want);
 }
