@@ -14,7 +14,8 @@
 # 2. A tree of N files (default 100,000: 1,000 directories of 100 small files), backed up
 #    three times into a fresh repository: the first backup, an unchanged re-backup and one after
 #    touching 1% of the files; for each the backup's wall time and the time spent recording its
-#    files in the catalog (bakfs -v logs it).
+#    files in the catalog (bakfs -v logs it). With BASELINE_BIN=PATH (a bakfs without the file
+#    table), the same three backups by it, for comparison.
 #
 # Needs sqlite3 (scripts/deps.sh installs it). The figures go to docs/benchmarks.md.
 set -euo pipefail
@@ -150,10 +151,32 @@ first=$(backup)
 again=$(backup)
 find "$SRC" -name 'f*' | awk 'NR % 100 == 0' | xargs touch
 touched=$(backup)
+# The same three backups by a bakfs that records no files (BASELINE_BIN, e.g. main's build before
+# the file table), into a repository and catalog of their own.
+base=("-" "-" "-")
+if [[ -n ${BASELINE_BIN:-} ]]; then
+    wall() {
+        local a b
+        a=$(date +%s%N)
+        "$BASELINE_BIN" -q backup "$SRC" >/dev/null 2>&1
+        b=$(date +%s%N)
+        awk "BEGIN {printf \"%.2f s\", ($b - $a) / 1e9}"
+    }
+    (
+        export BAKFS_STATE_DIR=$W/state-base BAKFS_REPO=$W/repo-base
+        "$BASELINE_BIN" -q init >/dev/null 2>&1
+        b1=$(wall)
+        b2=$(wall)
+        find "$SRC" -name 'f*' | awk 'NR % 100 == 1' | xargs touch
+        b3=$(wall)
+        echo "$b1|$b2|$b3"
+    ) >"$W/base"
+    IFS='|' read -r -a base <"$W/base"
+fi
 echo
-echo "| backup of $FILES files | wall | recording the files | new paths | new versions |"
-echo "|---|---|---|---|---|"
-echo "| first | $first |"
-echo "| unchanged | $again |"
-echo "| 1% touched | $touched |"
+echo "| backup of $FILES files | wall | recording the files | new paths | new versions | wall without recording (BASELINE_BIN) |"
+echo "|---|---|---|---|---|---|"
+echo "| first | $first | ${base[0]} |"
+echo "| unchanged | $again | ${base[1]} |"
+echo "| 1% touched | $touched | ${base[2]} |"
 echo "catalog after 3 backups: $(du -m "$W/state/catalog.db" | cut -f1) MiB" >&2

@@ -250,7 +250,7 @@ fn catalog_rebuild_restores_the_file_table() {
     // As a catalog of an older bakfs: snapshots recorded, their files not.
     let db = w.e.state.join("catalog.db");
     sh(&format!(
-        "sqlite3 {} 'DELETE FROM file_snapshots; DELETE FROM file_versions; DELETE FROM file_paths'",
+        "sqlite3 {} 'PRAGMA foreign_keys = ON; DELETE FROM file_snapshots; DELETE FROM file_versions; DELETE FROM file_paths'",
         db.display()
     ));
     let o = w.locate(&[&w.hosts]);

@@ -44,12 +44,14 @@
 mod assurance;
 mod files;
 mod media;
+mod recorder;
 mod types;
 pub use assurance::{
     DrillEnd, DrillQuery, DrillRecord, DrillStart, MediumHolding, NewestSnapshot, RepositoryRecord,
 };
-pub use files::{FileCounts, FileHit, FileRecorder, PathSummary, Unrecorded, BATCH};
+pub use files::{FileCounts, FileHit, PathSummary, Unrecorded};
 pub use media::{MediumFile, MediumRecord, MediumRun, MediumSnapshot, Verification};
+pub use recorder::{FileRecorder, BATCH};
 pub use types::{
     BackupOutcome, BadValue, CopyOutcome, DrillMode, DrillOutcome, MediumKind, MediumLocation,
     MediumState, Presence, UnknownName,
@@ -136,7 +138,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX media_snapshots_by_job ON media_snapshots(job, time_ns);",
     // 4: the file table of `bakfs locate` (see files.rs): each snapshot's paths and the version
     // of each file's content, each path and version stored once.
-    "CREATE TABLE file_snapshots (id INTEGER PRIMARY KEY, repo_id TEXT NOT NULL,
+    "CREATE TABLE file_snapshots (id INTEGER PRIMARY KEY AUTOINCREMENT, repo_id TEXT NOT NULL,
         snapshot_id TEXT NOT NULL, time_ns INTEGER NOT NULL, files INTEGER NULL,
         UNIQUE (repo_id, snapshot_id));
     CREATE TABLE file_paths (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE);
