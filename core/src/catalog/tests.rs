@@ -554,3 +554,27 @@ fn a_version_3_catalog_is_migrated_and_its_snapshots_files_are_unrecorded() {
         1
     );
 }
+
+/// A content id is stored as its 32 bytes; any other blob is a `BadValue` naming the column.
+#[test]
+fn a_content_id_is_32_bytes_and_anything_else_is_refused() {
+    let (_d, p) = tmp();
+    let mut c = Catalog::open(&p).unwrap();
+    let r = rid("r");
+    c.record_snapshot(&snap("r", "s1", 1), &[]).unwrap();
+    let content = crate::format::id::ContentId::of(&[BlobId::hash_of(b"x")]);
+    let mut rec = c.begin_files(&r, &sid("s1"), 1).unwrap();
+    rec.add("/a", &content, 1, 2).unwrap();
+    rec.commit().unwrap();
+    let stored: Vec<u8> = c
+        .conn
+        .query_row("SELECT content FROM file_versions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, content.0);
+    assert_eq!(c.file_hits(&r, "/a").unwrap()[0].content, content);
+    c.conn
+        .execute("UPDATE file_versions SET content = x'0102'", [])
+        .unwrap();
+    let e = c.file_hits(&r, "/a").unwrap_err().to_string();
+    assert!(e.contains("file_versions") && e.contains("0102"), "{e}");
+}
