@@ -108,8 +108,8 @@ impl FileRecorder<'_> {
             }
         };
         c.prepare_cached(
-            "INSERT OR REPLACE INTO snapshot_files (snapshot, path_id, version_id)
-             VALUES (?1, ?2, ?3)",
+            "INSERT INTO snapshot_files (snapshot, path_id, version_id) VALUES (?1, ?2, ?3)
+             ON CONFLICT (snapshot, path_id) DO UPDATE SET version_id = excluded.version_id",
         )?
         .execute(params![self.snapshot, path_id, version_id])?;
         self.counts.added += 1;
