@@ -876,25 +876,27 @@ fn systemd_units_pass_systemd_analyze_verify_and_their_command_runs_the_job() {
     fs::create_dir_all(&dir).unwrap();
     let units = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd");
     let bakfs = bakfs_e2e::bin("bakfs");
-    let mut exec = String::new();
+    let mut exec = std::collections::BTreeMap::new();
     for (file, instance) in [
         ("bakfs-backup@.service", "bakfs-backup@etc.service"),
         ("bakfs-backup@.timer", "bakfs-backup@etc.timer"),
+        ("bakfs-drill@.service", "bakfs-drill@etc.service"),
+        ("bakfs-drill@.timer", "bakfs-drill@etc.timer"),
     ] {
         let text = fs::read_to_string(units.join(file)).unwrap();
         if let Some(l) = text.lines().find(|l| l.starts_with("ExecStart=")) {
-            exec = l["ExecStart=".len()..].to_string();
+            exec.insert(file, l["ExecStart=".len()..].to_string());
         }
         // The unit as installed, with the binary where this build has it.
         let text = text.replace("/usr/local/bin/bakfs", bakfs.to_str().unwrap());
         fs::write(dir.join(instance), text).unwrap();
     }
     let out = sh(&format!(
-        "systemd-analyze verify {d}/bakfs-backup@etc.service {d}/bakfs-backup@etc.timer 2>&1; echo rc=$?",
+        "cd {d} && systemd-analyze verify bakfs-backup@etc.service bakfs-backup@etc.timer bakfs-drill@etc.service bakfs-drill@etc.timer 2>&1; echo rc=$?",
         d = dir.display()
     ));
     assert!(out.trim_end().ends_with("rc=0"), "{out}");
-    assert!(!out.contains("bakfs-backup@"), "systemd complains: {out}");
+    assert!(!out.contains("bakfs-"), "systemd complains: {out}");
     // What the service runs backs up the job.
     let src = e.path("etc-like");
     fs::create_dir_all(&src).unwrap();
@@ -911,22 +913,36 @@ fn systemd_units_pass_systemd_analyze_verify_and_their_command_runs_the_job() {
         ),
     )
     .unwrap();
-    let argv: Vec<String> = exec
-        .replace("%i", "etc")
-        .split_whitespace()
-        .map(String::from)
-        .collect();
-    assert_eq!(argv[0], "/usr/local/bin/bakfs", "{exec}");
     e.ok(&["init"]);
-    let o = e
-        .cmd()
-        .env_remove("BAKFS_REPO")
-        .env_remove("BAKFS_PASSWORD")
-        .env("BAKFS_CONFIG", &cfg)
-        .args(&argv[1..])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", both(&o));
+    // What each service runs: the backup backs up the job, the drill proves it restorable.
+    for unit in ["bakfs-backup@.service", "bakfs-drill@.service"] {
+        let argv: Vec<String> = exec[unit]
+            .replace("%i", "etc")
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        assert_eq!(argv[0], "/usr/local/bin/bakfs", "{unit}: {argv:?}");
+        let o = e
+            .cmd()
+            .env_remove("BAKFS_REPO")
+            .env_remove("BAKFS_PASSWORD")
+            .env("BAKFS_CONFIG", &cfg)
+            .args(&argv[1..])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{unit}: {}", both(&o));
+    }
     let snaps = e.json(&["snapshots"]);
     assert_eq!(snaps[0]["job"], "etc", "{snaps}");
+    let status = e
+        .cmd()
+        .env("BAKFS_CONFIG", &cfg)
+        .args(["--json", "status"])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        status["jobs"][0]["copies"][0]["last_drill"]["outcome"], "ok",
+        "{status}"
+    );
 }

@@ -324,3 +324,71 @@ fn a_wrong_password_fails_the_drill_and_is_recorded() {
         "a failed drill proves nothing"
     );
 }
+
+/// A job's `drill_check` runs in the restored tree and in the live source; the drill is full by
+/// default, ok while both say the same, and fails (exit 1, recorded `failed`, the outputs named)
+/// once the live key differs from the backed up one.
+#[test]
+fn a_jobs_drill_check_must_say_the_same_on_the_restored_tree_and_the_live_source() {
+    let e = Env::init();
+    let src = e.path("keys");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("node.key"), b"the node's secret key\n").unwrap();
+    for i in 0..30 {
+        write_random(&src.join(format!("other{i}")), 1_000, i);
+    }
+    let config = e.path("bakfs.toml");
+    fs::write(
+        &config,
+        format!(
+            "[jobs.keys]\npaths = [{src:?}]\n\
+             drill_check = 'sha256sum < \"$BAKFS_ROOT\"/{rel:?}/node.key'\n",
+            src = src.display().to_string(),
+            rel = src.strip_prefix("/").unwrap().display().to_string(),
+        ),
+    )
+    .unwrap();
+    e.ok(&[
+        "--config",
+        config.to_str().unwrap(),
+        "backup",
+        "--job",
+        "keys",
+    ]);
+    let sb = e.path("sandbox");
+    fs::create_dir_all(&sb).unwrap();
+    let o = drill(&e, &sb, &["--job", "keys"], 0);
+    let t = text(&o);
+    assert!(
+        t.contains("drill check `sha256sum")
+            && t.contains("the same on the restored tree and the live source"),
+        "{t}"
+    );
+    let d = &drills(&e)[0];
+    assert_eq!(
+        d.mode,
+        bakfs_core::catalog::DrillMode::Full,
+        "full by default"
+    );
+    assert_eq!(d.files, 31, "{d:?}");
+
+    // The live key changed (a new key never backed up): the check tells.
+    fs::write(src.join("node.key"), b"another key\n").unwrap();
+    let o = drill(&e, &sb, &["--job", "keys"], 1);
+    let t = text(&o);
+    assert!(t.contains("the restored tree gives"), "{t}");
+    let d = &drills(&e)[0];
+    assert_eq!(d.outcome, DrillOutcome::Failed, "{d:?}");
+    assert!(
+        d.message.as_deref().unwrap().contains("drill check"),
+        "{d:?}"
+    );
+    assert_eq!(listing(&sb), Vec::<String>::new(), "the sandbox is removed");
+    // A sample drill does not run it, and says so.
+    let o = drill(&e, &sb, &["--job", "keys", "--sample", "10%"], 0);
+    assert!(
+        text(&o).contains("drill_check runs on full drills only"),
+        "{}",
+        text(&o)
+    );
+}

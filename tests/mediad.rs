@@ -444,7 +444,7 @@ fn mid_copy(
 fn assert_resumed(e: &Env, m: &Medium, r: &serde_json::Value) {
     let i = m.inspect(&e.path("count"));
     let files = sh(&format!(
-        "find {} -type f ! -name medium.json ! -name ledger.json | wc -l",
+        "find {} -type f ! -name medium.json ! -name ledger.json ! -name RUNBOOK.md | wc -l",
         i.repo().display()
     ));
     let files: u64 = files.trim().parse().unwrap();
@@ -632,7 +632,8 @@ fn hostile_medium_is_not_trusted() {
             r.join("ledger.json"),
             "{\"snapshots\": [\"../../etc\"], \"trust\": \"me\"}",
         )
-        .unwrap();
+        .unwrap(); // The runbook bakfs writes there, a link out of the medium: replaced, never followed.
+        std::os::unix::fs::symlink(outside.join("secret"), r.join("RUNBOOK.md")).unwrap();
     }
     let d = Mediad::start(&e);
     m.plug();
@@ -1242,6 +1243,86 @@ fn a_rotten_pack_on_a_medium_is_found_and_copied_again() {
     m.unplug();
     drop(d);
     check_medium_alone(&e, &m, "ROT", &src);
+}
+
+/// A pinned job (`pin = true` in the configuration the daemon reads): its snapshot's files are
+/// read back at every insertion though `reverify_after` (30 days) is far off, and a pack of it
+/// rotten on the medium is found at the next insertion and copied again.
+#[test]
+fn a_pinned_snapshot_is_read_back_at_every_insertion() {
+    if !have_root("a_pinned_snapshot_is_read_back_at_every_insertion") {
+        return;
+    }
+    let _s = serial();
+    let _u = Udev::start();
+    let e = Env::init();
+    let keys = e.path("keys");
+    fs::create_dir_all(&keys).unwrap();
+    write_random(&keys.join("staker.key"), 2 << 20, 97);
+    let config = e.path("bakfs.toml");
+    fs::write(
+        &config,
+        format!(
+            "[jobs.keys]\npaths = [{:?}]\npin = true\n\n[policy]\ncopies = 1\nkinds = 1\n\
+             offsite = 0\noffline = 0\ndrill_within = \"off\"\n",
+            keys.display().to_string()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let id = e.json(&["--config", cfg, "backup", "--job", "keys"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut m = Medium::create(&e, "PIN", 64, "ext4");
+    enroll(&e, &mut m, "PIN", &["--keep-last", "1"]);
+    let d = Mediad::start_with(&e, None, &["--config", cfg]);
+    m.plug();
+    assert_eq!(wait_run(&e, "PIN", 0)["outcome"], "ok");
+    m.unplug();
+    m.plug();
+    let r = wait_run(&e, "PIN", 1);
+    assert_eq!(r["outcome"], "ok", "{r}");
+    assert!(
+        r["bytes_verified"].as_u64().unwrap() >= 2 << 20,
+        "the pinned snapshot was not read back: {r}"
+    );
+    assert!(
+        d.log_text().contains("of the pinned set"),
+        "{}",
+        d.log_text()
+    );
+    m.unplug();
+    drop(d);
+    let name = largest(bakfs_e2e::packs(&e.repo));
+    {
+        let t = m.tamper(&e.path("tamper"));
+        let p = pack_path(&t.repo(), &name);
+        let mut b = fs::read(&p).unwrap();
+        let mid = b.len() / 2;
+        b[mid] ^= 0x01;
+        fs::write(&p, b).unwrap();
+    }
+    let d = Mediad::start_with(&e, None, &["--config", cfg]);
+    m.plug();
+    let r = wait_run(&e, "PIN", 2);
+    assert_eq!(r["outcome"], "ok", "{r}");
+    assert!(r["files_written"].as_u64().unwrap() >= 2, "{r}");
+    assert!(
+        d.log_text().contains(&format!(
+            "pack {name} of the pinned set no longer reads back right on PIN"
+        )),
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(held(&e, "PIN"), vec![id]);
+    m.unplug();
+    drop(d);
+    let o = e.run(&["--config", cfg, "--json", "status"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["jobs"][0]["pinned_missing"], serde_json::json!([]), "{v}");
+    assert_eq!(o.status.code(), Some(0), "{v}");
+    check_medium_alone(&e, &m, "PIN", &keys);
 }
 
 #[test]

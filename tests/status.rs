@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 use bakfs_core::catalog::{
     Catalog, CopyOutcome, DrillEnd, DrillMode, DrillOutcome, DrillStart, MediumFile, MediumKind,
-    MediumLocation, MediumRecord, MediumRun, MediumSnapshot, MediumState, Presence, Verification,
+    MediumLocation, MediumRecord, MediumRun, MediumSnapshot, Presence, Verification,
 };
 use bakfs_core::format::id::{MediumId, PackId, RepoId, SnapshotId};
 use bakfs_core::repo::backend::FileKind;
@@ -142,29 +142,17 @@ fn mid(label: &str) -> MediumId {
 /// Enrolls medium `label` in the catalog, as `bakfs media enroll` records it.
 fn enroll(cat: &mut Catalog, repo: RepoId, label: &str, kind: MediumKind, loc: MediumLocation) {
     cat.enroll_medium(&MediumRecord {
-        id: mid(label),
-        label: label.into(),
-        repo_id: repo,
-        fs_uuid: format!("uuid-{label}"),
         fs_type: "ext4".into(),
-        serial: None,
-        kind,
-        pool: "default".into(),
-        location: loc,
         capacity: 1 << 30,
-        retention: Default::default(),
-        enrolled_ns: now_ns() - 30 * DAY,
-        last_seen_ns: None,
-        last_written_ns: None,
-        last_verified_ns: None,
-        state: MediumState::Enrolled,
-        message: None,
-        bytes: 0,
-        presence: None,
-        presence_ns: None,
-        free_bytes: None,
-        free_ns: None,
-        rotate_every: None,
+        ..MediumRecord::enrolled(
+            mid(label),
+            label,
+            repo,
+            &format!("uuid-{label}"),
+            kind,
+            loc,
+            now_ns() - 30 * DAY,
+        )
     })
     .unwrap();
 }
@@ -669,4 +657,81 @@ fn status_reads_no_repository_file() {
     let touched: Vec<&str> = t.lines().filter(|l| l.contains(&repo)).collect();
     assert!(touched.is_empty(), "{touched:#?}");
     assert!(t.contains("catalog.db"));
+}
+
+/// `pin = true` on job `etc`: a medium lacking its newest snapshot is named on the job and
+/// flagged on the medium (exit 20, attention), in the table, the JSON and the metrics; once
+/// every medium holds it, all is ok again.
+#[test]
+fn a_pinned_job_names_the_media_lacking_its_newest_snapshot() {
+    let w = World::new(PRIMARY_ONLY);
+    let text = std::fs::read_to_string(&w.config).unwrap();
+    std::fs::write(
+        &w.config,
+        text.replacen("rpo = \"1d\"\n", "rpo = \"1d\"\npin = true\n", 1),
+    )
+    .unwrap();
+    let s1 = w.backup_at(None);
+    let repo = w.repo_id();
+    w.remove_repository();
+    let now = now_ns();
+    let mut cat = w.catalog();
+    for label in ["OFF1", "OFF2"] {
+        enroll(
+            &mut cat,
+            repo,
+            label,
+            MediumKind::Usb,
+            MediumLocation::Offsite,
+        );
+        cat.set_medium_presence(&mid(label), Presence::Removed, now - HOUR)
+            .unwrap();
+    }
+    hold(&mut cat, "OFF1", s1, now - HOUR, now - HOUR / 2);
+    let old = SnapshotId::hash_of(b"an older one");
+    hold(&mut cat, "OFF2", old, now - 20 * DAY, now - 19 * DAY);
+    let (code, out, err) = w.status(&[]);
+    assert_eq!(code, ATTENTION, "{out}\n{err}");
+    assert!(
+        out.contains(
+            "\n  pinned    MISSING: OFF2 lacks the newest snapshot (last written 19 days ago)\n"
+        ),
+        "{out}"
+    );
+    let line = out.lines().find(|l| l.starts_with("OFF2 ")).unwrap();
+    assert!(line.ends_with("lacks pinned"), "{line}");
+    assert!(
+        out.contains(&format!(
+            "  OFF2: pinned etc: lacks the newest snapshot {}",
+            s1.short()
+        )),
+        "{out}"
+    );
+    let v = w.json(&[], ATTENTION);
+    assert_eq!(v["jobs"][0]["level"], "attention");
+    assert_eq!(v["jobs"][0]["pinned"], true);
+    assert_eq!(v["jobs"][0]["pinned_missing"][0]["medium"], "OFF2");
+    let media = v["media"].as_array().unwrap();
+    assert_eq!(media[0]["pinned_missing"], serde_json::json!([]));
+    assert_eq!(media[1]["pinned_missing"], serde_json::json!(["etc"]));
+    assert_eq!(media[1]["level"], "attention");
+    assert_eq!(w.json(&["--medium", "OFF1"], OK)["level"], "ok");
+    let o = w.status_cmd(None, &["metrics"]).output().unwrap();
+    let m = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        m.contains("\nbakfs_job_pinned_media_missing{job=\"etc\"} 1\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("\nbakfs_medium_pinned_missing{medium=\"OFF2\"} 1\n"),
+        "{m}"
+    );
+    // bakfs-mediad copied it onto OFF2.
+    hold(&mut cat, "OFF2", s1, now - HOUR, now - HOUR / 4);
+    let (code, out, err) = w.status(&[]);
+    assert_eq!(code, OK, "{out}\n{err}");
+    assert!(
+        out.contains("\n  pinned    ok: on every enrolled medium\n"),
+        "{out}"
+    );
 }

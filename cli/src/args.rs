@@ -196,12 +196,13 @@ password, no repository read, fast enough to run every minute from a monitor.
 Per job: the newest snapshot's age against the job's rpo (ok, late past it, breached past it \
 plus rpo_grace, which is the rpo itself unless set), the last run, the copies of the newest \
 snapshot (the primary and each medium holding a verified copy) and the config's [policy] \
-digit by digit (copies, kinds, offsite, offline, drill), each shortfall said in words. Per \
-medium: last seen, written, verified and drilled, size, free space, due for rotation, stale, \
-and the restore time its drills measured.
+digit by digit (copies, kinds, offsite, offline, drill), each shortfall said in words; for a \
+pinned job (pin = true), every enrolled medium lacking its newest snapshot. Per medium: last \
+seen, written, verified and drilled, size, free space, due for rotation, stale, lacking a \
+pinned job's newest snapshot, and the restore time its drills measured.
 
-Exit status: 0 everything holds; else the worst found: 20 a medium due for rotation or stale, \
-21 a job late, 22 a policy digit short, 23 unknown (the catalog cannot tell), 24 a job's rpo \
+Exit status: 0 everything holds; else the worst found: 20 a medium due for rotation, stale or \
+lacking a pinned job's newest snapshot, 21 a job late, 22 a policy digit short, 23 unknown (the catalog cannot tell), 24 a job's rpo \
 breached. Errors keep their codes (1 bad arguments, …).";
 
 const DRILL_ABOUT: &str = "\

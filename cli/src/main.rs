@@ -21,7 +21,8 @@ pub mod exit {
     pub const LOCKED: u8 = 11;
     pub const WRONG_PASSWORD: u8 = 12;
     pub const DAMAGED: u8 = 13;
-    /// `bakfs status`, one code per level, the worst found: a medium due for rotation or stale.
+    /// `bakfs status`, one code per level, the worst found: a medium due for rotation, stale, or
+    /// lacking the newest snapshot of a pinned job.
     pub const STATUS_ATTENTION: u8 = 20;
     /// A job's newest snapshot is older than its RPO.
     pub const STATUS_LATE: u8 = 21;

@@ -3,6 +3,7 @@
 //! ```text
 //! <fs>/bakfs/medium.json   identity: medium id, label, repository id (plaintext JSON)
 //! <fs>/bakfs/ledger.json   mirror of the catalog's ledger for this medium (informational)
+//! <fs>/bakfs/RUNBOOK.md    the recovery runbook (informational, no secret)
 //! <fs>/bakfs/config, keys/, index/, snapshots/, data/xx/   a repository (see design.md §2)
 //! ```
 //!
@@ -29,6 +30,8 @@ pub const DIR: &str = "bakfs";
 pub const IDENTITY: &str = "medium.json";
 /// The ledger mirror inside [`DIR`].
 pub const LEDGER: &str = "ledger.json";
+/// The recovery runbook inside [`DIR`] (`bakfs runbook`'s page, as of the medium's last job).
+pub const RUNBOOK: &str = "RUNBOOK.md";
 /// The identity format this code writes and reads.
 pub const IDENTITY_FORMAT: u32 = 1;
 /// Largest identity file read; anything bigger is not ours.

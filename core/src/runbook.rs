@@ -1,12 +1,14 @@
 //! The recovery runbook: a Markdown page, for the person who restores on a bad day, saying which
 //! copies exist and the exact commands to bring each job back from each of them. It holds no
 //! secret (no password, no key): `bakfs runbook` prints it from the configuration and the
-//! catalog.
+//! catalog, and bakfs-mediad writes it onto every medium it updates (`<fs>/bakfs/RUNBOOK.md`).
 
 use std::fmt::Write as _;
 
-use crate::catalog::{MediumRecord, MediumSnapshot, SnapshotRecord};
-use crate::format::id::RepoId;
+use crate::catalog::{
+    Catalog, CatalogResult, DrillQuery, MediumRecord, MediumSnapshot, SnapshotRecord,
+};
+use crate::format::id::{MediumId, RepoId};
 use crate::medium;
 use crate::timefmt::{self, TimeZone};
 
@@ -17,6 +19,88 @@ pub struct JobSummary {
     /// What it backs up (paths, or what its command writes).
     pub sources: Vec<String>,
     pub rpo: Option<String>,
+    /// `pin = true`: its newest snapshot is on every medium.
+    pub pin: bool,
+}
+
+impl JobSummary {
+    /// The jobs of a configuration.
+    pub fn of_config(cfg: &crate::settings::Config) -> Vec<JobSummary> {
+        cfg.jobs
+            .iter()
+            .map(|(name, j)| JobSummary {
+                name: name.clone(),
+                sources: match &j.command {
+                    Some(c) => vec![format!("what `{c}` writes, as /{}", j.stdin_name(name))],
+                    None => j.paths.iter().map(|p| p.display().to_string()).collect(),
+                },
+                rpo: j.rpo.clone(),
+                pin: j.pin,
+            })
+            .collect()
+    }
+}
+
+/// A restore rate a drill measured from one copy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoreRate {
+    /// The medium drilled; `None`: the primary.
+    pub medium: Option<MediumId>,
+    pub bytes_per_second: f64,
+    /// Seconds making the copy ready took (mounting, opening).
+    pub ready_seconds: f64,
+    /// When the drill ended.
+    pub measured_ns: i64,
+}
+
+/// What the catalog holds for a runbook of `repo_id`: the primary's snapshots, the media with
+/// what each holds, and the restore rates drills measured.
+#[derive(Debug, Clone, Default)]
+pub struct Records {
+    pub snapshots: Vec<SnapshotRecord>,
+    pub media: Vec<(MediumRecord, Vec<MediumSnapshot>)>,
+    pub rates: Vec<RestoreRate>,
+}
+
+impl Records {
+    /// Reads them from `cat`.
+    ///
+    /// # Errors
+    /// Catalog errors.
+    pub fn gather(cat: &Catalog, repo_id: &RepoId) -> CatalogResult<Records> {
+        let snapshots = cat.snapshots(repo_id)?;
+        let mut media = Vec::new();
+        for m in cat.media()? {
+            if m.repo_id == *repo_id {
+                let held = cat.medium_snapshots(&m.id)?;
+                media.push((m, held));
+            }
+        }
+        let mut rates = Vec::new();
+        let sources = std::iter::once(None).chain(media.iter().map(|(m, _)| Some(m.id)));
+        for source in sources {
+            let q = DrillQuery {
+                source: Some(source.as_ref()),
+                measured: true,
+                ..DrillQuery::default()
+            };
+            if let Some(d) = cat.newest_drill(repo_id, &q)? {
+                if let Some(rate) = d.bytes_per_second() {
+                    rates.push(RestoreRate {
+                        medium: source,
+                        bytes_per_second: rate,
+                        ready_seconds: d.ready_seconds,
+                        measured_ns: d.ended_ns.unwrap_or(d.started_ns),
+                    });
+                }
+            }
+        }
+        Ok(Records {
+            snapshots,
+            media,
+            rates,
+        })
+    }
 }
 
 /// What the runbook is made of.
@@ -35,6 +119,33 @@ pub struct Input<'a> {
     pub snapshots: &'a [SnapshotRecord],
     /// Enrolled media of this repository with the snapshots each holds verified.
     pub media: &'a [(MediumRecord, Vec<MediumSnapshot>)],
+    /// Restore rates measured by drills, per copy.
+    pub rates: &'a [RestoreRate],
+}
+
+impl Input<'_> {
+    /// The estimated time to restore `bytes` from `medium` (`None`: the primary), said in
+    /// words with the drill that measured it, if one did.
+    fn estimate(&self, medium: Option<&MediumId>, bytes: u64) -> Option<String> {
+        let r = self.rates.iter().find(|r| r.medium.as_ref() == medium)?;
+        let secs = r.ready_seconds + bytes as f64 / r.bytes_per_second;
+        Some(format!(
+            "about {} (measured by the drill of {})",
+            human_seconds(secs),
+            when(r.measured_ns, self.tz)
+        ))
+    }
+}
+
+/// `42 s`, `7 min`, `2.5 h`.
+fn human_seconds(s: f64) -> String {
+    if s < 90.0 {
+        format!("{:.0} s", s.max(1.0))
+    } else if s < 90.0 * 60.0 {
+        format!("{:.0} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
+    }
 }
 
 fn when(ns: i64, tz: &TimeZone) -> String {
@@ -108,6 +219,9 @@ pub fn render(i: &Input<'_>) -> String {
         if let Some(r) = &job.rpo {
             let _ = writeln!(o, "- Recovery point objective: {r}");
         }
+        if job.pin {
+            o.push_str("- Pinned: bakfs-mediad copies its newest snapshot onto every medium, before anything else.\n");
+        }
         let Some(s) = newest else {
             o.push_str("- **No snapshot yet.**\n\n");
             continue;
@@ -127,7 +241,16 @@ pub fn render(i: &Input<'_>) -> String {
                     .map(|m| format!("{} ({}, {})", m.label, m.kind, m.location)),
             )
             .collect();
-        let _ = writeln!(o, "- Verified copies of it: {}\n", copies.join(", "));
+        let _ = writeln!(o, "- Verified copies of it: {}", copies.join(", "));
+        let estimates: Vec<String> = std::iter::once((None, "the primary"))
+            .chain(holders.iter().map(|m| (Some(&m.id), m.label.as_str())))
+            .filter_map(|(id, name)| Some(format!("from {name} {}", i.estimate(id, s.bytes)?)))
+            .collect();
+        if estimates.is_empty() {
+            o.push_str("- Restore time: not measured yet (`bakfs drill` measures it)\n\n");
+        } else {
+            let _ = writeln!(o, "- Restore time: {}\n", estimates.join("; "));
+        }
         let _ = writeln!(
             o,
             "From the primary:\n\n```sh\nbakfs restore {id} --repo {} --target /srv/restore\n```\n",
@@ -176,6 +299,15 @@ pub fn render(i: &Input<'_>) -> String {
             }
             None => o.push_str("- Holds no snapshot yet\n\n"),
         }
+        if let Some(r) = i.rates.iter().find(|r| r.medium == Some(m.id)) {
+            let _ = writeln!(
+                o,
+                "Measured restore rate: {:.1} MiB/s, ready in {:.1} s (the drill of {}).\n",
+                r.bytes_per_second / f64::from(1u32 << 20),
+                r.ready_seconds,
+                when(r.measured_ns, i.tz)
+            );
+        }
         let _ = writeln!(
             o,
             "```sh\nmkdir -p {mp}\nmount -o ro UUID={} {mp}\nbakfs snapshots --repo {mp}/{dir}\n\
@@ -222,29 +354,19 @@ mod tests {
         let old = snap(repo, "keys", 1_000_000_000, 0x11);
         let new = snap(repo, "keys", 2_000_000_000, 0x22);
         let medium = MediumRecord {
-            id: MediumId::random(),
-            label: "OFFSITE 1".into(),
-            repo_id: repo,
-            fs_uuid: "1234-abcd".into(),
             fs_type: "ext4".into(),
-            serial: None,
-            kind: MediumKind::Usb,
-            pool: "default".into(),
-            location: MediumLocation::Offsite,
-            capacity: 0,
-            retention: Default::default(),
-            enrolled_ns: 0,
-            last_seen_ns: None,
             last_written_ns: Some(2_000_000_000),
             last_verified_ns: Some(2_000_000_000),
             state: MediumState::SafeToRemove,
-            message: None,
-            bytes: 0,
-            presence: None,
-            presence_ns: None,
-            free_bytes: None,
-            free_ns: None,
-            rotate_every: None,
+            ..MediumRecord::enrolled(
+                MediumId::random(),
+                "OFFSITE 1",
+                repo,
+                "1234-abcd",
+                MediumKind::Usb,
+                MediumLocation::Offsite,
+                0,
+            )
         };
         let held = vec![MediumSnapshot {
             snapshot_id: new.id,
@@ -259,13 +381,21 @@ mod tests {
                 name: "keys".into(),
                 sources: vec!["/var/lib/node/staking".into()],
                 rpo: Some("1d".into()),
+                pin: true,
             },
             JobSummary {
                 name: "db".into(),
                 sources: vec!["pg_dump".into()],
                 rpo: None,
+                pin: false,
             },
         ];
+        let rates = [RestoreRate {
+            medium: Some(medium.id),
+            bytes_per_second: f64::from(1u32 << 20),
+            ready_seconds: 2.0,
+            measured_ns: 2_500_000_000,
+        }];
         let media = [(medium, held)];
         let snaps = [old, new];
         let text = render(&Input {
@@ -278,6 +408,7 @@ mod tests {
             jobs: &jobs,
             snapshots: &snaps,
             media: &media,
+            rates: &rates,
         });
         for want in [
             "Newest snapshot: `22222222`",
@@ -286,7 +417,10 @@ mod tests {
             "bakfs restore 22222222 --repo /mnt/offsite-1/bakfs --target /srv/restore",
             "mount -o ro UUID=1234-abcd /mnt/offsite-1",
             "### db\n\n- Backs up: pg_dump\n- **No snapshot yet.**",
+            "- Recovery point objective: 1d\n- Pinned: bakfs-mediad copies its newest snapshot onto every medium",
             "reads it from `/etc/bakfs/password`",
+            "- Restore time: from OFFSITE 1 about 2 s (measured by the drill of 1970-01-01",
+            "Measured restore rate: 1.0 MiB/s, ready in 2.0 s",
         ] {
             assert!(text.contains(want), "{want:?} missing from:\n{text}");
         }

@@ -15,6 +15,10 @@
 //! rpo = "1d"
 //! retention = { keep_daily = 7, keep_weekly = 4, keep_monthly = 12 }
 //!
+//! [jobs.keys]
+//! paths = ["/var/lib/node/staking"]
+//! pin = true              # on every medium at every insertion, read back each time
+//!
 //! [jobs.production]
 //! command = ["pg_dump", "-Fc", "production"]
 //! stdin_name = "production.dump"
@@ -240,6 +244,14 @@ pub struct Job {
     /// Monitors told of this job's runs (start, then success or failure).
     #[serde(default)]
     pub heartbeats: Vec<Monitor>,
+    /// A command a drill runs in the restored tree and in the live source (`/`), whose outputs
+    /// must be the same; a drill of the job is then full unless told otherwise.
+    pub drill_check: Option<CommandLine>,
+    /// A pinned critical set (node keys, cold keys): bakfs-mediad copies the job's newest
+    /// snapshot onto every medium at every insertion, whatever the medium's retention, and
+    /// reads it back there each time; `bakfs status` flags every enrolled medium that lacks it.
+    #[serde(default)]
+    pub pin: bool,
 }
 
 /// The timeout of a `before` or `after` command that gives none: 10 minutes.
@@ -424,6 +436,9 @@ impl Job {
                 ));
             }
         }
+        if let Some(c) = &self.drill_check {
+            c.check().map_err(|e| format!("drill_check {e}"))?;
+        }
         for (list, hooks) in [("before", &self.before), ("after", &self.after)] {
             for (i, h) in hooks.iter().enumerate() {
                 let at = format!("{list}[{i}]");
@@ -533,6 +548,9 @@ command = ["systemctl", "start", "app"]
         assert_eq!(j.timeout(), None);
         // A path job may have hooks too.
         job("paths = [\"/etc\"]\nbefore = [{ command = \"sync\" }]").unwrap();
+        // Pinned: its newest snapshot on every medium (bakfs-mediad, bakfs status).
+        assert!(job("paths = [\"/etc\"]\npin = true").unwrap().pin);
+        assert!(!job("paths = [\"/etc\"]").unwrap().pin);
     }
 
     #[test]
@@ -594,6 +612,7 @@ command = ["systemctl", "start", "app"]
                 "env: \"A=B\" is not a variable name",
             ),
             ("paths = [\"/etc\"]\nrpo = \"1x\"", "rpo: invalid duration"),
+            ("paths = [\"/etc\"]\npin = \"yes\"", "invalid type"),
         ] {
             let e = job(body).unwrap_err();
             assert!(e.contains(says), "{body:?}: {e:?} does not say {says:?}");

@@ -9,7 +9,7 @@ use crate::backup::{backup, BackupOptions, BackupReport, Progress};
 use crate::format::crypto::KdfParams;
 use crate::format::id::SnapshotId;
 use crate::format::Snapshot;
-use crate::repo::backend::{Backend, MemBackend};
+use crate::repo::backend::{Backend, FileKind, MemBackend};
 use crate::repo::Repository;
 
 /// A new repository in memory, with its backend (to inspect or damage files).
@@ -76,4 +76,43 @@ pub fn source(files: &[(&str, &[u8])]) -> (tempfile::TempDir, PathBuf) {
     let src = dir.path().join("src");
     write_tree(&src, files);
     (dir, src)
+}
+
+/// A backend over another whose pack reads start failing with `errno` after `reads_left` of
+/// them: a medium pulled out (EIO) or a network share gone (ENOTCONN) in the middle of a read.
+pub struct Failing {
+    pub inner: Arc<MemBackend>,
+    pub reads_left: std::sync::atomic::AtomicI64,
+    pub errno: i32,
+}
+
+impl Backend for Failing {
+    fn location(&self) -> String {
+        "failing".into()
+    }
+    fn create(&self) -> std::io::Result<()> {
+        self.inner.create()
+    }
+    fn read(&self, k: FileKind, n: &str) -> std::io::Result<Vec<u8>> {
+        self.inner.read(k, n)
+    }
+    fn read_range(&self, k: FileKind, n: &str, o: u64, l: usize) -> std::io::Result<Vec<u8>> {
+        use std::sync::atomic::Ordering;
+        if k == FileKind::Pack && self.reads_left.fetch_sub(1, Ordering::SeqCst) <= 0 {
+            return Err(std::io::Error::from_raw_os_error(self.errno));
+        }
+        self.inner.read_range(k, n, o, l)
+    }
+    fn write(&self, k: FileKind, n: &str, d: &[u8]) -> std::io::Result<()> {
+        self.inner.write(k, n, d)
+    }
+    fn list(&self, k: FileKind) -> std::io::Result<Vec<String>> {
+        self.inner.list(k)
+    }
+    fn size(&self, k: FileKind, n: &str) -> std::io::Result<u64> {
+        self.inner.size(k, n)
+    }
+    fn remove(&self, k: FileKind, n: &str) -> std::io::Result<()> {
+        self.inner.remove(k, n)
+    }
 }

@@ -60,6 +60,8 @@ pub struct Spec {
     pub timeout: Option<Duration>,
     /// Variables set for it, besides the environment of bakfs.
     pub env: Vec<(String, String)>,
+    /// The directory it runs in; `None`: bakfs's.
+    pub cwd: Option<std::path::PathBuf>,
 }
 
 impl Spec {
@@ -70,6 +72,7 @@ impl Spec {
             line,
             timeout: None,
             env: vec![],
+            cwd: None,
         }
     }
 }
@@ -301,7 +304,11 @@ impl Group {
         let (program, args) = argv
             .split_first()
             .ok_or_else(|| How::NotStarted("empty command".into()))?;
-        let child = std::process::Command::new(program)
+        let mut cmd = std::process::Command::new(program);
+        if let Some(d) = &spec.cwd {
+            cmd.current_dir(d);
+        }
+        let child = cmd
             .args(args)
             .env_remove("BAKFS_PASSWORD")
             .envs(spec.env.iter().map(|(k, v)| (k, v)))

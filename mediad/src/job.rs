@@ -2,6 +2,7 @@
 //! ready, rotate (`rotate.rs`), sync, mirror the ledger, release the medium, record its free
 //! space, the state and the run, and say how it ended (`safe to remove LABEL` when it went well).
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -28,10 +29,15 @@ pub struct Setup {
     pub media_root: PathBuf,
     /// Files on a medium last verified longer ago than this are read back again.
     pub reverify_after: Duration,
+    /// The jobs with `pin = true`: their newest snapshots go onto every medium first, whatever
+    /// its retention, and are read back at every insertion.
+    pub pinned: BTreeSet<String>,
     /// The operator's time zone: media retention's calendar buckets follow it.
     pub tz: bakfs_core::timefmt::TimeZone,
     /// Heartbeats and metrics.
     pub monitors: Monitors,
+    /// What the runbook written onto each medium says of the configuration.
+    pub runbook: ledger::RunbookInfo,
 }
 
 /// The job for a block device (the daemon's runner in production).
@@ -103,6 +109,9 @@ pub fn run(
         if let Err(e) = ledger::write(&cat, medium.files(), m, &run) {
             tracing::warn!(medium = %m.label, "writing the ledger onto the medium: {e}");
         }
+        if let Err(e) = ledger::write_runbook(&cat, medium.files(), setup) {
+            tracing::warn!(medium = %m.label, "writing the runbook onto the medium: {e}");
+        }
     }
     if let Err(e) = medium.release() {
         tracing::warn!(medium = %m.label, "{e}");
@@ -148,8 +157,23 @@ pub fn run(
         Err(CopyError::Cancelled) => tracing::warn!(medium = %m.label, "{summary}"),
         Err(_) => tracing::error!(medium = %m.label, "{summary}"),
     }
-    setup.monitors.refresh_metrics(&cat, &setup.repo_id);
     let ok = matches!(outcome, CopyOutcome::Ok | CopyOutcome::Incomplete);
+    // A medium that got its copy and is still plugged in is the moment to drill it.
+    let due = ok
+        .then(|| {
+            setup
+                .monitors
+                .drill_due(&cat, m, bakfs_core::timefmt::now_ns())
+        })
+        .flatten();
+    if let Some(d) = &due {
+        tracing::info!(medium = %m.label, "{d}");
+    }
+    setup.monitors.refresh_metrics(&cat, &setup.repo_id);
+    let summary = match &due {
+        Some(d) => format!("{summary}\n{d}"),
+        None => summary,
+    };
     setup.monitors.finish(beat, ok, &summary);
     state
 }

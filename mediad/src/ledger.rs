@@ -1,11 +1,13 @@
-//! The ledger mirrored onto each medium (`ledger.json`): the catalog's record of it, with the
-//! run that wrote it. Informational: bakfs never reads it back, everything on a medium is checked
-//! against names and the catalog.
+//! The notes mirrored onto each medium for people: the ledger (`ledger.json`: the catalog's
+//! record of it, with the run that wrote it) and the recovery runbook (`RUNBOOK.md`, as
+//! `bakfs runbook` writes it). Informational: bakfs never reads them back, everything on a
+//! medium is checked against names and the catalog.
 
 use bakfs_core::catalog::{Catalog, MediumRecord, MediumRun};
+use bakfs_core::runbook::{self, JobSummary, Records};
 
 use crate::error::CopyError;
-use crate::medium::Files;
+use crate::medium::{Files, Note};
 
 /// How many runs the mirror lists, newest first.
 const RUNS: usize = 20;
@@ -41,5 +43,40 @@ pub fn write(
         "runs": runs,
     });
     let text = serde_json::to_vec_pretty(&ledger).map_err(|e| CopyError::Io(e.to_string()))?;
-    files.write_ledger(&text)
+    files.write_note(Note::Ledger, &text)
+}
+
+/// What the runbook needs besides the catalog: the configuration's jobs and where it reads the
+/// password from (a path, never the password).
+#[derive(Debug, Clone, Default)]
+pub struct RunbookInfo {
+    pub jobs: Vec<JobSummary>,
+    pub password_file: Option<String>,
+}
+
+/// Writes the recovery runbook onto the medium, as of now.
+///
+/// # Errors
+/// Catalog errors; errors writing it.
+pub fn write_runbook(
+    cat: &Catalog,
+    files: &dyn Files,
+    setup: &crate::job::Setup,
+) -> Result<(), CopyError> {
+    let records = Records::gather(cat, &setup.repo_id).map_err(CopyError::catalog)?;
+    let repository = setup.repo.to_string();
+    let host = bakfs_core::repo::lock::hostname();
+    let text = runbook::render(&runbook::Input {
+        now_ns: bakfs_core::timefmt::now_ns(),
+        tz: &setup.tz,
+        host: &host,
+        repository: &repository,
+        repo_id: setup.repo_id,
+        password_file: setup.runbook.password_file.as_deref(),
+        jobs: &setup.runbook.jobs,
+        snapshots: &records.snapshots,
+        media: &records.media,
+        rates: &records.rates,
+    });
+    files.write_note(Note::Runbook, text.as_bytes())
 }

@@ -84,13 +84,26 @@ fn setup(a: &Args) -> Result<job::Setup> {
         catalog: state.join("catalog.db"),
         media_root: a.media_root.clone(),
         reverify_after,
+        pinned: cfg
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.pin)
+            .map(|(name, _)| name.clone())
+            .collect(),
         tz: bakfs_core::timefmt::TimeZone::system(),
+        runbook: ledger::RunbookInfo {
+            jobs: bakfs_core::runbook::JobSummary::of_config(&cfg),
+            password_file: cfg.password_file.as_ref().map(|p| p.display().to_string()),
+        },
         monitors: monitor::Monitors {
             heartbeats: cfg.mediad.heartbeats.clone(),
             metrics: match &cfg.metrics.textfile {
                 Some(p) => Some((p.clone(), bakfs_core::status::Settings::from_config(&cfg)?)),
                 None => None,
             },
+            drill_within: bakfs_core::status::Settings::from_config(&cfg)?
+                .policy
+                .drill_within,
             state_dir: state,
         },
     })

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bakfs_core::catalog::Catalog;
+use bakfs_core::catalog::{Catalog, DrillOutcome, DrillQuery, MediumRecord};
 use bakfs_core::format::id::RepoId;
 use bakfs_core::status::{self, metrics, Filter, Settings};
 use bakfs_core::timefmt;
@@ -23,6 +23,9 @@ pub struct Monitors {
     pub heartbeats: Vec<Target>,
     /// The textfile and what status judges by.
     pub metrics: Option<(PathBuf, Settings)>,
+    /// A medium whose last ok drill is older than this (or that was never drilled) is due for
+    /// one (`[policy] drill_within`; `None`: "off").
+    pub drill_within: Option<Duration>,
 }
 
 /// A job's heartbeats, begun.
@@ -57,6 +60,33 @@ impl Monitors {
         let message = format!("{summary}\n\n{}", logging::tail_since(mark));
         let sending = run.finish(event, message, timefmt::now_ns());
         heartbeat::wait(&sending, WAIT);
+    }
+
+    /// Whether `m` is due for a restore drill, said in words: mediad holds no key, so it tells
+    /// the operator to drill while the medium is plugged in.
+    pub fn drill_due(&self, catalog: &Catalog, m: &MediumRecord, now_ns: i64) -> Option<String> {
+        let within = self.drill_within?;
+        let q = DrillQuery {
+            source: Some(Some(&m.id)),
+            outcomes: &[DrillOutcome::Ok],
+            ..DrillQuery::default()
+        };
+        let last = catalog.newest_drill(&m.repo_id, &q).ok()?;
+        let when = last.as_ref().and_then(|d| d.ended_ns);
+        let age = when.map(|t| Duration::from_nanos(u64::try_from(now_ns - t).unwrap_or(0)));
+        if age.is_some_and(|a| a <= within) {
+            return None;
+        }
+        let last = match age {
+            Some(a) => format!("last proven restorable {} ago", timefmt::format_age(a)),
+            None => "never proven restorable by a drill".to_string(),
+        };
+        Some(format!(
+            "{} is due for a restore drill ({last}, wanted within {}): run `bakfs drill --medium {}` while it is plugged in",
+            m.label,
+            timefmt::format_duration(within),
+            m.label
+        ))
     }
 
     /// Rewrites the metrics textfile from `catalog`, if one is configured.

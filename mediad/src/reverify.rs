@@ -115,29 +115,18 @@ mod tests {
         let mut cat = Catalog::open(&state.path().join("catalog.db")).unwrap();
         let m1 = MediumId::random();
         cat.enroll_medium(&bakfs_core::catalog::MediumRecord {
-            id: m1,
-            label: "M1".into(),
-            repo_id: bakfs_core::format::id::RepoId::random(),
-            fs_uuid: "u1".into(),
             fs_type: "ext4".into(),
-            serial: None,
-            kind: bakfs_core::catalog::MediumKind::Usb,
             pool: "offsite".into(),
-            location: bakfs_core::catalog::MediumLocation::Offsite,
             capacity: 1 << 30,
-            retention: Default::default(),
-            enrolled_ns: 1,
-            last_seen_ns: None,
-            last_written_ns: None,
-            last_verified_ns: None,
-            state: bakfs_core::catalog::MediumState::Enrolled,
-            message: None,
-            bytes: 0,
-            presence: None,
-            presence_ns: None,
-            free_bytes: None,
-            free_ns: None,
-            rotate_every: None,
+            ..bakfs_core::catalog::MediumRecord::enrolled(
+                m1,
+                "M1",
+                bakfs_core::format::id::RepoId::random(),
+                "u1",
+                bakfs_core::catalog::MediumKind::Usb,
+                bakfs_core::catalog::MediumLocation::Offsite,
+                1,
+            )
         })
         .unwrap();
         let no = AtomicBool::new(false);

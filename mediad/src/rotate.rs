@@ -161,6 +161,8 @@ impl Rotation<'_> {
             &self.m.retention,
             &primary,
             &held,
+            &self.setup.pinned,
+            bakfs_core::timefmt::now_ns(),
             &self.setup.tz,
         ))
     }
@@ -195,6 +197,16 @@ impl Rotation<'_> {
         }
         match self.copy_making_room(s, &packs, plan) {
             Ok(()) => Ok(Copied::Yes),
+            // The pinned set goes first: a medium that cannot take it is said loudly (the job
+            // logs it as an error and the medium's state and run say it).
+            Err(CopyError::Full(msg)) if plan.pinned_job(&s.id).is_some() => {
+                let job = plan.pinned_job(&s.id).unwrap_or_default();
+                tracing::error!(medium = %self.m.label, snapshot = %s.id, job, "the newest snapshot of pinned job {job} does not fit on {}", self.m.label);
+                Err(CopyError::Full(format!(
+                    "the newest snapshot {} of pinned job {job} does not fit: {msg}",
+                    s.id.short()
+                )))
+            }
             Err(CopyError::SourceDamaged(msg)) => {
                 tracing::error!(medium = %self.m.label, snapshot = %s.id, "snapshot {} not copied: primary repository damaged: {msg}; run `bakfs check --read-data`", s.id.short());
                 self.leave_out(s, "primary repository damaged");

@@ -49,6 +49,7 @@ impl Plan {
             line: line.clone(),
             timeout,
             env: env.clone(),
+            cwd: None,
         };
         let source = match &j.command {
             Some(c) => Source::Command {

@@ -4,7 +4,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use bakfs_core::catalog::{Catalog, MediumKind, MediumRecord, MediumState};
+use bakfs_core::catalog::{Catalog, MediumKind, MediumRecord};
 use bakfs_core::format::id::MediumId;
 use bakfs_core::medium::{self, Identity};
 use bakfs_core::timefmt;
@@ -150,29 +150,16 @@ fn enroll(ctx: &Ctx, a: EnrollArgs) -> Result<u8> {
     let r = (|| -> Result<MediumRecord> {
         let root = medium::create(&mp, &ident)?;
         let rec = MediumRecord {
-            id: medium_id,
-            label: a.label.clone(),
-            repo_id,
-            fs_uuid: fs.uuid.clone(),
             fs_type: fs.fs_type.clone(),
             serial: prop("ID_SERIAL_SHORT").or_else(|| prop("ID_SERIAL")),
-            kind,
             pool: a.pool.clone(),
-            location: a.location,
             capacity: i64::try_from(medium::capacity(&mp)?).unwrap_or(i64::MAX),
             retention: policy.clone(),
-            enrolled_ns: now,
             last_seen_ns: Some(now),
-            last_written_ns: None,
-            last_verified_ns: None,
-            state: MediumState::Enrolled,
-            message: None,
-            bytes: 0,
-            presence: None,
-            presence_ns: None,
-            free_bytes: None,
-            free_ns: None,
             rotate_every,
+            ..MediumRecord::enrolled(
+                medium_id, &a.label, repo_id, &fs.uuid, kind, a.location, now,
+            )
         };
         if let Err(e) = cat.enroll_medium(&rec) {
             let _ = std::fs::remove_file(root.join(medium::IDENTITY));

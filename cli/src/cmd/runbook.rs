@@ -15,24 +15,8 @@ pub fn run(ctx: &Ctx, output: Option<&Path>) -> Result<u8> {
     // The repository's plaintext config gives its id: no key is read.
     let config = bakfs_core::repo::read_config(location.backend().as_ref())?;
     let cat = ctx.catalog()?;
-    let snapshots = cat.snapshots(&config.id)?;
-    let mut media = Vec::new();
-    for m in cat.media()? {
-        if m.repo_id == config.id {
-            let held = cat.medium_snapshots(&m.id)?;
-            media.push((m, held));
-        }
-    }
-    let jobs: Vec<JobSummary> = ctx
-        .config
-        .jobs
-        .iter()
-        .map(|(name, j)| JobSummary {
-            name: name.clone(),
-            sources: j.paths.iter().map(|p| p.display().to_string()).collect(),
-            rpo: j.rpo.clone(),
-        })
-        .collect();
+    let records = runbook::Records::gather(&cat, &config.id)?;
+    let jobs = JobSummary::of_config(&ctx.config);
     let password_file = ctx
         .global
         .password_file
@@ -50,8 +34,9 @@ pub fn run(ctx: &Ctx, output: Option<&Path>) -> Result<u8> {
         repo_id: config.id,
         password_file: password_file.as_deref(),
         jobs: &jobs,
-        snapshots: &snapshots,
-        media: &media,
+        snapshots: &records.snapshots,
+        media: &records.media,
+        rates: &records.rates,
     });
     match output {
         None => std::io::stdout().write_all(text.as_bytes())?,

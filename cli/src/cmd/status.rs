@@ -280,6 +280,9 @@ fn print_job(o: &mut String, j: &JobStatus, now: i64) {
                 .unwrap_or_default()
         );
     }
+    if j.pinned {
+        print_pinned(o, j);
+    }
     if !j.copies.is_empty() {
         out!(
             o,
@@ -297,6 +300,18 @@ fn print_job(o: &mut String, j: &JobStatus, now: i64) {
     }
     for n in &j.notes {
         out!(o, "  note: {n}");
+    }
+}
+
+/// A pinned job's line: its newest snapshot is on every enrolled medium, or which lack it.
+fn print_pinned(o: &mut String, j: &JobStatus) {
+    if j.newest.is_none() {
+        out!(o, "  {:<9} no snapshot of this job yet", "pinned");
+    } else if j.pinned_missing.is_empty() {
+        out!(o, "  {:<9} ok: on every enrolled medium", "pinned");
+    }
+    for g in &j.pinned_missing {
+        out!(o, "  {:<9} MISSING: {}", "pinned", g.reason);
     }
 }
 
@@ -364,6 +379,9 @@ fn print_media(o: &mut String, media: &[MediumStatus], now: i64) {
         }
         if m.ledger_lost {
             flags.push("ledger lost");
+        }
+        if !m.pinned_missing.is_empty() {
+            flags.push("lacks pinned");
         }
         if flags.is_empty() {
             flags.push("ok");

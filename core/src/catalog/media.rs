@@ -85,6 +85,46 @@ pub struct MediumRecord {
     pub rotate_every: Option<Duration>,
 }
 
+impl MediumRecord {
+    /// A medium as enrolment records it: nothing seen, written or verified since, in pool
+    /// `default`, keeping everything; the rest is filled in by struct update where it differs.
+    pub fn enrolled(
+        id: MediumId,
+        label: &str,
+        repo_id: RepoId,
+        fs_uuid: &str,
+        kind: MediumKind,
+        location: MediumLocation,
+        enrolled_ns: i64,
+    ) -> MediumRecord {
+        MediumRecord {
+            id,
+            label: label.to_string(),
+            repo_id,
+            fs_uuid: fs_uuid.to_string(),
+            fs_type: String::new(),
+            serial: None,
+            kind,
+            pool: "default".to_string(),
+            location,
+            capacity: 0,
+            retention: KeepPolicy::default(),
+            enrolled_ns,
+            last_seen_ns: None,
+            last_written_ns: None,
+            last_verified_ns: None,
+            state: MediumState::Enrolled,
+            message: None,
+            bytes: 0,
+            presence: None,
+            presence_ns: None,
+            free_bytes: None,
+            free_ns: None,
+            rotate_every: None,
+        }
+    }
+}
+
 /// A snapshot held (and verified) on a medium.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MediumSnapshot {

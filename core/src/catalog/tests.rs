@@ -268,29 +268,18 @@ fn concurrent_writers_wait() {
 /// A medium of repository `r` for the assurance tests.
 fn medium(label: &str, r: &str) -> MediumRecord {
     MediumRecord {
-        id: MediumId::hash_of(label.as_bytes()),
-        label: label.into(),
-        repo_id: rid(r),
-        fs_uuid: format!("uuid-{label}"),
         fs_type: "ext4".into(),
-        serial: None,
-        kind: MediumKind::Usb,
         pool: "p".into(),
-        location: MediumLocation::Offsite,
         capacity: 1 << 30,
-        retention: crate::forget::KeepPolicy::default(),
-        enrolled_ns: 1,
-        last_seen_ns: None,
-        last_written_ns: None,
-        last_verified_ns: None,
-        state: MediumState::Enrolled,
-        message: None,
-        bytes: 0,
-        presence: None,
-        presence_ns: None,
-        free_bytes: None,
-        free_ns: None,
-        rotate_every: None,
+        ..MediumRecord::enrolled(
+            MediumId::hash_of(label.as_bytes()),
+            label,
+            rid(r),
+            &format!("uuid-{label}"),
+            MediumKind::Usb,
+            MediumLocation::Offsite,
+            1,
+        )
     }
 }
 

@@ -3,7 +3,7 @@ use std::os::unix::fs::PermissionsExt;
 use super::*;
 use crate::catalog::NewestSnapshot;
 use crate::format::id::SnapshotId;
-use crate::repo::backend::FileKind;
+use crate::repo::backend::{Backend, FileKind};
 use crate::testing::{backup_dir, mem_repo, noise, source};
 
 fn opts(scope: Scope) -> DrillOptions {
@@ -226,4 +226,60 @@ fn damage_found_reading_back_counts_as_damage_and_names_the_snapshot_path() {
         vec!["damaged restored file /etc/a: bytes at offset 0 differ"]
     );
     assert_eq!(errors, vec!["/etc/b: No space left on device"]);
+}
+
+/// A copy that goes away mid-drill (a medium pulled out: EIO on every read from then on) fails
+/// the drill, which says nothing of the copy; a pack that is not there is damage.
+#[test]
+fn a_copy_gone_mid_drill_fails_it_and_a_missing_pack_is_damage() {
+    let files: Vec<(String, Vec<u8>)> = (0..20)
+        .map(|i| (format!("f{i}"), noise(200_000, i as u64)))
+        .collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, b)| (p.as_str(), b.as_slice()))
+        .collect();
+    let (dir, src) = source(&refs);
+    let (mem, repo) = mem_repo();
+    let r = backup_dir(&repo, &src, None);
+    let failing = std::sync::Arc::new(crate::testing::Failing {
+        inner: mem.clone(),
+        reads_left: 3.into(),
+        errno: libc::EIO,
+    });
+    let pulled = Repository::open(failing, b"pw").unwrap();
+    let sb = Sandbox::create(dir.path()).unwrap();
+    let rep = run(
+        &pulled,
+        &r.snapshot.tree,
+        &sb.target(),
+        &opts(Scope::Full),
+        &RestoreProgress::default(),
+    );
+    // The trees were read (the first reads); files' data fails from the third read on: the
+    // drill stops with an I/O error (the command records it `failed`), never damage.
+    let e = rep.unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::Other, "{e}");
+    assert!(e.to_string().contains("Input/output error"), "{e}");
+    sb.remove().unwrap();
+
+    // A pack removed from the copy: the files it held are damaged, and named.
+    let pack = mem.list(FileKind::Pack).unwrap()[0].clone();
+    mem.remove(FileKind::Pack, &pack).unwrap();
+    let sb = Sandbox::create(dir.path()).unwrap();
+    let rep = run(
+        &repo,
+        &r.snapshot.tree,
+        &sb.target(),
+        &opts(Scope::Full),
+        &RestoreProgress::default(),
+    );
+    match rep {
+        Err(e) => assert_eq!(e.kind(), crate::ErrorKind::Damaged, "{e}"),
+        Ok(rep) => {
+            assert_eq!(rep.outcome(), DrillOutcome::Damaged, "{rep:?}");
+            assert!(rep.damaged.iter().any(|d| d.contains("missing")), "{rep:?}");
+        }
+    }
+    sb.remove().unwrap();
 }

@@ -75,6 +75,10 @@ pub fn render(report: &Report) -> String {
         "bakfs_copy_restore_estimate_seconds",
         "Per copy of the job's newest snapshot (where: primary or a medium's label), the estimated time to restore it.",
     );
+    m.help(
+        "bakfs_job_pinned_media_missing",
+        "Per pinned job (pin = true), the enrolled media lacking a verified copy of its newest snapshot.",
+    );
     for j in &report.jobs {
         let l = [("job", j.name.as_str())];
         m.put("bakfs_job_level", &l, level(j.level));
@@ -138,6 +142,13 @@ pub fn render(report: &Report) -> String {
                 );
             }
         }
+        if j.pinned {
+            m.put(
+                "bakfs_job_pinned_media_missing",
+                &l,
+                j.pinned_missing.len() as f64,
+            );
+        }
     }
 
     for (name, help) in [
@@ -186,6 +197,10 @@ pub fn render(report: &Report) -> String {
         (
             "bakfs_medium_restore_estimate_seconds",
             "The time to restore every job's newest snapshot it holds.",
+        ),
+        (
+            "bakfs_medium_pinned_missing",
+            "Pinned jobs (pin = true) whose newest snapshot the medium lacks a verified copy of.",
         ),
     ] {
         m.help(name, help);
@@ -238,6 +253,11 @@ pub fn render(report: &Report) -> String {
         if let Some(s) = d.rto_seconds {
             m.put("bakfs_medium_restore_estimate_seconds", &l, s);
         }
+        m.put(
+            "bakfs_medium_pinned_missing",
+            &l,
+            d.pinned_missing.len() as f64,
+        );
     }
     m.text()
 }

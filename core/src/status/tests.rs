@@ -7,7 +7,6 @@ use crate::catalog::{
     CopyOutcome, DrillEnd, DrillMode, DrillStart, MediumFile, MediumRun, MediumSnapshot,
     PackRecord, RunOutcome, SnapshotRecord, Verification,
 };
-use crate::forget::KeepPolicy;
 use crate::format::id::{BlobId, PackId};
 use crate::repo::backend::FileKind;
 
@@ -51,6 +50,7 @@ impl T {
                 name: "etc".into(),
                 rpo: Some(Duration::from_secs(86_400)),
                 rpo_grace: Duration::from_secs(86_400),
+                pin: false,
             }],
             pools: BTreeMap::new(),
         };
@@ -104,29 +104,17 @@ impl T {
     fn enroll(&mut self, label: &str, kind: MediumKind, location: MediumLocation) {
         self.cat
             .enroll_medium(&MediumRecord {
-                id: mid(label),
-                label: label.into(),
-                repo_id: repo(),
-                fs_uuid: format!("uuid-{label}"),
                 fs_type: "ext4".into(),
-                serial: None,
-                kind,
-                pool: "default".into(),
-                location,
                 capacity: 1 << 30,
-                retention: KeepPolicy::default(),
-                enrolled_ns: NOW - 60 * D,
-                last_seen_ns: None,
-                last_written_ns: None,
-                last_verified_ns: None,
-                state: MediumState::Enrolled,
-                message: None,
-                bytes: 0,
-                presence: None,
-                presence_ns: None,
-                free_bytes: None,
-                free_ns: None,
-                rotate_every: None,
+                ..MediumRecord::enrolled(
+                    mid(label),
+                    label,
+                    repo(),
+                    &format!("uuid-{label}"),
+                    kind,
+                    location,
+                    NOW - 60 * D,
+                )
             })
             .unwrap();
     }
@@ -846,4 +834,212 @@ fn metrics_say_the_report_in_base_units_without_snapshot_ids() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), m);
     let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(names.len(), 1, "no temporary file left");
+}
+
+/// 3-2-1-1 for `etc`, and a pinned job `keys` whose newest snapshot k1 only OFF1 holds: ON1
+/// holds nothing of it and OFF2, written 19 days ago, an older one. A lenient policy, so that
+/// only the pin judges.
+fn pinned_keys() -> T {
+    let mut t = three_two_one_one();
+    t.settings.policy = Policy {
+        copies: 1,
+        kinds: 1,
+        offsite: 0,
+        offline: 0,
+        drill_within: None,
+        ..Policy::default()
+    };
+    t.settings.jobs.push(JobSpec {
+        name: "keys".into(),
+        rpo: Some(Duration::from_secs(86_400)),
+        rpo_grace: Duration::from_secs(86_400),
+        pin: true,
+    });
+    t.enroll("OFF2", MediumKind::Usb, MediumLocation::Offsite);
+    t.presence("OFF2", Presence::Removed, NOW - 19 * D);
+    t.backup("k0", "keys", NOW - 20 * D);
+    t.copy("OFF2", "k0", "keys", NOW - 20 * D, NOW - 19 * D);
+    t.backup("k1", "keys", NOW - 3 * H);
+    t.copy("OFF1", "k1", "keys", NOW - 3 * H, NOW - 2 * H);
+    t
+}
+
+fn job<'a>(r: &'a Report, name: &str) -> &'a JobStatus {
+    r.jobs.iter().find(|j| j.name == name).unwrap()
+}
+
+fn medium<'a>(r: &'a Report, label: &str) -> &'a MediumStatus {
+    r.media.iter().find(|m| m.label == label).unwrap()
+}
+
+#[test]
+fn a_pinned_job_flags_every_medium_lacking_its_newest_snapshot() {
+    let mut t = pinned_keys();
+    let r = t.report();
+    let keys = job(&r, "keys");
+    assert!(keys.pinned);
+    let gaps: Vec<&str> = keys
+        .pinned_missing
+        .iter()
+        .map(|g| g.reason.as_str())
+        .collect();
+    assert_eq!(
+        gaps,
+        [
+            "OFF2 lacks the newest snapshot (last written 19 days ago)",
+            "ON1 lacks the newest snapshot (last written 60 minutes ago)",
+        ]
+    );
+    assert_eq!(keys.level, Level::Attention, "{keys:#?}");
+    let etc = job(&r, "etc");
+    assert!(!etc.pinned && etc.pinned_missing.is_empty());
+    assert_eq!(etc.level, Level::Ok);
+    assert_eq!(medium(&r, "OFF1").level, Level::Ok);
+    assert!(medium(&r, "OFF1").pinned_missing.is_empty());
+    for label in ["OFF2", "ON1"] {
+        let m = medium(&r, label);
+        assert_eq!(m.level, Level::Attention, "{m:#?}");
+        assert_eq!(m.pinned_missing, ["keys"]);
+        assert!(
+            m.notes.iter().any(|n| n
+                == &format!(
+                    "pinned keys: lacks the newest snapshot {} (plug it in: bakfs-mediad copies it first)",
+                    sid("k1").short()
+                )),
+            "{:?}",
+            m.notes
+        );
+    }
+    assert_eq!(r.level, Level::Attention);
+    // JSON.
+    let v = serde_json::to_value(&r).unwrap();
+    let k = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "keys")
+        .unwrap();
+    assert_eq!(k["pinned"], true);
+    assert_eq!(k["pinned_missing"][0]["medium"], "OFF2");
+    assert_eq!(k["pinned_missing"][0]["medium_id"], mid("OFF2").to_hex());
+    assert_eq!(
+        k["pinned_missing"][0]["last_written"],
+        timefmt::format_rfc3339(NOW - 19 * D)
+    );
+    let off2 = v["media"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["label"] == "OFF2")
+        .unwrap();
+    assert_eq!(off2["pinned_missing"], serde_json::json!(["keys"]));
+    // Filtered: the job alone, a medium alone.
+    let only = |job: Option<&str>, medium: Option<&str>| Filter {
+        job: job.map(String::from),
+        medium: medium.map(String::from),
+    };
+    assert_eq!(
+        t.report_of(&only(Some("keys"), None)).level,
+        Level::Attention
+    );
+    assert_eq!(t.report_of(&only(Some("etc"), None)).level, Level::Ok);
+    let r2 = t.report_of(&only(None, Some("OFF2")));
+    assert_eq!(
+        (r2.level, &r2.media[0].pinned_missing[..]),
+        (Level::Attention, &["keys".to_string()][..])
+    );
+    assert_eq!(t.report_of(&only(None, Some("OFF1"))).level, Level::Ok);
+    // Metrics: per pinned job the media missing it, per medium the pinned jobs it misses.
+    let m = metrics::render(&r);
+    assert_eq!(
+        sample(&m, "bakfs_job_pinned_media_missing{job=\"keys\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(&m, "bakfs_job_pinned_media_missing{job=\"etc\"}"),
+        None,
+        "not pinned"
+    );
+    assert_eq!(
+        sample(&m, "bakfs_medium_pinned_missing{medium=\"OFF2\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, "bakfs_medium_pinned_missing{medium=\"OFF1\"}"),
+        Some(0.0)
+    );
+
+    // bakfs-mediad copies it onto both: nothing is missing; a snapshot from the future is not
+    // the newest.
+    t.copy("ON1", "k1", "keys", NOW - 3 * H, NOW - H / 4);
+    t.copy("OFF2", "k1", "keys", NOW - 3 * H, NOW - H / 4);
+    t.backup("k9", "keys", NOW + D);
+    let r = t.report();
+    assert!(job(&r, "keys").pinned_missing.is_empty(), "{r:#?}");
+    assert_eq!(r.level, Level::Ok, "{r:#?}");
+    assert_eq!(
+        sample(
+            &metrics::render(&r),
+            "bakfs_job_pinned_media_missing{job=\"keys\"}"
+        ),
+        Some(0.0)
+    );
+    // A drill that found OFF1's copy damaged: it does not count.
+    t.drill(Some("OFF1"), "k1", DrillOutcome::Damaged, NOW - H / 8);
+    let r = t.report();
+    let gaps: Vec<&str> = job(&r, "keys")
+        .pinned_missing
+        .iter()
+        .map(|g| g.medium.as_str())
+        .collect();
+    assert_eq!(gaps, ["OFF1"]);
+    assert_eq!(medium(&r, "OFF1").level, Level::Attention);
+    // A newer snapshot in the primary alone: every medium lacks it.
+    t.backup("k2", "keys", NOW - H / 16);
+    let r = t.report();
+    assert_eq!(job(&r, "keys").pinned_missing.len(), 3);
+}
+
+#[test]
+fn a_pinned_gap_says_what_the_catalog_knows_of_why() {
+    let mut t = pinned_keys();
+    // ON1's last job filled it up; OFF2 lost its ledger rows (it may hold the copy).
+    t.cat
+        .set_medium_state(&mid("ON1"), MediumState::MediumFull, Some("full"), NOW - H)
+        .unwrap();
+    t.cat
+        .remove_medium_snapshots(&mid("OFF2"), &[sid("k0")])
+        .unwrap();
+    let r = t.report();
+    let gaps: Vec<&str> = job(&r, "keys")
+        .pinned_missing
+        .iter()
+        .map(|g| g.reason.as_str())
+        .collect();
+    assert_eq!(
+        gaps,
+        [
+            "OFF2 lacks the newest snapshot (last written 19 days ago; its ledger was lost: it may hold it)",
+            "ON1 lacks the newest snapshot (last written 60 minutes ago; its last job: medium full)",
+        ]
+    );
+    assert_eq!(medium(&r, "OFF2").level, Level::Unknown, "unknown stays");
+    assert_eq!(medium(&r, "ON1").level, Level::Attention);
+    // A pinned job never backed up: nothing to flag beyond its RPO.
+    t.settings.jobs.push(JobSpec {
+        name: "cold".into(),
+        rpo: None,
+        rpo_grace: Duration::ZERO,
+        pin: true,
+    });
+    let r = t.report();
+    assert!(job(&r, "cold").pinned_missing.is_empty());
+    // `pin = true` in the configuration.
+    let cfg: Config = toml::from_str(
+        "[jobs.keys]\npaths = [\"/var/lib/node\"]\npin = true\n[jobs.etc]\npaths = [\"/etc\"]\n",
+    )
+    .unwrap();
+    let s = Settings::from_config(&cfg).unwrap();
+    let pins: Vec<(&str, bool)> = s.jobs.iter().map(|j| (j.name.as_str(), j.pin)).collect();
+    assert_eq!(pins, [("etc", false), ("keys", true)]);
 }

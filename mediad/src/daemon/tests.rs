@@ -341,8 +341,10 @@ impl World {
             catalog: dir.path().join("state/catalog.db"),
             media_root: dir.path().join("media"),
             reverify_after: Duration::from_secs(30 * 86400),
+            pinned: Default::default(),
             tz: bakfs_core::timefmt::TimeZone::UTC,
             monitors: Default::default(),
+            runbook: Default::default(),
         };
         Self {
             _dir: dir,
@@ -358,29 +360,19 @@ impl World {
     fn enroll_with(&self, label: &str, uuid: &str, repo_name: &str, serial: Option<&str>) {
         let mut cat = Catalog::open(&self.setup.catalog).unwrap();
         cat.enroll_medium(&MediumRecord {
-            id: medium_id(label),
-            label: label.into(),
-            repo_id: repo(repo_name),
-            fs_uuid: uuid.into(),
             fs_type: "ext4".into(),
             serial: serial.map(Into::into),
-            kind: MediumKind::Usb,
             pool: "offsite".into(),
-            location: MediumLocation::Offsite,
             capacity: 1 << 30,
-            retention: Default::default(),
-            enrolled_ns: 1,
-            last_seen_ns: None,
-            last_written_ns: None,
-            last_verified_ns: None,
-            state: MediumState::Enrolled,
-            message: None,
-            bytes: 0,
-            presence: None,
-            presence_ns: None,
-            free_bytes: None,
-            free_ns: None,
-            rotate_every: None,
+            ..MediumRecord::enrolled(
+                medium_id(label),
+                label,
+                repo(repo_name),
+                uuid,
+                MediumKind::Usb,
+                MediumLocation::Offsite,
+                1,
+            )
         })
         .unwrap();
     }

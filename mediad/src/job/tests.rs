@@ -66,36 +66,28 @@ impl World {
             catalog: dir.path().join("state/catalog.db"),
             media_root: dir.path().join("media"),
             reverify_after: Duration::from_secs(30 * 86400),
+            pinned: Default::default(),
             tz: bakfs_core::timefmt::TimeZone::UTC,
             monitors: Default::default(),
+            runbook: Default::default(),
         };
         let record = MediumRecord {
-            id: MediumId::random(),
-            label: "DIR1".into(),
-            repo_id: repo.id(),
-            fs_uuid: "dir-1".into(),
             fs_type: "none".into(),
-            serial: None,
-            kind: MediumKind::Disk,
             pool: "offsite".into(),
-            location: MediumLocation::Offsite,
             capacity: 1 << 30,
             retention: KeepPolicy {
                 last: keep_last,
                 ..KeepPolicy::default()
             },
-            enrolled_ns: 1,
-            last_seen_ns: None,
-            last_written_ns: None,
-            last_verified_ns: None,
-            state: MediumState::Enrolled,
-            message: None,
-            bytes: 0,
-            presence: None,
-            presence_ns: None,
-            free_bytes: None,
-            free_ns: None,
-            rotate_every: None,
+            ..MediumRecord::enrolled(
+                MediumId::random(),
+                "DIR1",
+                repo.id(),
+                "dir-1",
+                MediumKind::Disk,
+                MediumLocation::Offsite,
+                1,
+            )
         };
         std::fs::create_dir_all(dir.path().join("medium")).unwrap();
         medium::create(
@@ -139,7 +131,20 @@ impl World {
     /// Replaces the source with `files` (name, MiB, seed), backs it up and records the
     /// snapshot in the catalog as `bakfs backup` does.
     fn backup(&self, files: &[(&str, usize, u64)]) -> SnapshotId {
-        let src = self.src();
+        self.backup_job(None, files, bakfs_core::timefmt::now_ns())
+    }
+
+    /// [`Self::backup`] of a job (its own source directory) at `time_ns`.
+    fn backup_job(
+        &self,
+        job: Option<&str>,
+        files: &[(&str, usize, u64)],
+        time_ns: i64,
+    ) -> SnapshotId {
+        let src = match job {
+            None => self.src(),
+            Some(j) => self.dir.path().join(format!("src-{j}")),
+        };
         let _ = std::fs::remove_dir_all(&src);
         std::fs::create_dir_all(&src).unwrap();
         for (name, mib, seed) in files {
@@ -148,7 +153,8 @@ impl World {
         let opts = BackupOptions {
             paths: vec![src],
             host: "test".into(),
-            time_ns: bakfs_core::timefmt::now_ns(),
+            time_ns,
+            job: job.map(String::from),
             ..BackupOptions::default()
         };
         let rep = backup(&self.repo, &opts, &Progress::default()).unwrap();
@@ -506,6 +512,7 @@ fn a_job_tells_its_monitors_and_refreshes_the_metrics_file() {
             url: format!("{}/ping/media", srv.url),
         }],
         metrics: Some((prom.clone(), bakfs_core::status::Settings::default())),
+        drill_within: Some(Duration::from_secs(30 * 86_400)),
     };
     w.backup(&[("a", 1, 1)]);
     let (state, _) = w.rotate();
@@ -521,10 +528,51 @@ fn a_job_tells_its_monitors_and_refreshes_the_metrics_file() {
         "{:?}",
         seen[1].body
     );
+    assert!(
+        seen[1]
+            .body
+            .contains("DIR1 is due for a restore drill (never proven restorable by a drill, wanted within 30d): run `bakfs drill --medium DIR1`"),
+        "{:?}",
+        seen[1].body
+    );
     let m = std::fs::read_to_string(&prom).unwrap();
     assert!(
         m.contains("bakfs_medium_snapshots{medium=\"DIR1\"} 1"),
         "{m}"
+    );
+
+    // Drilled: no longer due.
+    let mut cat = w.catalog();
+    let now = bakfs_core::timefmt::now_ns();
+    let id = cat
+        .begin_drill(&bakfs_core::catalog::DrillStart {
+            repo_id: w.repo.id(),
+            medium_id: Some(w.medium.id),
+            snapshot_id: w.held()[0],
+            job: None,
+            started_ns: now,
+            mode: bakfs_core::catalog::DrillMode::Full,
+        })
+        .unwrap();
+    cat.finish_drill(
+        id,
+        &bakfs_core::catalog::DrillEnd {
+            ended_ns: now,
+            outcome: bakfs_core::catalog::DrillOutcome::Ok,
+            files: 1,
+            bytes: 1,
+            seconds: 1.0,
+            ready_seconds: 0.0,
+            message: None,
+        },
+    )
+    .unwrap();
+    srv.seen.lock().unwrap().clear();
+    w.rotate();
+    let seen = srv.seen.lock().unwrap().clone();
+    assert!(
+        !seen[1].body.contains("due for a restore drill"),
+        "{seen:?}"
     );
 
     // A medium that fails (full): a failure ping with the reason.
@@ -537,4 +585,272 @@ fn a_job_tells_its_monitors_and_refreshes_the_metrics_file() {
     let seen = srv.seen.lock().unwrap().clone();
     let fail = seen.iter().find(|s| s.target.starts_with("/ping/media/1?"));
     assert!(fail.is_some_and(|f| f.body.contains("DIR1")), "{seen:?}");
+}
+
+#[test]
+fn each_job_leaves_the_recovery_runbook_on_the_medium() {
+    let mut w = World::new(None, None);
+    w.setup.runbook = crate::ledger::RunbookInfo {
+        jobs: vec![bakfs_core::runbook::JobSummary {
+            name: "keys".into(),
+            sources: vec!["/var/lib/node".into()],
+            rpo: Some("1d".into()),
+            pin: false,
+        }],
+        password_file: Some("/etc/bakfs/password".into()),
+    };
+    let id = w.backup(&[("a", 1, 1)]);
+    let (state, _) = w.rotate();
+    assert_eq!(state, MediumState::SafeToRemove);
+    let text = std::fs::read_to_string(w.on_medium().join(medium::RUNBOOK)).unwrap();
+    for want in [
+        "# Recovery runbook",
+        "### keys",
+        "### DIR1",
+        &format!("Holds 1 snapshots; the newest `{}`", &id.to_hex()[..8]),
+        "reads it from `/etc/bakfs/password`",
+        "bakfs restore latest --repo /mnt/dir1/bakfs",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+    // It is informational: the medium still checks as a repository of its own.
+    w.check_medium_alone();
+}
+
+const DAY: i64 = 86_400_000_000_000;
+
+/// The pinned job `keys` with a big job beside it on a keep-last 1 medium with little room to
+/// spare: at every rotation the newest `keys` snapshot is on the medium (copied first, the
+/// big one's old snapshot removed to make room), also when a snapshot of `keys` from the future
+/// (a clock set wrong) is what keep-last 1 keeps.
+#[test]
+fn the_newest_pinned_snapshot_is_always_on_a_keep_last_1_medium() {
+    let mut w = World::new(Some(1), None);
+    w.setup.pinned = ["keys".to_string()].into();
+    let now = bakfs_core::timefmt::now_ns;
+    // Room for one of each and the next keys, not for the next big one besides.
+    w.quota = Some((8 * MIB + MIB / 2) as u64);
+    let mut keys = None;
+    for round in 0..4u64 {
+        // keys changes every other round; big every round.
+        if round % 2 == 0 {
+            keys = Some(w.backup_job(Some("keys"), &[("staker.key", 1, 100 + round)], now()));
+        }
+        let big = w.backup_job(Some("big"), &[("db", 4, 200 + round)], now());
+        let (state, r) = w.rotate();
+        assert_eq!(
+            (state, r.outcome),
+            (MediumState::SafeToRemove, CopyOutcome::Ok),
+            "round {round}: {r:?}"
+        );
+        let mut want = vec![keys.unwrap(), big];
+        want.sort();
+        assert_eq!(w.held(), want, "round {round}");
+        w.check_medium_alone();
+    }
+    // A snapshot of keys dated 10 days ahead: keep-last 1 keeps it, and the pin keeps the
+    // newest one not dated after now.
+    let ahead = w.backup_job(Some("keys"), &[("staker.key", 1, 150)], now() + 10 * DAY);
+    w.quota = None;
+    let (_, r) = w.rotate();
+    assert_eq!(r.outcome, CopyOutcome::Ok, "{r:?}");
+    assert_eq!((r.snapshots_added, r.snapshots_removed), (1, 0), "{r:?}");
+    let held = w.held();
+    assert!(
+        held.contains(&ahead) && held.contains(&keys.unwrap()),
+        "{held:?}"
+    );
+    w.check_medium_alone();
+    // Without the pin, keep-last 1 would have removed it.
+    w.setup.pinned.clear();
+    let (_, r) = w.rotate();
+    assert_eq!(r.snapshots_removed, 1, "{r:?}");
+    assert!(!w.held().contains(&keys.unwrap()));
+}
+
+/// A damaged file of the pinned snapshot is found at the next insertion though
+/// `reverify_after` is 30 days, and copied again; a damaged file of another job waits for its
+/// time.
+#[test]
+fn a_damaged_pinned_file_is_found_and_copied_again_at_the_next_insertion() {
+    let mut w = World::new(None, None);
+    w.setup.pinned = ["keys".to_string()].into();
+    let keys = w.backup_job(
+        Some("keys"),
+        &[("staker.key", 2, 300)],
+        bakfs_core::timefmt::now_ns(),
+    );
+    let other = w.backup_job(
+        Some("etc"),
+        &[("passwd", 2, 301)],
+        bakfs_core::timefmt::now_ns(),
+    );
+    assert_eq!(w.rotate().1.outcome, CopyOutcome::Ok);
+    let root = w.on_medium();
+    let flip = |path: &Path| {
+        let mut bytes = std::fs::read(path).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 1;
+        std::fs::write(path, &bytes).unwrap();
+    };
+    let pinned_pack = pack_path(&root, &largest(&root, &w.packs_of(&keys)));
+    let other_pack = pack_path(&root, &largest(&root, &w.packs_of(&other)));
+    flip(&pinned_pack);
+    flip(&other_pack);
+    let manifest = |cat: &Catalog| {
+        cat.medium_files(&w.medium.id)
+            .unwrap()
+            .into_iter()
+            .find(|f| f.kind == FileKind::Snapshot && f.name == keys.to_hex())
+            .unwrap()
+            .verified_ns
+    };
+    let before = manifest(&w.catalog());
+    let (state, r) = w.rotate();
+    assert_eq!(
+        (state, r.outcome, r.snapshots_added),
+        (MediumState::SafeToRemove, CopyOutcome::Ok, 1),
+        "{r:?}"
+    );
+    assert_eq!(r.files_written, 2, "config and the pinned pack: {r:?}");
+    let pinned_bytes: i64 = w
+        .catalog()
+        .snapshot_packs(&w.repo.id(), &keys)
+        .unwrap()
+        .iter()
+        .map(|p| p.size as i64)
+        .sum();
+    assert!(r.bytes_verified >= pinned_bytes, "{r:?}");
+    assert!(
+        manifest(&w.catalog()) > before,
+        "the pinned manifest was read back again"
+    );
+    let name = pinned_pack
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        blake3::hash(&std::fs::read(&pinned_pack).unwrap())
+            .to_hex()
+            .as_str(),
+        name,
+        "the pinned pack is whole again"
+    );
+    let name = other_pack
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(
+        blake3::hash(&std::fs::read(&other_pack).unwrap())
+            .to_hex()
+            .as_str(),
+        name,
+        "another job's pack waits for reverify_after"
+    );
+    let mut both = vec![keys, other];
+    both.sort();
+    assert_eq!(w.held(), both);
+    // Every insertion reads it again, with nothing damaged too.
+    let before = manifest(&w.catalog());
+    let (_, r) = w.rotate();
+    assert_eq!(
+        (r.outcome, r.snapshots_added),
+        (CopyOutcome::Ok, 0),
+        "{r:?}"
+    );
+    assert!(r.bytes_verified >= pinned_bytes, "{r:?}");
+    assert!(manifest(&w.catalog()) > before);
+    // Once due, the other job's pack is mended too and the medium checks clean.
+    w.setup.reverify_after = Duration::ZERO;
+    let (_, r) = w.rotate();
+    assert_eq!(
+        (r.outcome, r.snapshots_added),
+        (CopyOutcome::Ok, 1),
+        "{r:?}"
+    );
+    w.check_medium_alone();
+}
+
+/// The pinned set goes first: an older pinned snapshot is copied before a newer big one that
+/// then does not fit; and a medium too small for the pinned snapshot itself ends `medium full`
+/// with the job named in its state and run.
+#[test]
+fn a_medium_too_small_for_the_pinned_snapshot_fails_loudly() {
+    let mut w = World::new(None, Some((4 * MIB + MIB / 2) as u64));
+    w.setup.pinned = ["keys".to_string()].into();
+    let now = bakfs_core::timefmt::now_ns;
+    let keys = w.backup_job(Some("keys"), &[("staker.key", 3, 400)], now());
+    w.backup_job(Some("big"), &[("db", 3, 401)], now());
+    let (state, r) = w.rotate();
+    assert_eq!(
+        (state, r.outcome),
+        (MediumState::MediumFull, CopyOutcome::MediumFull),
+        "{r:?}"
+    );
+    assert!(
+        !r.message.as_deref().unwrap_or("").contains("pinned"),
+        "the big one did not fit, not the pinned one: {r:?}"
+    );
+    assert_eq!(w.held(), vec![keys], "the pinned snapshot got the room");
+    w.check_medium_alone();
+
+    // A newer keys snapshot that cannot fit beside the old one, nor alone.
+    let mut w = World::new(None, Some((2 * MIB) as u64));
+    w.setup.pinned = ["keys".to_string()].into();
+    w.backup_job(Some("keys"), &[("staker.key", 3, 402)], now());
+    let (state, r) = w.rotate();
+    assert_eq!(
+        (state, r.outcome),
+        (MediumState::MediumFull, CopyOutcome::MediumFull),
+        "{r:?}"
+    );
+    let msg = r.message.clone().unwrap_or_default();
+    assert!(msg.contains("pinned job keys does not fit"), "{msg}");
+    let m = w.catalog().medium_by_label("DIR1").unwrap().unwrap();
+    assert_eq!(m.state, MediumState::MediumFull);
+    assert_eq!(m.message.as_deref(), Some(msg.as_str()));
+    assert!(w.held().is_empty());
+}
+
+/// A medium holding a snapshot the catalog does not know (its row lost): nothing of it is
+/// removed, retention frees no pack while it is there, and the medium still restores it alone.
+#[test]
+fn a_snapshot_the_catalog_does_not_know_is_kept_with_its_packs() {
+    let w = World::new(Some(1), None);
+    let a = w.backup(&[("old", 2, 10)]);
+    assert_eq!(w.rotate().1.outcome, CopyOutcome::Ok);
+    // The catalog forgets that the medium holds it; the manifest stays on the medium.
+    w.catalog()
+        .remove_medium_snapshots(&w.medium.id, &[a])
+        .unwrap();
+    let b = w.backup(&[("new", 2, 11)]);
+    let (_, r) = w.rotate();
+    assert_eq!(
+        (r.outcome, r.snapshots_removed),
+        (CopyOutcome::Ok, 0),
+        "{r:?}"
+    );
+    assert_eq!(w.held(), vec![b]);
+    let root = w.on_medium();
+    assert!(root.join(FileKind::Snapshot.rel_path(&a.to_hex())).exists());
+    for p in w.packs_of(&a) {
+        assert!(
+            pack_path(&root, &p).exists(),
+            "pack {p} of the unknown snapshot"
+        );
+    }
+    // The medium alone: both snapshots there, every byte right.
+    let on = Location::Dir(w.on_medium()).backend();
+    let repo = Repository::open(on, b"pw").unwrap();
+    let rep = bakfs_core::check::check(&repo, Some(1.0)).unwrap();
+    assert!(rep.ok(), "{rep:?}");
+    let mut ids: Vec<SnapshotId> = repo.snapshots().unwrap().into_iter().map(|s| s.0).collect();
+    ids.sort();
+    let mut want = vec![a, b];
+    want.sort();
+    assert_eq!(ids, want);
 }

@@ -9,7 +9,7 @@ use bakfs_core::medium::Identity;
 use bakfs_core::repo::backend::FileKind;
 
 use super::fs::FsTree;
-use super::{Files, Flush, Inventory, Medium};
+use super::{Files, Flush, Inventory, Medium, Note};
 use crate::error::CopyError;
 use crate::primary::Source;
 
@@ -118,7 +118,7 @@ impl Files for DirMedium {
         }
     }
 
-    fn write_ledger(&self, json: &[u8]) -> Result<(), CopyError> {
-        self.tree.write_ledger(json)
+    fn write_note(&self, name: Note, text: &[u8]) -> Result<(), CopyError> {
+        self.tree.write_note(name, text)
     }
 }

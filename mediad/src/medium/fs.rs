@@ -16,7 +16,7 @@ use bakfs_core::fsio::{self, Durability, Writers};
 use bakfs_core::medium::{self, Identity};
 use bakfs_core::repo::backend::FileKind;
 
-use super::{Files, Flush, Inventory};
+use super::{Files, Flush, Inventory, Note};
 use crate::error::CopyError;
 use crate::primary::Source;
 
@@ -207,8 +207,8 @@ impl Files for FsTree {
         medium::free_bytes(&self.root).map_err(medium_err)
     }
 
-    fn write_ledger(&self, json: &[u8]) -> Result<(), CopyError> {
-        medium::write_atomic(&self.root, medium::LEDGER, json).map_err(medium_err)
+    fn write_note(&self, name: Note, text: &[u8]) -> Result<(), CopyError> {
+        medium::write_atomic(&self.root, name.file_name(), text).map_err(medium_err)
     }
 }
 

@@ -73,7 +73,7 @@ pub trait Medium {
 /// checked against names and sizes before it is believed.
 ///
 /// Durability: what [`Self::write`] and [`Self::remove`] do reaches the device by the next
-/// [`Self::sync`]; [`Self::write_ledger`] is durable when it returns. A written file is under its
+/// [`Self::sync`]; [`Self::write_note`] is durable when it returns. A written file is under its
 /// final name whole or not at all; it is trusted only once [`Self::read_back`] agreed.
 pub trait Files: Sync {
     /// Readies the repository for writing, once the medium's identity was accepted.
@@ -132,9 +132,29 @@ pub trait Files: Sync {
     /// I/O errors.
     fn free_bytes(&self) -> Result<u64, CopyError>;
 
-    /// Replaces the ledger mirrored on the medium (`ledger.json`; informational).
+    /// Replaces one of the notes bakfs keeps on the medium for people (`ledger.json`,
+    /// `RUNBOOK.md`; informational, never read back), atomically.
     ///
     /// # Errors
     /// I/O errors.
-    fn write_ledger(&self, json: &[u8]) -> Result<(), CopyError>;
+    fn write_note(&self, name: Note, text: &[u8]) -> Result<(), CopyError>;
+}
+
+/// The notes bakfs keeps on a medium for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Note {
+    /// The mirror of the catalog's ledger ([`bakfs_core::medium::LEDGER`]).
+    Ledger,
+    /// The recovery runbook ([`bakfs_core::medium::RUNBOOK`]).
+    Runbook,
+}
+
+impl Note {
+    /// Its file name in the medium's directory.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Note::Ledger => bakfs_core::medium::LEDGER,
+            Note::Runbook => bakfs_core::medium::RUNBOOK,
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! `bakfs drill`: restore a snapshot from one copy alone (the primary, or a medium with only the
 //! password) into a sandbox, check every restored byte, record the drill in the catalog.
 
+mod check;
 mod copy;
 
 use std::path::Path;
@@ -34,18 +35,15 @@ fn percent(flag: &str, s: &str) -> Result<f64> {
 }
 
 pub fn run(ctx: &Ctx, a: DrillArgs) -> Result<u8> {
-    let scope = match &a.sample {
-        _ if a.full => Scope::Full,
-        Some(s) => Scope::Sample(percent("--sample", s)?),
-        None => Scope::Sample(drill::DEFAULT_SAMPLE_PERCENT),
-    };
-    let opts = DrillOptions {
-        scope,
-        against_source: a
-            .against_source
-            .then(|| percent("--max-changed", &a.max_changed))
-            .transpose()?,
-    };
+    let sample = a
+        .sample
+        .as_deref()
+        .map(|s| percent("--sample", s))
+        .transpose()?;
+    let against_source = a
+        .against_source
+        .then(|| percent("--max-changed", &a.max_changed))
+        .transpose()?;
     let mut cat = ctx.catalog()?;
     let source = copy::source_of(ctx, &cat, &a)?;
     let want = drill::pick_snapshot(
@@ -54,6 +52,24 @@ pub fn run(ctx: &Ctx, a: DrillArgs) -> Result<u8> {
         a.snapshot.as_deref(),
     )
     .with_context(|| format!("choosing a snapshot on {}", source.name()))?;
+    // A job's drill_check needs its files: its drills are full unless a sample is asked for.
+    let check = want
+        .job
+        .as_ref()
+        .and_then(|j| Some((j.clone(), ctx.config.jobs.get(j)?.drill_check.clone()?)));
+    let scope = match sample {
+        _ if a.full => Scope::Full,
+        Some(p) => Scope::Sample(p),
+        None if check.is_some() => Scope::Full,
+        None => Scope::Sample(drill::DEFAULT_SAMPLE_PERCENT),
+    };
+    if check.is_some() && scope != Scope::Full {
+        eprintln!("warning: the job's drill_check runs on full drills only: not run");
+    }
+    let opts = DrillOptions {
+        scope,
+        against_source,
+    };
     let start = DrillStart {
         repo_id: source.repo_id(),
         medium_id: source.medium_id(),
@@ -93,13 +109,16 @@ pub fn run(ctx: &Ctx, a: DrillArgs) -> Result<u8> {
             };
             let snap = copy::find(&repo, &source, &want)?;
             ready_seconds = t0.elapsed().as_secs_f64();
-            Ok(drill::run(
-                &repo,
-                &snap.tree,
-                &sb.target(),
-                &opts,
-                &progress,
-            )?)
+            let mut report = drill::run(&repo, &snap.tree, &sb.target(), &opts, &progress)?;
+            if let (Some((job, line)), Scope::Full, DrillOutcome::Ok) =
+                (&check, scope, report.outcome())
+            {
+                match check::run(line, job, &sb.target()) {
+                    Ok(out) => eprintln!("drill check `{line}`: the same on the restored tree and the live source: {out}"),
+                    Err(e) => report.errors.push(e),
+                }
+            }
+            Ok(report)
         }),
     };
     drop(ticker);
