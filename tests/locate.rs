@@ -81,29 +81,16 @@ fn text(b: &[u8]) -> String {
 fn hold(cat: &mut Catalog, repo: RepoId, label: &str, snap: SnapshotId, time: i64, removed: bool) {
     let id = MediumId::hash_of(label.as_bytes());
     cat.enroll_medium(&MediumRecord {
-        id,
-        label: label.into(),
-        repo_id: repo,
-        fs_uuid: format!("uuid-{label}"),
-        fs_type: "ext4".into(),
-        serial: None,
-        kind: MediumKind::Usb,
-        pool: "offsite".into(),
-        location: MediumLocation::Offsite,
-        capacity: 1 << 30,
-        retention: Default::default(),
-        enrolled_ns: time,
-        last_seen_ns: None,
-        last_written_ns: None,
-        last_verified_ns: None,
         state: MediumState::SafeToRemove,
-        message: None,
-        bytes: 0,
-        presence: None,
-        presence_ns: None,
-        free_bytes: None,
-        free_ns: None,
-        rotate_every: None,
+        ..MediumRecord::enrolled(
+            id,
+            label,
+            repo,
+            &format!("uuid-{label}"),
+            MediumKind::Usb,
+            MediumLocation::Offsite,
+            time,
+        )
     })
     .unwrap();
     let s = MediumSnapshot {

@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used)]
 use super::*;
 use crate::catalog::{
-    Catalog, FileCounts, MediumKind, MediumLocation, MediumRecord, MediumSnapshot, MediumState,
-    PackRecord, SnapshotRecord, Verification,
+    Catalog, FileCounts, MediumKind, MediumLocation, MediumRecord, MediumSnapshot, PackRecord,
+    SnapshotRecord, Verification,
 };
 use crate::format::id::{BlobId, MediumId, RepoId, SnapshotId};
 use crate::repo::walk::{for_each_change, Change};
@@ -56,31 +56,15 @@ fn backup(c: &mut Catalog, id: &str, t: i64, files: &[(&str, &str, i64)]) -> Fil
 
 fn medium(c: &mut Catalog, label: &str, presence: Option<Presence>) -> MediumId {
     let id = MediumId::hash_of(label.as_bytes());
-    c.enroll_medium(&MediumRecord {
+    c.enroll_medium(&MediumRecord::enrolled(
         id,
-        label: label.into(),
-        repo_id: rid(),
-        fs_uuid: format!("uuid-{label}"),
-        fs_type: "ext4".into(),
-        serial: None,
-        kind: MediumKind::Usb,
-        pool: "p".into(),
-        location: MediumLocation::Offsite,
-        capacity: 1 << 30,
-        retention: crate::forget::KeepPolicy::default(),
-        enrolled_ns: 1,
-        last_seen_ns: None,
-        last_written_ns: None,
-        last_verified_ns: None,
-        state: MediumState::Enrolled,
-        message: None,
-        bytes: 0,
-        presence: None,
-        presence_ns: None,
-        free_bytes: None,
-        free_ns: None,
-        rotate_every: None,
-    })
+        label,
+        rid(),
+        &format!("uuid-{label}"),
+        MediumKind::Usb,
+        MediumLocation::Offsite,
+        1,
+    ))
     .unwrap();
     if let Some(p) = presence {
         c.set_medium_presence(&id, p, 5).unwrap();
