@@ -269,8 +269,9 @@ pub struct LocateArgs {
     /// The file as backed up: an absolute path (a relative one is taken from the current
     /// directory), or a directory to list the recorded files below it.
     pub path: PathBuf,
-    /// Only the version current at this time: the one the newest snapshot at or before it
-    /// holds (RFC 3339, e.g. 2026-11-22T03:04:05Z, or a date, midnight UTC).
+    /// Only the version current at this time: the one held by the newest snapshot at or
+    /// before it that holds the file (RFC 3339, e.g. 2026-11-22T03:04:05Z, or a date, midnight
+    /// UTC).
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub at: Option<i64>,
 }

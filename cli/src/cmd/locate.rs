@@ -43,9 +43,9 @@ pub fn run(ctx: &Ctx, a: LocateArgs) -> Result<u8> {
             Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
             _ => {}
         }
-        if !l.found() {
-            eprintln!("bakfs: {}", not_found(&l));
-        }
+    }
+    if !l.found() {
+        eprintln!("bakfs: {}", not_found(&l));
     }
     Ok(if l.found() { exit::OK } else { exit::ERROR })
 }
