@@ -90,6 +90,10 @@ pub enum Cmd {
         /// Newer snapshot.
         b: String,
     },
+    /// Every stored version of a file, the snapshots holding each and where their copies are
+    /// (from the catalog alone).
+    #[command(long_about = LOCATE_ABOUT)]
+    Locate(LocateArgs),
     /// Restore a snapshot (or SNAPSHOT:SUBPATH) into a directory.
     Restore(RestoreArgs),
     /// Write a file to stdout, or a directory as a tar stream.
@@ -165,6 +169,14 @@ pub enum Cmd {
         shell: clap_complete::Shell,
     },
 }
+
+const LOCATE_ABOUT: &str = "\
+Every stored version of a file (by content), the snapshots holding each, and every copy of \
+those snapshots: the primary, and each medium holding a verified copy, offline ones included \
+(`insert LABEL`). Answered from the catalog alone (no password, no repository read), also for \
+snapshots the primary has forgotten while media keep them. A directory lists the recorded \
+files below it. Exit status 0 when found, 1 when not (and says when snapshots' files are not \
+recorded: `bakfs catalog rebuild` records those of the repository).";
 
 const METRICS_ABOUT: &str = "\
 The figures of `bakfs status` for node_exporter's textfile collector (Prometheus's text \
@@ -251,6 +263,22 @@ pub struct DrillArgs {
     /// Keep the sandbox when the drill does not end ok (to look at what was restored).
     #[arg(long)]
     pub keep: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LocateArgs {
+    /// The file as backed up: an absolute path (a relative one is taken from the current
+    /// directory), or a directory to list the recorded files below it.
+    pub path: PathBuf,
+    /// Only the version current at this time: the one held by the newest snapshot at or
+    /// before it that holds the file (RFC 3339, e.g. 2026-11-22T03:04:05Z, or a date, midnight
+    /// UTC).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub at: Option<i64>,
+}
+
+fn parse_time(s: &str) -> Result<i64, String> {
+    bakfs_core::timefmt::parse_rfc3339(s).map_err(|e| e.to_string())
 }
 
 #[derive(Args, Debug)]

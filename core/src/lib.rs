@@ -22,6 +22,7 @@ pub mod forget;
 pub mod format;
 pub mod fsio;
 pub mod glob;
+pub mod locate;
 pub mod medium;
 pub mod meta;
 pub mod prune;

@@ -221,6 +221,22 @@ fn run_plans(ctx: &Ctx, plans: Vec<Plan>, beats: &mut Beats) -> Result<u8> {
             if let Err(e) = c.record_snapshot(&rec, &packs) {
                 tracing::warn!("catalog: {e}");
             }
+            // Its files for `bakfs locate`: a failure leaves them unrecorded (locate says so).
+            let t = std::time::Instant::now();
+            match bakfs_core::locate::record_files(c, &repo, &rep.id, &rep.snapshot) {
+                Ok(n) => tracing::info!(
+                    files = n.files,
+                    changed = n.added,
+                    new_paths = n.new_paths,
+                    new_versions = n.new_versions,
+                    seconds = t.elapsed().as_secs_f64(),
+                    "catalog: files recorded"
+                ),
+                Err(e) => tracing::warn!(
+                    "catalog: files of snapshot {} not recorded: {e:#}",
+                    rep.id.short()
+                ),
+            }
         }
         let after_failed = run_after(&plan.after, &outcome);
         let ended = timefmt::now_ns();

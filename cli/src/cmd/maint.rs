@@ -92,6 +92,9 @@ fn forget_ids(ctx: &Ctx, a: &ForgetArgs) -> Result<u8> {
                 let _ = c.remove_snapshot(&repo.id(), &sid);
             }
         }
+        if let Some(Err(e)) = cat.as_mut().map(|c| c.prune_files(&repo.id())) {
+            tracing::warn!("catalog: file rows of forgotten snapshots not pruned: {e}");
+        }
     }
     report_removed(
         ctx,
@@ -218,6 +221,9 @@ pub fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
                 let _ = c.remove_snapshot(&repo.id(), &sid);
             }
         }
+        if let Some(Err(e)) = cat.as_mut().map(|c| c.prune_files(&repo.id())) {
+            tracing::warn!("catalog: file rows of forgotten snapshots not pruned: {e}");
+        }
     }
     report_removed(
         ctx,
@@ -301,16 +307,24 @@ fn rebuild_catalog(
 ) -> Result<usize> {
     let repo_id = repo.id();
     let mut items = vec![];
-    for (id, s) in repo.snapshots()? {
+    let snaps = repo.snapshots()?;
+    for (id, s) in &snaps {
         let blobs = reachable_blobs(repo, [s.tree])?;
         let packs: Vec<PackRecord> = packs_of(repo, blobs)
             .into_iter()
             .map(|(p, sz)| PackRecord { id: p, size: sz })
             .collect();
-        items.push((crate::context::snapshot_record(repo_id, id, &s), packs));
+        items.push((crate::context::snapshot_record(repo_id, *id, s), packs));
     }
     cat.touch_repository(&repo_id, &ctx.location()?.to_string(), timefmt::now_ns())?;
     cat.replace_repository_contents(&repo_id, &items)?;
+    // The file table: snapshots whose files are not (completely) recorded.
+    for (id, s) in &snaps {
+        if !cat.files_recorded(&repo_id, id)? {
+            bakfs_core::locate::record_files(cat, repo, id, s)?;
+        }
+    }
+    cat.prune_files(&repo_id)?;
     Ok(items.len())
 }
 

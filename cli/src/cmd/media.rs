@@ -44,8 +44,14 @@ pub fn run(ctx: &Ctx, cmd: MediaCmd) -> Result<u8> {
             done(ctx, &label, &msg)
         }
         MediaCmd::Forget { label } => {
-            if !ctx.catalog()?.forget_medium(&label)? {
+            let mut cat = ctx.catalog()?;
+            let repo = cat.medium_by_label(&label)?.map(|m| m.repo_id);
+            if !cat.forget_medium(&label)? {
                 bail!("no medium labelled {label:?} (see `bakfs media list`)");
+            }
+            // The file rows of snapshots only this medium held go with it.
+            if let Some(Err(e)) = repo.map(|r| cat.prune_files(&r)) {
+                tracing::warn!("catalog: file rows not pruned: {e}");
             }
             done(
                 ctx,

@@ -4,6 +4,7 @@ mod backup;
 mod browse;
 mod drill;
 mod keys;
+mod locate;
 mod maint;
 mod media;
 mod mount;
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             recursive,
         } => browse::ls(&ctx, &snapshot, path.as_deref(), long, recursive),
         Cmd::Diff { a, b } => browse::diff(&ctx, &a, &b),
+        Cmd::Locate(a) => locate::run(&ctx, a),
         Cmd::Restore(a) => restore::restore(&ctx, a),
         Cmd::Dump { snapshot, path } => restore::dump(&ctx, &snapshot, &path),
         Cmd::Mount(a) => mount::mount(&ctx, a),

@@ -5,7 +5,8 @@
 //! ([`Catalog::replace_repository_contents`]); the `runs` history exists only here.
 //!
 //! # Schema (version 1; version 2 adds the media ledger, see `media.rs`; version 3 what
-//! `bakfs status` needs, see `assurance.rs`)
+//! `bakfs status` needs, see `assurance.rs`; version 4 the file table of `bakfs locate`, see
+//! `files.rs`)
 //!
 //! ```text
 //! repositories(id TEXT PK, location TEXT, last_seen INTEGER /* unix ns */)
@@ -41,12 +42,16 @@
 //!   IMMEDIATE transaction, so concurrent writers wait for each other instead of failing.
 
 mod assurance;
+mod files;
 mod media;
+mod recorder;
 mod types;
 pub use assurance::{
     DrillEnd, DrillQuery, DrillRecord, DrillStart, MediumHolding, NewestSnapshot, RepositoryRecord,
 };
+pub use files::{FileCounts, FileHit, PathSummary, Unrecorded};
 pub use media::{MediumFile, MediumRecord, MediumRun, MediumSnapshot, Verification};
+pub use recorder::{FileRecorder, BATCH};
 pub use types::{
     BackupOutcome, BadValue, CopyOutcome, DrillMode, DrillOutcome, MediumKind, MediumLocation,
     MediumState, Presence, UnknownName,
@@ -62,6 +67,7 @@ use std::time::Duration;
 
 use crate::format::id::{BlobId, PackId, RepoId, SnapshotId};
 use types::Cols;
+pub(crate) use types::{hex as hex_id, hex_opt as hex_id_opt};
 
 /// Schema migrations, applied in order. Append only; see the module docs.
 const MIGRATIONS: &[&str] = &[
@@ -130,6 +136,19 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX runs_by_job ON runs(repo_id, job, id);
     CREATE INDEX media_snapshots_by_snapshot ON media_snapshots(snapshot_id);
     CREATE INDEX media_snapshots_by_job ON media_snapshots(job, time_ns);",
+    // 4: the file table of `bakfs locate` (see files.rs): each snapshot's paths and the version
+    // of each file's content, each path and version stored once.
+    "CREATE TABLE file_snapshots (id INTEGER PRIMARY KEY AUTOINCREMENT, repo_id TEXT NOT NULL,
+        snapshot_id TEXT NOT NULL, time_ns INTEGER NOT NULL, files INTEGER NULL,
+        UNIQUE (repo_id, snapshot_id));
+    CREATE TABLE file_paths (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE);
+    CREATE TABLE file_versions (id INTEGER PRIMARY KEY, content BLOB NOT NULL,
+        size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, UNIQUE (content, size, mtime_ns));
+    CREATE TABLE snapshot_files (snapshot INTEGER NOT NULL
+            REFERENCES file_snapshots(id) ON DELETE CASCADE,
+        path_id INTEGER NOT NULL, version_id INTEGER NOT NULL,
+        PRIMARY KEY (snapshot, path_id)) WITHOUT ROWID;
+    CREATE INDEX snapshot_files_by_path ON snapshot_files(path_id, snapshot, version_id);",
 ];
 
 /// The newest schema version this code knows (the number of migrations).

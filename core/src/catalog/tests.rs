@@ -431,7 +431,7 @@ fn a_version_2_catalog_is_migrated_and_keeps_its_rows() {
         .unwrap();
     }
     let c = Catalog::open(&p).unwrap();
-    assert_eq!(c.schema_version(), 3);
+    assert_eq!(c.schema_version(), SCHEMA_VERSION);
     let m = c.medium_by_label("OLD").unwrap().unwrap();
     assert_eq!(
         (m.state, m.presence, m.free_bytes),
@@ -492,4 +492,78 @@ fn status_queries_search_their_indexes() {
             .unwrap();
         assert!(plan.iter().any(|l| l.contains(index)), "{sql}: {plan:?}");
     }
+}
+
+/// A schema-3 catalog written by the bakfs before the file table (testdata/catalog-v3.sql)
+/// migrates to 4, keeps its rows, and counts its snapshots' files as not recorded.
+#[test]
+fn a_version_3_catalog_is_migrated_and_its_snapshots_files_are_unrecorded() {
+    let (_d, p) = tmp();
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    let conn = Connection::open(&p).unwrap();
+    // The dump creates the tables in alphabetical order, some before those they refer to.
+    conn.pragma_update(None, "foreign_keys", false).unwrap();
+    conn.execute_batch(include_str!("testdata/catalog-v3.sql"))
+        .unwrap();
+    drop(conn);
+    let mut c = Catalog::open(&p).unwrap();
+    assert_eq!(c.schema_version(), 4);
+    let repo = c.known_repository_ids().unwrap()[0];
+    let snaps = c.snapshots(&repo).unwrap();
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(c.runs(&repo, 10).unwrap().len(), 1);
+    let m = c.medium_by_label("OFFSITE-1").unwrap().unwrap();
+    assert_eq!(m.presence, Some(Presence::Removed));
+    assert_eq!(c.medium_snapshots(&m.id).unwrap().len(), 1);
+    assert!(c
+        .file_hits(&repo, "/tmp/v3fix/src/etc/hosts")
+        .unwrap()
+        .is_empty());
+    let u = c.unrecorded_snapshots(&repo).unwrap();
+    assert_eq!((u.in_primary, u.only_on_media), (1, 1));
+    // Recording the primary's snapshot (as `catalog rebuild` does) leaves only the medium's.
+    let mut r = c
+        .begin_files(&repo, &snaps[0].id, snaps[0].time_ns)
+        .unwrap();
+    r.add(
+        "/tmp/v3fix/src/etc/hosts",
+        &crate::format::id::ContentId::of(&[]),
+        6,
+        1,
+    )
+    .unwrap();
+    r.commit().unwrap();
+    assert_eq!(c.prune_files(&repo).unwrap(), 0);
+    let u = c.unrecorded_snapshots(&repo).unwrap();
+    assert_eq!((u.in_primary, u.only_on_media), (0, 1));
+    assert_eq!(
+        c.file_hits(&repo, "/tmp/v3fix/src/etc/hosts")
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// A content id is stored as its 32 bytes; any other blob is a `BadValue` naming the column.
+#[test]
+fn a_content_id_is_32_bytes_and_anything_else_is_refused() {
+    let (_d, p) = tmp();
+    let mut c = Catalog::open(&p).unwrap();
+    let r = rid("r");
+    c.record_snapshot(&snap("r", "s1", 1), &[]).unwrap();
+    let content = crate::format::id::ContentId::of(&[BlobId::hash_of(b"x")]);
+    let mut rec = c.begin_files(&r, &sid("s1"), 1).unwrap();
+    rec.add("/a", &content, 1, 2).unwrap();
+    rec.commit().unwrap();
+    let stored: Vec<u8> = c
+        .conn
+        .query_row("SELECT content FROM file_versions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, content.0);
+    assert_eq!(c.file_hits(&r, "/a").unwrap()[0].content, content);
+    c.conn
+        .execute("UPDATE file_versions SET content = x'0102'", [])
+        .unwrap();
+    let e = c.file_hits(&r, "/a").unwrap_err().to_string();
+    assert!(e.contains("file_versions") && e.contains("0102"), "{e}");
 }

@@ -87,6 +87,22 @@ id_type!(
     /// Random id of an enrolled medium, fixed at `bakfs media enroll`.
     MediumId
 );
+id_type!(
+    /// A file's content: the unkeyed blake3 of its content ids ([`ContentId::of`]), so two
+    /// files with the same bytes in one repository have the same one (the catalog's file table).
+    ContentId
+);
+
+impl ContentId {
+    /// The content id of a file whose data blobs are `content`, in order.
+    pub fn of(content: &[BlobId]) -> Self {
+        let mut h = blake3::Hasher::new();
+        for b in content {
+            h.update(&b.0);
+        }
+        Self(*h.finalize().as_bytes())
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -19,7 +19,7 @@ use std::collections::HashSet;
 
 use crate::error::Result;
 use crate::format::id::BlobId;
-use crate::format::{NodeKind, Tree};
+use crate::format::{Node, NodeKind, Tree};
 use crate::repo::Repository;
 
 /// Whether a tree met again (the same directory in another snapshot, or twice in one) is
@@ -117,4 +117,98 @@ pub fn reachable_blobs(
         }
     }
     Ok(blobs)
+}
+
+/// What changed in a snapshot's tree against an older one, as [`for_each_change`] reports it.
+#[derive(Debug)]
+pub enum Change<'a> {
+    /// A regular file that is new or differs (content, size or mtime) from the older tree's.
+    File(&'a str, &'a Node),
+    /// A path of the older tree that is no longer a regular file or directory of that kind: a
+    /// file (`dir` false) or a directory with everything below it (`dir` true).
+    Gone(&'a str, bool),
+}
+
+/// Reports every regular file of the snapshot tree `root` (at every path it occurs, `/a/b`
+/// from the root) that is not the same in the tree `old` (the parent snapshot's root, or
+/// `None`: every file is new), and every path of `old` that is gone. Directories whose tree is
+/// the same in both are skipped without being read, so an unchanged tree costs the reading of
+/// its changed directories only. Memory holds the directories still to visit, never the list
+/// of files. Stops at the first error of `f` or of reading a tree.
+///
+/// # Errors
+/// The first tree that cannot be read (converted into `E`), or the first error of `f`.
+pub fn for_each_change<E: From<crate::error::Error>>(
+    repo: &Repository,
+    root: BlobId,
+    old: Option<BlobId>,
+    mut f: impl FnMut(Change<'_>) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    if old == Some(root) {
+        return Ok(());
+    }
+    let mut stack: Vec<(BlobId, Option<BlobId>, String)> = vec![(root, old, String::new())];
+    let mut path = String::new();
+    while let Some((new_id, old_id, dir)) = stack.pop() {
+        let new = repo.read_tree(&new_id)?;
+        let old = match old_id {
+            Some(o) => repo.read_tree(&o)?,
+            None => Tree { nodes: vec![] },
+        };
+        let (mut i, mut j) = (0, 0);
+        while i < new.nodes.len() || j < old.nodes.len() {
+            let n = new.nodes.get(i);
+            let o = old.nodes.get(j);
+            let order = match (n, o) {
+                (Some(n), Some(o)) => n.name.cmp(&o.name),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                _ => std::cmp::Ordering::Greater,
+            };
+            let (n, o) = match order {
+                std::cmp::Ordering::Less => (n, None),
+                std::cmp::Ordering::Greater => (None, o),
+                std::cmp::Ordering::Equal => (n, o),
+            };
+            i += usize::from(n.is_some());
+            j += usize::from(o.is_some());
+            let name = n.or(o).map(|x| x.name.as_slice()).unwrap_or_default();
+            path.clear();
+            path.push_str(&dir);
+            path.push('/');
+            path.push_str(&String::from_utf8_lossy(name));
+            let kind = |x: Option<&Node>| x.map(|x| x.kind);
+            // What the older tree had here, if it is not kept as it is.
+            match (kind(o), kind(n)) {
+                (Some(NodeKind::File), Some(NodeKind::File))
+                | (Some(NodeKind::Dir), Some(NodeKind::Dir)) => {}
+                (Some(NodeKind::File), _) => f(Change::Gone(&path, false))?,
+                (Some(NodeKind::Dir), _) => f(Change::Gone(&path, true))?,
+                _ => {}
+            }
+            let Some(n) = n else { continue };
+            match n.kind {
+                NodeKind::File => {
+                    let same = o.is_some_and(|o| {
+                        o.kind == NodeKind::File
+                            && o.content == n.content
+                            && o.size == n.size
+                            && o.mtime_ns == n.mtime_ns
+                    });
+                    if !same {
+                        f(Change::File(&path, n))?;
+                    }
+                }
+                NodeKind::Dir => {
+                    let before = o
+                        .filter(|o| o.kind == NodeKind::Dir)
+                        .and_then(|o| o.subtree);
+                    if let Some(sub) = n.subtree.filter(|s| before != Some(*s)) {
+                        stack.push((sub, before, path.clone()));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }

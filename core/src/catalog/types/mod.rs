@@ -39,7 +39,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::forget::KeepPolicy;
-use crate::format::id::{BlobId, MediumId, PackId, RepoId, SnapshotId};
+use crate::format::id::{BlobId, ContentId, MediumId, PackId, RepoId, SnapshotId};
 use crate::repo::backend::FileKind;
 
 /// A value in the catalog that this bakfs does not know: written by a newer bakfs, or by hand.
@@ -324,6 +324,28 @@ id_sql!(
     PackId "a pack id",
     MediumId "a medium id",
 );
+
+/// A file's content id (schema 4) is stored as its 32 bytes, a BLOB: the file table holds one per
+/// version, and the bytes take half the room of the hex.
+impl ToSql for ContentId {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(&self.0[..]))
+    }
+}
+
+impl FromSql for ContentId {
+    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+        let b = v.as_blob()?;
+        let bytes: [u8; 32] = b.try_into().map_err(|_| {
+            FromSqlError::Other(Box::new(BadValue {
+                column: "?".into(),
+                value: hex::encode(b),
+                expected: "a content id (32 bytes)".into(),
+            }))
+        })?;
+        Ok(ContentId(bytes))
+    }
+}
 
 impl ToSql for FileKind {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
