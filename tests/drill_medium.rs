@@ -162,3 +162,59 @@ fn a_medium_alone_is_drilled_and_damage_on_it_is_found() {
     assert!(listing(&sb).is_empty());
     m.unplug();
 }
+
+/// A medium that goes away once the drill has it open (its device cut to nothing under the
+/// mounted filesystem, as a pulled stick reads: EIO): the drill fails, says nothing of the
+/// copy (status still counts it), and leaves nothing behind.
+#[test]
+fn a_medium_pulled_out_mid_drill_fails_the_drill_not_the_copy() {
+    if !have_root("a_medium_pulled_out_mid_drill_fails_the_drill_not_the_copy") {
+        return;
+    }
+    let _s = serial();
+    let _u = Udev::start();
+    let (e, _src, m) = on_a_medium("PULLED");
+    let sb = e.path("sandbox");
+    fs::create_dir(&sb).unwrap();
+    {
+        let i = m.inspect(&e.path("ro"));
+        // What opening the medium reads is in the page cache; the packs are not.
+        sh(&format!(
+            "cat {r}/medium.json {r}/config {r}/keys/* {r}/index/* {r}/snapshots/* > /dev/null",
+            r = i.repo().display()
+        ));
+        let dev = sh(&format!("losetup -j {} -O NAME -n", m.image.display()));
+        let dev = dev.trim();
+        assert!(dev.starts_with("/dev/loop"), "{dev:?}");
+        sh(&format!(
+            "truncate -s 0 {} && losetup -c {dev}",
+            m.image.display()
+        ));
+        let o = drill(
+            &e,
+            &sb,
+            &["--medium-path", e.path("ro").to_str().unwrap(), "--full"],
+            1,
+        );
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("Input/output error"),
+            "{}",
+            text(&o)
+        );
+    }
+    let d = &drills(&e)[0];
+    assert_eq!(d.outcome, DrillOutcome::Failed, "{d:?}");
+    assert!(listing(&sb).is_empty(), "{:?}", listing(&sb));
+    let job = &status(&e)["jobs"][0];
+    let copy = job["copies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["where"] == "PULLED")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        copy["counted"], true,
+        "a pulled medium is no damaged copy: {copy}"
+    );
+}
