@@ -111,10 +111,13 @@ if [[ $(id -u) -eq 0 ]]; then
     echo 3 >/proc/sys/vm/drop_caches
     cold="$(one locate "$FILE") ms"
 fi
+# Peak RSS of one lookup (GNU time, Debian package time).
+/usr/bin/time -f %M -o "$W/rss" "$B" locate "$FILE" >/dev/null
+rss=$(awk '{printf "%.0f MiB", $1 / 1024}' "$W/rss")
 echo
-echo "| catalog | locate FILE | --json | cold cache | --at | a directory (100 files) | never recorded | \`media list\` (opening the catalog) |"
-echo "|---|---|---|---|---|---|---|---|"
-echo "| 1,000,000 files recorded (${size} MiB) | $(measure locate "$FILE") | $(measure --json locate "$FILE") | $cold | $(measure locate --at "$(date -u -d @$(((NOW / 1000000000) - 12 * 86400)) +%Y-%m-%dT%H:%M:%SZ)" "$FILE") | $(measure locate /srv/data/d250) | $(measure locate /srv/nothing) | $(measure media list) |"
+echo "| catalog | locate FILE | --json | cold cache | --at | a directory (100 files) | never recorded | \`media list\` (opening the catalog) | peak RSS of a lookup |"
+echo "|---|---|---|---|---|---|---|---|---|"
+echo "| 1,000,000 files recorded (${size} MiB) | $(measure locate "$FILE") | $(measure --json locate "$FILE") | $cold | $(measure locate --at "$(date -u -d @$(((NOW / 1000000000) - 12 * 86400)) +%Y-%m-%dT%H:%M:%SZ)" "$FILE") | $(measure locate /srv/data/d250) | $(measure locate /srv/nothing) | $(measure media list) | $rss |"
 
 # 2. The cost of recording files during backup.
 SRC=$W/src
@@ -132,11 +135,11 @@ PY
 export BAKFS_PASSWORD=bench BAKFS_INSECURE_TEST_KDF=1
 rm -rf "$W/state" "$W/repo"
 "$B" -q init >/dev/null 2>&1
-# One backup: "wall s | recording s | new paths | new versions".
+# One backup: "wall s | recording s | new paths | new versions | peak RSS".
 backup() {
     local a b log
     a=$(date +%s%N)
-    log=$("$B" -q -v backup "$SRC" 2>&1 >/dev/null)
+    log=$(/usr/bin/time -f %M -o "$W/rss" "$B" -q -v backup "$SRC" 2>&1 >/dev/null)
     b=$(date +%s%N)
     # The recording's own line: "catalog: files recorded files=… changed=… new_paths=… new_versions=… seconds=…"
     local rec
@@ -145,7 +148,7 @@ backup() {
     secs=$(grep -o 'seconds=[0-9.]*' <<<"$rec" | cut -d= -f2)
     paths=$(grep -o 'new_paths=[0-9]*' <<<"$rec" | cut -d= -f2)
     versions=$(grep -o 'new_versions=[0-9]*' <<<"$rec" | cut -d= -f2)
-    printf '%.2f s | %.2f s | %s | %s' "$(awk "BEGIN {print ($b - $a) / 1e9}")" "${secs:-0}" "$paths" "$versions"
+    printf '%.2f s | %.2f s | %s | %s | %.0f MiB' "$(awk "BEGIN {print ($b - $a) / 1e9}")" "${secs:-0}" "$paths" "$versions" "$(awk '{print $1 / 1024}' "$W/rss")"
 }
 first=$(backup)
 again=$(backup)
@@ -158,9 +161,10 @@ if [[ -n ${BASELINE_BIN:-} ]]; then
     wall() {
         local a b
         a=$(date +%s%N)
-        "$BASELINE_BIN" -q backup "$SRC" >/dev/null 2>&1
+        /usr/bin/time -f %M -o "$W/rss-base" "$BASELINE_BIN" -q backup "$SRC" >/dev/null 2>&1
         b=$(date +%s%N)
-        awk "BEGIN {printf \"%.2f s\", ($b - $a) / 1e9}"
+        awk "BEGIN {printf \"%.2f s, \", ($b - $a) / 1e9}"
+        awk '{printf "%.0f MiB", $1 / 1024}' "$W/rss-base"
     }
     (
         export BAKFS_STATE_DIR=$W/state-base BAKFS_REPO=$W/repo-base
@@ -174,8 +178,8 @@ if [[ -n ${BASELINE_BIN:-} ]]; then
     IFS='|' read -r -a base <"$W/base"
 fi
 echo
-echo "| backup of $FILES files | wall | recording the files | new paths | new versions | wall without recording (BASELINE_BIN) |"
-echo "|---|---|---|---|---|---|"
+echo "| backup of $FILES files | wall | recording the files | new paths | new versions | peak RSS | wall, peak RSS without recording (BASELINE_BIN) |"
+echo "|---|---|---|---|---|---|---|"
 echo "| first | $first | ${base[0]} |"
 echo "| unchanged | $again | ${base[1]} |"
 echo "| 1% touched | $touched | ${base[2]} |"

@@ -140,8 +140,11 @@ fi
 table=$(measure)
 json=$(measure --json)
 rc=0
-"$B" "${CFG[@]}" status >/dev/null || rc=$?
+# Peak RSS of one run (GNU time, Debian package time).
+/usr/bin/time -f %M -o "$W/rss" "$B" "${CFG[@]}" status >/dev/null || rc=$?
+# (GNU time writes "Command exited with non-zero status N" first for a status level.)
+rss=$(tail -n 1 "$W/rss" | awk '{printf "%.0f MiB", $1 / 1024}')
 echo
-echo "| catalog | \`bakfs status\` | \`bakfs status --json\` | cold cache | exit |"
-echo "|---|---|---|---|---|"
-echo "| 100 media, 10,000 snapshots, 1,000,000 media files (${size} MiB) | $table | $json | $cold | $rc |"
+echo "| catalog | \`bakfs status\` | \`bakfs status --json\` | cold cache | peak RSS | exit |"
+echo "|---|---|---|---|---|---|"
+echo "| 100 media, 10,000 snapshots, 1,000,000 media files (${size} MiB) | $table | $json | $cold | $rss | $rc |"
