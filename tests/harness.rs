@@ -107,6 +107,16 @@ impl Env {
         self.cmd().args(args).output().unwrap()
     }
 
+    /// Runs bakfs with the configuration file `config` and `args`.
+    pub fn run_with_config(&self, config: &Path, args: &[&str]) -> Output {
+        self.cmd()
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
     /// Runs bakfs and asserts exit 0; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.run(args);

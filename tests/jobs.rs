@@ -50,13 +50,7 @@ impl Jobs {
 
     /// Runs bakfs with the configuration (repository and password from the environment).
     fn run(&self, args: &[&str]) -> Output {
-        self.e
-            .cmd()
-            .arg("--config")
-            .arg(&self.cfg)
-            .args(args)
-            .output()
-            .unwrap()
+        self.e.run_with_config(&self.cfg, args)
     }
 
     fn ok(&self, args: &[&str]) -> Output {

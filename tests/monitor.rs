@@ -53,13 +53,7 @@ textfile = "{metrics}"
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        self.e
-            .cmd()
-            .arg("--config")
-            .arg(&self.cfg)
-            .args(args)
-            .output()
-            .unwrap()
+        self.e.run_with_config(&self.cfg, args)
     }
 
     fn seen(&self) -> Vec<Seen> {

@@ -117,14 +117,18 @@ pub fn run(
             tracing::warn!(medium = %m.label, "writing the runbook onto the medium: {e}");
         }
     }
-    // mediad's own drill, if the operator gave it a password, while the medium is mounted.
-    let drilled = match (&result, &setup.drill) {
-        (Ok(()), Some(d))
-            if setup
+    // A medium that got its copy and is still plugged in is the moment to drill it: mediad
+    // drills it itself, while it is mounted, if the operator gave it a password; else it says so.
+    let due = result
+        .is_ok()
+        .then(|| {
+            setup
                 .monitors
                 .drill_due(&cat, m, bakfs_core::timefmt::now_ns())
-                .is_some() =>
-        {
+        })
+        .flatten();
+    let drilled = match (&due, &setup.drill) {
+        (Some(_), Some(d)) => {
             let (o, line) = crate::drill::run(&mut cat, m, medium.files().repository_dir(), d);
             match o {
                 DrillOutcome::Ok => tracing::info!(medium = %m.label, "{line}"),
@@ -182,14 +186,9 @@ pub fn run(
     // A drill that found damage makes the job's heartbeat a failure: the copy is not good.
     let ok = matches!(outcome, CopyOutcome::Ok | CopyOutcome::Incomplete)
         && !matches!(drilled, Some((DrillOutcome::Damaged, _)));
-    // A medium that got its copy and is still plugged in is the moment to drill it.
-    let due = ok
-        .then(|| {
-            setup
-                .monitors
-                .drill_due(&cat, m, bakfs_core::timefmt::now_ns())
-        })
-        .flatten();
+    // Still due unless mediad's drill ended ok, or found damage (said above).
+    let due =
+        due.filter(|_| !matches!(drilled, Some((DrillOutcome::Ok | DrillOutcome::Damaged, _))));
     if let Some(d) = &due {
         tracing::info!(medium = %m.label, "{d}");
     }

@@ -36,7 +36,7 @@ struct T {
 
 impl T {
     /// An empty catalog; one job `etc` with an RPO of 1 day; the default policy without the
-    /// drill digit (no drill command exists yet) unless a test turns it on.
+    /// drill digit (the tests of the other digits need no drills) unless a test turns it on.
     fn new() -> T {
         let dir = tempfile::tempdir().unwrap();
         let mut cat = Catalog::open(&dir.path().join("catalog.db")).unwrap();
