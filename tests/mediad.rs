@@ -1325,6 +1325,59 @@ fn a_pinned_snapshot_is_read_back_at_every_insertion() {
     check_medium_alone(&e, &m, "PIN", &keys);
 }
 
+/// bakfs-mediad started as systemd starts a service: with a notify socket, and `READY=1`
+/// received. Killed if the test fails before it stops.
+struct Notified {
+    child: std::process::Child,
+    sock: std::os::unix::net::UnixDatagram,
+}
+
+impl Drop for Notified {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Notified {
+    fn start(e: &Env, stderr: std::process::Stdio, env: &[(&str, String)]) -> Notified {
+        let sock_path = e.path("notify");
+        let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let child = std::process::Command::new(bakfs_e2e::bin("bakfs-mediad"))
+            .arg("--media-root")
+            .arg(e.path("media"))
+            .env("BAKFS_REPO", &e.repo)
+            .env("BAKFS_STATE_DIR", &e.state)
+            .env("XDG_CONFIG_HOME", e.path("no-config"))
+            .env("NOTIFY_SOCKET", &sock_path)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let n = Notified { child, sock };
+        assert_eq!(n.next(), "READY=1");
+        n
+    }
+
+    /// The next notification.
+    fn next(&self) -> String {
+        let mut buf = [0u8; 64];
+        let n = self
+            .sock
+            .recv(&mut buf)
+            .expect("no notification from bakfs-mediad");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    /// Asks it to stop (SIGTERM) and returns its exit code.
+    fn stop(&mut self) -> Option<i32> {
+        sh(&format!("kill -TERM {}", self.child.id()));
+        self.child.wait().unwrap().code()
+    }
+}
+
 #[test]
 fn tells_systemd_when_ready_and_when_stopping() {
     if !have_root("tells_systemd_when_ready_and_when_stopping") {
@@ -1333,39 +1386,10 @@ fn tells_systemd_when_ready_and_when_stopping() {
     let _s = serial();
     let _u = Udev::start();
     let e = Env::init();
-    let sock_path = e.path("notify");
-    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    /// Killed if the test fails before it stops.
-    struct Daemon(std::process::Child);
-    impl Drop for Daemon {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Daemon(
-        std::process::Command::new(bakfs_e2e::bin("bakfs-mediad"))
-            .arg("--media-root")
-            .arg(e.path("media"))
-            .env("BAKFS_REPO", &e.repo)
-            .env("BAKFS_STATE_DIR", &e.state)
-            .env("XDG_CONFIG_HOME", e.path("no-config"))
-            .env("NOTIFY_SOCKET", &sock_path)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut buf = [0u8; 64];
-    let n = sock.recv(&mut buf).expect("no READY=1 from bakfs-mediad");
-    assert_eq!(&buf[..n], b"READY=1");
-    sh(&format!("kill -TERM {}", child.0.id()));
-    let n = sock
-        .recv(&mut buf)
-        .expect("no STOPPING=1 from bakfs-mediad");
-    assert_eq!(&buf[..n], b"STOPPING=1");
-    assert_eq!(child.0.wait().unwrap().code(), Some(0));
+    let mut d = Notified::start(&e, std::process::Stdio::null(), &[]);
+    sh(&format!("kill -TERM {}", d.child.id()));
+    assert_eq!(d.next(), "STOPPING=1");
+    assert_eq!(d.child.wait().unwrap().code(), Some(0));
 }
 
 #[test]
@@ -1377,40 +1401,18 @@ fn logs_reach_the_journal_with_their_fields() {
     let _u = Udev::start();
     let journal = Journald::start();
     let e = Env::init();
-    let sock_path = e.path("notify");
-    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
     // As systemd starts a service whose output goes to the journal: JOURNAL_STREAM names the
     // stderr it was given.
     let stderr_path = e.path("stderr");
     let stderr = fs::File::create(&stderr_path).unwrap();
     let meta = std::os::unix::fs::MetadataExt::ino(&stderr.metadata().unwrap());
     let dev = std::os::unix::fs::MetadataExt::dev(&stderr.metadata().unwrap());
-    struct Daemon(std::process::Child);
-    impl Drop for Daemon {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Daemon(
-        std::process::Command::new(bakfs_e2e::bin("bakfs-mediad"))
-            .arg("--media-root")
-            .arg(e.path("media"))
-            .env("BAKFS_REPO", &e.repo)
-            .env("BAKFS_STATE_DIR", &e.state)
-            .env("XDG_CONFIG_HOME", e.path("no-config"))
-            .env("NOTIFY_SOCKET", &sock_path)
-            .env("JOURNAL_STREAM", format!("{dev}:{meta}"))
-            .stderr(stderr)
-            .spawn()
-            .unwrap(),
+    let mut d = Notified::start(
+        &e,
+        stderr.into(),
+        &[("JOURNAL_STREAM", format!("{dev}:{meta}"))],
     );
-    let mut buf = [0u8; 64];
-    let n = sock.recv(&mut buf).expect("no READY=1 from bakfs-mediad");
-    assert_eq!(&buf[..n], b"READY=1");
-    let pid = child.0.id();
+    let pid = d.child.id();
     let mut listening = None;
     wait_until(
         "the journal to hold the start",
@@ -1428,8 +1430,7 @@ fn logs_reach_the_journal_with_their_fields() {
     assert_eq!(j["SYSLOG_IDENTIFIER"], "bakfs-mediad", "{j}");
     assert_eq!(j["REPOSITORY"], e.repo.display().to_string(), "{j}");
     assert_eq!(j["PRIORITY"], "5", "info is notice: {j}");
-    sh(&format!("kill -TERM {pid}"));
-    assert_eq!(child.0.wait().unwrap().code(), Some(0));
+    assert_eq!(d.stop(), Some(0));
     let on_stderr = fs::read_to_string(&stderr_path).unwrap();
     assert!(
         !on_stderr.contains("listening for media"),
