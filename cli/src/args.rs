@@ -498,6 +498,9 @@ impl KeepArgs {
 pub enum MediaCmd {
     /// Prepare a medium (a block device with a filesystem) for bakfs-mediad.
     Enroll(EnrollArgs),
+    /// Prepare a NAS share (a mounted NFS, SMB or sshfs directory) as a medium for
+    /// bakfs-mediad: it gets its copy whenever it is mounted.
+    EnrollShare(EnrollShareArgs),
     /// List enrolled media.
     List,
     /// Show what the catalog knows of one medium (no need to plug it in).
@@ -552,6 +555,42 @@ pub struct EnrollArgs {
     #[command(
         flatten,
         next_help_heading = "Retention on the medium (default: --keep-last 3)"
+    )]
+    pub keep: KeepArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct EnrollShareArgs {
+    /// The directory the share is mounted on now, e.g. /mnt/nas-backup (bakfs never writes to
+    /// it while nothing is mounted there).
+    pub path: PathBuf,
+    /// A unique name for the share.
+    #[arg(long)]
+    pub label: String,
+    /// A group of media that rotate together.
+    #[arg(long, default_value = "default")]
+    pub pool: String,
+    /// Where the share is (`bakfs media set-location` changes it).
+    #[arg(long, default_value = "onsite")]
+    pub location: MediumLocation,
+    /// How often it should get a copy at the latest, e.g. 7d [default: its pool's
+    /// `rotate_every` in the configuration, if any].
+    #[arg(long, value_name = "DURATION")]
+    pub rotate_every: Option<String>,
+    /// What bakfs-mediad mounts at PATH itself when nothing is mounted there, e.g.
+    /// nas:/export/backup, //nas/backup or root@nas:/backup (with the filesystem type the share
+    /// has now); it unmounts what it mounted after the copy. Default: mediad waits for the
+    /// system to mount it.
+    #[arg(long, value_name = "SOURCE")]
+    pub source: Option<String>,
+    /// Options for mounting SOURCE, e.g. credentials=/etc/bakfs/nas.cred or
+    /// IdentityFile=/etc/bakfs/nas_key,port=22.
+    #[arg(long, value_name = "OPTIONS", requires = "source")]
+    pub mount_options: Option<String>,
+    // Last: a heading given here holds for every option after it.
+    #[command(
+        flatten,
+        next_help_heading = "Retention on the share (default: --keep-last 3)"
     )]
     pub keep: KeepArgs,
 }

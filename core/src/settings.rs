@@ -215,10 +215,21 @@ pub struct Mediad {
     /// after its copy (a daemon holding a password can read every backup: docs/mediad.md).
     /// Without it, mediad holds no key and only says when a drill is due.
     pub drill_password_file: Option<PathBuf>,
+    /// An operation on a NAS share (a write, a read-back, a listing, a mount) that takes longer
+    /// than this abandons its job: a hung network filesystem never hangs the daemon (`30s`,
+    /// `2min`). Default: [`SHARE_TIMEOUT`].
+    pub share_timeout: Option<String>,
+    /// How often bakfs-mediad tries to mount a share it mounts itself, and tries again a copy
+    /// onto a share that failed (`15min`, `1h`). Default: [`SHARE_RETRY`].
+    pub share_retry: Option<String>,
 }
 
 /// The default of `[mediad] reverify_after`.
 pub const REVERIFY_AFTER: &str = "30d";
+/// The default of `[mediad] share_timeout`.
+pub const SHARE_TIMEOUT: &str = "60s";
+/// The default of `[mediad] share_retry`.
+pub const SHARE_RETRY: &str = "15min";
 
 /// A job: what one snapshot holds (`paths`, or the output of `command`), with the commands run
 /// before and after it. Exactly one of `paths` and `command` is given ([`Job::validate`]).

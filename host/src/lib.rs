@@ -21,6 +21,7 @@
 pub mod command;
 pub mod heartbeat;
 pub mod logging;
+pub mod mountinfo;
 pub mod mounts;
 pub mod notify;
 pub mod paths;

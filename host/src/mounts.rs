@@ -118,32 +118,9 @@ pub fn mounted_at(device: &Path) -> Option<PathBuf> {
     // id parent major:minor root mount-point ...; the mount point escapes space as \040.
     info.lines().find_map(|l| {
         let f: Vec<&str> = l.split(' ').collect();
-        (f.len() > 4 && f[2] == want && f[3] == "/").then(|| PathBuf::from(unescape(f[4])))
+        (f.len() > 4 && f[2] == want && f[3] == "/")
+            .then(|| PathBuf::from(crate::mountinfo::unescape(f[4])))
     })
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space).
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let oct = b
-            .get(i + 1..i + 4)
-            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match oct {
-            Some(d) => {
-                let v = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
-                out.push(u8::try_from(v).unwrap_or(b'?'));
-                i += 4;
-            }
-            None => {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Unmounts `target`; if it is busy or its device is gone, detaches it lazily.
@@ -158,14 +135,5 @@ pub fn unmount(target: &Path) -> Result<()> {
         Err(_) => {
             nix::mount::umount2(target, MntFlags::MNT_DETACH).map_err(|e| io(target)(e.into()))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn mountinfo_escapes_are_undone() {
-        assert_eq!(super::unescape(r"/mnt/my\040stick"), "/mnt/my stick");
-        assert_eq!(super::unescape(r"/a\\b"), r"/a\\b");
     }
 }

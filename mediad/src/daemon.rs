@@ -33,7 +33,9 @@ use bakfs_core::format::id::MediumId;
 
 use crate::job::Setup;
 use crate::medium::block::Device;
+use crate::medium::share::OpClock;
 use crate::udev::{self, Dev};
+pub use shares::Mounts;
 
 /// The block devices the daemon watches. Production: [`crate::udev::Udev`].
 pub trait Devices {
@@ -64,12 +66,33 @@ pub trait Shutdown {
     fn requested(&mut self) -> Option<String>;
 }
 
-/// One job: copy onto `medium` through `device`; stop early once `cancel` is set.
+/// One job: copy onto `medium` through what it is attached by; stop early once `cancel` is set.
 #[derive(Debug)]
 pub struct Job {
     pub medium: MediumRecord,
-    pub device: Device,
+    pub attach: Attach,
     pub cancel: Arc<AtomicBool>,
+}
+
+/// How a medium of a job is reached.
+#[derive(Debug, Clone)]
+pub enum Attach {
+    /// A block device udev announced.
+    Block(Device),
+    /// A share (`medium.share`) mounted on its path, or one the job mounts itself; the job runs
+    /// every operation on it under the clock, which the daemon watches.
+    Share(Arc<OpClock>),
+}
+
+#[cfg(test)]
+impl Job {
+    /// The device node of a block device's job.
+    pub fn device(&self) -> Option<&Device> {
+        match &self.attach {
+            Attach::Block(d) => Some(d),
+            Attach::Share(_) => None,
+        }
+    }
 }
 
 /// What a job does, on a thread of its own. Production: [`crate::job::run_on_device`].
@@ -83,6 +106,9 @@ impl<F: Fn(&Job) -> MediumState + Send + Sync + 'static> Runner for F {
         self(job)
     }
 }
+
+/// How long the daemon, asked to stop, waits for its cancelled jobs.
+const STOP_PATIENCE: Duration = Duration::from_secs(20);
 
 /// How long a wait for events lasts before finished jobs are reaped.
 const TICK: Duration = Duration::from_secs(1);
@@ -109,7 +135,7 @@ pub enum Mode {
 pub fn run(
     setup: &Setup,
     mode: Mode,
-    devices: &mut impl Devices,
+    devices: &mut (impl Devices + Mounts),
     shutdown: &mut impl Shutdown,
     runner: impl Runner,
 ) -> Result<()> {
@@ -127,12 +153,16 @@ pub fn run(
         runner: Arc::new(runner),
         slots: BTreeMap::new(),
         leaving: Vec::new(),
+        shares: BTreeMap::new(),
+        mount_points: Default::default(),
     };
     for dev in devices.present()? {
         d.handle(dev, devices);
     }
+    d.shares_tick(devices, true);
     // Media recorded as plugged in that are not here went away while no daemon watched.
-    let here: Vec<MediumId> = d.slots.values().filter_map(|s| s.medium).collect();
+    let mut here: Vec<MediumId> = d.slots.values().filter_map(|s| s.medium).collect();
+    here.extend(d.mounted_shares());
     match d
         .catalog
         .set_media_removed_except(&here, bakfs_core::timefmt::now_ns())
@@ -170,6 +200,7 @@ pub fn run(
                 d.handle(dev, devices);
             }
         }
+        d.shares_tick(devices, mode == Mode::Listen);
         d.reap();
     }
 }
@@ -212,6 +243,10 @@ struct Daemon<'a> {
     slots: BTreeMap<PathBuf, Slot>,
     /// Cancelled jobs still finishing, with their filesystem UUID.
     leaving: Vec<(String, Running)>,
+    /// Enrolled shares (`daemon/shares.rs`).
+    shares: BTreeMap<MediumId, shares::ShareSlot>,
+    /// The mount points, as the mount table last said.
+    mount_points: std::collections::HashSet<PathBuf>,
 }
 
 impl Daemon<'_> {
@@ -316,22 +351,22 @@ impl Daemon<'_> {
             m.location
         );
         let label = m.label.clone();
+        let device = Device {
+            devnode: dev.devnode.clone(),
+            fs_type: dev.fs_type.clone().unwrap_or_else(|| m.fs_type.clone()),
+            fs_uuid: uuid,
+        };
+        let fs_uuid = device.fs_uuid.clone();
         let job = Job {
-            device: Device {
-                devnode: dev.devnode.clone(),
-                fs_type: dev.fs_type.clone().unwrap_or_else(|| m.fs_type.clone()),
-                fs_uuid: uuid,
-            },
+            attach: Attach::Block(device),
             medium: m,
             cancel: Arc::new(AtomicBool::new(false)),
         };
         let cancel = job.cancel.clone();
         // A cancelled job of the same medium (pulled out and plugged in again at once) may still
         // be unmounting `<media root>/<uuid>`: the new job waits for it to end first.
-        let (earlier, others): (Vec<_>, Vec<_>) = self
-            .leaving
-            .drain(..)
-            .partition(|(u, _)| *u == job.device.fs_uuid);
+        let (earlier, others): (Vec<_>, Vec<_>) =
+            self.leaving.drain(..).partition(|(u, _)| *u == fs_uuid);
         self.leaving = others;
         let runner = self.runner.clone();
         let spawned = std::thread::Builder::new()
@@ -442,25 +477,45 @@ impl Daemon<'_> {
 
     /// Whether no job is running or leaving (after [`Self::reap`]).
     fn idle(&self) -> bool {
-        self.leaving.is_empty() && self.slots.values().all(|s| s.job.is_none())
+        self.leaving.is_empty()
+            && self.slots.values().all(|s| s.job.is_none())
+            && !self.share_jobs_running()
     }
 
     /// Asks every running job to stop.
-    fn cancel_jobs(&self) {
+    fn cancel_jobs(&mut self) {
         for j in self.slots.values().filter_map(|s| s.job.as_ref()) {
             j.cancel();
         }
+        for (j, _) in self.take_share_jobs() {
+            j.cancel();
+            self.leaving.push((String::new(), j));
+        }
     }
 
-    /// Waits for every job to end.
+    /// Waits for every job to end, but not for ever for one blocked on a hung share: after
+    /// [`STOP_PATIENCE`] the daemon goes, and such a thread ends with the process.
     fn join_jobs(&mut self) {
         for slot in self.slots.values_mut() {
             if let Some(j) = slot.job.take() {
                 j.join();
             }
         }
+        for (j, _) in self.take_share_jobs() {
+            self.leaving.push((String::new(), j));
+        }
+        let deadline = std::time::Instant::now() + STOP_PATIENCE;
         for (_, j) in self.leaving.drain(..) {
-            j.join();
+            while !j.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if j.is_finished() {
+                j.join();
+            } else {
+                tracing::warn!(
+                    "a job is still blocked on its medium (a hung share?): not waiting for it"
+                );
+            }
         }
     }
 }
@@ -470,5 +525,6 @@ fn sd_notify(msg: &str) {
     bakfs_host::notify::notify(msg);
 }
 
+mod shares;
 #[cfg(test)]
 mod tests;

@@ -13,9 +13,11 @@ use bakfs_core::catalog::{
 use bakfs_core::format::id::RepoId;
 use bakfs_core::repo::backend::Location;
 
+use crate::daemon::{Attach, Job};
 use crate::error::CopyError;
 use crate::ledger;
-use crate::medium::block::{BlockDevice, Device};
+use crate::medium::block::BlockDevice;
+use crate::medium::share::ShareMedium;
 use crate::medium::Medium;
 use crate::monitor::Monitors;
 use crate::rotate::{self, Stats};
@@ -42,21 +44,38 @@ pub struct Setup {
     pub runbook: ledger::RunbookInfo,
     /// How mediad drills a medium due for one, if the operator gave it a password.
     pub drill: Option<crate::drill::DrillSetup>,
+    /// An operation on a share that takes longer abandons its job (`[mediad] share_timeout`).
+    pub share_timeout: Duration,
+    /// How often a share mediad mounts itself is tried, and a failed copy onto a share tried
+    /// again (`[mediad] share_retry`).
+    pub share_retry: Duration,
 }
 
-/// The job for a block device (the daemon's runner in production).
-pub fn run_on_device(
-    setup: &Setup,
-    m: &MediumRecord,
-    dev: &Device,
-    cancel: &AtomicBool,
-) -> MediumState {
-    run(
-        setup,
-        m,
-        &mut BlockDevice::new(dev, &setup.media_root),
-        cancel,
-    )
+/// The job for a block device or a share (the daemon's runner in production).
+pub fn run_attached(setup: &Setup, job: &Job) -> MediumState {
+    let (m, cancel) = (&job.medium, job.cancel.as_ref());
+    match &job.attach {
+        Attach::Block(dev) => run(
+            setup,
+            m,
+            &mut BlockDevice::new(dev, &setup.media_root),
+            cancel,
+        ),
+        Attach::Share(clock) => {
+            let Some(share) = &m.share else {
+                tracing::error!(medium = %m.label, "{} is enrolled as a share without a path", m.label);
+                return MediumState::Failed;
+            };
+            let mut medium = ShareMedium::new(
+                share,
+                &m.fs_type,
+                &m.label,
+                clock.clone(),
+                setup.share_timeout,
+            );
+            run(setup, m, &mut medium, cancel)
+        }
+    }
 }
 
 /// Runs the job on `medium` to its end and records its outcome; returns the medium's new state.

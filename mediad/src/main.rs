@@ -79,12 +79,26 @@ fn setup(a: &Args) -> Result<job::Setup> {
         .unwrap_or(bakfs_core::settings::REVERIFY_AFTER);
     let reverify_after = bakfs_core::timefmt::parse_duration(reverify_after)
         .map_err(|e| anyhow!("--reverify-after: {e}"))?;
+    let duration = |key: &str, v: Option<&String>, default: &str| {
+        bakfs_core::timefmt::parse_timeout(v.map_or(default, String::as_str))
+            .map_err(|e| anyhow!("[mediad] {key}: {e}"))
+    };
     Ok(job::Setup {
         repo,
         repo_id: config.id,
         catalog: state.join("catalog.db"),
         media_root: a.media_root.clone(),
         reverify_after,
+        share_timeout: duration(
+            "share_timeout",
+            cfg.mediad.share_timeout.as_ref(),
+            bakfs_core::settings::SHARE_TIMEOUT,
+        )?,
+        share_retry: duration(
+            "share_retry",
+            cfg.mediad.share_retry.as_ref(),
+            bakfs_core::settings::SHARE_RETRY,
+        )?,
         pinned: cfg
             .jobs
             .iter()
@@ -126,15 +140,44 @@ fn setup(a: &Args) -> Result<job::Setup> {
     })
 }
 
-/// The daemon with its real event sources: udev, the stop signals, a thread per job running
-/// [`job::run_on_device`].
+/// The daemon with its real event sources: udev and the mount table, the stop signals, a
+/// thread per job running [`job::run_attached`].
 fn serve(setup: &job::Setup, mode: daemon::Mode) -> Result<()> {
     // Before any thread starts, so that every thread has the signals blocked.
     let mut signals = signals::Signals::block()?;
-    let mut devices = udev::Udev::new(mode, signals.wake_fd()?)?;
+    let mut sources = Sources {
+        udev: udev::Udev::new(mode, signals.wake_fd()?)?,
+        mounts: bakfs_host::mountinfo::Watch::new()?,
+    };
     let s = setup.clone();
-    let runner = move |j: &daemon::Job| job::run_on_device(&s, &j.medium, &j.device, &j.cancel);
-    daemon::run(setup, mode, &mut devices, &mut signals, runner)
+    let runner = move |j: &daemon::Job| job::run_attached(&s, j);
+    daemon::run(setup, mode, &mut sources, &mut signals, runner)
+}
+
+/// Block devices from udev, shares from the mount table.
+struct Sources {
+    udev: udev::Udev,
+    mounts: bakfs_host::mountinfo::Watch,
+}
+
+impl daemon::Devices for Sources {
+    fn present(&mut self) -> Result<Vec<udev::Dev>> {
+        self.udev.present()
+    }
+
+    fn wait(&mut self, timeout: std::time::Duration) -> Result<Vec<udev::Dev>> {
+        self.udev.wait(timeout)
+    }
+
+    fn holds(&self, node: &std::path::Path, uuid: &str) -> bool {
+        self.udev.holds(node, uuid)
+    }
+}
+
+impl daemon::Mounts for Sources {
+    fn changed_mounts(&mut self) -> Option<std::collections::HashSet<PathBuf>> {
+        self.mounts.changed_mounts()
+    }
 }
 
 fn main() -> ExitCode {

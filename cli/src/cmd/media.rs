@@ -4,20 +4,21 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use bakfs_core::catalog::{Catalog, MediumKind, MediumRecord};
+use bakfs_core::catalog::{Catalog, MediumKind, MediumRecord, Share, ShareMount};
 use bakfs_core::format::id::MediumId;
 use bakfs_core::medium::{self, Identity};
 use bakfs_core::timefmt;
 use bakfs_host::mounts;
 use serde_json::json;
 
-use crate::args::{EnrollArgs, MediaCmd};
+use crate::args::{EnrollArgs, EnrollShareArgs, MediaCmd};
 use crate::context::Ctx;
 use crate::progress::mib;
 
 pub fn run(ctx: &Ctx, cmd: MediaCmd) -> Result<u8> {
     match cmd {
         MediaCmd::Enroll(a) => enroll(ctx, a),
+        MediaCmd::EnrollShare(a) => enroll_share(ctx, a),
         MediaCmd::List => list(ctx),
         MediaCmd::Show { label } => show(ctx, &label),
         MediaCmd::SetLocation { label, location } => {
@@ -189,6 +190,95 @@ fn enroll(ctx: &Ctx, a: EnrollArgs) -> Result<u8> {
     Ok(crate::exit::OK)
 }
 
+/// Enrolls the share mounted at `a.path`: its identity goes into `bakfs/` there, as on a stick.
+fn enroll_share(ctx: &Ctx, a: EnrollShareArgs) -> Result<u8> {
+    // The real path: mediad compares it with the mount table, which has no symlinks.
+    let path = std::fs::canonicalize(&a.path).with_context(|| a.path.display().to_string())?;
+    if !std::fs::metadata(&path)?.is_dir() {
+        bail!("{} is not a directory", path.display());
+    }
+    let Some(mount) = bakfs_host::mountinfo::mount_at(&path)? else {
+        bail!(
+            "nothing is mounted on {}: mount the share there first (bakfs never writes to a bare mount point, which is the local disk underneath)",
+            path.display()
+        );
+    };
+    let repo_id = bakfs_core::repo::read_config(ctx.location()?.backend().as_ref())?.id;
+    let rotate_every = a
+        .rotate_every
+        .as_deref()
+        .map(timefmt::parse_duration)
+        .transpose()?;
+    let mut policy = a.keep.policy()?;
+    if policy.is_empty() {
+        policy.last = Some(3);
+    }
+    let mut cat = ctx.catalog()?;
+    if let Some(m) = cat.medium_by_label(&a.label)? {
+        bail!("label {} is taken by medium {}", a.label, m.id.to_hex());
+    }
+    if let Some(m) = cat
+        .media()?
+        .into_iter()
+        .find(|m| m.share.as_ref().is_some_and(|s| s.path == path))
+    {
+        bail!("{} is already enrolled as {}", path.display(), m.label);
+    }
+    let now = timefmt::now_ns();
+    let medium_id = MediumId::random();
+    let ident = Identity {
+        format: medium::IDENTITY_FORMAT,
+        medium_id: medium_id.to_hex(),
+        label: a.label.clone(),
+        repo_id: repo_id.to_hex(),
+        enrolled_ns: now,
+    };
+    let root = medium::create(&path, &ident)?;
+    let rec = MediumRecord {
+        fs_type: mount.fs_type.clone(),
+        pool: a.pool.clone(),
+        capacity: i64::try_from(medium::capacity(&path)?).unwrap_or(i64::MAX),
+        retention: policy,
+        last_seen_ns: Some(now),
+        rotate_every,
+        share: Some(Share {
+            path: path.clone(),
+            mount: a.source.map(|source| ShareMount {
+                source,
+                options: a.mount_options.unwrap_or_default(),
+            }),
+        }),
+        ..MediumRecord::enrolled(
+            medium_id,
+            &a.label,
+            repo_id,
+            &Share::fs_uuid(&medium_id),
+            MediumKind::Share,
+            a.location,
+            now,
+        )
+    };
+    if let Err(e) = cat.enroll_medium(&rec) {
+        let _ = std::fs::remove_file(root.join(medium::IDENTITY));
+        let _ = std::fs::remove_dir(&root);
+        return Err(e.into());
+    }
+    if ctx.global.json {
+        ctx.print_json(&medium_json(&cat, &rec)?)?;
+    } else {
+        println!(
+            "enrolled {} (share {} on {}, {} {}, {}): bakfs-mediad fills it whenever it is mounted",
+            rec.label,
+            mount.fs_type,
+            path.display(),
+            mount.source,
+            rec.location,
+            mib(rec.capacity as u64)
+        );
+    }
+    Ok(crate::exit::OK)
+}
+
 fn when(ns: Option<i64>) -> String {
     ns.map(timefmt::format_rfc3339)
         .unwrap_or_else(|| "never".into())
@@ -207,6 +297,7 @@ fn medium_json(cat: &Catalog, m: &MediumRecord) -> Result<serde_json::Value> {
         "presence": m.presence, "presence_since": m.presence_ns.map(timefmt::format_rfc3339),
         "free_bytes": m.free_bytes, "free_measured": m.free_ns.map(timefmt::format_rfc3339),
         "rotate_every": m.rotate_every.map(timefmt::format_duration),
+        "share": m.share,
         "snapshots": snaps.iter().map(|s| json!({
             "id": s.snapshot_id.to_hex(), "time": timefmt::format_rfc3339(s.time_ns),
             "host": s.host, "paths": s.paths, "job": s.job,
@@ -273,12 +364,25 @@ fn show(ctx: &Ctx, label: &str) -> Result<u8> {
             .map(|x| format!(": {x}"))
             .unwrap_or_default()
     );
-    println!(
-        "  filesystem:    {} {}, {}",
-        m.fs_type,
-        m.fs_uuid,
-        mib(m.capacity as u64)
-    );
+    match &m.share {
+        Some(s) => {
+            println!(
+                "  share:         {} on {}, {}",
+                m.fs_type,
+                s.path.display(),
+                mib(m.capacity as u64)
+            );
+            if let Some(mnt) = &s.mount {
+                println!("  mounted from:  {} (by bakfs-mediad)", mnt.source);
+            }
+        }
+        None => println!(
+            "  filesystem:    {} {}, {}",
+            m.fs_type,
+            m.fs_uuid,
+            mib(m.capacity as u64)
+        ),
+    }
     println!("  retention:     {}", serde_json::to_string(&m.retention)?);
     println!("  holds:         {} of bakfs files", mib(m.bytes as u64));
     println!(

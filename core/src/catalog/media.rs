@@ -8,7 +8,8 @@
 //!       retention /* KeepPolicy as JSON */, enrolled_ns, last_seen_ns NULL,
 //!       last_written_ns NULL, last_verified_ns NULL, state /* MediumState */, message NULL, bytes,
 //!       /* schema 3: */ presence NULL /* Presence */, presence_ns NULL, free_bytes NULL,
-//!       free_ns NULL, rotate_every_s NULL)
+//!       free_ns NULL, rotate_every_s NULL,
+//!       /* schema 5: */ share_path NULL UNIQUE, share_source NULL, share_options NULL)
 //! media_snapshots(medium_id, snapshot_id, time_ns, host, paths /* JSON */, job NULL,
 //!       verified_ns, PK(medium_id, snapshot_id))
 //! media_snapshot_packs(medium_id, snapshot_id, pack_id) -> media_snapshots ON DELETE CASCADE
@@ -83,6 +84,36 @@ pub struct MediumRecord {
     /// from the configuration, if any). Stored as whole seconds.
     #[serde(serialize_with = "types::duration_opt")]
     pub rotate_every: Option<Duration>,
+    /// Where a share ([`MediumKind::Share`]) is mounted, and how bakfs-mediad mounts it if it
+    /// does (schema 5); `None` for other kinds.
+    pub share: Option<Share>,
+}
+
+/// A NAS share as a medium: the directory its network filesystem is mounted on. Its
+/// `fs_type` is the filesystem type the share had when enrolled (`nfs4`, `cifs`,
+/// `fuse.sshfs`); its `fs_uuid` is a placeholder, `share-<medium id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Share {
+    /// The mount point (absolute, no symlink in it).
+    pub path: std::path::PathBuf,
+    /// What bakfs-mediad mounts there itself when it is not mounted, if anything.
+    pub mount: Option<ShareMount>,
+}
+
+/// How bakfs-mediad mounts a share: `mount -t <fs_type> -o <options> <source> <path>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShareMount {
+    /// `nas:/export/backup`, `//nas/backup`, `user@nas:/backup`.
+    pub source: String,
+    /// Mount options (`credentials=/etc/bakfs/nas.cred`, `IdentityFile=...`); may be empty.
+    pub options: String,
+}
+
+impl Share {
+    /// The placeholder stored as a share's `fs_uuid` (the column is unique and not null).
+    pub fn fs_uuid(id: &MediumId) -> String {
+        format!("share-{}", id.to_hex())
+    }
 }
 
 impl MediumRecord {
@@ -121,6 +152,7 @@ impl MediumRecord {
             free_bytes: None,
             free_ns: None,
             rotate_every: None,
+            share: None,
         }
     }
 }
@@ -168,7 +200,8 @@ pub struct MediumRun {
 
 const MEDIUM_COLUMNS: &str = "id, label, repo_id, fs_uuid, fs_type, serial, kind, pool, location,
     capacity, retention, enrolled_ns, last_seen_ns, last_written_ns, last_verified_ns, state,
-    message, bytes, presence, presence_ns, free_bytes, free_ns, rotate_every_s";
+    message, bytes, presence, presence_ns, free_bytes, free_ns, rotate_every_s, share_path,
+    share_source, share_options";
 
 fn medium_from_row(r: &Row<'_>) -> rusqlite::Result<MediumRecord> {
     let c = Cols::new(r, "media");
@@ -196,6 +229,21 @@ fn medium_from_row(r: &Row<'_>) -> rusqlite::Result<MediumRecord> {
         free_bytes: c.get(20)?,
         free_ns: c.get(21)?,
         rotate_every: c.duration_secs(22)?,
+        share: share_from_cols(c.get(23)?, c.get(24)?, c.get(25)?),
+    })
+}
+
+fn share_from_cols(
+    path: Option<String>,
+    source: Option<String>,
+    options: Option<String>,
+) -> Option<Share> {
+    Some(Share {
+        path: path?.into(),
+        mount: source.map(|source| ShareMount {
+            source,
+            options: options.unwrap_or_default(),
+        }),
     })
 }
 
@@ -218,15 +266,20 @@ impl Catalog {
     /// # Errors
     /// [`super::CatalogError::Sql`] (a UNIQUE constraint if the label or UUID is taken).
     pub fn enroll_medium(&mut self, m: &MediumRecord) -> CatalogResult<()> {
+        let share = m.share.as_ref();
+        let mount = share.and_then(|s| s.mount.as_ref());
         self.write(|tx| {
             tx.execute(
-                &format!("INSERT INTO media ({MEDIUM_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23)"),
+                &format!("INSERT INTO media ({MEDIUM_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26)"),
                 params![
                     m.id, m.label, m.repo_id, m.fs_uuid, m.fs_type, m.serial, m.kind, m.pool,
                     m.location, m.capacity, m.retention, m.enrolled_ns, m.last_seen_ns,
                     m.last_written_ns, m.last_verified_ns, m.state, m.message, m.bytes,
                     m.presence, m.presence_ns, m.free_bytes, m.free_ns,
-                    types::secs_opt(m.rotate_every)?
+                    types::secs_opt(m.rotate_every)?,
+                    share.map(|s| s.path.to_string_lossy().into_owned()),
+                    mount.map(|x| x.source.as_str()),
+                    mount.map(|x| x.options.as_str()),
                 ],
             )
             .map(drop)
@@ -699,11 +752,43 @@ impl Catalog {
     /// # Errors
     /// [`super::CatalogError::Sql`].
     pub fn abandon_medium_runs(&mut self, now_ns: i64) -> CatalogResult<usize> {
+        self.abandon_runs_where(None, "the daemon stopped during the run", now_ns)
+    }
+
+    /// Closes the running run of one medium whose job stopped answering (a hung network
+    /// share): `interrupted`, with `why`; its state becomes `failed` with `why`. If the job
+    /// comes back later, what it records then replaces this.
+    ///
+    /// # Errors
+    /// [`super::CatalogError::Sql`].
+    pub fn abandon_medium_run(
+        &mut self,
+        medium_id: &MediumId,
+        why: &str,
+        now_ns: i64,
+    ) -> CatalogResult<usize> {
+        let n = self.abandon_runs_where(Some(medium_id), why, now_ns)?;
+        self.set_medium_state(medium_id, MediumState::Failed, Some(why), now_ns)?;
+        Ok(n)
+    }
+
+    fn abandon_runs_where(
+        &mut self,
+        medium_id: Option<&MediumId>,
+        why: &str,
+        now_ns: i64,
+    ) -> CatalogResult<usize> {
         self.write(|tx| {
             tx.execute(
-                "UPDATE media_runs SET outcome = ?2, ended_ns = ?1,
-                 message = 'the daemon stopped during the run' WHERE outcome = ?3",
-                params![now_ns, CopyOutcome::Interrupted, CopyOutcome::Running],
+                "UPDATE media_runs SET outcome = ?2, ended_ns = ?1, message = ?4
+                 WHERE outcome = ?3 AND (?5 IS NULL OR medium_id = ?5)",
+                params![
+                    now_ns,
+                    CopyOutcome::Interrupted,
+                    CopyOutcome::Running,
+                    why,
+                    medium_id
+                ],
             )
         })
     }
@@ -754,6 +839,7 @@ mod tests {
             free_bytes: None,
             free_ns: None,
             rotate_every: None,
+            share: None,
         }
     }
 

@@ -50,7 +50,9 @@ pub use assurance::{
     DrillEnd, DrillQuery, DrillRecord, DrillStart, MediumHolding, NewestSnapshot, RepositoryRecord,
 };
 pub use files::{FileCounts, FileHit, PathSummary, Unrecorded};
-pub use media::{MediumFile, MediumRecord, MediumRun, MediumSnapshot, Verification};
+pub use media::{
+    MediumFile, MediumRecord, MediumRun, MediumSnapshot, Share, ShareMount, Verification,
+};
 pub use recorder::{FileRecorder, BATCH};
 pub use types::{
     BackupOutcome, BadValue, CopyOutcome, DrillMode, DrillOutcome, MediumKind, MediumLocation,
@@ -149,6 +151,12 @@ const MIGRATIONS: &[&str] = &[
         path_id INTEGER NOT NULL, version_id INTEGER NOT NULL,
         PRIMARY KEY (snapshot, path_id)) WITHOUT ROWID;
     CREATE INDEX snapshot_files_by_path ON snapshot_files(path_id, snapshot, version_id);",
+    // 5: NAS shares as media (see media.rs): the directory a share is mounted on and, if
+    // bakfs-mediad mounts it itself, what it mounts there and with which options.
+    "ALTER TABLE media ADD COLUMN share_path TEXT NULL;
+    ALTER TABLE media ADD COLUMN share_source TEXT NULL;
+    ALTER TABLE media ADD COLUMN share_options TEXT NULL;
+    CREATE UNIQUE INDEX media_by_share_path ON media(share_path);",
 ];
 
 /// The newest schema version this code knows (the number of migrations).
@@ -493,6 +501,19 @@ impl Catalog {
         ))?;
         let rows = st.query_map([repo_id], snapshot_from_row)?;
         Ok(rows.collect::<SqlResult<_>>()?)
+    }
+
+    /// How many snapshots of `repo_id` the catalog records and the time of the newest: a pair
+    /// that changes when a backup adds one or forget removes some (bakfs-mediad copies onto a
+    /// share that stays mounted when it changes).
+    ///
+    /// # Errors
+    /// [`CatalogError::Sql`].
+    pub fn snapshot_generation(&self, repo_id: &RepoId) -> CatalogResult<(i64, Option<i64>)> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT COUNT(*), MAX(time_ns) FROM snapshots WHERE repo_id = ?1")?;
+        Ok(st.query_row([repo_id], |r| Ok((r.get(0)?, r.get(1)?)))?)
     }
 
     /// The packs a snapshot uses, by id. A pack missing from `packs` is reported with size 0.

@@ -507,7 +507,7 @@ fn a_version_3_catalog_is_migrated_and_its_snapshots_files_are_unrecorded() {
         .unwrap();
     drop(conn);
     let mut c = Catalog::open(&p).unwrap();
-    assert_eq!(c.schema_version(), 4);
+    assert_eq!(c.schema_version(), SCHEMA_VERSION);
     let repo = c.known_repository_ids().unwrap()[0];
     let snaps = c.snapshots(&repo).unwrap();
     assert_eq!(snaps.len(), 1);
@@ -566,4 +566,71 @@ fn a_content_id_is_32_bytes_and_anything_else_is_refused() {
         .unwrap();
     let e = c.file_hits(&r, "/a").unwrap_err().to_string();
     assert!(e.contains("file_versions") && e.contains("0102"), "{e}");
+}
+
+#[test]
+fn a_share_is_stored_with_its_path_and_mount_and_a_hung_run_is_closed() {
+    let (_d, p) = tmp();
+    let mut c = Catalog::open(&p).unwrap();
+    let id = MediumId::hash_of(b"NAS");
+    let share = Share {
+        path: "/mnt/nas".into(),
+        mount: Some(ShareMount {
+            source: "root@nas:/backup".into(),
+            options: "IdentityFile=/etc/bakfs/key".into(),
+        }),
+    };
+    let rec = MediumRecord {
+        fs_type: "fuse.sshfs".into(),
+        share: Some(share.clone()),
+        ..MediumRecord::enrolled(
+            id,
+            "NAS",
+            rid("r"),
+            &Share::fs_uuid(&id),
+            MediumKind::Share,
+            MediumLocation::Offsite,
+            1,
+        )
+    };
+    c.enroll_medium(&rec).unwrap();
+    c.enroll_medium(&medium("USB", "r")).unwrap();
+    assert_eq!(c.medium_by_label("NAS").unwrap().unwrap(), rec);
+    assert_eq!(c.medium_by_label("USB").unwrap().unwrap().share, None);
+    // Two shares cannot have one path.
+    let twin = MediumRecord {
+        share: Some(Share {
+            mount: None,
+            ..share
+        }),
+        ..MediumRecord::enrolled(
+            MediumId::hash_of(b"NAS2"),
+            "NAS2",
+            rid("r"),
+            "share-2",
+            MediumKind::Share,
+            MediumLocation::Onsite,
+            1,
+        )
+    };
+    assert!(c.enroll_medium(&twin).is_err());
+    // A job that hangs on the share: its run is closed and the medium failed, with the reason.
+    let run = c.begin_medium_run(&id, 5).unwrap();
+    assert!(run > 0);
+    assert_eq!(
+        c.abandon_medium_run(&id, "stopped answering", 9).unwrap(),
+        1
+    );
+    let r = &c.medium_runs(&id, 1).unwrap()[0];
+    assert_eq!(
+        (r.outcome, r.ended_ns, r.message.as_deref()),
+        (CopyOutcome::Interrupted, Some(9), Some("stopped answering"))
+    );
+    let m = c.medium_by_label("NAS").unwrap().unwrap();
+    assert_eq!(
+        (m.state, m.message.as_deref()),
+        (MediumState::Failed, Some("stopped answering"))
+    );
+    // The snapshot generation moves with backups.
+    assert_eq!(c.snapshot_generation(&rid("r")).unwrap(), (0, None));
 }

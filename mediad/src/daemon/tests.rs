@@ -16,7 +16,7 @@ use bakfs_core::catalog::{
 };
 use bakfs_core::format::id::{MediumId, RepoId};
 
-use super::{run, Devices, Job, Mode, Runner, Shutdown};
+use super::{run, Devices, Job, Mode, Mounts, Runner, Shutdown};
 use crate::job::Setup;
 use crate::udev::{Action, Dev};
 
@@ -132,7 +132,10 @@ fn fake_runner(t: Arc<Timeline>, catalog: PathBuf, ends: Ends) -> impl Runner {
         let mut cat = Catalog::open(&catalog).unwrap();
         cat.set_medium_state(&job.medium.id, MediumState::Copying, None, 1)
             .unwrap();
-        t.push(format!("start {name} on {}", job.device.devnode.display()));
+        t.push(format!(
+            "start {name} on {}",
+            job.device().unwrap().devnode.display()
+        ));
         let started = Instant::now();
         let mut noted = false;
         loop {
@@ -251,6 +254,12 @@ impl Devices for Script {
     }
 }
 
+impl Mounts for Script {
+    fn changed_mounts(&mut self) -> Option<HashSet<PathBuf>> {
+        None
+    }
+}
+
 struct StopFlag(Arc<AtomicBool>);
 
 impl Shutdown for StopFlag {
@@ -346,6 +355,8 @@ impl World {
             monitors: Default::default(),
             runbook: Default::default(),
             drill: None,
+            share_timeout: Duration::from_secs(60),
+            share_retry: Duration::from_secs(900),
         };
         Self {
             _dir: dir,

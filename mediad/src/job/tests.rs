@@ -71,6 +71,8 @@ impl World {
             monitors: Default::default(),
             runbook: Default::default(),
             drill: None,
+            share_timeout: Duration::from_secs(60),
+            share_retry: Duration::from_secs(900),
         };
         let record = MediumRecord {
             fs_type: "none".into(),

@@ -16,6 +16,7 @@ pub mod block;
 #[cfg(test)]
 pub mod dir;
 pub mod fs;
+pub mod share;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;

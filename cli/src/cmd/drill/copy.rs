@@ -142,9 +142,20 @@ pub fn open(
     let repo = match source {
         Source::Primary(_) => ctx.open_repo()?,
         Source::Medium(m) => {
-            let dir = match &a.medium_path {
-                Some(p) => medium_dir(p),
-                None => {
+            let dir = match (&a.medium_path, &m.share) {
+                (Some(p), _) => medium_dir(p),
+                // A share is read where it is mounted; the drill never mounts one.
+                (None, Some(share)) => {
+                    if bakfs_host::mountinfo::mount_at(&share.path)?.is_none() {
+                        bail!(
+                            "mount {}: nothing is mounted on {}",
+                            m.label,
+                            share.path.display()
+                        );
+                    }
+                    share.path.join(medium::DIR)
+                }
+                (None, None) => {
                     let dev = mounts::device_by_uuid(&m.fs_uuid).ok_or_else(|| {
                         anyhow!(
                             "insert {}: the medium (filesystem {}) is not plugged in",

@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | [`RepoId`], [`SnapshotId`], [`BlobId`], [`PackId`], [`MediumId`] | every id column | 64 lowercase hex digits |
 //! | [`BackupOutcome`] | `runs.outcome` | `running`, `ok`, `incomplete`, `failed` |
-//! | [`MediumKind`] | `media.kind` | `usb`, `disk` |
+//! | [`MediumKind`] | `media.kind` | `usb`, `disk`, `share` |
 //! | [`MediumLocation`] | `media.location` | `onsite`, `offsite` |
 //! | [`MediumState`] | `media.state` | `enrolled`, `copying`, `safe to remove`, `removed during copy`, `failed`, `medium full`, `refused` |
 //! | [`CopyOutcome`] | `media_runs.outcome` | `running`, `ok`, `incomplete`, `failed`, `refused`, `medium full`, `cancelled`, `interrupted` |
@@ -187,6 +187,9 @@ text_enum! {
         Usb = "usb",
         /// Any other block device.
         Disk = "disk",
+        /// A directory on a network filesystem (NFS, SMB, sshfs) that comes and goes: a NAS
+        /// share (`media.share_path`, schema 5).
+        Share = "share",
     }
 }
 

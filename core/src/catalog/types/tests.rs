@@ -17,7 +17,10 @@ fn stored_texts_never_change() {
         texts(BackupOutcome::ALL, BackupOutcome::as_str),
         ["running", "ok", "incomplete", "failed"]
     );
-    assert_eq!(texts(MediumKind::ALL, MediumKind::as_str), ["usb", "disk"]);
+    assert_eq!(
+        texts(MediumKind::ALL, MediumKind::as_str),
+        ["usb", "disk", "share"]
+    );
     assert_eq!(
         texts(MediumLocation::ALL, MediumLocation::as_str),
         ["onsite", "offsite"]
@@ -197,9 +200,12 @@ fn a_catalog_written_before_the_types_reads_and_is_written_the_same() {
     let media = old.media().unwrap();
     let states: Vec<MediumState> = media.iter().map(|m| m.state).collect();
     assert_eq!(states, MediumState::ALL, "M0..M6 hold every state");
+    // Every kind there was then (shares came with schema 5), and no share path.
     assert!(MediumKind::ALL
         .iter()
+        .filter(|k| **k != MediumKind::Share)
         .all(|k| media.iter().any(|m| m.kind == *k)));
+    assert!(media.iter().all(|m| m.share.is_none()));
     assert!(MediumLocation::ALL
         .iter()
         .all(|l| media.iter().any(|m| m.location == *l)));
