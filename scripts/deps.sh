@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages bakfs needs to build and test (idempotent; root).
 set -euo pipefail
-want=(gcc pkg-config tzdata rsync acl attr tar python3 time util-linux e2fsprogs xfsprogs fuse3 udev libudev-dev kmod strace systemd faketime sqlite3)
+# openssh-server and sshfs: the share tests run an sshd of their own on a free port of 127.0.0.1
+# (tests/share_harness.rs) and mount it with sshfs; a system sshd the package may start is not used.
+want=(gcc pkg-config tzdata rsync acl attr tar python3 time util-linux e2fsprogs xfsprogs fuse3 udev libudev-dev kmod strace systemd faketime sqlite3 openssh-server openssh-client sshfs procps)
 missing=()
 for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
