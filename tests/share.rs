@@ -6,6 +6,8 @@
 
 #[path = "media_harness.rs"]
 mod media_harness;
+#[path = "share_harness.rs"]
+mod share_harness;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use bakfs_e2e::{have_root, rsync_diff, sh, write_random, Env};
 use media_harness::{held, on_medium, run_count, show, wait_run, wait_until, Mediad};
+use share_harness::{SshServer, SshfsMount};
 
 /// A NAS stand-in: a tmpfs of `mib` MiB (the NAS's disk, which keeps its files while the share
 /// is not mounted) whose `export` directory is bind-mounted on the share's path.
@@ -334,4 +337,205 @@ fn a_full_share_ends_its_job_as_medium_full() {
     std::thread::sleep(Duration::from_secs(3));
     assert!(run_count(&e, "NAS-1") <= 1 + t.elapsed().as_secs() as usize / 2);
     assert_eq!(d.stop(), Some(0));
+}
+
+/// A source tree of a few packs' worth, backed up: the scratch world, the tree, the snapshot.
+fn backed_up(files: u64, mib: usize) -> (Env, PathBuf, String) {
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..files {
+        write_random(&src.join(format!("f{i}")), mib << 20, 20 + i);
+    }
+    fs::write(src.join("small"), "a small file").unwrap();
+    let id = backup(&e, &src);
+    (e, src, id)
+}
+
+#[test]
+fn an_sshfs_share_mediad_mounts_itself_gets_its_copy_and_is_unmounted_again() {
+    if !have_root("an_sshfs_share_mediad_mounts_itself_gets_its_copy_and_is_unmounted_again") {
+        return;
+    }
+    let (e, src, id) = backed_up(2, 3);
+    let server = SshServer::start();
+    let export = e.path("nas/export");
+    fs::create_dir_all(&export).unwrap();
+    let mp = e.path("mnt/nas");
+    let mut m = SshfsMount::mount(&server, &export, &mp);
+    let v = e.json(&[
+        "media",
+        "enroll-share",
+        mp.to_str().unwrap(),
+        "--label",
+        "NAS-1",
+        "--location",
+        "offsite",
+        "--source",
+        &server.source(&export),
+        "--mount-options",
+        &server.sshfs_options(),
+    ]);
+    assert_eq!(v["fs_type"], "fuse.sshfs", "{v}");
+    m.unmount();
+    let cfg = config(&e, "");
+    let mut d = Mediad::start_with(&e, None, &["--config", cfg.to_str().unwrap()]);
+    // Whatever happens, the test unmounts what mediad mounted.
+    let _guard = SshfsMount::adopt(&mp);
+    let run = wait_run(&e, "NAS-1", 0);
+    assert_eq!(run["outcome"], "ok", "{run} {}", d.log_text());
+    assert_eq!(held(&e, "NAS-1"), vec![id]);
+    wait_until(
+        "mediad to unmount the share",
+        Duration::from_secs(10),
+        || !is_mounted(&mp),
+    );
+    // Nothing new: no job, no mount, however often share_retry comes round.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(run_count(&e, "NAS-1"), 1);
+    assert!(!is_mounted(&mp));
+    assert!(names(&mp).is_empty(), "nothing underneath");
+    // The NAS's directory restores alone.
+    restores_alone(&e, &export.join("bakfs"), &src, "export");
+    // A new snapshot: mediad mounts the share again for it.
+    fs::write(src.join("new"), "new file").unwrap();
+    backup(&e, &src);
+    let run = wait_run(&e, "NAS-1", 1);
+    assert_eq!(run["outcome"], "ok", "{run}");
+    assert_eq!(held(&e, "NAS-1").len(), 2);
+    wait_until(
+        "mediad to unmount the share",
+        Duration::from_secs(10),
+        || !is_mounted(&mp),
+    );
+    assert_eq!(d.stop(), Some(0));
+    let log = d.log_text();
+    assert!(log.contains("mounting root@127.0.0.1:"), "{log}");
+    assert!(log.contains("NAS-1 has its copy"), "{log}");
+}
+
+#[test]
+fn the_ssh_server_killed_mid_copy_cancels_the_job_and_the_copy_resumes_later() {
+    if !have_root("the_ssh_server_killed_mid_copy_cancels_the_job_and_the_copy_resumes_later") {
+        return;
+    }
+    let (e, src, id) = backed_up(4, 9);
+    let mut server = SshServer::start();
+    let export = e.path("nas/export");
+    fs::create_dir_all(&export).unwrap();
+    let mp = e.path("mnt/nas");
+    let mut m = SshfsMount::mount(&server, &export, &mp);
+    e.ok(&[
+        "media",
+        "enroll-share",
+        mp.to_str().unwrap(),
+        "--label",
+        "NAS-1",
+    ]);
+    let cfg = config(&e, "");
+    let mut d = Mediad::start_with(&e, Some(700), &["--config", cfg.to_str().unwrap()]);
+    wait_until("a pack on the share", Duration::from_secs(60), || {
+        !names(&export.join("bakfs/data")).is_empty()
+    });
+    let t = Instant::now();
+    server.kill();
+    let run = wait_run(&e, "NAS-1", 0);
+    assert!(
+        ["cancelled", "failed"].contains(&run["outcome"].as_str().unwrap()),
+        "{run}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+    assert!(held(&e, "NAS-1").is_empty(), "nothing half-recorded");
+    assert!(d.alive());
+    // The NAS is back: mount it again; the copy resumes and ends verified.
+    m.unmount();
+    server.restart();
+    let _m = SshfsMount::mount(&server, &export, &mp);
+    let run = wait_run(&e, "NAS-1", 1);
+    assert_eq!(run["outcome"], "ok", "{run}");
+    assert_eq!(held(&e, "NAS-1"), vec![id]);
+    restores_alone(&e, &export.join("bakfs"), &src, "resumed");
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn a_hung_share_is_abandoned_forced_off_and_copied_when_it_answers_again() {
+    if !have_root("a_hung_share_is_abandoned_forced_off_and_copied_when_it_answers_again") {
+        return;
+    }
+    let (e, src, id) = backed_up(4, 9);
+    let server = SshServer::start();
+    let export = e.path("nas/export");
+    fs::create_dir_all(&export).unwrap();
+    let mp = e.path("mnt/nas");
+    // Mounted without keepalives, as many a NAS is: a frozen server hangs every operation for
+    // as long as TCP does not give up (hours).
+    let opts: Vec<String> = server
+        .sshfs_options()
+        .split(',')
+        .filter(|o| !o.starts_with("ServerAlive"))
+        .map(str::to_string)
+        .collect();
+    let opts = opts.join(",");
+    let mut m = SshfsMount::mount_with(&server, &export, &mp, &opts);
+    e.ok(&[
+        "media",
+        "enroll-share",
+        mp.to_str().unwrap(),
+        "--label",
+        "NAS-1",
+        "--source",
+        &server.source(&export),
+        "--mount-options",
+        &opts,
+    ]);
+    m.unmount();
+    let cfg = config(&e, "share_timeout = \"3s\"\n");
+    let mut d = Mediad::start_with(&e, Some(700), &["--config", cfg.to_str().unwrap()]);
+    let _guard = SshfsMount::adopt(&mp);
+    wait_until("a pack on the share", Duration::from_secs(60), || {
+        !names(&export.join("bakfs/data")).is_empty()
+    });
+    server.freeze();
+    let t = Instant::now();
+    let run = wait_run(&e, "NAS-1", 0);
+    assert_eq!(run["outcome"], "interrupted", "{run}");
+    assert!(
+        run["message"]
+            .as_str()
+            .unwrap()
+            .contains("stopped answering"),
+        "{run}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    assert_eq!(show(&e, "NAS-1")["state"], "failed");
+    assert!(held(&e, "NAS-1").is_empty());
+    // mediad forced its own mount off: the blocked job came back, and what it recorded is
+    // still the abandonment.
+    wait_until(
+        "the hung mount to be forced off",
+        Duration::from_secs(20),
+        || !is_mounted(&mp) && d.log_text().contains("forced the hung share off"),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(runs_outcome(&e), "interrupted");
+    assert!(d.alive());
+    assert!(names(&mp).is_empty(), "nothing underneath");
+    // The NAS answers again: after share_retry mediad mounts it and the copy completes.
+    server.thaw();
+    let run = wait_run(&e, "NAS-1", 1);
+    assert_eq!(run["outcome"], "ok", "{run} {}", d.log_text());
+    assert_eq!(held(&e, "NAS-1"), vec![id]);
+    restores_alone(&e, &export.join("bakfs"), &src, "after-hang");
+    let t = Instant::now();
+    assert_eq!(d.stop(), Some(0));
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+}
+
+/// The outcome of NAS-1's newest run.
+fn runs_outcome(e: &Env) -> String {
+    media_harness::runs(e, "NAS-1")[0]["outcome"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }

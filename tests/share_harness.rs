@@ -521,6 +521,13 @@ impl SshfsMount {
         Self::run(c, mp)
     }
 
+    /// As [`Self::mount`] with other `-o` options (a mount without keepalives, say).
+    pub fn mount_with(server: &SshServer, remote: &Path, mp: &Path, options: &str) -> Self {
+        let mut c = Command::new(SSHFS);
+        c.arg(server.source(remote)).arg(mp).arg("-o").arg(options);
+        Self::run(c, mp)
+    }
+
     /// `mount -t fuse.sshfs -o OPTIONS SOURCE MP`, as bakfs's daemon mounts a share (mount(8)
     /// runs /sbin/mount.fuse.sshfs, Debian's link to sshfs).
     pub fn mount_t(server: &SshServer, remote: &Path, mp: &Path) -> Self {

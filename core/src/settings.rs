@@ -222,6 +222,11 @@ pub struct Mediad {
     /// How often bakfs-mediad tries to mount a share it mounts itself, and tries again a copy
     /// onto a share that failed (`15min`, `1h`). Default: [`SHARE_RETRY`].
     pub share_retry: Option<String>,
+    /// The share of packs written onto a NAS share that are read back before the catalog
+    /// records them (`"100%"`, the default, or e.g. `"10%"`: a sample, by pack name); the
+    /// others are read back in full once `reverify_after` has passed. Manifests, index files,
+    /// keys and the config are always read back. Other media always read back everything.
+    pub share_read_back: Option<String>,
 }
 
 /// The default of `[mediad] reverify_after`.

@@ -487,9 +487,11 @@ impl Daemon<'_> {
         for j in self.slots.values().filter_map(|s| s.job.as_ref()) {
             j.cancel();
         }
-        for (j, _) in self.take_share_jobs() {
+        for (j, abandoned) in self.take_share_jobs() {
             j.cancel();
-            self.leaving.push((String::new(), j));
+            if !abandoned {
+                self.leaving.push((String::new(), j));
+            }
         }
     }
 
@@ -501,7 +503,11 @@ impl Daemon<'_> {
                 j.join();
             }
         }
-        for (j, _) in self.take_share_jobs() {
+        for (j, abandoned) in self.take_share_jobs() {
+            if abandoned {
+                // Blocked on a hung share: it ends with the process.
+                continue;
+            }
             self.leaving.push((String::new(), j));
         }
         let deadline = std::time::Instant::now() + STOP_PATIENCE;

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use bakfs_core::catalog::{
-    Catalog, CopyOutcome, DrillOutcome, MediumRecord, MediumRun, MediumState,
+    Catalog, CopyOutcome, DrillOutcome, MediumKind, MediumRecord, MediumRun, MediumState,
 };
 use bakfs_core::format::id::RepoId;
 use bakfs_core::repo::backend::Location;
@@ -49,6 +49,9 @@ pub struct Setup {
     /// How often a share mediad mounts itself is tried, and a failed copy onto a share tried
     /// again (`[mediad] share_retry`).
     pub share_retry: Duration,
+    /// The percentage of packs written onto a share that are read back at once
+    /// (`[mediad] share_read_back`, default 100): the others wait for `reverify_after`.
+    pub share_read_back: f64,
 }
 
 /// The job for a block device or a share (the daemon's runner in production).
@@ -112,7 +115,10 @@ pub fn run(
         Err(e) => (Err(e), None, None),
     };
     let copied_after = started.elapsed();
-    let (state, outcome, message) = outcome(&result, &stats);
+    let (mut state, mut outcome, mut message) = outcome(&result, &stats);
+    if let Some(why) = medium.abandoned() {
+        (state, outcome, message) = (MediumState::Failed, CopyOutcome::Interrupted, Some(why));
+    }
     let run = MediumRun {
         id: run_id,
         medium_id: m.id,
@@ -183,10 +189,15 @@ pub fn run(
     let _ = cat.finish_medium_run(&run);
     let secs = run.seconds;
     let mib_s = stats.bytes_written as f64 / secs.max(1e-9) / (1 << 20) as f64;
+    // A share is not removed by hand: it has its copy (and was unmounted if mediad mounted it).
+    let done = match m.kind {
+        MediumKind::Share => format!("{} has its copy", m.label),
+        _ => format!("safe to remove {}", m.label),
+    };
     let summary = match &result {
         Ok(()) => format!(
-            "safe to remove {} ({} snapshots added, {} removed, {} bytes written at {mib_s:.1} MiB/s, {secs:.1} s)",
-            m.label, stats.added, stats.removed, stats.bytes_written
+            "{done} ({} snapshots added, {} removed, {} bytes written at {mib_s:.1} MiB/s, {secs:.1} s)",
+            stats.added, stats.removed, stats.bytes_written
         ),
         Err(e) => format!("{}: {e}", m.label),
     };

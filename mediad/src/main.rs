@@ -99,6 +99,11 @@ fn setup(a: &Args) -> Result<job::Setup> {
             cfg.mediad.share_retry.as_ref(),
             bakfs_core::settings::SHARE_RETRY,
         )?,
+        share_read_back: match &cfg.mediad.share_read_back {
+            Some(p) => bakfs_core::settings::parse_percent(p)
+                .map_err(|e| anyhow!("[mediad] share_read_back {e}"))?,
+            None => 100.0,
+        },
         pinned: cfg
             .jobs
             .iter()

@@ -3,11 +3,14 @@
 //! Once a tick, for each enrolled share of this repository:
 //!
 //! ```text
-//! unmounted --mounted on its path--> mounted: job (new snapshots since the last, or the last
-//!    ^   |                                      one failed `share_retry` ago)
-//!    |   +--has a source, share_retry since the last try--> job that mounts it, copies, unmounts
-//!    +------------ unmounted: a running job is cancelled ----------------------------+
+//! unmounted --mounted on its path--> mounted: a job when due
+//!    ^   |
+//!    |   +--has a source, due, share_retry since the last try--> a job that mounts it, copies,
+//!    |                                                           unmounts
+//!    +------------ unmounted: a running job is cancelled --------------------------+
 //! ```
+//! A job is due when the catalog's snapshots changed since the last job started (a backup, a
+//! forget; at start, always), or when the last job failed `share_retry` ago.
 //! The daemon never touches a share itself (the mount table is the kernel's): a hung network
 //! filesystem can block a job's thread, never the daemon. A job whose oldest operation on the
 //! share has taken longer than `share_timeout` is abandoned: reported, its run closed as
@@ -141,11 +144,13 @@ impl Daemon<'_> {
             let failed_long_ago = slot
                 .last_end
                 .is_some_and(|(t, ok)| !ok && t.elapsed() >= retry);
-            let due = if mounted {
-                slot.copied != generation || failed_long_ago
-            } else {
-                share.mount.is_some() && slot.last_mount_try.is_none_or(|t| t.elapsed() >= retry)
-            };
+            // New snapshots since the last job (or none yet), or a failed job to try again; a
+            // share that is not mounted only if mediad mounts it itself, and not more often
+            // than `share_retry` (a NAS switched off is not hammered).
+            let due = (slot.copied != generation || failed_long_ago)
+                && (mounted
+                    || share.mount.is_some()
+                        && slot.last_mount_try.is_none_or(|t| t.elapsed() >= retry));
             if due {
                 if !mounted {
                     slot.last_mount_try = Some(Instant::now());
@@ -183,8 +188,14 @@ impl Daemon<'_> {
                     if let Err(e) = self.catalog.abandon_medium_run(&m.id, &why, now) {
                         tracing::error!("catalog: {e}");
                     }
+                    clock.abandon(&why);
                     job.cancel();
                     slot.abandoned = true;
+                    if clock.mounted_here() {
+                        if let Some(share) = &m.share {
+                            force_off(&m.label, &share.path);
+                        }
+                    }
                 }
             }
         }
@@ -235,4 +246,21 @@ impl Daemon<'_> {
             .filter_map(|s| s.job.take().map(|(j, _)| (j, s.abandoned)))
             .collect()
     }
+}
+
+/// Forces off the mount of a hung share that a job of this daemon mounted: `MNT_FORCE` makes
+/// FUSE (sshfs), NFS and SMB fail the requests that hang, so the job's thread comes back; the
+/// mount is detached. On a thread of its own: the daemon never waits on a share. A share the
+/// system mounted is not touched (its options decide when it gives up: docs/mediad.md).
+fn force_off(label: &str, path: &std::path::Path) {
+    let (label, path) = (label.to_string(), path.to_path_buf());
+    let _ = std::thread::Builder::new()
+        .name(format!("unmount {label}"))
+        .spawn(move || {
+            use nix::mount::{umount2, MntFlags};
+            match umount2(&path, MntFlags::MNT_FORCE | MntFlags::MNT_DETACH) {
+                Ok(()) => tracing::warn!(medium = %label, "forced the hung share off {}", path.display()),
+                Err(e) => tracing::error!(medium = %label, "forcing the hung share off {}: {e}", path.display()),
+            }
+        });
 }

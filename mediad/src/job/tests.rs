@@ -73,6 +73,7 @@ impl World {
             drill: None,
             share_timeout: Duration::from_secs(60),
             share_retry: Duration::from_secs(900),
+            share_read_back: 100.0,
         };
         let record = MediumRecord {
             fs_type: "none".into(),

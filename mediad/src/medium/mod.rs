@@ -68,6 +68,12 @@ pub trait Medium {
     /// # Errors
     /// What could not be undone (the medium is detached as far as it can be).
     fn release(&mut self) -> Result<(), CopyError>;
+
+    /// Why the daemon gave this job up while it was blocked on the medium (a hung share), if
+    /// it did: the job then records that, not what it found when it came back.
+    fn abandoned(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The repository on a medium, file by file. Files are untrusted: what a medium says it holds is

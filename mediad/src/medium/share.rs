@@ -33,6 +33,10 @@ use super::{Files, Flush, Inventory, Medium, Note};
 use crate::error::CopyError;
 use crate::primary::Source;
 
+/// A share with less room than this after a failed write is taken as full (a pack is at most
+/// 64 MiB; the write that failed was cut short by the lack of room).
+const FULL_BELOW: u64 = 64 << 20;
+
 /// The last operation number given, and the operations under way by number.
 type Ops = (u64, BTreeMap<u64, (Instant, String)>);
 
@@ -44,12 +48,34 @@ pub struct OpClock {
     ops: Mutex<Ops>,
     /// Set when the job unmounts the share it mounted: that unmount is no share going away.
     releasing: AtomicBool,
+    /// Set once the job mounted the share itself.
+    mounted_here: AtomicBool,
+    /// Why the daemon abandoned the job, once it did: what the job records when it comes back.
+    abandoned: Mutex<Option<String>>,
 }
 
 impl OpClock {
     /// Whether the job is unmounting the share it mounted itself.
     pub fn releasing(&self) -> bool {
         self.releasing.load(Ordering::Relaxed)
+    }
+
+    /// Whether the job mounted the share itself (so the daemon may force it off).
+    pub fn mounted_here(&self) -> bool {
+        self.mounted_here.load(Ordering::Relaxed)
+    }
+
+    /// The daemon gave the job up, for `why`.
+    pub fn abandon(&self, why: &str) {
+        *self.abandoned.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_string());
+    }
+
+    /// Why the daemon gave the job up, if it did.
+    pub fn abandoned(&self) -> Option<String> {
+        self.abandoned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Runs `f` as operation `what`.
@@ -144,6 +170,7 @@ impl ShareMedium {
             .run(format!("mounting {}", m.source), || command::run(&spec))
             .map_err(|e| CopyError::Io(e.to_string()))?;
         self.mounted_here = true;
+        self.files.clock.mounted_here.store(true, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -184,6 +211,10 @@ impl Medium for ShareMedium {
 
     fn files(&self) -> &dyn Files {
         &self.files
+    }
+
+    fn abandoned(&self) -> Option<String> {
+        self.files.clock.abandoned()
     }
 
     /// Unmounts the share if this job mounted it (lazily if it is busy or hung).
@@ -237,6 +268,21 @@ impl ShareFiles {
         })
     }
 
+    /// A write error on a share whose server says it has no room left is [`CopyError::Full`]:
+    /// SFTP has no "no space" status (sshfs reports EIO), and NFS may report ENOSPC only at the
+    /// close.
+    fn full_or(&self, e: CopyError) -> CopyError {
+        match e {
+            CopyError::Io(m) => match self.tree.free_bytes() {
+                Ok(free) if free < FULL_BELOW => {
+                    CopyError::Full(format!("{m} (the share has {free} bytes free)"))
+                }
+                _ => CopyError::Io(m),
+            },
+            e => e,
+        }
+    }
+
     fn still_mounted(&self) -> Result<(), CopyError> {
         let now = std::fs::symlink_metadata(&self.path).map(|m| m.dev());
         match (now, self.dev.get()) {
@@ -271,7 +317,9 @@ impl Files for ShareFiles {
         cancel: &AtomicBool,
     ) -> Result<(blake3::Hash, u64), CopyError> {
         self.op(format!("writing {kind} {name}"), || {
-            self.tree.write(kind, name, from, cancel)
+            self.tree
+                .write(kind, name, from, cancel)
+                .map_err(|e| self.full_or(e))
         })
     }
 
