@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bakfs_e2e::{have_root, rsync_diff, sh, write_random, Env};
 use media_harness::{held, on_medium, run_count, show, wait_run, wait_until, Mediad};
-use share_harness::{SshServer, SshfsMount};
+use share_harness::{SshServer, SshfsMount, Tmpfs};
 
 /// A NAS stand-in: a tmpfs of `mib` MiB (the NAS's disk, which keeps its files while the share
 /// is not mounted) whose `export` directory is bind-mounted on the share's path.
@@ -538,4 +538,31 @@ fn runs_outcome(e: &Env) -> String {
         .as_str()
         .unwrap()
         .to_string()
+}
+
+#[test]
+fn a_full_sshfs_share_ends_its_job_as_medium_full() {
+    if !have_root("a_full_sshfs_share_ends_its_job_as_medium_full") {
+        return;
+    }
+    // 3 x 4 MiB of packs onto an 8 MiB NAS volume: SFTP reports the full disk as a failure
+    // (sshfs: EIO), which the share's free space makes `medium full`.
+    let (e, _src, _id) = backed_up(3, 4);
+    let server = SshServer::start();
+    let nas = Tmpfs::mount(&e.path("nas"), 8);
+    let mp = e.path("mnt/nas");
+    let _m = SshfsMount::mount(&server, nas.path(), &mp);
+    e.ok(&[
+        "media",
+        "enroll-share",
+        mp.to_str().unwrap(),
+        "--label",
+        "NAS-1",
+    ]);
+    let cfg = config(&e, "");
+    let mut d = Mediad::start_with(&e, None, &["--config", cfg.to_str().unwrap()]);
+    let run = wait_run(&e, "NAS-1", 0);
+    assert_eq!(run["outcome"], "medium full", "{run}");
+    assert!(held(&e, "NAS-1").is_empty());
+    assert_eq!(d.stop(), Some(0));
 }

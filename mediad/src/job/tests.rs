@@ -924,3 +924,44 @@ fn with_a_password_mediad_drills_a_medium_that_is_due() {
     );
     assert!(d.message.as_deref().unwrap().contains("password"), "{d:?}");
 }
+
+#[test]
+fn a_share_reads_back_a_sample_of_its_packs_and_the_rest_at_reverify_after() {
+    let mut w = World::new(None, None);
+    w.medium.kind = MediumKind::Share;
+    w.setup.share_read_back = 1.0;
+    let a = w.backup(&[("a", 20, 1), ("b", 20, 2)]);
+    let packs = w.packs_of(&a);
+    assert!(packs.len() >= 4, "{packs:?}");
+    let (state, r) = w.rotate();
+    assert_eq!(
+        (state, r.outcome),
+        (MediumState::SafeToRemove, CopyOutcome::Ok)
+    );
+    assert_eq!(w.held(), vec![a]);
+    // 1%: hardly a pack was read back (the manifest, index, keys and config always are).
+    assert!(r.bytes_verified < r.bytes_written / 4, "{r:?}");
+    // A pack left out of the sample rots on the share: once reverify_after has passed, it is
+    // read back, found, and copied again.
+    let root = w.on_medium();
+    let big = largest(&root, &packs);
+    let p = pack_path(&root, &big);
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&p, bytes).unwrap();
+    w.setup.reverify_after = Duration::ZERO;
+    let (state, r) = w.rotate();
+    assert_eq!(
+        (state, r.outcome),
+        (MediumState::SafeToRemove, CopyOutcome::Ok),
+        "{r:?}"
+    );
+    assert!(r.bytes_verified >= r.bytes_written, "{r:?}");
+    w.check_medium_alone();
+    // Every other medium reads back everything, whatever share_read_back says.
+    let mut w = World::new(None, None);
+    w.setup.share_read_back = 1.0;
+    w.backup(&[("a", 20, 1)]);
+    let (_, r) = w.rotate();
+    assert!(r.bytes_verified >= r.bytes_written, "{r:?}");
+}

@@ -360,3 +360,60 @@ impl Files for ShareFiles {
         })
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_shows_the_oldest_operation_under_way() {
+        let clock = Arc::new(OpClock::default());
+        assert!(clock.oldest().is_none());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let c = clock.clone();
+        let t = std::thread::spawn(move || {
+            c.run("writing pack 1", || {
+                let c2 = c.clone();
+                // A second operation (the read-back thread) starts and ends meanwhile.
+                c2.run("reading back pack 0", || {
+                    std::thread::sleep(Duration::from_millis(5))
+                });
+                tx.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+            })
+        });
+        rx.recv().unwrap();
+        let (took, what) = clock.oldest().unwrap();
+        assert_eq!(what, "writing pack 1");
+        assert!(took >= Duration::from_millis(5));
+        t.join().unwrap();
+        assert!(clock.oldest().is_none());
+        assert!(clock.abandoned().is_none());
+        clock.abandon("stopped answering");
+        assert_eq!(clock.abandoned().as_deref(), Some("stopped answering"));
+    }
+
+    #[test]
+    fn a_bare_mount_point_is_refused_before_anything_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let share = Share {
+            path: dir.path().join("nas"),
+            mount: None,
+        };
+        std::fs::create_dir_all(&share.path).unwrap();
+        let mut m = ShareMedium::new(
+            &share,
+            "nfs4",
+            "NAS",
+            Arc::default(),
+            Duration::from_secs(5),
+        );
+        match m.ready() {
+            Err(CopyError::Refused(why)) => assert!(why.contains("bare mount point"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        m.release().unwrap();
+        assert!(std::fs::read_dir(&share.path).unwrap().next().is_none());
+    }
+}
