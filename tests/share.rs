@@ -122,29 +122,42 @@ fn restores_alone(e: &Env, share_repo: &Path, src: &Path, tag: &str) {
     assert_eq!(rsync_diff(src, &restored), "", "restored from the share");
 }
 
+/// A source tree of a few packs' worth, backed up: the scratch world, the tree, the snapshot.
+fn backed_up(files: u64, mib: usize) -> (Env, PathBuf, String) {
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..files {
+        write_random(&src.join(format!("f{i}")), mib << 20, 20 + i);
+    }
+    fs::write(src.join("small"), "a small file").unwrap();
+    let id = backup(&e, &src);
+    (e, src, id)
+}
+
+/// Enrolls the share mounted on `mp` as NAS-1, with `extra` options.
+fn enroll_share(e: &Env, mp: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "media",
+        "enroll-share",
+        mp.to_str().unwrap(),
+        "--label",
+        "NAS-1",
+    ];
+    args.extend_from_slice(extra);
+    e.json(&args)
+}
+
 #[test]
 fn a_share_gets_its_copy_whenever_it_is_mounted_and_never_while_it_is_not() {
     if !have_root("a_share_gets_its_copy_whenever_it_is_mounted_and_never_while_it_is_not") {
         return;
     }
-    let e = Env::init();
-    let src = e.path("src");
-    fs::create_dir_all(&src).unwrap();
-    write_random(&src.join("a"), 3 << 20, 1);
-    fs::write(src.join("b"), "second file").unwrap();
-    let first = backup(&e, &src);
+    let (e, src, first) = backed_up(1, 3);
     let nas = Nas::new(&e, 64);
     nas.mount();
     let mp = nas.mp.to_str().unwrap();
-    let v = e.json(&[
-        "media",
-        "enroll-share",
-        mp,
-        "--label",
-        "NAS-1",
-        "--location",
-        "offsite",
-    ]);
+    let v = enroll_share(&e, &nas.mp, &["--location", "offsite"]);
     assert_eq!(v["kind"], "share");
     assert_eq!(v["share"]["path"], mp);
     // A second enrolment of the same path, or of a bare mount point, is refused.
@@ -221,22 +234,10 @@ fn a_share_unmounted_mid_copy_is_a_cancelled_job_and_nothing_lands_underneath() 
     if !have_root("a_share_unmounted_mid_copy_is_a_cancelled_job_and_nothing_lands_underneath") {
         return;
     }
-    let e = Env::init();
-    let src = e.path("src");
-    fs::create_dir_all(&src).unwrap();
-    for i in 0..4 {
-        write_random(&src.join(format!("f{i}")), 9 << 20, 10 + i);
-    }
-    let id = backup(&e, &src);
+    let (e, src, id) = backed_up(4, 9);
     let nas = Nas::new(&e, 128);
     nas.mount();
-    e.ok(&[
-        "media",
-        "enroll-share",
-        nas.mp.to_str().unwrap(),
-        "--label",
-        "NAS-1",
-    ]);
+    enroll_share(&e, &nas.mp, &[]);
     let cfg = config(&e, "");
     // A pause after each file written: time to pull the share out mid-copy.
     let mut d = Mediad::start_with(&e, Some(700), &["--config", cfg.to_str().unwrap()]);
@@ -264,20 +265,10 @@ fn a_share_of_another_repository_or_medium_is_refused_and_left_alone() {
     if !have_root("a_share_of_another_repository_or_medium_is_refused_and_left_alone") {
         return;
     }
-    let e = Env::init();
-    let src = e.path("src");
-    fs::create_dir_all(&src).unwrap();
-    write_random(&src.join("a"), 1 << 20, 3);
-    backup(&e, &src);
+    let (e, _src, _id) = backed_up(1, 1);
     let nas = Nas::new(&e, 64);
     nas.mount();
-    e.ok(&[
-        "media",
-        "enroll-share",
-        nas.mp.to_str().unwrap(),
-        "--label",
-        "NAS-1",
-    ]);
+    enroll_share(&e, &nas.mp, &[]);
     // Another repository's share is mounted there now (same path, its own identity).
     let other = Env::init();
     let other_nas = Nas::new(&other, 16);
@@ -312,20 +303,10 @@ fn a_full_share_ends_its_job_as_medium_full() {
     if !have_root("a_full_share_ends_its_job_as_medium_full") {
         return;
     }
-    let e = Env::init();
-    let src = e.path("src");
-    fs::create_dir_all(&src).unwrap();
-    write_random(&src.join("a"), 12 << 20, 4);
-    backup(&e, &src);
+    let (e, _src, _id) = backed_up(1, 12);
     let nas = Nas::new(&e, 6);
     nas.mount();
-    e.ok(&[
-        "media",
-        "enroll-share",
-        nas.mp.to_str().unwrap(),
-        "--label",
-        "NAS-1",
-    ]);
+    enroll_share(&e, &nas.mp, &[]);
     let cfg = config(&e, "");
     let mut d = Mediad::start_with(&e, None, &["--config", cfg.to_str().unwrap()]);
     let run = wait_run(&e, "NAS-1", 0);
@@ -339,19 +320,6 @@ fn a_full_share_ends_its_job_as_medium_full() {
     assert_eq!(d.stop(), Some(0));
 }
 
-/// A source tree of a few packs' worth, backed up: the scratch world, the tree, the snapshot.
-fn backed_up(files: u64, mib: usize) -> (Env, PathBuf, String) {
-    let e = Env::init();
-    let src = e.path("src");
-    fs::create_dir_all(&src).unwrap();
-    for i in 0..files {
-        write_random(&src.join(format!("f{i}")), mib << 20, 20 + i);
-    }
-    fs::write(src.join("small"), "a small file").unwrap();
-    let id = backup(&e, &src);
-    (e, src, id)
-}
-
 #[test]
 fn an_sshfs_share_mediad_mounts_itself_gets_its_copy_and_is_unmounted_again() {
     if !have_root("an_sshfs_share_mediad_mounts_itself_gets_its_copy_and_is_unmounted_again") {
@@ -363,19 +331,18 @@ fn an_sshfs_share_mediad_mounts_itself_gets_its_copy_and_is_unmounted_again() {
     fs::create_dir_all(&export).unwrap();
     let mp = e.path("mnt/nas");
     let mut m = SshfsMount::mount(&server, &export, &mp);
-    let v = e.json(&[
-        "media",
-        "enroll-share",
-        mp.to_str().unwrap(),
-        "--label",
-        "NAS-1",
-        "--location",
-        "offsite",
-        "--source",
-        &server.source(&export),
-        "--mount-options",
-        &server.sshfs_options(),
-    ]);
+    let v = enroll_share(
+        &e,
+        &mp,
+        &[
+            "--location",
+            "offsite",
+            "--source",
+            &server.source(&export),
+            "--mount-options",
+            &server.sshfs_options(),
+        ],
+    );
     assert_eq!(v["fs_type"], "fuse.sshfs", "{v}");
     m.unmount();
     let cfg = config(&e, "");
@@ -425,13 +392,7 @@ fn the_ssh_server_killed_mid_copy_cancels_the_job_and_the_copy_resumes_later() {
     fs::create_dir_all(&export).unwrap();
     let mp = e.path("mnt/nas");
     let mut m = SshfsMount::mount(&server, &export, &mp);
-    e.ok(&[
-        "media",
-        "enroll-share",
-        mp.to_str().unwrap(),
-        "--label",
-        "NAS-1",
-    ]);
+    enroll_share(&e, &mp, &[]);
     let cfg = config(&e, "");
     let mut d = Mediad::start_with(&e, Some(700), &["--config", cfg.to_str().unwrap()]);
     wait_until("a pack on the share", Duration::from_secs(60), || {
@@ -478,17 +439,16 @@ fn a_hung_share_is_abandoned_forced_off_and_copied_when_it_answers_again() {
         .collect();
     let opts = opts.join(",");
     let mut m = SshfsMount::mount_with(&server, &export, &mp, &opts);
-    e.ok(&[
-        "media",
-        "enroll-share",
-        mp.to_str().unwrap(),
-        "--label",
-        "NAS-1",
-        "--source",
-        &server.source(&export),
-        "--mount-options",
-        &opts,
-    ]);
+    enroll_share(
+        &e,
+        &mp,
+        &[
+            "--source",
+            &server.source(&export),
+            "--mount-options",
+            &opts,
+        ],
+    );
     m.unmount();
     let cfg = config(&e, "share_timeout = \"3s\"\n");
     let mut d = Mediad::start_with(&e, Some(700), &["--config", cfg.to_str().unwrap()]);
@@ -552,13 +512,7 @@ fn a_full_sshfs_share_ends_its_job_as_medium_full() {
     let nas = Tmpfs::mount(&e.path("nas"), 8);
     let mp = e.path("mnt/nas");
     let _m = SshfsMount::mount(&server, nas.path(), &mp);
-    e.ok(&[
-        "media",
-        "enroll-share",
-        mp.to_str().unwrap(),
-        "--label",
-        "NAS-1",
-    ]);
+    enroll_share(&e, &mp, &[]);
     let cfg = config(&e, "");
     let mut d = Mediad::start_with(&e, None, &["--config", cfg.to_str().unwrap()]);
     let run = wait_run(&e, "NAS-1", 0);

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use bakfs_core::catalog::{Catalog, MediumKind, MediumRecord, Share, ShareMount};
-use bakfs_core::format::id::MediumId;
+use bakfs_core::forget::KeepPolicy;
+use bakfs_core::format::id::{MediumId, RepoId};
 use bakfs_core::medium::{self, Identity};
 use bakfs_core::timefmt;
 use bakfs_host::mounts;
@@ -88,21 +89,39 @@ fn udev_props(dev: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// What every enrolment needs: the repository's id, the medium's own rotation period and its
+/// retention (`--keep-last 3` when none is given).
+fn enrolment(
+    ctx: &Ctx,
+    rotate_every: Option<&str>,
+    keep: &crate::args::KeepArgs,
+) -> Result<(RepoId, Option<std::time::Duration>, KeepPolicy)> {
+    let repo_id = bakfs_core::repo::read_config(ctx.location()?.backend().as_ref())?.id;
+    let rotate_every = rotate_every.map(timefmt::parse_duration).transpose()?;
+    let mut policy = keep.policy()?;
+    if policy.is_empty() {
+        policy.last = Some(3);
+    }
+    Ok((repo_id, rotate_every, policy))
+}
+
+/// The identity written onto a new medium.
+fn identity(id: MediumId, label: &str, repo_id: RepoId, now: i64) -> Identity {
+    Identity {
+        format: medium::IDENTITY_FORMAT,
+        medium_id: id.to_hex(),
+        label: label.to_string(),
+        repo_id: repo_id.to_hex(),
+        enrolled_ns: now,
+    }
+}
+
 fn enroll(ctx: &Ctx, a: EnrollArgs) -> Result<u8> {
     let meta = std::fs::metadata(&a.device).with_context(|| a.device.display().to_string())?;
     if !meta.file_type().is_block_device() {
         bail!("{} is not a block device", a.device.display());
     }
-    let repo_id = bakfs_core::repo::read_config(ctx.location()?.backend().as_ref())?.id;
-    let rotate_every = a
-        .rotate_every
-        .as_deref()
-        .map(timefmt::parse_duration)
-        .transpose()?;
-    let mut policy = a.keep.policy()?;
-    if policy.is_empty() {
-        policy.last = Some(3);
-    }
+    let (repo_id, rotate_every, policy) = enrolment(ctx, a.rotate_every.as_deref(), &a.keep)?;
     let fs = mounts::probe(&a.device)?;
     if !mounts::FS_TYPES.contains(&fs.fs_type.as_str()) {
         bail!(
@@ -139,13 +158,7 @@ fn enroll(ctx: &Ctx, a: EnrollArgs) -> Result<u8> {
     });
     let now = timefmt::now_ns();
     let medium_id = MediumId::random();
-    let ident = Identity {
-        format: medium::IDENTITY_FORMAT,
-        medium_id: medium_id.to_hex(),
-        label: a.label.clone(),
-        repo_id: repo_id.to_hex(),
-        enrolled_ns: now,
-    };
+    let ident = identity(medium_id, &a.label, repo_id, now);
     let mp = std::env::temp_dir().join(format!("bakfs-enroll-{}", std::process::id()));
     mounts::mount_private(&a.device, &fs.fs_type, &mp)?;
     let r = (|| -> Result<MediumRecord> {
@@ -203,16 +216,7 @@ fn enroll_share(ctx: &Ctx, a: EnrollShareArgs) -> Result<u8> {
             path.display()
         );
     };
-    let repo_id = bakfs_core::repo::read_config(ctx.location()?.backend().as_ref())?.id;
-    let rotate_every = a
-        .rotate_every
-        .as_deref()
-        .map(timefmt::parse_duration)
-        .transpose()?;
-    let mut policy = a.keep.policy()?;
-    if policy.is_empty() {
-        policy.last = Some(3);
-    }
+    let (repo_id, rotate_every, policy) = enrolment(ctx, a.rotate_every.as_deref(), &a.keep)?;
     let mut cat = ctx.catalog()?;
     if let Some(m) = cat.medium_by_label(&a.label)? {
         bail!("label {} is taken by medium {}", a.label, m.id.to_hex());
@@ -226,13 +230,7 @@ fn enroll_share(ctx: &Ctx, a: EnrollShareArgs) -> Result<u8> {
     }
     let now = timefmt::now_ns();
     let medium_id = MediumId::random();
-    let ident = Identity {
-        format: medium::IDENTITY_FORMAT,
-        medium_id: medium_id.to_hex(),
-        label: a.label.clone(),
-        repo_id: repo_id.to_hex(),
-        enrolled_ns: now,
-    };
+    let ident = identity(medium_id, &a.label, repo_id, now);
     let root = medium::create(&path, &ident)?;
     let rec = MediumRecord {
         fs_type: mount.fs_type.clone(),
