@@ -3,7 +3,9 @@
 //! - [`drive`]: the [`TapeDrive`] trait every drive provides, modelled on the Linux `st`
 //!   driver with an LTO drive on its non-rewinding device, its [`Status`] and [`TapeError`];
 //! - [`virtual_drive`]: [`VirtualDrive`], a file-backed drive with LTO semantics, for trying
-//!   bakfs without hardware and for the tests.
+//!   bakfs without hardware and for the tests;
+//! - [`conformance`]: checks any [`TapeDrive`] must pass, in the spirit of Bacula's
+//!   `btape test`, run here against the virtual drive.
 //!
 //! ```
 //! use bakfs_tape::{CartridgeName, DriveConfig, TapeDrive, TapeError, VirtualDrive};
@@ -28,6 +30,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod conformance;
 pub mod drive;
 mod name;
 pub mod virtual_drive;
