@@ -280,11 +280,11 @@ pub enum TapeError {
         #[source]
         source: io::Error,
     },
-    /// A virtual cartridge file that is not one, or is damaged other than by a torn last
-    /// entry (`EIO`).
+    /// A virtual cartridge that is not one, or is damaged other than a crash leaves it
+    /// (`EIO`).
     #[error("{}: not a valid virtual cartridge at byte {offset}: {reason}", path.display())]
     Corrupt {
-        /// The cartridge file.
+        /// The cartridge's file.
         path: PathBuf,
         /// Where in the file.
         offset: u64,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::TapeError;
 
-/// A cartridge's name (its barcode label). A virtual cartridge is the file `<name>.tape`, so
+/// A cartridge's name (its barcode label). A virtual cartridge is the directory `<name>.tape`, so
 /// the name is kept to what is safe in a file name: 1 to 64 ASCII letters, digits, `.`, `_`
 /// and `-`, not starting with `.`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! The conformance checks (`bakfs_tape::conformance`) against the virtual drive, one test per
 //! check on a library of its own, then all in a row on one library as a real drive would run
 //! them; and the virtual drive's own promises that the checks cannot see through the trait
-//! (the state another process finds, the early warning's place, the cartridge file).
+//! (the state another process finds, the early warning's place, the library).
 //!
 //! With `BAKFS_TEST_TAPE=/dev/nstX` the same checks are meant to run against a real `st`
 //! device: see [`real_st_device`].

@@ -1,8 +1,6 @@
 //! [`VirtualHarness`]: the conformance checks' harness over a [`VirtualDrive`], which can
 //! arrange everything they ask for (small cartridges, write protection, faults, crashes).
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::{Harness, HarnessError, Scratch};
@@ -150,22 +148,11 @@ impl Harness for VirtualHarness {
         if let Some(d) = self.drive.take() {
             d.crash();
         }
-        // What the cartridge format leaves of a record cut short: its tag and length, and
-        // half its bytes.
-        let len = u32::try_from(rec.len())
-            .map_err(|_| TapeError::InvalidRecordLength { len: rec.len() })?;
-        let mut torn = vec![b'R'];
-        torn.extend_from_slice(&len.to_le_bytes());
-        torn.extend_from_slice(&rec[..rec.len() / 2]);
-        OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| f.write_all(&torn))
-            .map_err(|source| TapeError::Io {
-                op: crate::Operation::WriteRecord,
-                path: path.clone(),
-                source,
-            })?;
+        crate::virtual_drive::tear(&path, rec).map_err(|source| TapeError::Io {
+            op: crate::Operation::WriteRecord,
+            path: path.clone(),
+            source,
+        })?;
         self.drive = Some(VirtualDrive::open(&self.dir, self.config.clone())?);
         Ok(())
     }

@@ -8,7 +8,7 @@ use super::{io_error, CartridgeInfo, VirtualDrive, CARTRIDGE_EXT};
 use crate::{CartridgeName, Operation, TapeError};
 
 impl VirtualDrive {
-    /// The file of cartridge `name` in the library.
+    /// The directory of cartridge `name` in the library.
     #[must_use]
     pub fn cartridge_path(&self, name: &CartridgeName) -> PathBuf {
         self.dir.join(format!("{name}.{CARTRIDGE_EXT}"))
@@ -69,7 +69,7 @@ impl VirtualDrive {
             return Err(TapeError::DriveOccupied(name.clone()));
         }
         let path = self.cartridge_path(name);
-        std::fs::remove_file(&path).map_err(|e| match e.kind() {
+        std::fs::remove_dir_all(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => TapeError::NoSuchCartridge(name.clone()),
             _ => io_error(Operation::Library, &path, e),
         })?;
@@ -89,7 +89,7 @@ impl VirtualDrive {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&self.dir).map_err(err)? {
             let path = entry.map_err(err)?.path();
-            if path.extension().and_then(|e| e.to_str()) != Some(CARTRIDGE_EXT) {
+            if path.extension().and_then(|e| e.to_str()) != Some(CARTRIDGE_EXT) || !path.is_dir() {
                 continue;
             }
             let Some(name) = path

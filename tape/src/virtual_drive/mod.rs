@@ -1,8 +1,10 @@
 //! [`VirtualDrive`]: a file-backed drive that behaves like an LTO drive under Linux `st`.
 //!
 //! It is a product feature (a set-up to try bakfs's tape support without hardware) and the
-//! tests' stand-in for a drive. A *library* is a directory holding cartridges, one file
-//! `<name>.tape` each (`cartridge.rs` has the format), the drive's state file `drive.json`
+//! tests' stand-in for a drive. A *library* is a directory holding cartridges, one
+//! directory `<name>.tape` each (an index of the tape's records and filemarks, and the
+//! records' bytes laid out as `dd` would write them; `cartridge.rs` has the format), the
+//! drive's state file `drive.json`
 //! (which cartridge is loaded, the position, write protection; `state.rs`) and a lock
 //! file. Opening the drive again, in this process or another, finds the cartridge and the
 //! position where the last close left them, as with the non-rewinding device.
@@ -26,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 use crate::drive::{InjectedFault, Operation, TapeError};
 use crate::CartridgeName;
+pub(crate) use cartridge::tear;
 use cartridge::Cartridge;
 pub use cartridge::FILEMARK_COST;
 use loaded::Loaded;
@@ -39,7 +42,7 @@ pub struct DriveConfig {
     /// How far before its capacity a new cartridge gives the early warning, in bytes. Kept in
     /// the cartridge's header (the warning is the medium's, as on a real tape).
     pub early_warning_bytes: u64,
-    /// fsync the cartridge file at every filemark, so that what a filemark closed survives a
+    /// fsync the cartridge's files at every filemark, so that what a filemark closed survives a
     /// power loss and not only a crash of the process. Off by default: a virtual drive is a
     /// test set-up, and `dd` to a file does not fsync either.
     pub sync_filemarks: bool,
@@ -156,7 +159,7 @@ impl VirtualDrive {
                 loaded.early_warning_given = l.early_warning_given;
                 drive.loaded = Some(loaded);
             } else {
-                tracing::warn!(cartridge = %l.cartridge, "the loaded cartridge's file is gone: the drive is empty");
+                tracing::warn!(cartridge = %l.cartridge, "the loaded cartridge is gone from the library: the drive is empty");
             }
         }
         Ok(drive)
