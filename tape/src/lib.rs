@@ -2,6 +2,7 @@
 //!
 //! - [`drive`]: the [`TapeDrive`] trait every drive provides, modelled on the Linux `st`
 //!   driver with an LTO drive on its non-rewinding device, its [`Status`] and [`TapeError`];
+//! - [`st`]: [`StDrive`], a real drive through the Linux `st` driver (`/dev/nst0`);
 //! - [`virtual_drive`]: [`VirtualDrive`], a file-backed drive with LTO semantics, for trying
 //!   bakfs without hardware and for the tests;
 //! - [`conformance`]: checks any [`TapeDrive`] must pass, in the spirit of Bacula's
@@ -33,8 +34,10 @@
 pub mod conformance;
 pub mod drive;
 mod name;
+pub mod st;
 pub mod virtual_drive;
 
 pub use drive::{Errno, InjectedFault, Operation, Status, TapeDrive, TapeError, MAX_RECORD_LEN};
 pub use name::CartridgeName;
+pub use st::StDrive;
 pub use virtual_drive::{CartridgeInfo, DriveConfig, Faults, VirtualDrive};

@@ -8,7 +8,7 @@
 //!
 //! The checks only use the trait and a [`Harness`] that loads scratch cartridges, so the same
 //! checks run against the [virtual drive](VirtualHarness) here and against a real `st` device
-//! once there is an implementation (see `tests/conformance.rs`). A check the harness cannot
+//! ([`StHarness`], when `BAKFS_TEST_TAPE` names one: see `tests/conformance.rs`). A check the harness cannot
 //! arrange is skipped, not failed.
 //!
 //! ```
@@ -24,11 +24,13 @@
 
 mod checks;
 mod run;
+mod st_harness;
 mod virtual_harness;
 
 use std::fmt;
 
 use crate::{Faults, TapeDrive, TapeError};
+pub use st_harness::StHarness;
 pub use virtual_harness::VirtualHarness;
 
 /// One of the two scratch cartridges a harness provides.

@@ -160,7 +160,7 @@ impl Harness for VirtualHarness {
 
 /// The drive while the harness has none open: every operation fails offline.
 #[derive(Debug, Clone, Copy)]
-struct ClosedDrive;
+pub(super) struct ClosedDrive;
 
 impl TapeDrive for ClosedDrive {
     fn status(&mut self) -> Result<Status, TapeError> {
