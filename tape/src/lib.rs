@@ -2,6 +2,8 @@
 //!
 //! - [`drive`]: the [`TapeDrive`] trait every drive provides, modelled on the Linux `st`
 //!   driver with an LTO drive on its non-rewinding device, its [`Status`] and [`TapeError`];
+//! - [`layout`]: what bakfs writes on a tape (label, data files, catalogs) and how it reads
+//!   it back, with or without the catalog database;
 //! - [`st`]: [`StDrive`], a real drive through the Linux `st` driver (`/dev/nst0`);
 //! - [`virtual_drive`]: [`VirtualDrive`], a file-backed drive with LTO semantics, for trying
 //!   bakfs without hardware and for the tests;
@@ -33,6 +35,7 @@
 
 pub mod conformance;
 pub mod drive;
+pub mod layout;
 mod name;
 pub mod st;
 pub mod virtual_drive;

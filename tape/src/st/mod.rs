@@ -209,12 +209,16 @@ impl<D: Device> StDrive<D> {
     }
 
     fn count(n: u64) -> Result<libc::c_int, TapeError> {
-        libc::c_int::try_from(n).map_err(|_| TapeError::InvalidArgument(format!("count {n} is too large for st")))
+        libc::c_int::try_from(n)
+            .map_err(|_| TapeError::InvalidArgument(format!("count {n} is too large for st")))
     }
 
     /// Runs `op` after the early-warning flag is cleared when the position moves back.
     fn op(&mut self, op: libc::c_short, count: libc::c_int) -> Result<(), Errno> {
-        if matches!(op, ioctl::MTREW | ioctl::MTOFFL | ioctl::MTBSF | ioctl::MTBSR) {
+        if matches!(
+            op,
+            ioctl::MTREW | ioctl::MTOFFL | ioctl::MTBSF | ioctl::MTBSR
+        ) {
             self.warned = false;
         }
         self.dev.op(op, count)
@@ -241,10 +245,7 @@ pub(crate) fn status_of(g: &MtGet) -> Status {
 #[allow(private_bounds)]
 impl<D: Device> TapeDrive for StDrive<D> {
     fn status(&mut self) -> Result<Status, TapeError> {
-        let g = self
-            .dev
-            .get()
-            .map_err(|e| self.io(Operation::Status, e))?;
+        let g = self.dev.get().map_err(|e| self.io(Operation::Status, e))?;
         let status = status_of(&g);
         if !status.loaded {
             self.variable = false;

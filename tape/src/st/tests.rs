@@ -111,10 +111,16 @@ fn the_first_enospc_is_the_early_warning_then_writes_go_on_until_the_end() {
         ],
         ONLINE | ioctl::GMT_EOT,
     );
-    assert!(matches!(d.write_record(b"abc"), Err(TapeError::EarlyWarning)));
+    assert!(matches!(
+        d.write_record(b"abc"),
+        Err(TapeError::EarlyWarning)
+    ));
     d.write_record(b"abc").unwrap();
     d.write_record(b"abc").unwrap();
-    assert!(matches!(d.write_record(b"abc"), Err(TapeError::EndOfMedium)));
+    assert!(matches!(
+        d.write_record(b"abc"),
+        Err(TapeError::EndOfMedium)
+    ));
 }
 
 #[test]
@@ -142,7 +148,10 @@ fn eio_is_told_apart_by_the_status() {
     let mut d = drive(&[Err(Errno::EIO)], 0);
     assert!(matches!(d.read_record(&mut buf), Err(TapeError::Offline)));
     let mut d = drive(&[Err(Errno::EIO)], ioctl::GMT_DR_OPEN);
-    assert!(matches!(d.read_record(&mut buf), Err(TapeError::NoCartridge)));
+    assert!(matches!(
+        d.read_record(&mut buf),
+        Err(TapeError::NoCartridge)
+    ));
     let mut d = drive(&[Err(Errno::EIO)], ONLINE);
     let e = d.read_record(&mut buf).unwrap_err();
     assert!(matches!(e, TapeError::Io { .. }), "{e:?}");
@@ -183,11 +192,20 @@ fn records_the_drive_cannot_take_are_refused_before_the_device_sees_them() {
 #[test]
 fn a_write_protected_cartridge_opened_read_only_refuses_writes() {
     let mut d = StDrive::with_device(Script::default(), Path::new("/dev/nst0"), true);
-    assert!(matches!(d.write_record(b"x"), Err(TapeError::WriteProtected)));
-    assert!(matches!(d.write_filemarks(1), Err(TapeError::WriteProtected)));
+    assert!(matches!(
+        d.write_record(b"x"),
+        Err(TapeError::WriteProtected)
+    ));
+    assert!(matches!(
+        d.write_filemarks(1),
+        Err(TapeError::WriteProtected)
+    ));
     d.write_filemarks(0).unwrap();
     let mut d = drive(&[Err(Errno::EACCES)], ONLINE);
-    assert!(matches!(d.write_record(b"x"), Err(TapeError::WriteProtected)));
+    assert!(matches!(
+        d.write_record(b"x"),
+        Err(TapeError::WriteProtected)
+    ));
 }
 
 #[test]
@@ -259,7 +277,8 @@ fn status_reads_the_generic_bits_and_unknown_positions() {
 fn opening_a_device_that_is_not_there_names_it() {
     let e = StDrive::open(Path::new("/nonexistent/nst0")).unwrap_err();
     assert!(
-        e.to_string().starts_with("opening the drive (/nonexistent/nst0)"),
+        e.to_string()
+            .starts_with("opening the drive (/nonexistent/nst0)"),
         "{e}"
     );
 }
