@@ -9,7 +9,9 @@
 //!       last_written_ns NULL, last_verified_ns NULL, state /* MediumState */, message NULL, bytes,
 //!       /* schema 3: */ presence NULL /* Presence */, presence_ns NULL, free_bytes NULL,
 //!       free_ns NULL, rotate_every_s NULL,
-//!       /* schema 5: */ share_path NULL UNIQUE, share_source NULL, share_options NULL)
+//!       /* schema 5: */ share_path NULL UNIQUE, share_source NULL, share_options NULL,
+//!       /* schema 6: */ tape_set NULL, tape_set_seq NULL, tape_status NULL /* TapeStatus */,
+//!       tape_place NULL /* TapePlace */)
 //! media_snapshots(medium_id, snapshot_id, time_ns, host, paths /* JSON */, job NULL,
 //!       verified_ns, PK(medium_id, snapshot_id))
 //! media_snapshot_packs(medium_id, snapshot_id, pack_id) -> media_snapshots ON DELETE CASCADE
@@ -87,6 +89,9 @@ pub struct MediumRecord {
     /// Where a share ([`MediumKind::Share`]) is mounted, and how bakfs-mediad mounts it if it
     /// does (schema 5); `None` for other kinds.
     pub share: Option<Share>,
+    /// A tape cartridge's media set, place in it, status and whereabouts (schema 6); `None`
+    /// for other kinds.
+    pub tape: Option<super::Tape>,
 }
 
 /// A NAS share as a medium: the directory its network filesystem is mounted on. Its
@@ -153,6 +158,7 @@ impl MediumRecord {
             free_ns: None,
             rotate_every: None,
             share: None,
+            tape: None,
         }
     }
 }
@@ -201,7 +207,7 @@ pub struct MediumRun {
 const MEDIUM_COLUMNS: &str = "id, label, repo_id, fs_uuid, fs_type, serial, kind, pool, location,
     capacity, retention, enrolled_ns, last_seen_ns, last_written_ns, last_verified_ns, state,
     message, bytes, presence, presence_ns, free_bytes, free_ns, rotate_every_s, share_path,
-    share_source, share_options";
+    share_source, share_options, tape_set, tape_set_seq, tape_status, tape_place";
 
 fn medium_from_row(r: &Row<'_>) -> rusqlite::Result<MediumRecord> {
     let c = Cols::new(r, "media");
@@ -230,6 +236,7 @@ fn medium_from_row(r: &Row<'_>) -> rusqlite::Result<MediumRecord> {
         free_ns: c.get(21)?,
         rotate_every: c.duration_secs(22)?,
         share: share_from_cols(c.get(23)?, c.get(24)?, c.get(25)?),
+        tape: super::tapes::tape_from_cols(c.get(26)?, c.get(27)?, c.get(28)?, c.get(29)?),
     })
 }
 
@@ -270,7 +277,7 @@ impl Catalog {
         let mount = share.and_then(|s| s.mount.as_ref());
         self.write(|tx| {
             tx.execute(
-                &format!("INSERT INTO media ({MEDIUM_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26)"),
+                &format!("INSERT INTO media ({MEDIUM_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30)"),
                 params![
                     m.id, m.label, m.repo_id, m.fs_uuid, m.fs_type, m.serial, m.kind, m.pool,
                     m.location, m.capacity, m.retention, m.enrolled_ns, m.last_seen_ns,
@@ -280,6 +287,10 @@ impl Catalog {
                     share.map(|s| s.path.to_string_lossy().into_owned()),
                     mount.map(|x| x.source.as_str()),
                     mount.map(|x| x.options.as_str()),
+                    m.tape.as_ref().map(|t| t.set.as_str()),
+                    m.tape.as_ref().map(|t| t.seq),
+                    m.tape.as_ref().map(|t| t.status),
+                    m.tape.as_ref().map(|t| t.place),
                 ],
             )
             .map(drop)
@@ -840,6 +851,7 @@ mod tests {
             free_ns: None,
             rotate_every: None,
             share: None,
+            tape: None,
         }
     }
 

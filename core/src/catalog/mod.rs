@@ -45,6 +45,7 @@ mod assurance;
 mod files;
 mod media;
 mod recorder;
+mod tapes;
 mod types;
 pub use assurance::{
     DrillEnd, DrillQuery, DrillRecord, DrillStart, MediumHolding, NewestSnapshot, RepositoryRecord,
@@ -54,9 +55,10 @@ pub use media::{
     MediumFile, MediumRecord, MediumRun, MediumSnapshot, Share, ShareMount, Verification,
 };
 pub use recorder::{FileRecorder, BATCH};
+pub use tapes::{Tape, TapeFile};
 pub use types::{
     BackupOutcome, BadValue, CopyOutcome, DrillMode, DrillOutcome, MediumKind, MediumLocation,
-    MediumState, Presence, UnknownName,
+    MediumState, Presence, TapePlace, TapeStatus, UnknownName,
 };
 
 use rusqlite::{
@@ -157,6 +159,18 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE media ADD COLUMN share_source TEXT NULL;
     ALTER TABLE media ADD COLUMN share_options TEXT NULL;
     CREATE UNIQUE INDEX media_by_share_path ON media(share_path);",
+    // 6: tapes as media (see tapes.rs): each cartridge's media set, its place in the set, its
+    // status and where it is; and where on the tape each file it holds is.
+    "ALTER TABLE media ADD COLUMN tape_set TEXT NULL;
+    ALTER TABLE media ADD COLUMN tape_set_seq INTEGER NULL;
+    ALTER TABLE media ADD COLUMN tape_status TEXT NULL;
+    ALTER TABLE media ADD COLUMN tape_place TEXT NULL;
+    CREATE TABLE tape_files (medium_id TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
+        size INTEGER NOT NULL, file INTEGER NOT NULL, block INTEGER NOT NULL,
+        blake3 TEXT NOT NULL,
+        PRIMARY KEY (medium_id, kind, name),
+        FOREIGN KEY (medium_id) REFERENCES media(id) ON DELETE CASCADE);
+    CREATE INDEX media_by_tape_set ON media(tape_set, tape_set_seq);",
 ];
 
 /// The newest schema version this code knows (the number of migrations).

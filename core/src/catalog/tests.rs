@@ -634,3 +634,93 @@ fn a_share_is_stored_with_its_path_and_mount_and_a_hung_run_is_closed() {
     // The snapshot generation moves with backups.
     assert_eq!(c.snapshot_generation(&rid("r")).unwrap(), (0, None));
 }
+
+#[test]
+fn a_tape_is_stored_with_its_set_status_place_and_file_positions() {
+    let (_d, p) = tmp();
+    let mut c = Catalog::open(&p).unwrap();
+    let tape = |label: &str, seq: u32| MediumRecord {
+        pool: "OFFSITE".into(),
+        tape: Some(Tape {
+            set: "5e7".into(),
+            seq,
+            status: TapeStatus::Writable,
+            place: TapePlace::InDrive,
+        }),
+        ..MediumRecord::enrolled(
+            MediumId::hash_of(label.as_bytes()),
+            label,
+            rid("r"),
+            &format!("tape-{label}"),
+            MediumKind::Tape,
+            MediumLocation::Offsite,
+            1,
+        )
+    };
+    let (a, b) = (tape("A00002L9", 1), tape("A00001L9", 0));
+    c.enroll_medium(&a).unwrap();
+    c.enroll_medium(&b).unwrap();
+    c.enroll_medium(&medium("USB", "r")).unwrap();
+    assert_eq!(c.medium_by_label("A00002L9").unwrap().unwrap(), a);
+    assert_eq!(c.medium_by_label("USB").unwrap().unwrap().tape, None);
+    let set: Vec<String> = c
+        .tape_set("5e7")
+        .unwrap()
+        .into_iter()
+        .map(|m| m.label)
+        .collect();
+    assert_eq!(set, ["A00001L9", "A00002L9"]);
+
+    let pack = |n: &str, file, block| TapeFile {
+        kind: crate::repo::backend::FileKind::Pack,
+        name: n.into(),
+        size: 7,
+        file,
+        block,
+        blake3: n.into(),
+    };
+    c.record_tape_files(
+        &b.id,
+        &[pack("bb", 3, 1), pack("aa", 1, 9), pack("cc", 1, 1)],
+    )
+    .unwrap();
+    c.record_tape_files(&b.id, &[pack("bb", 5, 2)]).unwrap();
+    let at: Vec<(String, u64, u64)> = c
+        .tape_files(&b.id)
+        .unwrap()
+        .into_iter()
+        .map(|f| (f.name, f.file, f.block))
+        .collect();
+    assert_eq!(
+        at,
+        [
+            ("cc".into(), 1, 1),
+            ("aa".into(), 1, 9),
+            ("bb".into(), 5, 2)
+        ]
+    );
+
+    c.set_tape_state(&b.id, Some(TapeStatus::Full), None)
+        .unwrap();
+    c.set_tape_state(&b.id, None, Some(TapePlace::Vault))
+        .unwrap();
+    let t = c
+        .medium_by_label("A00001L9")
+        .unwrap()
+        .unwrap()
+        .tape
+        .unwrap();
+    assert_eq!((t.status, t.place), (TapeStatus::Full, TapePlace::Vault));
+
+    c.relabel_tape(&b.id, "n3w", 0).unwrap();
+    assert!(c.tape_files(&b.id).unwrap().is_empty());
+    let t = c
+        .medium_by_label("A00001L9")
+        .unwrap()
+        .unwrap()
+        .tape
+        .unwrap();
+    assert_eq!((t.set.as_str(), t.status), ("n3w", TapeStatus::Writable));
+    assert!(c.forget_medium("A00001L9").unwrap());
+    assert!(c.tape_files(&b.id).unwrap().is_empty());
+}

@@ -10,7 +10,9 @@
 //! |---|---|---|
 //! | [`RepoId`], [`SnapshotId`], [`BlobId`], [`PackId`], [`MediumId`] | every id column | 64 lowercase hex digits |
 //! | [`BackupOutcome`] | `runs.outcome` | `running`, `ok`, `incomplete`, `failed` |
-//! | [`MediumKind`] | `media.kind` | `usb`, `disk`, `share` |
+//! | [`MediumKind`] | `media.kind` | `usb`, `disk`, `share`, `tape` |
+//! | [`TapeStatus`] | `media.tape_status` (schema 6) | `writable`, `full`, `expired`, `damaged`, `retired` |
+//! | [`TapePlace`] | `media.tape_place` (schema 6) | `in drive`, `in library`, `offline`, `vault` |
 //! | [`MediumLocation`] | `media.location` | `onsite`, `offsite` |
 //! | [`MediumState`] | `media.state` | `enrolled`, `copying`, `safe to remove`, `removed during copy`, `failed`, `medium full`, `refused` |
 //! | [`CopyOutcome`] | `media_runs.outcome` | `running`, `ok`, `incomplete`, `failed`, `refused`, `medium full`, `cancelled`, `interrupted` |
@@ -190,6 +192,39 @@ text_enum! {
         /// A directory on a network filesystem (NFS, SMB, sshfs) that comes and goes: a NAS
         /// share (`media.share_path`, schema 5).
         Share = "share",
+        /// A tape cartridge, written in a drive through Linux `st` or a virtual drive
+        /// (`media.tape_*`, schema 6).
+        Tape = "tape",
+    }
+}
+
+text_enum! {
+    /// Whether a tape cartridge takes more writes (`media.tape_status`, schema 6).
+    TapeStatus ("tape status") {
+        /// Labelled, with room: the next job of its pool may append to it.
+        Writable = "writable",
+        /// It filled up (the early warning came); its set went on on another cartridge.
+        Full = "full",
+        /// Its whole media set is past its retention: it may be labelled again.
+        Expired = "expired",
+        /// Its label or a record could not be read or written: not used until checked.
+        Damaged = "damaged",
+        /// Taken out of service by the operator.
+        Retired = "retired",
+    }
+}
+
+text_enum! {
+    /// Where a tape cartridge is (`media.tape_place`, schema 6).
+    TapePlace ("tape place") {
+        /// In a drive.
+        InDrive = "in drive",
+        /// In a library's slot (or, for a virtual drive, in its library directory).
+        InLibrary = "in library",
+        /// Out of any drive or library, on site.
+        Offline = "offline",
+        /// Taken to the vault (off site).
+        Vault = "vault",
     }
 }
 

@@ -19,7 +19,15 @@ fn stored_texts_never_change() {
     );
     assert_eq!(
         texts(MediumKind::ALL, MediumKind::as_str),
-        ["usb", "disk", "share"]
+        ["usb", "disk", "share", "tape"]
+    );
+    assert_eq!(
+        texts(TapeStatus::ALL, TapeStatus::as_str),
+        ["writable", "full", "expired", "damaged", "retired"]
+    );
+    assert_eq!(
+        texts(TapePlace::ALL, TapePlace::as_str),
+        ["in drive", "in library", "offline", "vault"]
     );
     assert_eq!(
         texts(MediumLocation::ALL, MediumLocation::as_str),
@@ -200,12 +208,12 @@ fn a_catalog_written_before_the_types_reads_and_is_written_the_same() {
     let media = old.media().unwrap();
     let states: Vec<MediumState> = media.iter().map(|m| m.state).collect();
     assert_eq!(states, MediumState::ALL, "M0..M6 hold every state");
-    // Every kind there was then (shares came with schema 5), and no share path.
+    // Every kind there was then (shares came with schema 5, tapes with 6), and no share path.
     assert!(MediumKind::ALL
         .iter()
-        .filter(|k| **k != MediumKind::Share)
+        .filter(|k| !matches!(k, MediumKind::Share | MediumKind::Tape))
         .all(|k| media.iter().any(|m| m.kind == *k)));
-    assert!(media.iter().all(|m| m.share.is_none()));
+    assert!(media.iter().all(|m| m.share.is_none() && m.tape.is_none()));
     assert!(MediumLocation::ALL
         .iter()
         .all(|l| media.iter().any(|m| m.location == *l)));
@@ -320,7 +328,7 @@ fn an_unknown_value_is_an_error_naming_column_and_value() {
     let snapshots: Read = |c| c.snapshots(&repo()).map(drop);
     let cases: [(&str, &str, &str, Read); 18] = [
         ("media", "state", "exploded", media),
-        ("media", "kind", "tape", media),
+        ("media", "kind", "cassette", media),
         ("media", "location", "moon", media),
         ("media", "retention", r#"{"keep_forever":1}"#, media),
         ("media", "id", "M0-id", media),
