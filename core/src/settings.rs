@@ -227,7 +227,19 @@ pub struct Mediad {
     /// others are read back in full once `reverify_after` has passed. Manifests, index files,
     /// keys and the config are always read back. Other media always read back everything.
     pub share_read_back: Option<String>,
+    /// Tape drives bakfs-mediad watches for cartridges enrolled with `bakfs tape label`: a
+    /// non-rewinding device (`/dev/nst0`) or a virtual drive (`virtual:/var/lib/bakfs/tapes`).
+    #[serde(default)]
+    pub tape_drives: Vec<String>,
+    /// How often each tape drive is asked whether a cartridge is in it (loading one raises no
+    /// uevent). Default: [`TAPE_POLL`].
+    pub tape_poll: Option<String>,
+    /// Eject a cartridge once its job is done (default true): the sign it may go to the vault.
+    pub tape_eject: Option<bool>,
 }
+
+/// The default of `[mediad] tape_poll`.
+pub const TAPE_POLL: &str = "10s";
 
 /// The default of `[mediad] reverify_after`.
 pub const REVERIFY_AFTER: &str = "30d";

@@ -2,6 +2,7 @@
 //!
 //! - [`drive`]: the [`TapeDrive`] trait every drive provides, modelled on the Linux `st`
 //!   driver with an LTO drive on its non-rewinding device, its [`Status`] and [`TapeError`];
+//! - [`backend`]: a cartridge as a read-only repository, for restoring from it alone;
 //! - [`layout`]: what bakfs writes on a tape (label, data files, catalogs) and how it reads
 //!   it back, with or without the catalog database;
 //! - [`st`]: [`StDrive`], a real drive through the Linux `st` driver (`/dev/nst0`);
@@ -33,14 +34,17 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod backend;
 pub mod conformance;
 pub mod drive;
 pub mod layout;
 mod name;
+pub mod spec;
 pub mod st;
 pub mod virtual_drive;
 
 pub use drive::{Errno, InjectedFault, Operation, Status, TapeDrive, TapeError, MAX_RECORD_LEN};
 pub use name::CartridgeName;
+pub use spec::{Drive, DriveSpec};
 pub use st::StDrive;
 pub use virtual_drive::{CartridgeInfo, DriveConfig, Faults, VirtualDrive};

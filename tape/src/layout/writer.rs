@@ -196,6 +196,21 @@ impl<'d> TapeWriter<'d> {
         Ok(())
     }
 
+    /// Ends the data file being written, so that what follows starts a tape file of its own
+    /// (a job puts its small files, which every restore reads, apart from its packs).
+    ///
+    /// # Errors
+    /// The drive's.
+    pub fn next_file(&mut self) -> Result<(), TapeError> {
+        self.end_file()
+    }
+
+    /// Whether the early warning came: only the catalog goes on this cartridge now.
+    #[must_use]
+    pub fn is_full(&self) -> bool {
+        self.full
+    }
+
     /// Copies `size` bytes of `kind`/`name` from `src` onto the tape. A content-addressed
     /// file must hash to its name.
     ///
