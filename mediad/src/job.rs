@@ -233,7 +233,7 @@ pub fn run(
 }
 
 /// The medium's state, the run's outcome and its message.
-fn outcome(
+pub(crate) fn outcome(
     result: &Result<(), CopyError>,
     stats: &Stats,
 ) -> (MediumState, CopyOutcome, Option<String>) {

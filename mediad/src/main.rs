@@ -18,11 +18,14 @@ mod retention;
 mod reverify;
 mod rotate;
 mod signals;
+mod tape;
 mod udev;
 mod writer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
 use bakfs_core::repo::backend::Location;
@@ -59,7 +62,28 @@ struct Args {
     verbose: u8,
 }
 
-fn setup(a: &Args) -> Result<job::Setup> {
+/// The tape drives to watch, from `[mediad] tape_drives`.
+fn tape_watch(cfg: &bakfs_core::settings::Config) -> Result<tape::Watch> {
+    let drives = cfg
+        .mediad
+        .tape_drives
+        .iter()
+        .map(|d| bakfs_tape::DriveSpec::parse(d).map_err(|e| anyhow!("[mediad] tape_drives: {e}")))
+        .collect::<Result<_>>()?;
+    let poll = cfg
+        .mediad
+        .tape_poll
+        .as_deref()
+        .unwrap_or(bakfs_core::settings::TAPE_POLL);
+    Ok(tape::Watch {
+        drives,
+        poll: bakfs_core::timefmt::parse_timeout(poll)
+            .map_err(|e| anyhow!("[mediad] tape_poll: {e}"))?,
+        eject: cfg.mediad.tape_eject.unwrap_or(true),
+    })
+}
+
+fn setup(a: &Args) -> Result<(job::Setup, tape::Watch)> {
     let (cfg, _) = bakfs_host::paths::load_config(a.config.as_deref())?;
     let repo_root = a
         .repo
@@ -83,7 +107,7 @@ fn setup(a: &Args) -> Result<job::Setup> {
         bakfs_core::timefmt::parse_timeout(v.map_or(default, String::as_str))
             .map_err(|e| anyhow!("[mediad] {key}: {e}"))
     };
-    Ok(job::Setup {
+    let setup = job::Setup {
         repo,
         repo_id: config.id,
         catalog: state.join("catalog.db"),
@@ -142,12 +166,13 @@ fn setup(a: &Args) -> Result<job::Setup> {
                 .drill_within,
             state_dir: state,
         },
-    })
+    };
+    Ok((setup, tape_watch(&cfg)?))
 }
 
 /// The daemon with its real event sources: udev and the mount table, the stop signals, a
 /// thread per job running [`job::run_attached`].
-fn serve(setup: &job::Setup, mode: daemon::Mode) -> Result<()> {
+fn serve(setup: &job::Setup, watch: &tape::Watch, mode: daemon::Mode) -> Result<()> {
     // Before any thread starts, so that every thread has the signals blocked.
     let mut signals = signals::Signals::block()?;
     let mut sources = Sources {
@@ -156,7 +181,21 @@ fn serve(setup: &job::Setup, mode: daemon::Mode) -> Result<()> {
     };
     let s = setup.clone();
     let runner = move |j: &daemon::Job| job::run_attached(&s, j);
-    daemon::run(setup, mode, &mut sources, &mut signals, runner)
+    let stop = Arc::new(AtomicBool::new(false));
+    let tapes = match mode {
+        daemon::Mode::Listen => tape::start(setup, watch, &stop),
+        daemon::Mode::Once => {
+            tape::once(setup, watch);
+            Vec::new()
+        }
+    };
+    let r = daemon::run(setup, mode, &mut sources, &mut signals, runner);
+    // A tape job stops at its next file; what it wrote has no catalog and is not trusted.
+    stop.store(true, Ordering::Relaxed);
+    for t in tapes {
+        let _ = t.join();
+    }
+    r
 }
 
 /// Block devices from udev, shares from the mount table.
@@ -198,7 +237,7 @@ fn main() -> ExitCode {
     } else {
         daemon::Mode::Listen
     };
-    let r = setup(&a).and_then(|s| serve(&s, mode));
+    let r = setup(&a).and_then(|(s, w)| serve(&s, &w, mode));
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,0 +1,323 @@
+//! A job on a tape cartridge: append what its media set lacks, read it back, record it.
+//!
+//! On the tape, after what earlier jobs wrote (`bakfs_tape::layout`): a data file with the
+//! config, the key wrappings and the index files (every restore reads them; they are on every
+//! cartridge so that one restores alone), then a data file with each planned snapshot's packs
+//! the set lacks followed by its manifest, then the job's catalog. At the early warning the
+//! cartridge is closed with its catalog and the job says which pool wants another cartridge;
+//! a snapshot whose manifest did not fit is copied on by the next cartridge of the set.
+//!
+//! The SQLite catalog records a file only once it was read back from the tape and matched
+//! (packs, index files and manifests their names, the others the blake3 written), with where
+//! it is on the tape; a snapshot, only once its manifest is recorded.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bakfs_core::catalog::{
+    Catalog, MediumFile, MediumRecord, MediumSnapshot, SnapshotRecord, TapeFile, TapeStatus,
+    Verification,
+};
+use bakfs_core::format::id::PackId;
+use bakfs_core::repo::backend::FileKind;
+use bakfs_tape::layout::{self, JobId, Placed, Placement, TapeWriter, WriteError};
+use bakfs_tape::{TapeDrive, TapeError};
+
+use crate::error::CopyError;
+use crate::job::Setup;
+use crate::plan;
+use crate::primary::Primary;
+use crate::rotate::Stats;
+
+/// How a tape job ended when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filled {
+    /// Everything planned is on the set now.
+    No,
+    /// The cartridge filled up: the set goes on on another one.
+    Yes,
+    /// The set held everything planned already: nothing was written (a cartridge loaded to
+    /// restore from stays in the drive).
+    UpToDate,
+}
+
+/// What the job wrote, in tape order, with the snapshots whose manifest it wrote.
+#[derive(Default)]
+struct Written {
+    placed: Vec<Placed>,
+    snapshots: Vec<(SnapshotRecord, Vec<PackId>)>,
+}
+
+fn tape_err(e: TapeError) -> CopyError {
+    match e {
+        TapeError::NoCartridge | TapeError::Offline => CopyError::Cancelled,
+        TapeError::WriteProtected => CopyError::Refused("the cartridge is write-protected".into()),
+        e => CopyError::Io(e.to_string()),
+    }
+}
+
+fn write_err(e: WriteError) -> CopyError {
+    match e {
+        WriteError::Tape(e) => tape_err(e),
+        e @ (WriteError::Label(_) | WriteError::Foreign { .. }) => {
+            CopyError::Refused(e.to_string())
+        }
+        e @ (WriteError::Source { .. } | WriteError::Mismatch { .. }) => {
+            CopyError::SourceDamaged(e.to_string())
+        }
+        WriteError::NoRoomForCatalog => {
+            CopyError::Full("no room left for the job's catalog on the tape".into())
+        }
+    }
+}
+
+/// Copies onto the cartridge in `drive`, enrolled as `m`, what its set lacks.
+///
+/// # Errors
+/// [`CopyError::Refused`] for a cartridge that is not `m` (another repository, pool or
+/// medium) or write-protected; [`CopyError::Cancelled`] when the drive went offline or the
+/// cartridge out; others.
+pub fn copy_onto_tape(
+    setup: &Setup,
+    cat: &mut Catalog,
+    m: &MediumRecord,
+    drive: &mut dyn TapeDrive,
+    cancel: &AtomicBool,
+    stats: &mut Stats,
+) -> Result<Filled, CopyError> {
+    let Some(tape) = &m.tape else {
+        return Err(CopyError::Refused(format!(
+            "{} is not enrolled as a tape",
+            m.label
+        )));
+    };
+    let now = bakfs_core::timefmt::now_ns();
+    let job = JobId(u64::try_from(now).unwrap_or(0));
+    let label = layout::read_label(drive).map_err(|e| write_err(e.into()))?;
+    if label.medium_id != m.id.to_hex() {
+        return Err(CopyError::Refused(format!(
+            "the cartridge in the drive is labelled {} ({}), not {}",
+            label.label, label.medium_id, m.label
+        )));
+    }
+    let primary = Primary::new(setup.repo.backend());
+    let _lock = primary.lock_shared(&format!("bakfs-mediad: copying to tape {}", m.label))?;
+
+    // What the set holds already, on any of its cartridges.
+    let members = cat.tape_set(&tape.set).map_err(CopyError::catalog)?;
+    let mut on_set: Vec<MediumSnapshot> = Vec::new();
+    let mut packs_on_set: HashSet<String> = HashSet::new();
+    for c in &members {
+        on_set.extend(cat.medium_snapshots(&c.id).map_err(CopyError::catalog)?);
+        packs_on_set.extend(
+            cat.tape_files(&c.id)
+                .map_err(CopyError::catalog)?
+                .into_iter()
+                .filter(|f| f.kind == FileKind::Pack)
+                .map(|f| f.name),
+        );
+    }
+    let here: HashSet<(FileKind, String)> = cat
+        .tape_files(&m.id)
+        .map_err(CopyError::catalog)?
+        .into_iter()
+        .map(|f| (f.kind, f.name))
+        .collect();
+    let snapshots = cat.snapshots(&setup.repo_id).map_err(CopyError::catalog)?;
+    let plan = plan::plan(
+        &m.retention,
+        &snapshots,
+        &on_set,
+        &setup.pinned,
+        now,
+        &setup.tz,
+    );
+
+    // The small files every restore reads, on every cartridge.
+    let mut small = vec![(FileKind::Config, "config".to_string())];
+    for kind in [FileKind::Key, FileKind::Index] {
+        small.extend(primary.list(kind)?.into_iter().map(|n| (kind, n)));
+    }
+    small.retain(|f| !here.contains(f));
+    if small.is_empty() && plan.add.is_empty() {
+        return Ok(Filled::UpToDate);
+    }
+    let (mut w, _) =
+        TapeWriter::append(drive, job, &setup.repo_id.to_hex(), &m.pool).map_err(write_err)?;
+    let mut written = Written::default();
+    let mut out = Out {
+        primary: &primary,
+        cancel,
+        stats,
+        written: &mut written,
+    };
+    let mut full = false;
+    for (kind, name) in &small {
+        if !out.copy(&mut w, *kind, name)? {
+            full = true;
+            break;
+        }
+    }
+    w.next_file().map_err(tape_err)?;
+    for s in &plan.add {
+        if full {
+            break;
+        }
+        let packs = cat
+            .snapshot_packs(&setup.repo_id, &s.id)
+            .map_err(CopyError::catalog)?;
+        if packs.is_empty() {
+            out.stats.skipped.push(format!(
+                "{} (the catalog lists no packs for it)",
+                s.id.short()
+            ));
+            continue;
+        }
+        for p in &packs {
+            let name = p.id.to_hex();
+            if packs_on_set.contains(&name) {
+                continue;
+            }
+            match out.copy(&mut w, FileKind::Pack, &name) {
+                Ok(true) => packs_on_set.insert(name),
+                Ok(false) => {
+                    full = true;
+                    break;
+                }
+                Err(CopyError::SourceDamaged(msg)) => {
+                    tracing::error!(medium = %m.label, snapshot = %s.id, "{msg}");
+                    out.stats
+                        .skipped
+                        .push(format!("{} (primary repository damaged)", s.id.short()));
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+        }
+        let whole = packs.iter().all(|p| packs_on_set.contains(&p.id.to_hex()));
+        if full || !whole {
+            continue;
+        }
+        if out.copy(&mut w, FileKind::Snapshot, &s.id.to_hex())? {
+            out.written
+                .snapshots
+                .push((s.clone(), packs.iter().map(|p| p.id).collect()));
+        } else {
+            full = true;
+        }
+    }
+    let filled = if full || w.is_full() {
+        Filled::Yes
+    } else {
+        Filled::No
+    };
+    w.close(filled == Filled::Yes, bakfs_core::timefmt::now_ns())
+        .map_err(write_err)?;
+    record(cat, m, drive, &written, stats)?;
+    if filled == Filled::Yes {
+        cat.set_tape_state(&m.id, Some(TapeStatus::Full), None)
+            .map_err(CopyError::catalog)?;
+    }
+    Ok(filled)
+}
+
+/// Where the job's files come from and what it keeps of them.
+struct Out<'a> {
+    primary: &'a Primary,
+    cancel: &'a AtomicBool,
+    stats: &'a mut Stats,
+    written: &'a mut Written,
+}
+
+impl Out<'_> {
+    /// Copies one file of the primary; `Ok(false)` when the cartridge is full.
+    fn copy(
+        &mut self,
+        w: &mut TapeWriter<'_>,
+        kind: FileKind,
+        name: &str,
+    ) -> Result<bool, CopyError> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(CopyError::Cancelled);
+        }
+        let size = self.primary.size(kind, name)?;
+        let mut src = self.primary.open(kind, name, size)?;
+        match w.write(kind, name, size, &mut src).map_err(write_err)? {
+            Placement::Written(p) => {
+                self.stats.files_written += 1;
+                self.stats.bytes_written += i64::try_from(size).unwrap_or(i64::MAX);
+                self.written.placed.push(p);
+                Ok(true)
+            }
+            Placement::Full => Ok(false),
+        }
+    }
+}
+
+/// Reads back what the job wrote and records what matched.
+fn record(
+    cat: &mut Catalog,
+    m: &MediumRecord,
+    drive: &mut dyn TapeDrive,
+    written: &Written,
+    stats: &mut Stats,
+) -> Result<(), CopyError> {
+    let mut good: HashSet<(FileKind, &str)> = HashSet::new();
+    for p in &written.placed {
+        match layout::read_entry(drive, p, &mut std::io::sink()) {
+            Ok(()) => {
+                stats.bytes_verified += i64::try_from(p.entry.size).unwrap_or(i64::MAX);
+                good.insert((p.entry.kind, p.entry.name.as_str()));
+            }
+            Err(layout::ReadError::Tape(e)) => return Err(tape_err(e)),
+            Err(e) => tracing::error!(medium = %m.label, "read back: {e}"),
+        }
+    }
+    let now = bakfs_core::timefmt::now_ns();
+    let ok = |p: &&Placed| good.contains(&(p.entry.kind, p.entry.name.as_str()));
+    let files: Vec<MediumFile> = written
+        .placed
+        .iter()
+        .filter(ok)
+        .map(|p| MediumFile {
+            kind: p.entry.kind,
+            name: p.entry.name.clone(),
+            size: i64::try_from(p.entry.size).unwrap_or(i64::MAX),
+            verified_ns: now,
+        })
+        .collect();
+    let snapshots: Vec<(MediumSnapshot, Vec<PackId>)> = written
+        .snapshots
+        .iter()
+        .filter(|(s, _)| good.contains(&(FileKind::Snapshot, s.id.to_hex().as_str())))
+        .map(|(s, packs)| {
+            let ms = MediumSnapshot {
+                snapshot_id: s.id,
+                time_ns: s.time_ns,
+                host: s.host.clone(),
+                paths: s.paths.clone(),
+                job: s.job.clone(),
+                verified_ns: now,
+            };
+            (ms, packs.clone())
+        })
+        .collect();
+    stats.added += i64::try_from(snapshots.len()).unwrap_or(0);
+    cat.record_medium_verified(&m.id, &files, &snapshots, Verification::Written, now)
+        .map_err(CopyError::catalog)?;
+    let at: Vec<TapeFile> = written
+        .placed
+        .iter()
+        .filter(ok)
+        .map(|p| TapeFile {
+            kind: p.entry.kind,
+            name: p.entry.name.clone(),
+            size: p.entry.size,
+            file: p.at.file,
+            block: p.at.block,
+            blake3: p.blake3.clone(),
+        })
+        .collect();
+    cat.record_tape_files(&m.id, &at)
+        .map_err(CopyError::catalog)
+}

@@ -1,0 +1,237 @@
+//! Tapes: the drives in `[mediad] tape_drives` are polled (loading a cartridge raises no
+//! uevent): when a cartridge enrolled with `bakfs tape label` appears in one, its job runs
+//! ([`copy::copy_onto_tape`]) and, done, the cartridge is ejected: safe to take to the vault.
+//! A cartridge that filled up says which pool wants another one.
+
+pub mod copy;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bakfs_core::catalog::{Catalog, CopyOutcome, MediumRecord, MediumRun, MediumState, TapePlace};
+use bakfs_core::format::id::MediumId;
+use bakfs_tape::{layout, Drive, DriveSpec, TapeError};
+
+use crate::error::CopyError;
+use crate::job::Setup;
+use crate::rotate::Stats;
+use copy::Filled;
+
+/// How the drives are watched.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    /// The drives.
+    pub drives: Vec<DriveSpec>,
+    /// How often each is asked whether a cartridge is in it.
+    pub poll: Duration,
+    /// Eject a cartridge once its job is done (`[mediad] tape_eject`, default true).
+    pub eject: bool,
+}
+
+/// Starts a thread per drive; they end soon after `stop` is set.
+pub fn start(setup: &Setup, watch: &Watch, stop: &Arc<AtomicBool>) -> Vec<JoinHandle<()>> {
+    watch
+        .drives
+        .iter()
+        .map(|spec| {
+            let (setup, spec, stop) = (setup.clone(), spec.clone(), stop.clone());
+            let (poll, eject) = (watch.poll, watch.eject);
+            std::thread::spawn(move || poll_drive(&setup, &spec, poll, eject, &stop))
+        })
+        .collect()
+}
+
+/// Polls each drive once (`bakfs-mediad --once`).
+pub fn once(setup: &Setup, watch: &Watch) {
+    let never = AtomicBool::new(false);
+    for spec in &watch.drives {
+        if let Err(e) = poll_once(setup, spec, watch.eject, &never, &mut None) {
+            tracing::warn!(drive = %spec, "{e}");
+        }
+    }
+}
+
+/// What a drive held at the last poll, so that a job runs once per load (and again when a
+/// backup adds snapshots while a cartridge stays in).
+type Seen = Option<(MediumId, (i64, Option<i64>))>;
+
+fn poll_drive(setup: &Setup, spec: &DriveSpec, poll: Duration, eject: bool, stop: &AtomicBool) {
+    tracing::info!(drive = %spec, "watching tape drive {spec}");
+    let mut seen: Seen = None;
+    let mut complained: HashMap<String, ()> = HashMap::new();
+    while !stop.load(Ordering::Relaxed) {
+        match poll_once(setup, spec, eject, stop, &mut seen) {
+            Ok(()) => complained.clear(),
+            // Said once until it changes, not at every poll.
+            Err(e) => {
+                if complained.insert(e.clone(), ()).is_none() {
+                    tracing::warn!(drive = %spec, "{e}");
+                }
+            }
+        }
+        let until = Instant::now() + poll;
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100).min(poll));
+        }
+    }
+}
+
+fn poll_once(
+    setup: &Setup,
+    spec: &DriveSpec,
+    eject: bool,
+    cancel: &AtomicBool,
+    seen: &mut Seen,
+) -> Result<(), String> {
+    let mut drive = match spec.open() {
+        Ok(d) => d,
+        // `bakfs tape` has it: ask again at the next poll.
+        Err(TapeError::Busy { .. }) => return Ok(()),
+        Err(e) => return Err(format!("opening the drive: {e}")),
+    };
+    let status = drive.tape().status().map_err(|e| e.to_string())?;
+    if !(status.loaded && status.online) {
+        *seen = None;
+        return Ok(());
+    }
+    let label = match layout::read_label(drive.tape()) {
+        Ok(l) => l,
+        Err(e) => return Err(format!("the cartridge in the drive: {e}")),
+    };
+    let cat = Catalog::open(&setup.catalog).map_err(|e| e.to_string())?;
+    let m = cat
+        .media()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|m| m.id.to_hex() == label.medium_id);
+    let Some(m) = m else {
+        return Err(format!(
+            "cartridge {} is not enrolled here: `bakfs tape label` it, or `bakfs tape scan` to read it",
+            label.label
+        ));
+    };
+    let generation = cat
+        .snapshot_generation(&setup.repo_id)
+        .map_err(|e| e.to_string())?;
+    drop(cat);
+    if *seen == Some((m.id, generation)) {
+        return Ok(());
+    }
+    *seen = Some((m.id, generation));
+    run(setup, &m, &mut drive, cancel, eject);
+    Ok(())
+}
+
+/// Runs the job on cartridge `m` in `drive` to its end, records it, and ejects the
+/// cartridge when it went well; returns the medium's new state.
+pub fn run(
+    setup: &Setup,
+    m: &MediumRecord,
+    drive: &mut Drive,
+    cancel: &AtomicBool,
+    eject: bool,
+) -> MediumState {
+    let started = Instant::now();
+    let t0 = bakfs_core::timefmt::now_ns();
+    let mut cat = match Catalog::open(&setup.catalog) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(medium = %m.label, "catalog: {e}");
+            return MediumState::Failed;
+        }
+    };
+    let beat = setup.monitors.start(&m.label);
+    let _ = cat.set_medium_state(&m.id, MediumState::Copying, None, t0);
+    let _ = cat.set_tape_state(&m.id, None, Some(TapePlace::InDrive));
+    let run_id = cat.begin_medium_run(&m.id, t0).unwrap_or(0);
+    tracing::info!(medium = %m.label, "copying snapshots onto tape {}", m.label);
+    let mut stats = Stats::default();
+    let result = copy::copy_onto_tape(setup, &mut cat, m, drive.tape(), cancel, &mut stats);
+    let full_msg = format!(
+        "{} is full: load another tape of pool {} to go on",
+        m.label, m.pool
+    );
+    let as_copy = match &result {
+        Ok(Filled::No | Filled::UpToDate) => Ok(()),
+        Ok(Filled::Yes) => Err(CopyError::Full(full_msg.clone())),
+        Err(e) => Err(match e {
+            CopyError::Full(s) => CopyError::Full(s.clone()),
+            CopyError::Cancelled => CopyError::Cancelled,
+            CopyError::SourceDamaged(s) => CopyError::SourceDamaged(s.clone()),
+            CopyError::Refused(s) => CopyError::Refused(s.clone()),
+            CopyError::Io(s) => CopyError::Io(s.clone()),
+        }),
+    };
+    let (state, outcome, message) = crate::job::outcome(&as_copy, &stats);
+    let secs = started.elapsed().as_secs_f64();
+    // A cartridge that was up to date stays in: it may have been loaded to restore from.
+    let ejected = eject
+        && matches!(result, Ok(Filled::No | Filled::Yes))
+        && match drive.tape().unload() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(medium = %m.label, "ejecting the cartridge: {e}");
+                false
+            }
+        };
+    if ejected {
+        let place = match drive {
+            Drive::Virtual(_) => TapePlace::InLibrary,
+            Drive::St(_) => TapePlace::Offline,
+        };
+        let _ = cat.set_tape_state(&m.id, None, Some(place));
+    }
+    let now = bakfs_core::timefmt::now_ns();
+    let _ = cat.set_medium_state(&m.id, state, message.as_deref(), now);
+    let run = MediumRun {
+        id: run_id,
+        medium_id: m.id,
+        started_ns: t0,
+        ended_ns: Some(now),
+        outcome,
+        snapshots_added: stats.added,
+        snapshots_removed: 0,
+        files_written: stats.files_written,
+        bytes_written: stats.bytes_written,
+        bytes_verified: stats.bytes_verified,
+        seconds: secs,
+        message,
+    };
+    let _ = cat.finish_medium_run(&run);
+    let mib_s = stats.bytes_written as f64 / secs.max(1e-9) / f64::from(1 << 20);
+    let done = if ejected {
+        format!("safe to take {} to the vault (ejected)", m.label)
+    } else if matches!(result, Ok(Filled::UpToDate)) {
+        format!("{} is up to date (left in the drive)", m.label)
+    } else {
+        format!("{} has its copy", m.label)
+    };
+    let figures = format!(
+        "{} snapshots added, {} bytes written and read back at {mib_s:.1} MiB/s, {secs:.1} s",
+        stats.added, stats.bytes_written
+    );
+    match &result {
+        Ok(Filled::No | Filled::UpToDate) => {
+            tracing::info!(medium = %m.label, added = stats.added, "{done} ({figures})");
+        }
+        Ok(Filled::Yes) => {
+            tracing::warn!(medium = %m.label, added = stats.added, "{full_msg} ({figures})")
+        }
+        Err(CopyError::Cancelled) => {
+            tracing::warn!(medium = %m.label, "{}: the drive went offline or the cartridge out", m.label)
+        }
+        Err(e) => tracing::error!(medium = %m.label, "{}: {e}", m.label),
+    }
+    setup.monitors.refresh_metrics(&cat, &setup.repo_id);
+    let ok = matches!(
+        outcome,
+        CopyOutcome::Ok | CopyOutcome::Incomplete | CopyOutcome::MediumFull
+    );
+    setup
+        .monitors
+        .finish(beat, ok, &format!("{}: {figures}", m.label));
+    state
+}
