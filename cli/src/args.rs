@@ -139,6 +139,9 @@ pub enum Cmd {
     /// Offline media that bakfs-mediad copies snapshots onto.
     #[command(subcommand)]
     Media(MediaCmd),
+    /// Tape cartridges as media: label them for a pool, list, load, scan, restore from one.
+    #[command(subcommand)]
+    Tape(crate::cmd::tape::args::TapeCmd),
     /// Whether each job's backups hold: RPO, copies, media, drills (from the catalog alone).
     #[command(long_about = STATUS_ABOUT)]
     Status(StatusArgs),

@@ -64,7 +64,7 @@ pub fn run(ctx: &Ctx, cmd: MediaCmd) -> Result<u8> {
     }
 }
 
-fn done(ctx: &Ctx, label: &str, msg: &str) -> Result<u8> {
+pub(crate) fn done(ctx: &Ctx, label: &str, msg: &str) -> Result<u8> {
     if ctx.global.json {
         ctx.print_json(&json!({ "label": label, "ok": true }))?;
     } else {
@@ -277,12 +277,12 @@ fn enroll_share(ctx: &Ctx, a: EnrollShareArgs) -> Result<u8> {
     Ok(crate::exit::OK)
 }
 
-fn when(ns: Option<i64>) -> String {
+pub(crate) fn when(ns: Option<i64>) -> String {
     ns.map(timefmt::format_rfc3339)
         .unwrap_or_else(|| "never".into())
 }
 
-fn medium_json(cat: &Catalog, m: &MediumRecord) -> Result<serde_json::Value> {
+pub(crate) fn medium_json(cat: &Catalog, m: &MediumRecord) -> Result<serde_json::Value> {
     let snaps = cat.medium_snapshots(&m.id)?;
     Ok(json!({
         "label": m.label, "id": m.id.to_hex(), "repo_id": m.repo_id.to_hex(), "kind": m.kind,
@@ -295,7 +295,7 @@ fn medium_json(cat: &Catalog, m: &MediumRecord) -> Result<serde_json::Value> {
         "presence": m.presence, "presence_since": m.presence_ns.map(timefmt::format_rfc3339),
         "free_bytes": m.free_bytes, "free_measured": m.free_ns.map(timefmt::format_rfc3339),
         "rotate_every": m.rotate_every.map(timefmt::format_duration),
-        "share": m.share,
+        "share": m.share, "tape": m.tape,
         "snapshots": snaps.iter().map(|s| json!({
             "id": s.snapshot_id.to_hex(), "time": timefmt::format_rfc3339(s.time_ns),
             "host": s.host, "paths": s.paths, "job": s.job,
@@ -340,7 +340,7 @@ fn list(ctx: &Ctx) -> Result<u8> {
     Ok(crate::exit::OK)
 }
 
-fn show(ctx: &Ctx, label: &str) -> Result<u8> {
+pub(crate) fn show(ctx: &Ctx, label: &str) -> Result<u8> {
     let cat = ctx.catalog()?;
     let Some(m) = cat.medium_by_label(label)? else {
         bail!("no medium labelled {label:?} (see `bakfs media list`)");
@@ -374,12 +374,21 @@ fn show(ctx: &Ctx, label: &str) -> Result<u8> {
                 println!("  mounted from:  {} (by bakfs-mediad)", mnt.source);
             }
         }
-        None => println!(
-            "  filesystem:    {} {}, {}",
-            m.fs_type,
-            m.fs_uuid,
-            mib(m.capacity as u64)
-        ),
+        None => match &m.tape {
+            Some(t) => println!(
+                "  tape:          {}, {} of media set {} (cartridge {} of it)",
+                t.status,
+                t.place,
+                &t.set[..t.set.len().min(12)],
+                t.seq + 1
+            ),
+            None => println!(
+                "  filesystem:    {} {}, {}",
+                m.fs_type,
+                m.fs_uuid,
+                mib(m.capacity as u64)
+            ),
+        },
     }
     println!("  retention:     {}", serde_json::to_string(&m.retention)?);
     println!("  holds:         {} of bakfs files", mib(m.bytes as u64));

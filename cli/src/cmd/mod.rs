@@ -6,11 +6,12 @@ mod drill;
 mod keys;
 mod locate;
 mod maint;
-mod media;
+pub(crate) mod media;
 mod mount;
-mod restore;
+pub(crate) mod restore;
 mod runbook;
 pub mod status;
+pub mod tape;
 
 use anyhow::Result;
 use clap::CommandFactory;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Cmd::Init => keys::init(&ctx),
         Cmd::Key(k) => keys::key(&ctx, k),
         Cmd::Media(m) => media::run(&ctx, m),
+        Cmd::Tape(t) => tape::run(&ctx, t),
         Cmd::Status(a) => status::run(&ctx, a),
         Cmd::Metrics { textfile } => status::metrics(&ctx, textfile.as_deref()),
         Cmd::Drill(a) => drill::run(&ctx, a),

@@ -16,12 +16,17 @@ use crate::exit;
 use crate::progress::{mib, Ticker};
 
 pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
+    let repo = ctx.open_repo()?;
+    let _lock = ctx.reader_lock(&repo, "restore")?;
+    restore_from(ctx, &repo, a)
+}
+
+/// Restores from an open repository (the primary, or a tape: `bakfs tape restore`).
+pub fn restore_from(ctx: &Ctx, repo: &Repository, a: RestoreArgs) -> Result<u8> {
     let (spec, sub) = match a.snapshot.split_once(':') {
         Some((s, p)) => (s.to_string(), Some(p.to_string())),
         None => (a.snapshot.clone(), None),
     };
-    let repo = ctx.open_repo()?;
-    let _lock = ctx.reader_lock(&repo, "restore")?;
     let (id, snap) = repo.find_snapshot(&spec)?;
     let progress = Arc::new(RestoreProgress::default());
     let p = progress.clone();
@@ -44,7 +49,7 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
         only: None,
     };
     let rep = restore::restore(
-        &repo,
+        repo,
         &snap.tree,
         sub.as_deref(),
         &a.target,

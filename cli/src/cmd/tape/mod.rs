@@ -1,0 +1,371 @@
+//! `bakfs tape`: label cartridges for a pool, list and show them, load and unload them, and
+//! read them without the catalog (`scan`, `restore`: `read.rs`). bakfs-mediad does the
+//! copying when an enrolled cartridge is loaded (docs/tape.md).
+
+pub mod args;
+mod read;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use bakfs_core::catalog::{MediumKind, MediumRecord, Tape, TapePlace, TapeStatus};
+use bakfs_core::format::id::MediumId;
+use bakfs_core::timefmt;
+use bakfs_tape::layout::{self, ReadError, LABEL_FORMAT};
+use bakfs_tape::{Drive, DriveSpec, TapeError};
+use serde_json::json;
+
+use crate::context::Ctx;
+use crate::progress::mib;
+use args::{DriveArg, LabelArgs, TapeCmd};
+
+pub fn run(ctx: &Ctx, cmd: TapeCmd) -> Result<u8> {
+    match cmd {
+        TapeCmd::Label(a) => label(ctx, a),
+        TapeCmd::List => list(ctx),
+        TapeCmd::Show { label } => show(ctx, &label),
+        TapeCmd::Load { name, drive } => load(ctx, &drive, name.as_deref()),
+        TapeCmd::Unload { drive } => unload(ctx, &drive),
+        TapeCmd::Create {
+            name,
+            capacity,
+            early_warning,
+            drive,
+        } => create(ctx, &drive, &name, &capacity, early_warning.as_deref()),
+        TapeCmd::Scan { drive } => read::scan(ctx, &drive),
+        TapeCmd::Restore(a) => read::restore(ctx, a),
+    }
+}
+
+/// The drive named by `--drive`, else the configuration's first.
+fn spec(ctx: &Ctx, d: &DriveArg) -> Result<DriveSpec> {
+    let name = match &d.drive {
+        Some(n) => n.clone(),
+        None => ctx.config.mediad.tape_drives.first().cloned().ok_or_else(|| {
+            anyhow!("no tape drive given: use --drive (/dev/nst0 or virtual:DIR) or `[mediad] tape_drives` in the config")
+        })?,
+    };
+    DriveSpec::parse(&name).map_err(|e| anyhow!(e))
+}
+
+/// Opens the drive, waiting a little while bakfs-mediad polls it.
+fn open(ctx: &Ctx, d: &DriveArg) -> Result<(DriveSpec, Drive)> {
+    let spec = spec(ctx, d)?;
+    let start = Instant::now();
+    loop {
+        match spec.open() {
+            Ok(drive) => return Ok((spec, drive)),
+            Err(TapeError::Busy { .. }) if start.elapsed() < Duration::from_secs(15) => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e @ TapeError::Busy { .. }) => {
+                bail!("{e} (bakfs-mediad writing to it?)")
+            }
+            Err(e) => bail!("{spec}: {e}"),
+        }
+    }
+}
+
+/// Fails unless a cartridge is in the drive and ready.
+fn loaded(spec: &DriveSpec, drive: &mut Drive) -> Result<()> {
+    let s = drive.tape().status()?;
+    if !(s.loaded && s.online) {
+        bail!("no cartridge is loaded in {spec} (`bakfs tape load`)");
+    }
+    Ok(())
+}
+
+fn label(ctx: &Ctx, a: LabelArgs) -> Result<u8> {
+    let repo_id = bakfs_core::repo::read_config(ctx.location()?.backend().as_ref())?.id;
+    let mut policy = a.keep.policy()?;
+    if policy.is_empty() {
+        policy.last = Some(3);
+    }
+    let mut cat = ctx.catalog()?;
+    if let Some(m) = cat.medium_by_label(&a.label)? {
+        bail!(
+            "label {} is taken by a {} medium (`bakfs media forget {}` first)",
+            a.label,
+            m.kind,
+            a.label
+        );
+    }
+    let (spec, mut drive) = open(ctx, &a.drive)?;
+    loaded(&spec, &mut drive)?;
+    // What is on the cartridge now: only a blank one is labelled without --overwrite.
+    let known = match layout::read_label(drive.tape()) {
+        Err(ReadError::Blank) => None,
+        Ok(l) => {
+            let m = cat
+                .media()?
+                .into_iter()
+                .find(|m| m.id.to_hex() == l.medium_id);
+            if !a.overwrite {
+                bail!(
+                    "the cartridge holds bakfs tape {} (pool {}{}): --overwrite erases it",
+                    l.label,
+                    l.pool,
+                    if m.is_some() { ", enrolled here" } else { "" }
+                );
+            }
+            m
+        }
+        Err(ReadError::Tape(e)) => return Err(e.into()),
+        Err(e) if a.overwrite => {
+            tracing::info!("overwriting: {e}");
+            None
+        }
+        Err(e) => bail!("{e}: --overwrite erases it"),
+    };
+    // The pool's newest set goes on, unless a new one is asked for.
+    let pool_tapes: Vec<MediumRecord> = cat
+        .media()?
+        .into_iter()
+        .filter(|m| {
+            m.pool == a.pool && m.tape.is_some() && Some(m.id) != known.as_ref().map(|k| k.id)
+        })
+        .collect();
+    let newest = pool_tapes
+        .iter()
+        .max_by_key(|m| m.enrolled_ns)
+        .and_then(|m| m.tape.clone());
+    let (set, seq) = match newest {
+        Some(t) if !a.new_set => {
+            let seq = cat
+                .tape_set(&t.set)?
+                .iter()
+                .filter_map(|m| m.tape.as_ref())
+                .map(|t| t.seq + 1)
+                .max()
+                .unwrap_or(0);
+            (t.set, seq)
+        }
+        _ => (MediumId::random().to_hex(), 0),
+    };
+    let id = MediumId::random();
+    let now = timefmt::now_ns();
+    let tape_label = layout::Label {
+        format: LABEL_FORMAT,
+        medium_id: id.to_hex(),
+        label: a.label.clone(),
+        pool: a.pool.clone(),
+        repo_id: repo_id.to_hex(),
+        media_set: set.clone(),
+        set_seq: seq,
+        labelled_ns: now,
+    };
+    layout::label_tape(drive.tape(), &tape_label)?;
+    if let Some(old) = &known {
+        cat.forget_medium(&old.label)?;
+    }
+    let rec = MediumRecord {
+        fs_type: "tape".into(),
+        pool: a.pool.clone(),
+        retention: policy,
+        tape: Some(Tape {
+            set: set.clone(),
+            seq,
+            status: TapeStatus::Writable,
+            place: TapePlace::InDrive,
+        }),
+        ..MediumRecord::enrolled(
+            id,
+            &a.label,
+            repo_id,
+            &format!("tape-{}", id.to_hex()),
+            MediumKind::Tape,
+            a.location,
+            now,
+        )
+    };
+    cat.enroll_medium(&rec)?;
+    if ctx.global.json {
+        ctx.print_json(&json!({"label": a.label, "id": id.to_hex(), "pool": a.pool, "media_set": set, "set_seq": seq}))?;
+    } else {
+        println!(
+            "labelled {} in {spec}: pool {}, cartridge {} of media set {}{}",
+            a.label,
+            a.pool,
+            seq + 1,
+            &set[..12],
+            known
+                .map(|k| format!(" (was {}; forgotten)", k.label))
+                .unwrap_or_default()
+        );
+    }
+    Ok(crate::exit::OK)
+}
+
+fn tapes(ctx: &Ctx) -> Result<Vec<MediumRecord>> {
+    Ok(ctx
+        .catalog()?
+        .media()?
+        .into_iter()
+        .filter(|m| m.tape.is_some())
+        .collect())
+}
+
+fn list(ctx: &Ctx) -> Result<u8> {
+    let cat = ctx.catalog()?;
+    let tapes = tapes(ctx)?;
+    if ctx.global.json {
+        let v = tapes
+            .iter()
+            .map(|m| crate::cmd::media::medium_json(&cat, m))
+            .collect::<Result<Vec<_>>>()?;
+        ctx.print_json(&v)?;
+        return Ok(crate::exit::OK);
+    }
+    if tapes.is_empty() {
+        println!("no cartridges enrolled (see `bakfs tape label --help`)");
+        return Ok(crate::exit::OK);
+    }
+    println!(
+        "{:<10} {:<10} {:<14} {:<9} {:<10} {:>5} {:>12} {:<21} STATE",
+        "LABEL", "POOL", "SET", "STATUS", "WHERE", "SNAPS", "SIZE", "LAST WRITTEN"
+    );
+    for m in &tapes {
+        let Some(t) = &m.tape else { continue };
+        println!(
+            "{:<10} {:<10} {:<14} {:<9} {:<10} {:>5} {:>12} {:<21} {}",
+            m.label,
+            m.pool,
+            format!("{}#{}", &t.set[..t.set.len().min(8)], t.seq + 1),
+            t.status,
+            t.place,
+            cat.medium_snapshots(&m.id)?.len(),
+            mib(m.bytes.max(0) as u64),
+            crate::cmd::media::when(m.last_written_ns),
+            m.state
+        );
+    }
+    Ok(crate::exit::OK)
+}
+
+fn show(ctx: &Ctx, label: &str) -> Result<u8> {
+    let cat = ctx.catalog()?;
+    let Some(m) = cat.medium_by_label(label)?.filter(|m| m.tape.is_some()) else {
+        bail!("no cartridge labelled {label:?} (see `bakfs tape list`)");
+    };
+    let files = cat.tape_files(&m.id)?;
+    if ctx.global.json {
+        let mut v = crate::cmd::media::medium_json(&cat, &m)?;
+        v["tape_files"] = serde_json::to_value(&files)?;
+        ctx.print_json(&v)?;
+        return Ok(crate::exit::OK);
+    }
+    crate::cmd::media::show(ctx, label)?;
+    let mut by_file = std::collections::BTreeMap::<u64, (usize, u64)>::new();
+    for f in &files {
+        let e = by_file.entry(f.file).or_default();
+        e.0 += 1;
+        e.1 += f.size;
+    }
+    println!("  tape files ({}):", by_file.len());
+    for (file, (n, bytes)) in by_file {
+        println!("    file {file}: {n} repository files, {}", mib(bytes));
+    }
+    Ok(crate::exit::OK)
+}
+
+/// Records where the cartridge in the drive is now, if it is enrolled.
+fn record_place(ctx: &Ctx, drive: &mut Drive, place: TapePlace) -> Option<String> {
+    let l = layout::read_label(drive.tape()).ok()?;
+    let mut cat = ctx.catalog().ok()?;
+    let m = cat
+        .media()
+        .ok()?
+        .into_iter()
+        .find(|m| m.id.to_hex() == l.medium_id)?;
+    cat.set_tape_state(&m.id, None, Some(place)).ok()?;
+    Some(m.label)
+}
+
+fn load(ctx: &Ctx, d: &DriveArg, name: Option<&str>) -> Result<u8> {
+    let (spec, mut drive) = open(ctx, d)?;
+    drive.load(name)?;
+    let label = record_place(ctx, &mut drive, TapePlace::InDrive);
+    let what = label
+        .or(name.map(String::from))
+        .unwrap_or_else(|| "the cartridge".into());
+    crate::cmd::media::done(ctx, &what, &format!("{what} is loaded in {spec}"))
+}
+
+fn unload(ctx: &Ctx, d: &DriveArg) -> Result<u8> {
+    let (spec, mut drive) = open(ctx, d)?;
+    loaded(&spec, &mut drive)?;
+    let place = match drive {
+        Drive::Virtual(_) => TapePlace::InLibrary,
+        Drive::St(_) => TapePlace::Offline,
+    };
+    let label = layout::read_label(drive.tape()).ok().map(|l| l.label);
+    drive.tape().unload()?;
+    if let Some(l) = &label {
+        let mut cat = ctx.catalog()?;
+        if let Some(m) = cat.medium_by_label(l)? {
+            cat.set_tape_state(&m.id, None, Some(place))?;
+        }
+    }
+    let what = label.unwrap_or_else(|| "the cartridge".into());
+    crate::cmd::media::done(ctx, &what, &format!("{what} is ejected from {spec}"))
+}
+
+/// `800M`, `12T`, `4096`: bytes, with K, M, G, T as powers of 1024.
+fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let (num, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => bail!("{s:?}: use a number with K, M, G or T"),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow!("{s:?} is not a size (800M, 12T)"))?;
+    n.checked_shl(shift)
+        .filter(|v| v >> shift == n)
+        .ok_or_else(|| anyhow!("{s:?} is too large"))
+}
+
+fn create(ctx: &Ctx, d: &DriveArg, name: &str, capacity: &str, ew: Option<&str>) -> Result<u8> {
+    let (spec, drive) = open(ctx, d)?;
+    let Drive::Virtual(v) = drive else {
+        bail!("{spec} is a real drive: cartridges are made in virtual libraries only (--drive virtual:DIR)");
+    };
+    let capacity = parse_size(capacity)?;
+    let ew = match ew {
+        Some(e) => parse_size(e)?,
+        None => (32 << 20).min(capacity / 8),
+    };
+    let cart = bakfs_tape::CartridgeName::new(name)?;
+    v.create_cartridge_with(&cart, capacity, ew)?;
+    crate::cmd::media::done(
+        ctx,
+        name,
+        &format!(
+            "cartridge {name} ({}) is in the library of {spec}",
+            mib(capacity)
+        ),
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_size("4096").unwrap(), 4096);
+        assert_eq!(super::parse_size("800M").unwrap(), 800 << 20);
+        assert_eq!(super::parse_size("12t").unwrap(), 12 << 40);
+        assert!(super::parse_size("12X").is_err());
+        assert!(super::parse_size("M").is_err());
+        assert!(super::parse_size("99999999999T").is_err());
+    }
+}

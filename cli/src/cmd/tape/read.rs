@@ -1,0 +1,159 @@
+//! `bakfs tape scan` and `bakfs tape restore`: reading a cartridge, with or without the catalog.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+use bakfs_core::catalog::TapeFile;
+use bakfs_core::repo::Repository;
+use bakfs_tape::backend::TapeBackend;
+use bakfs_tape::layout::{self, Entry, Placed, Position};
+use serde_json::json;
+
+use super::args::{DriveArg, TapeRestoreArgs};
+use super::{loaded, open};
+use crate::context::Ctx;
+use crate::progress::mib;
+
+fn tape_file(p: &Placed) -> TapeFile {
+    TapeFile {
+        kind: p.entry.kind,
+        name: p.entry.name.clone(),
+        size: p.entry.size,
+        file: p.at.file,
+        block: p.at.block,
+        blake3: p.blake3.clone(),
+    }
+}
+
+pub fn scan(ctx: &Ctx, d: &DriveArg) -> Result<u8> {
+    let (spec, mut drive) = open(ctx, d)?;
+    loaded(&spec, &mut drive)?;
+    let s = layout::scan(drive.tape())?;
+    let trusted: Vec<Placed> = s.trusted().into_iter().cloned().collect();
+    let bytes: u64 = trusted.iter().map(|p| p.entry.size).sum();
+    // Where its files are, for a cartridge this catalog knows.
+    let mut cat = ctx.catalog()?;
+    let enrolled = cat
+        .media()?
+        .into_iter()
+        .find(|m| m.id.to_hex() == s.label.medium_id);
+    if let Some(m) = &enrolled {
+        cat.record_tape_files(&m.id, &trusted.iter().map(tape_file).collect::<Vec<_>>())?;
+    }
+    let unclosed = s.unclosed();
+    if ctx.global.json {
+        ctx.print_json(&json!({
+            "label": s.label, "tape_files": s.files, "jobs": s.jobs.len(),
+            "unclosed_jobs": unclosed.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "files": trusted.iter().map(tape_file).collect::<Vec<_>>(), "bytes": bytes,
+            "problems": s.problems, "enrolled": enrolled.is_some(),
+        }))?;
+    } else {
+        let l = &s.label;
+        println!(
+            "{}: bakfs tape of repository {}, pool {}, cartridge {} of media set {}",
+            l.label,
+            &l.repo_id[..l.repo_id.len().min(12)],
+            l.pool,
+            l.set_seq + 1,
+            &l.media_set[..l.media_set.len().min(12)]
+        );
+        println!(
+            "  {} tape files, {} jobs ({} never closed: not trusted), {} repository files, {}",
+            s.files,
+            s.jobs.len(),
+            unclosed.len(),
+            trusted.len(),
+            mib(bytes)
+        );
+        for p in &s.problems {
+            println!("  problem: {p}");
+        }
+        match enrolled {
+            Some(m) => println!("  recorded where its files are for {}", m.label),
+            None => println!(
+                "  not enrolled in this catalog: restore from it with `bakfs tape restore`"
+            ),
+        }
+    }
+    Ok(if s.problems.is_empty() {
+        crate::exit::OK
+    } else {
+        crate::exit::DAMAGED
+    })
+}
+
+pub fn restore(ctx: &Ctx, a: TapeRestoreArgs) -> Result<u8> {
+    let (spec, mut drive) = open(ctx, &a.drive)?;
+    loaded(&spec, &mut drive)?;
+    let label = layout::read_label(drive.tape())?;
+    // Where its files are: from the catalog when it knows the cartridge, else read from the
+    // tape itself.
+    let cat = ctx.catalog()?;
+    let known = cat
+        .media()?
+        .into_iter()
+        .find(|m| m.id.to_hex() == label.medium_id);
+    let recorded = match &known {
+        Some(m) => cat.tape_files(&m.id)?,
+        None => Vec::new(),
+    };
+    drop(cat);
+    let entries: Vec<Placed> = if recorded.is_empty() {
+        tracing::info!(
+            "reading {} to find its files (the catalog has none of them)",
+            label.label
+        );
+        layout::scan(drive.tape())?
+            .trusted()
+            .into_iter()
+            .cloned()
+            .collect()
+    } else {
+        recorded
+            .into_iter()
+            .map(|f| Placed {
+                entry: Entry {
+                    kind: f.kind,
+                    name: f.name,
+                    size: f.size,
+                },
+                at: Position {
+                    file: f.file,
+                    block: f.block,
+                },
+                blake3: f.blake3,
+            })
+            .collect()
+    };
+    if entries.is_empty() {
+        bail!("{} holds no closed job: nothing to restore", label.label);
+    }
+    let (staging, remove) = match &a.staging {
+        Some(d) => (d.clone(), false),
+        None => (
+            ctx.state_dir().join("tape-staging").join(&label.medium_id),
+            true,
+        ),
+    };
+    let what = format!("tape {} in {spec}", label.label);
+    let backend = Arc::new(TapeBackend::new(drive, &what, entries, &staging)?);
+    let repo = Repository::open(backend.clone(), &ctx.password()?)?;
+    let r = crate::cmd::restore::restore_from(ctx, &repo, a.restore);
+    drop(repo);
+    let reads = backend.reads();
+    let files: std::collections::BTreeSet<u64> = reads.iter().map(|p| p.at.file).collect();
+    let bytes: u64 = reads.iter().map(|p| p.entry.size).sum();
+    tracing::info!(
+        "read {} repository files ({}) from {} of {}'s tape files: {:?}",
+        reads.len(),
+        mib(bytes),
+        files.len(),
+        label.label,
+        files
+    );
+    if remove {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    r
+}
