@@ -1,0 +1,234 @@
+//! Tapes as media, on the virtual drive, with bakfs-mediad watching it: a cartridge labelled
+//! for a pool gets its copy when it is loaded, is ejected, and restores alone (no catalog,
+//! the passphrase only) reading only the tape files that hold what is restored; a cartridge
+//! that fills up is closed with its catalog and the set goes on on the next one.
+#![allow(clippy::unwrap_used)]
+
+#[path = "media_harness.rs"]
+mod media_harness;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use bakfs_e2e::{both, have_root, rsync_diff, write_random, Env};
+use media_harness::{held, show, wait_run, Mediad};
+
+/// A virtual drive over a library in the test's directory.
+fn drive(e: &Env) -> String {
+    format!("virtual:{}", e.path("tapes").display())
+}
+
+/// `bakfs tape ARGS --drive <the virtual drive>`, asserting success.
+fn tape(e: &Env, args: &[&str]) -> String {
+    let d = drive(e);
+    let mut all = vec!["tape"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--drive", &d]);
+    e.ok(&all)
+}
+
+/// A mediad configuration watching the virtual drive every second.
+fn config(e: &Env) -> PathBuf {
+    let p = e.path("mediad.toml");
+    fs::write(
+        &p,
+        format!(
+            "[mediad]\ntape_drives = [\"{}\"]\ntape_poll = \"1s\"\n",
+            drive(e)
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn backup(e: &Env, src: &Path) -> String {
+    let v = e.json(&["backup", src.to_str().unwrap()]);
+    v["id"].as_str().unwrap().to_string()
+}
+
+/// `bakfs tape restore` with its own empty state directory (no catalog): the tape alone.
+fn restore_alone(e: &Env, what: &str, target: &Path) -> Output {
+    e.cmd()
+        .env("BAKFS_STATE_DIR", e.path("fresh-state"))
+        .env("BAKFS_LOG", "info")
+        .args([
+            "tape",
+            "restore",
+            what,
+            "--target",
+            target.to_str().unwrap(),
+            "--drive",
+        ])
+        .arg(drive(e))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_loaded_tape_gets_its_copy_is_ejected_and_restores_alone() {
+    if !have_root("a_loaded_tape_gets_its_copy_is_ejected_and_restores_alone") {
+        return;
+    }
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(src.join("deep")).unwrap();
+    for i in 0..4 {
+        write_random(&src.join(format!("f{i}")), 6 << 20, 40 + i);
+    }
+    fs::write(src.join("deep/key.json"), "{\"validator\": \"secret\"}").unwrap();
+    let first = backup(&e, &src);
+
+    tape(&e, &["create", "A00001L9", "--capacity", "1G"]);
+    tape(&e, &["load", "A00001L9"]);
+    let out = tape(&e, &["label", "A00001L9", "--pool", "OFFSITE"]);
+    assert!(out.contains("labelled A00001L9"), "{out}");
+    // A labelled cartridge is not labelled again by mistake.
+    let d = drive(&e);
+    let out = e.fails(&["tape", "label", "B", "--drive", &d], 1);
+    assert!(out.contains("--overwrite erases it"), "{out}");
+
+    let cfg = config(&e);
+    let mut mediad = Mediad::start_with(&e, None, &["--config", cfg.to_str().unwrap()]);
+    let run = wait_run(&e, "A00001L9", 0);
+    assert_eq!(run["outcome"], "ok", "{run}");
+    assert_eq!(held(&e, "A00001L9"), vec![first.clone()]);
+    let m = show(&e, "A00001L9");
+    assert_eq!(m["kind"], "tape");
+    assert_eq!(m["tape"]["status"], "writable", "{m}");
+    assert_eq!(m["tape"]["place"], "in library", "ejected: {m}");
+    assert!(mediad
+        .log_text()
+        .contains("safe to take A00001L9 to the vault"));
+
+    // A second backup: loading the cartridge again appends it.
+    fs::write(src.join("deep/new"), "after the first copy").unwrap();
+    let second = backup(&e, &src);
+    tape(&e, &["load", "A00001L9"]);
+    let run = wait_run(&e, "A00001L9", 1);
+    assert_eq!(run["outcome"], "ok", "{run}");
+    let mut want = vec![first, second.clone()];
+    want.sort();
+    assert_eq!(held(&e, "A00001L9"), want);
+    let files = e.json(&["tape", "show", "A00001L9"])["tape_files"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(files >= 8, "{files}");
+    assert_eq!(mediad.stop(), Some(0));
+
+    // The tape alone: a catalog that knows nothing, the passphrase, the drive.
+    tape(&e, &["load", "A00001L9"]);
+    let target = e.path("restore-one");
+    let o = restore_alone(
+        &e,
+        &format!("{}:{}/deep", &second[..8], src.display()),
+        &target,
+    );
+    assert!(o.status.success(), "{}", both(&o));
+    assert_eq!(
+        fs::read(target.join("key.json")).unwrap(),
+        fs::read(src.join("deep/key.json")).unwrap()
+    );
+    // A directory of two small files: the small files, the manifest, and the packs of its
+    // trees and data are read; the packs of the 24 MiB of other files are spaced over.
+    let log = both(&o);
+    let line = log
+        .lines()
+        .find(|l| l.contains("repository files ("))
+        .unwrap_or_else(|| panic!("{log}"));
+    let mib: f64 = line
+        .split(" files (")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(mib < 12.0, "{line}");
+
+    let target = e.path("restore-all");
+    let o = restore_alone(&e, "latest", &target);
+    assert!(o.status.success(), "{}", both(&o));
+    assert_eq!(
+        rsync_diff(&src, &target.join(src.strip_prefix("/").unwrap())),
+        ""
+    );
+
+    // A scan reads it without the catalog.
+    let v = e
+        .cmd()
+        .env("BAKFS_STATE_DIR", e.path("fresh-state"))
+        .args(["--json", "tape", "scan", "--drive", &d])
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", both(&v));
+    let v: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+    assert_eq!(v["label"]["label"], "A00001L9");
+    assert_eq!(v["unclosed_jobs"].as_array().unwrap().len(), 0);
+    assert_eq!(v["enrolled"], false);
+}
+
+#[test]
+fn a_full_cartridge_is_closed_and_its_set_goes_on_on_the_next() {
+    if !have_root("a_full_cartridge_is_closed_and_its_set_goes_on_on_the_next") {
+        return;
+    }
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..6 {
+        write_random(&src.join(format!("f{i}")), 5 << 20, 70 + i);
+    }
+    let snap = backup(&e, &src);
+    // 16 MiB with the warning 4 MiB before the end: about 12 MiB of the 30 MiB fit.
+    tape(
+        &e,
+        &["create", "S1", "--capacity", "16M", "--early-warning", "4M"],
+    );
+    tape(&e, &["create", "S2", "--capacity", "64M"]);
+    tape(&e, &["load", "S1"]);
+    tape(&e, &["label", "S1", "--pool", "VAULT"]);
+    let cfg = config(&e);
+    let mediad = Mediad::start_with(&e, None, &["--config", cfg.to_str().unwrap()]);
+    let run = wait_run(&e, "S1", 0);
+    assert_eq!(run["outcome"], "medium full", "{run}");
+    assert!(
+        run["message"]
+            .as_str()
+            .unwrap()
+            .contains("load another tape of pool VAULT"),
+        "{run}"
+    );
+    assert!(held(&e, "S1").is_empty(), "the snapshot is not whole on S1");
+    assert_eq!(show(&e, "S1")["tape"]["status"], "full");
+    drop(mediad);
+
+    tape(&e, &["load", "S2"]);
+    tape(&e, &["label", "S2", "--pool", "VAULT"]);
+    let s1 = show(&e, "S1");
+    let s2 = show(&e, "S2");
+    assert_eq!(
+        s1["tape"]["set"], s2["tape"]["set"],
+        "S2 continues S1's set"
+    );
+    assert_eq!(s2["tape"]["seq"], 1);
+    let _mediad = Mediad::start_with(&e, None, &["--config", cfg.to_str().unwrap()]);
+    let run = wait_run(&e, "S2", 0);
+    assert_eq!(run["outcome"], "ok", "{run}");
+    assert_eq!(held(&e, "S2"), vec![snap]);
+    // Each pack is on one cartridge of the set, not both.
+    let names = |label: &str| -> Vec<String> {
+        e.json(&["tape", "show", label])["tape_files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["kind"] == "pack")
+            .map(|f| f["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (a, b) = (names("S1"), names("S2"));
+    assert!(!a.is_empty() && !b.is_empty());
+    assert!(a.iter().all(|p| !b.contains(p)));
+}
