@@ -232,3 +232,57 @@ fn a_full_cartridge_is_closed_and_its_set_goes_on_on_the_next() {
     assert!(!a.is_empty() && !b.is_empty());
     assert!(a.iter().all(|p| !b.contains(p)));
 }
+
+#[test]
+fn a_mediad_killed_mid_write_leaves_nothing_trusted_and_the_next_job_appends() {
+    if !have_root("a_mediad_killed_mid_write_leaves_nothing_trusted_and_the_next_job_appends") {
+        return;
+    }
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..5 {
+        write_random(&src.join(format!("f{i}")), 5 << 20, 90 + i);
+    }
+    let snap = backup(&e, &src);
+    tape(&e, &["create", "K1", "--capacity", "1G"]);
+    tape(&e, &["load", "K1"]);
+    tape(&e, &["label", "K1", "--pool", "OFFSITE"]);
+    let cfg = config(&e);
+    // Half a second after each file written: killed past its small files (a tape file closed
+    // by its filemark) and a pack or two, before the manifest.
+    let mut mediad = Mediad::start_with(&e, Some(500), &["--config", cfg.to_str().unwrap()]);
+    media_harness::wait_until(
+        "the job to write",
+        std::time::Duration::from_secs(60),
+        || mediad.log_text().contains("copying snapshots onto tape K1"),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(3000));
+    assert!(held(&e, "K1").is_empty());
+    mediad.kill_and_restart(&e);
+    let run = wait_run(&e, "K1", 1);
+    assert_eq!(run["outcome"], "ok", "{run}");
+    assert_eq!(held(&e, "K1"), vec![snap]);
+    drop(mediad);
+
+    // The killed job's files have no catalog: a scan finds them and trusts none of them.
+    tape(&e, &["load", "K1"]);
+    let d = drive(&e);
+    let o = e
+        .cmd()
+        .env("BAKFS_STATE_DIR", e.path("fresh-state"))
+        .args(["--json", "tape", "scan", "--drive", &d])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", both(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["unclosed_jobs"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["problems"].as_array().unwrap().len(), 0, "{v}");
+    let target = e.path("restore");
+    let o = restore_alone(&e, "latest", &target);
+    assert!(o.status.success(), "{}", both(&o));
+    assert_eq!(
+        rsync_diff(&src, &target.join(src.strip_prefix("/").unwrap())),
+        ""
+    );
+}

@@ -44,7 +44,7 @@ type ReadBacks = HashMap<FileRef, Result<blake3::Hash, CopyError>>;
 
 /// Test hook: `BAKFS_MEDIAD_TEST_PACE_MS` sleeps after each file written, so that tests can
 /// pull a medium or kill the daemon in the middle of a copy. Unset in production.
-fn test_pace() -> Option<u64> {
+pub(crate) fn test_pace() -> Option<u64> {
     std::env::var("BAKFS_MEDIAD_TEST_PACE_MS")
         .ok()?
         .parse()

@@ -244,6 +244,9 @@ impl Out<'_> {
         let mut src = self.primary.open(kind, name, size)?;
         match w.write(kind, name, size, &mut src).map_err(write_err)? {
             Placement::Written(p) => {
+                if let Some(ms) = crate::writer::test_pace() {
+                    std::thread::sleep(std::time::Duration::from_millis(ms));
+                }
                 self.stats.files_written += 1;
                 self.stats.bytes_written += i64::try_from(size).unwrap_or(i64::MAX);
                 self.written.placed.push(p);

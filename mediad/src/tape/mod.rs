@@ -97,11 +97,20 @@ fn poll_once(
         *seen = None;
         return Ok(());
     }
+    let cat = Catalog::open(&setup.catalog).map_err(|e| e.to_string())?;
+    let generation = cat
+        .snapshot_generation(&setup.repo_id)
+        .map_err(|e| e.to_string())?;
+    // The cartridge that was here at the last poll, with nothing new to copy: its label is not
+    // read again (reading it rewinds the tape). A cartridge just loaded is at the beginning of
+    // tape, where reading a label never leaves one: that is read.
+    if !status.beginning_of_tape && seen.is_some_and(|(_, g)| g == generation) {
+        return Ok(());
+    }
     let label = match layout::read_label(drive.tape()) {
         Ok(l) => l,
         Err(e) => return Err(format!("the cartridge in the drive: {e}")),
     };
-    let cat = Catalog::open(&setup.catalog).map_err(|e| e.to_string())?;
     let m = cat
         .media()
         .map_err(|e| e.to_string())?
@@ -113,34 +122,31 @@ fn poll_once(
             label.label
         ));
     };
-    let generation = cat
-        .snapshot_generation(&setup.repo_id)
-        .map_err(|e| e.to_string())?;
     drop(cat);
-    if *seen == Some((m.id, generation)) {
-        return Ok(());
-    }
     *seen = Some((m.id, generation));
-    run(setup, &m, &mut drive, cancel, eject);
+    if run(setup, &m, &mut drive, cancel, eject).1 {
+        // Ejected: whatever is loaded next is new.
+        *seen = None;
+    }
     Ok(())
 }
 
 /// Runs the job on cartridge `m` in `drive` to its end, records it, and ejects the
-/// cartridge when it went well; returns the medium's new state.
+/// cartridge when it went well; returns the medium's new state and whether it was ejected.
 pub fn run(
     setup: &Setup,
     m: &MediumRecord,
     drive: &mut Drive,
     cancel: &AtomicBool,
     eject: bool,
-) -> MediumState {
+) -> (MediumState, bool) {
     let started = Instant::now();
     let t0 = bakfs_core::timefmt::now_ns();
     let mut cat = match Catalog::open(&setup.catalog) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(medium = %m.label, "catalog: {e}");
-            return MediumState::Failed;
+            return (MediumState::Failed, false);
         }
     };
     let beat = setup.monitors.start(&m.label);
@@ -233,5 +239,5 @@ pub fn run(
     setup
         .monitors
         .finish(beat, ok, &format!("{}: {figures}", m.label));
-    state
+    (state, ejected)
 }
