@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Benchmark tapes on the virtual drive, in one run:
+# - writing a repository to a cartridge through the tape layout (tape/examples/write_repo.rs:
+#   a label, one job, its catalog) against `dd bs=256K` writing the same bytes (every file of
+#   the repository, concatenated) to a file on the same filesystem, alternately, RUNS times;
+# - bakfs-mediad's whole job onto a fresh cartridge (write, read back, record) against dd
+#   followed by reading its output back;
+# - restoring one file from the middle of the tape alone (no catalog): how many tape files and
+#   bytes it reads, against the tape's.
+#
+#   bench/tape.sh [--size MB] [--runs N] [--no-build]
+#
+# Nothing is fsynced by either writer (a virtual cartridge is files in a directory, as dd's
+# output is); `sync` runs before each write so neither pays for the other's writeback. The
+# files live in BENCH_DIR (default /var/tmp/bakfs-bench). Prints markdown for
+# docs/benchmarks.md.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+SIZE_MB=2048
+RUNS=5
+BUILD=1
+while [[ $# -gt 0 ]]; do
+    case $1 in
+    --size) SIZE_MB=$2; shift 2 ;;
+    --runs) RUNS=$2; shift 2 ;;
+    --no-build) BUILD=0; shift ;;
+    *) echo "usage: $0 [--size MB] [--runs N] [--no-build]" >&2; exit 2 ;;
+    esac
+done
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+if ((BUILD)); then
+    (cd "$ROOT" && cargo build --release -q --bins && cargo build --release -q -p bakfs-tape --example write_repo)
+fi
+B=$TARGET/release/bakfs
+M=$TARGET/release/bakfs-mediad
+EX=$TARGET/release/examples/write_repo
+BENCH_DIR=${BENCH_DIR:-/var/tmp/bakfs-bench}
+DATA=${DATASET_DIR:-$BENCH_DIR/dataset-${SIZE_MB}MB}
+W=$BENCH_DIR/tape
+bash "$HERE/make-dataset.sh" "$DATA" "$SIZE_MB" >&2
+trap 'rm -rf "$W"' EXIT
+rm -rf "$W" && mkdir -p "$W"
+now() { date +%s.%N; }
+
+export BAKFS_REPO=$W/repo BAKFS_STATE_DIR=$W/state BAKFS_PASSWORD=bench XDG_CONFIG_HOME=$W/none
+"$B" init >/dev/null
+"$B" backup "$DATA/base" -q >/dev/null
+BYTES=$(find "$W/repo" -type f -printf '%s\n' | awk '{s += $1} END {print s}')
+MB=$(python3 -c "print(round($BYTES / 2**20))")
+echo "repository: $MB MiB" >&2
+all_files() { find "$W/repo" -type f -print0 | sort -z; }
+all_files | xargs -0 cat >/dev/null # in the page cache for both
+
+dd_s=() tape_s=()
+for ((i = 0; i < RUNS; i++)); do
+    rm -f "$W/dd.out"; sync
+    t0=$(now); all_files | xargs -0 cat | dd of="$W/dd.out" bs=256K iflag=fullblock status=none; t1=$(now)
+    dd_s+=("$(python3 -c "print($t1 - $t0)")")
+    rm -rf "$W/lib"; sync
+    tape_s+=("$("$EX" "$W/repo" "$W/lib" | awk '{print $(NF-3)}')")
+done
+rm -rf "$W/lib"
+
+# bakfs-mediad's whole job: a fresh cartridge, labelled, loaded; mediad --once writes, reads
+# back and records. Against it: dd, then its output read back with the cache dropped.
+DRIVE="virtual:$W/lib"
+cat >"$W/mediad.toml" <<EOF
+[mediad]
+tape_drives = ["$DRIVE"]
+tape_eject = false
+EOF
+"$B" tape create BENCH1 --capacity $((MB * 2 + 1024))M --drive "$DRIVE" >/dev/null
+"$B" tape load BENCH1 --drive "$DRIVE" >/dev/null
+"$B" tape label BENCH1 --pool BENCH --keep-last 1 --drive "$DRIVE" >/dev/null
+sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+t0=$(now); "$M" --once --config "$W/mediad.toml" 2>"$W/mediad.log"; t1=$(now)
+job_s=$(python3 -c "print($t1 - $t0)")
+grep -q "up to date\|has its copy" "$W/mediad.log" || { cat "$W/mediad.log" >&2; exit 1; }
+rm -f "$W/dd.out"; sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+t0=$(now)
+all_files | xargs -0 cat | dd of="$W/dd.out" bs=256K iflag=fullblock status=none
+sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+cat "$W/dd.out" >/dev/null
+t1=$(now)
+ddread_s=$(python3 -c "print($t1 - $t0)")
+rm -f "$W/dd.out"
+
+# One file from the middle of the tape, from the tape alone (no catalog: it scans first).
+FILE=$(cd "$DATA/base" && find . -type f -size +100k | sort | awk '{a[NR] = $0} END {print a[int(NR / 2)]}')
+RESTORE_LOG=$(BAKFS_STATE_DIR=$W/fresh BAKFS_LOG=info "$B" tape restore "latest:$DATA/base/${FILE#./}" \
+    --target "$W/one" --drive "$DRIVE" 2>&1 >/dev/null | grep "repository files (")
+TAPE_FILES=$(BAKFS_STATE_DIR=$W/fresh "$B" --json tape scan --drive "$DRIVE" | python3 -c 'import json, sys; print(json.load(sys.stdin)["tape_files"])')
+cmp "$W/one/$(basename "$FILE")" "$DATA/base/$FILE"
+
+python3 - "$MB" "${dd_s[*]}" "${tape_s[*]}" "$job_s" "$ddread_s" "$RESTORE_LOG" "$TAPE_FILES" <<'PY'
+import statistics, sys
+mb = int(sys.argv[1])
+dd = sorted(map(float, sys.argv[2].split()))
+tape = sorted(map(float, sys.argv[3].split()))
+job, ddread = float(sys.argv[4]), float(sys.argv[5])
+print(f"A repository of {mb} MiB, {len(dd)} runs each.\n")
+print("| writer | best | median |\n|---|---|---|")
+def row(name, t):
+    best, med = t[0], statistics.median(t)
+    return f"| {name} | {best:.2f} s ({mb / best:.0f} MiB/s) | {med:.2f} s ({mb / med:.0f} MiB/s) |"
+print(row("`dd bs=256K` of the repository's files", dd))
+print(row("the tape layout on the virtual drive", tape))
+print(f"\nThe tape layout against dd (dd's time over the writer's): best {100 * dd[0] / tape[0]:.0f}%, "
+      f"median {100 * statistics.median(dd) / statistics.median(tape):.0f}%.\n")
+print("| whole job, caches dropped | time |\n|---|---|")
+print(f"| bakfs-mediad --once: write, read back, record | {job:.2f} s ({mb / job:.0f} MiB/s) |")
+print(f"| dd, then its output read back | {ddread:.2f} s ({mb / ddread:.0f} MiB/s) |")
+print(f"\nbakfs-mediad's job against dd and a read-back: {100 * ddread / job:.0f}%.\n")
+print(f"Restoring one file from the middle of the tape alone: `{sys.argv[6].split('INFO ')[-1].strip()}`, "
+      f"of the tape's {sys.argv[7]} tape files.")
+PY
