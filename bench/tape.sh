@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Benchmark tapes on the virtual drive, in one run:
-# - writing a repository to a cartridge through the tape layout (tape/examples/write_repo.rs:
-#   a label, one job, its catalog) against `dd bs=256K` writing the same bytes (every file of
-#   the repository, concatenated) to a file on the same filesystem, alternately, RUNS times;
+# - writing a repository of SIZE MiB (a backup of random, incompressible files) to a cartridge
+#   through the tape layout (tape/examples/write_repo.rs: a label, one job, its catalog)
+#   against `dd bs=256K` writing the same bytes (the repository's files concatenated into one
+#   file beforehand) to a file on the same filesystem, alternately, RUNS times, both from the
+#   page cache;
 # - bakfs-mediad's whole job onto a fresh cartridge (write, read back, record) against dd
-#   followed by reading its output back;
+#   followed by reading its output back (both read back from the page cache: a virtual
+#   cartridge is files; a real drive reads its tape);
 # - restoring one file from the middle of the tape alone (no catalog): how many tape files and
 #   bytes it reads, against the tape's.
 #
@@ -36,26 +39,29 @@ B=$TARGET/release/bakfs
 M=$TARGET/release/bakfs-mediad
 EX=$TARGET/release/examples/write_repo
 BENCH_DIR=${BENCH_DIR:-/var/tmp/bakfs-bench}
-DATA=${DATASET_DIR:-$BENCH_DIR/dataset-${SIZE_MB}MB}
 W=$BENCH_DIR/tape
-bash "$HERE/make-dataset.sh" "$DATA" "$SIZE_MB" >&2
+DATA=$W/data
 trap 'rm -rf "$W"' EXIT
-rm -rf "$W" && mkdir -p "$W"
+rm -rf "$W" && mkdir -p "$DATA"
 now() { date +%s.%N; }
+# Random files of 64 MiB and a few small ones: the repository is as big as the data.
+for ((i = 0; i < SIZE_MB / 64; i++)); do head -c 64M /dev/urandom >"$DATA/big-$i"; done
+for ((i = 0; i < 200; i++)); do head -c $((i * 997)) /dev/urandom >"$DATA/small-$i"; done
 
 export BAKFS_REPO=$W/repo BAKFS_STATE_DIR=$W/state BAKFS_PASSWORD=bench XDG_CONFIG_HOME=$W/none
 "$B" init >/dev/null
-"$B" backup "$DATA/base" -q >/dev/null
+"$B" backup "$DATA" -q >/dev/null
 BYTES=$(find "$W/repo" -type f -printf '%s\n' | awk '{s += $1} END {print s}')
 MB=$(python3 -c "print(round($BYTES / 2**20))")
 echo "repository: $MB MiB" >&2
 all_files() { find "$W/repo" -type f -print0 | sort -z; }
+all_files | xargs -0 cat >"$W/concat" # dd's source: the same bytes, one file
 all_files | xargs -0 cat >/dev/null # in the page cache for both
 
 dd_s=() tape_s=()
 for ((i = 0; i < RUNS; i++)); do
     rm -f "$W/dd.out"; sync
-    t0=$(now); all_files | xargs -0 cat | dd of="$W/dd.out" bs=256K iflag=fullblock status=none; t1=$(now)
+    t0=$(now); dd if="$W/concat" of="$W/dd.out" bs=256K status=none; t1=$(now)
     dd_s+=("$(python3 -c "print($t1 - $t0)")")
     rm -rf "$W/lib"; sync
     tape_s+=("$("$EX" "$W/repo" "$W/lib" | awk '{print $(NF-3)}')")
@@ -80,18 +86,17 @@ grep -q "up to date\|has its copy" "$W/mediad.log" || { cat "$W/mediad.log" >&2;
 rm -f "$W/dd.out"; sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
 t0=$(now)
 all_files | xargs -0 cat | dd of="$W/dd.out" bs=256K iflag=fullblock status=none
-sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
 cat "$W/dd.out" >/dev/null
 t1=$(now)
 ddread_s=$(python3 -c "print($t1 - $t0)")
 rm -f "$W/dd.out"
 
 # One file from the middle of the tape, from the tape alone (no catalog: it scans first).
-FILE=$(cd "$DATA/base" && find . -type f -size +100k | sort | awk '{a[NR] = $0} END {print a[int(NR / 2)]}')
-RESTORE_LOG=$(BAKFS_STATE_DIR=$W/fresh BAKFS_LOG=info "$B" tape restore "latest:$DATA/base/${FILE#./}" \
+FILE=small-100
+RESTORE_LOG=$(BAKFS_STATE_DIR=$W/fresh BAKFS_LOG=info "$B" tape restore "latest:$DATA/$FILE" \
     --target "$W/one" --drive "$DRIVE" 2>&1 >/dev/null | grep "repository files (")
 TAPE_FILES=$(BAKFS_STATE_DIR=$W/fresh "$B" --json tape scan --drive "$DRIVE" | python3 -c 'import json, sys; print(json.load(sys.stdin)["tape_files"])')
-cmp "$W/one/$(basename "$FILE")" "$DATA/base/$FILE"
+cmp "$W/one/$FILE" "$DATA/$FILE"
 
 python3 - "$MB" "${dd_s[*]}" "${tape_s[*]}" "$job_s" "$ddread_s" "$RESTORE_LOG" "$TAPE_FILES" <<'PY'
 import statistics, sys
@@ -112,6 +117,7 @@ print("| whole job, caches dropped | time |\n|---|---|")
 print(f"| bakfs-mediad --once: write, read back, record | {job:.2f} s ({mb / job:.0f} MiB/s) |")
 print(f"| dd, then its output read back | {ddread:.2f} s ({mb / ddread:.0f} MiB/s) |")
 print(f"\nbakfs-mediad's job against dd and a read-back: {100 * ddread / job:.0f}%.\n")
-print(f"Restoring one file from the middle of the tape alone: `{sys.argv[6].split('INFO ')[-1].strip()}`, "
-      f"of the tape's {sys.argv[7]} tape files.")
+print(f"Restoring one small file from the middle of the tape alone (no catalog: it scans the tape's "
+      f"entry records first): `{sys.argv[6].split('INFO ')[-1].strip()}`, of the tape's {sys.argv[7]} "
+      f"tape files and {mb} MiB.")
 PY

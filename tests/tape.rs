@@ -97,6 +97,7 @@ fn a_loaded_tape_gets_its_copy_is_ejected_and_restores_alone() {
     assert_eq!(m["kind"], "tape");
     assert_eq!(m["tape"]["status"], "writable", "{m}");
     assert_eq!(m["tape"]["place"], "in library", "ejected: {m}");
+    assert_eq!(m["presence"], "removed", "ejected, offline: {m}");
     assert!(mediad
         .log_text()
         .contains("safe to take A00001L9 to the vault"));
@@ -284,5 +285,44 @@ fn a_mediad_killed_mid_write_leaves_nothing_trusted_and_the_next_job_appends() {
     assert_eq!(
         rsync_diff(&src, &target.join(src.strip_prefix("/").unwrap())),
         ""
+    );
+}
+
+#[test]
+fn a_damaged_primary_pack_is_never_recorded_on_a_tape() {
+    if !have_root("a_damaged_primary_pack_is_never_recorded_on_a_tape") {
+        return;
+    }
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("f"), 3 << 20, 7);
+    backup(&e, &src);
+    // One byte of a pack turned: its bytes no longer hash to its name.
+    let pack = bakfs_e2e::packs(&e.repo)
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = fs::read(&pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    fs::write(&pack, &bytes).unwrap();
+    tape(&e, &["create", "D1", "--capacity", "1G"]);
+    tape(&e, &["load", "D1"]);
+    tape(&e, &["label", "D1", "--pool", "OFFSITE"]);
+    let cfg = config(&e);
+    let _mediad = Mediad::start_with(&e, None, &["--config", cfg.to_str().unwrap()]);
+    let run = wait_run(&e, "D1", 0);
+    assert_eq!(run["outcome"], "incomplete", "{run}");
+    let name = pack.file_name().unwrap().to_str().unwrap();
+    assert!(run["message"].as_str().unwrap().contains(name), "{run}");
+    assert!(
+        held(&e, "D1").is_empty(),
+        "a snapshot with a damaged pack is not on the tape"
+    );
+    let files = e.json(&["tape", "show", "D1"])["tape_files"].clone();
+    assert!(
+        !files.as_array().unwrap().iter().any(|f| f["name"] == name),
+        "{files}"
     );
 }

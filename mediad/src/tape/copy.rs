@@ -62,9 +62,7 @@ fn write_err(e: WriteError) -> CopyError {
         e @ (WriteError::Label(_) | WriteError::Foreign { .. }) => {
             CopyError::Refused(e.to_string())
         }
-        e @ (WriteError::Source { .. } | WriteError::Mismatch { .. }) => {
-            CopyError::SourceDamaged(e.to_string())
-        }
+        e @ WriteError::Source { .. } => CopyError::SourceDamaged(e.to_string()),
         WriteError::NoRoomForCatalog => {
             CopyError::Full("no room left for the job's catalog on the tape".into())
         }
@@ -273,9 +271,25 @@ fn record(
                 good.insert((p.entry.kind, p.entry.name.as_str()));
             }
             Err(layout::ReadError::Tape(e)) => return Err(tape_err(e)),
-            Err(e) => tracing::error!(medium = %m.label, "read back: {e}"),
+            // A damaged primary (its bytes not those its name says) or a bad write: not
+            // recorded, and copied again by the next job.
+            Err(e) => {
+                tracing::error!(medium = %m.label, "read back: {e}");
+                stats.skipped.push(format!(
+                    "{} {} (read back wrong)",
+                    p.entry.kind, p.entry.name
+                ));
+            }
         }
     }
+    // What this job wrote must have read back right; what it did not write, the set held.
+    let wrote: HashSet<(FileKind, &str)> = written
+        .placed
+        .iter()
+        .map(|p| (p.entry.kind, p.entry.name.as_str()))
+        .collect();
+    let sound =
+        |kind: FileKind, name: &str| !wrote.contains(&(kind, name)) || good.contains(&(kind, name));
     let now = bakfs_core::timefmt::now_ns();
     let ok = |p: &&Placed| good.contains(&(p.entry.kind, p.entry.name.as_str()));
     let files: Vec<MediumFile> = written
@@ -292,7 +306,10 @@ fn record(
     let snapshots: Vec<(MediumSnapshot, Vec<PackId>)> = written
         .snapshots
         .iter()
-        .filter(|(s, _)| good.contains(&(FileKind::Snapshot, s.id.to_hex().as_str())))
+        .filter(|(s, packs)| {
+            good.contains(&(FileKind::Snapshot, s.id.to_hex().as_str()))
+                && packs.iter().all(|p| sound(FileKind::Pack, &p.to_hex()))
+        })
         .map(|(s, packs)| {
             let ms = MediumSnapshot {
                 snapshot_id: s.id,

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bakfs_core::catalog::{Catalog, CopyOutcome, MediumRecord, MediumRun, MediumState, TapePlace};
+use bakfs_core::catalog::{
+    Catalog, CopyOutcome, MediumRecord, MediumRun, MediumState, Presence, TapePlace,
+};
 use bakfs_core::format::id::MediumId;
 use bakfs_tape::{layout, Drive, DriveSpec, TapeError};
 
@@ -42,6 +44,14 @@ pub fn start(setup: &Setup, watch: &Watch, stop: &Arc<AtomicBool>) -> Vec<JoinHa
             std::thread::spawn(move || poll_drive(&setup, &spec, poll, eject, &stop))
         })
         .collect()
+}
+
+/// Where a cartridge taken out of this drive is.
+fn place_out(spec: &DriveSpec) -> TapePlace {
+    match spec {
+        DriveSpec::Virtual(_) => TapePlace::InLibrary,
+        DriveSpec::St(_) => TapePlace::Offline,
+    }
 }
 
 /// Polls each drive once (`bakfs-mediad --once`).
@@ -94,7 +104,14 @@ fn poll_once(
     };
     let status = drive.tape().status().map_err(|e| e.to_string())?;
     if !(status.loaded && status.online) {
-        *seen = None;
+        // Taken out by hand since the last poll: offline now, as `bakfs status` counts it.
+        if let Some((id, _)) = seen.take() {
+            if let Ok(mut cat) = Catalog::open(&setup.catalog) {
+                let now = bakfs_core::timefmt::now_ns();
+                let _ = cat.set_medium_presence(&id, Presence::Removed, now);
+                let _ = cat.set_tape_state(&id, None, Some(place_out(spec)));
+            }
+        }
         return Ok(());
     }
     let cat = Catalog::open(&setup.catalog).map_err(|e| e.to_string())?;
@@ -152,6 +169,7 @@ pub fn run(
     let beat = setup.monitors.start(&m.label);
     let _ = cat.set_medium_state(&m.id, MediumState::Copying, None, t0);
     let _ = cat.set_tape_state(&m.id, None, Some(TapePlace::InDrive));
+    let _ = cat.set_medium_presence(&m.id, Presence::PluggedIn, t0);
     let run_id = cat.begin_medium_run(&m.id, t0).unwrap_or(0);
     tracing::info!(medium = %m.label, "copying snapshots onto tape {}", m.label);
     let mut stats = Stats::default();
@@ -189,6 +207,7 @@ pub fn run(
             Drive::St(_) => TapePlace::Offline,
         };
         let _ = cat.set_tape_state(&m.id, None, Some(place));
+        let _ = cat.set_medium_presence(&m.id, Presence::Removed, bakfs_core::timefmt::now_ns());
     }
     let now = bakfs_core::timefmt::now_ns();
     let _ = cat.set_medium_state(&m.id, state, message.as_deref(), now);

@@ -8,7 +8,7 @@ mod read;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
-use bakfs_core::catalog::{MediumKind, MediumRecord, Tape, TapePlace, TapeStatus};
+use bakfs_core::catalog::{MediumKind, MediumRecord, Presence, Tape, TapePlace, TapeStatus};
 use bakfs_core::format::id::MediumId;
 use bakfs_core::timefmt;
 use bakfs_tape::layout::{self, ReadError, LABEL_FORMAT};
@@ -179,6 +179,7 @@ fn label(ctx: &Ctx, a: LabelArgs) -> Result<u8> {
         )
     };
     cat.enroll_medium(&rec)?;
+    cat.set_medium_presence(&id, Presence::PluggedIn, now)?;
     if ctx.global.json {
         ctx.print_json(&json!({"label": a.label, "id": id.to_hex(), "pool": a.pool, "media_set": set, "set_seq": seq}))?;
     } else {
@@ -268,24 +269,39 @@ fn show(ctx: &Ctx, label: &str) -> Result<u8> {
     Ok(crate::exit::OK)
 }
 
-/// Records where the cartridge in the drive is now, if it is enrolled.
-fn record_place(ctx: &Ctx, drive: &mut Drive, place: TapePlace) -> Option<String> {
-    let l = layout::read_label(drive.tape()).ok()?;
-    let mut cat = ctx.catalog().ok()?;
-    let m = cat
-        .media()
-        .ok()?
+/// Records where a cartridge is now, and whether it is in a drive (offline when it is not).
+fn record_place(ctx: &Ctx, id: &MediumId, place: TapePlace) -> Result<()> {
+    let mut cat = ctx.catalog()?;
+    cat.set_tape_state(id, None, Some(place))?;
+    let presence = match place {
+        TapePlace::InDrive => Presence::PluggedIn,
+        _ => Presence::Removed,
+    };
+    cat.set_medium_presence(id, presence, timefmt::now_ns())?;
+    Ok(())
+}
+
+/// The enrolled cartridge in the drive, if it is one.
+fn enrolled_in(ctx: &Ctx, drive: &mut Drive) -> Result<Option<MediumRecord>> {
+    let Ok(l) = layout::read_label(drive.tape()) else {
+        return Ok(None);
+    };
+    Ok(ctx
+        .catalog()?
+        .media()?
         .into_iter()
-        .find(|m| m.id.to_hex() == l.medium_id)?;
-    cat.set_tape_state(&m.id, None, Some(place)).ok()?;
-    Some(m.label)
+        .find(|m| m.id.to_hex() == l.medium_id))
 }
 
 fn load(ctx: &Ctx, d: &DriveArg, name: Option<&str>) -> Result<u8> {
     let (spec, mut drive) = open(ctx, d)?;
     drive.load(name)?;
-    let label = record_place(ctx, &mut drive, TapePlace::InDrive);
-    let what = label
+    let m = enrolled_in(ctx, &mut drive)?;
+    if let Some(m) = &m {
+        record_place(ctx, &m.id, TapePlace::InDrive)?;
+    }
+    let what = m
+        .map(|m| m.label)
         .or(name.map(String::from))
         .unwrap_or_else(|| "the cartridge".into());
     crate::cmd::media::done(ctx, &what, &format!("{what} is loaded in {spec}"))
@@ -298,15 +314,12 @@ fn unload(ctx: &Ctx, d: &DriveArg) -> Result<u8> {
         Drive::Virtual(_) => TapePlace::InLibrary,
         Drive::St(_) => TapePlace::Offline,
     };
-    let label = layout::read_label(drive.tape()).ok().map(|l| l.label);
+    let m = enrolled_in(ctx, &mut drive)?;
     drive.tape().unload()?;
-    if let Some(l) = &label {
-        let mut cat = ctx.catalog()?;
-        if let Some(m) = cat.medium_by_label(l)? {
-            cat.set_tape_state(&m.id, None, Some(place))?;
-        }
+    if let Some(m) = &m {
+        record_place(ctx, &m.id, place)?;
     }
-    let what = label.unwrap_or_else(|| "the cartridge".into());
+    let what = m.map_or_else(|| "the cartridge".into(), |m| m.label);
     crate::cmd::media::done(ctx, &what, &format!("{what} is ejected from {spec}"))
 }
 
