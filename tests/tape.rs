@@ -215,10 +215,11 @@ fn a_full_cartridge_is_closed_and_its_set_goes_on_on_the_next() {
         "S2 continues S1's set"
     );
     assert_eq!(s2["tape"]["seq"], 1);
-    let _mediad = Mediad::start_with(&e, None, &["--config", cfg.to_str().unwrap()]);
+    let mediad = Mediad::start_with(&e, None, &["--config", cfg.to_str().unwrap()]);
     let run = wait_run(&e, "S2", 0);
     assert_eq!(run["outcome"], "ok", "{run}");
     assert_eq!(held(&e, "S2"), vec![snap]);
+    drop(mediad);
     // Each pack is on one cartridge of the set, not both.
     let names = |label: &str| -> Vec<String> {
         e.json(&["tape", "show", label])["tape_files"]
@@ -232,6 +233,31 @@ fn a_full_cartridge_is_closed_and_its_set_goes_on_on_the_next() {
     let (a, b) = (names("S1"), names("S2"));
     assert!(!a.is_empty() && !b.is_empty());
     assert!(a.iter().all(|p| !b.contains(p)));
+
+    // The set restores from its cartridges alone: started on S1, the restore loads S2 from the
+    // library for the packs that are there.
+    tape(&e, &["load", "S1"]);
+    let target = e.path("restore-set");
+    let o = e
+        .cmd()
+        .env("BAKFS_LOG", "info")
+        .args([
+            "tape",
+            "restore",
+            "latest",
+            "--target",
+            target.to_str().unwrap(),
+            "--drive",
+        ])
+        .arg(drive(&e))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", both(&o));
+    assert!(both(&o).contains("loading cartridge S2"), "{}", both(&o));
+    assert_eq!(
+        rsync_diff(&src, &target.join(src.strip_prefix("/").unwrap())),
+        ""
+    );
 }
 
 #[test]

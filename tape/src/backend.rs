@@ -1,8 +1,12 @@
-//! [`TapeBackend`]: a cartridge as a read-only repository, for restoring from the tape alone.
+//! [`TapeBackend`]: a cartridge, or a media set of them, as a read-only repository, for
+//! restoring from tapes alone.
 //!
-//! It knows where each file is on the tape (from the catalog database or a [scan]) and reads
-//! a file the first time it is asked for, spacing straight to it, into a staging directory
-//! that serves every later read. A restore of one file reads the small files (config, key
+//! It knows where each file is (on which cartridge, in which tape file and block: from the
+//! catalog database or a [scan]) and reads a file the first time it is asked for, spacing
+//! straight to it, into a staging directory that serves every later read. A file on another
+//! cartridge of the set is read after loading that cartridge from a virtual library; a real
+//! drive needs a hand, so the read fails naming the cartridge (what was staged stays, for the
+//! next try). A restore of one file reads the small files (config, key
 //! wrappings, index files, the snapshot's manifest), the packs holding its trees, and the
 //! packs holding its data: nothing else on the tape is read.
 //!
@@ -19,11 +23,26 @@ use bakfs_core::repo::backend::{check_name, Backend, FileKind, LocalBackend};
 use crate::layout::{read_entry, Placed};
 use crate::Drive;
 
-/// A cartridge in a drive as a read-only repository. See the [module](self) documentation.
+/// A file on a cartridge of a set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnTape {
+    /// Where it is on the cartridge.
+    pub placed: Placed,
+    /// The cartridge's label text (in a virtual library, its name too).
+    pub cartridge: String,
+}
+
+/// The drive and the cartridge in it.
+struct Loaded {
+    drive: Drive,
+    cartridge: String,
+}
+
+/// Cartridges in a drive as a read-only repository. See the [module](self) documentation.
 pub struct TapeBackend {
-    drive: Mutex<Drive>,
+    drive: Mutex<Loaded>,
     what: String,
-    entries: HashMap<(FileKind, String), Placed>,
+    entries: HashMap<(FileKind, String), OnTape>,
     staging: LocalBackend,
     /// Entries read from the tape so far (for figures and tests).
     reads: Mutex<Vec<Placed>>,
@@ -37,13 +56,20 @@ fn read_only() -> io::Error {
 }
 
 impl TapeBackend {
-    /// A backend over the cartridge in `drive` holding `entries` (trusted: from the catalog
-    /// database or a scan's closed jobs), staging what it reads in `staging` (an empty
-    /// directory, made if missing). `what` names the cartridge in messages.
+    /// A backend over `drive`, which holds cartridge `loaded`, for the files `entries` (trusted:
+    /// from the catalog database or a scan's closed jobs; a file on several cartridges is read
+    /// from the last given), staging what it reads in `staging` (made if missing). `what` names
+    /// the drive in messages.
     ///
     /// # Errors
     /// Creating the staging directory's layout.
-    pub fn new(drive: Drive, what: &str, entries: Vec<Placed>, staging: &Path) -> io::Result<Self> {
+    pub fn new(
+        drive: Drive,
+        loaded: &str,
+        what: &str,
+        entries: Vec<OnTape>,
+        staging: &Path,
+    ) -> io::Result<Self> {
         let staging = LocalBackend::new(staging);
         if let Err(e) = staging.create() {
             // Staged by an earlier restore from this cartridge: what is there was checked.
@@ -53,10 +79,13 @@ impl TapeBackend {
         }
         let entries = entries
             .into_iter()
-            .map(|p| ((p.entry.kind, p.entry.name.clone()), p))
+            .map(|t| ((t.placed.entry.kind, t.placed.entry.name.clone()), t))
             .collect();
         Ok(Self {
-            drive: Mutex::new(drive),
+            drive: Mutex::new(Loaded {
+                drive,
+                cartridge: loaded.to_string(),
+            }),
             what: what.to_string(),
             entries,
             staging,
@@ -70,30 +99,20 @@ impl TapeBackend {
         self.reads.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
-    /// Gives back the drive.
-    ///
-    /// # Panics
-    /// Never: a poisoned lock still holds the drive.
-    #[must_use]
-    pub fn into_drive(self) -> Drive {
-        self.drive
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn placed(&self, kind: FileKind, name: &str) -> io::Result<&Placed> {
+    fn placed(&self, kind: FileKind, name: &str) -> io::Result<&OnTape> {
         check_name(kind, name)?;
         self.entries.get(&(kind, name.to_string())).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
-                format!("{kind} {name} is not on {}", self.what),
+                format!("{kind} {name} is not on the tapes in {}", self.what),
             )
         })
     }
 
-    /// Reads the file from the tape into the staging directory unless it is there.
+    /// Reads the file from its cartridge into the staging directory unless it is there.
     fn stage(&self, kind: FileKind, name: &str) -> io::Result<()> {
-        let p = self.placed(kind, name)?;
+        let t = self.placed(kind, name)?;
+        let p = &t.placed;
         if self
             .staging
             .size(kind, name)
@@ -101,18 +120,50 @@ impl TapeBackend {
         {
             return Ok(());
         }
-        let mut drive = self
+        let mut l = self
             .drive
             .lock()
             .map_err(|_| io::Error::other("the tape drive's lock is poisoned"))?;
+        if l.cartridge != t.cartridge {
+            self.swap(&mut l, &t.cartridge, kind, name)?;
+        }
         let mut bytes = Vec::with_capacity(usize::try_from(p.entry.size).unwrap_or(0));
-        read_entry(drive.tape(), p, &mut bytes)
-            .map_err(|e| io::Error::other(format!("{}: {e}", self.what)))?;
-        drop(drive);
+        read_entry(l.drive.tape(), p, &mut bytes)
+            .map_err(|e| io::Error::other(format!("{} ({}): {e}", self.what, l.cartridge)))?;
+        drop(l);
         self.staging.write(kind, name, &bytes)?;
         if let Ok(mut r) = self.reads.lock() {
             r.push(p.clone());
         }
+        Ok(())
+    }
+}
+
+impl TapeBackend {
+    /// Puts `cartridge` in the drive: from a virtual library, by name; a real drive needs a hand.
+    fn swap(&self, l: &mut Loaded, cartridge: &str, kind: FileKind, name: &str) -> io::Result<()> {
+        let Drive::Virtual(_) = &l.drive else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "{kind} {name} is on cartridge {cartridge} of the set: load it in {} and run the restore again (what was read is kept)",
+                    self.what
+                ),
+            ));
+        };
+        tracing::info!("loading cartridge {cartridge} for {kind} {name}");
+        l.drive
+            .load(Some(cartridge))
+            .map_err(|e| io::Error::other(format!("loading cartridge {cartridge}: {e}")))?;
+        let label = crate::layout::read_label(l.drive.tape())
+            .map_err(|e| io::Error::other(format!("cartridge {cartridge}: {e}")))?;
+        if label.label != cartridge {
+            return Err(io::Error::other(format!(
+                "the library's cartridge {cartridge} is labelled {}",
+                label.label
+            )));
+        }
+        l.cartridge = cartridge.to_string();
         Ok(())
     }
 }
@@ -158,7 +209,7 @@ impl Backend for TapeBackend {
     }
 
     fn size(&self, kind: FileKind, name: &str) -> io::Result<u64> {
-        Ok(self.placed(kind, name)?.entry.size)
+        Ok(self.placed(kind, name)?.placed.entry.size)
     }
 
     fn remove(&self, _: FileKind, _: &str) -> io::Result<()> {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 use bakfs_core::catalog::TapeFile;
 use bakfs_core::repo::Repository;
-use bakfs_tape::backend::TapeBackend;
+use bakfs_tape::backend::{OnTape, TapeBackend};
 use bakfs_tape::layout::{self, Entry, Placed, Position};
 use serde_json::json;
 
@@ -83,61 +83,87 @@ pub fn scan(ctx: &Ctx, d: &DriveArg) -> Result<u8> {
     })
 }
 
+fn placed(f: TapeFile) -> Placed {
+    Placed {
+        entry: Entry {
+            kind: f.kind,
+            name: f.name,
+            size: f.size,
+        },
+        at: Position {
+            file: f.file,
+            block: f.block,
+        },
+        blake3: f.blake3,
+    }
+}
+
+/// Where every file of the cartridge's media set is, as the catalog knows it: the other
+/// cartridges first, so that a file on several is read from the one in the drive.
+fn set_files(ctx: &Ctx, medium_id: &str) -> Result<Vec<OnTape>> {
+    let cat = ctx.catalog()?;
+    let media = cat.media()?;
+    let Some(m) = media.iter().find(|m| m.id.to_hex() == medium_id) else {
+        return Ok(Vec::new());
+    };
+    let members = match &m.tape {
+        Some(t) => cat.tape_set(&t.set)?,
+        None => vec![m.clone()],
+    };
+    let mut v = Vec::new();
+    for c in members
+        .iter()
+        .filter(|c| c.id != m.id)
+        .chain(std::iter::once(m))
+    {
+        for f in cat.tape_files(&c.id)? {
+            v.push(OnTape {
+                placed: placed(f),
+                cartridge: c.label.clone(),
+            });
+        }
+    }
+    Ok(v)
+}
+
 pub fn restore(ctx: &Ctx, a: TapeRestoreArgs) -> Result<u8> {
     let (spec, mut drive) = open(ctx, &a.drive)?;
     loaded(&spec, &mut drive)?;
     let label = layout::read_label(drive.tape())?;
-    // Where its files are: from the catalog when it knows the cartridge, else read from the
-    // tape itself.
-    let cat = ctx.catalog()?;
-    let known = cat
-        .media()?
-        .into_iter()
-        .find(|m| m.id.to_hex() == label.medium_id);
-    let recorded = match &known {
-        Some(m) => cat.tape_files(&m.id)?,
-        None => Vec::new(),
-    };
-    drop(cat);
-    let entries: Vec<Placed> = if recorded.is_empty() {
+    // Where its files are: from the catalog when it knows the cartridge (and its set), else
+    // read from the tape itself.
+    let mut entries = set_files(ctx, &label.medium_id)?;
+    if entries.is_empty() {
         tracing::info!(
             "reading {} to find its files (the catalog has none of them)",
             label.label
         );
-        layout::scan(drive.tape())?
+        entries = layout::scan(drive.tape())?
             .trusted()
             .into_iter()
-            .cloned()
-            .collect()
-    } else {
-        recorded
-            .into_iter()
-            .map(|f| Placed {
-                entry: Entry {
-                    kind: f.kind,
-                    name: f.name,
-                    size: f.size,
-                },
-                at: Position {
-                    file: f.file,
-                    block: f.block,
-                },
-                blake3: f.blake3,
+            .map(|p| OnTape {
+                placed: p.clone(),
+                cartridge: label.label.clone(),
             })
-            .collect()
-    };
+            .collect();
+    }
     if entries.is_empty() {
         bail!("{} holds no closed job: nothing to restore", label.label);
     }
     let (staging, remove) = match &a.staging {
         Some(d) => (d.clone(), false),
         None => (
-            ctx.state_dir().join("tape-staging").join(&label.medium_id),
+            ctx.state_dir().join("tape-staging").join(&label.media_set),
             true,
         ),
     };
-    let what = format!("tape {} in {spec}", label.label);
-    let backend = Arc::new(TapeBackend::new(drive, &what, entries, &staging)?);
+    let backend = Arc::new(TapeBackend::new(
+        drive,
+        &label.label,
+        &spec.to_string(),
+        entries,
+        &staging,
+    )?);
     let repo = Repository::open(backend.clone(), &ctx.password()?)?;
     let r = crate::cmd::restore::restore_from(ctx, &repo, a.restore);
     drop(repo);
@@ -152,8 +178,11 @@ pub fn restore(ctx: &Ctx, a: TapeRestoreArgs) -> Result<u8> {
         label.label,
         files
     );
-    if remove {
+    // A restore cut short keeps what it read, for the next try (another cartridge loaded).
+    if remove && r.is_ok() {
         let _ = std::fs::remove_dir_all(&staging);
+    } else if r.is_err() {
+        eprintln!("what was read from tape is kept in {}", staging.display());
     }
     r
 }
