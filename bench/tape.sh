@@ -56,15 +56,17 @@ MB=$(python3 -c "print(round($BYTES / 2**20))")
 echo "repository: $MB MiB" >&2
 all_files() { find "$W/repo" -type f -print0 | sort -z; }
 all_files | xargs -0 cat >"$W/concat" # dd's source: the same bytes, one file
-all_files | xargs -0 cat >/dev/null # in the page cache for both
 
+# Each run starts from the same memory: the last output gone, the caches dropped, the source
+# read back in.
+fresh() { rm -rf "$W/dd.out" "$W/lib"; sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
 dd_s=() tape_s=()
 for ((i = 0; i < RUNS; i++)); do
-    rm -f "$W/dd.out"; sync
+    fresh; cat "$W/concat" >/dev/null
     t0=$(now); dd if="$W/concat" of="$W/dd.out" bs=256K status=none; t1=$(now)
     dd_s+=("$(python3 -c "print($t1 - $t0)")")
-    rm -rf "$W/lib"; sync
-    tape_s+=("$("$EX" "$W/repo" "$W/lib" | awk '{print $(NF-3)}')")
+    fresh; all_files | xargs -0 cat >/dev/null
+    tape_s+=("$(/usr/bin/time -f "%M" -o "$W/ex.rss" "$EX" "$W/repo" "$W/lib" | awk '{print $(NF-3)}')")
 done
 rm -rf "$W/lib"
 
@@ -80,7 +82,7 @@ EOF
 "$B" tape load BENCH1 --drive "$DRIVE" >/dev/null
 "$B" tape label BENCH1 --pool BENCH --keep-last 1 --drive "$DRIVE" >/dev/null
 sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
-t0=$(now); "$M" --once --config "$W/mediad.toml" 2>"$W/mediad.log"; t1=$(now)
+t0=$(now); /usr/bin/time -f "%M" -o "$W/mediad.rss" "$M" --once --config "$W/mediad.toml" 2>"$W/mediad.log"; t1=$(now)
 job_s=$(python3 -c "print($t1 - $t0)")
 grep -q "up to date\|has its copy" "$W/mediad.log" || { cat "$W/mediad.log" >&2; exit 1; }
 rm -f "$W/dd.out"; sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
@@ -93,12 +95,14 @@ rm -f "$W/dd.out"
 
 # One file from the middle of the tape, from the tape alone (no catalog: it scans first).
 FILE=small-100
-RESTORE_LOG=$(BAKFS_STATE_DIR=$W/fresh BAKFS_LOG=info "$B" tape restore "latest:$DATA/$FILE" \
-    --target "$W/one" --drive "$DRIVE" 2>&1 >/dev/null | grep "repository files (")
+RESTORE_LOG=$(BAKFS_STATE_DIR=$W/fresh BAKFS_LOG=info /usr/bin/time -f "%M" -o "$W/restore.rss" \
+    "$B" tape restore "latest:$DATA/$FILE" --target "$W/one" --drive "$DRIVE" 2>&1 >/dev/null |
+    grep "repository files (")
 TAPE_FILES=$(BAKFS_STATE_DIR=$W/fresh "$B" --json tape scan --drive "$DRIVE" | python3 -c 'import json, sys; print(json.load(sys.stdin)["tape_files"])')
 cmp "$W/one/$FILE" "$DATA/$FILE"
 
-python3 - "$MB" "${dd_s[*]}" "${tape_s[*]}" "$job_s" "$ddread_s" "$RESTORE_LOG" "$TAPE_FILES" <<'PY'
+python3 - "$MB" "${dd_s[*]}" "${tape_s[*]}" "$job_s" "$ddread_s" "$RESTORE_LOG" "$TAPE_FILES" \
+    "$(cat "$W/mediad.rss")" "$(cat "$W/restore.rss")" "$(cat "$W/ex.rss")" <<'PY'
 import statistics, sys
 mb = int(sys.argv[1])
 dd = sorted(map(float, sys.argv[2].split()))
@@ -112,12 +116,13 @@ def row(name, t):
 print(row("`dd bs=256K` of the repository's files", dd))
 print(row("the tape layout on the virtual drive", tape))
 print(f"\nThe tape layout against dd (dd's time over the writer's): best {100 * dd[0] / tape[0]:.0f}%, "
-      f"median {100 * statistics.median(dd) / statistics.median(tape):.0f}%.\n")
+      f"median {100 * statistics.median(dd) / statistics.median(tape):.0f}%. The writer's peak RSS: "
+      f"{int(sys.argv[10]) / 1024:.0f} MiB.\n")
 print("| whole job, caches dropped | time |\n|---|---|")
-print(f"| bakfs-mediad --once: write, read back, record | {job:.2f} s ({mb / job:.0f} MiB/s) |")
+print(f"| bakfs-mediad --once: write, read back, record | {job:.2f} s ({mb / job:.0f} MiB/s), peak RSS {int(sys.argv[8]) / 1024:.0f} MiB |")
 print(f"| dd, then its output read back | {ddread:.2f} s ({mb / ddread:.0f} MiB/s) |")
 print(f"\nbakfs-mediad's job against dd and a read-back: {100 * ddread / job:.0f}%.\n")
 print(f"Restoring one small file from the middle of the tape alone (no catalog: it scans the tape's "
       f"entry records first): `{sys.argv[6].split('INFO ')[-1].strip()}`, of the tape's {sys.argv[7]} "
-      f"tape files and {mb} MiB.")
+      f"tape files and {mb} MiB; peak RSS {int(sys.argv[9]) / 1024:.0f} MiB.")
 PY
