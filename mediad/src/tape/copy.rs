@@ -329,14 +329,7 @@ fn record(
         .placed
         .iter()
         .filter(ok)
-        .map(|p| TapeFile {
-            kind: p.entry.kind,
-            name: p.entry.name.clone(),
-            size: p.entry.size,
-            file: p.at.file,
-            block: p.at.block,
-            blake3: p.blake3.clone(),
-        })
+        .map(Placed::to_catalog)
         .collect();
     cat.record_tape_files(&m.id, &at)
         .map_err(CopyError::catalog)

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use bakfs_core::catalog::TapeFile;
 use bakfs_core::repo::backend::{check_name, FileKind};
 use serde::{Deserialize, Serialize};
 
@@ -138,6 +139,39 @@ pub struct Placed {
     pub at: Position,
     /// The blake3 of its bytes, in hex.
     pub blake3: String,
+}
+
+impl Placed {
+    /// As the catalog database records it (`tape_files`).
+    #[must_use]
+    pub fn to_catalog(&self) -> TapeFile {
+        TapeFile {
+            kind: self.entry.kind,
+            name: self.entry.name.clone(),
+            size: self.entry.size,
+            file: self.at.file,
+            block: self.at.block,
+            blake3: self.blake3.clone(),
+        }
+    }
+}
+
+/// From the catalog database's record.
+impl From<TapeFile> for Placed {
+    fn from(f: TapeFile) -> Self {
+        Placed {
+            entry: Entry {
+                kind: f.kind,
+                name: f.name,
+                size: f.size,
+            },
+            at: Position {
+                file: f.file,
+                block: f.block,
+            },
+            blake3: f.blake3,
+        }
+    }
 }
 
 /// What a job wrote to one cartridge, written at its end.

@@ -3,27 +3,15 @@
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
-use bakfs_core::catalog::TapeFile;
 use bakfs_core::repo::Repository;
 use bakfs_tape::backend::{OnTape, TapeBackend};
-use bakfs_tape::layout::{self, Entry, Placed, Position};
+use bakfs_tape::layout::{self, Placed};
 use serde_json::json;
 
 use super::args::{DriveArg, TapeRestoreArgs};
 use super::{loaded, open};
 use crate::context::Ctx;
 use crate::progress::mib;
-
-fn tape_file(p: &Placed) -> TapeFile {
-    TapeFile {
-        kind: p.entry.kind,
-        name: p.entry.name.clone(),
-        size: p.entry.size,
-        file: p.at.file,
-        block: p.at.block,
-        blake3: p.blake3.clone(),
-    }
-}
 
 pub fn scan(ctx: &Ctx, d: &DriveArg) -> Result<u8> {
     let (spec, mut drive) = open(ctx, d)?;
@@ -38,14 +26,17 @@ pub fn scan(ctx: &Ctx, d: &DriveArg) -> Result<u8> {
         .into_iter()
         .find(|m| m.id.to_hex() == s.label.medium_id);
     if let Some(m) = &enrolled {
-        cat.record_tape_files(&m.id, &trusted.iter().map(tape_file).collect::<Vec<_>>())?;
+        cat.record_tape_files(
+            &m.id,
+            &trusted.iter().map(Placed::to_catalog).collect::<Vec<_>>(),
+        )?;
     }
     let unclosed = s.unclosed();
     if ctx.global.json {
         ctx.print_json(&json!({
             "label": s.label, "tape_files": s.files, "jobs": s.jobs.len(),
             "unclosed_jobs": unclosed.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "files": trusted.iter().map(tape_file).collect::<Vec<_>>(), "bytes": bytes,
+            "files": trusted.iter().map(Placed::to_catalog).collect::<Vec<_>>(), "bytes": bytes,
             "problems": s.problems, "enrolled": enrolled.is_some(),
         }))?;
     } else {
@@ -83,21 +74,6 @@ pub fn scan(ctx: &Ctx, d: &DriveArg) -> Result<u8> {
     })
 }
 
-fn placed(f: TapeFile) -> Placed {
-    Placed {
-        entry: Entry {
-            kind: f.kind,
-            name: f.name,
-            size: f.size,
-        },
-        at: Position {
-            file: f.file,
-            block: f.block,
-        },
-        blake3: f.blake3,
-    }
-}
-
 /// Where every file of the cartridge's media set is, as the catalog knows it: the other
 /// cartridges first, so that a file on several is read from the one in the drive.
 fn set_files(ctx: &Ctx, medium_id: &str) -> Result<Vec<OnTape>> {
@@ -118,7 +94,7 @@ fn set_files(ctx: &Ctx, medium_id: &str) -> Result<Vec<OnTape>> {
     {
         for f in cat.tape_files(&c.id)? {
             v.push(OnTape {
-                placed: placed(f),
+                placed: f.into(),
                 cartridge: c.label.clone(),
             });
         }
