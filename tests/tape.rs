@@ -204,6 +204,13 @@ fn a_full_cartridge_is_closed_and_its_set_goes_on_on_the_next() {
     );
     assert!(held(&e, "S1").is_empty(), "the snapshot is not whole on S1");
     assert_eq!(show(&e, "S1")["tape"]["status"], "full");
+    // `bakfs status` says what the set needs.
+    let o = e.run(&["status"]);
+    assert!(
+        bakfs_e2e::text(&o.stdout).contains("S1: full: load a tape of pool VAULT"),
+        "{}",
+        both(&o)
+    );
     drop(mediad);
 
     tape(&e, &["load", "S2"]);

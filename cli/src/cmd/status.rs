@@ -380,6 +380,9 @@ fn print_media(o: &mut String, media: &[MediumStatus], now: i64) {
         if m.ledger_lost {
             flags.push("ledger lost");
         }
+        if m.wants_tape {
+            flags.push("full: load a tape");
+        }
         if !m.pinned_missing.is_empty() {
             flags.push("lacks pinned");
         }

@@ -64,6 +64,20 @@ pub(super) fn judge_medium(
                 .into(),
         );
     }
+    // A full cartridge that is its set's newest: the set goes on only on another one.
+    let wants_tape = match &m.tape {
+        Some(t) if t.status == crate::catalog::TapeStatus::Full => cat
+            .tape_set(&t.set)?
+            .iter()
+            .all(|o| o.tape.as_ref().is_none_or(|x| x.seq <= t.seq)),
+        _ => false,
+    };
+    if wants_tape {
+        notes.push(format!(
+            "full: load a tape of pool {} to go on with its media set (`bakfs tape label LABEL --pool {}` for a new one)",
+            m.pool, m.pool
+        ));
+    }
     let measured = w.measured(Some(m.id))?;
     let last_drill = w.last_drill(Some(m.id))?;
     let mut restore = Vec::new();
@@ -83,7 +97,7 @@ pub(super) fn judge_medium(
         restore_seconds(measured.as_ref(), total)
     };
     let mut level = Level::Ok;
-    if rotation_due || stale {
+    if rotation_due || stale || wants_tape {
         level = Level::Attention;
     }
     if ledger_lost {
@@ -116,6 +130,7 @@ pub(super) fn judge_medium(
         stale_after,
         stale,
         ledger_lost,
+        wants_tape,
         restore_bytes_per_second: measured.as_ref().and_then(DrillRecord::bytes_per_second),
         ready_seconds: measured.as_ref().map(|d| d.ready_seconds),
         restore,

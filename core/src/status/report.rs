@@ -209,6 +209,8 @@ pub struct MediumStatus {
     pub stale: bool,
     /// The catalog records it was written but no file on it: its ledger rows were lost.
     pub ledger_lost: bool,
+    /// A full tape, the newest of its media set: its pool wants another cartridge.
+    pub wants_tape: bool,
     /// Measured by its newest drill that restored something.
     pub restore_bytes_per_second: Option<f64>,
     pub ready_seconds: Option<f64>,

@@ -5,7 +5,7 @@
 use super::*;
 use crate::catalog::{
     CopyOutcome, DrillEnd, DrillMode, DrillStart, MediumFile, MediumRun, MediumSnapshot,
-    PackRecord, RunOutcome, SnapshotRecord, Verification,
+    PackRecord, RunOutcome, SnapshotRecord, Tape, TapePlace, TapeStatus, Verification,
 };
 use crate::format::id::{BlobId, PackId};
 use crate::repo::backend::FileKind;
@@ -1042,4 +1042,47 @@ fn a_pinned_gap_says_what_the_catalog_knows_of_why() {
     let s = Settings::from_config(&cfg).unwrap();
     let pins: Vec<(&str, bool)> = s.jobs.iter().map(|j| (j.name.as_str(), j.pin)).collect();
     assert_eq!(pins, [("etc", false), ("keys", true)]);
+}
+
+#[test]
+fn a_full_tape_newest_of_its_set_asks_for_another_cartridge() {
+    let mut t = three_two_one_one();
+    let tape = |label: &str, seq: u32, status: TapeStatus| MediumRecord {
+        pool: "VAULT".into(),
+        tape: Some(Tape {
+            set: "5e7".into(),
+            seq,
+            status,
+            place: TapePlace::Offline,
+        }),
+        ..MediumRecord::enrolled(
+            mid(label),
+            label,
+            repo(),
+            &format!("tape-{label}"),
+            MediumKind::Tape,
+            MediumLocation::Offsite,
+            NOW - D,
+        )
+    };
+    t.cat
+        .enroll_medium(&tape("T1", 0, TapeStatus::Full))
+        .unwrap();
+    let r = t.report();
+    let m = r.media.iter().find(|m| m.label == "T1").unwrap();
+    assert!(m.wants_tape && m.level == Level::Attention, "{m:?}");
+    assert!(
+        m.notes
+            .iter()
+            .any(|n| n.contains("load a tape of pool VAULT")),
+        "{:?}",
+        m.notes
+    );
+    // A second cartridge joined the set: the first asks for nothing.
+    t.cat
+        .enroll_medium(&tape("T2", 1, TapeStatus::Writable))
+        .unwrap();
+    let r = t.report();
+    let m = r.media.iter().find(|m| m.label == "T1").unwrap();
+    assert!(!m.wants_tape, "{m:?}");
 }
