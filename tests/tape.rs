@@ -359,3 +359,85 @@ fn a_damaged_primary_pack_is_never_recorded_on_a_tape() {
         "{files}"
     );
 }
+
+#[test]
+fn a_pool_that_starts_a_set_per_job_reuses_a_cartridge_only_when_its_set_expired() {
+    if !have_root("a_pool_that_starts_a_set_per_job_reuses_a_cartridge_only_when_its_set_expired") {
+        return;
+    }
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("f"), 2 << 20, 3);
+    let first = backup(&e, &src);
+    // Every job a new set; a set that is not the current one may be written over.
+    let cfg = e.path("mediad.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "[mediad]\ntape_drives = [\"{}\"]\ntape_poll = \"1s\"\n\n[pools.WEEKLY]\nallocation = \"always\"\nset_retention = \"overwrite\"\n",
+            drive(&e)
+        ),
+    )
+    .unwrap();
+    let with_cfg = |args: &[&str]| {
+        let d = drive(&e);
+        let mut all = vec!["--config", cfg.to_str().unwrap(), "tape"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--drive", &d]);
+        let o = e.cmd().args(&all).output().unwrap();
+        assert!(o.status.success(), "{all:?}: {}", both(&o));
+        bakfs_e2e::text(&o.stdout)
+    };
+    for c in ["W1", "W2"] {
+        with_cfg(&["create", c, "--capacity", "1G"]);
+    }
+    with_cfg(&["load", "W1"]);
+    with_cfg(&["label", "W1", "--pool", "WEEKLY"]);
+    let mediad = Mediad::start_with(&e, None, &["--config", cfg.to_str().unwrap()]);
+    let run = wait_run(&e, "W1", 0);
+    assert_eq!(run["outcome"], "ok", "{run}");
+    let set1 = show(&e, "W1")["tape"]["set"].clone();
+
+    // The next job wants a new set: W1 holds the current one, so nothing is written to it.
+    fs::write(src.join("g"), "second").unwrap();
+    let second = backup(&e, &src);
+    with_cfg(&["load", "W1"]);
+    media_harness::wait_until(
+        "mediad to leave W1 alone",
+        std::time::Duration::from_secs(30),
+        || mediad.log_text().contains("a new media set is due"),
+    );
+    assert_eq!(held(&e, "W1"), vec![first.clone()]);
+
+    // W2, labelled into the pool, starts the new set.
+    with_cfg(&["load", "W2"]);
+    with_cfg(&["label", "W2", "--pool", "WEEKLY"]);
+    let run = wait_run(&e, "W2", 0);
+    assert_eq!(run["outcome"], "ok", "{run}");
+    let set2 = show(&e, "W2")["tape"]["set"].clone();
+    assert_ne!(set1, set2);
+    let mut both_snaps = vec![first, second];
+    both_snaps.sort();
+    assert_eq!(held(&e, "W2"), both_snaps);
+    // W1's set is no longer the current one: `tape list` says it expired, and loading it
+    // labels it again into a new set, with what the pool wants now.
+    let o = e
+        .cmd()
+        .args(["--config", cfg.to_str().unwrap(), "tape", "list"])
+        .output()
+        .unwrap();
+    let list = bakfs_e2e::text(&o.stdout);
+    let w1 = list.lines().find(|l| l.starts_with("W1")).unwrap();
+    assert!(w1.contains("expired"), "{list}");
+    fs::write(src.join("h"), "third").unwrap();
+    let third = backup(&e, &src);
+    with_cfg(&["load", "W1"]);
+    let run = wait_run(&e, "W1", 2);
+    assert_eq!(run["outcome"], "ok", "{run}");
+    let w1 = show(&e, "W1");
+    assert_ne!(w1["tape"]["set"], set1);
+    assert_ne!(w1["tape"]["set"], set2);
+    assert!(held(&e, "W1").contains(&third));
+    assert!(mediad.log_text().contains("W1 labelled again"));
+}

@@ -31,6 +31,7 @@ pub mod restore;
 pub mod runbook;
 pub mod settings;
 pub mod status;
+pub mod tape_pool;
 pub mod timefmt;
 pub mod vfs;
 

@@ -183,6 +183,12 @@ pub struct Pool {
     pub rotate_every: Option<String>,
     /// Overrides `[policy] stale_after` for the pool's media.
     pub stale_after: Option<String>,
+    /// Tapes: when the pool's jobs start a new media set: `continue` (the default), `always`
+    /// or a period such as `7d` (`tape_pool.rs`).
+    pub allocation: Option<String>,
+    /// Tapes: when a media set's cartridges may be written over: `keep` (the default),
+    /// `overwrite` (once it is not the current set) or a period after its last write (`90d`).
+    pub set_retention: Option<String>,
 }
 
 /// The defaults of `[policy]`: 3 copies on 2 kinds of media, 1 offsite, 1 offline, a drill
@@ -559,6 +565,8 @@ pub fn read(path: &Path) -> Result<Config, SettingsError> {
     for (name, pool) in &cfg.pools {
         duration(&format!("pools.{name}: rotate_every"), &pool.rotate_every)?;
         duration(&format!("pools.{name}: stale_after"), &pool.stale_after)?;
+        crate::tape_pool::PoolPolicy::of(Some(pool))
+            .map_err(|e| err(format!("pools.{name}: {e}")))?;
     }
     if let Some(r) = &cfg.mediad.reverify_after {
         crate::timefmt::parse_duration(r)

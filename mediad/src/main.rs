@@ -80,6 +80,15 @@ fn tape_watch(cfg: &bakfs_core::settings::Config) -> Result<tape::Watch> {
         poll: bakfs_core::timefmt::parse_timeout(poll)
             .map_err(|e| anyhow!("[mediad] tape_poll: {e}"))?,
         eject: cfg.mediad.tape_eject.unwrap_or(true),
+        pools: cfg
+            .pools
+            .iter()
+            .map(|(name, p)| {
+                bakfs_core::tape_pool::PoolPolicy::of(Some(p))
+                    .map(|policy| (name.clone(), policy))
+                    .map_err(|e| anyhow!("[pools.{name}] {e}"))
+            })
+            .collect::<Result<_>>()?,
     })
 }
 

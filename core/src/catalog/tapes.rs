@@ -143,12 +143,19 @@ impl Catalog {
         })
     }
 
-    /// Forgets everything a tape held (it is being labelled again): its files, snapshots and
-    /// positions; its runs stay in the history. It starts set `set` at `seq`, writable.
+    /// Forgets everything a tape held (it is being labelled again at `now_ns`): its files,
+    /// snapshots and positions; its runs stay in the history. It starts set `set` at `seq`,
+    /// writable, never written, labelled (`enrolled_ns`) now.
     ///
     /// # Errors
     /// [`super::CatalogError::Sql`].
-    pub fn relabel_tape(&mut self, medium_id: &MediumId, set: &str, seq: u32) -> CatalogResult<()> {
+    pub fn relabel_tape(
+        &mut self,
+        medium_id: &MediumId,
+        set: &str,
+        seq: u32,
+        now_ns: i64,
+    ) -> CatalogResult<()> {
         self.write(|tx| {
             for table in ["tape_files", "media_files", "media_snapshots"] {
                 tx.execute(
@@ -158,8 +165,8 @@ impl Catalog {
             }
             tx.execute(
                 "UPDATE media SET tape_set = ?2, tape_set_seq = ?3, tape_status = ?4, bytes = 0,
-                   last_verified_ns = NULL WHERE id = ?1",
-                params![medium_id, set, seq, TapeStatus::Writable],
+                   last_verified_ns = NULL, last_written_ns = NULL, enrolled_ns = ?5 WHERE id = ?1",
+                params![medium_id, set, seq, TapeStatus::Writable, now_ns],
             )
             .map(drop)
         })

@@ -712,7 +712,7 @@ fn a_tape_is_stored_with_its_set_status_place_and_file_positions() {
         .unwrap();
     assert_eq!((t.status, t.place), (TapeStatus::Full, TapePlace::Vault));
 
-    c.relabel_tape(&b.id, "n3w", 0).unwrap();
+    c.relabel_tape(&b.id, "n3w", 0, 99).unwrap();
     assert!(c.tape_files(&b.id).unwrap().is_empty());
     let t = c
         .medium_by_label("A00001L9")
@@ -721,6 +721,8 @@ fn a_tape_is_stored_with_its_set_status_place_and_file_positions() {
         .tape
         .unwrap();
     assert_eq!((t.set.as_str(), t.status), ("n3w", TapeStatus::Writable));
+    let m = c.medium_by_label("A00001L9").unwrap().unwrap();
+    assert_eq!((m.enrolled_ns, m.last_written_ns, m.bytes), (99, None, 0));
     assert!(c.forget_medium("A00001L9").unwrap());
     assert!(c.tape_files(&b.id).unwrap().is_empty());
 }

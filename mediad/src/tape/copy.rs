@@ -18,8 +18,9 @@ use bakfs_core::catalog::{
     Catalog, MediumFile, MediumRecord, MediumSnapshot, SnapshotRecord, TapeFile, TapeStatus,
     Verification,
 };
-use bakfs_core::format::id::PackId;
+use bakfs_core::format::id::{MediumId, PackId};
 use bakfs_core::repo::backend::FileKind;
+use bakfs_core::tape_pool::{self, Decision, PoolPolicy};
 use bakfs_tape::layout::{self, JobId, Placed, Placement, TapeWriter, WriteError};
 use bakfs_tape::{TapeDrive, TapeError};
 
@@ -30,7 +31,7 @@ use crate::primary::Primary;
 use crate::rotate::Stats;
 
 /// How a tape job ended when it did not fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Filled {
     /// Everything planned is on the set now.
     No,
@@ -39,6 +40,9 @@ pub enum Filled {
     /// The set held everything planned already: nothing was written (a cartridge loaded to
     /// restore from stays in the drive).
     UpToDate,
+    /// The pool's policy leaves this cartridge alone now, for this reason (it stays in the
+    /// drive).
+    Left(String),
 }
 
 /// What the job wrote, in tape order, with the snapshots whose manifest it wrote.
@@ -80,15 +84,10 @@ pub fn copy_onto_tape(
     cat: &mut Catalog,
     m: &MediumRecord,
     drive: &mut dyn TapeDrive,
+    policy: &PoolPolicy,
     cancel: &AtomicBool,
     stats: &mut Stats,
 ) -> Result<Filled, CopyError> {
-    let Some(tape) = &m.tape else {
-        return Err(CopyError::Refused(format!(
-            "{} is not enrolled as a tape",
-            m.label
-        )));
-    };
     let now = bakfs_core::timefmt::now_ns();
     let job = JobId(u64::try_from(now).unwrap_or(0));
     let label = layout::read_label(drive).map_err(|e| write_err(e.into()))?;
@@ -98,6 +97,16 @@ pub fn copy_onto_tape(
             label.label, label.medium_id, m.label
         )));
     }
+    let m = &match allocate(cat, m, drive, policy, now)? {
+        Ok(m) => m,
+        Err(why) => return Ok(Filled::Left(why)),
+    };
+    let Some(tape) = &m.tape else {
+        return Err(CopyError::Refused(format!(
+            "{} is not enrolled as a tape",
+            m.label
+        )));
+    };
     let primary = Primary::new(setup.repo.backend());
     let _lock = primary.lock_shared(&format!("bakfs-mediad: copying to tape {}", m.label))?;
 
@@ -217,6 +226,60 @@ pub fn copy_onto_tape(
             .map_err(CopyError::catalog)?;
     }
     Ok(filled)
+}
+
+/// Applies the pool's policy to the cartridge: appended to as it is, labelled again into the
+/// current or a new media set (what it held is given up: its set expired, or it held nothing),
+/// or left alone (`Err` with why).
+fn allocate(
+    cat: &mut Catalog,
+    m: &MediumRecord,
+    drive: &mut dyn TapeDrive,
+    policy: &PoolPolicy,
+    now: i64,
+) -> Result<Result<MediumRecord, String>, CopyError> {
+    let pool: Vec<MediumRecord> = cat
+        .media()
+        .map_err(CopyError::catalog)?
+        .into_iter()
+        .filter(|x| x.pool == m.pool && x.repo_id == m.repo_id && x.tape.is_some())
+        .collect();
+    let holds = m.last_written_ns.is_some() || m.bytes > 0;
+    let (set, seq) = match tape_pool::decide(policy, m, holds, &pool, now) {
+        Decision::Append => return Ok(Ok(m.clone())),
+        Decision::Leave(why) => return Ok(Err(why)),
+        Decision::Relabel { set, seq } => (set.unwrap_or_else(|| MediumId::random().to_hex()), seq),
+    };
+    let label = layout::Label {
+        format: layout::LABEL_FORMAT,
+        medium_id: m.id.to_hex(),
+        label: m.label.clone(),
+        pool: m.pool.clone(),
+        repo_id: m.repo_id.to_hex(),
+        media_set: set.clone(),
+        set_seq: seq,
+        labelled_ns: now,
+    };
+    // The catalog first: a crash between the two leaves a cartridge the catalog holds nothing
+    // of, whose old label the next job labels again.
+    cat.relabel_tape(&m.id, &set, seq, now)
+        .map_err(CopyError::catalog)?;
+    layout::label_tape(drive, &label).map_err(tape_err)?;
+    tracing::info!(
+        medium = %m.label,
+        "{} labelled again as cartridge {} of media set {} (pool {}): what it held is given up",
+        m.label,
+        seq + 1,
+        &set[..set.len().min(12)],
+        m.pool
+    );
+    match cat.medium_by_label(&m.label).map_err(CopyError::catalog)? {
+        Some(m) => Ok(Ok(m)),
+        None => Err(CopyError::Io(format!(
+            "{} vanished from the catalog",
+            m.label
+        ))),
+    }
 }
 
 /// Where the job's files come from and what it keeps of them.

@@ -5,7 +5,7 @@
 
 pub mod copy;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -15,6 +15,7 @@ use bakfs_core::catalog::{
     Catalog, CopyOutcome, MediumRecord, MediumRun, MediumState, Presence, TapePlace,
 };
 use bakfs_core::format::id::MediumId;
+use bakfs_core::tape_pool::PoolPolicy;
 use bakfs_tape::{layout, Drive, DriveSpec, TapeError};
 
 use crate::error::CopyError;
@@ -31,6 +32,9 @@ pub struct Watch {
     pub poll: Duration,
     /// Eject a cartridge once its job is done (`[mediad] tape_eject`, default true).
     pub eject: bool,
+    /// The pools' allocation and set retention (`[pools.NAME]`), by pool; the defaults for the
+    /// others.
+    pub pools: BTreeMap<String, PoolPolicy>,
 }
 
 /// Starts a thread per drive; they end soon after `stop` is set.
@@ -39,9 +43,9 @@ pub fn start(setup: &Setup, watch: &Watch, stop: &Arc<AtomicBool>) -> Vec<JoinHa
         .drives
         .iter()
         .map(|spec| {
-            let (setup, spec, stop) = (setup.clone(), spec.clone(), stop.clone());
-            let (poll, eject) = (watch.poll, watch.eject);
-            std::thread::spawn(move || poll_drive(&setup, &spec, poll, eject, &stop))
+            let (setup, spec, stop, watch) =
+                (setup.clone(), spec.clone(), stop.clone(), watch.clone());
+            std::thread::spawn(move || poll_drive(&setup, &spec, &watch, &stop))
         })
         .collect()
 }
@@ -58,7 +62,7 @@ fn place_out(spec: &DriveSpec) -> TapePlace {
 pub fn once(setup: &Setup, watch: &Watch) {
     let never = AtomicBool::new(false);
     for spec in &watch.drives {
-        if let Err(e) = poll_once(setup, spec, watch.eject, &never, &mut None) {
+        if let Err(e) = poll_once(setup, spec, watch, &never, &mut None) {
             tracing::warn!(drive = %spec, "{e}");
         }
     }
@@ -68,12 +72,13 @@ pub fn once(setup: &Setup, watch: &Watch) {
 /// backup adds snapshots while a cartridge stays in).
 type Seen = Option<(MediumId, (i64, Option<i64>))>;
 
-fn poll_drive(setup: &Setup, spec: &DriveSpec, poll: Duration, eject: bool, stop: &AtomicBool) {
+fn poll_drive(setup: &Setup, spec: &DriveSpec, watch: &Watch, stop: &AtomicBool) {
+    let poll = watch.poll;
     tracing::info!(drive = %spec, "watching tape drive {spec}");
     let mut seen: Seen = None;
     let mut complained: HashMap<String, ()> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
-        match poll_once(setup, spec, eject, stop, &mut seen) {
+        match poll_once(setup, spec, watch, stop, &mut seen) {
             Ok(()) => complained.clear(),
             // Said once until it changes, not at every poll.
             Err(e) => {
@@ -92,7 +97,7 @@ fn poll_drive(setup: &Setup, spec: &DriveSpec, poll: Duration, eject: bool, stop
 fn poll_once(
     setup: &Setup,
     spec: &DriveSpec,
-    eject: bool,
+    watch: &Watch,
     cancel: &AtomicBool,
     seen: &mut Seen,
 ) -> Result<(), String> {
@@ -126,7 +131,11 @@ fn poll_once(
     }
     let label = match layout::read_label(drive.tape()) {
         Ok(l) => l,
-        Err(e) => return Err(format!("the cartridge in the drive: {e}")),
+        Err(e) => {
+            // Not one of ours (yet): whatever is read next is new.
+            *seen = None;
+            return Err(format!("the cartridge in the drive: {e}"));
+        }
     };
     let m = cat
         .media()
@@ -134,6 +143,7 @@ fn poll_once(
         .into_iter()
         .find(|m| m.id.to_hex() == label.medium_id);
     let Some(m) = m else {
+        *seen = None;
         return Err(format!(
             "cartridge {} is not enrolled here: `bakfs tape label` it, or `bakfs tape scan` to read it",
             label.label
@@ -141,7 +151,8 @@ fn poll_once(
     };
     drop(cat);
     *seen = Some((m.id, generation));
-    if run(setup, &m, &mut drive, cancel, eject).1 {
+    let policy = watch.pools.get(&m.pool).copied().unwrap_or_default();
+    if run(setup, &m, &mut drive, &policy, cancel, watch.eject).1 {
         // Ejected: whatever is loaded next is new.
         *seen = None;
     }
@@ -154,6 +165,7 @@ pub fn run(
     setup: &Setup,
     m: &MediumRecord,
     drive: &mut Drive,
+    policy: &PoolPolicy,
     cancel: &AtomicBool,
     eject: bool,
 ) -> (MediumState, bool) {
@@ -173,13 +185,13 @@ pub fn run(
     let run_id = cat.begin_medium_run(&m.id, t0).unwrap_or(0);
     tracing::info!(medium = %m.label, "copying snapshots onto tape {}", m.label);
     let mut stats = Stats::default();
-    let result = copy::copy_onto_tape(setup, &mut cat, m, drive.tape(), cancel, &mut stats);
+    let result = copy::copy_onto_tape(setup, &mut cat, m, drive.tape(), policy, cancel, &mut stats);
     let full_msg = format!(
         "{} is full: load another tape of pool {} to go on",
         m.label, m.pool
     );
     let as_copy = match &result {
-        Ok(Filled::No | Filled::UpToDate) => Ok(()),
+        Ok(Filled::No | Filled::UpToDate | Filled::Left(_)) => Ok(()),
         Ok(Filled::Yes) => Err(CopyError::Full(full_msg.clone())),
         Err(e) => Err(match e {
             CopyError::Full(s) => CopyError::Full(s.clone()),
@@ -231,6 +243,8 @@ pub fn run(
         format!("safe to take {} to the vault (ejected)", m.label)
     } else if matches!(result, Ok(Filled::UpToDate)) {
         format!("{} is up to date (left in the drive)", m.label)
+    } else if let Ok(Filled::Left(why)) = &result {
+        format!("nothing written to {}: {why} (left in the drive)", m.label)
     } else {
         format!("{} has its copy", m.label)
     };
@@ -242,6 +256,7 @@ pub fn run(
         Ok(Filled::No | Filled::UpToDate) => {
             tracing::info!(medium = %m.label, added = stats.added, "{done} ({figures})");
         }
+        Ok(Filled::Left(_)) => tracing::warn!(medium = %m.label, "{done}"),
         Ok(Filled::Yes) => {
             tracing::warn!(medium = %m.label, added = stats.added, "{full_msg} ({figures})")
         }

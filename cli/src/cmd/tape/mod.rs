@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use bakfs_core::catalog::{MediumKind, MediumRecord, Presence, Tape, TapePlace, TapeStatus};
 use bakfs_core::format::id::MediumId;
+use bakfs_core::tape_pool::{self, PoolPolicy};
 use bakfs_core::timefmt;
 use bakfs_tape::layout::{self, ReadError, LABEL_FORMAT};
 use bakfs_tape::{Drive, DriveSpec, TapeError};
@@ -155,6 +156,8 @@ fn label(ctx: &Ctx, a: LabelArgs) -> Result<u8> {
         labelled_ns: now,
     };
     layout::label_tape(drive.tape(), &tape_label)?;
+    // At the beginning of tape, as a cartridge just loaded: bakfs-mediad reads its label.
+    drive.tape().rewind()?;
     if let Some(old) = &known {
         cat.forget_medium(&old.label)?;
     }
@@ -225,14 +228,20 @@ fn list(ctx: &Ctx) -> Result<u8> {
         "{:<10} {:<10} {:<14} {:<9} {:<10} {:>5} {:>12} {:<21} STATE",
         "LABEL", "POOL", "SET", "STATUS", "WHERE", "SNAPS", "SIZE", "LAST WRITTEN"
     );
+    let now = timefmt::now_ns();
     for m in &tapes {
         let Some(t) = &m.tape else { continue };
+        let status = if set_expired(ctx, &tapes, m, now) {
+            TapeStatus::Expired
+        } else {
+            t.status
+        };
         println!(
             "{:<10} {:<10} {:<14} {:<9} {:<10} {:>5} {:>12} {:<21} {}",
             m.label,
             m.pool,
             format!("{}#{}", &t.set[..t.set.len().min(8)], t.seq + 1),
-            t.status,
+            status,
             t.place,
             cat.medium_snapshots(&m.id)?.len(),
             mib(m.bytes.max(0) as u64),
@@ -241,6 +250,28 @@ fn list(ctx: &Ctx) -> Result<u8> {
         );
     }
     Ok(crate::exit::OK)
+}
+
+/// Whether `m`'s whole media set may be written over now, as its pool's `set_retention` says
+/// (bakfs-mediad labels it again when it is loaded and its pool wants a cartridge).
+fn set_expired(ctx: &Ctx, tapes: &[MediumRecord], m: &MediumRecord, now: i64) -> bool {
+    let Some(t) = &m.tape else { return false };
+    if matches!(t.status, TapeStatus::Retired | TapeStatus::Damaged) {
+        return false;
+    }
+    let Ok(policy) = PoolPolicy::of(ctx.config.pools.get(&m.pool)) else {
+        return false;
+    };
+    let pool: Vec<MediumRecord> = tapes
+        .iter()
+        .filter(|x| x.pool == m.pool && x.repo_id == m.repo_id)
+        .cloned()
+        .collect();
+    let sets = tape_pool::sets(&pool);
+    let Some(cur) = sets.last() else { return false };
+    sets.iter()
+        .find(|s| s.id == t.set)
+        .is_some_and(|s| tape_pool::expired(&policy, s, &cur.id, now))
 }
 
 fn show(ctx: &Ctx, label: &str) -> Result<u8> {
