@@ -169,6 +169,21 @@ fn a_loaded_tape_gets_its_copy_is_ejected_and_restores_alone() {
     assert_eq!(v["label"]["label"], "A00001L9");
     assert_eq!(v["unclosed_jobs"].as_array().unwrap().len(), 0);
     assert_eq!(v["enrolled"], false);
+
+    // A restore drill of the cartridge proves it, and `bakfs status` knows.
+    let out = e.ok(&["drill", "--medium", "A00001L9", "--full", "--drive", &d]);
+    assert!(out.contains("ok"), "{out}");
+    let o = e.run(&["--json", "status"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let m = v["media"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["label"] == "A00001L9")
+        .unwrap()
+        .clone();
+    assert_eq!(m["kind"], "tape", "{m}");
+    assert_eq!(m["last_drill"]["outcome"], "ok", "{m}");
 }
 
 #[test]

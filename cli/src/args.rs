@@ -238,6 +238,15 @@ pub struct DrillArgs {
     /// found by its filesystem UUID].
     #[arg(long, value_name = "DIR", conflicts_with = "primary")]
     pub medium_path: Option<PathBuf>,
+    /// For a tape: the drive it is loaded in, /dev/nst0 or virtual:DIR [default: the first of
+    /// `[mediad] tape_drives`].
+    #[arg(
+        long,
+        env = "BAKFS_TAPE_DRIVE",
+        value_name = "DEVICE|virtual:DIR",
+        conflicts_with = "primary"
+    )]
+    pub drive: Option<String>,
     /// Restore from the primary repository (the default).
     #[arg(long)]
     pub primary: bool,

@@ -141,6 +141,24 @@ pub fn open(
 ) -> Result<Repository> {
     let repo = match source {
         Source::Primary(_) => ctx.open_repo()?,
+        // A tape is read in the drive (`--drive`, else the configuration's first), staged in
+        // the sandbox: the cartridge in it must be this one.
+        Source::Medium(m) if m.tape.is_some() => {
+            let drive = crate::cmd::tape::args::DriveArg {
+                drive: a.drive.clone(),
+            };
+            let (backend, label) =
+                crate::cmd::tape::open_tapes(ctx, &drive, &sb.dir().join("tape-staging"))?;
+            if label.medium_id != m.id.to_hex() {
+                bail!(
+                    "load {}: the drive holds cartridge {}",
+                    m.label,
+                    label.label
+                );
+            }
+            tracing::info!("restoring from tape {}", m.label);
+            Repository::open(backend, &ctx.password()?)?
+        }
         Source::Medium(m) => {
             let dir = match (&a.medium_path, &m.share) {
                 (Some(p), _) => medium_dir(p),

@@ -5,6 +5,8 @@
 pub mod args;
 mod read;
 
+pub(crate) use read::open_tapes;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};

@@ -1,5 +1,6 @@
 //! `bakfs tape scan` and `bakfs tape restore`: reading a cartridge, with or without the catalog.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
@@ -102,12 +103,17 @@ fn set_files(ctx: &Ctx, medium_id: &str) -> Result<Vec<OnTape>> {
     Ok(v)
 }
 
-pub fn restore(ctx: &Ctx, a: TapeRestoreArgs) -> Result<u8> {
-    let (spec, mut drive) = open(ctx, &a.drive)?;
+/// The tapes in the drive as a repository: the catalog's positions for the cartridge's whole
+/// media set when it knows the cartridge, else the cartridge alone after a scan. Files read
+/// are staged in `staging`.
+pub(crate) fn open_tapes(
+    ctx: &Ctx,
+    d: &DriveArg,
+    staging: &Path,
+) -> Result<(Arc<TapeBackend>, layout::Label)> {
+    let (spec, mut drive) = open(ctx, d)?;
     loaded(&spec, &mut drive)?;
     let label = layout::read_label(drive.tape())?;
-    // Where its files are: from the catalog when it knows the cartridge (and its set), else
-    // read from the tape itself.
     let mut entries = set_files(ctx, &label.medium_id)?;
     if entries.is_empty() {
         tracing::info!(
@@ -126,20 +132,21 @@ pub fn restore(ctx: &Ctx, a: TapeRestoreArgs) -> Result<u8> {
     if entries.is_empty() {
         bail!("{} holds no closed job: nothing to restore", label.label);
     }
+    let backend = TapeBackend::new(drive, &label.label, &spec.to_string(), entries, staging)?;
+    Ok((Arc::new(backend), label))
+}
+
+pub fn restore(ctx: &Ctx, a: TapeRestoreArgs) -> Result<u8> {
+    let media_set = {
+        let (spec, mut drive) = open(ctx, &a.drive)?;
+        loaded(&spec, &mut drive)?;
+        layout::read_label(drive.tape())?.media_set
+    };
     let (staging, remove) = match &a.staging {
         Some(d) => (d.clone(), false),
-        None => (
-            ctx.state_dir().join("tape-staging").join(&label.media_set),
-            true,
-        ),
+        None => (ctx.state_dir().join("tape-staging").join(media_set), true),
     };
-    let backend = Arc::new(TapeBackend::new(
-        drive,
-        &label.label,
-        &spec.to_string(),
-        entries,
-        &staging,
-    )?);
+    let (backend, label) = open_tapes(ctx, &a.drive, &staging)?;
     let repo = Repository::open(backend.clone(), &ctx.password()?)?;
     let r = crate::cmd::restore::restore_from(ctx, &repo, a.restore);
     drop(repo);
