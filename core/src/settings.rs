@@ -234,7 +234,8 @@ pub struct Mediad {
     /// keys and the config are always read back. Other media always read back everything.
     pub share_read_back: Option<String>,
     /// Tape drives bakfs-mediad watches for cartridges enrolled with `bakfs tape label`: a
-    /// non-rewinding device (`/dev/nst0`) or a virtual drive (`virtual:/var/lib/bakfs/tapes`).
+    /// non-rewinding device (`/dev/nst0`), a virtual drive (`virtual:/var/lib/bakfs/tapes`), or
+    /// `auto`: every drive udev knows, looked up at every poll.
     #[serde(default)]
     pub tape_drives: Vec<String>,
     /// How often each tape drive is asked whether a cartridge is in it (loading one raises no

@@ -64,10 +64,16 @@ struct Args {
 
 /// The tape drives to watch, from `[mediad] tape_drives`.
 fn tape_watch(cfg: &bakfs_core::settings::Config) -> Result<tape::Watch> {
+    let auto = cfg
+        .mediad
+        .tape_drives
+        .iter()
+        .any(|d| d == tape::discover::AUTO);
     let drives = cfg
         .mediad
         .tape_drives
         .iter()
+        .filter(|d| *d != tape::discover::AUTO)
         .map(|d| bakfs_tape::DriveSpec::parse(d).map_err(|e| anyhow!("[mediad] tape_drives: {e}")))
         .collect::<Result<_>>()?;
     let poll = cfg
@@ -77,6 +83,7 @@ fn tape_watch(cfg: &bakfs_core::settings::Config) -> Result<tape::Watch> {
         .unwrap_or(bakfs_core::settings::TAPE_POLL);
     Ok(tape::Watch {
         drives,
+        auto,
         poll: bakfs_core::timefmt::parse_timeout(poll)
             .map_err(|e| anyhow!("[mediad] tape_poll: {e}"))?,
         eject: cfg.mediad.tape_eject.unwrap_or(true),

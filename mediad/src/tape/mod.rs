@@ -4,6 +4,7 @@
 //! A cartridge that filled up says which pool wants another one.
 
 pub mod copy;
+pub mod discover;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,22 +33,28 @@ pub struct Watch {
     pub poll: Duration,
     /// Eject a cartridge once its job is done (`[mediad] tape_eject`, default true).
     pub eject: bool,
+    /// Also watch the drives udev knows (`tape_drives = ["auto"]`), looked up at every poll.
+    pub auto: bool,
     /// The pools' allocation and set retention (`[pools.NAME]`), by pool; the defaults for the
     /// others.
     pub pools: BTreeMap<String, PoolPolicy>,
 }
 
-/// Starts a thread per drive; they end soon after `stop` is set.
+/// Starts a thread per drive (and one looking drives up in udev with `auto`); they end soon
+/// after `stop` is set.
 pub fn start(setup: &Setup, watch: &Watch, stop: &Arc<AtomicBool>) -> Vec<JoinHandle<()>> {
-    watch
-        .drives
-        .iter()
-        .map(|spec| {
-            let (setup, spec, stop, watch) =
-                (setup.clone(), spec.clone(), stop.clone(), watch.clone());
-            std::thread::spawn(move || poll_drive(&setup, &spec, &watch, &stop))
-        })
-        .collect()
+    let mut threads = Vec::new();
+    if watch.auto {
+        let (setup, watch, stop) = (setup.clone(), watch.clone(), stop.clone());
+        threads.push(std::thread::spawn(move || {
+            discover::supervise(&setup, &watch, &stop);
+        }));
+    }
+    threads.extend(watch.drives.iter().map(|spec| {
+        let (setup, spec, stop, watch) = (setup.clone(), spec.clone(), stop.clone(), watch.clone());
+        std::thread::spawn(move || poll_drive(&setup, &spec, &watch, &stop))
+    }));
+    threads
 }
 
 /// Where a cartridge taken out of this drive is.
@@ -61,7 +68,16 @@ fn place_out(spec: &DriveSpec) -> TapePlace {
 /// Polls each drive once (`bakfs-mediad --once`).
 pub fn once(setup: &Setup, watch: &Watch) {
     let never = AtomicBool::new(false);
-    for spec in &watch.drives {
+    let found: Vec<DriveSpec> = if watch.auto {
+        discover::non_rewinding(discover::udev_nodes())
+            .into_iter()
+            .map(DriveSpec::St)
+            .filter(|d| !watch.drives.contains(d))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for spec in watch.drives.iter().chain(&found) {
         if let Err(e) = poll_once(setup, spec, watch, &never, &mut None) {
             tracing::warn!(drive = %spec, "{e}");
         }
@@ -72,7 +88,7 @@ pub fn once(setup: &Setup, watch: &Watch) {
 /// backup adds snapshots while a cartridge stays in).
 type Seen = Option<(MediumId, (i64, Option<i64>))>;
 
-fn poll_drive(setup: &Setup, spec: &DriveSpec, watch: &Watch, stop: &AtomicBool) {
+pub(crate) fn poll_drive(setup: &Setup, spec: &DriveSpec, watch: &Watch, stop: &AtomicBool) {
     let poll = watch.poll;
     tracing::info!(drive = %spec, "watching tape drive {spec}");
     let mut seen: Seen = None;
