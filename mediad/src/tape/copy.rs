@@ -220,7 +220,15 @@ pub fn copy_onto_tape(
     };
     w.close(filled == Filled::Yes, bakfs_core::timefmt::now_ns())
         .map_err(write_err)?;
-    record(cat, m, drive, &written, stats)?;
+    if let Some(bad) = record(cat, m, drive, &primary, &written, stats)? {
+        // The primary's copy is sound, so the tape is not: it takes no more writes.
+        cat.set_tape_state(&m.id, Some(TapeStatus::Damaged), None)
+            .map_err(CopyError::catalog)?;
+        return Err(CopyError::Io(format!(
+            "{} is damaged: {bad}; it takes no more writes (what read back right is recorded)",
+            m.label
+        )));
+    }
     if filled == Filled::Yes {
         cat.set_tape_state(&m.id, Some(TapeStatus::Full), None)
             .map_err(CopyError::catalog)?;
@@ -319,14 +327,18 @@ impl Out<'_> {
 }
 
 /// Reads back what the job wrote and records what matched.
+/// `Ok(Some(why))` when a file read back wrong whose primary copy is sound: the cartridge is
+/// damaged.
 fn record(
     cat: &mut Catalog,
     m: &MediumRecord,
     drive: &mut dyn TapeDrive,
+    primary: &Primary,
     written: &Written,
     stats: &mut Stats,
-) -> Result<(), CopyError> {
+) -> Result<Option<String>, CopyError> {
     let mut good: HashSet<(FileKind, &str)> = HashSet::new();
+    let mut tape_bad = None;
     for p in &written.placed {
         match layout::read_entry(drive, p, &mut std::io::sink()) {
             Ok(()) => {
@@ -342,6 +354,14 @@ fn record(
                     "{} {} (read back wrong)",
                     p.entry.kind, p.entry.name
                 ));
+                // The config and key wrappings were hashed as written: a mismatch is the tape's.
+                let primary_sound = !p.entry.kind.content_addressed()
+                    || primary
+                        .matches_name(p.entry.kind, &p.entry.name)
+                        .unwrap_or(false);
+                if primary_sound && tape_bad.is_none() {
+                    tape_bad = Some(e.to_string());
+                }
             }
         }
     }
@@ -353,6 +373,12 @@ fn record(
         .collect();
     let sound =
         |kind: FileKind, name: &str| !wrote.contains(&(kind, name)) || good.contains(&(kind, name));
+    // A snapshot restores from the cartridge only with the config, keys and index it wrote.
+    let small_sound = written
+        .placed
+        .iter()
+        .filter(|p| !matches!(p.entry.kind, FileKind::Pack | FileKind::Snapshot))
+        .all(|p| good.contains(&(p.entry.kind, p.entry.name.as_str())));
     let now = bakfs_core::timefmt::now_ns();
     let ok = |p: &&Placed| good.contains(&(p.entry.kind, p.entry.name.as_str()));
     let files: Vec<MediumFile> = written
@@ -370,7 +396,8 @@ fn record(
         .snapshots
         .iter()
         .filter(|(s, packs)| {
-            good.contains(&(FileKind::Snapshot, s.id.to_hex().as_str()))
+            small_sound
+                && good.contains(&(FileKind::Snapshot, s.id.to_hex().as_str()))
                 && packs.iter().all(|p| sound(FileKind::Pack, &p.to_hex()))
         })
         .map(|(s, packs)| {
@@ -395,5 +422,6 @@ fn record(
         .map(Placed::to_catalog)
         .collect();
     cat.record_tape_files(&m.id, &at)
-        .map_err(CopyError::catalog)
+        .map_err(CopyError::catalog)?;
+    Ok(tape_bad)
 }

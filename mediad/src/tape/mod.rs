@@ -5,6 +5,8 @@
 
 pub mod copy;
 pub mod discover;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
