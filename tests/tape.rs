@@ -184,6 +184,18 @@ fn a_loaded_tape_gets_its_copy_is_ejected_and_restores_alone() {
         .clone();
     assert_eq!(m["kind"], "tape", "{m}");
     assert_eq!(m["last_drill"]["outcome"], "ok", "{m}");
+
+    // Taken to the vault, then retired: recorded by hand.
+    e.ok(&["tape", "mark", "A00001L9", "--place", "vault"]);
+    let m = show(&e, "A00001L9");
+    assert_eq!(
+        (&m["tape"]["place"], &m["presence"]),
+        (&serde_json::json!("vault"), &serde_json::json!("removed")),
+        "{m}"
+    );
+    e.ok(&["tape", "mark", "A00001L9", "--status", "retired"]);
+    assert_eq!(show(&e, "A00001L9")["tape"]["status"], "retired");
+    assert!(e.ok(&["tape", "list"]).contains("retired"));
 }
 
 #[test]

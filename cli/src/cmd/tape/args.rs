@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use bakfs_core::catalog::MediumLocation;
+use bakfs_core::catalog::{MediumLocation, TapePlace, TapeStatus};
 use clap::{Args, Subcommand};
 
 use crate::args::{KeepArgs, RestoreArgs};
@@ -14,6 +14,18 @@ pub enum TapeCmd {
     Label(LabelArgs),
     /// List enrolled cartridges: pool, media set, status, where they are.
     List,
+    /// Record a cartridge's status or place by hand: retired (no more writes), writable again
+    /// after a check, taken to the vault.
+    Mark {
+        /// The cartridge's label.
+        label: String,
+        /// Its status now.
+        #[arg(long)]
+        status: Option<TapeStatus>,
+        /// Where it is now (quote the values with a space: "in library").
+        #[arg(long)]
+        place: Option<TapePlace>,
+    },
     /// Show what the catalog knows of one cartridge (no need to load it).
     Show {
         /// The cartridge's label.

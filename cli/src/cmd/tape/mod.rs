@@ -27,6 +27,11 @@ pub fn run(ctx: &Ctx, cmd: TapeCmd) -> Result<u8> {
         TapeCmd::Label(a) => label(ctx, a),
         TapeCmd::List => list(ctx),
         TapeCmd::Show { label } => show(ctx, &label),
+        TapeCmd::Mark {
+            label,
+            status,
+            place,
+        } => mark(ctx, &label, status, place),
         TapeCmd::Load { name, drive } => load(ctx, &drive, name.as_deref()),
         TapeCmd::Unload { drive } => unload(ctx, &drive),
         TapeCmd::Create {
@@ -300,6 +305,30 @@ fn show(ctx: &Ctx, label: &str) -> Result<u8> {
         println!("    file {file}: {n} repository files, {}", mib(bytes));
     }
     Ok(crate::exit::OK)
+}
+
+fn mark(
+    ctx: &Ctx,
+    label: &str,
+    status: Option<TapeStatus>,
+    place: Option<TapePlace>,
+) -> Result<u8> {
+    if status.is_none() && place.is_none() {
+        bail!("say what to record: --status or --place");
+    }
+    let mut cat = ctx.catalog()?;
+    let Some(m) = cat.medium_by_label(label)?.filter(|m| m.tape.is_some()) else {
+        bail!("no cartridge labelled {label:?} (see `bakfs tape list`)");
+    };
+    cat.set_tape_state(&m.id, status, None)?;
+    if let Some(p) = place {
+        record_place(ctx, &m.id, p)?;
+    }
+    let t = cat
+        .medium_by_label(label)?
+        .and_then(|m| m.tape)
+        .ok_or_else(|| anyhow!("{label} vanished from the catalog"))?;
+    crate::cmd::media::done(ctx, label, &format!("{label} is {}, {}", t.status, t.place))
 }
 
 /// Records where a cartridge is now, and whether it is in a drive (offline when it is not).

@@ -333,7 +333,7 @@ macro_rules! value_enum {
 }
 
 #[cfg(feature = "clap")]
-value_enum!(MediumKind, MediumLocation);
+value_enum!(MediumKind, MediumLocation, TapeStatus, TapePlace);
 
 /// `ToSql`/`FromSql` for id newtypes: 64 lowercase hex digits, as `to_hex` writes them.
 macro_rules! id_sql {
