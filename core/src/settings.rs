@@ -183,8 +183,8 @@ pub struct Pool {
     pub rotate_every: Option<String>,
     /// Overrides `[policy] stale_after` for the pool's media.
     pub stale_after: Option<String>,
-    /// Tapes: when the pool's jobs start a new media set: `continue` (the default), `always`
-    /// or a period such as `7d` (`tape_pool.rs`).
+    /// Tapes: when the pool's jobs start a new media set: `continue` (the default), `always`,
+    /// `daily`, `weekly`, `monthly` or a period such as `7d` (`tape_pool.rs`).
     pub allocation: Option<String>,
     /// Tapes: when a media set's cartridges may be written over: `keep` (the default),
     /// `overwrite` (once it is not the current set) or a period after its last write (`90d`).

@@ -1,7 +1,8 @@
 //! Tape pools: when a pool's jobs start a new media set (allocation), when a set's cartridges
 //! may be written over (retention), and what to do with the cartridge loaded now. The shape
-//! Proxmox Backup Server users know: `allocation` is `continue`, `always` or a period such as
-//! `7d`; `set_retention` is `keep`, `overwrite` or a period such as `90d` (`[pools.NAME]` in
+//! Proxmox Backup Server users know: `allocation` is `continue`, `always`, a calendar event
+//! (`daily`, `weekly`, `monthly`: a new set at the first job of each local day, ISO week or
+//! month) or a period such as `7d`; `set_retention` is `keep`, `overwrite` or a period such as `90d` (`[pools.NAME]` in
 //! the configuration; docs/tape.md).
 //!
 //! A set's cartridges are reused only when the whole set has expired: never the pool's current
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use crate::catalog::{MediumRecord, TapeStatus};
 use crate::settings::Pool;
-use crate::timefmt;
+use crate::timefmt::{self, TimeZone};
 
 /// When a pool's jobs start a new media set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,8 +23,34 @@ pub enum Allocation {
     Continue,
     /// Every job starts a new set (on an empty or expired cartridge).
     Always,
+    /// A job starts a new set once the current one was started in an earlier local day, ISO
+    /// week or month.
+    Calendar(CalendarEvent),
     /// A job starts a new set once the current one is older than this.
     Every(Duration),
+}
+
+/// The calendar events a pool can start its sets on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CalendarEvent {
+    Daily,
+    Weekly,
+    Monthly,
+}
+
+impl CalendarEvent {
+    /// Which day, week or month `ns` falls in, in `tz`.
+    fn key(self, ns: i64, tz: &TimeZone) -> (i16, i8, i8) {
+        let t = timefmt::local(ns, tz);
+        match self {
+            CalendarEvent::Daily => (t.year(), t.month(), t.day()),
+            CalendarEvent::Weekly => {
+                let w = t.date().iso_week_date();
+                (w.year(), w.week(), 0)
+            }
+            CalendarEvent::Monthly => (t.year(), t.month(), 0),
+        }
+    }
 }
 
 /// When a media set's cartridges may be written over.
@@ -65,8 +92,11 @@ impl PoolPolicy {
             p.allocation = match a.as_str() {
                 "continue" => Allocation::Continue,
                 "always" => Allocation::Always,
+                "daily" => Allocation::Calendar(CalendarEvent::Daily),
+                "weekly" => Allocation::Calendar(CalendarEvent::Weekly),
+                "monthly" => Allocation::Calendar(CalendarEvent::Monthly),
                 d => Allocation::Every(timefmt::parse_duration(d).map_err(|e| {
-                    format!("allocation {a:?}: continue, always or a period such as 7d ({e})")
+                    format!("allocation {a:?}: continue, always, daily, weekly, monthly or a period such as 7d ({e})")
                 })?),
             };
         }
@@ -160,7 +190,8 @@ pub enum Decision {
 }
 
 /// What to do with cartridge `m` of a pool whose cartridges are `pool_media` (`m` among them),
-/// at `now`. `holds` says whether the catalog records anything on `m`.
+/// at `now` (calendar events in `tz`). `holds` says whether the catalog records anything on
+/// `m`.
 #[must_use]
 pub fn decide(
     policy: &PoolPolicy,
@@ -168,6 +199,7 @@ pub fn decide(
     holds: bool,
     pool_media: &[MediumRecord],
     now: i64,
+    tz: &TimeZone,
 ) -> Decision {
     let Some(t) = &m.tape else {
         return Decision::Leave(format!("{} is not a tape", m.label));
@@ -185,6 +217,7 @@ pub fn decide(
         && match policy.allocation {
             Allocation::Continue => false,
             Allocation::Always => true,
+            Allocation::Calendar(c) => c.key(cur.started_ns, tz) != c.key(now, tz),
             Allocation::Every(d) => {
                 u128::try_from(now.saturating_sub(cur.started_ns)).unwrap_or(0) > d.as_nanos()
             }

@@ -78,7 +78,7 @@ fn continue_appends_to_the_current_set_and_a_full_set_takes_the_next_cartridge()
     let p = policy("continue", "keep");
     let a = cart("A", "s1", 0, Writable, 10, Some(1));
     assert_eq!(
-        decide(&p, &a, true, std::slice::from_ref(&a), NOW),
+        decide(&p, &a, true, std::slice::from_ref(&a), NOW, &TimeZone::UTC),
         Decision::Append
     );
     // A full: an empty cartridge labelled later in another set continues s1.
@@ -86,9 +86,12 @@ fn continue_appends_to_the_current_set_and_a_full_set_takes_the_next_cartridge()
     let b = cart("B", "s2", 0, Writable, 0, None);
     let pool = [a.clone(), b.clone()];
     // s2 is the newest set but was never written: it is current, and B appends.
-    assert_eq!(decide(&p, &b, false, &pool, NOW), Decision::Append);
     assert_eq!(
-        decide(&p, &a, true, &pool, NOW),
+        decide(&p, &b, false, &pool, NOW, &TimeZone::UTC),
+        Decision::Append
+    );
+    assert_eq!(
+        decide(&p, &a, true, &pool, NOW, &TimeZone::UTC),
         Decision::Leave(
             "A's media set is not the pool's current one and has not expired (set_retention keep)"
                 .into()
@@ -96,7 +99,7 @@ fn continue_appends_to_the_current_set_and_a_full_set_takes_the_next_cartridge()
     );
     let only = std::slice::from_ref(&a);
     assert_eq!(
-        decide(&p, &a, true, only, NOW),
+        decide(&p, &a, true, only, NOW, &TimeZone::UTC),
         Decision::Leave("A is full".into())
     );
 }
@@ -107,27 +110,27 @@ fn always_starts_a_new_set_on_an_empty_or_expired_cartridge() {
     let a = cart("A", "s1", 0, Writable, 10, Some(1));
     // The current set was written: the next job wants a new set, not A.
     assert!(
-        matches!(decide(&p, &a, true, std::slice::from_ref(&a), NOW), Decision::Leave(w) if w.contains("a new media set is due"))
+        matches!(decide(&p, &a, true, std::slice::from_ref(&a), NOW, &TimeZone::UTC), Decision::Leave(w) if w.contains("a new media set is due"))
     );
     // An empty cartridge of the current set starts it.
     let b = cart("B", "s1", 1, Writable, 0, None);
     let pool = [a.clone(), b.clone()];
     assert_eq!(
-        decide(&p, &b, false, &pool, NOW),
+        decide(&p, &b, false, &pool, NOW, &TimeZone::UTC),
         Decision::Relabel { set: None, seq: 0 }
     );
     // Once s2 is current, s1 (not current, overwrite) is reused for a new set.
     let b = cart("B", "s2", 0, Writable, 0, Some(0));
     let pool = [a.clone(), b.clone()];
     assert_eq!(
-        decide(&p, &a, true, &pool, NOW),
+        decide(&p, &a, true, &pool, NOW, &TimeZone::UTC),
         Decision::Relabel { set: None, seq: 0 }
     );
     // But a set that filled its cartridge goes on first, even under `always`.
     let b = cart("B", "s2", 0, Full, 0, Some(0));
     let pool = [a.clone(), b];
     assert_eq!(
-        decide(&p, &a, true, &pool, NOW),
+        decide(&p, &a, true, &pool, NOW, &TimeZone::UTC),
         Decision::Relabel {
             set: Some("s2".into()),
             seq: 1
@@ -151,7 +154,7 @@ fn a_set_expires_whole_after_its_last_write_and_never_while_current() {
     assert!(!expired(&p, &s[1], "cur", NOW));
     // O1 joins the current set (continue): labelled again after C.
     assert_eq!(
-        decide(&p, &old1, true, &pool, NOW),
+        decide(&p, &old1, true, &pool, NOW, &TimeZone::UTC),
         Decision::Relabel {
             set: Some("cur".into()),
             seq: 1
@@ -161,7 +164,7 @@ fn a_set_expires_whole_after_its_last_write_and_never_while_current() {
     let old2 = cart("O2", "old", 1, Writable, 90, Some(20));
     let pool = [old1.clone(), old2.clone(), cur.clone()];
     assert!(
-        matches!(decide(&p, &old1, true, &pool, NOW), Decision::Leave(w) if w.contains("kept 30d"))
+        matches!(decide(&p, &old1, true, &pool, NOW, &TimeZone::UTC), Decision::Leave(w) if w.contains("kept 30d"))
     );
 }
 
@@ -170,18 +173,47 @@ fn every_period_starts_a_new_set_when_the_current_one_is_older() {
     let p = policy("7d", "keep");
     let a = cart("A", "s1", 0, Writable, 3, Some(1));
     assert_eq!(
-        decide(&p, &a, true, std::slice::from_ref(&a), NOW),
+        decide(&p, &a, true, std::slice::from_ref(&a), NOW, &TimeZone::UTC),
         Decision::Append
     );
     let a = cart("A", "s1", 0, Writable, 8, Some(1));
     assert!(matches!(
-        decide(&p, &a, true, std::slice::from_ref(&a), NOW),
+        decide(&p, &a, true, std::slice::from_ref(&a), NOW, &TimeZone::UTC),
         Decision::Leave(_)
     ));
     let b = cart("B", "s1", 1, Writable, 0, None);
     assert_eq!(
-        decide(&p, &b, false, &[a, b.clone()], NOW),
+        decide(&p, &b, false, &[a, b.clone()], NOW, &TimeZone::UTC),
         Decision::Relabel { set: None, seq: 0 }
+    );
+}
+
+#[test]
+fn a_calendar_event_starts_a_set_at_the_first_job_of_each_week() {
+    let p = policy("weekly", "keep");
+    assert_eq!(p.allocation, Allocation::Calendar(CalendarEvent::Weekly));
+    // NOW is Friday 2027-01-15 08:00 UTC: a set started on Monday is this week's.
+    let monday = NOW - 4 * D;
+    let a = MediumRecord {
+        enrolled_ns: monday,
+        ..cart("A", "s1", 0, Writable, 0, Some(1))
+    };
+    assert_eq!(
+        decide(&p, &a, true, std::slice::from_ref(&a), NOW, &TimeZone::UTC),
+        Decision::Append
+    );
+    // Started the Sunday before: last week's; the first job this week wants a new set.
+    let a = MediumRecord {
+        enrolled_ns: NOW - 5 * D - 9 * 3600 * 1_000_000_000,
+        ..cart("A", "s1", 0, Writable, 0, Some(1))
+    };
+    assert!(matches!(
+        decide(&p, &a, true, std::slice::from_ref(&a), NOW, &TimeZone::UTC),
+        Decision::Leave(w) if w.contains("a new media set is due")
+    ));
+    assert_eq!(
+        policy("daily", "keep").allocation,
+        Allocation::Calendar(CalendarEvent::Daily)
     );
 }
 
@@ -191,7 +223,7 @@ fn retired_and_damaged_cartridges_are_left_alone() {
     for st in [TapeStatus::Retired, TapeStatus::Damaged] {
         let a = cart("A", "s1", 0, st, 1, None);
         assert!(matches!(
-            decide(&p, &a, false, std::slice::from_ref(&a), NOW),
+            decide(&p, &a, false, std::slice::from_ref(&a), NOW, &TimeZone::UTC),
             Decision::Leave(_)
         ));
     }

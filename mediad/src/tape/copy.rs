@@ -97,7 +97,7 @@ pub fn copy_onto_tape(
             label.label, label.medium_id, m.label
         )));
     }
-    let m = &match allocate(cat, m, drive, policy, now)? {
+    let m = &match allocate(cat, m, drive, policy, now, &setup.tz)? {
         Ok(m) => m,
         Err(why) => return Ok(Filled::Left(why)),
     };
@@ -245,6 +245,7 @@ fn allocate(
     drive: &mut dyn TapeDrive,
     policy: &PoolPolicy,
     now: i64,
+    tz: &bakfs_core::timefmt::TimeZone,
 ) -> Result<Result<MediumRecord, String>, CopyError> {
     let pool: Vec<MediumRecord> = cat
         .media()
@@ -253,7 +254,7 @@ fn allocate(
         .filter(|x| x.pool == m.pool && x.repo_id == m.repo_id && x.tape.is_some())
         .collect();
     let holds = m.last_written_ns.is_some() || m.bytes > 0;
-    let (set, seq) = match tape_pool::decide(policy, m, holds, &pool, now) {
+    let (set, seq) = match tape_pool::decide(policy, m, holds, &pool, now, tz) {
         Decision::Append => return Ok(Ok(m.clone())),
         Decision::Leave(why) => return Ok(Err(why)),
         Decision::Relabel { set, seq } => (set.unwrap_or_else(|| MediumId::random().to_hex()), seq),
