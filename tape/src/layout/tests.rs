@@ -239,7 +239,13 @@ fn the_early_warning_mid_pack_closes_the_cartridge_with_its_catalog_and_the_set_
 
 #[test]
 fn a_job_cut_off_is_never_trusted_and_the_next_appends_after_the_last_filemark() {
-    for fault in ["offline", "write error", "killed", "power loss"] {
+    for fault in [
+        "offline",
+        "write error",
+        "filemark error",
+        "killed",
+        "power loss",
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let mut d = drive_with(dir.path(), &[("A1", 1 << 30, 32 << 20)]);
         label_tape(&mut d, &label("A1", 0)).unwrap();
@@ -272,6 +278,18 @@ fn a_job_cut_off_is_never_trusted_and_the_next_appends_after_the_last_filemark()
                 if fault == "offline" {
                     d.load(&CartridgeName::new("A1").unwrap()).unwrap();
                 }
+            }
+            "filemark error" => {
+                // The pack is written whole; the filemark closing its file fails (st reporting
+                // a buffered write that failed): the job's close fails, it has no catalog.
+                d.set_faults(Faults {
+                    filemark_error_after: Some(0),
+                    ..Faults::default()
+                });
+                let (mut w, _) = TapeWriter::append(&mut d, JobId(2), REPO, "OFFSITE").unwrap();
+                write(&mut w, FileKind::Pack, &n1, &b1);
+                let e = w.close(false, 2).unwrap_err();
+                assert!(matches!(e, WriteError::Tape(_)), "{fault}: {e}");
             }
             _ => {
                 let (mut w, _) = TapeWriter::append(&mut d, JobId(2), REPO, "OFFSITE").unwrap();

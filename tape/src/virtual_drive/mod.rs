@@ -73,6 +73,10 @@ pub struct Faults {
     /// every operation then returns [`TapeError::Offline`] until a cartridge is loaded again
     /// ([`VirtualDrive::load`]). What was written before stays on the tape.
     pub offline_after_writes: Option<u64>,
+    /// After this many `write_filemarks` calls writing filemarks, the next fails with `EIO`
+    /// and writes none, as `st` reports a buffered write that failed: the records since the
+    /// last filemark stay on the tape without one.
+    pub filemark_error_after: Option<u64>,
 }
 
 /// A cartridge in a library, as [`VirtualDrive::cartridges`] lists it.
@@ -117,6 +121,7 @@ pub struct VirtualDrive {
     faults: Faults,
     reads: u64,
     writes: u64,
+    filemarks: u64,
     /// Closed or crashed: nothing left for `Drop` to do.
     done: bool,
 }
@@ -142,6 +147,7 @@ impl VirtualDrive {
             offline: false,
             reads: 0,
             writes: 0,
+            filemarks: 0,
             done: false,
         };
         if let Some(l) = saved.loaded {
@@ -212,6 +218,7 @@ impl VirtualDrive {
         self.faults = faults;
         self.reads = 0;
         self.writes = 0;
+        self.filemarks = 0;
     }
 
     /// Closes the drive as `st` does at `close(2)`: a filemark after a write, everything

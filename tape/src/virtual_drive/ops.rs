@@ -77,10 +77,21 @@ impl TapeDrive for VirtualDrive {
     fn write_filemarks(&mut self, n: u32) -> Result<(), TapeError> {
         let sync = self.config.sync_filemarks;
         let protected = self.is_write_protected();
-        let l = self.ready()?;
+        self.ready()?;
         if n > 0 && protected {
             return Err(TapeError::WriteProtected);
         }
+        if n > 0 {
+            let inject = self.faults.filemark_error_after == Some(self.filemarks);
+            self.filemarks += 1;
+            if inject {
+                self.faults.filemark_error_after = None;
+                let l = self.ready()?;
+                tracing::info!(cartridge = %l.name, "injected fault: write error at a filemark");
+                return Err(injected(Operation::WriteFilemarks, l.cart.path()));
+            }
+        }
+        let l = self.ready()?;
         l.write_filemarks(n, sync)
     }
 
