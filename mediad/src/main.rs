@@ -198,6 +198,15 @@ fn serve(setup: &job::Setup, watch: &tape::Watch, mode: daemon::Mode) -> Result<
     let s = setup.clone();
     let runner = move |j: &daemon::Job| job::run_attached(&s, j);
     let stop = Arc::new(AtomicBool::new(false));
+    // Tape runs a killed daemon left running are closed before the watchers start theirs (the
+    // daemon's own start-up closes the other kinds').
+    if !watch.drives.is_empty() || watch.auto {
+        let n = bakfs_core::catalog::Catalog::open(&setup.catalog)?
+            .abandon_tape_runs(bakfs_core::timefmt::now_ns())?;
+        if n > 0 {
+            tracing::warn!("{n} tape runs were interrupted when the daemon last stopped");
+        }
+    }
     let tapes = match mode {
         daemon::Mode::Listen => tape::start(setup, watch, &stop),
         daemon::Mode::Once => {

@@ -758,12 +758,41 @@ impl Catalog {
         )?)
     }
 
-    /// Marks runs still `running` as `interrupted` (a daemon starting after a crash).
+    /// Marks runs still `running` as `interrupted` (a daemon starting after a crash), but those
+    /// of tapes: their watchers close them ([`Catalog::abandon_tape_runs`]) before they start
+    /// the jobs that a daemon's start-up must not close.
     ///
     /// # Errors
     /// [`super::CatalogError::Sql`].
     pub fn abandon_medium_runs(&mut self, now_ns: i64) -> CatalogResult<usize> {
-        self.abandon_runs_where(None, "the daemon stopped during the run", now_ns)
+        self.abandon_by_kind(false, now_ns)
+    }
+
+    /// Marks the runs of tapes still `running` as `interrupted` (a daemon starting after a
+    /// crash, before its tape watchers start).
+    ///
+    /// # Errors
+    /// [`super::CatalogError::Sql`].
+    pub fn abandon_tape_runs(&mut self, now_ns: i64) -> CatalogResult<usize> {
+        self.abandon_by_kind(true, now_ns)
+    }
+
+    fn abandon_by_kind(&mut self, tapes: bool, now_ns: i64) -> CatalogResult<usize> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE media_runs SET outcome = ?2, ended_ns = ?1, message = ?4
+                 WHERE outcome = ?3
+                   AND (medium_id IN (SELECT id FROM media WHERE kind = ?5)) = ?6",
+                params![
+                    now_ns,
+                    CopyOutcome::Interrupted,
+                    CopyOutcome::Running,
+                    "the daemon stopped during the run",
+                    MediumKind::Tape,
+                    tapes
+                ],
+            )
+        })
     }
 
     /// Closes the running run of one medium whose job stopped answering (a hung network

@@ -700,6 +700,21 @@ fn a_tape_is_stored_with_its_set_status_place_and_file_positions() {
         ]
     );
 
+    // A daemon's start-up closes the runs of other media; its tape watchers close tapes'.
+    let usb = c.medium_by_label("USB").unwrap().unwrap();
+    c.begin_medium_run(&usb.id, 1).unwrap();
+    c.begin_medium_run(&b.id, 1).unwrap();
+    assert_eq!(c.abandon_medium_runs(2).unwrap(), 1);
+    assert_eq!(
+        c.medium_runs(&b.id, 1).unwrap()[0].outcome,
+        CopyOutcome::Running
+    );
+    assert_eq!(c.abandon_tape_runs(3).unwrap(), 1);
+    assert_eq!(
+        c.medium_runs(&b.id, 1).unwrap()[0].outcome,
+        CopyOutcome::Interrupted
+    );
+
     c.set_tape_state(&b.id, Some(TapeStatus::Full), None)
         .unwrap();
     c.set_tape_state(&b.id, None, Some(TapePlace::Vault))
