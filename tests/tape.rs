@@ -468,3 +468,56 @@ fn a_pool_that_starts_a_set_per_job_reuses_a_cartridge_only_when_its_set_expired
     assert!(held(&e, "W1").contains(&third));
     assert!(mediad.log_text().contains("W1 labelled again"));
 }
+
+#[test]
+fn a_damaged_record_fails_only_what_needs_it_and_names_the_snapshots_it_costs() {
+    if !have_root("a_damaged_record_fails_only_what_needs_it_and_names_the_snapshots_it_costs") {
+        return;
+    }
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    // The small file first, in a pack of its own; then the big one, in packs of their own.
+    fs::write(src.join("small"), "a small file").unwrap();
+    let first = backup(&e, &src);
+    write_random(&src.join("big"), 6 << 20, 11);
+    let snap = backup(&e, &src);
+    tape(&e, &["create", "R1", "--capacity", "1G"]);
+    tape(&e, &["load", "R1"]);
+    tape(&e, &["label", "R1", "--pool", "OFFSITE"]);
+    let cfg = config(&e);
+    let mediad = Mediad::start_with(&e, None, &["--config", cfg.to_str().unwrap()]);
+    assert_eq!(wait_run(&e, "R1", 0)["outcome"], "ok");
+    drop(mediad);
+    // One byte turned in the middle of the cartridge's records: inside the big file's pack.
+    let data = e.path("tapes/R1.tape/data");
+    let mut bytes = fs::read(&data).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    fs::write(&data, &bytes).unwrap();
+    tape(&e, &["load", "R1"]);
+    let target = e.path("restore");
+    let o = e
+        .cmd()
+        .args([
+            "tape",
+            "restore",
+            "latest",
+            "--target",
+            target.to_str().unwrap(),
+            "--drive",
+        ])
+        .arg(drive(&e))
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", both(&o));
+    let err = both(&o);
+    assert!(err.contains("damaged on tape R1: pack"), "{err}");
+    assert!(
+        err.contains(&format!("it costs snapshot(s) {}", &snap[..8])),
+        "{err}"
+    );
+    // The rest still restored.
+    let restored = target.join(src.strip_prefix("/").unwrap());
+    assert_eq!(fs::read(restored.join("small")).unwrap(), b"a small file");
+}

@@ -46,6 +46,8 @@ pub struct TapeBackend {
     staging: LocalBackend,
     /// Entries read from the tape so far (for figures and tests).
     reads: Mutex<Vec<Placed>>,
+    /// Entries that could not be read back as written, with why.
+    damaged: Mutex<Vec<(OnTape, String)>>,
 }
 
 fn read_only() -> io::Error {
@@ -90,7 +92,15 @@ impl TapeBackend {
             entries,
             staging,
             reads: Mutex::new(Vec::new()),
+            damaged: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The entries that could not be read back as written (a damaged record, bytes that do
+    /// not match), with why: what a restore lost to the tape.
+    #[must_use]
+    pub fn damaged(&self) -> Vec<(OnTape, String)> {
+        self.damaged.lock().map(|d| d.clone()).unwrap_or_default()
     }
 
     /// The entries read from the tape so far, in the order read.
@@ -128,8 +138,16 @@ impl TapeBackend {
             self.swap(&mut l, &t.cartridge, kind, name)?;
         }
         let mut bytes = Vec::with_capacity(usize::try_from(p.entry.size).unwrap_or(0));
-        read_entry(l.drive.tape(), p, &mut bytes)
-            .map_err(|e| io::Error::other(format!("{} ({}): {e}", self.what, l.cartridge)))?;
+        if let Err(e) = read_entry(l.drive.tape(), p, &mut bytes) {
+            if let (crate::layout::ReadError::Damaged { .. }, Ok(mut d)) = (&e, self.damaged.lock())
+            {
+                d.push((t.clone(), e.to_string()));
+            }
+            return Err(io::Error::other(format!(
+                "{} ({}): {e}",
+                self.what, l.cartridge
+            )));
+        }
         drop(l);
         self.staging.write(kind, name, &bytes)?;
         if let Ok(mut r) = self.reads.lock() {

@@ -136,6 +136,46 @@ pub(crate) fn open_tapes(
     Ok((Arc::new(backend), label))
 }
 
+/// What the restore lost to the tapes: each damaged entry, where it is, and the snapshots on
+/// the set that need it (as the catalog knows them).
+fn damage_report(ctx: &Ctx, backend: &TapeBackend) -> Vec<String> {
+    let damaged = backend.damaged();
+    if damaged.is_empty() {
+        return Vec::new();
+    }
+    let Ok(cat) = ctx.catalog() else {
+        return Vec::new();
+    };
+    let media = cat.media().unwrap_or_default();
+    damaged
+        .iter()
+        .map(|(t, why)| {
+            let p = &t.placed;
+            let mut costs: Vec<String> = Vec::new();
+            if p.entry.kind == bakfs_core::repo::backend::FileKind::Pack {
+                let Ok(pack) = bakfs_core::format::id::PackId::from_hex(&p.entry.name) else {
+                    return format!("damaged on tape {}: {why}", t.cartridge);
+                };
+                for m in media.iter().filter(|m| m.tape.is_some()) {
+                    for (snap, packs) in cat.medium_packs_by_snapshot(&m.id).unwrap_or_default() {
+                        if packs.contains(&pack) {
+                            costs.push(snap.short());
+                        }
+                    }
+                }
+            }
+            costs.sort();
+            costs.dedup();
+            let cost = if costs.is_empty() {
+                "the catalog knows no snapshot that needs it".to_string()
+            } else {
+                format!("it costs snapshot(s) {}", costs.join(", "))
+            };
+            format!("damaged on tape {}: {why}; {cost}", t.cartridge)
+        })
+        .collect()
+}
+
 pub fn restore(ctx: &Ctx, a: TapeRestoreArgs) -> Result<u8> {
     let media_set = {
         let (spec, mut drive) = open(ctx, &a.drive)?;
@@ -161,6 +201,9 @@ pub fn restore(ctx: &Ctx, a: TapeRestoreArgs) -> Result<u8> {
         label.label,
         files
     );
+    for line in damage_report(ctx, &backend) {
+        eprintln!("{line}");
+    }
     // A restore cut short keeps what it read, for the next try (another cartridge loaded).
     if remove && r.is_ok() {
         let _ = std::fs::remove_dir_all(&staging);
