@@ -517,7 +517,70 @@ fn a_damaged_record_fails_only_what_needs_it_and_names_the_snapshots_it_costs() 
         err.contains(&format!("it costs snapshot(s) {}", &snap[..8])),
         "{err}"
     );
+    assert!(
+        !err.contains(&first[..8]),
+        "the first snapshot does not need it: {err}"
+    );
     // The rest still restored.
     let restored = target.join(src.strip_prefix("/").unwrap());
     assert_eq!(fs::read(restored.join("small")).unwrap(), b"a small file");
+}
+
+#[test]
+fn a_lost_catalog_learns_a_cartridge_again_from_the_tape() {
+    if !have_root("a_lost_catalog_learns_a_cartridge_again_from_the_tape") {
+        return;
+    }
+    let e = Env::init();
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("f"), 3 << 20, 5);
+    let snap = backup(&e, &src);
+    tape(&e, &["create", "L1", "--capacity", "1G"]);
+    tape(&e, &["load", "L1"]);
+    tape(&e, &["label", "L1", "--pool", "VAULT"]);
+    let cfg = config(&e);
+    let mediad = Mediad::start_with(&e, None, &["--config", cfg.to_str().unwrap()]);
+    assert_eq!(wait_run(&e, "L1", 0)["outcome"], "ok");
+    drop(mediad);
+
+    // The catalog is lost; its snapshots come back from the primary, the cartridge from itself.
+    for f in fs::read_dir(&e.state).unwrap() {
+        let p = f.unwrap().path();
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("catalog.db")
+        {
+            fs::remove_file(p).unwrap();
+        }
+    }
+    e.ok(&["catalog", "rebuild"]);
+    tape(&e, &["load", "L1"]);
+    let d = drive(&e);
+    let v = e.json(&["tape", "scan", "--enroll", "--verify", "--drive", &d]);
+    assert_eq!(v["newly_enrolled"], true, "{v}");
+    assert_eq!(v["verified"]["snapshots"], 1, "{v}");
+    let m = show(&e, "L1");
+    assert_eq!(
+        (&m["kind"], &m["pool"]),
+        (&serde_json::json!("tape"), &serde_json::json!("VAULT")),
+        "{m}"
+    );
+    assert_eq!(held(&e, "L1"), vec![snap]);
+    // It restores through the catalog's positions again.
+    let target = e.path("restore");
+    e.ok(&[
+        "tape",
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--drive",
+        &d,
+    ]);
+    assert_eq!(
+        rsync_diff(&src, &target.join(src.strip_prefix("/").unwrap())),
+        ""
+    );
 }

@@ -61,10 +61,7 @@ pub enum TapeCmd {
     },
     /// Read the cartridge in the drive without the catalog: its label, jobs and files, and
     /// record where its files are for an enrolled cartridge.
-    Scan {
-        #[command(flatten)]
-        drive: DriveArg,
-    },
+    Scan(ScanArgs),
     /// Restore from the cartridge in the drive alone (with the passphrase): only the tape
     /// files that hold what is restored are read.
     Restore(TapeRestoreArgs),
@@ -115,4 +112,19 @@ pub struct TapeRestoreArgs {
     /// directory, removed afterwards].
     #[arg(long, value_name = "DIR")]
     pub staging: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ScanArgs {
+    #[command(flatten)]
+    pub drive: DriveArg,
+    /// Enroll the cartridge from its label if this catalog does not know it (a catalog lost
+    /// and rebuilt, another machine's tape of this repository).
+    #[arg(long)]
+    pub enroll: bool,
+    /// Also read every file back and record what matched as held on the cartridge: its files,
+    /// and the snapshots whose packs the set holds (the catalog must know the snapshots:
+    /// `bakfs catalog rebuild`).
+    #[arg(long)]
+    pub verify: bool,
 }

@@ -4,6 +4,7 @@
 
 pub mod args;
 mod read;
+mod scan;
 
 pub(crate) use read::open_tapes;
 
@@ -40,7 +41,7 @@ pub fn run(ctx: &Ctx, cmd: TapeCmd) -> Result<u8> {
             early_warning,
             drive,
         } => create(ctx, &drive, &name, &capacity, early_warning.as_deref()),
-        TapeCmd::Scan { drive } => read::scan(ctx, &drive),
+        TapeCmd::Scan(a) => scan::scan(ctx, &a),
         TapeCmd::Restore(a) => read::restore(ctx, a),
     }
 }

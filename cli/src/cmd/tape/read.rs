@@ -6,74 +6,12 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 use bakfs_core::repo::Repository;
 use bakfs_tape::backend::{OnTape, TapeBackend};
-use bakfs_tape::layout::{self, Placed};
-use serde_json::json;
+use bakfs_tape::layout;
 
 use super::args::{DriveArg, TapeRestoreArgs};
 use super::{loaded, open};
 use crate::context::Ctx;
 use crate::progress::mib;
-
-pub fn scan(ctx: &Ctx, d: &DriveArg) -> Result<u8> {
-    let (spec, mut drive) = open(ctx, d)?;
-    loaded(&spec, &mut drive)?;
-    let s = layout::scan(drive.tape())?;
-    let trusted: Vec<Placed> = s.trusted().into_iter().cloned().collect();
-    let bytes: u64 = trusted.iter().map(|p| p.entry.size).sum();
-    // Where its files are, for a cartridge this catalog knows.
-    let mut cat = ctx.catalog()?;
-    let enrolled = cat
-        .media()?
-        .into_iter()
-        .find(|m| m.id.to_hex() == s.label.medium_id);
-    if let Some(m) = &enrolled {
-        cat.record_tape_files(
-            &m.id,
-            &trusted.iter().map(Placed::to_catalog).collect::<Vec<_>>(),
-        )?;
-    }
-    let unclosed = s.unclosed();
-    if ctx.global.json {
-        ctx.print_json(&json!({
-            "label": s.label, "tape_files": s.files, "jobs": s.jobs.len(),
-            "unclosed_jobs": unclosed.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "files": trusted.iter().map(Placed::to_catalog).collect::<Vec<_>>(), "bytes": bytes,
-            "problems": s.problems, "enrolled": enrolled.is_some(),
-        }))?;
-    } else {
-        let l = &s.label;
-        println!(
-            "{}: bakfs tape of repository {}, pool {}, cartridge {} of media set {}",
-            l.label,
-            &l.repo_id[..l.repo_id.len().min(12)],
-            l.pool,
-            l.set_seq + 1,
-            &l.media_set[..l.media_set.len().min(12)]
-        );
-        println!(
-            "  {} tape files, {} jobs ({} never closed: not trusted), {} repository files, {}",
-            s.files,
-            s.jobs.len(),
-            unclosed.len(),
-            trusted.len(),
-            mib(bytes)
-        );
-        for p in &s.problems {
-            println!("  problem: {p}");
-        }
-        match enrolled {
-            Some(m) => println!("  recorded where its files are for {}", m.label),
-            None => println!(
-                "  not enrolled in this catalog: restore from it with `bakfs tape restore`"
-            ),
-        }
-    }
-    Ok(if s.problems.is_empty() {
-        crate::exit::OK
-    } else {
-        crate::exit::DAMAGED
-    })
-}
 
 /// Where every file of the cartridge's media set is, as the catalog knows it: the other
 /// cartridges first, so that a file on several is read from the one in the drive.
