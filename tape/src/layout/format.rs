@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 /// 256 KiB: what LTO drives stream well, well under `st`'s limits.
 pub const RECORD_LEN: usize = 256 << 10;
 
+/// A job writes a catalog of its entries after this many of them (a checkpoint), so that a
+/// catalog is at most about half a megabyte: the room after the early warning takes it.
+pub const CHECKPOINT_ENTRIES: usize = 2048;
+
 /// The version of the label and of everything after it on the tape.
 pub const LABEL_FORMAT: u32 = 1;
 
@@ -184,6 +188,10 @@ pub struct Catalog {
     pub closed_ns: i64,
     /// Whether the job went on on the next cartridge of the set (this one filled).
     pub continued: bool,
+    /// The job's last catalog on this cartridge; `false` for a checkpoint written after every
+    /// [`CHECKPOINT_ENTRIES`] entries, so that no catalog outgrows the room after the early
+    /// warning and what a job wrote before a crash stays trusted.
+    pub closing: bool,
     /// The entries it wrote whole, in tape order.
     pub entries: Vec<Placed>,
 }

@@ -9,11 +9,13 @@
 //!   an entry record ([`Entry`]: kind, name, size) followed by the file's bytes in records of
 //!   [`RECORD_LEN`] (the last one shorter);
 //! - per job, last, its **catalog file**: which file and block holds each entry the job
-//!   wrote whole, with each entry's blake3 ([`Catalog`]).
+//!   wrote whole, with each entry's blake3 ([`Catalog`]); and after every
+//!   [`CHECKPOINT_ENTRIES`] entries a checkpoint catalog of those, in a tape file of its own
+//!   between data files, so that no catalog outgrows the room after the early warning.
 //!
 //! Every tape file starts with a self-describing header record, so [`scan`](reader::scan)
-//! reads a tape without the catalog database. A job's entries are trusted only when its
-//! catalog file was written: a job killed mid-write leaves data files without one, which a
+//! reads a tape without the catalog database. A job's entries are trusted only when a catalog
+//! file of the job lists them: a job killed mid-write leaves data files without one, which a
 //! scan reports and ignores, and the next job appends after the last filemark
 //! ([`TapeWriter::append`]). Repository files are copied as they are, so packs, index files
 //! and manifests stay encrypted; the key wrappings and `config` travel too, so that a tape
@@ -24,7 +26,8 @@ pub mod reader;
 pub mod writer;
 
 pub use format::{
-    Catalog, Entry, Header, JobId, Label, Placed, Position, LABEL_FORMAT, RECORD_LEN,
+    Catalog, Entry, Header, JobId, Label, Placed, Position, CHECKPOINT_ENTRIES, LABEL_FORMAT,
+    RECORD_LEN,
 };
 pub use reader::{read_entry, read_label, scan, ReadError, Scan, ScannedJob};
 pub use writer::{label_tape, Placement, TapeWriter, WriteError};

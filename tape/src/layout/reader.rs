@@ -79,8 +79,9 @@ pub fn read_label(drive: &mut dyn TapeDrive) -> Result<Label, ReadError> {
 pub struct ScannedJob {
     /// Entries found in its data files (whole or not: only the catalog says).
     pub found: Vec<(Entry, Position)>,
-    /// Its catalog, when the job closed the cartridge: only then are its entries trusted.
-    pub catalog: Option<Catalog>,
+    /// Its catalogs: checkpoints, then the closing one when the job closed the cartridge. Only
+    /// the entries they list are trusted.
+    pub catalogs: Vec<Catalog>,
 }
 
 /// What a tape holds, read from the tape alone.
@@ -97,26 +98,26 @@ pub struct Scan {
 }
 
 impl Scan {
-    /// The entries of every closed job (those whose catalog is on the tape), in tape order.
+    /// The entries a catalog on the tape lists, of every job, in tape order.
     #[must_use]
     pub fn trusted(&self) -> Vec<&Placed> {
         let mut v: Vec<&Placed> = self
             .jobs
             .values()
-            .filter_map(|j| j.catalog.as_ref())
+            .flat_map(|j| &j.catalogs)
             .flat_map(|c| &c.entries)
             .collect();
         v.sort_by_key(|p| p.at);
         v
     }
 
-    /// Jobs whose catalog is missing (killed mid-write, or cut off by a failure): nothing they
-    /// wrote is trusted.
+    /// Jobs without their closing catalog (killed mid-write, or cut off by a failure): nothing
+    /// they wrote after their last checkpoint is trusted.
     #[must_use]
     pub fn unclosed(&self) -> Vec<JobId> {
         self.jobs
             .iter()
-            .filter(|(_, j)| j.catalog.is_none())
+            .filter(|(_, j)| !j.catalogs.iter().any(|c| c.closing))
             .map(|(id, _)| *id)
             .collect()
     }
@@ -163,7 +164,7 @@ pub fn scan(drive: &mut dyn TapeDrive) -> Result<Scan, ReadError> {
             }
             Ok(Header::Catalog { job, len, blake3 }) => {
                 match read_catalog(drive, len, &blake3, &mut buf) {
-                    Ok(c) if c.job == job => scan.jobs.entry(job).or_default().catalog = Some(c),
+                    Ok(c) if c.job == job => scan.jobs.entry(job).or_default().catalogs.push(c),
                     Ok(c) => scan.problems.push(format!(
                         "tape file {file}: the catalog of job {job} names job {}",
                         c.job

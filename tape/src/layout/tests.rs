@@ -455,3 +455,55 @@ fn a_file_that_does_not_match_its_name_reads_back_as_damage() {
     assert!(e.to_string().contains("its bytes do not match"), "{e}");
     assert_eq!(read(&mut d, &c.entries[1]), b3);
 }
+
+#[test]
+fn checkpoint_catalogs_keep_what_a_job_wrote_before_it_died() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = drive_with(dir.path(), &[("A1", 1 << 30, 32 << 20)]);
+    label_tape(&mut d, &label("A1", 0)).unwrap();
+    let packs: Vec<_> = (0..5).map(|i| pack(i, 50_000)).collect();
+    let mut w = TapeWriter::after_label(&mut d, JobId(1)).checkpoint_every(2);
+    for (name, bytes) in &packs {
+        write(&mut w, FileKind::Pack, name, bytes);
+    }
+    let c = w.close(false, 1).unwrap();
+    assert_eq!(c.entries.len(), 5);
+    let s = scan(&mut d).unwrap();
+    let job = &s.jobs[&JobId(1)];
+    // Two checkpoints (two entries each) and the closing catalog (the fifth).
+    let sizes: Vec<(usize, bool)> = job
+        .catalogs
+        .iter()
+        .map(|c| (c.entries.len(), c.closing))
+        .collect();
+    assert_eq!(sizes, [(2, false), (2, false), (1, true)]);
+    let trusted: Vec<Placed> = s.trusted().into_iter().cloned().collect();
+    assert_eq!(trusted, c.entries);
+    for (p, (_, bytes)) in trusted.iter().zip(&packs) {
+        assert_eq!(&read(&mut d, p), bytes);
+    }
+
+    // A job that dies after one checkpoint keeps the entries it listed, and only those.
+    let (mut w, _) = TapeWriter::append(&mut d, JobId(2), REPO, "OFFSITE").unwrap();
+    let mut w = w.checkpoint_every(2);
+    let more: Vec<_> = (10..13).map(|i| pack(i, 50_000)).collect();
+    for (name, bytes) in &more {
+        write(&mut w, FileKind::Pack, name, bytes);
+    }
+    drop(w);
+    d.write_filemarks(0).unwrap();
+    d.crash();
+    let mut d = VirtualDrive::open(dir.path(), DriveConfig::default()).unwrap();
+    let (w, _) = TapeWriter::append(&mut d, JobId(3), REPO, "OFFSITE").unwrap();
+    w.close(false, 3).unwrap();
+    let s = scan(&mut d).unwrap();
+    assert!(s.problems.is_empty(), "{:?}", s.problems);
+    assert_eq!(s.unclosed(), [JobId(2)]);
+    let names: Vec<&str> = s.trusted().iter().map(|p| p.entry.name.as_str()).collect();
+    let want: Vec<&str> = packs
+        .iter()
+        .chain(&more[..2])
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(names, want);
+}

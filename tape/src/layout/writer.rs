@@ -4,7 +4,9 @@ use std::io::Read;
 
 use bakfs_core::repo::backend::FileKind;
 
-use super::format::{max_meta_record, Catalog, Entry, Header, JobId, Label, Placed, Position};
+use super::format::{
+    max_meta_record, Catalog, Entry, Header, JobId, Label, Placed, Position, CHECKPOINT_ENTRIES,
+};
 use super::reader::{read_label, ReadError};
 use crate::{TapeDrive, TapeError};
 
@@ -80,6 +82,10 @@ pub struct TapeWriter<'d> {
     /// The early warning came: nothing more goes on this cartridge but the catalog.
     full: bool,
     placed: Vec<Placed>,
+    /// How many of `placed` a checkpoint catalog lists already.
+    checkpointed: usize,
+    /// A checkpoint catalog after this many entries.
+    checkpoint_every: usize,
     buf: Vec<u8>,
 }
 
@@ -150,8 +156,17 @@ impl<'d> TapeWriter<'d> {
             in_data: false,
             full: false,
             placed: Vec::new(),
+            checkpointed: 0,
+            checkpoint_every: CHECKPOINT_ENTRIES,
             buf: Vec::new(),
         }
+    }
+
+    /// Writes a checkpoint catalog after every `n` entries instead of [`CHECKPOINT_ENTRIES`].
+    #[must_use]
+    pub fn checkpoint_every(mut self, n: usize) -> Self {
+        self.checkpoint_every = n.max(1);
+        self
     }
 
     /// What the job wrote whole so far.
@@ -274,6 +289,10 @@ impl<'d> TapeWriter<'d> {
         let blake3 = hasher.map_or_else(|| name.to_string(), |h| h.finalize().to_hex().to_string());
         let placed = Placed { entry, at, blake3 };
         self.placed.push(placed.clone());
+        if self.placed.len() - self.checkpointed >= self.checkpoint_every {
+            self.end_file().map_err(no_room)?;
+            self.write_catalog(false, false, 0)?;
+        }
         Ok(Placement::Written(placed))
     }
 
@@ -285,16 +304,31 @@ impl<'d> TapeWriter<'d> {
     /// # Errors
     /// [`WriteError::NoRoomForCatalog`], the drive's errors.
     pub fn close(mut self, continued: bool, closed_ns: i64) -> Result<Catalog, WriteError> {
-        let no_room = |e: TapeError| match e {
-            TapeError::EndOfMedium => WriteError::NoRoomForCatalog,
-            e => e.into(),
-        };
         self.end_file().map_err(no_room)?;
+        self.write_catalog(true, continued, closed_ns)?;
+        Ok(Catalog {
+            job: self.job,
+            closed_ns,
+            continued,
+            closing: true,
+            entries: std::mem::take(&mut self.placed),
+        })
+    }
+
+    /// Writes a catalog file of the entries since the last one (a data file must not be open),
+    /// past the early warning if need be.
+    fn write_catalog(
+        &mut self,
+        closing: bool,
+        continued: bool,
+        closed_ns: i64,
+    ) -> Result<(), WriteError> {
         let catalog = Catalog {
             job: self.job,
             closed_ns,
             continued,
-            entries: std::mem::take(&mut self.placed),
+            closing,
+            entries: self.placed[self.checkpointed..].to_vec(),
         };
         let bytes = serde_json::to_vec(&catalog)
             .map_err(|e| WriteError::Tape(TapeError::InvalidArgument(e.to_string())))?;
@@ -308,12 +342,27 @@ impl<'d> TapeWriter<'d> {
         for rec in records {
             // Past the early warning a refused write is tried again: there is room for this.
             match self.drive.write_record(&rec) {
-                Err(TapeError::EarlyWarning) => self.drive.write_record(&rec),
+                Err(TapeError::EarlyWarning) => {
+                    self.full = true;
+                    self.drive.write_record(&rec)
+                }
                 r => r,
             }
             .map_err(no_room)?;
         }
         self.drive.write_filemarks(1).map_err(no_room)?;
-        Ok(catalog)
+        self.checkpointed = self.placed.len();
+        self.file += 1;
+        self.block = 0;
+        Ok(())
+    }
+}
+
+/// The end of medium while a catalog is written: the job's entries since the last catalog are
+/// not trusted.
+fn no_room(e: TapeError) -> WriteError {
+    match e {
+        TapeError::EndOfMedium => WriteError::NoRoomForCatalog,
+        e => e.into(),
     }
 }

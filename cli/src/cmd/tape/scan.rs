@@ -31,7 +31,8 @@ fn from_label(l: &Label, s: &Scan, now: i64) -> Result<MediumRecord> {
     let full = s
         .jobs
         .values()
-        .filter_map(|j| j.catalog.as_ref())
+        .flat_map(|j| &j.catalogs)
+        .filter(|c| c.closing)
         .max_by_key(|c| c.closed_ns)
         .is_some_and(|c| c.continued);
     Ok(MediumRecord {
