@@ -484,7 +484,7 @@ fn checkpoint_catalogs_keep_what_a_job_wrote_before_it_died() {
     }
 
     // A job that dies after one checkpoint keeps the entries it listed, and only those.
-    let (mut w, _) = TapeWriter::append(&mut d, JobId(2), REPO, "OFFSITE").unwrap();
+    let (w, _) = TapeWriter::append(&mut d, JobId(2), REPO, "OFFSITE").unwrap();
     let mut w = w.checkpoint_every(2);
     let more: Vec<_> = (10..13).map(|i| pack(i, 50_000)).collect();
     for (name, bytes) in &more {
