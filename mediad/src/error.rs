@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::Path;
 
 /// Why a copy stopped.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum CopyError {
     /// The medium ran out of space.
     Full(String),

@@ -8,7 +8,7 @@ pub mod discover;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -94,13 +94,13 @@ pub(crate) fn poll_drive(setup: &Setup, spec: &DriveSpec, watch: &Watch, stop: &
     let poll = watch.poll;
     tracing::info!(drive = %spec, "watching tape drive {spec}");
     let mut seen: Seen = None;
-    let mut complained: HashMap<String, ()> = HashMap::new();
+    let mut complained: HashSet<String> = HashSet::new();
     while !stop.load(Ordering::Relaxed) {
         match poll_once(setup, spec, watch, stop, &mut seen) {
             Ok(()) => complained.clear(),
             // Said once until it changes, not at every poll.
             Err(e) => {
-                if complained.insert(e.clone(), ()).is_none() {
+                if complained.insert(e.clone()) {
                     tracing::warn!(drive = %spec, "{e}");
                 }
             }
@@ -211,13 +211,7 @@ pub fn run(
     let as_copy = match &result {
         Ok(Filled::No | Filled::UpToDate | Filled::Left(_)) => Ok(()),
         Ok(Filled::Yes) => Err(CopyError::Full(full_msg.clone())),
-        Err(e) => Err(match e {
-            CopyError::Full(s) => CopyError::Full(s.clone()),
-            CopyError::Cancelled => CopyError::Cancelled,
-            CopyError::SourceDamaged(s) => CopyError::SourceDamaged(s.clone()),
-            CopyError::Refused(s) => CopyError::Refused(s.clone()),
-            CopyError::Io(s) => CopyError::Io(s.clone()),
-        }),
+        Err(e) => Err(e.clone()),
     };
     let (state, outcome, message) = crate::job::outcome(&as_copy, &stats);
     let secs = started.elapsed().as_secs_f64();

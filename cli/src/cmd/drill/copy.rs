@@ -148,7 +148,7 @@ pub fn open(
                 drive: a.drive.clone(),
             };
             let (backend, label) =
-                crate::cmd::tape::open_tapes(ctx, &drive, &sb.dir().join("tape-staging"))?;
+                crate::cmd::tape::open_tapes(ctx, &drive, |_| sb.dir().join("tape-staging"))?;
             if label.medium_id != m.id.to_hex() {
                 bail!(
                     "load {}: the drive holds cartridge {}",

@@ -1,6 +1,6 @@
 //! `bakfs tape scan` and `bakfs tape restore`: reading a cartridge, with or without the catalog.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
@@ -43,15 +43,16 @@ fn set_files(ctx: &Ctx, medium_id: &str) -> Result<Vec<OnTape>> {
 
 /// The tapes in the drive as a repository: the catalog's positions for the cartridge's whole
 /// media set when it knows the cartridge, else the cartridge alone after a scan. Files read
-/// are staged in `staging`.
+/// are staged in the directory `staging` names for the label.
 pub(crate) fn open_tapes(
     ctx: &Ctx,
     d: &DriveArg,
-    staging: &Path,
+    staging: impl FnOnce(&layout::Label) -> PathBuf,
 ) -> Result<(Arc<TapeBackend>, layout::Label)> {
     let (spec, mut drive) = open(ctx, d)?;
     loaded(&spec, &mut drive)?;
     let label = layout::read_label(drive.tape())?;
+    let staging = staging(&label);
     let mut entries = set_files(ctx, &label.medium_id)?;
     if entries.is_empty() {
         tracing::info!(
@@ -70,7 +71,7 @@ pub(crate) fn open_tapes(
     if entries.is_empty() {
         bail!("{} holds no closed job: nothing to restore", label.label);
     }
-    let backend = TapeBackend::new(drive, &label.label, &spec.to_string(), entries, staging)?;
+    let backend = TapeBackend::new(drive, &label.label, &spec.to_string(), entries, &staging)?;
     Ok((Arc::new(backend), label))
 }
 
@@ -115,16 +116,14 @@ fn damage_report(ctx: &Ctx, backend: &TapeBackend) -> Vec<String> {
 }
 
 pub fn restore(ctx: &Ctx, a: TapeRestoreArgs) -> Result<u8> {
-    let media_set = {
-        let (spec, mut drive) = open(ctx, &a.drive)?;
-        loaded(&spec, &mut drive)?;
-        layout::read_label(drive.tape())?.media_set
+    // The given directory, or one per media set in the state directory, removed afterwards.
+    let remove = a.staging.is_none();
+    let staging_for = |l: &layout::Label| match &a.staging {
+        Some(d) => d.clone(),
+        None => ctx.state_dir().join("tape-staging").join(&l.media_set),
     };
-    let (staging, remove) = match &a.staging {
-        Some(d) => (d.clone(), false),
-        None => (ctx.state_dir().join("tape-staging").join(media_set), true),
-    };
-    let (backend, label) = open_tapes(ctx, &a.drive, &staging)?;
+    let (backend, label) = open_tapes(ctx, &a.drive, staging_for)?;
+    let staging = staging_for(&label);
     let repo = Repository::open(backend.clone(), &ctx.password()?)?;
     let r = crate::cmd::restore::restore_from(ctx, &repo, a.restore);
     drop(repo);
