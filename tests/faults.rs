@@ -452,6 +452,18 @@ fn damaged_index_file_is_named() {
     let good = fs::read(&idx[0]).unwrap();
     flip_byte(&idx[0], good.len() / 2);
     let packs_before = bakfs_e2e::packs(&e.repo);
+    // Check reads every index file again, so it names the damage while this host's index tables
+    // (built when the file was whole) still serve restores.
+    let o = e.run(&["check"]);
+    assert_eq!(o.status.code(), Some(13), "{}", both(&o));
+    assert!(
+        text(&o.stdout).contains(&format!("index {name}")),
+        "{}",
+        both(&o)
+    );
+    restore_exact(&e, &s1, &src, &src);
+    // Another host, or this one without its cache, has only the files.
+    fs::remove_dir_all(e.path("cache")).unwrap();
 
     // Opening skips the damaged index with a warning that names it.
     let o = e.run(&["snapshots"]);
@@ -492,6 +504,31 @@ fn damaged_index_file_is_named() {
     assert_check_clean(&e);
     restore_exact(&e, &s1, &src, &src);
     assert_eq!(bakfs_e2e::packs(&e.repo), packs_before);
+}
+
+#[test]
+fn damaged_index_table_is_found_by_check_and_built_again() {
+    let e = Env::init();
+    let src = e.path("src");
+    random_tree(&src, 3, 100_000);
+    let s1 = backup(&e, &src);
+    let tables: Vec<PathBuf> = sh(&format!("find {} -name '*.tbl'", e.path("cache").display()))
+        .lines()
+        .map(PathBuf::from)
+        .collect();
+    assert_eq!(tables.len(), 1, "one backup, one index table: {tables:?}");
+    // The first record's pack number: the run no longer matches its fence.
+    flip_byte(&tables[0], 33);
+    let o = e.run(&["check"]);
+    assert_eq!(o.status.code(), Some(13), "{}", both(&o));
+    assert!(
+        text(&o.stdout).contains("index table") && text(&o.stdout).contains("built again"),
+        "check does not name the table: {}",
+        both(&o)
+    );
+    // Built again: the next check is clean and the snapshot restores byte for byte.
+    assert_check_clean(&e);
+    restore_exact(&e, &s1, &src, &src);
 }
 
 #[test]

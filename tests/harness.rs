@@ -94,6 +94,7 @@ impl Env {
         c.env("BAKFS_REPO", &self.repo)
             .env("BAKFS_PASSWORD", "correct horse")
             .env("BAKFS_STATE_DIR", &self.state)
+            .env("BAKFS_CACHE_DIR", self.dir.path().join("cache"))
             .env("BAKFS_INSECURE_TEST_KDF", "1")
             .env_remove("BAKFS_PASSWORD_FILE")
             .env_remove("BAKFS_CONFIG")

@@ -44,6 +44,11 @@ impl CheckReport {
 /// Only I/O errors that stop the check itself (listing directories).
 pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckReport> {
     let mut rep = CheckReport::default();
+    for p in repo.verify_index()? {
+        rep.errors.push(format!(
+            "{p} (built again from the index files; run check again)"
+        ));
+    }
     let backend = repo.backend();
     let indexed = repo.indexed_packs();
     rep.packs = indexed.len();
@@ -115,9 +120,12 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
                     bad_packs.insert(id, msg);
                 }
                 PackRead::Changed(msg, mut bytes) => {
+                    if by_pack.is_none() {
+                        by_pack = Some(entries_by_pack(repo)?);
+                    }
                     let entries = by_pack
-                        .get_or_insert_with(|| entries_by_pack(repo))
-                        .get(&id)
+                        .as_ref()
+                        .and_then(|m| m.get(&id))
                         .map(Vec::as_slice)
                         .unwrap_or_default();
                     let lost = open_blobs(repo, entries, &mut bytes);
@@ -285,12 +293,10 @@ fn open_blobs(
 }
 
 /// The index's entries grouped by pack (what restore would read).
-fn entries_by_pack(repo: &Repository) -> HashMap<PackId, Vec<format::PackEntry>> {
+fn entries_by_pack(repo: &Repository) -> crate::Result<HashMap<PackId, Vec<format::PackEntry>>> {
     let mut m: HashMap<PackId, Vec<format::PackEntry>> = HashMap::new();
-    for loc in repo.index_snapshot().into_values() {
-        m.entry(loc.pack).or_default().push(loc.entry);
-    }
-    m
+    repo.each_blob(|loc| m.entry(loc.pack).or_default().push(loc.entry))?;
+    Ok(m)
 }
 
 #[cfg(test)]

@@ -73,24 +73,33 @@ pub fn prune(repo: &Repository, lock: &ExclusiveLock, mode: PruneMode) -> Result
         ));
     }
     let used = used?;
-    let index = repo.index_snapshot();
     let sizes = repo.indexed_packs();
-    for b in &used {
-        if !index.contains_key(b) {
-            return Err(Error::damaged(
-                format!("blob {b}"),
-                "a snapshot needs it but no index lists it; run `bakfs check`; prune stopped",
-            ));
-        }
-    }
-    let mut per_pack: HashMap<PackId, (u64, u64, Vec<crate::format::PackEntry>)> = HashMap::new();
-    for (id, loc) in &index {
+    // Per pack: bytes used, bytes unused, the entries used, every entry.
+    type PerPack = (
+        u64,
+        u64,
+        Vec<crate::format::PackEntry>,
+        Vec<crate::format::PackEntry>,
+    );
+    let mut per_pack: HashMap<PackId, PerPack> = HashMap::new();
+    let mut found = 0usize;
+    repo.each_blob(|loc| {
         let e = per_pack.entry(loc.pack).or_default();
-        if used.contains(id) {
+        if used.contains(&loc.entry.id) {
+            found += 1;
             e.0 += loc.entry.length as u64;
             e.2.push(loc.entry);
         } else {
             e.1 += loc.entry.length as u64;
+        }
+        e.3.push(loc.entry);
+    })?;
+    if found != used.len() {
+        if let Some(b) = used.iter().find(|b| !repo.has_blob(b)) {
+            return Err(Error::damaged(
+                format!("blob {b}"),
+                "a snapshot needs it but no index lists it; run `bakfs check`; prune stopped",
+            ));
         }
     }
     let mut rep = PruneReport {
@@ -101,7 +110,7 @@ pub fn prune(repo: &Repository, lock: &ExclusiveLock, mode: PruneMode) -> Result
     let mut repack: Vec<(PackId, Vec<crate::format::PackEntry>)> = vec![];
     let mut keep: Vec<IndexPack> = vec![];
     for (pid, size) in &sizes {
-        let (u, unused, entries) = per_pack.remove(pid).unwrap_or_default();
+        let (u, unused, entries, all) = per_pack.remove(pid).unwrap_or_default();
         if u == 0 {
             delete.push(*pid);
             rep.bytes_freed += size;
@@ -109,15 +118,10 @@ pub fn prune(repo: &Repository, lock: &ExclusiveLock, mode: PruneMode) -> Result
             repack.push((*pid, entries));
             rep.bytes_freed += unused;
         } else {
-            let blobs = index
-                .iter()
-                .filter(|(_, l)| l.pack == *pid)
-                .map(|(_, l)| l.entry)
-                .collect();
             keep.push(IndexPack {
                 id: *pid,
                 size: *size,
-                blobs,
+                blobs: all,
             });
         }
     }
@@ -143,6 +147,7 @@ pub fn prune(repo: &Repository, lock: &ExclusiveLock, mode: PruneMode) -> Result
     if !repack.is_empty() {
         let pids: HashSet<PackId> = repack.iter().map(|(p, _)| *p).collect();
         repo.drop_packs_from_index(&pids);
+        repo.hold_index();
         for (pid, entries) in &repack {
             for e in entries {
                 let data = repo.read_blob_at(&crate::repo::BlobLocation {

@@ -30,13 +30,18 @@ pub(super) fn file_node(
         parent,
     );
     if let Some(p) = parent {
-        if unchanged(p, m) && p.content.iter().all(|id| ctx.repo.has_blob(id)) {
-            node.content = p.content.clone();
-            ctx.blobs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend(node.content.iter().copied());
-            return Ok(node);
+        let packs = || -> Option<Vec<_>> {
+            p.content
+                .iter()
+                .map(|id| ctx.repo.locate(id).map(|l| l.pack))
+                .collect()
+        };
+        if unchanged(p, m) {
+            if let Some(packs) = packs() {
+                packs.into_iter().for_each(|pk| ctx.uses(pk));
+                node.content = p.content.clone();
+                return Ok(node);
+            }
         }
     }
     let mut f = fs::OpenOptions::new()
@@ -75,10 +80,6 @@ pub(super) fn file_node(
         );
         node.size = size;
     }
-    ctx.blobs
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .extend(content.iter().copied());
     node.content = content;
     Ok(node)
 }

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::format::id::{BlobId, SnapshotId};
+use crate::format::id::{BlobId, PackId, SnapshotId};
 use crate::format::{BlobKind, Node, NodeKind, Snapshot, Summary, Tree};
 use crate::glob::Patterns;
 use crate::meta::{self, NameCache};
@@ -74,8 +74,8 @@ pub struct BackupReport {
     /// Problems with single files (unreadable, changed while read, vanished), each naming its
     /// path once. They are not logged: showing them is the caller's job.
     pub warnings: Vec<String>,
-    /// Packs written (for the catalog).
-    pub packs_written: Vec<crate::format::IndexPack>,
+    /// Packs written, with sizes (for the catalog).
+    pub packs_written: Vec<(crate::format::id::PackId, u64)>,
     /// Every pack the snapshot needs, with sizes (for the catalog and media copies).
     pub packs_needed: Vec<(crate::format::id::PackId, u64)>,
 }
@@ -97,6 +97,17 @@ pub fn packs_of(
         .collect()
 }
 
+/// `packs` with their sizes, in order.
+fn sizes_of(repo: &Repository, packs: std::collections::HashSet<PackId>) -> Vec<(PackId, u64)> {
+    let sizes = repo.indexed_packs();
+    let mut v: Vec<(PackId, u64)> = packs
+        .into_iter()
+        .map(|p| (p, sizes.get(&p).copied().unwrap_or(0)))
+        .collect();
+    v.sort();
+    v
+}
+
 struct Ctx<'a> {
     repo: &'a Repository,
     excludes: Patterns,
@@ -106,7 +117,9 @@ struct Ctx<'a> {
     warnings: Mutex<Vec<String>>,
     /// The first repository error: it aborts the backup (a source error is only a warning).
     fatal: Mutex<Option<Error>>,
-    blobs: Mutex<std::collections::HashSet<BlobId>>,
+    /// Packs holding blobs the snapshot uses that were in the repository already (the packs
+    /// this backup writes hold the rest).
+    packs: Mutex<std::collections::HashSet<PackId>>,
     files: AtomicU64,
     dirs: AtomicU64,
     bytes: AtomicU64,
@@ -118,13 +131,29 @@ impl Ctx<'_> {
         if self.aborted() {
             return Err(Error::Invalid("backup aborted".into()));
         }
-        self.repo.save_blob(kind, data).map_err(|e| {
-            let mut f = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
-            if f.is_none() {
-                *f = Some(e);
+        match self.repo.save_blob_in(kind, data) {
+            Ok((id, n, had)) => {
+                if let Some(p) = had {
+                    self.uses(p);
+                }
+                Ok((id, n))
             }
-            Error::Invalid("backup aborted".into())
-        })
+            Err(e) => {
+                let mut f = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
+                if f.is_none() {
+                    *f = Some(e);
+                }
+                Err(Error::Invalid("backup aborted".into()))
+            }
+        }
+    }
+
+    /// Notes a pack the snapshot needs.
+    fn uses(&self, pack: PackId) {
+        self.packs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pack);
     }
 
     fn aborted(&self) -> bool {
@@ -170,7 +199,7 @@ pub fn backup(
         progress,
         warnings: Mutex::new(Vec::new()),
         fatal: Mutex::new(None),
-        blobs: Mutex::new(std::collections::HashSet::new()),
+        packs: Mutex::new(std::collections::HashSet::new()),
         files: AtomicU64::new(0),
         dirs: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
@@ -239,11 +268,12 @@ pub fn backup(
     if let Some(e) = ctx.fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(e);
     }
-    let packs = repo.flush()?;
-    let mut blobs = ctx.blobs.into_inner().unwrap_or_else(|p| p.into_inner());
-    blobs.insert(root_tree);
-    let packs_needed = packs_of(repo, blobs);
-    let bytes_stored = packs.iter().map(|p| p.size).sum();
+    repo.flush()?;
+    let packs = repo.take_written();
+    let mut needed = ctx.packs.into_inner().unwrap_or_else(|p| p.into_inner());
+    needed.extend(packs.iter().map(|(p, _)| *p));
+    let packs_needed = sizes_of(repo, needed);
+    let bytes_stored = packs.iter().map(|(_, s)| s).sum();
     let warnings = ctx.warnings.into_inner().unwrap_or_else(|p| p.into_inner());
     let summary = Summary {
         files: ctx.files.load(Ordering::Relaxed),
@@ -362,14 +392,15 @@ pub fn backup_stdin(
     let mut blobs: Vec<BlobId> = node.content.clone();
     let (tree, _) = repo.save_blob(BlobKind::Tree, &Tree { nodes: vec![node] }.encode())?;
     blobs.push(tree);
-    let packs = repo.flush()?;
+    repo.flush()?;
+    let packs = repo.take_written();
     let packs_needed = packs_of(repo, blobs);
     let summary = Summary {
         files: 1,
         bytes: size,
         bytes_read: size,
         bytes_added: progress.bytes_added.load(Ordering::Relaxed),
-        bytes_stored: packs.iter().map(|p| p.size).sum(),
+        bytes_stored: packs.iter().map(|(_, s)| s).sum(),
         duration_s: started.elapsed().as_secs_f64(),
         ..Summary::default()
     };
@@ -435,10 +466,6 @@ fn save_trie(ctx: &Ctx, trie: &Trie, path: &Path, parent: Option<&Tree>) -> Resu
         nodes: nodes.into_iter().flatten().collect(),
     };
     let id = ctx.save(BlobKind::Tree, &tree.encode())?.0;
-    ctx.blobs
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(id);
     Ok(id)
 }
 

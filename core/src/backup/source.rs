@@ -132,10 +132,6 @@ pub(super) fn dir_node(
         nodes: nodes.into_iter().flatten().collect(),
     };
     let (id, _) = ctx.save(BlobKind::Tree, &tree.encode())?;
-    ctx.blobs
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(id);
     let mut node = node;
     node.subtree = Some(id);
     Ok(node)

@@ -37,7 +37,7 @@ fn a_backup_in_memory_stores_every_byte_once_under_names_that_are_their_hashes()
         let bytes = backend.read(FileKind::Pack, p).unwrap();
         assert_eq!(&PackId::hash_of(&bytes).to_hex(), p);
     }
-    let written: Vec<String> = r.packs_written.iter().map(|p| p.id.to_hex()).collect();
+    let written: Vec<String> = r.packs_written.iter().map(|(p, _)| p.to_hex()).collect();
     let mut needed: Vec<String> = r.packs_needed.iter().map(|(p, _)| p.to_hex()).collect();
     needed.sort();
     let mut written_sorted = written.clone();
@@ -70,11 +70,13 @@ fn an_unchanged_tree_is_not_read_again_and_adds_nothing() {
     assert_eq!(src_tree(&second.snapshot), src_tree(&first.snapshot));
     assert_eq!(second.snapshot.parent, Some(first.id));
     // Only trees are new (the root's, which holds the source's parent directories).
-    assert!(second
-        .packs_written
-        .iter()
-        .flat_map(|p| &p.blobs)
-        .all(|b| b.kind == crate::format::BlobKind::Tree));
+    assert!(second.packs_written.iter().all(|(p, _)| {
+        let bytes = mem.read(FileKind::Pack, &p.to_hex()).unwrap();
+        crate::format::read_pack_header(repo.keys(), p, &bytes)
+            .unwrap()
+            .iter()
+            .all(|b| b.kind == crate::format::BlobKind::Tree)
+    }));
     assert!(packs_before
         .iter()
         .all(|p| mem.list(FileKind::Pack).unwrap().contains(p)));

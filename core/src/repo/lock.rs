@@ -233,7 +233,7 @@ impl Repository {
     /// As [`exclusive`]; reading the index.
     pub fn lock_exclusive(&self, purpose: &str) -> Result<ExclusiveLock> {
         let g = exclusive(self.backend(), purpose)?;
-        self.load_index()?;
+        self.reload_index_from_files()?;
         Ok(g)
     }
 

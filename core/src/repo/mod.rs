@@ -2,6 +2,7 @@
 
 pub mod backend;
 mod index;
+pub use index::cache_root;
 mod keys;
 pub mod lock;
 mod packer;
@@ -10,7 +11,6 @@ pub mod walk;
 
 pub use keys::{add_wrapping, master_fits, unwrap_master, KeyFit};
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::error::{Error, Result};
@@ -36,8 +36,8 @@ pub struct Repository {
     keys: Keys,
     key_id: KeyId,
     chunker: Chunker,
-    index: RwLock<HashMap<BlobId, BlobLocation>>,
-    pack_sizes: RwLock<HashMap<PackId, u64>>,
+    /// The index tables and the packs to pass over (see `index/`).
+    index: RwLock<index::IndexState>,
     /// Packers, the pack-writer thread and blobs being stored (see `packer.rs`).
     packing: packer::Packing,
     /// Index files and snapshot manifests that failed to open: (name, reason).
@@ -194,8 +194,7 @@ impl Repository {
             keys,
             key_id,
             chunker,
-            index: RwLock::new(HashMap::new()),
-            pack_sizes: RwLock::new(HashMap::new()),
+            index: RwLock::new(index::IndexState::default()),
             packing: packer::Packing::default(),
             damaged: Mutex::new(Vec::new()),
             misnamed: Mutex::new(Vec::new()),

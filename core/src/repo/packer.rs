@@ -2,9 +2,10 @@
 //! the index file that makes them findable (design.md §3.6, §4.2).
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use super::{BlobLocation, Repository};
+use super::Repository;
 use crate::error::{Error, Result};
 use crate::format::id::{BlobId, PackId};
 use crate::format::{self, BlobKind, IndexFile, IndexPack, PackEntry};
@@ -14,6 +15,10 @@ use crate::repo::backend::FileKind;
 const DATA_PACK_SIZE: usize = 8 * 1024 * 1024;
 /// Target size of a tree pack.
 const TREE_PACK_SIZE: usize = 4 * 1024 * 1024;
+/// Blobs in packs written before an index file lists them: a long backup writes an index file
+/// whenever this many are waiting, so the blobs it keeps in memory to avoid storing twice stay
+/// this few (design.md §4.2).
+const INDEX_EVERY_BLOBS: usize = 65_536;
 
 enum WriterMsg {
     Pack(PackId, Vec<u8>, Vec<PackEntry>),
@@ -43,6 +48,10 @@ pub(super) struct Packing {
     tree_packer: Mutex<Packer>,
     written: Arc<Written>,
     writer: Mutex<Option<std::sync::mpsc::SyncSender<WriterMsg>>>,
+    /// Packs indexed since [`Repository::take_written`], with sizes.
+    indexed: Mutex<Vec<(PackId, u64)>>,
+    /// No index file until [`Repository::flush_packs_only`] (prune writes one for all).
+    hold_index: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -59,9 +68,22 @@ impl Repository {
     /// # Errors
     /// I/O errors writing a pack.
     pub fn save_blob(&self, kind: BlobKind, plain: &[u8]) -> Result<(BlobId, u64)> {
+        self.save_blob_in(kind, plain).map(|(id, n, _)| (id, n))
+    }
+
+    /// As [`Repository::save_blob`], also naming the pack that already held the blob, if the
+    /// index knew it (a new blob's pack is among those [`Repository::take_written`] returns).
+    ///
+    /// # Errors
+    /// As [`Repository::save_blob`].
+    pub fn save_blob_in(
+        &self,
+        kind: BlobKind,
+        plain: &[u8],
+    ) -> Result<(BlobId, u64, Option<PackId>)> {
         let id = self.keys.blob_id(plain);
-        if self.has_blob(&id) {
-            return Ok((id, 0));
+        if let Some(loc) = self.locate(&id) {
+            return Ok((id, 0, Some(loc.pack)));
         }
         if !self
             .packing
@@ -70,7 +92,7 @@ impl Repository {
             .unwrap_or_else(|p| p.into_inner())
             .insert(id)
         {
-            return Ok((id, 0));
+            return Ok((id, 0, None));
         }
         let (sealed, compressed) =
             format::seal_blob(&self.keys, &id, kind, plain, self.config.zstd_level);
@@ -113,8 +135,69 @@ impl Repository {
         };
         if let Some(p) = full {
             self.write_pack(p)?;
+            if !self.packing.hold_index.load(Ordering::Relaxed) {
+                self.index_written(INDEX_EVERY_BLOBS)?;
+            }
         }
-        Ok((id, plain.len() as u64))
+        Ok((id, plain.len() as u64, None))
+    }
+
+    /// Writes an index file for the packs the writer has made durable, if they hold at least
+    /// `min_blobs` blobs, and adds it to the index; their blobs are then found by lookups and
+    /// no longer kept as in flight.
+    fn index_written(&self, min_blobs: usize) -> Result<()> {
+        let packs = {
+            let mut w = self
+                .packing
+                .written
+                .packs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let blobs: usize = w.iter().map(|p| p.blobs.len()).sum();
+            if w.is_empty() || blobs < min_blobs {
+                return Ok(());
+            }
+            std::mem::take(&mut *w)
+        };
+        let file = IndexFile { packs };
+        let id = self.write_index(&file)?;
+        let sizes: Vec<(PackId, u64)> = file.packs.iter().map(|p| (p.id, p.size)).collect();
+        let ids: Vec<BlobId> = file
+            .packs
+            .iter()
+            .flat_map(|p| p.blobs.iter().map(|e| e.id))
+            .collect();
+        self.index_added(id.to_hex(), file)?;
+        {
+            let mut f = self
+                .packing
+                .in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for b in &ids {
+                f.remove(b);
+            }
+            if f.is_empty() {
+                f.shrink_to_fit();
+            }
+        }
+        self.packing
+            .indexed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(sizes);
+        Ok(())
+    }
+
+    /// The packs indexed since the last call, with sizes (a backup's, for its report).
+    pub fn take_written(&self) -> Vec<(PackId, u64)> {
+        std::mem::take(
+            &mut *self
+                .packing
+                .indexed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        )
     }
 
     /// Hands a full pack to the writer thread (started on first use), so that the threads that
@@ -236,46 +319,39 @@ impl Repository {
         ))
     }
 
-    /// Writes the partly filled packs and an index file for every pack written since the last
-    /// flush, then adds them to the in-memory index. After it returns, everything saved is
-    /// durable and findable. Returns the packs written.
+    /// Writes the partly filled packs and an index file for every pack written and not yet
+    /// indexed, and adds it to the index. After it returns, everything saved is durable and
+    /// findable.
     ///
     /// # Errors
     /// I/O errors.
-    pub fn flush(&self) -> Result<Vec<IndexPack>> {
+    pub fn flush(&self) -> Result<()> {
         for packer in [&self.packing.data_packer, &self.packing.tree_packer] {
             let p = std::mem::take(&mut *packer.lock().unwrap_or_else(|p| p.into_inner()));
             self.write_pack(p)?;
         }
         let packs = self.drain_writer()?;
-        if packs.is_empty() {
-            return Ok(packs);
-        }
-        self.write_index(&IndexFile {
-            packs: packs.clone(),
-        })?;
-        {
-            let mut idx = self.index.write().unwrap_or_else(|p| p.into_inner());
-            let mut sizes = self.pack_sizes.write().unwrap_or_else(|p| p.into_inner());
-            for p in &packs {
-                sizes.insert(p.id, p.size);
-                for e in &p.blobs {
-                    idx.insert(
-                        e.id,
-                        BlobLocation {
-                            pack: p.id,
-                            entry: *e,
-                        },
-                    );
-                }
-            }
-        }
         self.packing
-            .in_flight
+            .written
+            .packs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clear();
-        Ok(packs)
+            .extend(packs);
+        self.index_written(1)?;
+        let mut f = self
+            .packing
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        f.clear();
+        f.shrink_to_fit();
+        Ok(())
+    }
+
+    /// From now until [`Repository::flush_packs_only`], blobs saved are written to packs
+    /// without index files (prune writes one index for everything).
+    pub fn hold_index(&self) {
+        self.packing.hold_index.store(true, Ordering::Relaxed);
     }
 
     /// Writes the partly filled packs and returns every pack written since the last flush,
@@ -284,6 +360,7 @@ impl Repository {
     /// # Errors
     /// I/O errors.
     pub fn flush_packs_only(&self) -> Result<Vec<IndexPack>> {
+        self.packing.hold_index.store(false, Ordering::Relaxed);
         for packer in [&self.packing.data_packer, &self.packing.tree_packer] {
             let p = std::mem::take(&mut *packer.lock().unwrap_or_else(|p| p.into_inner()));
             self.write_pack(p)?;

@@ -41,6 +41,9 @@ impl Backend for MemBackend {
     fn location(&self) -> String {
         "memory".into()
     }
+    fn persistent(&self) -> bool {
+        false
+    }
     fn create(&self) -> io::Result<()> {
         if self.files().is_empty() {
             Ok(())

@@ -121,6 +121,12 @@ impl std::str::FromStr for FileKind {
 pub trait Backend: Send + Sync {
     /// A human-readable location, for messages.
     fn location(&self) -> String;
+
+    /// Whether what is written outlives the process (a repository in memory does not: its
+    /// index tables go to a temporary directory rather than the cache).
+    fn persistent(&self) -> bool {
+        true
+    }
     /// Makes the place ready for a new repository (a local directory gets its layout).
     ///
     /// # Errors

@@ -1,0 +1,438 @@
+//! The index: which pack holds which blob (design.md §3.7), searched in local tables rather than
+//! loaded (§3.7.1). `table.rs` is one table, `store.rs` the set of them kept in step with
+//! `index/`; here the repository's lookups, which skip packs it must not use (a medium's absent
+//! packs, the packs a prune is repacking).
+
+mod store;
+mod table;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+
+use super::{BlobLocation, Repository};
+use crate::error::{Error, Result};
+use crate::format::id::{BlobId, IndexId, PackId};
+use crate::format::{self, IndexFile, IndexPack};
+use crate::repo::backend::FileKind;
+use crate::repo::lock::ExclusiveLock;
+use store::{FileNote, ReadFile, Store};
+
+/// The repository's view of its index tables.
+#[derive(Default)]
+pub(super) struct IndexState {
+    store: Option<Store>,
+    /// Packs whose records are passed over.
+    excluded: HashSet<PackId>,
+    /// Every pack the tables list, with its size.
+    packs: HashMap<PackId, u64>,
+}
+
+/// Where index tables are kept: `$BAKFS_CACHE_DIR`, else `$XDG_CACHE_HOME/bakfs`, else
+/// `~/.cache/bakfs` (design.md §3.7.1).
+pub fn cache_root() -> Option<PathBuf> {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("BAKFS_CACHE_DIR")
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("bakfs")))
+        .or_else(|| env("HOME").map(|d| d.join(".cache/bakfs")))
+}
+
+impl IndexState {
+    /// The first usable record of `id`, newest table first.
+    fn find(&self, id: &BlobId) -> Option<BlobLocation> {
+        let store = self.store.as_ref()?;
+        for (t, meta) in &store.tables {
+            let packs = t.packs();
+            match t.find(id, |r| !self.excluded.contains(&packs[r.pack as usize].0)) {
+                Ok(Some(r)) => {
+                    return Some(BlobLocation {
+                        pack: packs[r.pack as usize].0,
+                        entry: r.entry,
+                    })
+                }
+                Ok(None) => {}
+                Err(d) => tracing::error!(
+                    "index table {}/{} is damaged ({}): run `bakfs check`, which builds it again",
+                    store.dir().display(),
+                    meta.file,
+                    d.0
+                ),
+            }
+        }
+        None
+    }
+}
+
+impl Repository {
+    fn index_state(&self) -> std::sync::RwLockReadGuard<'_, IndexState> {
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn index_state_mut(&self) -> std::sync::RwLockWriteGuard<'_, IndexState> {
+        self.index.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Opens the store of index tables: under [`cache_root`] for a repository on disk, keyed
+    /// by the repository id and its location; a temporary one for a repository in memory or
+    /// where the cache cannot be made.
+    fn open_store(&self) -> Result<Store> {
+        if self.backend.persistent() {
+            if let Some(root) = cache_root() {
+                let place = blake3::hash(self.backend.location().as_bytes());
+                let dir = root
+                    .join(self.config.id.to_hex())
+                    .join(&place.to_hex()[..16])
+                    .join("index-v1");
+                match Store::open(dir.clone(), false) {
+                    Ok(s) => return Ok(s),
+                    Err(e) => tracing::warn!(
+                        "{}: {e}; the index tables go to a temporary directory",
+                        dir.display()
+                    ),
+                }
+            }
+        }
+        Store::temporary().map_err(|e| Error::io("a temporary index cache", e))
+    }
+
+    /// Reads index files `names` (in parallel), noting damaged and misnamed ones.
+    fn read_index_files(&self, names: &[String]) -> Result<Vec<ReadFile>> {
+        names
+            .par_iter()
+            .map(|n| {
+                let raw = match self.backend.read(FileKind::Index, n) {
+                    Ok(r) => r,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(Error::io(format!("index {n}"), e))
+                    }
+                    Err(e) => return Err(Error::io(format!("index {n}"), e)),
+                };
+                let hash = IndexId::hash_of(&raw).to_hex();
+                let note = FileNote {
+                    damaged: None,
+                    misnamed: (hash != *n).then_some(hash),
+                };
+                match format::open_index(&self.keys, n, &raw) {
+                    Ok(f) => Ok((n.clone(), Ok(f), note)),
+                    Err(e @ Error::Damaged { .. }) => {
+                        tracing::warn!("{e}: skipped");
+                        Ok((n.clone(), Err(e.to_string()), note))
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+            .collect()
+    }
+
+    /// Brings the index tables in step with `index/` and notes what the index files read were
+    /// found to be (damaged, misnamed). A damaged index file is skipped with a warning and
+    /// listed by [`Repository::damaged`] (the blobs only it lists become unreachable until
+    /// `repair index`; prune refuses to run meanwhile).
+    ///
+    /// # Errors
+    /// I/O errors listing or reading.
+    pub fn load_index(&self) -> Result<()> {
+        self.sync_index(false)
+    }
+
+    /// As [`Repository::load_index`], but every index file is read again and every table built
+    /// again (prune and `repair index` start from the files themselves, not from the cache).
+    ///
+    /// # Errors
+    /// As [`Repository::load_index`].
+    pub fn reload_index_from_files(&self) -> Result<()> {
+        self.sync_index(true)
+    }
+
+    fn sync_index(&self, afresh: bool) -> Result<()> {
+        let mut st = self.index_state_mut();
+        if st.store.is_none() {
+            st.store = Some(self.open_store()?);
+        }
+        let Some(store) = st.store.as_mut() else {
+            return Ok(());
+        };
+        if afresh {
+            store.clear()?;
+        }
+        // Without a lock a prune may replace index files between the listing and the reads: it
+        // writes the new file before removing the old ones, so listing again finds a full set.
+        let mut attempt = 1;
+        loop {
+            let names = self
+                .backend
+                .list(FileKind::Index)
+                .map_err(|e| Error::io("index/", e))?;
+            match store.sync(&names, &|group| self.read_index_files(group)) {
+                Err(Error::Io { err: source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound && attempt < 5 =>
+                {
+                    attempt += 1;
+                    tracing::debug!("index files changed while being read; listing again");
+                }
+                r => break r?,
+            }
+        }
+        self.index_noted(&mut st)
+    }
+
+    /// After the tables changed: the packs they list, the packs to pass over, and the index
+    /// files noted damaged or misnamed.
+    fn index_noted(&self, st: &mut IndexState) -> Result<()> {
+        let Some(store) = st.store.as_ref() else {
+            return Ok(());
+        };
+        let mut packs = HashMap::new();
+        let mut damaged = Vec::new();
+        let mut misnamed = Vec::new();
+        for (t, meta) in &store.tables {
+            packs.extend(t.packs().iter().copied());
+            for (n, note) in &meta.covers {
+                if let Some(d) = &note.damaged {
+                    damaged.push((format!("index {n}"), d.clone()));
+                }
+                if let Some(h) = &note.misnamed {
+                    misnamed.push((format!("index {n}"), h.clone()));
+                }
+            }
+        }
+        // A medium's copy lists packs it does not hold: use another copy of their blobs.
+        let mut excluded = HashSet::new();
+        if self.medium {
+            let present: HashSet<String> = self
+                .backend
+                .list(FileKind::Pack)
+                .map_err(|e| Error::io("data/", e))?
+                .into_iter()
+                .collect();
+            excluded.extend(packs.keys().filter(|p| !present.contains(&p.to_hex())));
+        }
+        st.packs = packs;
+        st.excluded = excluded;
+        self.set_misnamed("index ", misnamed);
+        let mut d = self.damaged.lock().unwrap_or_else(|p| p.into_inner());
+        d.retain(|(n, _)| !n.starts_with("index "));
+        d.extend(damaged);
+        Ok(())
+    }
+
+    /// Records an index file this process just wrote, so its blobs are found from now on.
+    pub(super) fn index_added(&self, name: String, file: IndexFile) -> Result<()> {
+        let mut st = self.index_state_mut();
+        if st.store.is_none() {
+            st.store = Some(self.open_store()?);
+        }
+        if let Some(store) = st.store.as_mut() {
+            store.add(name, file)?;
+        }
+        // Packs passed over stay so until the index is loaded again.
+        let dropped = std::mem::take(&mut st.excluded);
+        self.index_noted(&mut st)?;
+        st.excluded.extend(dropped);
+        Ok(())
+    }
+
+    /// Rebuilds the index from the headers of the packs present: writes one new index file,
+    /// then removes the others. Returns the number of packs indexed and the packs whose header
+    /// is unreadable (left alone; `check --read-data` names them).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn rebuild_index(&self, lock: &ExclusiveLock) -> Result<(usize, Vec<(PackId, String)>)> {
+        self.check_exclusive(lock)?;
+        let names = self
+            .backend
+            .list(FileKind::Pack)
+            .map_err(|e| Error::io("data/", e))?;
+        let results: Vec<(PackId, Result<IndexPack>)> = names
+            .par_iter()
+            .filter_map(|n| PackId::from_hex(n).ok())
+            .map(|id| {
+                let r = self
+                    .backend
+                    .read(FileKind::Pack, &id.to_hex())
+                    .map_err(|e| Error::io(format!("pack {id}"), e))
+                    .and_then(|bytes| {
+                        let blobs = format::read_pack_header(&self.keys, &id, &bytes)?;
+                        Ok(IndexPack {
+                            id,
+                            size: bytes.len() as u64,
+                            blobs,
+                        })
+                    });
+                (id, r)
+            })
+            .collect();
+        let mut packs = vec![];
+        let mut bad = vec![];
+        for (id, r) in results {
+            match r {
+                Ok(p) => packs.push(p),
+                Err(e) => bad.push((id, e.to_string())),
+            }
+        }
+        let old = self
+            .backend
+            .list(FileKind::Index)
+            .map_err(|e| Error::io("index/", e))?;
+        let n = packs.len();
+        let new_id = self.write_index(&IndexFile { packs })?;
+        for o in old {
+            if o != new_id.to_hex() {
+                self.backend
+                    .remove(FileKind::Index, &o)
+                    .map_err(|e| Error::io(format!("index {o}"), e))?;
+            }
+        }
+        self.load_index()?;
+        Ok((n, bad))
+    }
+
+    /// Checks the index tables (design.md §3.7.1): each table's bytes against its checksum, then
+    /// every record of every index file they cover against them. Tables found wrong are built
+    /// again from the index files. Returns what was wrong.
+    ///
+    /// # Errors
+    /// I/O errors reading index files; building the tables again.
+    pub fn verify_index(&self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        let mut misnamed = Vec::new();
+        let mut damaged = Vec::new();
+        {
+            let st = self.index_state();
+            let Some(store) = st.store.as_ref() else {
+                return Ok(problems);
+            };
+            let at = |file: &str| format!("index table {}/{file}", store.dir().display());
+            for (t, meta) in &store.tables {
+                match t.verify() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(d)) => problems.push(format!("{}: {}", at(&meta.file), d.0)),
+                    Err(e) => problems.push(format!("{}: {e}", at(&meta.file))),
+                }
+            }
+            let covered: Vec<String> = store
+                .tables
+                .iter()
+                .flat_map(|(_, m)| m.covers.iter().map(|(n, _)| n.clone()))
+                .collect();
+            for group in covered.chunks(16) {
+                if !problems.is_empty() {
+                    break;
+                }
+                let read = group.iter().filter_map(|n| {
+                    // A file a prune removed since is no longer the tables' business.
+                    let one = std::slice::from_ref(n);
+                    match self.read_index_files(one) {
+                        Ok(mut v) => v.pop().map(Ok),
+                        Err(Error::Io { err: source, .. })
+                            if source.kind() == std::io::ErrorKind::NotFound =>
+                        {
+                            None
+                        }
+                        Err(e) => Some(Err(e)),
+                    }
+                });
+                for f in read {
+                    let (name, file, note) = f?;
+                    if let Some(h) = note.misnamed {
+                        misnamed.push((format!("index {name}"), h));
+                    }
+                    let file = match file {
+                        Ok(file) => file,
+                        Err(why) => {
+                            damaged.push((format!("index {name}"), why));
+                            continue;
+                        }
+                    };
+                    let missing = file.packs.iter().find_map(|p| {
+                        let e = p.blobs.iter().find(|e| !store.holds(&p.id, e))?;
+                        Some((p.id, e.id))
+                    });
+                    if let Some((pack, blob)) = missing {
+                        problems.push(format!(
+                            "index tables in {}: blob {blob} in pack {pack}, listed by index \
+                             {name}, is not in them",
+                            store.dir().display()
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
+        if !problems.is_empty() {
+            self.reload_index_from_files()?;
+        } else {
+            // What the files are now, read just now, rather than what was noted when the
+            // tables were built.
+            self.set_misnamed("index ", misnamed);
+            let mut d = self.damaged.lock().unwrap_or_else(|p| p.into_inner());
+            d.retain(|(n, _)| !n.starts_with("index "));
+            d.extend(damaged);
+        }
+        Ok(problems)
+    }
+
+    /// Where a blob is, if the index knows it.
+    pub fn locate(&self, id: &BlobId) -> Option<BlobLocation> {
+        self.index_state().find(id)
+    }
+
+    /// Whether the index holds a blob.
+    pub fn has_blob(&self, id: &BlobId) -> bool {
+        self.locate(id).is_some()
+    }
+
+    /// Calls `f` with every blob the index knows, once each, at the location
+    /// [`Repository::locate`] gives, in blob id order. Memory stays that of one run per table.
+    ///
+    /// # Errors
+    /// A damaged index table.
+    pub fn each_blob(&self, mut f: impl FnMut(BlobLocation)) -> Result<()> {
+        let st = self.index_state();
+        let Some(store) = st.store.as_ref() else {
+            return Ok(());
+        };
+        let mut last: Option<BlobId> = None;
+        store.each_record(|pack, entry| {
+            // The first usable record of each blob, newest table first: the one `locate` gives.
+            if last != Some(entry.id) && !st.excluded.contains(&pack) {
+                last = Some(entry.id);
+                f(BlobLocation { pack, entry });
+            }
+        })
+    }
+
+    /// Packs the index knows, with sizes.
+    pub fn indexed_packs(&self) -> HashMap<PackId, u64> {
+        self.index_state().packs.clone()
+    }
+
+    /// Passes over the blobs of `packs` from now on, until the index is loaded again (prune
+    /// repacks them: their blobs must be stored again, not found there).
+    pub fn drop_packs_from_index(&self, packs: &HashSet<PackId>) {
+        self.index_state_mut()
+            .excluded
+            .extend(packs.iter().copied());
+    }
+
+    /// Writes one index file. Returns its id.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn write_index(&self, idx: &IndexFile) -> Result<IndexId> {
+        let bytes = format::seal_index(&self.keys, idx);
+        let id = IndexId::hash_of(&bytes);
+        self.backend
+            .write(FileKind::Index, &id.to_hex(), &bytes)
+            .map_err(|e| Error::io(format!("writing index {id}"), e))?;
+        Ok(id)
+    }
+}
