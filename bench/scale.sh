@@ -7,7 +7,12 @@
 #   ("native");
 # - restore of the whole snapshot into a tmpfs: wall time and peak RSS.
 #
-#   bench/scale.sh [--files N] [--tools bakfs,restic] [--no-build]
+# - then (bakfs) a synthetic index of M more blobs (default 10,000,000; core/examples/
+#   synth_index.rs, in packs that do not exist) is added to bakfs's repository, which is then
+#   opened (the index tables built), backed up into (unchanged, and with 1% of the files
+#   changed) and mounted (`find` over every entry), each with its peak RSS.
+#
+#   bench/scale.sh [--files N] [--synth M] [--tools bakfs,restic] [--no-build]
 #
 # As root (the tmpfs, FUSE mounts). restic comes from Debian (apt-get install restic). The
 # files live in BENCH_DIR (default /var/tmp/bakfs-bench); the tree is kept for the next run
@@ -17,13 +22,15 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 FILES=1000000
 TOOLS=bakfs,restic
+SYNTH=10000000
 BUILD=1
 while [[ $# -gt 0 ]]; do
     case $1 in
     --files) FILES=$2; shift 2 ;;
+    --synth) SYNTH=$2; shift 2 ;;
     --tools) TOOLS=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
-    *) echo "usage: $0 [--files N] [--tools bakfs,restic] [--no-build]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--files N] [--synth M] [--tools bakfs,restic] [--no-build]" >&2; exit 2 ;;
     esac
 done
 [[ $(id -u) -eq 0 ]] || { echo "run as root (tmpfs, FUSE mounts)" >&2; exit 1; }
@@ -31,7 +38,7 @@ if [[ ,$TOOLS, == *,restic,* ]]; then
     command -v restic >/dev/null || { echo "restic is needed (apt-get install restic)" >&2; exit 1; }
 fi
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-if ((BUILD)); then (cd "$ROOT" && cargo build --release -q --bins); fi
+if ((BUILD)); then (cd "$ROOT" && cargo build --release -q --bins && cargo build --release -q -p bakfs-core --example synth_index); fi
 B=$TARGET/release/bakfs
 BENCH_DIR=${BENCH_DIR:-/var/tmp/bakfs-bench}
 TREE=$BENCH_DIR/scale-tree-$FILES
@@ -134,6 +141,34 @@ for t in ${TOOLS//,/ }; do
     echo "-- $t" >&2
     run_tool "$t"
 done
+# A repository holding SYNTH more blobs: bakfs's, with a synthetic index added.
+synth() {
+    local repo=$W/repo-bakfs pid t0 t1 changed
+    export BAKFS_REPO=$repo BAKFS_PASSWORD=$PASSWORD BAKFS_STATE_DIR=$W/state-bakfs XDG_CONFIG_HOME=$W/none XDG_CACHE_HOME=$W/cache-bakfs
+    "$TARGET/release/examples/synth_index" "$repo" "$W/pw" "$SYNTH" 2>/dev/null
+    drop; R[synth,open]=$(timed synth-open "$B" snapshots -q)
+    drop; R[synth,rebackup]=$(timed synth-rebackup "$B" backup -q "$TREE")
+    # 1% of the files changed: new blobs looked up among all the others, and stored.
+    changed=$(find "$TREE" -name 'f*' | awk -v n="$((FILES / 100))" 'NR % 100 == 0 && NR / 100 <= n')
+    while read -r f; do head -c 700 /dev/urandom >"$f"; done <<<"$changed"
+    drop; R[synth,changed]=$(timed synth-changed "$B" backup -q "$TREE")
+    drop
+    pid=$("$B" --json mount "$MNT" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')
+    for _ in $(seq 600); do [[ -d $MNT/latest$TREE ]] && break; sleep 0.1; done
+    t0=$(date +%s.%N)
+    find "$MNT/latest$TREE" | wc -l >/dev/null
+    t1=$(date +%s.%N)
+    R[synth,find]="$(python3 -c "print(f'{$t1 - $t0:.2f}')") $(hwm "$pid")"
+    umount "$MNT" 2>/dev/null || umount -l "$MNT"
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    # The tree is the benchmark's again for the next run.
+    rm -f "$TREE/.complete"
+}
+if [[ ,$TOOLS, == *,bakfs,* ]] && ((SYNTH > 0)); then
+    echo "-- bakfs with $SYNTH synthetic blobs" >&2
+    synth
+fi
+
 for op in find ls; do
     drop
     t0=$(date +%s.%N)
@@ -160,3 +195,13 @@ for row in "first backup:backup" "unchanged re-backup:rebackup" "mount, fresh: \
     for t in ${TOOLS//,/ }; do printf ' %s |' "$(cell "$t" "$op")"; done
     case $op in find | ls) printf ' %s |\n' "$(cell native "$op")" ;; *) printf ' |\n' ;; esac
 done
+if [[ -n ${R[synth,open]:-} ]]; then
+    echo
+    echo "The same repository with $SYNTH synthetic blobs added to its index (bakfs):"
+    echo
+    echo "| | bakfs |"
+    echo "|---|---:|"
+    for row in "open (index tables built):open" "unchanged re-backup:rebackup" "backup, 1% of files changed:changed" "mount, fresh: \`find\` over every entry:find"; do
+        printf '| %s | %s |\n' "${row%:*}" "$(cell synth "${row##*:}")"
+    done
+fi
