@@ -3,6 +3,7 @@
 //! `index/`; here the repository's lookups, which skip packs it must not use (a medium's absent
 //! packs, the packs a prune is repacking).
 
+mod filter;
 mod store;
 mod table;
 #[cfg(test)]

@@ -280,7 +280,7 @@ impl Store {
         records.sort_unstable_by_key(|a| (a.1.id, a.0));
         records.dedup_by(|a, b| a.1.id == b.1.id && a.0 == b.0);
         let (file, name) = self.new_table_file()?;
-        let mut w = TableWriter::new(file);
+        let mut w = TableWriter::new(file, records.len() as u64);
         for (p, e) in &records {
             w.push(*p, e).map_err(|e| self.io(e))?;
         }
@@ -368,7 +368,7 @@ impl Store {
             }
         }
         let (file, name) = self.new_table_file()?;
-        let mut w = TableWriter::new(file);
+        let mut w = TableWriter::new(file, tables.iter().map(Table::len).sum());
         let mut count = 0u64;
         let mut last: Option<(crate::format::id::BlobId, Vec<u32>)> = None;
         while let Some(Head(_, _, i, r)) = heap.pop() {

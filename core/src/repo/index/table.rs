@@ -4,8 +4,9 @@
 //!
 //! Layout: records (48 bytes each, sorted by blob id, a blob listed in several packs once per
 //! pack), then one fence per run of [`RUN`] records (the run's first id and the first 8 bytes of
-//! the blake3 of its bytes), then the packs (id, size), then a footer (magic and counts) and the
-//! blake3 of everything before it. Opening reads the fences and packs only; a lookup reads the
+//! the blake3 of its bytes), then the packs (id, size), then a Bloom filter of the blob ids
+//! (`filter.rs`), then a footer (magic and counts) and the blake3 of everything before it.
+//! Opening reads the fences, packs and filter only; a lookup the filter lets through reads the
 //! one run its id can be in and checks it against its fence, so a damaged table is found the
 //! first time it is used, never read as a wrong location.
 
@@ -13,6 +14,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 
+use super::filter::Filter;
 use crate::format::id::{BlobId, PackId};
 use crate::format::{BlobKind, PackEntry};
 
@@ -25,8 +27,8 @@ const FENCE: usize = 40;
 /// Bytes per pack.
 const PACK: usize = 40;
 const MAGIC: &[u8; 16] = b"bakfs idxtbl v1\0";
-/// Footer: magic, records, runs, packs; then the blake3 trailer.
-const FOOTER: usize = 16 + 8 * 3;
+/// Footer: magic, records, runs, packs, filter words; then the blake3 trailer.
+const FOOTER: usize = 16 + 8 * 4;
 const TRAILER: usize = 32;
 const COMPRESSED: u32 = 1 << 31;
 const TREE: u32 = 1 << 30;
@@ -114,11 +116,13 @@ pub(super) struct TableWriter {
     fences: Vec<([u8; 32], u64)>,
     records: u64,
     last: Option<[u8; 32]>,
+    filter: Filter,
 }
 
 impl TableWriter {
-    /// Starts a table in `file` (empty, opened for writing).
-    pub fn new(file: File) -> TableWriter {
+    /// Starts a table of about `records` records (its filter's size) in `file` (empty, opened
+    /// for writing).
+    pub fn new(file: File, records: u64) -> TableWriter {
         TableWriter {
             out: BufWriter::with_capacity(1 << 16, file),
             hasher: blake3::Hasher::new(),
@@ -126,6 +130,7 @@ impl TableWriter {
             fences: Vec::new(),
             records: 0,
             last: None,
+            filter: Filter::with_capacity(records),
         }
     }
 
@@ -140,6 +145,7 @@ impl TableWriter {
             return Err(io::Error::other("index table records out of order"));
         }
         self.last = Some(e.id.0);
+        self.filter.insert(&e.id);
         self.run.extend_from_slice(&encode(pack, e)?);
         self.records += 1;
         if self.run.len() == RUN * REC {
@@ -172,12 +178,17 @@ impl TableWriter {
             self.put(&id.0)?;
             self.put(&size.to_le_bytes())?;
         }
+        let filter = std::mem::replace(&mut self.filter, Filter::from_words(Vec::new()));
+        for w in filter.words() {
+            self.put(&w.to_le_bytes())?;
+        }
         let runs = self.records.div_ceil(RUN as u64);
         let mut footer = Vec::with_capacity(FOOTER);
         footer.extend_from_slice(MAGIC);
         footer.extend_from_slice(&self.records.to_le_bytes());
         footer.extend_from_slice(&runs.to_le_bytes());
         footer.extend_from_slice(&(packs.len() as u64).to_le_bytes());
+        footer.extend_from_slice(&(filter.words().len() as u64).to_le_bytes());
         self.put(&footer)?;
         let trailer = *self.hasher.finalize().as_bytes();
         self.out.write_all(&trailer)?;
@@ -187,12 +198,13 @@ impl TableWriter {
     }
 }
 
-/// An open table: its fences and packs in memory, its records on disk.
+/// An open table: its fences, packs and filter in memory, its records on disk.
 pub(super) struct Table {
     file: File,
     records: u64,
     fences: Vec<([u8; 32], u64)>,
     packs: Vec<(PackId, u64)>,
+    filter: Filter,
 }
 
 impl Table {
@@ -214,17 +226,22 @@ impl Table {
         let records = u64_at(&footer, 16);
         let runs = u64_at(&footer, 24);
         let npacks = u64_at(&footer, 32);
+        let nwords = u64_at(&footer, 40);
         let want = records
             .checked_mul(REC as u64)
             .and_then(|r| r.checked_add(runs.checked_mul(FENCE as u64)?))
             .and_then(|r| r.checked_add(npacks.checked_mul(PACK as u64)?))
+            .and_then(|r| r.checked_add(nwords.checked_mul(8)?))
             .and_then(|r| r.checked_add((FOOTER + TRAILER) as u64));
         if want != Some(len) || runs != records.div_ceil(RUN as u64) {
             return Err(bad("its size does not match its counts"));
         }
-        let mut tail = vec![0u8; (runs as usize) * FENCE + (npacks as usize) * PACK];
+        let mut tail =
+            vec![0u8; (runs as usize) * FENCE + (npacks as usize) * PACK + nwords as usize * 8];
         file.read_exact_at(&mut tail, records * REC as u64)?;
-        let (f, p) = tail.split_at(runs as usize * FENCE);
+        let (f, rest) = tail.split_at(runs as usize * FENCE);
+        let (p, w) = rest.split_at(npacks as usize * PACK);
+        let filter = Filter::from_words(w.chunks_exact(8).map(|c| u64_at(c, 0)).collect());
         let fences = f
             .chunks_exact(FENCE)
             .map(|c| (id_at(c), u64_at(c, 32)))
@@ -238,6 +255,7 @@ impl Table {
             records,
             fences,
             packs,
+            filter,
         })
     }
 
@@ -272,6 +290,9 @@ impl Table {
         id: &BlobId,
         mut want: impl FnMut(&Record) -> bool,
     ) -> Result<Option<Record>, Damage> {
+        if !self.filter.may_hold(id) {
+            return Ok(None);
+        }
         // The first run whose fence is not below id may already hold later ids: start one before.
         let mut i = self
             .fences
@@ -392,7 +413,7 @@ mod tests {
 
     fn table(n: u32, dir: &std::path::Path) -> Table {
         let path = dir.join("t");
-        let mut w = TableWriter::new(File::create(&path).unwrap());
+        let mut w = TableWriter::new(File::create(&path).unwrap(), 100);
         for i in 0..n {
             w.push(i % 2, &entry(i * 2)).unwrap();
         }
@@ -423,7 +444,7 @@ mod tests {
     fn a_blob_in_several_packs_is_found_in_each_across_runs() {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("t");
-        let mut w = TableWriter::new(File::create(&path).unwrap());
+        let mut w = TableWriter::new(File::create(&path).unwrap(), 100);
         for i in 0..60 {
             w.push(0, &entry(i)).unwrap();
         }
@@ -461,7 +482,7 @@ mod tests {
     #[test]
     fn out_of_order_records_are_refused() {
         let d = tempfile::tempdir().unwrap();
-        let mut w = TableWriter::new(File::create(d.path().join("t")).unwrap());
+        let mut w = TableWriter::new(File::create(d.path().join("t")).unwrap(), 2);
         w.push(0, &entry(5)).unwrap();
         assert!(w.push(0, &entry(4)).is_err());
     }
