@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark bakfs against restic at fleet scale (issue 17): a tree of N small files (default
 # 1,000,000 in 1,000 directories, 200-2,000 random bytes each), in one run:
-# - first backup and unchanged re-backup: wall time and peak RSS (GNU time);
+# - first backup and unchanged re-backup, check (structure) and prune (with nothing to remove,
+#   every pack still examined): wall time and peak RSS (GNU time);
 # - a fresh mount of the snapshot: `find` over every entry, then `ls -lR` over every entry on a
 #   fresh mount, each with the mount process's peak RSS (VmHWM); the same on the tree itself
 #   ("native");
@@ -104,6 +105,8 @@ run_tool() {
         "$B" init >/dev/null
         drop; R[$tool,backup]=$(timed bakfs-backup "$B" backup -q "$TREE")
         drop; R[$tool,rebackup]=$(timed bakfs-rebackup "$B" backup -q "$TREE")
+        drop; R[$tool,check]=$(timed bakfs-check "$B" check -q)
+        drop; R[$tool,prune]=$(timed bakfs-prune "$B" prune -q)
         mount_it() { pid=$("$B" --json mount "$MNT" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])'); root=$MNT/latest$TREE; }
         restore_cmd=("$B" restore -q latest --target "$RESTORE")
         ;;
@@ -112,6 +115,8 @@ run_tool() {
         restic init -q --repository-version 2 >/dev/null
         drop; R[$tool,backup]=$(timed restic-backup restic backup -q --compression auto "$TREE")
         drop; R[$tool,rebackup]=$(timed restic-rebackup restic backup -q --compression auto "$TREE")
+        drop; R[$tool,check]=$(timed restic-check restic check -q)
+        drop; R[$tool,prune]=$(timed restic-prune restic prune -q)
         mount_it() { restic mount "$MNT" >"$W/restic-mount.log" 2>&1 & pid=$!; root=$MNT/snapshots/latest$TREE; }
         restore_cmd=(restic restore -q latest --target "$RESTORE")
         ;;
@@ -189,7 +194,7 @@ cell() { # cell TOOL OP: "12.3 s, 456 MB peak"
 echo "A tree of $FILES files in $DIRS directories ($((BYTES / 1048576)) MiB), caches dropped before each step."
 echo
 printf '| | %s | native |\n|---|%s---:|\n' "$(echo "${TOOLS//,/ | }")" "$(for _ in ${TOOLS//,/ }; do printf -- '---:|'; done)"
-for row in "first backup:backup" "unchanged re-backup:rebackup" "mount, fresh: \`find\` over every entry:find" "mount, fresh: \`ls -lR\` over every entry:ls" "restore into a tmpfs:restore"; do
+for row in "first backup:backup" "unchanged re-backup:rebackup" "check (structure, no data read):check" "prune (nothing to remove; every pack examined):prune" "mount, fresh: \`find\` over every entry:find" "mount, fresh: \`ls -lR\` over every entry:ls" "restore into a tmpfs:restore"; do
     name=${row%:*} op=${row##*:}
     printf '| %s |' "$name"
     for t in ${TOOLS//,/ }; do printf ' %s |' "$(cell "$t" "$op")"; done

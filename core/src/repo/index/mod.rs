@@ -86,7 +86,10 @@ impl Repository {
     fn open_store(&self) -> Result<Store> {
         if self.backend.persistent() {
             if let Some(root) = cache_root() {
-                let place = blake3::hash(self.backend.location().as_bytes());
+                // The same directory however it was named (relative, through a link).
+                let at = self.backend.location();
+                let at = std::fs::canonicalize(&at).map_or(at, |p| p.display().to_string());
+                let place = blake3::hash(at.as_bytes());
                 let dir = root
                     .join(self.config.id.to_hex())
                     .join(&place.to_hex()[..16])
