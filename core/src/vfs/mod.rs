@@ -105,7 +105,7 @@ pub struct DirItem {
 pub struct Options {
     /// Bytes of decrypted chunks kept.
     pub blob_cache_bytes: usize,
-    /// Bytes (estimated) of decoded directories kept.
+    /// Bytes of decoded directories kept (as they take in memory).
     pub tree_cache_bytes: usize,
     /// How often the snapshot list is looked at again, at most.
     pub refresh_interval: Duration,
@@ -151,19 +151,30 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Memory a decoded tree takes: its nodes and what they point to, each allocation as glibc's
+/// allocator rounds it (8 bytes of header, 16-byte steps, 32 at least). Counting only the
+/// bytes of names and chunk ids, a cache given 32 MiB held twice that.
 fn tree_bytes(t: &Tree) -> usize {
-    t.nodes
-        .iter()
-        .map(|n| {
-            160 + n.name.len()
-                + 32 * n.content.len()
-                + n.xattrs
-                    .iter()
-                    .map(|(k, v)| k.len() + v.len() + 48)
-                    .sum::<usize>()
-        })
-        .sum::<usize>()
-        + 64
+    fn heap(len: usize) -> usize {
+        match len {
+            0 => 0,
+            n => ((n + 8).next_multiple_of(16)).max(32),
+        }
+    }
+    let node = |n: &crate::format::Node| {
+        std::mem::size_of::<crate::format::Node>()
+            + heap(n.name.len())
+            + heap(n.user.as_ref().map_or(0, String::len))
+            + heap(n.group.as_ref().map_or(0, String::len))
+            + heap(n.target.as_ref().map_or(0, Vec::len))
+            + heap(std::mem::size_of_val(n.content.as_slice()))
+            + heap(std::mem::size_of_val(n.xattrs.as_slice()))
+            + n.xattrs
+                .iter()
+                .map(|(k, v)| heap(k.len()) + heap(v.len()))
+                .sum::<usize>()
+    };
+    std::mem::size_of::<Tree>() + 16 + t.nodes.iter().map(node).sum::<usize>()
 }
 
 impl Vfs {
