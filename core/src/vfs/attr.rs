@@ -18,6 +18,7 @@ fn encode_dev(dev: u64) -> u32 {
 }
 
 impl Vfs {
+    /// The attributes of `ino`, which stands for `what`.
     pub(super) fn attr_of(&self, ino: u64, what: &What) -> Attr {
         let o = &self.opts;
         let synthetic = |kind, size, time_ns| Attr {
@@ -68,7 +69,8 @@ impl Vfs {
     /// Attributes of `ino`.
     ///
     /// # Errors
-    /// [`VfsError::NotFound`] for an inode the kernel no longer holds.
+    /// [`VfsError::NotFound`] for an inode the kernel no longer holds; [`VfsError::Io`] if the
+    /// directory it is in cannot be read again.
     pub fn getattr(&self, ino: u64) -> VResult<Attr> {
         let what = self.entry(ino)?;
         if matches!(*what, What::Meta(_)) {
