@@ -52,7 +52,7 @@ impl Vfs {
         if let Some(f) = lock(&self.files).get(&ino) {
             return Ok(f.clone());
         }
-        let (what, _) = self.entry(ino)?;
+        let what = self.entry(ino)?;
         let What::Node { node, .. } = &*what else {
             return Err(VfsError::Io);
         };

@@ -5,12 +5,17 @@
 //! Inode numbers are derived from what an entry is (a snapshot id and the names on the way down,
 //! or for hard-linked files the source device and inode), so they are the same on every mount
 //! and hard links share one. The kernel's lookup counts are kept, so forgotten entries are
-//! dropped and memory follows what the kernel caches.
+//! dropped and memory follows what the kernel caches; an entry inside a snapshot costs a few
+//! bytes while the kernel holds it (its directory and its position there), its attributes are
+//! read again from the decoded directory, through the tree cache.
 
+mod attr;
 mod cache;
 mod chunks;
+mod dirs;
 mod files;
 mod inodes;
+mod keys;
 mod node;
 mod refresh;
 #[cfg(test)]
@@ -21,13 +26,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::format::id::BlobId;
+use crate::format::id::{BlobId, SnapshotId};
 use crate::format::{is_safe_name, NodeKind, Snapshot, Tree};
 use crate::repo::Repository;
 use cache::LruCache;
 pub use chunks::Decoded;
 use files::{Chunk, OpenFile};
-use inodes::{ino_of, key, meta_key, node_key, Inode, What};
+use inodes::{Inodes, What};
+use keys::{ino_of, key, meta_key, node_key, snap_key};
 use refresh::index_names;
 pub use top::{MetaDir, Top, TopChild};
 
@@ -50,12 +56,6 @@ pub enum VfsError {
     /// Extended attributes of this name are not supported here (EOPNOTSUPP).
     NotSupported,
 }
-
-/// Security labels that `ls -l` asks of every entry. The kernel never caches the answer, so each
-/// costs a request; where an entry has no stored label, the view answers "not supported", which
-/// `ls` remembers for the whole filesystem and stops asking. (A host whose LSM provides the label
-/// answers these itself and never asks the view.)
-const LABEL_XATTRS: [&[u8]; 2] = [b"security.selinux", b"security.SMACK64"];
 
 /// Result of a view request.
 pub type VResult<T> = std::result::Result<T, VfsError>;
@@ -105,7 +105,7 @@ pub struct DirItem {
 pub struct Options {
     /// Bytes of decrypted chunks kept.
     pub blob_cache_bytes: usize,
-    /// Bytes (estimated) of decoded directories kept.
+    /// Bytes of decoded directories kept (as they take in memory).
     pub tree_cache_bytes: usize,
     /// How often the snapshot list is looked at again, at most.
     pub refresh_interval: Duration,
@@ -134,7 +134,7 @@ pub struct Vfs {
     top: RwLock<Arc<Top>>,
     manifests: Mutex<HashMap<String, Option<Snapshot>>>,
     last_refresh: Mutex<Instant>,
-    inodes: Mutex<HashMap<u64, Inode>>,
+    inodes: Mutex<Inodes>,
     trees: Mutex<LruCache<BlobId, Tree>>,
     blobs: Mutex<LruCache<BlobId, chunks::ChunkBuf>>,
     /// Chunk tables of files being read, by inode; dropped when the kernel forgets the inode.
@@ -151,26 +151,30 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Linux `new_encode_dev` of a glibc `dev_t`, as FUSE carries it.
-fn encode_dev(dev: u64) -> u32 {
-    let major = ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff);
-    let minor = ((dev >> 12) & 0xffff_ff00) | (dev & 0xff);
-    ((minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)) as u32
-}
-
+/// Memory a decoded tree takes: its nodes and what they point to, each allocation as glibc's
+/// allocator rounds it (8 bytes of header, 16-byte steps, 32 at least). Counting only the
+/// bytes of names and chunk ids, a cache given 32 MiB held twice that.
 fn tree_bytes(t: &Tree) -> usize {
-    t.nodes
-        .iter()
-        .map(|n| {
-            160 + n.name.len()
-                + 32 * n.content.len()
-                + n.xattrs
-                    .iter()
-                    .map(|(k, v)| k.len() + v.len() + 48)
-                    .sum::<usize>()
-        })
-        .sum::<usize>()
-        + 64
+    fn heap(len: usize) -> usize {
+        match len {
+            0 => 0,
+            n => ((n + 8).next_multiple_of(16)).max(32),
+        }
+    }
+    let node = |n: &crate::format::Node| {
+        std::mem::size_of::<crate::format::Node>()
+            + heap(n.name.len())
+            + heap(n.user.as_ref().map_or(0, String::len))
+            + heap(n.group.as_ref().map_or(0, String::len))
+            + heap(n.target.as_ref().map_or(0, Vec::len))
+            + heap(std::mem::size_of_val(n.content.as_slice()))
+            + heap(std::mem::size_of_val(n.xattrs.as_slice()))
+            + n.xattrs
+                .iter()
+                .map(|(k, v)| heap(k.len()) + heap(v.len()))
+                .sum::<usize>()
+    };
+    std::mem::size_of::<Tree>() + 16 + t.nodes.iter().map(node).sum::<usize>()
 }
 
 impl Vfs {
@@ -186,17 +190,6 @@ impl Vfs {
             .collect();
         let top = Top::new(&snaps);
         let index_files = index_names(&repo);
-        let mut inodes = HashMap::new();
-        inodes.insert(
-            ROOT_INO,
-            Inode {
-                what: Arc::new(What::Meta(MetaDir::Root)),
-                key: meta_key(&MetaDir::Root),
-                parent: ROOT_INO,
-                name: Vec::new(),
-                lookups: u64::MAX / 2,
-            },
-        );
         Ok(Vfs {
             trees: Mutex::new(LruCache::new(opts.tree_cache_bytes)),
             blobs: Mutex::new(LruCache::new(opts.blob_cache_bytes)),
@@ -205,7 +198,7 @@ impl Vfs {
             opts,
             top: RwLock::new(Arc::new(top)),
             manifests: Mutex::new(manifests),
-            inodes: Mutex::new(inodes),
+            inodes: Mutex::new(Inodes::new()),
             files: Mutex::new(HashMap::new()),
             loading: Mutex::new(HashMap::new()),
             page_sink: std::sync::OnceLock::new(),
@@ -248,75 +241,15 @@ impl Vfs {
         }
     }
 
-    fn dir_tree(&self, what: &What, ino: u64) -> VResult<Option<Arc<Tree>>> {
+    /// The snapshot and tree of directory `what` inside a snapshot (no tree: empty).
+    fn snap_dir(what: &What) -> VResult<(SnapshotId, Option<BlobId>)> {
         match what {
-            What::SnapRoot { tree, .. } => Ok(Some(self.tree(tree, ino)?)),
-            What::Node { node, .. } if node.kind == NodeKind::Dir => match &node.subtree {
-                Some(id) => Ok(Some(self.tree(id, ino)?)),
-                None => Ok(Some(Arc::new(Tree::default()))),
-            },
-            What::Meta(_) => Ok(None),
+            What::SnapRoot { snap, tree, .. } => Ok((*snap, Some(*tree))),
+            What::Node { snap, node, .. } if node.kind == NodeKind::Dir => {
+                Ok((*snap, node.subtree))
+            }
             _ => Err(VfsError::NotDir),
         }
-    }
-
-    fn attr_of(&self, ino: u64, what: &What) -> Attr {
-        let o = &self.opts;
-        let synthetic = |kind, size, time_ns| Attr {
-            ino,
-            kind,
-            perm: if kind == NodeKind::Dir { 0o555 } else { 0o777 },
-            uid: o.uid,
-            gid: o.gid,
-            size,
-            nlink: if kind == NodeKind::Dir { 2 } else { 1 },
-            mtime_ns: time_ns,
-            ctime_ns: time_ns,
-            rdev: 0,
-            stable: false,
-        };
-        match what {
-            What::Meta(_) => synthetic(NodeKind::Dir, 0, self.top().mtime_ns()),
-            What::TopLink { dir, name } => {
-                let len = match self.top().child(dir, name) {
-                    Some(TopChild::Link(t)) => t.len() as u64,
-                    _ => 0,
-                };
-                synthetic(NodeKind::Symlink, len, self.top().mtime_ns())
-            }
-            What::SnapRoot { time_ns, .. } => Attr {
-                stable: true,
-                ..synthetic(NodeKind::Dir, 0, *time_ns)
-            },
-            What::Node { node: n, .. } => Attr {
-                ino,
-                kind: n.kind,
-                perm: n.mode & 0o7777,
-                uid: n.uid,
-                gid: n.gid,
-                size: match n.kind {
-                    NodeKind::Symlink => n.target.as_ref().map_or(0, |t| t.len() as u64),
-                    _ => n.size,
-                },
-                nlink: n.nlink,
-                mtime_ns: n.mtime_ns,
-                ctime_ns: n.ctime_ns,
-                rdev: encode_dev(n.rdev),
-                stable: true,
-            },
-        }
-    }
-
-    /// Attributes of `ino`.
-    ///
-    /// # Errors
-    /// [`VfsError::NotFound`] for an inode the kernel no longer holds.
-    pub fn getattr(&self, ino: u64) -> VResult<Attr> {
-        let (what, _) = self.entry(ino)?;
-        if matches!(*what, What::Meta(_)) {
-            self.refresh();
-        }
-        Ok(self.attr_of(ino, &what))
     }
 
     /// Looks up `name` in directory `parent`, taking one kernel reference on the result.
@@ -328,14 +261,14 @@ impl Vfs {
         if !is_safe_name(name) {
             return Err(VfsError::NotFound);
         }
-        let (pwhat, pkey) = self.entry(parent)?;
-        let (key, what) = match &*pwhat {
+        let pwhat = self.entry(parent)?;
+        let ino = match &*pwhat {
             What::Meta(d) => {
                 self.refresh();
-                match self.top().child(d, name) {
+                let (key, what) = match self.top().child(d, name) {
                     Some(TopChild::Dir(md)) => (meta_key(&md), What::Meta(md)),
                     Some(TopChild::Snap(snap, tree, time_ns)) => (
-                        key(&[b"snap", &snap.0]),
+                        snap_key(&snap),
                         What::SnapRoot {
                             snap,
                             tree,
@@ -345,33 +278,36 @@ impl Vfs {
                     // The target is part of the key: when `latest` moves it becomes another
                     // inode, so the kernel's cached symlink (FUSE_CACHE_SYMLINKS) is never stale.
                     Some(TopChild::Link(t)) => (
-                        key(&[b"link", &pkey, name, &t]),
+                        key(&[b"link", &meta_key(d), name, &t]),
                         What::TopLink {
                             dir: d.clone(),
                             name: name.to_vec(),
                         },
                     ),
                     None => return Err(VfsError::NotFound),
-                }
+                };
+                self.remember(parent, name, &key, what)
             }
             other => {
-                let snap = match other {
-                    What::SnapRoot { snap, .. } | What::Node { snap, .. } => *snap,
-                    _ => return Err(VfsError::NotDir),
+                let (snap, tree_id) = Self::snap_dir(other)?;
+                let tree_id = tree_id.ok_or(VfsError::NotFound)?;
+                let tree = self.tree(&tree_id, parent)?;
+                let pos = tree
+                    .nodes
+                    .binary_search_by(|n| n.name.as_slice().cmp(name))
+                    .map_err(|_| VfsError::NotFound)?;
+                let dir = dirs::Dir {
+                    key: other.dir_key().ok_or(VfsError::NotDir)?,
+                    tree: tree_id,
+                    snap,
+                    ino: parent,
                 };
-                let tree = self.dir_tree(other, parent)?.ok_or(VfsError::NotDir)?;
-                let node = tree.get(name).ok_or(VfsError::NotFound)?;
-                (
-                    node_key(&snap, &pkey, node),
-                    What::Node {
-                        snap,
-                        node: Box::new(node::EntryNode::from(node)),
-                    },
-                )
+                let key = node_key(&snap, &dir.key, &tree.nodes[pos]);
+                let pos = u32::try_from(pos).map_err(|_| VfsError::Io)?;
+                self.remember_node(&key, dir, pos)
             }
         };
-        let ino = self.remember(parent, name, key, what);
-        let (what, _) = self.entry(ino)?;
+        let what = self.entry(ino)?;
         Ok(self.attr_of(ino, &what))
     }
 
@@ -381,8 +317,8 @@ impl Vfs {
     /// # Errors
     /// [`VfsError::NotDir`], [`VfsError::NotFound`], [`VfsError::Io`].
     pub fn readdir(&self, ino: u64, offset: u64, max: usize) -> VResult<Vec<DirItem>> {
-        let (what, key) = self.entry(ino)?;
-        let parent = lock(&self.inodes).get(&ino).map_or(ROOT_INO, |e| e.parent);
+        let what = self.entry(ino)?;
+        let parent = self.parent_of(ino);
         let mut out = Vec::new();
         if offset == 0 {
             out.push(DirItem {
@@ -408,10 +344,11 @@ impl Vfs {
                 for (i, (name, c)) in children.into_iter().enumerate().skip(skip).take(max) {
                     let (ckey, kind) = match &c {
                         TopChild::Dir(md) => (meta_key(md), NodeKind::Dir),
-                        TopChild::Snap(snap, ..) => (self::key(&[b"snap", &snap.0]), NodeKind::Dir),
-                        TopChild::Link(t) => {
-                            (self::key(&[b"link", &key, &name, t]), NodeKind::Symlink)
-                        }
+                        TopChild::Snap(snap, ..) => (snap_key(snap), NodeKind::Dir),
+                        TopChild::Link(t) => (
+                            self::key(&[b"link", &meta_key(d), &name, t]),
+                            NodeKind::Symlink,
+                        ),
                     };
                     out.push(DirItem {
                         ino: ino_of(&ckey),
@@ -422,11 +359,12 @@ impl Vfs {
                 }
             }
             other => {
-                let snap = match other {
-                    What::SnapRoot { snap, .. } | What::Node { snap, .. } => *snap,
-                    _ => return Err(VfsError::NotDir),
+                let (snap, tree_id) = Self::snap_dir(other)?;
+                let key = other.dir_key().ok_or(VfsError::NotDir)?;
+                let tree = match tree_id {
+                    Some(id) => self.tree(&id, ino)?,
+                    None => Arc::new(Tree::default()),
                 };
-                let tree = self.dir_tree(other, ino)?.ok_or(VfsError::NotDir)?;
                 for (i, n) in tree.nodes.iter().enumerate().skip(skip).take(max) {
                     if !is_safe_name(&n.name) {
                         tracing::warn!(
@@ -443,60 +381,6 @@ impl Vfs {
                         next: i as u64 + 3,
                     });
                 }
-            }
-        }
-        Ok(out)
-    }
-
-    /// The target of symlink `ino`.
-    ///
-    /// # Errors
-    /// [`VfsError::NotLink`] if it is not one; [`VfsError::NotFound`] if it has gone.
-    pub fn readlink(&self, ino: u64) -> VResult<Vec<u8>> {
-        let (what, _) = self.entry(ino)?;
-        match &*what {
-            What::TopLink { dir, name } => match self.top().child(dir, name) {
-                Some(TopChild::Link(t)) => Ok(t),
-                _ => Err(VfsError::NotFound),
-            },
-            What::Node { node, .. } if node.kind == NodeKind::Symlink => {
-                Ok(node.target.as_deref().unwrap_or_default().to_vec())
-            }
-            _ => Err(VfsError::NotLink),
-        }
-    }
-
-    /// The value of extended attribute `name` of `ino`.
-    ///
-    /// # Errors
-    /// [`VfsError::NoData`] if it has none of that name; [`VfsError::NotSupported`] if that name
-    /// is a security label (see [`LABEL_XATTRS`]).
-    pub fn getxattr(&self, ino: u64, name: &[u8]) -> VResult<Vec<u8>> {
-        let found = match &*self.entry(ino)?.0 {
-            What::Node { node, .. } => node
-                .xattrs
-                .iter()
-                .find(|(k, _)| &**k == name)
-                .map(|(_, v)| v.to_vec()),
-            _ => None,
-        };
-        found.ok_or(if LABEL_XATTRS.contains(&name) {
-            VfsError::NotSupported
-        } else {
-            VfsError::NoData
-        })
-    }
-
-    /// The names of `ino`'s extended attributes, each followed by a NUL byte.
-    ///
-    /// # Errors
-    /// [`VfsError::NotFound`] for an unknown inode.
-    pub fn listxattr(&self, ino: u64) -> VResult<Vec<u8>> {
-        let mut out = Vec::new();
-        if let What::Node { node, .. } = &*self.entry(ino)?.0 {
-            for (k, _) in &node.xattrs {
-                out.extend_from_slice(k);
-                out.push(0);
             }
         }
         Ok(out)
