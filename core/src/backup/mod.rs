@@ -183,6 +183,34 @@ pub fn backup(
     opts: &BackupOptions,
     progress: &Progress,
 ) -> Result<BackupReport> {
+    match io_pool() {
+        Some(pool) => pool.install(|| backup_in_pool(repo, opts, progress)),
+        None => backup_in_pool(repo, opts, progress),
+    }
+}
+
+/// The threads a backup walks and reads with: twice the cores, at least 8 and at most 16
+/// (`RAYON_NUM_THREADS` overrides). Reading many small files from a cold cache waits on the
+/// disk, not the CPU: 8 threads read 100,000 small files cold in 4.0 s where 2 took 7.5 s (a
+/// 2-core machine, design.md §4.2). None: rayon's global pool (the override, or no pool could
+/// be made).
+fn io_pool() -> Option<rayon::ThreadPool> {
+    if std::env::var_os("RAYON_NUM_THREADS").is_some() {
+        return None;
+    }
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    rayon::ThreadPoolBuilder::new()
+        .num_threads((2 * cores).clamp(8, 16))
+        .thread_name(|i| format!("bakfs-backup-{i}"))
+        .build()
+        .ok()
+}
+
+fn backup_in_pool(
+    repo: &Repository,
+    opts: &BackupOptions,
+    progress: &Progress,
+) -> Result<BackupReport> {
     let started = std::time::Instant::now();
     if opts.paths.is_empty() {
         return Err(Error::Invalid(
