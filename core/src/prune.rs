@@ -2,8 +2,10 @@
 //!
 //! Order (each step durable before the next): mark every blob reachable from every snapshot
 //! (an unreadable tree aborts the prune: nothing is deleted when in doubt) → repack the used
-//! blobs of packs that are mostly unused into new packs → write one new index covering every
-//! kept pack → delete the old index files → delete packs no index lists. A crash at any point
+//! blobs of packs that are mostly unused into new packs → write new index files covering every
+//! kept pack → delete the old index files → delete packs no index lists. "In use" is a bit per
+//! index record, and the new index files are streamed from the index tables, so memory does not
+//! grow with the number of blobs. A crash at any point
 //! leaves either the old or the new index complete, and at worst unreferenced packs.
 //! The caller holds the exclusive lock.
 
@@ -20,6 +22,8 @@ use crate::repo::Repository;
 
 /// Share of unused bytes above which a pack is repacked.
 const REPACK_UNUSED_FRACTION: f64 = 0.2;
+/// Blobs per index file prune writes.
+const INDEX_FILE_BLOBS: usize = 65_536;
 
 /// Whether prune deletes or only says what it would delete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,10 +65,30 @@ pub fn used_blobs(repo: &Repository) -> Result<HashSet<BlobId>> {
 /// Another repository's lock; unreadable snapshots or trees (then nothing is deleted), I/O
 /// errors.
 pub fn prune(repo: &Repository, lock: &ExclusiveLock, mode: PruneMode) -> Result<PruneReport> {
+    prune_in(repo, lock, mode, INDEX_FILE_BLOBS)
+}
+
+/// [`prune`], writing index files of `file_blobs` blobs.
+fn prune_in(
+    repo: &Repository,
+    lock: &ExclusiveLock,
+    mode: PruneMode,
+    file_blobs: usize,
+) -> Result<PruneReport> {
     repo.check_exclusive(lock)?;
     // Damaged index files and manifests are named first: with a damaged index, reading the
     // trees fails with a bare "not in the index" that hides the cause and the remedy.
-    let used = used_blobs(repo);
+    // Mark every blob in use: one bit per index record (design.md §4.3), not a set of ids.
+    let mut marks = repo.index_marks();
+    let mut unindexed: Option<BlobId> = None;
+    let roots: Vec<BlobId> = repo.snapshots()?.into_iter().map(|(_, s)| s.tree).collect();
+    let walked = crate::repo::walk::for_each_reachable(repo, roots, |id| {
+        if !repo.mark_used(&mut marks, id) && unindexed.is_none() {
+            unindexed = Some(*id);
+        }
+    });
+    // Damaged index files and manifests are named first: with a damaged index, reading the
+    // trees fails with a bare "not in the index" that hides the cause and the remedy.
     let damaged = repo.damaged();
     if let Some((what, why)) = damaged.first() {
         return Err(Error::damaged(
@@ -72,57 +96,41 @@ pub fn prune(repo: &Repository, lock: &ExclusiveLock, mode: PruneMode) -> Result
             format!("{why}; prune could delete data only it refers to, so it stops: run `bakfs repair index` for a damaged index, `bakfs forget ID` for a damaged snapshot"),
         ));
     }
-    let used = used?;
+    walked?;
+    if let Some(b) = unindexed {
+        return Err(Error::damaged(
+            format!("blob {b}"),
+            "a snapshot needs it but no index lists it; run `bakfs check`; prune stopped",
+        ));
+    }
     let sizes = repo.indexed_packs();
-    // Per pack: bytes used, bytes unused, the entries used, every entry.
-    type PerPack = (
-        u64,
-        u64,
-        Vec<crate::format::PackEntry>,
-        Vec<crate::format::PackEntry>,
-    );
-    let mut per_pack: HashMap<PackId, PerPack> = HashMap::new();
-    let mut found = 0usize;
-    repo.each_blob(|loc| {
+    // Per pack: bytes used, bytes unused.
+    let mut per_pack: HashMap<PackId, (u64, u64)> = HashMap::new();
+    repo.each_blob_marked(&marks, |loc, used| {
         let e = per_pack.entry(loc.pack).or_default();
-        if used.contains(&loc.entry.id) {
-            found += 1;
+        if used {
             e.0 += loc.entry.length as u64;
-            e.2.push(loc.entry);
         } else {
             e.1 += loc.entry.length as u64;
         }
-        e.3.push(loc.entry);
     })?;
-    if found != used.len() {
-        if let Some(b) = used.iter().find(|b| !repo.has_blob(b)) {
-            return Err(Error::damaged(
-                format!("blob {b}"),
-                "a snapshot needs it but no index lists it; run `bakfs check`; prune stopped",
-            ));
-        }
-    }
     let mut rep = PruneReport {
         packs_before: sizes.len(),
         ..Default::default()
     };
     let mut delete: Vec<PackId> = vec![];
-    let mut repack: Vec<(PackId, Vec<crate::format::PackEntry>)> = vec![];
-    let mut keep: Vec<IndexPack> = vec![];
+    let mut repack: HashSet<PackId> = HashSet::new();
+    let mut keep: HashSet<PackId> = HashSet::new();
     for (pid, size) in &sizes {
-        let (u, unused, entries, all) = per_pack.remove(pid).unwrap_or_default();
+        let (u, unused) = per_pack.remove(pid).unwrap_or_default();
         if u == 0 {
             delete.push(*pid);
             rep.bytes_freed += size;
         } else if unused as f64 > REPACK_UNUSED_FRACTION * (u + unused) as f64 {
-            repack.push((*pid, entries));
+            repack.insert(*pid);
             rep.bytes_freed += unused;
         } else {
-            keep.push(IndexPack {
-                id: *pid,
-                size: *size,
-                blobs: all,
-            });
+            keep.insert(*pid);
         }
     }
     rep.packs_deleted = delete.len();
@@ -144,36 +152,80 @@ pub fn prune(repo: &Repository, lock: &ExclusiveLock, mode: PruneMode) -> Result
         return Ok(rep);
     }
     // Repack: copy used blobs out of mostly-unused packs.
+    let mut new_packs = Vec::new();
     if !repack.is_empty() {
-        let pids: HashSet<PackId> = repack.iter().map(|(p, _)| *p).collect();
-        repo.drop_packs_from_index(&pids);
-        repo.hold_index();
-        for (pid, entries) in &repack {
-            for e in entries {
-                let data = repo.read_blob_at(&crate::repo::BlobLocation {
-                    pack: *pid,
-                    entry: *e,
-                })?;
-                repo.save_blob(e.kind, &data)?;
+        let mut entries: Vec<crate::repo::BlobLocation> = Vec::new();
+        repo.each_blob_marked(&marks, |loc, used| {
+            if used && repack.contains(&loc.pack) {
+                entries.push(loc);
             }
+        })?;
+        repo.drop_packs_from_index(&repack);
+        repo.hold_index();
+        for loc in &entries {
+            let data = repo.read_blob_at(loc)?;
+            repo.save_blob(loc.entry.kind, &data)?;
         }
-        let new_packs = repo.flush_packs_only()?;
-        keep.extend(new_packs);
+        new_packs = repo.flush_packs_only()?;
     }
-    // One index for everything kept, then drop the old index files, then the packs.
+    // New index files for everything kept (65,536 blobs each, streamed from the tables), then
+    // drop the old index files, then the packs.
     let old_indexes = repo
         .backend()
         .list(FileKind::Index)
         .map_err(|e| Error::io("index/", e))?;
-    let new_id = repo.write_index(&IndexFile { packs: keep })?;
+    let mut written: HashSet<String> = HashSet::new();
+    let mut batch: HashMap<PackId, Vec<crate::format::PackEntry>> = HashMap::new();
+    let mut in_batch = 0usize;
+    let new_sizes: HashMap<PackId, u64> = new_packs.iter().map(|p| (p.id, p.size)).collect();
+    let mut write = |batch: &mut HashMap<PackId, Vec<crate::format::PackEntry>>| -> Result<()> {
+        let packs = batch
+            .drain()
+            .map(|(id, blobs)| IndexPack {
+                id,
+                size: sizes.get(&id).or(new_sizes.get(&id)).copied().unwrap_or(0),
+                blobs,
+            })
+            .collect();
+        written.insert(repo.write_index(&IndexFile { packs })?.to_hex());
+        Ok(())
+    };
+    let mut failed = None;
+    repo.each_blob_marked(&marks, |loc, _| {
+        if failed.is_some() || !keep.contains(&loc.pack) {
+            return;
+        }
+        batch.entry(loc.pack).or_default().push(loc.entry);
+        in_batch += 1;
+        if in_batch == file_blobs {
+            in_batch = 0;
+            failed = write(&mut batch).err();
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    for p in new_packs {
+        for e in p.blobs {
+            batch.entry(p.id).or_default().push(e);
+            in_batch += 1;
+            if in_batch == file_blobs {
+                in_batch = 0;
+                write(&mut batch)?;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        write(&mut batch)?;
+    }
     for n in old_indexes {
-        if n != new_id.to_hex() {
+        if !written.contains(&n) {
             repo.backend()
                 .remove(FileKind::Index, &n)
                 .map_err(|e| Error::io(format!("index {n}"), e))?;
         }
     }
-    for pid in delete.iter().chain(repack.iter().map(|(p, _)| p)) {
+    for pid in delete.iter().chain(repack.iter()) {
         repo.backend()
             .remove(FileKind::Pack, &pid.to_hex())
             .map_err(|e| Error::io(format!("pack {pid}"), e))?;
@@ -231,6 +283,37 @@ mod tests {
         let rep = crate::check::check(&repo, Some(1.0)).unwrap();
         assert!(rep.ok() && rep.notes.is_empty(), "{rep:?}");
         assert_eq!(file_in(&repo, &second.snapshot, &src.join("keep")), keep);
+    }
+
+    #[test]
+    fn prune_writes_its_index_in_files_of_a_bounded_size_and_loses_nothing() {
+        let files: Vec<(String, Vec<u8>)> = (0..40)
+            .map(|i| (format!("f{i}"), noise(2_000 + i * 10, i as u64)))
+            .collect();
+        let refs: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(n, d)| (n.as_str(), d.as_slice()))
+            .collect();
+        let (_d, src) = source(&refs);
+        let (mem, repo) = mem_repo();
+        let first = backup_dir(&repo, &src, None);
+        for (n, _) in files.iter().take(10) {
+            std::fs::remove_file(src.join(n)).unwrap();
+        }
+        let second = backup_dir(&repo, &src, Some((first.id, first.snapshot.clone())));
+        repo.remove_snapshot(&first.id).unwrap();
+        let lock = repo.lock_exclusive("test").unwrap();
+        let rep = prune_in(&repo, &lock, PruneMode::Apply, 7).unwrap();
+        assert!(rep.bytes_freed > 0, "{rep:?}");
+        // 30 files and a few trees, 7 blobs per index file.
+        assert!(mem.list(FileKind::Index).unwrap().len() >= 5);
+        drop(lock);
+        repo.load_index().unwrap();
+        let check = crate::check::check(&repo, Some(1.0)).unwrap();
+        assert!(check.ok() && check.notes.is_empty(), "{check:?}");
+        for (n, d) in files.iter().skip(10) {
+            assert_eq!(&file_in(&repo, &second.snapshot, &src.join(n)), d);
+        }
     }
 
     #[test]

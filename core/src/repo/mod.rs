@@ -2,7 +2,7 @@
 
 pub mod backend;
 mod index;
-pub use index::cache_root;
+pub use index::{cache_root, Marks};
 mod keys;
 pub mod lock;
 mod packer;

@@ -103,20 +103,36 @@ pub fn reachable_blobs(
     repo: &Repository,
     roots: impl IntoIterator<Item = BlobId>,
 ) -> Result<HashSet<BlobId>> {
+    let mut blobs = HashSet::new();
+    for_each_reachable(repo, roots, |id| {
+        blobs.insert(*id);
+    })?;
+    Ok(blobs)
+}
+
+/// Calls `f` with every blob (trees and data) reachable from `roots`: each tree once, a data
+/// blob once per file that holds it. Memory holds the trees seen and those still to visit.
+///
+/// # Errors
+/// The first tree that cannot be read.
+pub fn for_each_reachable(
+    repo: &Repository,
+    roots: impl IntoIterator<Item = BlobId>,
+    mut f: impl FnMut(&BlobId),
+) -> Result<()> {
     let mut walk = TreeWalk::new(Revisit::Once);
     for r in roots {
         walk.push(r, String::new());
     }
-    let mut blobs = HashSet::new();
     while let Some(step) = walk.next() {
         let tree = repo.read_tree(&step.id)?;
         walk.descend(&tree, &step.path);
-        blobs.insert(step.id);
+        f(&step.id);
         for n in &tree.nodes {
-            blobs.extend(n.content.iter().copied());
+            n.content.iter().for_each(&mut f);
         }
     }
-    Ok(blobs)
+    Ok(())
 }
 
 /// What changed in a snapshot's tree against an older one, as [`for_each_change`] reports it.

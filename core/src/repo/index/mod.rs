@@ -22,6 +22,11 @@ use crate::repo::backend::FileKind;
 use crate::repo::lock::ExclusiveLock;
 use store::{FileNote, ReadFile, Store};
 
+/// Marks on the records of the index tables (see [`Repository::index_marks`]).
+pub struct Marks {
+    bits: Vec<Vec<u64>>,
+}
+
 /// The repository's view of its index tables.
 #[derive(Default)]
 pub(super) struct IndexState {
@@ -48,15 +53,21 @@ pub fn cache_root() -> Option<PathBuf> {
 impl IndexState {
     /// The first usable record of `id`, newest table first.
     fn find(&self, id: &BlobId) -> Option<BlobLocation> {
+        self.find_slot(id).map(|(l, _)| l)
+    }
+
+    /// As [`IndexState::find`], with the table's index and the record's position in it.
+    fn find_slot(&self, id: &BlobId) -> Option<(BlobLocation, (usize, u64))> {
         let store = self.store.as_ref()?;
-        for (t, meta) in &store.tables {
+        for (i, (t, meta)) in store.tables.iter().enumerate() {
             let packs = t.packs();
             match t.find(id, |r| !self.excluded.contains(&packs[r.pack as usize].0)) {
-                Ok(Some(r)) => {
-                    return Some(BlobLocation {
+                Ok(Some((r, at))) => {
+                    let loc = BlobLocation {
                         pack: packs[r.pack as usize].0,
                         entry: r.entry,
-                    })
+                    };
+                    return Some((loc, (i, at)));
                 }
                 Ok(None) => {}
                 Err(d) => tracing::error!(
@@ -405,11 +416,70 @@ impl Repository {
             return Ok(());
         };
         let mut last: Option<BlobId> = None;
-        store.each_record(|pack, entry| {
+        store.each_record(|pack, entry, _| {
             // The first usable record of each blob, newest table first: the one `locate` gives.
             if last != Some(entry.id) && !st.excluded.contains(&pack) {
                 last = Some(entry.id);
                 f(BlobLocation { pack, entry });
+            }
+        })
+    }
+
+    /// One bit per record of the index tables, none set: what [`Repository::mark_used`] marks
+    /// (prune's memory for "in use": a bit per blob, design.md §4.3). Valid until the index is
+    /// loaded again.
+    pub fn index_marks(&self) -> Marks {
+        let st = self.index_state();
+        Marks {
+            bits: st.store.as_ref().map_or(Vec::new(), |s| {
+                s.tables
+                    .iter()
+                    .map(|(t, _)| vec![0u64; t.len().div_ceil(64) as usize])
+                    .collect()
+            }),
+        }
+    }
+
+    /// Marks the record [`Repository::locate`] gives for `id`; false if the index has none.
+    pub fn mark_used(&self, marks: &mut Marks, id: &BlobId) -> bool {
+        match self.index_state().find_slot(id) {
+            Some((_, (t, at))) => {
+                if let Some(w) = marks
+                    .bits
+                    .get_mut(t)
+                    .and_then(|b| b.get_mut((at / 64) as usize))
+                {
+                    *w |= 1 << (at % 64);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// As [`Repository::each_blob`], with whether the blob's record is marked in `marks`.
+    ///
+    /// # Errors
+    /// A damaged index table.
+    pub fn each_blob_marked(
+        &self,
+        marks: &Marks,
+        mut f: impl FnMut(BlobLocation, bool),
+    ) -> Result<()> {
+        let st = self.index_state();
+        let Some(store) = st.store.as_ref() else {
+            return Ok(());
+        };
+        let mut last: Option<BlobId> = None;
+        store.each_record(|pack, entry, (t, at)| {
+            if last != Some(entry.id) && !st.excluded.contains(&pack) {
+                last = Some(entry.id);
+                let marked = marks
+                    .bits
+                    .get(t)
+                    .and_then(|b| b.get((at / 64) as usize))
+                    .is_some_and(|w| w & (1 << (at % 64)) != 0);
+                f(BlobLocation { pack, entry }, marked);
             }
         })
     }

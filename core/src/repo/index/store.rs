@@ -416,11 +416,12 @@ impl Store {
     }
 
     /// Calls `f` with every record of every table in blob id order, a blob's records newest
-    /// table first (the order lookups try them in).
+    /// table first (the order lookups try them in), with the table's index and the record's
+    /// position in it.
     ///
     /// # Errors
     /// A damaged table.
-    pub fn each_record(&self, mut f: impl FnMut(PackId, PackEntry)) -> Result<()> {
+    pub fn each_record(&self, mut f: impl FnMut(PackId, PackEntry, (usize, u64))) -> Result<()> {
         let damaged = |i: usize, d: Damage| {
             Error::damaged(
                 format!(
@@ -441,8 +442,14 @@ impl Store {
                 heap.push(Head(std::cmp::Reverse(r.entry.id), rank(i), i, r));
             }
         }
+        let mut pos = vec![0u64; self.tables.len()];
         while let Some(Head(_, _, i, r)) = heap.pop() {
-            f(self.tables[i].0.packs()[r.pack as usize].0, r.entry);
+            f(
+                self.tables[i].0.packs()[r.pack as usize].0,
+                r.entry,
+                (i, pos[i]),
+            );
+            pos[i] += 1;
             if let Some(n) = iters[i].next() {
                 let n = n.map_err(|d| damaged(i, d))?;
                 heap.push(Head(std::cmp::Reverse(n.entry.id), rank(i), i, n));

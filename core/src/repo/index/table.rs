@@ -284,12 +284,13 @@ impl Table {
         Ok(())
     }
 
-    /// The records of blob `id`, in table order, until `want` accepts one.
+    /// The records of blob `id`, in table order, until `want` accepts one: that one and its
+    /// position in the table.
     pub fn find(
         &self,
         id: &BlobId,
         mut want: impl FnMut(&Record) -> bool,
-    ) -> Result<Option<Record>, Damage> {
+    ) -> Result<Option<(Record, u64)>, Damage> {
         if !self.filter.may_hold(id) {
             return Ok(None);
         }
@@ -303,7 +304,7 @@ impl Table {
             self.run(i, &mut buf)?;
             let recs: Vec<&[u8]> = buf.chunks_exact(REC).collect();
             let start = recs.partition_point(|r| r[..32] < id.0[..]);
-            for r in &recs[start..] {
+            for (k, r) in recs.iter().enumerate().skip(start) {
                 if r[..32] != id.0[..] {
                     return Ok(None);
                 }
@@ -312,7 +313,7 @@ impl Table {
                     return Err(Damage(format!("run {i} names pack {}", rec.pack)));
                 }
                 if want(&rec) {
-                    return Ok(Some(rec));
+                    return Ok(Some((rec, (i * RUN + k) as u64)));
                 }
             }
             i += 1;
@@ -429,7 +430,8 @@ mod tests {
             let t = table(n, d.path());
             assert_eq!(t.len(), n as u64);
             for i in 0..n {
-                let r = t.find(&entry(i * 2).id, |_| true).unwrap().unwrap();
+                let (r, at) = t.find(&entry(i * 2).id, |_| true).unwrap().unwrap();
+                assert_eq!(at, i as u64);
                 assert_eq!(r.entry, entry(i * 2));
                 assert_eq!(r.pack, i % 2);
                 assert_eq!(t.find(&entry(i * 2 + 1).id, |_| true).unwrap(), None);
@@ -456,8 +458,8 @@ mod tests {
             .unwrap();
         let t = Table::open(File::open(&path).unwrap()).unwrap();
         for p in 0..10 {
-            let r = t.find(&entry(60).id, |r| r.pack == p).unwrap().unwrap();
-            assert_eq!(r.pack, p);
+            let (r, at) = t.find(&entry(60).id, |r| r.pack == p).unwrap().unwrap();
+            assert_eq!((r.pack, at), (p, 60 + p as u64));
         }
         assert_eq!(t.find(&entry(60).id, |_| false).unwrap(), None);
     }

@@ -160,6 +160,22 @@ fn lookups_match_the_in_memory_index_over_random_operations() {
             .copied()
             .collect();
         assert_eq!(seen, expected, "round {round}");
+        // Marks: a random share of the blobs marked in use, then read back with every blob.
+        let mut marks = repo.index_marks();
+        let mut marked = HashSet::new();
+        for id in known.iter().filter(|_| rng.gen_bool(0.3)) {
+            if repo.mark_used(&mut marks, id) {
+                marked.insert(*id);
+            }
+        }
+        let mut seen_marked = HashSet::new();
+        repo.each_blob_marked(&marks, |l, m| {
+            if m {
+                seen_marked.insert(l.entry.id);
+            }
+        })
+        .unwrap();
+        assert_eq!(seen_marked, marked, "round {round}: marks");
         let sizes: HashMap<PackId, u64> = model
             .files
             .values()
