@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark bakfs against restic at fleet scale (issue 17): a tree of N small files (default
 # 1,000,000 in 1,000 directories, 200-2,000 random bytes each), in one run:
-# - first backup and unchanged re-backup, check (structure) and prune (with nothing to remove,
+# - first backup and unchanged re-backup, with the page cache dropped first (cold) and with the
+#   tree in it (warm: a fresh repository), check (structure) and prune (with nothing to remove,
 #   every pack still examined): wall time and peak RSS (GNU time);
 # - a fresh mount of the snapshot: `find` over every entry, then `ls -lR` over every entry on a
 #   fresh mount, each with the mount process's peak RSS (VmHWM); the same on the tree itself
@@ -83,6 +84,8 @@ fi
 BYTES=$(du -sb "$TREE" | cut -f1)
 
 drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+# The tree in the page cache (its data and inodes), as on a machine that just wrote it.
+warm() { tar cf - "$TREE" | cat >/dev/null; }
 # timed NAME CMD...: wall seconds and peak RSS (KiB) of CMD, as "secs rss".
 timed() {
     local name=$1
@@ -105,6 +108,9 @@ run_tool() {
         "$B" init >/dev/null
         drop; R[$tool,backup]=$(timed bakfs-backup "$B" backup -q "$TREE")
         drop; R[$tool,rebackup]=$(timed bakfs-rebackup "$B" backup -q "$TREE")
+        warm
+        R[$tool,wbackup]=$(BAKFS_REPO=$repo-warm timed bakfs-wbackup bash -c '"$0" init >/dev/null && "$0" backup -q "$1"' "$B" "$TREE")
+        R[$tool,wrebackup]=$(BAKFS_REPO=$repo-warm timed bakfs-wrebackup "$B" backup -q "$TREE")
         drop; R[$tool,check]=$(timed bakfs-check "$B" check -q)
         drop; R[$tool,prune]=$(timed bakfs-prune "$B" prune -q)
         mount_it() { pid=$("$B" --json mount "$MNT" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])'); root=$MNT/latest$TREE; }
@@ -115,6 +121,9 @@ run_tool() {
         restic init -q --repository-version 2 >/dev/null
         drop; R[$tool,backup]=$(timed restic-backup restic backup -q --compression auto "$TREE")
         drop; R[$tool,rebackup]=$(timed restic-rebackup restic backup -q --compression auto "$TREE")
+        warm
+        R[$tool,wbackup]=$(RESTIC_REPOSITORY=$repo-warm RESTIC_CACHE_DIR=$cache-warm timed restic-wbackup bash -c 'restic init -q --repository-version 2 >/dev/null && restic backup -q --compression auto "$0"' "$TREE")
+        R[$tool,wrebackup]=$(RESTIC_REPOSITORY=$repo-warm RESTIC_CACHE_DIR=$cache-warm timed restic-wrebackup restic backup -q --compression auto "$TREE")
         drop; R[$tool,check]=$(timed restic-check restic check -q)
         drop; R[$tool,prune]=$(timed restic-prune restic prune -q)
         mount_it() { restic mount "$MNT" >"$W/restic-mount.log" 2>&1 & pid=$!; root=$MNT/snapshots/latest$TREE; }
@@ -164,6 +173,11 @@ synth() {
     find "$MNT/latest$TREE" | wc -l >/dev/null
     t1=$(date +%s.%N)
     R[synth,find]="$(python3 -c "print(f'{$t1 - $t0:.2f}')") $(hwm "$pid")"
+    # Every snapshot of the tree (the same files, 4 times): what more snapshots cost the mount.
+    t0=$(date +%s.%N)
+    find "$MNT/ids" | wc -l >/dev/null
+    t1=$(date +%s.%N)
+    R[synth,findall]="$(python3 -c "print(f'{$t1 - $t0:.2f}')") $(hwm "$pid")"
     umount "$MNT" 2>/dev/null || umount -l "$MNT"
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     # The tree is the benchmark's again for the next run.
@@ -194,7 +208,7 @@ cell() { # cell TOOL OP: "12.3 s, 456 MB peak"
 echo "A tree of $FILES files in $DIRS directories ($((BYTES / 1048576)) MiB), caches dropped before each step."
 echo
 printf '| | %s | native |\n|---|%s---:|\n' "$(echo "${TOOLS//,/ | }")" "$(for _ in ${TOOLS//,/ }; do printf -- '---:|'; done)"
-for row in "first backup:backup" "unchanged re-backup:rebackup" "check (structure, no data read):check" "prune (nothing to remove; every pack examined):prune" "mount, fresh: \`find\` over every entry:find" "mount, fresh: \`ls -lR\` over every entry:ls" "restore into a tmpfs:restore"; do
+for row in "first backup, cold:backup" "unchanged re-backup, cold:rebackup" "first backup, warm (tree in the page cache):wbackup" "unchanged re-backup, warm:wrebackup" "check (structure, no data read):check" "prune (nothing to remove; every pack examined):prune" "mount, fresh: \`find\` over every entry:find" "mount, fresh: \`ls -lR\` over every entry:ls" "restore into a tmpfs:restore"; do
     name=${row%:*} op=${row##*:}
     printf '| %s |' "$name"
     for t in ${TOOLS//,/ }; do printf ' %s |' "$(cell "$t" "$op")"; done
@@ -206,7 +220,7 @@ if [[ -n ${R[synth,open]:-} ]]; then
     echo
     echo "| | bakfs |"
     echo "|---|---:|"
-    for row in "open (index tables built):open" "unchanged re-backup:rebackup" "backup, 1% of files changed:changed" "mount, fresh: \`find\` over every entry:find"; do
+    for row in "open (index tables built):open" "unchanged re-backup:rebackup" "backup, 1% of files changed:changed" "mount, fresh: \`find\` over every entry:find" "then \`find\` over all 4 snapshots (ids/):findall"; do
         printf '| %s | %s |\n' "${row%:*}" "$(cell synth "${row##*:}")"
     done
 fi
