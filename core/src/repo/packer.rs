@@ -349,13 +349,13 @@ impl Repository {
     }
 
     /// From now until [`Repository::flush_packs_only`], blobs saved are written to packs
-    /// without index files (prune writes one index for everything).
+    /// without index files (prune writes the index for everything at its end).
     pub fn hold_index(&self) {
         self.packing.hold_index.store(true, Ordering::Relaxed);
     }
 
     /// Writes the partly filled packs and returns every pack written since the last flush,
-    /// without writing an index (prune writes one index for everything).
+    /// without writing an index (prune writes the index for everything at its end).
     ///
     /// # Errors
     /// I/O errors.
