@@ -189,18 +189,19 @@ pub fn backup(
     }
 }
 
-/// The threads a backup walks and reads with: twice the cores, at least 8 and at most 16
+/// The threads a backup walks and reads with: twice the cores, at least 4 and at most 16
 /// (`RAYON_NUM_THREADS` overrides). Reading many small files from a cold cache waits on the
-/// disk, not the CPU: 8 threads read 100,000 small files cold in 4.0 s where 2 took 7.5 s (a
-/// 2-core machine, design.md §4.2). None: rayon's global pool (the override, or no pool could
-/// be made).
+/// disk, not the CPU; compressing a warm tree does not (design.md §4.2). On 2 cores, 100,000
+/// small files cold: 7.5 s with 2 threads, 5.0 with 4, 4.2 with 8; 1,000,000 unchanged files
+/// cold: 11.9 s with 2, 10.1 with 4 or 8; 2 GiB warm: 4 threads as fast as 2, 8 threads 5–20%
+/// slower. None: rayon's global pool (the override, or no pool could be made).
 fn io_pool() -> Option<rayon::ThreadPool> {
     if std::env::var_os("RAYON_NUM_THREADS").is_some() {
         return None;
     }
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     rayon::ThreadPoolBuilder::new()
-        .num_threads((2 * cores).clamp(8, 16))
+        .num_threads((2 * cores).clamp(4, 16))
         .thread_name(|i| format!("bakfs-backup-{i}"))
         .build()
         .ok()
