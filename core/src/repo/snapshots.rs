@@ -39,15 +39,20 @@ impl Repository {
         let results: Vec<ReadManifest> = names
             .par_iter()
             .filter_map(|n| SnapshotId::from_hex(n).ok().map(|id| (id, n)))
-            .map(|(id, n)| {
+            .filter_map(|(id, n)| {
                 let raw = match self.backend.read(FileKind::Snapshot, n) {
                     Ok(raw) => raw,
-                    Err(e) => return (n.clone(), Err(Error::io(format!("snapshot {n}"), e)), None),
+                    // Forgotten between the listing and the read (`forget` runs beside
+                    // backups): no longer a snapshot.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+                    Err(e) => {
+                        return Some((n.clone(), Err(Error::io(format!("snapshot {n}"), e)), None))
+                    }
                 };
                 let hash = SnapshotId::hash_of(&raw).to_hex();
                 let misnamed = (hash != *n).then_some(hash);
                 let r = format::open_snapshot(&self.keys, n, &raw).map(|s| (id, s));
-                (n.clone(), r, misnamed)
+                Some((n.clone(), r, misnamed))
             })
             .collect();
         // Names that are no snapshot id at all (shorter hex, dashes) are not read, but said.
