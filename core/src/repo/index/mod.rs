@@ -70,12 +70,14 @@ impl IndexState {
                     return Some((loc, (i, at)));
                 }
                 Ok(None) => {}
-                Err(d) => tracing::error!(
+                // Said once per table, not once per lookup (a backup looks up every blob).
+                Err(d) if t.first_damage() => tracing::error!(
                     "index table {}/{} is damaged ({}): run `bakfs check`, which builds it again",
                     store.dir().display(),
                     meta.file,
                     d.0
                 ),
+                Err(_) => {}
             }
         }
         None
@@ -124,9 +126,7 @@ impl Repository {
             .map(|n| {
                 let raw = match self.backend.read(FileKind::Index, n) {
                     Ok(r) => r,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        return Err(Error::io(format!("index {n}"), e))
-                    }
+                    // A file gone since the listing (NotFound) makes the caller list again.
                     Err(e) => return Err(Error::io(format!("index {n}"), e)),
                 };
                 let hash = IndexId::hash_of(&raw).to_hex();
@@ -411,16 +411,21 @@ impl Repository {
     /// # Errors
     /// A damaged index table.
     pub fn each_blob(&self, mut f: impl FnMut(BlobLocation)) -> Result<()> {
+        self.each_usable(|loc, _| f(loc))
+    }
+
+    /// The first usable record of each blob, newest table first (the one `locate` gives), with
+    /// its table and position.
+    fn each_usable(&self, mut f: impl FnMut(BlobLocation, (usize, u64))) -> Result<()> {
         let st = self.index_state();
         let Some(store) = st.store.as_ref() else {
             return Ok(());
         };
         let mut last: Option<BlobId> = None;
-        store.each_record(|pack, entry, _| {
-            // The first usable record of each blob, newest table first: the one `locate` gives.
+        store.each_record(|pack, entry, slot| {
             if last != Some(entry.id) && !st.excluded.contains(&pack) {
                 last = Some(entry.id);
-                f(BlobLocation { pack, entry });
+                f(BlobLocation { pack, entry }, slot);
             }
         })
     }
@@ -466,21 +471,13 @@ impl Repository {
         marks: &Marks,
         mut f: impl FnMut(BlobLocation, bool),
     ) -> Result<()> {
-        let st = self.index_state();
-        let Some(store) = st.store.as_ref() else {
-            return Ok(());
-        };
-        let mut last: Option<BlobId> = None;
-        store.each_record(|pack, entry, (t, at)| {
-            if last != Some(entry.id) && !st.excluded.contains(&pack) {
-                last = Some(entry.id);
-                let marked = marks
-                    .bits
-                    .get(t)
-                    .and_then(|b| b.get((at / 64) as usize))
-                    .is_some_and(|w| w & (1 << (at % 64)) != 0);
-                f(BlobLocation { pack, entry }, marked);
-            }
+        self.each_usable(|loc, (t, at)| {
+            let marked = marks
+                .bits
+                .get(t)
+                .and_then(|b| b.get((at / 64) as usize))
+                .is_some_and(|w| w & (1 << (at % 64)) != 0);
+            f(loc, marked);
         })
     }
 

@@ -166,11 +166,25 @@ impl Store {
         Ok(())
     }
 
+    /// Opens the tables `m` lists, newest first; those already open are kept as they are (a
+    /// table never changes), so adding one table does not read the others' fences and filters
+    /// again.
     fn open_tables(&self, m: Manifest) -> Result<Vec<(Arc<Table>, Meta)>> {
+        let open: HashMap<&str, &Arc<Table>> = self
+            .tables
+            .iter()
+            .map(|(t, meta)| (meta.file.as_str(), t))
+            .collect();
         let mut out = Vec::with_capacity(m.tables.len());
         for meta in m.tables.into_iter().rev() {
-            let f = File::open(self.dir.join(&meta.file)).map_err(|e| self.io(e))?;
-            out.push((Arc::new(Table::open(f).map_err(|e| self.io(e))?), meta));
+            let t = match open.get(meta.file.as_str()) {
+                Some(t) => Arc::clone(t),
+                None => {
+                    let f = File::open(self.dir.join(&meta.file)).map_err(|e| self.io(e))?;
+                    Arc::new(Table::open(f).map_err(|e| self.io(e))?)
+                }
+            };
+            out.push((t, meta));
         }
         Ok(out)
     }
@@ -197,8 +211,8 @@ impl Store {
         m.tables.retain(|t| {
             let whole = t.covers.iter().all(|(n, _)| present.contains(n.as_str()))
                 && File::open(self.dir.join(&t.file))
-                    .and_then(Table::open)
-                    .is_ok_and(|tb| tb.len() == t.records);
+                    .and_then(|f| Table::counts(&f))
+                    .is_ok_and(|c| c.records == t.records);
             if !whole {
                 tracing::debug!("index table {} is stale or unreadable: dropped", t.file);
             }

@@ -198,6 +198,15 @@ impl TableWriter {
     }
 }
 
+/// What a table's footer counts.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Counts {
+    pub records: u64,
+    runs: u64,
+    packs: u64,
+    words: u64,
+}
+
 /// An open table: its fences, packs and filter in memory, its records on disk.
 pub(super) struct Table {
     file: File,
@@ -205,6 +214,8 @@ pub(super) struct Table {
     fences: Vec<([u8; 32], u64)>,
     packs: Vec<(PackId, u64)>,
     filter: Filter,
+    /// Whether damage found in use has been said already.
+    damage_said: std::sync::atomic::AtomicBool,
 }
 
 impl Table {
@@ -212,30 +223,13 @@ impl Table {
     ///
     /// # Errors
     /// I/O errors; [`io::ErrorKind::InvalidData`] for a file that is not a whole table.
-    pub fn open(mut file: File) -> io::Result<Table> {
-        let bad = |why: &str| io::Error::new(io::ErrorKind::InvalidData, why.to_string());
-        let len = file.seek(SeekFrom::End(0))?;
-        if len < (FOOTER + TRAILER) as u64 {
-            return Err(bad("shorter than a table"));
-        }
-        let mut footer = [0u8; FOOTER];
-        file.read_exact_at(&mut footer, len - (FOOTER + TRAILER) as u64)?;
-        if &footer[..16] != MAGIC {
-            return Err(bad("not an index table"));
-        }
-        let records = u64_at(&footer, 16);
-        let runs = u64_at(&footer, 24);
-        let npacks = u64_at(&footer, 32);
-        let nwords = u64_at(&footer, 40);
-        let want = records
-            .checked_mul(REC as u64)
-            .and_then(|r| r.checked_add(runs.checked_mul(FENCE as u64)?))
-            .and_then(|r| r.checked_add(npacks.checked_mul(PACK as u64)?))
-            .and_then(|r| r.checked_add(nwords.checked_mul(8)?))
-            .and_then(|r| r.checked_add((FOOTER + TRAILER) as u64));
-        if want != Some(len) || runs != records.div_ceil(RUN as u64) {
-            return Err(bad("its size does not match its counts"));
-        }
+    pub fn open(file: File) -> io::Result<Table> {
+        let Counts {
+            records,
+            runs,
+            packs: npacks,
+            words: nwords,
+        } = Table::counts(&file)?;
         let mut tail =
             vec![0u8; (runs as usize) * FENCE + (npacks as usize) * PACK + nwords as usize * 8];
         file.read_exact_at(&mut tail, records * REC as u64)?;
@@ -256,7 +250,50 @@ impl Table {
             fences,
             packs,
             filter,
+            damage_said: Default::default(),
         })
+    }
+
+    /// A table file's counts, from its footer, checked against its size (no more is read):
+    /// whether a file is a whole table, cheaply.
+    ///
+    /// # Errors
+    /// I/O errors; [`io::ErrorKind::InvalidData`] for a file that is not a whole table.
+    pub fn counts(mut file: &File) -> io::Result<Counts> {
+        let bad = |why: &str| io::Error::new(io::ErrorKind::InvalidData, why.to_string());
+        let len = file.seek(SeekFrom::End(0))?;
+        if len < (FOOTER + TRAILER) as u64 {
+            return Err(bad("shorter than a table"));
+        }
+        let mut footer = [0u8; FOOTER];
+        file.read_exact_at(&mut footer, len - (FOOTER + TRAILER) as u64)?;
+        if &footer[..16] != MAGIC {
+            return Err(bad("not an index table"));
+        }
+        let c = Counts {
+            records: u64_at(&footer, 16),
+            runs: u64_at(&footer, 24),
+            packs: u64_at(&footer, 32),
+            words: u64_at(&footer, 40),
+        };
+        let want = c
+            .records
+            .checked_mul(REC as u64)
+            .and_then(|r| r.checked_add(c.runs.checked_mul(FENCE as u64)?))
+            .and_then(|r| r.checked_add(c.packs.checked_mul(PACK as u64)?))
+            .and_then(|r| r.checked_add(c.words.checked_mul(8)?))
+            .and_then(|r| r.checked_add((FOOTER + TRAILER) as u64));
+        if want != Some(len) || c.runs != c.records.div_ceil(RUN as u64) {
+            return Err(bad("its size does not match its counts"));
+        }
+        Ok(c)
+    }
+
+    /// True the first time it is called: damage found in use is said once.
+    pub fn first_damage(&self) -> bool {
+        !self
+            .damage_said
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Number of records.
