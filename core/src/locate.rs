@@ -264,5 +264,8 @@ pub fn record_files(
     Ok(counts)
 }
 
+mod live;
+pub use live::record_during;
+
 #[cfg(test)]
 mod tests;

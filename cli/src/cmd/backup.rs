@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use bakfs_core::backup::{self, BackupOptions, BackupReport, Progress};
-use bakfs_core::catalog::{BackupOutcome, PackRecord, RunOutcome};
+use bakfs_core::catalog::{BackupOutcome, Catalog, FileCounts, PackRecord, RunOutcome};
+use bakfs_core::locate::{self, RecordError};
 use bakfs_core::repo::Repository;
 use bakfs_core::settings::Job;
 use bakfs_core::timefmt;
@@ -206,9 +207,9 @@ fn run_plans(ctx: &Ctx, plans: Vec<Plan>, beats: &mut Beats) -> Result<u8> {
             c.begin_run(&repo_id, plan.job.as_deref(), plan.opts.time_ns)
                 .ok()
         });
-        let outcome = match run_before(&plan.before) {
-            Ok(()) => run_one(ctx, &repo, &mut plan),
-            Err(e) => Err(e.into()),
+        let (outcome, live) = match run_before(&plan.before) {
+            Ok(()) => run_one(ctx, &repo, &mut plan, catalog.as_mut()),
+            Err(e) => (Err(e.into()), None),
         };
         // The catalog learns of the snapshot at once, not after the after commands.
         if let (Ok(rep), Some(c)) = (&outcome, catalog.as_mut()) {
@@ -221,9 +222,14 @@ fn run_plans(ctx: &Ctx, plans: Vec<Plan>, beats: &mut Beats) -> Result<u8> {
             if let Err(e) = c.record_snapshot(&rec, &packs) {
                 tracing::warn!("catalog: {e}");
             }
-            // Its files for `bakfs locate`: a failure leaves them unrecorded (locate says so).
+            // Its files for `bakfs locate`, recorded while the backup ran or now: a failure
+            // leaves them unrecorded (locate says so).
             let t = std::time::Instant::now();
-            match bakfs_core::locate::record_files(c, &repo, &rep.id, &rep.snapshot) {
+            let recorded = match live {
+                Some(r) => r.and_then(|n| Ok(c.prune_files(&repo_id).map(|_| n)?)),
+                None => bakfs_core::locate::record_files(c, &repo, &rep.id, &rep.snapshot),
+            };
+            match recorded {
                 Ok(n) => tracing::info!(
                     files = n.files,
                     changed = n.added,
@@ -387,7 +393,30 @@ fn joined(errors: &[CommandError]) -> String {
     v.join("; ")
 }
 
-fn run_one(ctx: &Ctx, repo: &Repository, plan: &mut Plan) -> Result<BackupReport> {
+/// What recording the files while the backup ran gave, if they were (see [`run_one`]).
+type Live = Option<Result<FileCounts, RecordError>>;
+
+/// Runs one plan's backup. A snapshot whose parent's files the catalog does not record (a
+/// first backup) has its files recorded while the backup runs (`locate::record_during`); the
+/// others have them recorded from the parent's record afterwards.
+fn run_one(
+    ctx: &Ctx,
+    repo: &Repository,
+    plan: &mut Plan,
+    catalog: Option<&mut Catalog>,
+) -> (Result<BackupReport>, Live) {
+    match backup_source(ctx, repo, plan, catalog) {
+        Ok(r) => r,
+        Err(e) => (Err(e), None),
+    }
+}
+
+fn backup_source(
+    ctx: &Ctx,
+    repo: &Repository,
+    plan: &mut Plan,
+    catalog: Option<&mut Catalog>,
+) -> Result<(Result<BackupReport>, Live)> {
     let progress = Arc::new(Progress::default());
     let p = progress.clone();
     let _ticker = Ticker::start(ctx.show_progress(), move |t| {
@@ -404,13 +433,14 @@ fn run_one(ctx: &Ctx, repo: &Repository, plan: &mut Plan) -> Result<BackupReport
     match &plan.source {
         Source::Paths => {}
         Source::Stdin { name } => {
-            return Ok(backup::backup_stdin(
+            let r = backup::backup_stdin(
                 repo,
                 &mut std::io::stdin().lock(),
                 name,
                 &plan.opts,
                 &progress,
-            )?);
+            );
+            return Ok((r.map_err(Into::into), None));
         }
         Source::Command { spec, name } => {
             tracing::info!("running {} `{}`", spec.role, spec.line);
@@ -418,13 +448,14 @@ fn run_one(ctx: &Ctx, repo: &Repository, plan: &mut Plan) -> Result<BackupReport
             // The manifest is written only once the output ended and the command exited 0: a
             // command that failed ends the stream in an error, and the error to report is
             // the command's (a repository error kills the command instead).
-            return match backup::backup_stdin(repo, &mut out, name, &plan.opts, &progress) {
+            let r = match backup::backup_stdin(repo, &mut out, name, &plan.opts, &progress) {
                 Ok(r) => Ok(r),
                 Err(e) => match out.failure() {
                     Some(f) => Err(f.clone().into()),
                     None => Err(e.into()),
                 },
             };
+            return Ok((r, None));
         }
     }
     // Parent: the newest snapshot of the same host and paths.
@@ -437,5 +468,34 @@ fn run_one(ctx: &Ctx, repo: &Repository, plan: &mut Plan) -> Result<BackupReport
         sp.sort();
         s.host == plan.opts.host && sp == want
     });
-    Ok(backup::backup(repo, &plan.opts, &progress)?)
+    let repo_id = repo.id();
+    let parent_recorded = |c: &Catalog| {
+        plan.opts.parent.as_ref().is_some_and(|(p, _)| {
+            matches!(c.snapshot(&repo_id, p), Ok(Some(_)))
+                && c.files_recorded(&repo_id, p).unwrap_or(false)
+        })
+    };
+    match catalog {
+        Some(c) if !parent_recorded(c) => {
+            let time_ns = plan.opts.time_ns;
+            let opts = &mut plan.opts;
+            let (r, live) = locate::record_during(
+                c,
+                &repo_id,
+                time_ns,
+                |sink| {
+                    opts.on_tree = Some(sink);
+                    let r = backup::backup(repo, opts, &progress);
+                    opts.on_tree = None;
+                    r
+                },
+                |r| r.id,
+            );
+            Ok((r.map_err(Into::into), live))
+        }
+        _ => Ok((
+            backup::backup(repo, &plan.opts, &progress).map_err(Into::into),
+            None,
+        )),
+    }
 }

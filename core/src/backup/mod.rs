@@ -47,6 +47,25 @@ pub struct BackupOptions {
     pub parent: Option<(SnapshotId, Snapshot)>,
     /// Time recorded in the snapshot (Unix ns).
     pub time_ns: i64,
+    /// Told each directory's tree as it is stored (see [`TreeSink`]).
+    pub on_tree: Option<TreeSink>,
+}
+
+/// Told, from the backup's threads, each directory the snapshot holds as its tree is stored:
+/// the directory's path (as backed up, `/` for the root) and its tree, whose regular files are
+/// final: exactly those and as the snapshot records them (`bakfs backup` records them for
+/// `bakfs locate` while it runs). Directories come in no particular order; a backup that fails
+/// has told some.
+#[derive(Clone)]
+pub struct TreeSink(pub std::sync::Arc<TreeFn>);
+
+/// What a [`TreeSink`] calls.
+pub type TreeFn = dyn Fn(&Path, &Tree) + Send + Sync;
+
+impl std::fmt::Debug for TreeSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TreeSink")
+    }
 }
 
 /// Live counters for a progress display.
@@ -123,6 +142,7 @@ struct Ctx<'a> {
     files: AtomicU64,
     dirs: AtomicU64,
     bytes: AtomicU64,
+    on_tree: Option<TreeSink>,
 }
 
 impl Ctx<'_> {
@@ -145,6 +165,13 @@ impl Ctx<'_> {
                 }
                 Err(Error::Invalid("backup aborted".into()))
             }
+        }
+    }
+
+    /// Tells the sink, if any, of a directory's tree just stored.
+    fn stored_tree(&self, path: &Path, tree: &Tree) {
+        if let Some(sink) = &self.on_tree {
+            (sink.0)(path, tree);
         }
     }
 
@@ -232,6 +259,7 @@ fn backup_in_pool(
         files: AtomicU64::new(0),
         dirs: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
+        on_tree: opts.on_tree.clone(),
     };
     let parent_root = match &opts.parent {
         Some((_, s)) => match repo.read_tree(&s.tree) {
@@ -495,6 +523,7 @@ fn save_trie(ctx: &Ctx, trie: &Trie, path: &Path, parent: Option<&Tree>) -> Resu
         nodes: nodes.into_iter().flatten().collect(),
     };
     let id = ctx.save(BlobKind::Tree, &tree.encode())?.0;
+    ctx.stored_tree(path, &tree);
     Ok(id)
 }
 

@@ -132,6 +132,7 @@ pub(super) fn dir_node(
         nodes: nodes.into_iter().flatten().collect(),
     };
     let (id, _) = ctx.save(BlobKind::Tree, &tree.encode())?;
+    ctx.stored_tree(path, &tree);
     let mut node = node;
     node.subtree = Some(id);
     Ok(node)

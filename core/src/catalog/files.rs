@@ -29,6 +29,9 @@ use crate::format::id::{ContentId, RepoId, SnapshotId};
 #[cfg(doc)]
 use super::recorder::{FileRecorder, BATCH};
 
+/// How long [`Catalog::prune_files`] keeps a recording that is not finished (a week).
+pub const RECORDING_KEPT_NS: i64 = 7 * 86_400 * 1_000_000_000;
+
 /// What recording a snapshot's files added.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct FileCounts {
@@ -106,14 +109,19 @@ impl Catalog {
     /// # Errors
     /// [`super::CatalogError::Sql`] if the write fails (nothing is changed then).
     pub fn prune_files(&mut self, repo_id: &RepoId) -> CatalogResult<u64> {
+        // A recording under way (`files` not set yet) for a snapshot not made yet is kept: a
+        // backup records its files while it runs. One left by a process that died is dropped
+        // once it is a week old.
+        let under_way = crate::timefmt::now_ns() - RECORDING_KEPT_NS;
         self.write(|tx| {
             let n = tx.execute(
                 "DELETE FROM file_snapshots WHERE repo_id = ?1
+                 AND (files IS NOT NULL OR time_ns < ?2)
                  AND NOT EXISTS (SELECT 1 FROM snapshots s
                      WHERE s.repo_id = ?1 AND s.id = file_snapshots.snapshot_id)
                  AND NOT EXISTS (SELECT 1 FROM media_snapshots ms JOIN media m ON m.id = ms.medium_id
                      WHERE ms.snapshot_id = file_snapshots.snapshot_id AND m.repo_id = ?1)",
-                [repo_id],
+                params![repo_id, under_way],
             )?;
             if n > 0 {
                 tx.execute(
@@ -230,6 +238,12 @@ impl Catalog {
         self.conn
             .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
             .unwrap_or(-1)
+    }
+
+    /// The connection, for tests that look at rows directly.
+    #[cfg(test)]
+    pub(crate) fn conn_for_tests(&self) -> &rusqlite::Connection {
+        &self.conn
     }
 
     /// Every file recorded for a snapshot: (path, content, size, mtime), by path.

@@ -50,7 +50,7 @@ mod types;
 pub use assurance::{
     DrillEnd, DrillQuery, DrillRecord, DrillStart, MediumHolding, NewestSnapshot, RepositoryRecord,
 };
-pub use files::{FileCounts, FileHit, PathSummary, Unrecorded};
+pub use files::{FileCounts, FileHit, PathSummary, Unrecorded, RECORDING_KEPT_NS};
 pub use media::{
     MediumFile, MediumRecord, MediumRun, MediumSnapshot, Share, ShareMount, Verification,
 };

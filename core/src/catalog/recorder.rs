@@ -1,5 +1,7 @@
 //! Writing the file table (schema version 4, see `files.rs`): one snapshot's files, in
-//! transactions of [`BATCH`] files.
+//! transactions of [`BATCH`] files. No transaction is held between them: a recording that
+//! lasts as long as a backup (`locate::record_during`) does not keep the catalog's write lock
+//! from the other processes meanwhile.
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -8,16 +10,27 @@ use super::{Catalog, CatalogResult};
 use crate::format::id::{ContentId, RepoId, SnapshotId};
 
 /// Files written per transaction by a [`FileRecorder`].
-pub const BATCH: u64 = 50_000;
+pub const BATCH: u64 = 100_000;
 
 /// Records the files of one snapshot; see the module docs. Dropped without
 /// [`FileRecorder::commit`], it removes what it wrote (as far as it can).
 pub struct FileRecorder<'c> {
     conn: &'c Connection,
     snapshot: i64,
-    in_batch: u64,
+    /// Files added and not yet written.
+    pending: Vec<Pending>,
     counts: FileCounts,
     done: bool,
+}
+
+/// A file added, and its path and version ids once looked up.
+struct Pending {
+    path: String,
+    content: ContentId,
+    size: u64,
+    mtime_ns: i64,
+    path_id: i64,
+    version_id: i64,
 }
 
 impl Catalog {
@@ -32,10 +45,25 @@ impl Catalog {
         snapshot_id: &SnapshotId,
         time_ns: i64,
     ) -> CatalogResult<FileRecorder<'_>> {
+        // The indexes are looked up once per file, in order within a batch: a page cache of
+        // 32 MiB (SQLite's default is 2 MiB) keeps much of them in memory.
+        self.begin_files_cached(repo_id, snapshot_id, time_ns, 32)
+    }
+
+    /// As [`Catalog::begin_files`], with a page cache of `cache_mib` MiB: smaller while a
+    /// backup runs alongside and holds memory of its own.
+    ///
+    /// # Errors
+    /// [`super::CatalogError::Sql`] if the write fails.
+    pub fn begin_files_cached(
+        &mut self,
+        repo_id: &RepoId,
+        snapshot_id: &SnapshotId,
+        time_ns: i64,
+        cache_mib: i64,
+    ) -> CatalogResult<FileRecorder<'_>> {
         let conn = &self.conn;
-        // The indexes of paths and versions are looked up once per file: a page cache of
-        // 32 MiB (SQLite's default is 2 MiB) keeps them in memory.
-        conn.pragma_update(None, "cache_size", -32768)?;
+        conn.pragma_update(None, "cache_size", -1024 * cache_mib)?;
         conn.execute_batch("BEGIN IMMEDIATE")?;
         let start = || -> CatalogResult<i64> {
             conn.execute(
@@ -48,11 +76,11 @@ impl Catalog {
             )?;
             Ok(conn.last_insert_rowid())
         };
-        match start() {
+        match start().and_then(|id| Ok(conn.execute_batch("COMMIT").map(|()| id)?)) {
             Ok(snapshot) => Ok(FileRecorder {
                 conn,
                 snapshot,
-                in_batch: 0,
+                pending: Vec::new(),
                 counts: FileCounts::default(),
                 done: false,
             }),
@@ -65,7 +93,10 @@ impl Catalog {
 }
 
 impl FileRecorder<'_> {
-    /// Records one file of the snapshot.
+    /// Records one file of the snapshot. Files are written in batches of [`BATCH`], each
+    /// looked up in the order of its index (paths, then versions by content), so that a first
+    /// recording of a million files walks each index once per batch rather than jumping about
+    /// it once per file (content ids are random).
     ///
     /// # Errors
     /// [`super::CatalogError::Sql`] if a write fails.
@@ -76,48 +107,88 @@ impl FileRecorder<'_> {
         size: u64,
         mtime_ns: i64,
     ) -> CatalogResult<()> {
+        self.pending.push(Pending {
+            path: path.to_owned(),
+            content: *content,
+            size,
+            mtime_ns,
+            path_id: 0,
+            version_id: 0,
+        });
+        if self.pending.len() as u64 >= BATCH {
+            self.in_transaction(Self::write_pending)?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` in a transaction of its own.
+    fn in_transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> CatalogResult<T>,
+    ) -> CatalogResult<T> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match f(self).and_then(|v| Ok(self.conn.execute_batch("COMMIT").map(|()| v)?)) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes the files added and not yet written.
+    fn write_pending(&mut self) -> CatalogResult<()> {
         let c = self.conn;
-        let path_id = match c
-            .prepare_cached("SELECT id FROM file_paths WHERE path = ?1")?
-            .query_row([path], |r| r.get::<_, i64>(0))
-            .optional()?
+        let mut p = std::mem::take(&mut self.pending);
+        p.sort_unstable_by(|a, b| a.path.cmp(&b.path));
         {
-            Some(id) => id,
-            None => {
-                c.prepare_cached("INSERT INTO file_paths (path) VALUES (?1)")?
-                    .execute([path])?;
-                self.counts.new_paths += 1;
-                c.last_insert_rowid()
+            // Inserted if new (one statement for a new path), else looked up.
+            let mut insert = c.prepare_cached(
+                "INSERT INTO file_paths (path) VALUES (?1) ON CONFLICT (path) DO NOTHING",
+            )?;
+            let mut find = c.prepare_cached("SELECT id FROM file_paths WHERE path = ?1")?;
+            for f in &mut p {
+                f.path_id = if insert.execute([&f.path])? == 1 {
+                    self.counts.new_paths += 1;
+                    c.last_insert_rowid()
+                } else {
+                    find.query_row([&f.path], |r| r.get::<_, i64>(0))?
+                };
             }
-        };
-        let version_id = match c
-            .prepare_cached(
+        }
+        p.sort_unstable_by(|a, b| {
+            (a.content.0, a.size, a.mtime_ns).cmp(&(b.content.0, b.size, b.mtime_ns))
+        });
+        {
+            let mut insert = c.prepare_cached(
+                "INSERT INTO file_versions (content, size, mtime_ns) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (content, size, mtime_ns) DO NOTHING",
+            )?;
+            let mut find = c.prepare_cached(
                 "SELECT id FROM file_versions WHERE content = ?1 AND size = ?2 AND mtime_ns = ?3",
-            )?
-            .query_row(params![content, size, mtime_ns], |r| r.get::<_, i64>(0))
-            .optional()?
-        {
-            Some(id) => id,
-            None => {
-                c.prepare_cached(
-                    "INSERT INTO file_versions (content, size, mtime_ns) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![content, size, mtime_ns])?;
-                self.counts.new_versions += 1;
-                c.last_insert_rowid()
+            )?;
+            for f in &mut p {
+                let key = params![f.content, f.size, f.mtime_ns];
+                f.version_id = if insert.execute(key)? == 1 {
+                    self.counts.new_versions += 1;
+                    c.last_insert_rowid()
+                } else {
+                    find.query_row(key, |r| r.get::<_, i64>(0))?
+                };
             }
-        };
-        c.prepare_cached(
+        }
+        p.sort_unstable_by_key(|f| f.path_id);
+        let mut insert = c.prepare_cached(
             "INSERT INTO snapshot_files (snapshot, path_id, version_id) VALUES (?1, ?2, ?3)
              ON CONFLICT (snapshot, path_id) DO UPDATE SET version_id = excluded.version_id",
-        )?
-        .execute(params![self.snapshot, path_id, version_id])?;
-        self.counts.added += 1;
-        self.in_batch += 1;
-        if self.in_batch >= BATCH {
-            c.execute_batch("COMMIT; BEGIN IMMEDIATE")?;
-            self.in_batch = 0;
+        )?;
+        for f in &p {
+            insert.execute(params![self.snapshot, f.path_id, f.version_id])?;
         }
+        self.counts.added += p.len() as u64;
+        // The buffer is kept for the next batch.
+        p.clear();
+        self.pending = p;
         Ok(())
     }
 
@@ -154,6 +225,10 @@ impl FileRecorder<'_> {
     /// # Errors
     /// [`super::CatalogError::Sql`] if a write fails.
     pub fn remove(&mut self, path: &str, below: bool) -> CatalogResult<()> {
+        // What was added before is written first: a path added, then removed, is gone.
+        if !self.pending.is_empty() {
+            self.in_transaction(Self::write_pending)?;
+        }
         let c = self.conn;
         c.prepare_cached(
             "DELETE FROM snapshot_files WHERE snapshot = ?1
@@ -172,23 +247,46 @@ impl FileRecorder<'_> {
         Ok(())
     }
 
+    /// Gives the recording the snapshot's id, for a recording begun under a stand-in id
+    /// before the snapshot was made (see `locate::record_during`); an earlier record of `id`
+    /// is replaced.
+    ///
+    /// # Errors
+    /// [`super::CatalogError::Sql`] if a write fails.
+    pub fn rename(&mut self, id: &SnapshotId) -> CatalogResult<()> {
+        let c = self.conn;
+        c.execute(
+            "DELETE FROM file_snapshots WHERE snapshot_id = ?2 AND id != ?1
+             AND repo_id = (SELECT repo_id FROM file_snapshots WHERE id = ?1)",
+            params![self.snapshot, id],
+        )?;
+        c.execute(
+            "UPDATE file_snapshots SET snapshot_id = ?2 WHERE id = ?1",
+            params![self.snapshot, id],
+        )?;
+        Ok(())
+    }
+
     /// Marks the snapshot's files recorded and commits.
     ///
     /// # Errors
     /// [`super::CatalogError::Sql`] if the write fails.
     pub fn commit(mut self) -> CatalogResult<FileCounts> {
-        self.counts.files = self.conn.query_row(
-            "SELECT COUNT(*) FROM snapshot_files WHERE snapshot = ?1",
-            [self.snapshot],
-            |r| r.get(0),
-        )?;
-        self.conn.execute(
-            "UPDATE file_snapshots SET files = ?2 WHERE id = ?1",
-            params![self.snapshot, self.counts.files],
-        )?;
-        self.conn.execute_batch("COMMIT")?;
+        let counts = self.in_transaction(|r| {
+            r.write_pending()?;
+            r.counts.files = r.conn.query_row(
+                "SELECT COUNT(*) FROM snapshot_files WHERE snapshot = ?1",
+                [r.snapshot],
+                |row| row.get(0),
+            )?;
+            r.conn.execute(
+                "UPDATE file_snapshots SET files = ?2 WHERE id = ?1",
+                params![r.snapshot, r.counts.files],
+            )?;
+            Ok(r.counts)
+        })?;
         self.done = true;
-        Ok(self.counts)
+        Ok(counts)
     }
 }
 

@@ -356,3 +356,150 @@ fn recording_from_the_parent_gives_what_a_full_walk_gives() {
     );
     assert_eq!(c.snapshot_files_for_tests(&repo.id(), &r3.id), want);
 }
+
+fn snapshot_record(
+    repo: &crate::repo::Repository,
+    r: &crate::backup::BackupReport,
+) -> SnapshotRecord {
+    SnapshotRecord {
+        repo_id: repo.id(),
+        id: r.id,
+        time: String::new(),
+        time_ns: r.snapshot.time_ns,
+        host: "h".into(),
+        paths: vec![],
+        tags: vec![],
+        tree: r.snapshot.tree,
+        parent: r.snapshot.parent,
+        job: None,
+        files: 0,
+        bytes: 0,
+    }
+}
+
+/// Recorded while the backup runs, a snapshot's files are exactly those a walk of its trees
+/// finds: nested directories, a name that is not UTF-8, an excluded file, a file given as a
+/// path of its own; a later snapshot is recorded from that record as from any other.
+#[test]
+fn recording_during_the_backup_gives_what_a_full_walk_gives() {
+    use crate::testing::{backup_dir, mem_repo, source};
+    use std::os::unix::ffi::OsStrExt;
+    let (_d, src) = source(&[
+        ("a/one", b"1"),
+        ("a/b/c/deep", b"deep"),
+        ("a/skip.tmp", b"excluded"),
+        ("top", b"top"),
+        ("empty-dir/.keep", b""),
+    ]);
+    std::fs::write(src.join(std::ffi::OsStr::from_bytes(b"a/bad-\xff")), b"b").unwrap();
+    let lone = tempfile::tempdir().unwrap();
+    std::fs::write(lone.path().join("lone"), b"lone file").unwrap();
+    let (_mem, repo) = mem_repo();
+    let (_cd, mut c) = open();
+    let opts = crate::backup::BackupOptions {
+        paths: vec![src.clone(), lone.path().join("lone")],
+        excludes: vec!["*.tmp".into()],
+        host: "h".into(),
+        time_ns: crate::timefmt::now_ns(),
+        ..Default::default()
+    };
+    let (r, live) = record_during(
+        &mut c,
+        &repo.id(),
+        opts.time_ns,
+        |sink| {
+            let mut o = opts.clone();
+            o.on_tree = Some(sink);
+            crate::backup::backup(&repo, &o, &crate::backup::Progress::default())
+        },
+        |r| r.id,
+    );
+    let r = r.unwrap();
+    let n = live.unwrap().unwrap();
+    c.record_snapshot(&snapshot_record(&repo, &r), &[]).unwrap();
+    c.prune_files(&repo.id()).unwrap();
+    let want = all_files(&repo, &r.snapshot);
+    assert_eq!(want.len(), 6, "{want:?}");
+    assert!(want.iter().any(|f| f.0.ends_with("/a/bad-\u{fffd}")));
+    assert!(want.iter().any(|f| f.0.ends_with("/lone")));
+    assert_eq!(c.snapshot_files_for_tests(&repo.id(), &r.id), want);
+    assert_eq!((n.files, n.added, n.new_paths), (6, 6, 6));
+    assert!(c.files_recorded(&repo.id(), &r.id).unwrap());
+
+    // The next snapshot starts from this record: a/one changed, a/skip.tmp no longer excluded
+    // and the lone file not backed up.
+    std::fs::write(src.join("a/one"), b"changed").unwrap();
+    let r2 = backup_dir(&repo, &src, Some((r.id, r.snapshot.clone())));
+    c.record_snapshot(&snapshot_record(&repo, &r2), &[])
+        .unwrap();
+    let n2 = record_files(&mut c, &repo, &r2.id, &r2.snapshot).unwrap();
+    assert_eq!((n2.added, n2.files), (2, 6));
+    assert_eq!(
+        c.snapshot_files_for_tests(&repo.id(), &r2.id),
+        all_files(&repo, &r2.snapshot)
+    );
+}
+
+/// A backup that fails leaves nothing recorded; a recording under way survives another
+/// process's `prune_files` (it is not a snapshot yet), and one left by a process that died is
+/// dropped once it is old.
+#[test]
+fn a_failed_backup_records_nothing_and_a_recording_under_way_is_kept() {
+    use crate::testing::{mem_repo, source};
+    let (_d, src) = source(&[("a/x", b"x"), ("b/y", b"y")]);
+    let (_mem, repo) = mem_repo();
+    let (cd, mut c) = open();
+    let opts = crate::backup::BackupOptions {
+        paths: vec![src.clone()],
+        host: "h".into(),
+        time_ns: crate::timefmt::now_ns(),
+        ..Default::default()
+    };
+    let db = cd.path().join("catalog.db");
+    let (r, live) = record_during(
+        &mut c,
+        &repo.id(),
+        opts.time_ns,
+        |sink| {
+            let mut o = opts.clone();
+            o.on_tree = Some(sink);
+            crate::backup::backup(&repo, &o, &crate::backup::Progress::default())?;
+            // Another process prunes the file table while this recording is under way.
+            let mut other = Catalog::open(&db).unwrap();
+            other.prune_files(&repo.id()).unwrap();
+            let rows: i64 = other
+                .conn_for_tests()
+                .query_row("SELECT COUNT(*) FROM file_snapshots", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(rows, 1, "the recording under way was pruned");
+            Err::<crate::backup::BackupReport, _>(crate::error::Error::Invalid("failed".into()))
+        },
+        |r| r.id,
+    );
+    assert!(r.is_err());
+    assert!(live.is_none());
+    let left: i64 = c
+        .conn_for_tests()
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM file_snapshots) + (SELECT COUNT(*) FROM snapshot_files)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0, "a failed backup's recording was kept");
+
+    // A recording a dead process left: kept while young, dropped when a week old.
+    let mut rec = c
+        .begin_files(&repo.id(), &sid("dead"), opts.time_ns)
+        .unwrap();
+    rec.add("/x", &content("x"), 1, 1).unwrap();
+    std::mem::forget(rec);
+    assert_eq!(c.prune_files(&repo.id()).unwrap(), 0);
+    c.conn_for_tests()
+        .execute(
+            "UPDATE file_snapshots SET time_ns = ?1",
+            [opts.time_ns - crate::catalog::RECORDING_KEPT_NS - 1],
+        )
+        .unwrap();
+    assert_eq!(c.prune_files(&repo.id()).unwrap(), 1);
+}
