@@ -114,8 +114,9 @@ run_tool() {
         drop; R[$tool,backup]=$(timed bakfs-backup "$B" backup -q "$TREE")
         drop; R[$tool,rebackup]=$(timed bakfs-rebackup "$B" backup -q "$TREE")
         warm
-        R[$tool,wbackup]=$(BAKFS_REPO=$repo-warm timed bakfs-wbackup bash -c '"$0" init >/dev/null && "$0" backup -q "$1"' "$B" "$TREE")
-        R[$tool,wrebackup]=$(BAKFS_REPO=$repo-warm timed bakfs-wrebackup "$B" backup -q "$TREE")
+        # A fresh start, as restic's warm run below gets a fresh cache: its own catalog and cache.
+        R[$tool,wbackup]=$(BAKFS_REPO=$repo-warm BAKFS_STATE_DIR=$W/state-bakfs-warm XDG_CACHE_HOME=$cache-warm timed bakfs-wbackup bash -c '"$0" init >/dev/null && "$0" backup -q "$1"' "$B" "$TREE")
+        R[$tool,wrebackup]=$(BAKFS_REPO=$repo-warm BAKFS_STATE_DIR=$W/state-bakfs-warm XDG_CACHE_HOME=$cache-warm timed bakfs-wrebackup "$B" backup -q "$TREE")
         drop; R[$tool,check]=$(timed bakfs-check "$B" check -q)
         drop; R[$tool,prune]=$(timed bakfs-prune "$B" prune -q)
         mount_it() { pid=$("$B" --json mount "$MNT" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])'); root=$MNT/latest$TREE; }

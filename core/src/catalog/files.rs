@@ -9,8 +9,13 @@
 //! file_versions(id INTEGER PK, content BLOB /* ContentId */, size, mtime_ns,
 //!               UNIQUE(content, size, mtime_ns))               one row per version
 //! snapshot_files(snapshot -> file_snapshots ON DELETE CASCADE, path_id, version_id,
-//!                PK(snapshot, path_id)) WITHOUT ROWID          index (path_id, snapshot, version_id)
+//!                PK(snapshot, path_id)) WITHOUT ROWID
 //! ```
+//!
+//! `snapshot_files` has no index by path (schema 7 dropped it): a snapshot's rows are added at
+//! the end of the primary key, so recording a snapshot costs the same however many are held,
+//! and the snapshots holding a path are found with one primary-key probe per recorded
+//! snapshot of the repository (`locate` on 1,000,000 files in 30 snapshots: 30 probes).
 //!
 //! A path or a version already known is not inserted again, so an unchanged snapshot adds only
 //! its `snapshot_files` rows (three integers each). Rows are written by a [`FileRecorder`] in
@@ -129,8 +134,7 @@ impl Catalog {
                     [],
                 )?;
                 tx.execute(
-                    "DELETE FROM file_paths WHERE NOT EXISTS
-                     (SELECT 1 FROM snapshot_files WHERE path_id = file_paths.id)",
+                    "DELETE FROM file_paths WHERE id NOT IN (SELECT path_id FROM snapshot_files)",
                     [],
                 )?;
             }
@@ -146,8 +150,8 @@ impl Catalog {
         let mut st = self.conn.prepare_cached(
             "SELECT fs.snapshot_id, fs.time_ns, v.content, v.size, v.mtime_ns
              FROM file_paths p
-             JOIN snapshot_files sf ON sf.path_id = p.id
-             JOIN file_snapshots fs ON fs.id = sf.snapshot
+             CROSS JOIN file_snapshots fs
+             CROSS JOIN snapshot_files sf ON sf.snapshot = fs.id AND sf.path_id = p.id
              JOIN file_versions v ON v.id = sf.version_id
              WHERE p.path = ?2 AND fs.repo_id = ?1 AND fs.files IS NOT NULL
              ORDER BY fs.time_ns, fs.snapshot_id",
@@ -186,11 +190,11 @@ impl Catalog {
         let mut st = self.conn.prepare_cached(
             "SELECT p.path, COUNT(DISTINCT v.content), COUNT(*), MAX(fs.time_ns)
              FROM file_paths p
-             JOIN snapshot_files sf ON sf.path_id = p.id
-             JOIN file_snapshots fs ON fs.id = sf.snapshot
+             CROSS JOIN file_snapshots fs
+             CROSS JOIN snapshot_files sf ON sf.snapshot = fs.id AND sf.path_id = p.id
              JOIN file_versions v ON v.id = sf.version_id
              WHERE p.path >= ?2 AND p.path < ?3 AND fs.repo_id = ?1 AND fs.files IS NOT NULL
-             GROUP BY p.id ORDER BY p.path LIMIT ?4",
+             GROUP BY p.path ORDER BY p.path LIMIT ?4",
         )?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = st.query_map(params![repo_id, lo, hi, limit], |r| {

@@ -3,7 +3,7 @@
 //! lasts as long as a backup (`locate::record_during`) does not keep the catalog's write lock
 //! from the other processes meanwhile.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, CachedStatement, Connection, OptionalExtension, ToSql};
 
 use super::files::FileCounts;
 use super::{Catalog, CatalogResult};
@@ -142,18 +142,19 @@ impl FileRecorder<'_> {
         let mut p = std::mem::take(&mut self.pending);
         p.sort_unstable_by(|a, b| a.path.cmp(&b.path));
         {
-            // Inserted if new (one statement for a new path), else looked up.
             let mut insert = c.prepare_cached(
                 "INSERT INTO file_paths (path) VALUES (?1) ON CONFLICT (path) DO NOTHING",
             )?;
             let mut find = c.prepare_cached("SELECT id FROM file_paths WHERE path = ?1")?;
+            let mut insert_first = true;
             for f in &mut p {
-                f.path_id = if insert.execute([&f.path])? == 1 {
-                    self.counts.new_paths += 1;
-                    c.last_insert_rowid()
-                } else {
-                    find.query_row([&f.path], |r| r.get::<_, i64>(0))?
-                };
+                f.path_id = row_id(
+                    c,
+                    (&mut insert, &mut find),
+                    params![f.path],
+                    &mut insert_first,
+                    &mut self.counts.new_paths,
+                )?;
             }
         }
         p.sort_unstable_by(|a, b| {
@@ -167,14 +168,15 @@ impl FileRecorder<'_> {
             let mut find = c.prepare_cached(
                 "SELECT id FROM file_versions WHERE content = ?1 AND size = ?2 AND mtime_ns = ?3",
             )?;
+            let mut insert_first = true;
             for f in &mut p {
-                let key = params![f.content, f.size, f.mtime_ns];
-                f.version_id = if insert.execute(key)? == 1 {
-                    self.counts.new_versions += 1;
-                    c.last_insert_rowid()
-                } else {
-                    find.query_row(key, |r| r.get::<_, i64>(0))?
-                };
+                f.version_id = row_id(
+                    c,
+                    (&mut insert, &mut find),
+                    params![f.content, f.size, f.mtime_ns],
+                    &mut insert_first,
+                    &mut self.counts.new_versions,
+                )?;
             }
         }
         p.sort_unstable_by_key(|f| f.path_id);
@@ -288,6 +290,31 @@ impl FileRecorder<'_> {
         self.done = true;
         Ok(counts)
     }
+}
+
+/// The id of the row `key` names (a path, a version): inserted if new, else looked up.
+/// `insert_first` says which to try first and follows what the last row needed: a first
+/// recording inserts nearly every row and a later one finds nearly every row, so a row costs
+/// one statement either way.
+fn row_id(
+    c: &Connection,
+    (insert, find): (&mut CachedStatement<'_>, &mut CachedStatement<'_>),
+    key: &[&dyn ToSql],
+    insert_first: &mut bool,
+    new: &mut u64,
+) -> CatalogResult<i64> {
+    if !*insert_first {
+        if let Some(id) = find.query_row(key, |r| r.get(0)).optional()? {
+            return Ok(id);
+        }
+    }
+    if insert.execute(key)? == 1 {
+        *insert_first = true;
+        *new += 1;
+        return Ok(c.last_insert_rowid());
+    }
+    *insert_first = false;
+    Ok(find.query_row(key, |r| r.get(0))?)
 }
 
 impl Drop for FileRecorder<'_> {

@@ -235,18 +235,32 @@ fn unrecorded_snapshots_are_counted_and_an_interrupted_record_leaves_nothing() {
 #[test]
 fn locate_searches_the_indexes() {
     let (_d, c) = open();
+    // As in files.rs: the path, then each recorded snapshot, probed by the primary key (there
+    // is no index by path since schema 7).
     for sql in [
         "SELECT fs.snapshot_id, fs.time_ns, v.content, v.size, v.mtime_ns
-         FROM file_paths p JOIN snapshot_files sf ON sf.path_id = p.id
-         JOIN file_snapshots fs ON fs.id = sf.snapshot JOIN file_versions v ON v.id = sf.version_id
+         FROM file_paths p CROSS JOIN file_snapshots fs
+         CROSS JOIN snapshot_files sf ON sf.snapshot = fs.id AND sf.path_id = p.id
+         JOIN file_versions v ON v.id = sf.version_id
          WHERE p.path = ?2 AND fs.repo_id = ?1 AND fs.files IS NOT NULL",
-        "SELECT p.path FROM file_paths p JOIN snapshot_files sf ON sf.path_id = p.id
-         WHERE p.path >= ?2 AND p.path < ?3 AND ?1 = ?1",
+        "SELECT p.path, COUNT(DISTINCT v.content), COUNT(*), MAX(fs.time_ns)
+         FROM file_paths p CROSS JOIN file_snapshots fs
+         CROSS JOIN snapshot_files sf ON sf.snapshot = fs.id AND sf.path_id = p.id
+         JOIN file_versions v ON v.id = sf.version_id
+         WHERE p.path >= ?2 AND p.path < ?3 AND fs.repo_id = ?1 AND fs.files IS NOT NULL
+         GROUP BY p.path ORDER BY p.path LIMIT 10",
     ] {
         let plan = c.query_plan_for_tests(sql);
         assert!(
-            plan.iter().any(|l| l.contains("snapshot_files_by_path")),
+            plan.iter()
+                .any(|l| l.contains("sf USING PRIMARY KEY (snapshot=? AND path_id=?)")),
             "{sql}: {plan:?}"
+        );
+        assert!(
+            !plan
+                .iter()
+                .any(|l| l.contains("B-TREE FOR GROUP BY") || l.contains("B-TREE FOR ORDER BY")),
+            "the listing is taken in path order: {sql}: {plan:?}"
         );
         assert!(
             !plan.iter().any(|l| l.starts_with("SCAN")),
