@@ -145,7 +145,8 @@ backup() {
     local rec
     rec=$(grep -o 'files recorded.*' <<<"$log" | head -1)
     local secs paths versions
-    secs=$(grep -o 'seconds=[0-9.]*' <<<"$rec" | cut -d= -f2)
+    # (A first backup records its files while it runs: then this is only what came after.)
+    secs=$(grep -o 'seconds=[0-9.e+-]*' <<<"$rec" | cut -d= -f2)
     paths=$(grep -o 'new_paths=[0-9]*' <<<"$rec" | cut -d= -f2)
     versions=$(grep -o 'new_versions=[0-9]*' <<<"$rec" | cut -d= -f2)
     printf '%.2f s | %.2f s | %s | %s | %.0f MiB' "$(awk "BEGIN {print ($b - $a) / 1e9}")" "${secs:-0}" "$paths" "$versions" "$(awk '{print $1 / 1024}' "$W/rss")"
@@ -178,7 +179,7 @@ if [[ -n ${BASELINE_BIN:-} ]]; then
     IFS='|' read -r -a base <"$W/base"
 fi
 echo
-echo "| backup of $FILES files | wall | recording the files | new paths | new versions | peak RSS | wall, peak RSS without recording (BASELINE_BIN) |"
+echo "| backup of $FILES files | wall | recording the files after the backup (a first backup records them while it runs) | new paths | new versions | peak RSS | wall, peak RSS without recording (BASELINE_BIN) |"
 echo "|---|---|---|---|---|---|---|"
 echo "| first | $first | ${base[0]} |"
 echo "| unchanged | $again | ${base[1]} |"

@@ -225,6 +225,9 @@ fn run_plans(ctx: &Ctx, plans: Vec<Plan>, beats: &mut Beats) -> Result<u8> {
             // Its files for `bakfs locate`, recorded while the backup ran or now: a failure
             // leaves them unrecorded (locate says so).
             let t = std::time::Instant::now();
+            // `seconds`: the time this step took after the backup (while it ran, for a
+            // recording made during it).
+            let during_backup = live.is_some();
             let recorded = match live {
                 Some(r) => r.and_then(|n| Ok(c.prune_files(&repo_id).map(|_| n)?)),
                 None => bakfs_core::locate::record_files(c, &repo, &rep.id, &rep.snapshot),
@@ -235,6 +238,7 @@ fn run_plans(ctx: &Ctx, plans: Vec<Plan>, beats: &mut Beats) -> Result<u8> {
                     changed = n.added,
                     new_paths = n.new_paths,
                     new_versions = n.new_versions,
+                    during_backup,
                     seconds = t.elapsed().as_secs_f64(),
                     "catalog: files recorded"
                 ),
