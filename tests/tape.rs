@@ -171,8 +171,31 @@ fn a_loaded_tape_gets_its_copy_is_ejected_and_restores_alone() {
     assert_eq!(v["enrolled"], false);
 
     // A restore drill of the cartridge proves it, and `bakfs status` knows.
-    let out = e.ok(&["drill", "--medium", "A00001L9", "--full", "--drive", &d]);
-    assert!(out.contains("ok"), "{out}");
+    // Its sandbox, the tape's staged files in it, is gone after it (it was left behind once).
+    let sandboxes = e.path("drills");
+    std::fs::create_dir_all(&sandboxes).unwrap();
+    let o = e.run(&[
+        "drill",
+        "--medium",
+        "A00001L9",
+        "--full",
+        "--drive",
+        &d,
+        "--sandbox",
+        sandboxes.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", both(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("ok"),
+        "{}",
+        both(&o)
+    );
+    assert!(!both(&o).contains("could not be removed"), "{}", both(&o));
+    assert_eq!(
+        std::fs::read_dir(&sandboxes).unwrap().count(),
+        0,
+        "the drill's sandbox was left behind"
+    );
     let o = e.run(&["--json", "status"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let m = v["media"]

@@ -1,6 +1,7 @@
 //! The sandbox of one drill: a fresh directory `bakfs-drill-<random>` (mode 0700) under a given
-//! directory, holding `restore/` (the restore's target) and, for a medium the drill mounts
-//! itself, `medium/` (the mount point). Removing it never recurses into `medium/`: a medium
+//! directory, holding `restore/` (the restore's target), for a tape `staging/` (the tape's files
+//! copied off it to be read) and, for a medium the drill mounts itself, `medium/` (the mount
+//! point). Removing it never recurses into `medium/`: a medium
 //! still mounted there stops the removal instead of losing its files.
 
 use std::io;
@@ -52,24 +53,30 @@ impl Sandbox {
         self.dir.join("restore")
     }
 
+    /// Where a tape's files are staged to be read (made by the tape reader).
+    pub fn staging(&self) -> PathBuf {
+        self.dir.join("staging")
+    }
+
     /// Where a medium is mounted for the drill (made by the mount).
     pub fn mount_point(&self) -> PathBuf {
         self.dir.join("medium")
     }
 
-    /// Removes the sandbox: the restored files, the (empty, unmounted) mount point, the
-    /// directory itself.
+    /// Removes the sandbox: the restored files, the staged tape files, the (empty, unmounted)
+    /// mount point, the directory itself.
     ///
     /// # Errors
     /// I/O errors (a medium still mounted: EBUSY); what could not be removed stays.
     pub fn remove(self) -> Result<()> {
-        let target = self.target();
-        make_removable(&target).map_err(|e| Error::io(target.display(), e))?;
-        match std::fs::remove_dir_all(&target) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(Error::io(target.display(), e))
+        for d in [self.target(), self.staging()] {
+            make_removable(&d).map_err(|e| Error::io(d.display(), e))?;
+            match std::fs::remove_dir_all(&d) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(Error::io(d.display(), e))
+                }
+                _ => {}
             }
-            _ => {}
         }
         let mp = self.mount_point();
         match std::fs::remove_dir(&mp) {

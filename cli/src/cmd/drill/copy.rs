@@ -147,8 +147,7 @@ pub fn open(
             let drive = crate::cmd::tape::args::DriveArg {
                 drive: a.drive.clone(),
             };
-            let (backend, label) =
-                crate::cmd::tape::open_tapes(ctx, &drive, |_| sb.dir().join("tape-staging"))?;
+            let (backend, label) = crate::cmd::tape::open_tapes(ctx, &drive, |_| sb.staging())?;
             if label.medium_id != m.id.to_hex() {
                 bail!(
                     "load {}: the drive holds cartridge {}",
