@@ -287,7 +287,20 @@ impl Drop for Inspect {
     /// Unmounts, then waits for the loop device to be detached and udev to have seen it: a
     /// daemon started right after must not find the image's UUID on a loop that is going away.
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.mp).status();
+        // A probe (udev's blkid) may hold it a moment: try again, then detach it lazily rather
+        // than leave it mounted after the test (a mount of a deleted image was once left so).
+        let t = Instant::now();
+        while !Command::new("umount")
+            .arg(&self.mp)
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            if t.elapsed() > Duration::from_secs(5) {
+                let _ = Command::new("umount").arg("-l").arg(&self.mp).status();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let attached = || {
             Command::new("losetup")
                 .args(["-j", &self.image.to_string_lossy(), "-O", "NAME", "-n"])
