@@ -226,6 +226,16 @@ pub enum RecordError {
     Catalog(#[from] CatalogError),
 }
 
+/// Whether [`record_files`] would start a snapshot with parent `parent` from the parent's
+/// record (the catalog knows the parent and records its files completely); otherwise its files
+/// are best recorded while the backup runs ([`record_during`]).
+pub fn parent_recorded(cat: &Catalog, repo_id: &RepoId, parent: Option<&SnapshotId>) -> bool {
+    parent.is_some_and(|p| {
+        matches!(cat.snapshot(repo_id, p), Ok(Some(_)))
+            && cat.files_recorded(repo_id, p).unwrap_or(false)
+    })
+}
+
 /// Records the files of snapshot `id` (`s`) of `repo` in the catalog's file table: from its
 /// parent's recorded files and what changed since (directories the parent shares are not
 /// read), else walking all its trees; then drops the file rows of snapshots no copy holds any

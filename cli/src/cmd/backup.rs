@@ -473,14 +473,9 @@ fn backup_source(
         s.host == plan.opts.host && sp == want
     });
     let repo_id = repo.id();
-    let parent_recorded = |c: &Catalog| {
-        plan.opts.parent.as_ref().is_some_and(|(p, _)| {
-            matches!(c.snapshot(&repo_id, p), Ok(Some(_)))
-                && c.files_recorded(&repo_id, p).unwrap_or(false)
-        })
-    };
+    let parent = plan.opts.parent.as_ref().map(|(p, _)| *p);
     match catalog {
-        Some(c) if !parent_recorded(c) => {
+        Some(c) if !locate::parent_recorded(c, &repo_id, parent.as_ref()) => {
             let time_ns = plan.opts.time_ns;
             let opts = &mut plan.opts;
             let (r, live) = locate::record_during(

@@ -3,7 +3,9 @@
 //! lasts as long as a backup (`locate::record_during`) does not keep the catalog's write lock
 //! from the other processes meanwhile.
 
-use rusqlite::{params, CachedStatement, Connection, OptionalExtension, ToSql};
+use rusqlite::{
+    params, CachedStatement, Connection, OptionalExtension, ToSql, Transaction, TransactionBehavior,
+};
 
 use super::files::FileCounts;
 use super::{Catalog, CatalogResult};
@@ -62,33 +64,26 @@ impl Catalog {
         time_ns: i64,
         cache_mib: i64,
     ) -> CatalogResult<FileRecorder<'_>> {
-        let conn = &self.conn;
-        conn.pragma_update(None, "cache_size", -1024 * cache_mib)?;
-        conn.execute_batch("BEGIN IMMEDIATE")?;
-        let start = || -> CatalogResult<i64> {
-            conn.execute(
+        self.conn
+            .pragma_update(None, "cache_size", -1024 * cache_mib)?;
+        let snapshot = self.write(|tx| {
+            tx.execute(
                 "DELETE FROM file_snapshots WHERE repo_id = ?1 AND snapshot_id = ?2",
                 params![repo_id, snapshot_id],
             )?;
-            conn.execute(
+            tx.execute(
                 "INSERT INTO file_snapshots (repo_id, snapshot_id, time_ns) VALUES (?1, ?2, ?3)",
                 params![repo_id, snapshot_id, time_ns],
             )?;
-            Ok(conn.last_insert_rowid())
-        };
-        match start().and_then(|id| Ok(conn.execute_batch("COMMIT").map(|()| id)?)) {
-            Ok(snapshot) => Ok(FileRecorder {
-                conn,
-                snapshot,
-                pending: Vec::new(),
-                counts: FileCounts::default(),
-                done: false,
-            }),
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
-        }
+            Ok(tx.last_insert_rowid())
+        })?;
+        Ok(FileRecorder {
+            conn: &self.conn,
+            snapshot,
+            pending: Vec::new(),
+            counts: FileCounts::default(),
+            done: false,
+        })
     }
 }
 
@@ -126,14 +121,11 @@ impl FileRecorder<'_> {
         &mut self,
         f: impl FnOnce(&mut Self) -> CatalogResult<T>,
     ) -> CatalogResult<T> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        match f(self).and_then(|v| Ok(self.conn.execute_batch("COMMIT").map(|()| v)?)) {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
-        }
+        // Rolled back when dropped uncommitted (an error of `f`).
+        let tx = Transaction::new_unchecked(self.conn, TransactionBehavior::Immediate)?;
+        let v = f(self)?;
+        tx.commit()?;
+        Ok(v)
     }
 
     /// Writes the files added and not yet written.

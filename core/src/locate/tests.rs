@@ -307,24 +307,7 @@ fn recording_from_the_parent_gives_what_a_full_walk_gives() {
     let (_cd, mut c) = open();
     let r1 = backup_dir(&repo, &src, None);
     let rec = |c: &mut Catalog, r: &crate::backup::BackupReport| {
-        c.record_snapshot(
-            &crate::catalog::SnapshotRecord {
-                repo_id: repo.id(),
-                id: r.id,
-                time: String::new(),
-                time_ns: r.snapshot.time_ns,
-                host: "h".into(),
-                paths: vec![],
-                tags: vec![],
-                tree: r.snapshot.tree,
-                parent: r.snapshot.parent,
-                job: None,
-                files: 0,
-                bytes: 0,
-            },
-            &[],
-        )
-        .unwrap();
+        c.record_snapshot(&snapshot_record(&repo, r), &[]).unwrap();
         record_files(c, &repo, &r.id, &r.snapshot).unwrap()
     };
     let n1 = rec(&mut c, &r1);

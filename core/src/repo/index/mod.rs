@@ -124,11 +124,11 @@ impl Repository {
         names
             .par_iter()
             .map(|n| {
-                let raw = match self.backend.read(FileKind::Index, n) {
-                    Ok(r) => r,
-                    // A file gone since the listing (NotFound) makes the caller list again.
-                    Err(e) => return Err(Error::io(format!("index {n}"), e)),
-                };
+                // A file gone since the listing (NotFound) makes the caller list again.
+                let raw = self
+                    .backend
+                    .read(FileKind::Index, n)
+                    .map_err(|e| Error::io(format!("index {n}"), e))?;
                 let hash = IndexId::hash_of(&raw).to_hex();
                 let note = FileNote {
                     damaged: None,

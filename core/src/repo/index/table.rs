@@ -13,7 +13,7 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::filter::Filter;
 use crate::format::id::{BlobId, PackId};
@@ -216,7 +216,7 @@ pub(super) struct Table {
     packs: Vec<(PackId, u64)>,
     filter: Filter,
     /// Whether damage found in use has been said already.
-    damage_said: std::sync::atomic::AtomicBool,
+    damage_said: AtomicBool,
     /// One bit per run whose bytes matched their fence's check once: the file is never
     /// changed in place, so a run is hashed once per open table, not on every lookup (an
     /// unchanged backup looks up every blob, about 64 times per run).
@@ -346,17 +346,9 @@ impl Table {
         let mut buf = Vec::with_capacity(RUN * REC);
         while i < self.fences.len() && self.fences[i].0 <= id.0 {
             self.run(i, &mut buf)?;
-            let at = |k: usize| &buf[k * REC..(k + 1) * REC];
-            let (mut lo, mut hi) = (0, buf.len() / REC);
-            while lo < hi {
-                let mid = (lo + hi) / 2;
-                if at(mid)[..32] < id.0[..] {
-                    lo = mid + 1;
-                } else {
-                    hi = mid;
-                }
-            }
-            for (k, r) in buf.chunks_exact(REC).enumerate().skip(lo) {
+            let (recs, _) = buf.as_chunks::<REC>();
+            let start = recs.partition_point(|r| r[..32] < id.0[..]);
+            for (k, r) in recs.iter().enumerate().skip(start) {
                 if r[..32] != id.0[..] {
                     return Ok(None);
                 }
