@@ -97,7 +97,7 @@ impl Ctx {
     }
 
     pub fn open_repo(&self) -> Result<Repository> {
-        let backend = self.location()?.backend();
+        let backend = self.location()?.backend()?;
         let pw = self.password()?;
         Ok(Repository::open(backend, &pw)?)
     }

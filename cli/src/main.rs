@@ -21,6 +21,8 @@ pub mod exit {
     pub const LOCKED: u8 = 11;
     pub const WRONG_PASSWORD: u8 = 12;
     pub const DAMAGED: u8 = 13;
+    /// The storage refused access (wrong S3 credentials, a bucket policy, permissions).
+    pub const ACCESS_DENIED: u8 = 14;
     /// `bakfs status`, one code per level, the worst found: a medium due for rotation, stale, or
     /// lacking the newest snapshot of a pinned job.
     pub const STATUS_ATTENTION: u8 = 20;
@@ -41,6 +43,7 @@ pub fn exit_code_of(e: &anyhow::Error) -> u8 {
         Some(ErrorKind::Locked) => exit::LOCKED,
         Some(ErrorKind::WrongPassword) => exit::WRONG_PASSWORD,
         Some(ErrorKind::Damaged) => exit::DAMAGED,
+        Some(ErrorKind::AccessDenied) => exit::ACCESS_DENIED,
         _ => exit::ERROR,
     }
 }

@@ -57,6 +57,8 @@ pub enum ErrorKind {
     WrongPassword,
     /// Damaged data.
     Damaged,
+    /// The storage refused access: wrong S3 credentials, a bucket policy, a file's permissions.
+    AccessDenied,
     /// Anything else.
     Other,
 }
@@ -69,6 +71,9 @@ impl Error {
             Error::Locked(_) => ErrorKind::Locked,
             Error::WrongPassword => ErrorKind::WrongPassword,
             Error::Damaged { .. } => ErrorKind::Damaged,
+            Error::Io { err, .. } if err.kind() == std::io::ErrorKind::PermissionDenied => {
+                ErrorKind::AccessDenied
+            }
             _ => ErrorKind::Other,
         }
     }

@@ -4,7 +4,7 @@
 //! ```no_run
 //! use bakfs_core::{format::crypto::KdfParams, repo::Repository};
 //! use bakfs_core::repo::backend::Location;
-//! let backend = Location::parse("/tmp/repo".as_ref()).map_err(bakfs_core::Error::Invalid)?.backend();
+//! let backend = Location::parse("/tmp/repo".as_ref()).map_err(bakfs_core::Error::Invalid)?.backend()?;
 //! let repo = Repository::init(backend, b"pw", KdfParams::recommended(), "me".into())?;
 //! println!("{}", repo.id());
 //! # Ok::<(), bakfs_core::Error>(())

@@ -112,6 +112,9 @@ impl Backend for Failing {
     fn size(&self, k: FileKind, n: &str) -> std::io::Result<u64> {
         self.inner.size(k, n)
     }
+    fn modified(&self, k: FileKind, n: &str) -> std::io::Result<std::time::SystemTime> {
+        self.inner.modified(k, n)
+    }
     fn remove(&self, k: FileKind, n: &str) -> std::io::Result<()> {
         self.inner.remove(k, n)
     }

@@ -73,7 +73,7 @@ pub fn run(
     let result = (|| -> bakfs_core::Result<drill::DrillReport> {
         let pw = bakfs_host::paths::read_password_file(&d.password_file)
             .map_err(|e| bakfs_core::Error::io(d.password_file.display().to_string(), e))?;
-        let repo = Repository::open(Location::Dir(dir.to_path_buf()).backend(), &pw)?;
+        let repo = Repository::open(Location::Dir(dir.to_path_buf()).backend()?, &pw)?;
         let (_, snap) = repo.find_snapshot(&want.snapshot_id.to_hex())?;
         ready_seconds = t0.elapsed().as_secs_f64();
         let sb = Sandbox::create(&d.sandbox)?;

@@ -108,9 +108,10 @@ fn setup(a: &Args) -> Result<(job::Setup, tape::Watch)> {
         .ok_or_else(|| anyhow!("no repository given: use --repo PATH, BAKFS_REPO or `repository` in the config file"))?;
     let repo = match Location::parse(&repo_root).map_err(|e| anyhow!(e))? {
         Location::Dir(p) => Location::Dir(std::path::absolute(p)?),
+        s3 @ Location::S3(_) => s3,
     };
     // Its errors name the location.
-    let config = bakfs_core::repo::read_config(repo.backend().as_ref())?;
+    let config = bakfs_core::repo::read_config(repo.backend()?.as_ref())?;
     let state = bakfs_host::paths::state_dir(a.state_dir.as_deref(), &cfg);
     let reverify_after = a
         .reverify_after

@@ -83,7 +83,12 @@ pub fn copy_onto(
 ) -> Result<(), CopyError> {
     check_identity(setup, m, ident)?;
     files.prepare()?;
-    let primary = Primary::new(setup.repo.backend());
+    let primary = Primary::new(
+        setup
+            .repo
+            .backend()
+            .map_err(|e| CopyError::Io(e.to_string()))?,
+    );
     let _lock = primary.lock_shared(&format!("bakfs-mediad: copying to {}", m.label))?;
     let keys = primary.list(FileKind::Key)?;
     let mut r = Rotation {

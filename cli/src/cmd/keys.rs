@@ -23,7 +23,7 @@ fn kdf() -> KdfParams {
 pub fn init(ctx: &Ctx) -> Result<u8> {
     let location = ctx.location()?;
     let pw = ctx.password_for_init()?;
-    let repo = Repository::init(location.backend(), &pw, kdf(), comment())?;
+    let repo = Repository::init(location.backend()?, &pw, kdf(), comment())?;
     if let Ok(mut cat) = ctx.catalog() {
         let _ = cat.touch_repository(
             &repo.id(),
@@ -132,7 +132,7 @@ fn import_paper(
     from: Option<&std::path::Path>,
     new_password_file: Option<&std::path::Path>,
 ) -> Result<u8> {
-    let backend = ctx.location()?.backend();
+    let backend = ctx.location()?.backend()?;
     let config = repo::read_config(backend.as_ref())?;
     let text = zeroize::Zeroizing::new(match from {
         Some(p) => {

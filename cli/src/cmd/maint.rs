@@ -282,7 +282,7 @@ fn prune_repo(ctx: &Ctx, repo: &bakfs_core::repo::Repository, dry_run: bool) -> 
 }
 
 pub fn unlock(ctx: &Ctx, all: bool) -> Result<u8> {
-    let backend = ctx.location()?.backend();
+    let backend = ctx.location()?.backend()?;
     // Needs no password: only that it is a repository.
     bakfs_core::repo::read_config(backend.as_ref())?;
     let which = if all {

@@ -96,7 +96,7 @@ fn enrolment(
     rotate_every: Option<&str>,
     keep: &crate::args::KeepArgs,
 ) -> Result<(RepoId, Option<std::time::Duration>, KeepPolicy)> {
-    let repo_id = bakfs_core::repo::read_config(ctx.location()?.backend().as_ref())?.id;
+    let repo_id = bakfs_core::repo::read_config(ctx.location()?.backend()?.as_ref())?.id;
     let rotate_every = rotate_every.map(timefmt::parse_duration).transpose()?;
     let mut policy = keep.policy()?;
     if policy.is_empty() {

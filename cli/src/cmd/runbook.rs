@@ -13,7 +13,7 @@ use crate::context::Ctx;
 pub fn run(ctx: &Ctx, output: Option<&Path>) -> Result<u8> {
     let location = ctx.location()?;
     // The repository's plaintext config gives its id: no key is read.
-    let config = bakfs_core::repo::read_config(location.backend().as_ref())?;
+    let config = bakfs_core::repo::read_config(location.backend()?.as_ref())?;
     let cat = ctx.catalog()?;
     let records = runbook::Records::gather(&cat, &config.id)?;
     let jobs = JobSummary::of_config(&ctx.config);

@@ -56,6 +56,13 @@ pub struct Repository {
 pub fn read_config(backend: &dyn Backend) -> Result<Config> {
     let raw = match backend.read(FileKind::Config, "config") {
         Ok(r) => r,
+        // A backend's own word on it (a bucket that does not exist) is kept.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && e.get_ref().is_some() => {
+            return Err(Error::NotARepository(format!(
+                "{} ({e})",
+                backend.location()
+            )))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::NotARepository(backend.location()))
         }

@@ -54,7 +54,7 @@ impl World {
         let repo_dir = dir.path().join("repo");
         let location = Location::Dir(repo_dir);
         let repo = Repository::init(
-            location.backend(),
+            location.backend().unwrap(),
             b"pw",
             KdfParams::weak_for_tests(),
             "test".into(),
@@ -227,7 +227,7 @@ impl World {
     /// Checks the medium alone: it opens with the passphrase, `check` reading every byte
     /// passes, and it holds exactly the snapshots the catalog says.
     fn check_medium_alone(&self) {
-        let on = Location::Dir(self.on_medium()).backend();
+        let on = Location::Dir(self.on_medium()).backend().unwrap();
         let repo = Repository::open(on, b"pw").unwrap();
         let rep = bakfs_core::check::check(&repo, Some(1.0)).unwrap();
         assert!(rep.ok(), "{rep:?}");
@@ -848,7 +848,7 @@ fn a_snapshot_the_catalog_does_not_know_is_kept_with_its_packs() {
         );
     }
     // The medium alone: both snapshots there, every byte right.
-    let on = Location::Dir(w.on_medium()).backend();
+    let on = Location::Dir(w.on_medium()).backend().unwrap();
     let repo = Repository::open(on, b"pw").unwrap();
     let rep = bakfs_core::check::check(&repo, Some(1.0)).unwrap();
     assert!(rep.ok(), "{rep:?}");

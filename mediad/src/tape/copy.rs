@@ -107,7 +107,12 @@ pub fn copy_onto_tape(
             m.label
         )));
     };
-    let primary = Primary::new(setup.repo.backend());
+    let primary = Primary::new(
+        setup
+            .repo
+            .backend()
+            .map_err(|e| CopyError::Io(e.to_string()))?,
+    );
     let _lock = primary.lock_shared(&format!("bakfs-mediad: copying to tape {}", m.label))?;
 
     // What the set holds already, on any of its cartridges.

@@ -35,7 +35,7 @@ fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let location = Location::Dir(dir.path().join("repo"));
     let repo = Repository::init(
-        location.backend(),
+        location.backend().unwrap(),
         b"pw",
         KdfParams::weak_for_tests(),
         "t".into(),

@@ -217,7 +217,7 @@ pub fn open(
             }
             tracing::info!("restoring from {} at {}", m.label, dir.display());
             let loc = Location::parse(&dir).map_err(|e| anyhow!(e))?;
-            Repository::open(loc.backend(), &ctx.password()?)?
+            Repository::open(loc.backend()?, &ctx.password()?)?
         }
     };
     if repo.id() != source.repo_id() {

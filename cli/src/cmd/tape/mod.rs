@@ -85,7 +85,7 @@ fn loaded(spec: &DriveSpec, drive: &mut Drive) -> Result<()> {
 }
 
 fn label(ctx: &Ctx, a: LabelArgs) -> Result<u8> {
-    let repo_id = bakfs_core::repo::read_config(ctx.location()?.backend().as_ref())?.id;
+    let repo_id = bakfs_core::repo::read_config(ctx.location()?.backend()?.as_ref())?.id;
     let mut policy = a.keep.policy()?;
     if policy.is_empty() {
         policy.last = Some(3);

@@ -157,7 +157,7 @@ pub fn scan(ctx: &Ctx, a: &ScanArgs) -> Result<u8> {
         .find(|m| m.id.to_hex() == s.label.medium_id);
     let mut newly = false;
     if enrolled.is_none() && a.enroll {
-        let repo = bakfs_core::repo::read_config(ctx.location()?.backend().as_ref())?.id;
+        let repo = bakfs_core::repo::read_config(ctx.location()?.backend()?.as_ref())?.id;
         if s.label.repo_id != repo.to_hex() {
             bail!(
                 "{} belongs to repository {}, not this one ({})",

@@ -182,6 +182,11 @@ impl Backend for LocalBackend {
         Ok(fs::symlink_metadata(self.path(kind, name))?.len())
     }
 
+    fn modified(&self, kind: FileKind, name: &str) -> io::Result<std::time::SystemTime> {
+        check_name(kind, name)?;
+        fs::symlink_metadata(self.path(kind, name))?.modified()
+    }
+
     fn local_file(&self, kind: FileKind, name: &str) -> io::Result<Option<File>> {
         check_name(kind, name)?;
         fsio::open_nofollow(&self.path(kind, name)).map(Some)

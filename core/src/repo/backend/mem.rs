@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
 
 use super::{check_name, Backend, FileKind};
 
@@ -11,6 +12,8 @@ use super::{check_name, Backend, FileKind};
 #[derive(Default)]
 pub struct MemBackend {
     files: Mutex<BTreeMap<(FileKind, String), Vec<u8>>>,
+    /// When each file was written.
+    written: Mutex<BTreeMap<(FileKind, String), SystemTime>>,
 }
 
 impl MemBackend {
@@ -83,6 +86,10 @@ impl Backend for MemBackend {
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> io::Result<()> {
         check_name(kind, name)?;
         self.files().insert((kind, name.to_string()), data.to_vec());
+        self.written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((kind, name.to_string()), SystemTime::now());
         Ok(())
     }
     fn list(&self, kind: FileKind) -> io::Result<Vec<String>> {
@@ -98,6 +105,15 @@ impl Backend for MemBackend {
         self.files()
             .get(&(kind, name.to_string()))
             .map(|f| f.len() as u64)
+            .ok_or_else(|| io::ErrorKind::NotFound.into())
+    }
+    fn modified(&self, kind: FileKind, name: &str) -> io::Result<SystemTime> {
+        check_name(kind, name)?;
+        self.written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(kind, name.to_string()))
+            .copied()
             .ok_or_else(|| io::ErrorKind::NotFound.into())
     }
     fn remove(&self, kind: FileKind, name: &str) -> io::Result<()> {

@@ -8,15 +8,18 @@
 
 mod local;
 mod mem;
+mod s3;
 
 pub use local::LocalBackend;
 pub use mem::MemBackend;
+pub use s3::{RequestCounts, S3Backend, S3Credentials, S3Location};
 
 use std::fmt;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// The kinds of files in a repository, each in its own directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -163,6 +166,20 @@ pub trait Backend: Send + Sync {
     /// # Errors
     /// `NotFound` if missing.
     fn size(&self, kind: FileKind, name: &str) -> io::Result<u64>;
+    /// When the file was last written, by the storage's clock (a file's mtime, an object's
+    /// `Last-Modified`): locks are judged by it, not by the clocks of the hosts that hold them.
+    ///
+    /// # Errors
+    /// `NotFound` if missing; `Unsupported` (the default) where the storage keeps no time.
+    fn modified(&self, kind: FileKind, name: &str) -> io::Result<SystemTime> {
+        check_name(kind, name)?;
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    /// How many pack writes a backup keeps in flight: 1 for a disk, more where each write
+    /// waits on a network round trip.
+    fn write_concurrency(&self) -> usize {
+        1
+    }
     /// Removes a file (durably).
     ///
     /// # Errors
@@ -206,45 +223,70 @@ pub fn check_name(kind: FileKind, name: &str) -> io::Result<()> {
 }
 
 /// Where a repository is, as an operator writes it (`--repo`, `BAKFS_REPO`, the config's
-/// `repository`). Today a local directory; object storage (`s3:…`) will be another variant.
+/// `repository`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     /// A directory on a local (or locally mounted) filesystem.
     Dir(PathBuf),
+    /// An S3-compatible bucket: `s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]`.
+    S3(S3Location),
 }
 
 impl Location {
-    /// Reads a location. Anything that is not a known scheme is a directory path.
+    /// Reads a location: `s3:…`, else a directory path. A relative path whose first component
+    /// looks like a scheme (`sftp:host`, `b2:bucket`) is refused rather than taken for a
+    /// directory of that name; `./name:x` is such a directory.
     ///
     /// # Errors
-    /// A scheme bakfs does not support yet (`s3:`), an empty location.
+    /// An unknown scheme, a malformed `s3:` location, an empty location.
     pub fn parse(s: &Path) -> Result<Location, String> {
         let text = s.to_string_lossy();
         if text.is_empty() {
             return Err("the repository location is empty".into());
         }
-        if let Some(scheme) = ["s3:", "sftp:", "rest:"]
-            .into_iter()
-            .find(|p| text.starts_with(p))
-        {
-            return Err(format!(
-                "{text}: repositories at {scheme} locations are not supported yet; give a directory"
-            ));
+        if let Some(rest) = text.strip_prefix("s3:") {
+            return S3Location::parse(rest).map(Location::S3);
+        }
+        let first = text.split('/').next().unwrap_or("");
+        if let Some((scheme, _)) = first.split_once(':') {
+            let schemeish = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c));
+            if schemeish {
+                return Err(format!(
+                    "{text}: bakfs does not know the repository scheme {scheme:?}: give \
+                     s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX] or a directory (./{text} for a \
+                     directory whose name has a colon)"
+                ));
+            }
         }
         Ok(Location::Dir(s.to_path_buf()))
     }
 
-    /// The backend that reaches this location.
-    pub fn backend(&self) -> Arc<dyn Backend> {
-        match self {
+    /// The backend that reaches this location. An S3 location takes its credentials from the
+    /// environment or a credentials file ([`S3Credentials::from_env`]).
+    ///
+    /// # Errors
+    /// No S3 credentials; an S3 client that cannot be built.
+    pub fn backend(&self) -> crate::Result<Arc<dyn Backend>> {
+        Ok(match self {
             Location::Dir(p) => Arc::new(LocalBackend::new(p)),
-        }
+            Location::S3(l) => {
+                let creds = S3Credentials::from_env().map_err(crate::Error::Invalid)?;
+                Arc::new(
+                    S3Backend::new(l.clone(), creds)
+                        .map_err(|e| crate::Error::io(l.to_string(), e))?,
+                )
+            }
+        })
     }
 
     /// The directory, for a local location.
     pub fn as_dir(&self) -> Option<&Path> {
         match self {
             Location::Dir(p) => Some(p),
+            Location::S3(_) => None,
         }
     }
 }
@@ -253,6 +295,7 @@ impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Location::Dir(p) => write!(f, "{}", p.display()),
+            Location::S3(l) => write!(f, "{l}"),
         }
     }
 }
@@ -293,7 +336,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let name = "ab".repeat(32);
         for b in [
-            Location::Dir(d.path().into()).backend(),
+            Location::Dir(d.path().into()).backend().unwrap(),
             Arc::new(MemBackend::default()),
         ] {
             assert!(
@@ -320,9 +363,21 @@ mod tests {
             Location::parse(Path::new("/srv/repo")),
             Ok(Location::Dir("/srv/repo".into()))
         );
-        assert!(Location::parse(Path::new("s3:http://127.0.0.1:9000/b"))
-            .unwrap_err()
-            .contains("not supported yet"));
+        assert!(matches!(
+            Location::parse(Path::new("s3:http://127.0.0.1:9000/bkt/x")),
+            Ok(Location::S3(l)) if l.bucket == "bkt" && l.prefix == "x"
+        ));
+        assert!(Location::parse(Path::new("s3:127.0.0.1/bkt")).is_err());
+        for unknown in ["sftp:host:/r", "b2:bucket/x", "rest:http://h/", "gs://b/x"] {
+            let e = Location::parse(Path::new(unknown)).unwrap_err();
+            assert!(e.contains("does not know the repository scheme"), "{e}");
+        }
+        for dir in ["./b2:bucket", "/srv/a:b", "repo", "../r:x", "a/b:c"] {
+            assert_eq!(
+                Location::parse(Path::new(dir)),
+                Ok(Location::Dir(dir.into()))
+            );
+        }
         assert!(Location::parse(Path::new("")).is_err());
     }
 }

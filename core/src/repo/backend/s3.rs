@@ -1,0 +1,667 @@
+//! A repository in an S3-compatible bucket (design.md §4.5): AWS S3, Ceph RGW, Garage, MinIO,
+//! s3s-fs.
+//!
+//! Objects keep the local layout under the location's prefix (`config`, `keys/<id>`,
+//! `data/<xx>/<id>`, …), so a bucket copied to a disk (or back) is a repository as it is. The
+//! client is `object_store` on a tokio runtime this backend owns: the rest of bakfs calls it
+//! synchronously. It signs requests, retries 5xx and throttling (429, 503 SlowDown) with
+//! exponential backoff and jitter, pages listings, and caps the requests in flight.
+//!
+//! Durability: S3 makes an object visible only once its PUT (or multipart completion) succeeded,
+//! so the contract of [`Backend::write`] holds. A failed multipart upload is aborted.
+
+use std::fmt;
+use std::io;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use futures_util::StreamExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder, AwsAuthorizer, AwsCredential};
+use object_store::limit::LimitStore;
+use object_store::path::Path as ObjPath;
+use object_store::{
+    ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
+};
+
+use super::{check_name, Backend, FileKind, ROOT_FILES};
+
+/// Requests in flight at most, over all threads.
+const MAX_REQUESTS: usize = 16;
+/// Pack uploads in flight at most (see [`Backend::write_concurrency`]).
+const UPLOADS: usize = 4;
+/// Objects larger than this go up in parts (packs are 4–8 MiB, so this is rare).
+const MULTIPART_ABOVE: usize = 32 << 20;
+/// Part size of a multipart upload.
+const PART_SIZE: usize = 16 << 20;
+
+/// Where a repository is in object storage: `s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    /// `http(s)://HOST[:PORT]`.
+    pub endpoint: String,
+    /// The bucket.
+    pub bucket: String,
+    /// Where the repository is in the bucket: `a/b`, or empty for the bucket's root.
+    pub prefix: String,
+}
+
+impl S3Location {
+    /// Reads what follows `s3:`.
+    ///
+    /// # Errors
+    /// A message naming what is wrong (scheme, host, bucket name, prefix).
+    pub fn parse(rest: &str) -> Result<S3Location, String> {
+        let usage = "write s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]";
+        let (scheme, after) = rest
+            .split_once("://")
+            .ok_or_else(|| format!("s3:{rest}: no endpoint; {usage}"))?;
+        if scheme != "http" && scheme != "https" {
+            return Err(format!(
+                "s3:{rest}: the endpoint must be http or https; {usage}"
+            ));
+        }
+        let (host, path) = after.split_once('/').unwrap_or((after, ""));
+        if host.is_empty() || host.contains(['@', '?', '#']) {
+            return Err(format!("s3:{rest}: no usable host; {usage}"));
+        }
+        let mut parts = path.split('/').filter(|p| !p.is_empty());
+        let bucket = parts
+            .next()
+            .ok_or_else(|| format!("s3:{rest}: no bucket; {usage}"))?
+            .to_string();
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            && !bucket.starts_with(['-', '.'])
+            && !bucket.ends_with(['-', '.']);
+        if !bucket_ok {
+            return Err(format!(
+                "s3:{rest}: {bucket:?} is not a bucket name (3-63 lowercase letters, digits, '-', '.')"
+            ));
+        }
+        let prefix: Vec<&str> = parts.collect();
+        for p in &prefix {
+            let ok = *p != "."
+                && *p != ".."
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.+=@".contains(&b));
+            if !ok {
+                return Err(format!(
+                    "s3:{rest}: {p:?} is not allowed in a prefix (letters, digits, -_.+=@)"
+                ));
+            }
+        }
+        Ok(S3Location {
+            endpoint: format!("{scheme}://{host}"),
+            bucket,
+            prefix: prefix.join("/"),
+        })
+    }
+
+    /// The object key of a repository file.
+    fn key(&self, kind: FileKind, name: &str) -> ObjPath {
+        let rel = kind.rel_path(name);
+        let rel = rel.to_string_lossy();
+        if self.prefix.is_empty() {
+            ObjPath::from(rel.as_ref())
+        } else {
+            ObjPath::from(format!("{}/{rel}", self.prefix))
+        }
+    }
+
+    /// The key prefix of a kind's directory (the repository's root for [`FileKind::Config`]).
+    fn dir(&self, kind: FileKind) -> Option<ObjPath> {
+        let parts: Vec<&str> = [self.prefix.as_str(), kind.dir()]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect();
+        (!parts.is_empty()).then(|| ObjPath::from(parts.join("/")))
+    }
+}
+
+impl fmt::Display for S3Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3:{}/{}", self.endpoint, self.bucket)?;
+        if !self.prefix.is_empty() {
+            write!(f, "/{}", self.prefix)?;
+        }
+        Ok(())
+    }
+}
+
+/// Access keys, from the environment or a shared credentials file.
+#[derive(Clone)]
+pub struct S3Credentials {
+    key_id: String,
+    secret: String,
+    token: Option<String>,
+}
+
+impl fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "S3Credentials({})", self.key_id)
+    }
+}
+
+impl S3Credentials {
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (with `AWS_SESSION_TOKEN`), else the
+    /// profile `AWS_PROFILE` (or `default`) of `AWS_SHARED_CREDENTIALS_FILE` (or
+    /// `~/.aws/credentials`).
+    ///
+    /// # Errors
+    /// No credentials anywhere, an unreadable file, a profile without both keys.
+    pub fn from_env() -> Result<S3Credentials, String> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        if let (Some(key_id), Some(secret)) =
+            (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"))
+        {
+            return Ok(S3Credentials {
+                key_id,
+                secret,
+                token: var("AWS_SESSION_TOKEN"),
+            });
+        }
+        let file = var("AWS_SHARED_CREDENTIALS_FILE")
+            .map(PathBuf::from)
+            .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".aws/credentials")));
+        let profile = var("AWS_PROFILE").unwrap_or_else(|| "default".into());
+        let none = "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
+                    a profile in ~/.aws/credentials (AWS_SHARED_CREDENTIALS_FILE, AWS_PROFILE)";
+        let Some(file) = file else {
+            return Err(none.into());
+        };
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(none.into()),
+            Err(e) => return Err(format!("{}: {e}", file.display())),
+        };
+        Self::from_profile(&text, &profile).ok_or_else(|| {
+            format!(
+                "{}: no profile [{profile}] with aws_access_key_id and aws_secret_access_key",
+                file.display()
+            )
+        })
+    }
+
+    /// The keys of `[profile]` in an AWS shared credentials file.
+    fn from_profile(text: &str, profile: &str) -> Option<S3Credentials> {
+        let (mut key_id, mut secret, mut token) = (None, None, None);
+        let mut inside = false;
+        for line in text.lines().map(str::trim) {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                inside = name.trim() == profile;
+                continue;
+            }
+            let Some((k, v)) = line.split_once('=').filter(|_| inside) else {
+                continue;
+            };
+            let v = Some(v.trim().to_string());
+            match k.trim() {
+                "aws_access_key_id" => key_id = v,
+                "aws_secret_access_key" => secret = v,
+                "aws_session_token" => token = v,
+                _ => {}
+            }
+        }
+        Some(S3Credentials {
+            key_id: key_id?,
+            secret: secret?,
+            token,
+        })
+    }
+}
+
+/// Requests made, by verb, for measurements (`-v` logs them when the backend is dropped).
+#[derive(Debug, Default)]
+pub struct RequestCounts {
+    /// GET (whole objects and ranges).
+    pub get: AtomicU64,
+    /// PUT (objects, parts).
+    pub put: AtomicU64,
+    /// LIST pages asked for (one per listing call; object_store pages on).
+    pub list: AtomicU64,
+    /// HEAD.
+    pub head: AtomicU64,
+    /// DELETE.
+    pub delete: AtomicU64,
+}
+
+/// A repository in an S3-compatible bucket.
+pub struct S3Backend {
+    loc: S3Location,
+    store: LimitStore<AmazonS3>,
+    creds: S3Credentials,
+    region: String,
+    virtual_host: bool,
+    counts: RequestCounts,
+    /// Last: dropped after the store, whose connections live on it.
+    rt: tokio::runtime::Runtime,
+}
+
+impl S3Backend {
+    /// A client for `loc` with `creds`. The region is `AWS_REGION` (or `AWS_DEFAULT_REGION`,
+    /// else `us-east-1`); requests are path-style unless `AWS_VIRTUAL_HOSTED_STYLE_REQUEST` is
+    /// `true`.
+    ///
+    /// # Errors
+    /// A client that cannot be built (bad endpoint, no TLS roots).
+    pub fn new(loc: S3Location, creds: S3Credentials) -> io::Result<S3Backend> {
+        // reqwest's rustls is built without a default crypto provider: ring, which ureq's
+        // rustls already uses (deprecated in rustls for its lack of post-quantum key exchange;
+        // aws-lc has it, but builds C with cmake). A second install is refused and harmless.
+        #[allow(deprecated)]
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let region = var("AWS_REGION")
+            .or_else(|| var("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".into());
+        let virtual_host = var("AWS_VIRTUAL_HOSTED_STYLE_REQUEST").is_some_and(|v| v == "true");
+        let mut b = AmazonS3Builder::new()
+            .with_endpoint(&loc.endpoint)
+            .with_bucket_name(&loc.bucket)
+            .with_region(&region)
+            .with_access_key_id(&creds.key_id)
+            .with_secret_access_key(&creds.secret)
+            // Client options first: allow_http is one of them.
+            .with_client_options(
+                ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(10))
+                    .with_timeout(Duration::from_secs(300)),
+            )
+            .with_allow_http(loc.endpoint.starts_with("http://"))
+            .with_virtual_hosted_style_request(virtual_host)
+            .with_retry(RetryConfig::default());
+        if let Some(t) = &creds.token {
+            b = b.with_token(t);
+        }
+        let store = b
+            .build()
+            .map_err(|e| io::Error::other(format!("{loc}: {e}")))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("bakfs-s3")
+            .enable_all()
+            .build()?;
+        Ok(S3Backend {
+            loc,
+            store: LimitStore::new(store, MAX_REQUESTS),
+            creds,
+            region,
+            virtual_host,
+            counts: RequestCounts::default(),
+            rt,
+        })
+    }
+
+    /// The location.
+    pub fn s3_location(&self) -> &S3Location {
+        &self.loc
+    }
+
+    /// The requests made so far.
+    pub fn counts(&self) -> &RequestCounts {
+        &self.counts
+    }
+
+    fn count(&self, c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An object_store error as an I/O error that says what was asked and what the server
+    /// answered; refused credentials are `PermissionDenied`.
+    fn err(&self, what: &str, key: &ObjPath, e: object_store::Error) -> io::Error {
+        use object_store::Error as E;
+        let kind = match &e {
+            E::NotFound { .. } => io::ErrorKind::NotFound,
+            E::PermissionDenied { .. } | E::Unauthenticated { .. } => {
+                io::ErrorKind::PermissionDenied
+            }
+            E::AlreadyExists { .. } | E::Precondition { .. } => io::ErrorKind::AlreadyExists,
+            _ => io::ErrorKind::Other,
+        };
+        let hint = if kind == io::ErrorKind::PermissionDenied {
+            format!(
+                " (the server refused access key {:?}: check AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY or the profile, and the bucket's policy)",
+                self.creds.key_id
+            )
+        } else {
+            String::new()
+        };
+        io::Error::new(kind, format!("{what} {key}: {e}{hint}"))
+    }
+
+    /// Whether the bucket exists (a listing of one page at the location's prefix).
+    fn bucket_state(&self) -> io::Result<Occupancy> {
+        self.count(&self.counts.list);
+        let prefix = self.dir_or_root();
+        let mut s = self.store.list(prefix.as_ref());
+        let first = self.rt.block_on(s.next());
+        match first {
+            None => Ok(Occupancy::Empty),
+            Some(Ok(_)) => Ok(Occupancy::Used),
+            // A listing's 404 comes back as a generic error; S3's code for it is stable.
+            Some(Err(e)) if e.to_string().contains("NoSuchBucket") => Ok(Occupancy::NoBucket),
+            Some(Err(object_store::Error::NotFound { .. })) => Ok(Occupancy::NoBucket),
+            Some(Err(e)) => Err(self.err("listing", &prefix.unwrap_or_default(), e)),
+        }
+    }
+
+    fn dir_or_root(&self) -> Option<ObjPath> {
+        (!self.loc.prefix.is_empty()).then(|| ObjPath::from(self.loc.prefix.as_str()))
+    }
+
+    /// Creates the bucket (a signed `PUT /BUCKET`; object_store has no call for it).
+    fn create_bucket(&self) -> io::Result<()> {
+        let url = if self.virtual_host {
+            let (scheme, host) = self.loc.endpoint.split_once("://").unwrap_or(("https", ""));
+            format!("{scheme}://{}.{host}/", self.loc.bucket)
+        } else {
+            format!("{}/{}", self.loc.endpoint, self.loc.bucket)
+        };
+        let body = if self.region == "us-east-1" {
+            String::new()
+        } else {
+            format!(
+                "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+                 <LocationConstraint>{}</LocationConstraint></CreateBucketConfiguration>",
+                self.region
+            )
+        };
+        let mut req = http::Request::put(&url)
+            .body(object_store::client::HttpRequestBody::from(body.clone()))
+            .map_err(io::Error::other)?;
+        let cred = AwsCredential {
+            key_id: self.creds.key_id.clone(),
+            secret_key: self.creds.secret.clone(),
+            token: self.creds.token.clone(),
+        };
+        AwsAuthorizer::new(&cred, "s3", &self.region)
+            .try_authorize(&mut req, None)
+            .map_err(|e| io::Error::other(format!("signing the bucket's creation: {e}")))?;
+        let (parts, _) = req.into_parts();
+        let req = http::Request::from_parts(parts, body);
+        self.count(&self.counts.put);
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .new_agent();
+        let mut resp = agent
+            .run(req)
+            .map_err(|e| io::Error::other(format!("creating bucket {url}: {e}")))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        let kind = match status.as_u16() {
+            401 | 403 => io::ErrorKind::PermissionDenied,
+            409 => io::ErrorKind::AlreadyExists,
+            _ => io::ErrorKind::Other,
+        };
+        Err(io::Error::new(
+            kind,
+            format!("creating bucket {url}: HTTP {status}: {}", text.trim()),
+        ))
+    }
+
+    /// Uploads in parts, aborting the upload on failure so no parts stay billed.
+    async fn put_multipart(&self, key: &ObjPath, data: &[u8]) -> object_store::Result<()> {
+        let upload = self.store.put_multipart(key).await?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        for part in data.chunks(PART_SIZE) {
+            if let Err(e) = w.wait_for_capacity(UPLOADS).await {
+                let _ = w.abort().await;
+                return Err(e);
+            }
+            w.write(part);
+        }
+        match w.finish().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn check_range(&self, key: &ObjPath, range: &Range<u64>) -> io::Error {
+        self.count(&self.counts.head);
+        match self.rt.block_on(self.store.head(key)) {
+            Ok(m) if m.size < range.end => io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{key}: {} bytes, asked for {range:?}", m.size),
+            ),
+            Ok(_) => io::Error::other(format!("{key}: reading {range:?} failed")),
+            Err(e) => self.err("reading", key, e),
+        }
+    }
+}
+
+/// What is at the location.
+enum Occupancy {
+    NoBucket,
+    Empty,
+    Used,
+}
+
+impl Backend for S3Backend {
+    fn location(&self) -> String {
+        self.loc.to_string()
+    }
+
+    /// Creates the bucket if it is missing; refuses a prefix that holds anything.
+    fn create(&self) -> io::Result<()> {
+        match self.bucket_state()? {
+            Occupancy::Empty => Ok(()),
+            Occupancy::NoBucket => {
+                tracing::info!(
+                    "creating bucket {} at {}",
+                    self.loc.bucket,
+                    self.loc.endpoint
+                );
+                self.create_bucket()
+            }
+            Occupancy::Used => Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{}: a repository or other objects are already there",
+                    self.loc
+                ),
+            )),
+        }
+    }
+
+    fn read(&self, kind: FileKind, name: &str) -> io::Result<Vec<u8>> {
+        check_name(kind, name)?;
+        let key = self.loc.key(kind, name);
+        self.count(&self.counts.get);
+        let got = self
+            .rt
+            .block_on(async { self.store.get(&key).await?.bytes().await });
+        match got {
+            Ok(b) => Ok(b.to_vec()),
+            Err(object_store::Error::NotFound { .. })
+                if kind == FileKind::Config
+                    && matches!(self.bucket_state(), Ok(Occupancy::NoBucket)) =>
+            {
+                Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("the bucket {:?} does not exist", self.loc.bucket),
+                ))
+            }
+            Err(e) => Err(self.err("reading", &key, e)),
+        }
+    }
+
+    fn read_range(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<Vec<u8>> {
+        check_name(kind, name)?;
+        let key = self.loc.key(kind, name);
+        let range = offset..offset + len as u64;
+        self.count(&self.counts.get);
+        match self.rt.block_on(self.store.get_range(&key, range.clone())) {
+            Ok(b) if b.len() == len => Ok(b.to_vec()),
+            Ok(_) => Err(self.check_range(&key, &range)),
+            Err(e @ object_store::Error::NotFound { .. }) => Err(self.err("reading", &key, e)),
+            Err(_) => Err(self.check_range(&key, &range)),
+        }
+    }
+
+    fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> io::Result<()> {
+        check_name(kind, name)?;
+        let key = self.loc.key(kind, name);
+        self.count(&self.counts.put);
+        let done = if data.len() > MULTIPART_ABOVE {
+            self.rt.block_on(self.put_multipart(&key, data))
+        } else {
+            let payload = PutPayload::from(bytes::Bytes::copy_from_slice(data));
+            self.rt.block_on(self.store.put(&key, payload)).map(|_| ())
+        };
+        done.map_err(|e| self.err("writing", &key, e))
+    }
+
+    fn list(&self, kind: FileKind) -> io::Result<Vec<String>> {
+        let dir = self.loc.dir(kind);
+        self.count(&self.counts.list);
+        let names: Vec<String> = if kind == FileKind::Config {
+            let listed = self
+                .rt
+                .block_on(self.store.list_with_delimiter(dir.as_ref()));
+            let listed = listed.map_err(|e| self.err("listing", &dir.unwrap_or_default(), e))?;
+            listed
+                .objects
+                .into_iter()
+                .filter_map(|m| m.location.filename().map(String::from))
+                .filter(|n| ROOT_FILES.contains(&n.as_str()))
+                .collect()
+        } else {
+            let metas = self.rt.block_on(async {
+                let mut out = Vec::new();
+                let mut s = self.store.list(dir.as_ref());
+                while let Some(m) = s.next().await {
+                    out.push(m?.location);
+                }
+                Ok::<_, object_store::Error>(out)
+            });
+            let metas = metas.map_err(|e| self.err("listing", &dir.unwrap_or_default(), e))?;
+            metas
+                .into_iter()
+                .filter_map(|p| {
+                    let n = p.filename()?.to_string();
+                    // Only what is where the kind's files live (`data/<xx>/<id>`, `index/<id>`).
+                    (check_name(kind, &n).is_ok() && self.loc.key(kind, &n) == p).then_some(n)
+                })
+                .collect()
+        };
+        let mut names = names;
+        names.sort();
+        Ok(names)
+    }
+
+    fn size(&self, kind: FileKind, name: &str) -> io::Result<u64> {
+        check_name(kind, name)?;
+        let key = self.loc.key(kind, name);
+        self.count(&self.counts.head);
+        self.rt
+            .block_on(self.store.head(&key))
+            .map(|m| m.size)
+            .map_err(|e| self.err("reading", &key, e))
+    }
+
+    fn modified(&self, kind: FileKind, name: &str) -> io::Result<SystemTime> {
+        check_name(kind, name)?;
+        let key = self.loc.key(kind, name);
+        self.count(&self.counts.head);
+        self.rt
+            .block_on(self.store.head(&key))
+            .map(|m| SystemTime::from(m.last_modified))
+            .map_err(|e| self.err("reading", &key, e))
+    }
+
+    fn remove(&self, kind: FileKind, name: &str) -> io::Result<()> {
+        check_name(kind, name)?;
+        let key = self.loc.key(kind, name);
+        self.count(&self.counts.delete);
+        match self.rt.block_on(self.store.delete(&key)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err("removing", &key, e)),
+        }
+    }
+
+    fn write_concurrency(&self) -> usize {
+        UPLOADS
+    }
+}
+
+impl Drop for S3Backend {
+    fn drop(&mut self) {
+        let c = &self.counts;
+        tracing::info!(
+            get = c.get.load(Ordering::Relaxed),
+            put = c.put.load(Ordering::Relaxed),
+            list = c.list.load(Ordering::Relaxed),
+            head = c.head.load(Ordering::Relaxed),
+            delete = c.delete.load(Ordering::Relaxed),
+            "requests to {}",
+            self.loc
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_parse_and_print() {
+        let l = S3Location::parse("http://127.0.0.1:9000/bucket-1/hosts/a").unwrap();
+        assert_eq!(l.endpoint, "http://127.0.0.1:9000");
+        assert_eq!(l.bucket, "bucket-1");
+        assert_eq!(l.prefix, "hosts/a");
+        assert_eq!(l.to_string(), "s3:http://127.0.0.1:9000/bucket-1/hosts/a");
+        let id = "ab".repeat(32);
+        assert_eq!(
+            l.key(FileKind::Pack, &id).as_ref(),
+            format!("hosts/a/data/ab/{id}")
+        );
+        assert_eq!(l.key(FileKind::Config, "config").as_ref(), "hosts/a/config");
+        let root = S3Location::parse("https://s3.example.com/b12").unwrap();
+        assert_eq!(root.prefix, "");
+        assert_eq!(root.key(FileKind::Index, "ff").as_ref(), "index/ff");
+        assert_eq!(root.dir(FileKind::Config), None);
+        for bad in [
+            "127.0.0.1/b",
+            "ftp://h/bucket",
+            "http:///bucket",
+            "http://h",
+            "http://h/B",
+            "http://h/ab",
+            "http://h/bucket/../x",
+            "http://h/bucket/a b",
+            "http://u@h/bucket",
+        ] {
+            assert!(S3Location::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn credentials_come_from_a_profile() {
+        let text = "[default]\naws_access_key_id = A\naws_secret_access_key=B\n\n[ops]\n\
+                    aws_access_key_id=C\n aws_secret_access_key = D \naws_session_token=T\n";
+        let d = S3Credentials::from_profile(text, "default").unwrap();
+        assert_eq!((d.key_id.as_str(), d.secret.as_str()), ("A", "B"));
+        assert!(d.token.is_none());
+        let o = S3Credentials::from_profile(text, "ops").unwrap();
+        assert_eq!((o.key_id.as_str(), o.secret.as_str()), ("C", "D"));
+        assert_eq!(o.token.as_deref(), Some("T"));
+        assert!(S3Credentials::from_profile(text, "none").is_none());
+        assert!(S3Credentials::from_profile("[x]\naws_access_key_id=A\n", "x").is_none());
+    }
+}
