@@ -220,17 +220,20 @@ fn prune_in(
     }
     for n in old_indexes {
         if !written.contains(&n) {
+            lock.check()?;
             repo.backend()
                 .remove(FileKind::Index, &n)
                 .map_err(|e| Error::io(format!("index {n}"), e))?;
         }
     }
     for pid in delete.iter().chain(repack.iter()) {
+        lock.check()?;
         repo.backend()
             .remove(FileKind::Pack, &pid.to_hex())
             .map_err(|e| Error::io(format!("pack {pid}"), e))?;
     }
     for n in &unreferenced {
+        lock.check()?;
         repo.backend()
             .remove(FileKind::Pack, n)
             .map_err(|e| Error::io(format!("pack {n}"), e))?;

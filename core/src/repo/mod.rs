@@ -47,6 +47,9 @@ pub struct Repository {
     misnamed: Mutex<Vec<(String, String)>>,
     /// A medium's copy (see [`crate::medium`]): its index may list packs it does not hold.
     medium: bool,
+    /// The lock this repository is used under (its name and lost flag), once taken with
+    /// [`Repository::lock_shared`] or [`Repository::lock_exclusive`].
+    held: Mutex<Option<(String, Arc<std::sync::atomic::AtomicBool>)>>,
 }
 
 /// Reads and bounds the plaintext `config` (design.md §3.1).
@@ -206,6 +209,7 @@ impl Repository {
             damaged: Mutex::new(Vec::new()),
             misnamed: Mutex::new(Vec::new()),
             medium: false,
+            held: Mutex::new(None),
         }
     }
 

@@ -22,7 +22,57 @@ const INDEX_EVERY_BLOBS: usize = 65_536;
 
 enum WriterMsg {
     Pack(PackId, Vec<u8>, Vec<PackEntry>),
-    Barrier(std::sync::mpsc::SyncSender<()>),
+    /// Every writer thread takes one and waits on it: once all have, every pack sent before is
+    /// durable (a thread takes its next message only after its last write).
+    Barrier(Arc<std::sync::Barrier>),
+}
+
+/// A pack-writer thread: writes the packs it takes until the channel closes.
+fn pack_writer(
+    rx: &Mutex<std::sync::mpsc::Receiver<WriterMsg>>,
+    backend: &dyn crate::repo::backend::Backend,
+    written: &Written,
+) {
+    loop {
+        let msg = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+        let Ok(msg) = msg else { return };
+        let (id, bytes, entries) = match msg {
+            WriterMsg::Barrier(b) => {
+                b.wait();
+                continue;
+            }
+            WriterMsg::Pack(id, bytes, entries) => (id, bytes, entries),
+        };
+        if written
+            .error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+        {
+            continue;
+        }
+        match backend.write(FileKind::Pack, &id.to_hex(), &bytes) {
+            Ok(()) => {
+                written
+                    .packs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(IndexPack {
+                        id,
+                        size: bytes.len() as u64,
+                        blobs: entries,
+                    });
+                let mut spare = written.spare.lock().unwrap_or_else(|p| p.into_inner());
+                if spare.len() < SPARE_PACK_BUFFERS {
+                    spare.push(bytes);
+                }
+            }
+            Err(e) => {
+                *written.error.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(Error::io(format!("writing pack {id}"), e))
+            }
+        }
+    }
 }
 
 /// Shared between the repository and its pack-writer thread.
@@ -48,6 +98,8 @@ pub(super) struct Packing {
     tree_packer: Mutex<Packer>,
     written: Arc<Written>,
     writer: Mutex<Option<std::sync::mpsc::SyncSender<WriterMsg>>>,
+    /// Writer threads started ([`crate::repo::backend::Backend::write_concurrency`]).
+    writers: std::sync::atomic::AtomicUsize,
     /// Packs indexed since [`Repository::take_written`], with sizes.
     indexed: Mutex<Vec<(PackId, u64)>>,
     /// No index file until [`Repository::flush_packs_only`] (prune writes one for all).
@@ -201,9 +253,11 @@ impl Repository {
     }
 
     /// Hands a full pack to the writer thread (started on first use), so that the threads that
-    /// chunk and compress never wait for the disk. At most one pack waits in the queue.
+    /// chunk and compress never wait for the disk. At most one pack waits in the queue, and
+    /// [`crate::repo::backend::Backend::write_concurrency`] are being written.
     fn write_pack(&self, p: Packer) -> Result<()> {
         self.check_writer()?;
+        self.check_lock()?;
         if p.entries.is_empty() {
             return Ok(());
         }
@@ -221,57 +275,19 @@ impl Repository {
                 .unwrap_or_else(|p| p.into_inner());
             if w.is_none() {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<WriterMsg>(1);
-                let backend = self.backend.clone();
-                let written = self.packing.written.clone();
-                std::thread::Builder::new()
-                    .name("bakfs-pack-writer".into())
-                    .spawn(move || {
-                        for msg in rx {
-                            match msg {
-                                WriterMsg::Pack(id, bytes, entries) => {
-                                    if written
-                                        .error
-                                        .lock()
-                                        .unwrap_or_else(|p| p.into_inner())
-                                        .is_some()
-                                    {
-                                        continue;
-                                    }
-                                    match backend.write(FileKind::Pack, &id.to_hex(), &bytes) {
-                                        Ok(()) => {
-                                            written
-                                                .packs
-                                                .lock()
-                                                .unwrap_or_else(|p| p.into_inner())
-                                                .push(IndexPack {
-                                                    id,
-                                                    size: bytes.len() as u64,
-                                                    blobs: entries,
-                                                });
-                                            let mut spare = written
-                                                .spare
-                                                .lock()
-                                                .unwrap_or_else(|p| p.into_inner());
-                                            if spare.len() < SPARE_PACK_BUFFERS {
-                                                spare.push(bytes);
-                                            }
-                                        }
-                                        Err(e) => {
-                                            *written
-                                                .error
-                                                .lock()
-                                                .unwrap_or_else(|p| p.into_inner()) =
-                                                Some(Error::io(format!("writing pack {id}"), e))
-                                        }
-                                    }
-                                }
-                                WriterMsg::Barrier(done) => {
-                                    let _ = done.send(());
-                                }
-                            }
-                        }
-                    })
-                    .map_err(|e| Error::io("starting the pack writer", e))?;
+                let rx = Arc::new(Mutex::new(rx));
+                let threads = self.backend.write_concurrency().max(1);
+                for _ in 0..threads {
+                    let (rx, backend) = (rx.clone(), self.backend.clone());
+                    let written = self.packing.written.clone();
+                    std::thread::Builder::new()
+                        .name("bakfs-pack-writer".into())
+                        .spawn(move || pack_writer(&rx, backend.as_ref(), &written))
+                        .map_err(|e| Error::io("starting the pack writer", e))?;
+                }
+                self.packing
+                    .writers
+                    .store(threads, std::sync::atomic::Ordering::Relaxed);
                 *w = Some(tx);
             }
             w.clone()
@@ -304,10 +320,15 @@ impl Repository {
 
     /// Waits until every pack handed to the writer is durable; returns them.
     fn drain_writer(&self) -> Result<Vec<IndexPack>> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.send(WriterMsg::Barrier(tx))?;
-        rx.recv()
-            .map_err(|_| Error::Invalid("pack writer stopped".into()))?;
+        // Starts the writers if none ran yet, so that their number is known.
+        let first = Arc::new(std::sync::Barrier::new(1));
+        self.send(WriterMsg::Barrier(first))?;
+        let n = self.packing.writers.load(Ordering::Relaxed);
+        let all = Arc::new(std::sync::Barrier::new(n + 1));
+        for _ in 0..n {
+            self.send(WriterMsg::Barrier(all.clone()))?;
+        }
+        all.wait();
         self.check_writer()?;
         Ok(std::mem::take(
             &mut *self

@@ -17,6 +17,7 @@ impl Repository {
     /// # Errors
     /// I/O errors.
     pub fn save_snapshot(&self, s: &Snapshot) -> Result<SnapshotId> {
+        self.check_lock()?;
         let bytes = format::seal_snapshot(&self.keys, s);
         let id = SnapshotId::hash_of(&bytes);
         self.backend
@@ -121,6 +122,7 @@ impl Repository {
     /// # Errors
     /// I/O errors.
     pub fn remove_snapshot(&self, id: &SnapshotId) -> Result<()> {
+        self.check_lock()?;
         self.backend
             .remove(FileKind::Snapshot, &id.to_hex())
             .map_err(|e| Error::io(format!("snapshot {id}"), e))

@@ -499,6 +499,7 @@ impl Repository {
     /// # Errors
     /// I/O errors.
     pub fn write_index(&self, idx: &IndexFile) -> Result<IndexId> {
+        self.check_lock()?;
         let bytes = format::seal_index(&self.keys, idx);
         let id = IndexId::hash_of(&bytes);
         self.backend
