@@ -56,6 +56,8 @@ pub struct Env {
     pub dir: tempfile::TempDir,
     pub repo: PathBuf,
     pub state: PathBuf,
+    /// Environment variables every command gets (S3 credentials, say).
+    pub vars: Vec<(String, String)>,
 }
 
 impl Default for Env {
@@ -73,7 +75,12 @@ impl Env {
             .unwrap();
         let repo = dir.path().join("repo");
         let state = dir.path().join("state");
-        Self { dir, repo, state }
+        Self {
+            dir,
+            repo,
+            state,
+            vars: Vec::new(),
+        }
     }
 
     /// A fresh environment with an initialised repository.
@@ -99,6 +106,7 @@ impl Env {
             .env_remove("BAKFS_PASSWORD_FILE")
             .env_remove("BAKFS_CONFIG")
             .env("XDG_CONFIG_HOME", self.dir.path().join("no-config"))
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         c
     }

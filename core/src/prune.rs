@@ -239,6 +239,7 @@ fn prune_in(
             .map_err(|e| Error::io(format!("pack {n}"), e))?;
     }
     repo.load_index()?;
+    repo.sweep_remote_cache(None);
     Ok(rep)
 }
 

@@ -6,6 +6,7 @@ pub use index::{cache_root, Marks};
 mod keys;
 pub mod lock;
 mod packer;
+mod remote_cache;
 mod snapshots;
 pub mod walk;
 
@@ -50,6 +51,8 @@ pub struct Repository {
     /// The lock this repository is used under (its name and lost flag), once taken with
     /// [`Repository::lock_shared`] or [`Repository::lock_exclusive`].
     held: Mutex<Option<(String, Arc<std::sync::atomic::AtomicBool>)>>,
+    /// Copies of manifests and tree packs of a remote repository (see `remote_cache.rs`).
+    remote_cache: Option<remote_cache::RemoteCache>,
 }
 
 /// Reads and bounds the plaintext `config` (design.md §3.1).
@@ -198,7 +201,7 @@ impl Repository {
     ) -> Repository {
         let keys = master.derive();
         let chunker = Chunker::new(keys.chunker_seed(), config.chunker);
-        Repository {
+        let mut repo = Repository {
             backend,
             config,
             keys,
@@ -210,6 +213,36 @@ impl Repository {
             misnamed: Mutex::new(Vec::new()),
             medium: false,
             held: Mutex::new(None),
+            remote_cache: None,
+        };
+        if repo.backend.remote() {
+            repo.remote_cache = repo
+                .cache_dir()
+                .map(|d| remote_cache::RemoteCache::new(d.join("remote-v1")));
+        }
+        repo
+    }
+
+    /// Reads a snapshot manifest, from this host's copy for a remote repository.
+    fn read_manifest(&self, name: &str) -> std::io::Result<Vec<u8>> {
+        match &self.remote_cache {
+            Some(c) => c.read(self.backend.as_ref(), FileKind::Snapshot, name),
+            None => self.backend.read(FileKind::Snapshot, name),
+        }
+    }
+
+    /// Removes this host's copies of manifests and packs the repository no longer has.
+    pub(crate) fn sweep_remote_cache(&self, snapshots: Option<&[String]>) {
+        let Some(c) = &self.remote_cache else { return };
+        if let Some(names) = snapshots {
+            c.retain(FileKind::Snapshot, &names.iter().cloned().collect());
+        } else {
+            let packs = self
+                .indexed_packs()
+                .into_keys()
+                .map(|p| p.to_hex())
+                .collect();
+            c.retain(FileKind::Pack, &packs);
         }
     }
 
@@ -307,22 +340,21 @@ impl Repository {
 
     fn read_sealed(&self, loc: &BlobLocation) -> Result<Vec<u8>> {
         let e = &loc.entry;
-        self.backend
-            .read_range(
-                FileKind::Pack,
-                &loc.pack.to_hex(),
-                e.offset as u64,
-                e.length as usize,
-            )
-            .map_err(|err| match err.kind() {
-                std::io::ErrorKind::NotFound => {
-                    Error::damaged(format!("pack {}", loc.pack), "missing")
-                }
-                std::io::ErrorKind::UnexpectedEof => {
-                    Error::damaged(format!("pack {}", loc.pack), "truncated")
-                }
-                _ => Error::io(format!("pack {}", loc.pack), err),
-            })
+        let (pack, offset, len) = (loc.pack.to_hex(), e.offset as u64, e.length as usize);
+        let read = match &self.remote_cache {
+            // Trees are read again by every re-backup, listing and mount: kept on this host.
+            Some(c) if e.kind == format::BlobKind::Tree => {
+                c.read_pack_range(self.backend.as_ref(), &pack, offset, len)
+            }
+            _ => self.backend.read_range(FileKind::Pack, &pack, offset, len),
+        };
+        read.map_err(|err| match err.kind() {
+            std::io::ErrorKind::NotFound => Error::damaged(format!("pack {}", loc.pack), "missing"),
+            std::io::ErrorKind::UnexpectedEof => {
+                Error::damaged(format!("pack {}", loc.pack), "truncated")
+            }
+            _ => Error::io(format!("pack {}", loc.pack), err),
+        })
     }
 
     /// Reads a tree.

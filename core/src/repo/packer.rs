@@ -100,10 +100,34 @@ pub(super) struct Packing {
     writer: Mutex<Option<std::sync::mpsc::SyncSender<WriterMsg>>>,
     /// Writer threads started ([`crate::repo::backend::Backend::write_concurrency`]).
     writers: std::sync::atomic::AtomicUsize,
+    /// Their handles, joined when the repository is dropped (so that the backend they hold is
+    /// dropped before the process exits).
+    handles: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Packs indexed since [`Repository::take_written`], with sizes.
     indexed: Mutex<Vec<(PackId, u64)>>,
     /// No index file until [`Repository::flush_packs_only`] (prune writes one for all).
     hold_index: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for Packing {
+    /// Closes the writers' channel and waits for them (they write nothing more: a pack still
+    /// queued was never flushed, so no index lists it).
+    fn drop(&mut self) {
+        drop(
+            self.writer
+                .get_mut()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
+        for h in self
+            .handles
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            let _ = h.join();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -280,10 +304,15 @@ impl Repository {
                 for _ in 0..threads {
                     let (rx, backend) = (rx.clone(), self.backend.clone());
                     let written = self.packing.written.clone();
-                    std::thread::Builder::new()
+                    let h = std::thread::Builder::new()
                         .name("bakfs-pack-writer".into())
                         .spawn(move || pack_writer(&rx, backend.as_ref(), &written))
                         .map_err(|e| Error::io("starting the pack writer", e))?;
+                    self.packing
+                        .handles
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(h);
                 }
                 self.packing
                     .writers

@@ -41,7 +41,7 @@ impl Repository {
             .par_iter()
             .filter_map(|n| SnapshotId::from_hex(n).ok().map(|id| (id, n)))
             .filter_map(|(id, n)| {
-                let raw = match self.backend.read(FileKind::Snapshot, n) {
+                let raw = match self.read_manifest(n) {
                     Ok(raw) => raw,
                     // Forgotten between the listing and the read (`forget` runs beside
                     // backups): no longer a snapshot.
@@ -56,6 +56,7 @@ impl Repository {
                 Some((n.clone(), r, misnamed))
             })
             .collect();
+        self.sweep_remote_cache(Some(&names));
         // Names that are no snapshot id at all (shorter hex, dashes) are not read, but said.
         let misnamed = names
             .iter()

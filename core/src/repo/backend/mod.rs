@@ -130,6 +130,11 @@ pub trait Backend: Send + Sync {
     fn persistent(&self) -> bool {
         true
     }
+    /// Whether each read is a request over a network (a bucket): the repository then keeps
+    /// copies of manifests and tree packs in this host's cache (design.md §4.5).
+    fn remote(&self) -> bool {
+        false
+    }
     /// Makes the place ready for a new repository (a local directory gets its layout).
     ///
     /// # Errors

@@ -451,6 +451,10 @@ impl Backend for S3Backend {
         self.loc.to_string()
     }
 
+    fn remote(&self) -> bool {
+        true
+    }
+
     /// Creates the bucket if it is missing; refuses a prefix that holds anything.
     fn create(&self) -> io::Result<()> {
         match self.bucket_state()? {

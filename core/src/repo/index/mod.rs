@@ -50,6 +50,22 @@ pub fn cache_root() -> Option<PathBuf> {
         .or_else(|| env("HOME").map(|d| d.join(".cache/bakfs")))
 }
 
+impl Repository {
+    /// This host's cache directory for this repository at this location, under [`cache_root`]:
+    /// `<root>/<repository id>/<16 hex digits of the location's hash>`.
+    pub(crate) fn cache_dir(&self) -> Option<PathBuf> {
+        // The same directory however it was named (relative, through a link).
+        let at = self.backend.location();
+        let at = std::fs::canonicalize(&at).map_or(at, |p| p.display().to_string());
+        let place = blake3::hash(at.as_bytes());
+        Some(
+            cache_root()?
+                .join(self.config.id.to_hex())
+                .join(&place.to_hex()[..16]),
+        )
+    }
+}
+
 impl IndexState {
     /// The first usable record of `id`, newest table first.
     fn find(&self, id: &BlobId) -> Option<BlobLocation> {
@@ -98,15 +114,8 @@ impl Repository {
     /// where the cache cannot be made.
     fn open_store(&self) -> Result<Store> {
         if self.backend.persistent() {
-            if let Some(root) = cache_root() {
-                // The same directory however it was named (relative, through a link).
-                let at = self.backend.location();
-                let at = std::fs::canonicalize(&at).map_or(at, |p| p.display().to_string());
-                let place = blake3::hash(at.as_bytes());
-                let dir = root
-                    .join(self.config.id.to_hex())
-                    .join(&place.to_hex()[..16])
-                    .join("index-v1");
+            if let Some(dir) = self.cache_dir() {
+                let dir = dir.join("index-v1");
                 match Store::open(dir.clone(), false) {
                     Ok(s) => return Ok(s),
                     Err(e) => tracing::warn!(

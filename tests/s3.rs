@@ -1,0 +1,348 @@
+//! Repositories in an S3 bucket, through the real `bakfs` binary against a real S3 server
+//! (s3s-fs on 127.0.0.1): round trips, request counts, refused credentials, a missing bucket,
+//! unknown schemes, injected 503s and a slow server, the server killed mid-backup, several hosts
+//! at once with a prune, and locks judged by the server's clock.
+#![allow(clippy::unwrap_used)]
+
+#[path = "s3_harness.rs"]
+mod s3_harness;
+
+use std::fs;
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use bakfs_e2e::{both, rsync_diff, write_random, Env};
+use s3_harness::{age_object, have_s3, FaultProxy, S3Server, ACCESS_KEY, SECRET_KEY};
+
+/// An environment whose repository is `location`, with the server's credentials.
+fn s3_env(location: &str) -> Env {
+    let mut e = Env::new();
+    e.repo = location.into();
+    e.vars = vec![
+        ("AWS_ACCESS_KEY_ID".into(), ACCESS_KEY.into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), SECRET_KEY.into()),
+        ("AWS_REGION".into(), "us-east-1".into()),
+    ];
+    e
+}
+
+/// A small tree: random files (some sharing content), a nested directory, a symlink.
+fn tree(e: &Env, name: &str, seed: u64) -> std::path::PathBuf {
+    let src = e.path(name);
+    fs::create_dir_all(src.join("etc/keys")).unwrap();
+    write_random(&src.join("big.bin"), 6 << 20, seed);
+    write_random(&src.join("etc/keys/node.skey"), 4096, seed + 1);
+    write_random(&src.join("shared.bin"), 2 << 20, 7);
+    fs::write(src.join("etc/notes.txt"), format!("host {name}\n")).unwrap();
+    std::os::unix::fs::symlink("etc/notes.txt", src.join("link")).unwrap();
+    src
+}
+
+fn restore_equal(e: &Env, snapshot: &str, src: &Path) {
+    let target = e.path(&format!("restore-{snapshot}"));
+    e.ok(&[
+        "restore",
+        snapshot,
+        "--target",
+        target.to_str().unwrap(),
+        "--verify",
+    ]);
+    let restored = target.join(src.strip_prefix("/").unwrap());
+    assert_eq!(rsync_diff(src, &restored), "", "restored tree differs");
+}
+
+/// The request counts the backend logs at `-v` when it is dropped.
+fn requests(o: &Output) -> (u64, u64, u64) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.contains("requests to s3:"))
+        .unwrap_or_else(|| panic!("no request counts in:\n{err}"));
+    let count = |k: &str| -> u64 {
+        let at = line.find(&format!("{k}=")).unwrap() + k.len() + 1;
+        line[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (count("get"), count("put"), count("list"))
+}
+
+#[test]
+fn a_bucket_repository_round_trips() {
+    if !have_s3("a_bucket_repository_round_trips") {
+        return;
+    }
+    let s = S3Server::start();
+    let e = s3_env(&s.location("backups/hosts/validator-1"));
+    let out = e.ok(&["init"]);
+    assert!(out.contains("created repository"), "{out}");
+    assert!(s.root().join("backups").is_dir(), "init made no bucket");
+    // A second init into the same prefix is refused.
+    let err = e.fails(&["init"], 1);
+    assert!(err.contains("already there"), "{err}");
+
+    let src = tree(&e, "src", 1);
+    let first = e.json(&["backup", src.to_str().unwrap()]);
+    assert_eq!(first["summary"]["incomplete"], false);
+    // Objects keep the local layout under the prefix.
+    let prefix = s.root().join("backups/hosts/validator-1");
+    for d in ["config", "keys", "index", "snapshots", "data"] {
+        assert!(prefix.join(d).exists(), "no {d} under the prefix");
+    }
+
+    // An unchanged re-backup reads little and writes little.
+    let o = e
+        .cmd()
+        .args(["-v", "backup", src.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", both(&o));
+    let (get, put, list) = requests(&o);
+    // config, key, the lock's own listing: manifests and trees come from this host's cache.
+    assert!(get <= 5, "unchanged backup: {get} GETs");
+    assert!(put <= 4, "unchanged backup: {put} PUTs");
+    assert!(list <= 8, "unchanged backup: {list} LISTs");
+
+    let o = e.cmd().args(["-v", "ls", "latest"]).output().unwrap();
+    assert!(o.status.success(), "{}", both(&o));
+    assert!(requests(&o).0 <= 3, "ls read trees again: {}", both(&o));
+    let snaps = e.json(&["snapshots"]);
+    assert_eq!(snaps.as_array().unwrap().len(), 2);
+    let check = e.run(&["check", "--read-data"]);
+    assert!(check.status.success(), "{}", both(&check));
+    restore_equal(&e, "latest", &src);
+
+    // Forget and prune remove what only the first snapshot held.
+    fs::remove_file(src.join("big.bin")).unwrap();
+    e.ok(&["backup", src.to_str().unwrap()]);
+    let oldest = snaps[0]["id"].as_str().unwrap().to_string();
+    let newer = snaps[1]["id"].as_str().unwrap().to_string();
+    e.ok(&["forget", &oldest, &newer]);
+    let pruned = e.json(&["prune"]);
+    assert!(
+        pruned["report"]["bytes_freed"].as_u64().unwrap() > 1 << 20,
+        "{pruned}"
+    );
+    let check = e.run(&["check", "--read-data"]);
+    assert!(check.status.success(), "{}", both(&check));
+    restore_equal(&e, "latest", &src);
+    // No lock left behind.
+    assert_eq!(
+        fs::read_dir(prefix.join("locks")).map_or(0, |d| d.count()),
+        0
+    );
+}
+
+#[test]
+fn refused_credentials_a_missing_bucket_and_unknown_schemes_are_clear() {
+    if !have_s3("refused_credentials_a_missing_bucket_and_unknown_schemes_are_clear") {
+        return;
+    }
+    let s = S3Server::start();
+    let mut e = s3_env(&s.location("bkt/r"));
+    e.ok(&["init"]);
+
+    let mut wrong = s3_env(&s.location("bkt/r"));
+    wrong.vars[1].1 = "not-the-secret".into();
+    let err = wrong.fails(&["snapshots"], 14);
+    assert!(err.contains("refused access key"), "{err}");
+
+    let missing = s3_env(&s.location("no-such-bucket/r"));
+    let err = missing.fails(&["snapshots"], 10);
+    assert!(err.contains("\"no-such-bucket\" does not exist"), "{err}");
+
+    e.vars.clear();
+    let err = e.fails(&["snapshots"], 1);
+    assert!(err.contains("no S3 credentials"), "{err}");
+
+    // A scheme bakfs does not know is refused, and nothing is made in the working directory.
+    let cwd = e.path("cwd");
+    fs::create_dir_all(&cwd).unwrap();
+    for loc in ["gs://bucket/repo", "sftp:host:/srv/repo", "rest:http://h/"] {
+        let o = e
+            .cmd()
+            .current_dir(&cwd)
+            .env("BAKFS_REPO", loc)
+            .arg("init")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{loc}: {}", both(&o));
+        assert!(
+            both(&o).contains("does not know the repository scheme"),
+            "{loc}: {}",
+            both(&o)
+        );
+    }
+    assert_eq!(
+        fs::read_dir(&cwd).unwrap().count(),
+        0,
+        "init made a directory"
+    );
+    // A malformed s3: location is named.
+    let err = s3_env("s3:127.0.0.1/bkt").fails(&["snapshots"], 1);
+    assert!(err.contains("no endpoint"), "{err}");
+}
+
+#[test]
+fn retries_ride_out_503s_and_a_slow_server() {
+    if !have_s3("retries_ride_out_503s_and_a_slow_server") {
+        return;
+    }
+    let s = S3Server::start();
+    let proxy = FaultProxy::start(s.port());
+    let e = s3_env(&proxy.location("bkt/r"));
+    e.ok(&["init"]);
+    proxy
+        .faults
+        .every_nth_503
+        .store(3, std::sync::atomic::Ordering::Relaxed);
+    proxy
+        .faults
+        .delay_ms
+        .store(20, std::sync::atomic::Ordering::Relaxed);
+    let src = tree(&e, "src", 3);
+    e.ok(&["backup", src.to_str().unwrap()]);
+    let check = e.run(&["check", "--read-data"]);
+    assert!(check.status.success(), "{}", both(&check));
+    restore_equal(&e, "latest", &src);
+    let refused = proxy
+        .faults
+        .refused
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(refused >= 5, "only {refused} requests were refused");
+}
+
+#[test]
+fn a_server_killed_mid_backup_loses_nothing() {
+    if !have_s3("a_server_killed_mid_backup_loses_nothing") {
+        return;
+    }
+    let mut s = S3Server::start();
+    let e = s3_env(&s.location("bkt/r"));
+    e.ok(&["init"]);
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..12 {
+        write_random(&src.join(format!("f{i}")), 8 << 20, 100 + i);
+    }
+    let child = e
+        .cmd()
+        .args(["backup", src.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    s.kill();
+    std::thread::sleep(Duration::from_millis(1500));
+    s.restart();
+    let o = child.wait_with_output().unwrap();
+    // Retries carry it over a short outage; if they do not, it fails and says why.
+    if !o.status.success() {
+        assert!(
+            both(&o).contains("writing") || both(&o).contains("error"),
+            "{}",
+            both(&o)
+        );
+    }
+    let check = e.run(&["check", "--read-data"]);
+    assert!(check.status.success(), "{}\n{}", both(&check), s.log());
+    e.ok(&["unlock"]);
+    e.ok(&["backup", src.to_str().unwrap()]);
+    restore_equal(&e, "latest", &src);
+}
+
+#[test]
+fn hosts_back_up_at_once_while_one_prunes() {
+    if !have_s3("hosts_back_up_at_once_while_one_prunes") {
+        return;
+    }
+    let s = S3Server::start();
+    let loc = s.location("fleet/repo");
+    let admin = s3_env(&loc);
+    admin.ok(&["init"]);
+    let old = tree(&admin, "old", 50);
+    let made = admin.json(&["backup", old.to_str().unwrap(), "--host", "old-host"]);
+    admin.ok(&["forget", made["id"].as_str().unwrap()]);
+
+    let hosts: Vec<(Env, std::path::PathBuf, String)> = (0..4)
+        .map(|i| {
+            let e = s3_env(&loc);
+            let src = tree(&e, &format!("src{i}"), 10 + i);
+            (e, src, format!("host-{i}"))
+        })
+        .collect();
+    let backups: Vec<_> = hosts
+        .iter()
+        .map(|(e, src, host)| {
+            e.cmd()
+                .args(["backup", src.to_str().unwrap(), "--host", host])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let prune = admin.run(&["prune"]);
+    let mut done = 0;
+    for (b, (_, _, host)) in backups.into_iter().zip(&hosts) {
+        let o = b.wait_with_output().unwrap();
+        // A backup runs beside the others; prune's exclusive lock may turn one away (exit 11),
+        // never half-done.
+        match o.status.code() {
+            Some(0) => done += 1,
+            Some(11) => {}
+            _ => panic!("{host}: {}", both(&o)),
+        }
+    }
+    assert!(
+        matches!(prune.status.code(), Some(0) | Some(11)),
+        "{}",
+        both(&prune)
+    );
+    assert!(done >= 1, "no backup ran");
+    let check = admin.run(&["check", "--read-data"]);
+    assert!(check.status.success(), "{}", both(&check));
+    // Every host's snapshot that was made restores exactly.
+    for (e, src, host) in &hosts {
+        let listed = e.json(&["snapshots", "--host", host]);
+        if let Some(snap) = listed.as_array().unwrap().last() {
+            restore_equal(e, snap["id"].as_str().unwrap(), src);
+        }
+    }
+    // A prune afterwards, with no backup running, takes the lock and keeps every snapshot whole.
+    admin.ok(&["prune"]);
+    let check = admin.run(&["check", "--read-data"]);
+    assert!(check.status.success(), "{}", both(&check));
+}
+
+#[test]
+fn a_stale_lock_is_judged_by_the_servers_clock() {
+    if !have_s3("a_stale_lock_is_judged_by_the_servers_clock") {
+        return;
+    }
+    let s = S3Server::start();
+    let e = s3_env(&s.location("bkt/r"));
+    e.ok(&["init"]);
+    // Another host's exclusive lock; its own clock says it was taken now.
+    let name = "ab".repeat(16);
+    let lock = s.object("bkt", &format!("r/locks/{name}"));
+    fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    let info = serde_json::json!({"exclusive": true, "host": "far-away", "pid": 1,
+        "time_ns": 4_102_444_800_000_000_000i64, "purpose": "prune"});
+    fs::write(&lock, info.to_string()).unwrap();
+    let src = tree(&e, "src", 9);
+    let err = e.fails(&["backup", src.to_str().unwrap()], 11);
+    assert!(err.contains("far-away"), "{err}");
+    // Not renewed for an hour by the server's clock: stale, whatever its holder's clock said.
+    age_object(&lock, Duration::from_secs(3600));
+    let o = e.run(&["backup", src.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", both(&o));
+    assert!(both(&o).contains("ignoring stale lock"), "{}", both(&o));
+    e.ok(&["unlock"]);
+    assert!(!lock.exists(), "unlock left the stale lock");
+}
