@@ -1066,14 +1066,22 @@ fn backup_and_prune_started_together() {
 }
 
 fn write_lock(e: &Env, exclusive: bool, pid: u32) -> PathBuf {
+    write_lock_as(e, exclusive, false, pid)
+}
+
+fn write_lock_as(e: &Env, exclusive: bool, prune: bool, pid: u32) -> PathBuf {
     let info = bakfs_core::repo::lock::LockInfo {
         exclusive,
+        prune,
         host: bakfs_core::repo::lock::hostname(),
         pid,
         time_ns: bakfs_core::timefmt::now_ns(),
         purpose: "e2e test".into(),
     };
-    let name = format!("{:032x}", u128::from(pid) * 7919 + u128::from(exclusive));
+    let name = format!(
+        "{:032x}",
+        u128::from(pid) * 7919 + u128::from(exclusive) + 2 * u128::from(prune)
+    );
     let p = e.repo.join("locks").join(name);
     fs::write(&p, serde_json::to_vec(&info).unwrap()).unwrap();
     p
@@ -1126,13 +1134,19 @@ fn lock_of_a_live_process_blocks_and_a_dead_one_does_not() {
     );
     assert!(!lock.exists());
 
-    // A shared lock of a live process lets backups run but stops prune.
+    // A shared lock of a live process lets backups and prune run: what its holder may still
+    // use waits for a later prune (design.md §4.3).
     let lock = write_lock(&e, false, me);
     backup(&e, &src);
     restore_exact(&e, &s0, &src, &src);
+    e.ok(&["prune"]);
+    fs::remove_file(&lock).unwrap();
+    // A prune lock of a live process lets backups run and stops another prune.
+    let lock = write_lock_as(&e, false, true, me);
+    backup(&e, &src);
     let err = e.fails(&["prune"], 11);
     assert!(
-        err.contains(&format!("a shared lock held by pid {me}")),
+        err.contains(&format!("a prune lock held by pid {me}")),
         "{err}"
     );
     fs::remove_file(&lock).unwrap();

@@ -148,7 +148,7 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
     // Absent packs some snapshot needs (the walk below is sequential).
     let needed_absent: std::cell::RefCell<HashSet<PackId>> = Default::default();
     let bad_blob = |id: &BlobId| -> Option<String> {
-        match repo.locate(id) {
+        match repo.locate_for_read(id) {
             None => Some("not in the index".into()),
             Some(l) if absent.contains(&l.pack) => {
                 needed_absent.borrow_mut().insert(l.pack);

@@ -512,7 +512,7 @@ fn verify_file(ctx: &Ctx, n: &Node, path: &Path) -> Result<()> {
     for id in &n.content {
         let len = ctx
             .repo
-            .locate(id)
+            .locate_for_read(id)
             .map(|l| l.entry.raw_len as usize)
             .unwrap_or(0);
         let mut buf = vec![0u8; len];

@@ -245,7 +245,8 @@ pub fn prune(ctx: &Ctx, dry_run: bool) -> Result<u8> {
 
 fn prune_repo(ctx: &Ctx, repo: &bakfs_core::repo::Repository, dry_run: bool) -> Result<u8> {
     // The index is read again under the lock: a backup may have finished since the open.
-    let lock = repo.lock_exclusive("prune")?;
+    // Backups go on beside it (design.md §4.3).
+    let lock = repo.lock_prune("prune")?;
     let mode = if dry_run {
         prn::PruneMode::DryRun
     } else {
@@ -277,6 +278,18 @@ fn prune_repo(ctx: &Ctx, repo: &bakfs_core::repo::Repository, dry_run: bool) -> 
             crate::progress::mib(rep.bytes_freed),
             rep.packs_before
         );
+        if rep.packs_deferred > 0 {
+            println!(
+                "{} packs are deleted by a later prune: processes that may still use them were running",
+                rep.packs_deferred
+            );
+        }
+        if rep.packs_restored > 0 {
+            println!(
+                "{} packs an earlier prune took out of the index were indexed again: newer snapshots need them",
+                rep.packs_restored
+            );
+        }
     }
     Ok(0)
 }

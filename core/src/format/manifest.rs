@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::pack::PackEntry;
-use super::{INDEX_AD, SNAPSHOT_AD};
+use super::{CONDEMNED_AD, INDEX_AD, SNAPSHOT_AD};
 use crate::error::{Error, Result};
 use crate::format::crypto::Keys;
 use crate::format::id::{BlobId, PackId, SnapshotId};
@@ -73,6 +73,45 @@ pub struct Summary {
     pub incomplete: bool,
     /// Seconds the run took.
     pub duration_s: f64,
+}
+
+/// What a prune took out of the index and will delete once no process that could still use it
+/// runs: a file in `condemned/` (design.md §4.3). Sealed like an index file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Condemned {
+    /// When written (the prune's clock; for people).
+    pub time_ns: i64,
+    /// The locks other processes held when the packs left the index: those processes may have
+    /// read the index before, and may still refer to the packs' blobs.
+    pub locks: Vec<String>,
+    /// The snapshots the prune marked from (hex ids); later ones are walked again.
+    pub snapshots: Vec<String>,
+    /// Packs taken out of the index, with their blobs (to index again if a snapshot made
+    /// meanwhile needs one).
+    pub packs: Vec<IndexPack>,
+    /// Packs no index listed (hex ids): deleted unless their writer has indexed them since.
+    pub unindexed: Vec<String>,
+}
+
+/// Seals a condemnation record.
+pub fn seal_condemned(keys: &Keys, c: &Condemned) -> Vec<u8> {
+    let plain = postcard::to_stdvec(c).unwrap_or_default();
+    let z = zstd::bulk::compress(&plain, 3).unwrap_or(plain);
+    keys.seal(&z, CONDEMNED_AD)
+}
+
+/// Opens a condemnation record.
+///
+/// # Errors
+/// [`Error::Damaged`] on authentication or decoding failure.
+pub fn open_condemned(keys: &Keys, name: &str, b: &[u8]) -> Result<Condemned> {
+    let what = || format!("condemned {name}");
+    let c = keys
+        .open(b, CONDEMNED_AD)
+        .map_err(|e| Error::damaged(what(), e.to_string()))?;
+    let plain =
+        zstd::stream::decode_all(&c[..]).map_err(|e| Error::damaged(what(), e.to_string()))?;
+    postcard::from_bytes(&plain).map_err(|e| Error::damaged(what(), e.to_string()))
 }
 
 /// Seals an index file.

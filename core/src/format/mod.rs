@@ -15,8 +15,8 @@ pub mod paper;
 pub mod tree;
 
 pub use blob::{open_blob_into, seal_blob, BlobKind};
-pub use manifest::{open_index, open_snapshot, seal_index, seal_snapshot};
-pub use manifest::{IndexFile, IndexPack, Snapshot, Summary};
+pub use manifest::{open_condemned, open_index, open_snapshot, seal_index, seal_snapshot};
+pub use manifest::{seal_condemned, Condemned, IndexFile, IndexPack, Snapshot, Summary};
 pub use pack::{finish_pack, read_pack_header, PackEntry};
 pub use tree::{is_safe_name, Node, NodeKind, Tree};
 
@@ -44,3 +44,4 @@ pub struct Config {
 pub(crate) const PACK_HEADER_AD: &[u8] = b"bakfs pack header v1";
 pub(crate) const INDEX_AD: &[u8] = b"bakfs index v1";
 pub(crate) const SNAPSHOT_AD: &[u8] = b"bakfs snapshot v1";
+pub(crate) const CONDEMNED_AD: &[u8] = b"bakfs condemned v1";

@@ -310,7 +310,7 @@ impl Repository {
     /// missing; I/O errors.
     pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
         let loc = self
-            .locate(id)
+            .locate_for_read(id)
             .ok_or_else(|| Error::damaged(format!("blob {id}"), "not in the index"))?;
         self.read_blob_at(&loc)
     }

@@ -201,7 +201,7 @@ impl Vfs {
             // A prune may have moved the chunk since the file's chunk table was made: read
             // the index again if it changed, and the chunk from where it is now.
             self.reload_index_if_changed();
-            if let Some(loc) = self.repo.locate(&c.id) {
+            if let Some(loc) = self.repo.locate_for_read(&c.id) {
                 if loc.pack != c.loc.pack || loc.entry.offset != c.loc.entry.offset {
                     r = self.repo.read_blob_into(&loc, ChunkBuf::zeroed);
                 }

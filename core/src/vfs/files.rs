@@ -63,7 +63,7 @@ impl Vfs {
         let mut pos = 0u64;
         let mut known_end = u64::MAX;
         for id in &node.content {
-            let Some(loc) = self.repo.locate(id) else {
+            let Some(loc) = self.repo.locate_for_read(id) else {
                 tracing::error!(
                     "{}: chunk {} is not in the index; reads from byte {pos} on fail",
                     self.path_of(ino),

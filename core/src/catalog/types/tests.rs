@@ -69,7 +69,15 @@ fn stored_texts_never_change() {
     assert_eq!(texts(DrillMode::ALL, DrillMode::as_str), ["sample", "full"]);
     assert_eq!(
         texts(&FileKind::ALL, FileKind::as_str),
-        ["config", "key", "pack", "index", "snapshot", "lock"]
+        [
+            "config",
+            "key",
+            "pack",
+            "index",
+            "snapshot",
+            "lock",
+            "condemned"
+        ]
     );
 }
 

@@ -135,6 +135,11 @@ impl Backend for LocalBackend {
         check_name(kind, name)?;
         let path = self.path(kind, name);
         let dir = path.parent().unwrap_or(&self.root);
+        // `condemned/` is newer than the layout of older repositories: made on first use.
+        if kind == FileKind::Condemned && !dir.exists() {
+            fs::create_dir_all(dir)?;
+            fsio::sync_dir(&self.root)?;
+        }
         fsio::write_atomic(dir, name, Durability::Synced, Writers::Many, |f| {
             f.write_all(data)
         })

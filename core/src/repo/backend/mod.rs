@@ -37,6 +37,9 @@ pub enum FileKind {
     Snapshot,
     /// `locks/`.
     Lock,
+    /// `condemned/`: packs a prune took out of the index, deleted by a later step once no
+    /// process that could still use them runs (design.md §4.3).
+    Condemned,
 }
 
 /// The names a [`FileKind::Config`] file may have.
@@ -44,13 +47,14 @@ pub const ROOT_FILES: [&str; 3] = ["config", "medium.json", "ledger.json"];
 
 impl FileKind {
     /// Every kind.
-    pub const ALL: [FileKind; 6] = [
+    pub const ALL: [FileKind; 7] = [
         FileKind::Config,
         FileKind::Key,
         FileKind::Pack,
         FileKind::Index,
         FileKind::Snapshot,
         FileKind::Lock,
+        FileKind::Condemned,
     ];
 
     /// The kind's directory under the repository root (`""` for the root itself).
@@ -62,6 +66,7 @@ impl FileKind {
             FileKind::Index => "index",
             FileKind::Snapshot => "snapshots",
             FileKind::Lock => "locks",
+            FileKind::Condemned => "condemned",
         }
     }
 
@@ -74,13 +79,17 @@ impl FileKind {
             FileKind::Index => "index",
             FileKind::Snapshot => "snapshot",
             FileKind::Lock => "lock",
+            FileKind::Condemned => "condemned",
         }
     }
 
     /// Whether files of this kind are named by the blake3 of their bytes, so that anyone can
     /// check a copy without the key (design.md §2).
     pub fn content_addressed(self) -> bool {
-        matches!(self, FileKind::Pack | FileKind::Index | FileKind::Snapshot)
+        matches!(
+            self,
+            FileKind::Pack | FileKind::Index | FileKind::Snapshot | FileKind::Condemned
+        )
     }
 
     /// Where a file of this kind lives relative to the repository root: `data/<xx>/<id>` for

@@ -4,6 +4,7 @@
 //! packs, the packs a prune is repacking).
 
 mod filter;
+mod pending;
 mod store;
 mod table;
 #[cfg(test)]
@@ -31,6 +32,9 @@ pub struct Marks {
 #[derive(Default)]
 pub(super) struct IndexState {
     store: Option<Store>,
+    /// Tables of the packs prunes took out of the index and have not deleted yet
+    /// (`pending.rs`): read from, never deduplicated against.
+    pending: Option<Store>,
     /// Packs whose records are passed over.
     excluded: HashSet<PackId>,
     /// Every pack the tables list, with its size.
@@ -204,7 +208,8 @@ impl Repository {
                 r => break r?,
             }
         }
-        self.index_noted(&mut st)
+        self.index_noted(&mut st)?;
+        self.sync_pending(&mut st)
     }
 
     /// After the tables changed: the packs they list, the packs to pass over, and the index

@@ -26,8 +26,12 @@ use crate::repo::Repository;
 /// Content of a lock file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LockInfo {
-    /// Exclusive (prune, repair) or shared (everything else); `true`/`false` in the file.
+    /// Exclusive (`repair index`) or not; `true`/`false` in the file.
     pub exclusive: bool,
+    /// A prune's lock: it excludes other prunes and exclusive locks, not shared ones (absent,
+    /// so `false`, in locks of older versions, whose prunes lock exclusively).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prune: bool,
     /// Host name.
     pub host: String,
     /// Process id.
@@ -74,8 +78,22 @@ fn staleness(
 pub enum LockMode {
     /// Others may hold shared locks too (backup, forget, restore, check, mediad's copy).
     Shared,
-    /// Nobody else may hold any lock (prune, repair).
+    /// Nobody else may hold any lock (`repair index`).
     Exclusive,
+    /// No other prune and no exclusive lock; shared locks, so backups, go on (prune, which
+    /// defers deleting what they could still use: design.md §4.3).
+    Prune,
+}
+
+impl LockMode {
+    /// Whether a lock taken this way and one described by `other` cannot both be held.
+    fn conflicts(self, other: &LockInfo) -> bool {
+        match self {
+            LockMode::Exclusive => true,
+            LockMode::Prune => other.exclusive || other.prune,
+            LockMode::Shared => other.exclusive,
+        }
+    }
 }
 
 /// A lock not written again for this long, by the storage's clock, is stale (default 30 minutes;
@@ -228,6 +246,38 @@ impl ExclusiveLock {
     }
 }
 
+/// Proof that this process holds a repository's prune lock ([`LockMode::Prune`]): only
+/// [`prune_lock`] makes one; released on drop.
+pub struct PruneLock(LockGuard);
+
+impl PruneLock {
+    /// As [`LockGuard::check`].
+    ///
+    /// # Errors
+    /// [`Error::Locked`] once the lock is lost.
+    pub fn check(&self) -> Result<()> {
+        self.0.check()
+    }
+
+    /// Whether this lock is the one of `backend` (the same backend value the repository uses).
+    pub fn covers(&self, backend: &Arc<dyn Backend>) -> bool {
+        Arc::ptr_eq(&self.0.backend, backend)
+    }
+
+    /// The lock file's name (its holder's own lock, not another process's).
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+}
+
+/// Takes a prune lock.
+///
+/// # Errors
+/// As [`acquire`].
+pub fn prune_lock(backend: &Arc<dyn Backend>, purpose: &str) -> Result<PruneLock> {
+    acquire(backend, LockMode::Prune, purpose).map(PruneLock)
+}
+
 /// Takes the exclusive lock.
 ///
 /// # Errors
@@ -286,9 +336,9 @@ fn acquire_timed(
     t: Timing,
 ) -> Result<LockGuard> {
     let host = hostname();
-    let exclusive = mode == LockMode::Exclusive;
     let info = LockInfo {
-        exclusive,
+        exclusive: mode == LockMode::Exclusive,
+        prune: mode == LockMode::Prune,
         host: host.clone(),
         pid: std::process::id(),
         time_ns: crate::timefmt::now_ns(),
@@ -312,7 +362,7 @@ fn acquire_timed(
     // The storage's "now": when it wrote this lock.
     let now = backend.modified(FileKind::Lock, &name).ok();
     for (n, other) in list(backend.as_ref())? {
-        if n == name || !(exclusive || other.exclusive) {
+        if n == name || !mode.conflicts(&other) {
             continue;
         }
         let written = backend.modified(FileKind::Lock, &n).ok();
@@ -330,6 +380,8 @@ fn acquire_timed(
             "{} lock held by pid {} on {} for {} since {}",
             if other.exclusive {
                 "an exclusive"
+            } else if other.prune {
+                "a prune"
             } else {
                 "a shared"
             },
@@ -356,6 +408,31 @@ fn storage_now(backend: &dyn Backend) -> Option<SystemTime> {
     let t = backend.modified(FileKind::Lock, &name).ok();
     let _ = backend.remove(FileKind::Lock, &name);
     t
+}
+
+/// The locks other than `own` that are not stale (by the storage's clock against the time it
+/// gave `own`): the processes that use the repository now.
+///
+/// # Errors
+/// I/O errors listing.
+pub fn live_locks(backend: &dyn Backend, own: &str) -> Result<Vec<String>> {
+    let host = hostname();
+    let now = backend.modified(FileKind::Lock, own).ok();
+    Ok(list(backend)?
+        .into_iter()
+        .filter(|(n, info)| {
+            n != own
+                && staleness(
+                    info,
+                    backend.modified(FileKind::Lock, n).ok(),
+                    now,
+                    &host,
+                    stale_after(),
+                )
+                .is_none()
+        })
+        .map(|(n, _)| n)
+        .collect())
 }
 
 /// Which locks [`unlock`] removes.
@@ -445,6 +522,18 @@ impl Repository {
             Some((name, lost)) => check_flag(lost, name),
             None => Ok(()),
         }
+    }
+
+    /// Takes a prune lock on this repository, then reads every index file again (see
+    /// [`Repository::lock_shared`]).
+    ///
+    /// # Errors
+    /// As [`prune_lock`]; reading the index.
+    pub fn lock_prune(&self, purpose: &str) -> Result<PruneLock> {
+        let g = prune_lock(self.backend(), purpose)?;
+        self.hold(&g.0);
+        self.reload_index_from_files()?;
+        Ok(g)
     }
 
     /// Fails unless `lock` is this repository's exclusive lock.

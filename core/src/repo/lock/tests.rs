@@ -11,6 +11,7 @@ use crate::repo::backend::LocalBackend;
 fn foreign_lock(dir: &Path, name: &str, exclusive: bool, age: Duration) {
     let info = LockInfo {
         exclusive,
+        prune: false,
         host: "another-host".into(),
         pid: 1,
         time_ns: crate::timefmt::now_ns(),

@@ -1,13 +1,17 @@
-//! `prune`: remove data no snapshot needs.
+//! `prune`: remove data no snapshot needs, while backups go on (design.md §4.3).
 //!
 //! Order (each step durable before the next): mark every blob reachable from every snapshot
 //! (an unreadable tree aborts the prune: nothing is deleted when in doubt) → repack the used
 //! blobs of packs that are mostly unused into new packs → write new index files covering every
-//! kept pack → delete the old index files → delete packs no index lists. "In use" is a bit per
-//! index record, and the new index files are streamed from the index tables, so memory does not
-//! grow with the number of blobs. A crash at any point
-//! leaves either the old or the new index complete, and at worst unreferenced packs.
-//! The caller holds the exclusive lock.
+//! kept pack → delete the old index files → record the packs taken out of the index, with the
+//! locks other processes hold, in `condemned/` → delete them once none of those processes runs
+//! (at once when there were none; else a later prune does), indexing again any a snapshot made
+//! meanwhile needs (`condemned.rs`). "In use" is a bit per index record, and the new index files
+//! are streamed from the index tables, so memory does not grow with the number of blobs. A crash
+//! at any point leaves either the old or the new index complete, and at worst packs no index
+//! lists. The caller holds the prune lock, which shared locks (backups) do not conflict with.
+
+mod condemned;
 
 use std::collections::{HashMap, HashSet};
 
@@ -17,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::format::id::{BlobId, PackId};
 use crate::format::{IndexFile, IndexPack};
 use crate::repo::backend::FileKind;
-use crate::repo::lock::ExclusiveLock;
+use crate::repo::lock::PruneLock;
 use crate::repo::Repository;
 
 /// Share of unused bytes above which a pack is repacked.
@@ -47,6 +51,12 @@ pub struct PruneReport {
     pub bytes_freed: u64,
     /// Unreferenced pack files removed.
     pub unreferenced_removed: usize,
+    /// Packs whose deletion waits until processes that may still use them have ended (a later
+    /// prune deletes them).
+    pub packs_deferred: usize,
+    /// Packs taken out of the index by an earlier prune and indexed again, because a snapshot
+    /// made since needs them.
+    pub packs_restored: usize,
 }
 
 /// Every blob reachable from the repository's snapshots.
@@ -58,32 +68,49 @@ pub fn used_blobs(repo: &Repository) -> Result<HashSet<BlobId>> {
     crate::repo::walk::reachable_blobs(repo, roots)
 }
 
-/// Prunes. It deletes packs other processes could be reading, so it needs the repository's
-/// exclusive lock (taken with [`Repository::lock_exclusive`], which also reads the index again).
+/// Prunes under the repository's prune lock (taken with [`Repository::lock_prune`], which also
+/// reads the index again). Backups may run meanwhile: what they could still use is deleted only
+/// once they have ended.
 ///
 /// # Errors
 /// Another repository's lock; unreadable snapshots or trees (then nothing is deleted), I/O
 /// errors.
-pub fn prune(repo: &Repository, lock: &ExclusiveLock, mode: PruneMode) -> Result<PruneReport> {
+pub fn prune(repo: &Repository, lock: &PruneLock, mode: PruneMode) -> Result<PruneReport> {
     prune_in(repo, lock, mode, INDEX_FILE_BLOBS)
 }
 
 /// [`prune`], writing index files of `file_blobs` blobs.
 fn prune_in(
     repo: &Repository,
-    lock: &ExclusiveLock,
+    lock: &PruneLock,
     mode: PruneMode,
     file_blobs: usize,
 ) -> Result<PruneReport> {
-    repo.check_exclusive(lock)?;
-    // Damaged index files and manifests are named first: with a damaged index, reading the
-    // trees fails with a bare "not in the index" that hides the cause and the remedy.
+    if !lock.covers(repo.backend()) {
+        return Err(Error::Invalid(
+            "the prune lock held is another repository's".into(),
+        ));
+    }
+    // Earlier prunes' condemned packs first: a snapshot made since may need some of them, and
+    // marking needs them indexed again.
+    let earlier = if mode == PruneMode::Apply {
+        condemned::finish(repo, lock)?
+    } else {
+        condemned::Finished::default()
+    };
     // Mark every blob in use: one bit per index record (design.md §4.3), not a set of ids.
     let mut marks = repo.index_marks();
     let mut unindexed: Option<BlobId> = None;
-    let roots: Vec<BlobId> = repo.snapshots()?.into_iter().map(|(_, s)| s.tree).collect();
+    let snapshots = repo.snapshots()?;
+    let marked_from: Vec<String> = snapshots.iter().map(|(id, _)| id.to_hex()).collect();
+    let roots: Vec<BlobId> = snapshots.into_iter().map(|(_, s)| s.tree).collect();
     let walked = crate::repo::walk::for_each_reachable(repo, roots, |id| {
-        if !repo.mark_used(&mut marks, id) && unindexed.is_none() {
+        // A blob only in a pack an earlier prune took out (a snapshot made beside it) is
+        // that record's business (condemned.rs), not damage.
+        if !repo.mark_used(&mut marks, id)
+            && unindexed.is_none()
+            && repo.locate_pending(id).is_none()
+        {
             unindexed = Some(*id);
         }
     });
@@ -151,6 +178,14 @@ fn prune_in(
     if mode == PruneMode::DryRun {
         return Ok(rep);
     }
+    // The blobs of the packs leaving the index, for the record of them.
+    let leaving: HashSet<PackId> = delete.iter().chain(repack.iter()).copied().collect();
+    let mut condemned: HashMap<PackId, Vec<crate::format::PackEntry>> = HashMap::new();
+    repo.each_blob_marked(&marks, |loc, _| {
+        if leaving.contains(&loc.pack) {
+            condemned.entry(loc.pack).or_default().push(loc.entry);
+        }
+    })?;
     // Repack: copy used blobs out of mostly-unused packs.
     let mut new_packs = Vec::new();
     if !repack.is_empty() {
@@ -226,18 +261,20 @@ fn prune_in(
                 .map_err(|e| Error::io(format!("index {n}"), e))?;
         }
     }
-    for pid in delete.iter().chain(repack.iter()) {
-        lock.check()?;
-        repo.backend()
-            .remove(FileKind::Pack, &pid.to_hex())
-            .map_err(|e| Error::io(format!("pack {pid}"), e))?;
-    }
-    for n in &unreferenced {
-        lock.check()?;
-        repo.backend()
-            .remove(FileKind::Pack, n)
-            .map_err(|e| Error::io(format!("pack {n}"), e))?;
-    }
+    // The packs leave the index here. They are deleted once no process that may have read the
+    // index before runs (condemned.rs).
+    let packs = condemned
+        .into_iter()
+        .map(|(id, blobs)| IndexPack {
+            id,
+            size: sizes.get(&id).copied().unwrap_or(0),
+            blobs,
+        })
+        .collect();
+    condemned::record(repo, lock, marked_from, packs, unreferenced)?;
+    let done = condemned::finish(repo, lock)?;
+    rep.packs_deferred = done.deferred;
+    rep.packs_restored = earlier.restored + done.restored;
     repo.load_index()?;
     repo.sweep_remote_cache(None);
     Ok(rep)
@@ -257,7 +294,7 @@ mod tests {
         let first = backup_dir(&repo, &src, None);
         std::fs::remove_file(src.join("gone")).unwrap();
         let second = backup_dir(&repo, &src, Some((first.id, first.snapshot.clone())));
-        let lock = repo.lock_exclusive("test").unwrap();
+        let lock = repo.lock_prune("test").unwrap();
         let dry = prune(&repo, &lock, PruneMode::DryRun).unwrap();
         assert_eq!(
             dry.packs_deleted + dry.packs_repacked,
@@ -306,7 +343,7 @@ mod tests {
         }
         let second = backup_dir(&repo, &src, Some((first.id, first.snapshot.clone())));
         repo.remove_snapshot(&first.id).unwrap();
-        let lock = repo.lock_exclusive("test").unwrap();
+        let lock = repo.lock_prune("test").unwrap();
         let rep = prune_in(&repo, &lock, PruneMode::Apply, 7).unwrap();
         assert!(rep.bytes_freed > 0, "{rep:?}");
         // 30 files and a few trees, 7 blobs per index file.
@@ -324,13 +361,14 @@ mod tests {
     fn prune_refuses_another_repositorys_lock() {
         let (_, repo) = mem_repo();
         let (_, other) = mem_repo();
-        let lock = other.lock_exclusive("test").unwrap();
+        let lock = other.lock_prune("test").unwrap();
         let e = prune(&repo, &lock, PruneMode::DryRun).unwrap_err();
         assert!(e.to_string().contains("another repository"), "{e}");
-        // While the exclusive lock is held, nobody gets a shared one.
-        let e = other.lock_shared("backup").err().unwrap();
+        // While a prune lock is held, backups go on; another prune does not.
+        assert!(other.lock_shared("backup").is_ok());
+        let e = other.lock_prune("prune").err().unwrap();
         assert!(matches!(e, Error::Locked(_)), "{e}");
         drop(lock);
-        assert!(other.lock_shared("backup").is_ok());
+        assert!(other.lock_prune("prune").is_ok());
     }
 }
