@@ -257,6 +257,52 @@ fn a_server_killed_mid_backup_loses_nothing() {
 }
 
 #[test]
+fn a_server_killed_mid_prune_loses_nothing() {
+    if !have_s3("a_server_killed_mid_prune_loses_nothing") {
+        return;
+    }
+    let mut s = S3Server::start();
+    let e = s3_env(&s.location("bkt/r"));
+    e.ok(&["init"]);
+    let src = e.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let mut ids = Vec::new();
+    for round in 0..4u64 {
+        for i in 0..4 {
+            write_random(&src.join(format!("f{i}")), 4 << 20, 1000 * round + i);
+        }
+        let made = e.json(&["backup", src.to_str().unwrap()]);
+        ids.push(made["id"].as_str().unwrap().to_string());
+    }
+    e.ok(&["forget", &ids[0], &ids[1], &ids[2]]);
+    // Kill the server at a few points of the prune: each leaves a repository that checks clean
+    // and a prune that finishes the work.
+    for delay_ms in [150, 400] {
+        let child = e
+            .cmd()
+            .arg("prune")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        s.kill();
+        let o = child.wait_with_output().unwrap();
+        s.restart();
+        eprintln!("prune killed after {delay_ms} ms: {:?}", o.status.code());
+        e.ok(&["unlock"]);
+        let check = e.run(&["check", "--read-data"]);
+        assert!(check.status.success(), "{}", both(&check));
+        restore_equal(&e, &ids[3], &src);
+    }
+    e.ok(&["unlock"]);
+    e.ok(&["prune"]);
+    let check = e.run(&["check", "--read-data"]);
+    assert!(check.status.success(), "{}", both(&check));
+    restore_equal(&e, "latest", &src);
+}
+
+#[test]
 fn hosts_back_up_at_once_while_one_prunes() {
     if !have_s3("hosts_back_up_at_once_while_one_prunes") {
         return;

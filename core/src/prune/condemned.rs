@@ -113,8 +113,11 @@ pub(super) fn finish(repo: &Repository, held: &PruneLock) -> Result<Finished> {
 /// Deletes the packs of one record, but for those a snapshot made since needs, which are
 /// indexed again. Returns how many were.
 fn finish_one(repo: &Repository, held: &PruneLock, c: &Condemned) -> Result<usize> {
-    // What backups indexed since (their packs, once unindexed, stay).
-    repo.reload_index_from_files()?;
+    // The snapshots first, then the index: a backup writes its index files before its
+    // manifest, so every snapshot listed finds its blobs in the index read after (and what
+    // backups indexed since keeps their packs).
+    let snapshots = repo.snapshots()?;
+    repo.load_index()?;
     let indexed = repo.indexed_packs();
     let mut by_blob: HashMap<BlobId, BlobLocation> = HashMap::new();
     for p in &c.packs {
@@ -128,7 +131,7 @@ fn finish_one(repo: &Repository, held: &PruneLock, c: &Condemned) -> Result<usiz
             );
         }
     }
-    let needed = needed_packs(repo, c, &by_blob)?;
+    let needed = needed_packs(repo, c, &by_blob, snapshots)?;
     let restore: Vec<IndexPack> = c
         .packs
         .iter()
@@ -167,10 +170,11 @@ fn needed_packs(
     repo: &Repository,
     c: &Condemned,
     by_blob: &HashMap<BlobId, BlobLocation>,
+    snapshots: Vec<(crate::format::id::SnapshotId, crate::format::Snapshot)>,
 ) -> Result<HashSet<PackId>> {
     let marked: HashSet<&str> = c.snapshots.iter().map(String::as_str).collect();
     let mut walk = TreeWalk::new(Revisit::Once);
-    for (id, s) in repo.snapshots()? {
+    for (id, s) in snapshots {
         if !marked.contains(id.to_hex().as_str()) {
             walk.push(s.tree, String::new());
         }
@@ -184,7 +188,7 @@ fn needed_packs(
         let loc = by_blob.get(id).ok_or_else(|| {
             Error::damaged(
                 format!("blob {id}"),
-                "a snapshot needs it but no index lists it; run `bakfs check`; prune stopped",
+                "a snapshot made beside an earlier prune needs it, but neither the index nor that prune's record lists it; prune stopped",
             )
         })?;
         needed.insert(loc.pack);

@@ -98,10 +98,15 @@ fn prune_in(
     } else {
         condemned::Finished::default()
     };
+    // The snapshots first, then the index: a backup writes its index files before its
+    // manifest, so every snapshot listed finds its blobs in the index read after.
+    let snapshots = repo.snapshots()?;
+    repo.load_index()?;
+    // The index files this prune replaces: those it read. A backup's written since stay.
+    let read_indexes = repo.index_files_loaded();
     // Mark every blob in use: one bit per index record (design.md §4.3), not a set of ids.
     let mut marks = repo.index_marks();
     let mut unindexed: Option<BlobId> = None;
-    let snapshots = repo.snapshots()?;
     let marked_from: Vec<String> = snapshots.iter().map(|(id, _)| id.to_hex()).collect();
     let roots: Vec<BlobId> = snapshots.into_iter().map(|(_, s)| s.tree).collect();
     let walked = crate::repo::walk::for_each_reachable(repo, roots, |id| {
@@ -205,10 +210,7 @@ fn prune_in(
     }
     // New index files for everything kept (65,536 blobs each, streamed from the tables), then
     // drop the old index files, then the packs.
-    let old_indexes = repo
-        .backend()
-        .list(FileKind::Index)
-        .map_err(|e| Error::io("index/", e))?;
+    let old_indexes = read_indexes;
     let mut written: HashSet<String> = HashSet::new();
     let mut batch: HashMap<PackId, Vec<crate::format::PackEntry>> = HashMap::new();
     let mut in_batch = 0usize;

@@ -1,5 +1,5 @@
 //! This host's copies of what commands on a remote repository (a bucket) read again and again:
-//! snapshot manifests and the packs that hold trees (design.md §4.5). `snapshots`, `mount` and
+//! snapshot manifests and the packs that hold trees (design.md §4.4). `snapshots`, `mount` and
 //! an unchanged re-backup then read them from the local disk, not with a request each.
 //!
 //! Both are named by the blake3 of their bytes, so a copy is checked against its name: a

@@ -140,7 +140,7 @@ pub trait Backend: Send + Sync {
         true
     }
     /// Whether each read is a request over a network (a bucket): the repository then keeps
-    /// copies of manifests and tree packs in this host's cache (design.md §4.5).
+    /// copies of manifests and tree packs in this host's cache (design.md §4.4).
     fn remote(&self) -> bool {
         false
     }

@@ -1,4 +1,4 @@
-//! A repository in an S3-compatible bucket (design.md §4.5): AWS S3, Ceph RGW, Garage, MinIO,
+//! A repository in an S3-compatible bucket (design.md §4.4): AWS S3, Ceph RGW, Garage, MinIO,
 //! s3s-fs.
 //!
 //! Objects keep the local layout under the location's prefix (`config`, `keys/<id>`,

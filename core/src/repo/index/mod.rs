@@ -409,6 +409,17 @@ impl Repository {
         Ok(problems)
     }
 
+    /// The index files the tables were built from (what the index now loaded covers).
+    pub fn index_files_loaded(&self) -> HashSet<String> {
+        let st = self.index_state();
+        st.store.as_ref().map_or_else(HashSet::new, |s| {
+            s.tables
+                .iter()
+                .flat_map(|(_, m)| m.covers.iter().map(|(n, _)| n.clone()))
+                .collect()
+        })
+    }
+
     /// Where a blob is, if the index knows it.
     pub fn locate(&self, id: &BlobId) -> Option<BlobLocation> {
         self.index_state().find(id)
