@@ -41,6 +41,7 @@ RESTORE="$BENCH_DIR/s3-restore"
 S3ROOT="$BENCH_DIR/s3-root"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 SERVER_PID=""
+export PORT BAKFS BENCH_DIR
 
 cleanup() {
     [[ -n $SERVER_PID ]] && kill "$SERVER_PID" 2>/dev/null || true
@@ -71,7 +72,7 @@ start_server() {
 
 # requests since the mark, by operation: "GetObject=12 PutObject=3 ..."
 requests_since() {
-    tail -n +"$(($1 + 1))" "$OUT/logs/server.log" | grep -o 'resolved route, op: [A-Za-z]*' |
+    tail -n +"$(($1 + 1))" "$OUT/logs/server.log" | grep -o 'resolved route, op: [A-Za-z0-9]*' |
         awk '{print $4}' | sort | uniq -c | awk '{printf "%s=%s ", $2, $1}'
 }
 mark() { wc -l <"$OUT/logs/server.log"; }
@@ -124,7 +125,7 @@ for run in $(seq "$RUNS"); do
             bakfs) measure "$t" restore "$run" bash -c "$(declare -f tool); tool bakfs restore latest --target '$RESTORE'" ;;
             restic) measure "$t" restore "$run" bash -c "$(declare -f tool); tool restic restore latest --target '$RESTORE'" ;;
         esac
-        diff -r "$SRC" "$RESTORE$SRC" >/dev/null || { echo "$t: restored tree differs" >&2; exit 1; }
+        diff -r --no-dereference "$SRC" "$RESTORE$SRC" >/dev/null || { echo "$t: restored tree differs" >&2; exit 1; }
         umount "$RESTORE"
     done
     kill "$SERVER_PID"

@@ -160,7 +160,7 @@ impl Rotation<'_> {
         out.extend(
             self.present
                 .keys()
-                .filter(|(k, _)| matches!(k, FileKind::Index | FileKind::Key))
+                .filter(|(k, _)| matches!(k, FileKind::Index | FileKind::Key | FileKind::Condemned))
                 .cloned(),
         );
         Ok(out

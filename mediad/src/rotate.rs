@@ -141,10 +141,14 @@ impl Rotation<'_> {
     }
 
     /// The primary's index files the medium lacks. Listed just before a snapshot is copied, so
-    /// that they cover every snapshot the plan (read from the catalog before) holds.
+    /// that they cover every snapshot the plan (read from the catalog before) holds. With them
+    /// the records of packs a prune took out of the index and has not deleted yet
+    /// (design.md §4.3): a snapshot made beside that prune finds some of its blobs only there.
     fn copy_index_files(&mut self) -> Result<(), CopyError> {
-        for n in self.primary.list(FileKind::Index)? {
-            self.ensure(FileKind::Index, &n)?;
+        for kind in [FileKind::Index, FileKind::Condemned] {
+            for n in self.primary.list(kind)? {
+                self.ensure(kind, &n)?;
+            }
         }
         Ok(())
     }

@@ -107,7 +107,8 @@ pub fn packs_of(
     let sizes = repo.indexed_packs();
     let mut set = std::collections::BTreeSet::new();
     for b in blobs {
-        if let Some(l) = repo.locate(&b) {
+        // A blob a prune took out of the index but has not deleted is in its pack still.
+        if let Some(l) = repo.locate_for_read(&b) {
             set.insert(l.pack);
         }
     }

@@ -231,6 +231,13 @@ impl Repository {
         }
     }
 
+    /// Keeps this host's copy of a manifest or tree pack just written to a remote repository.
+    fn keep_remote_copy(&self, kind: FileKind, name: &str, bytes: &[u8]) {
+        if let Some(c) = &self.remote_cache {
+            c.keep_written(kind, name, bytes);
+        }
+    }
+
     /// Removes this host's copies of manifests and packs the repository no longer has.
     pub(crate) fn sweep_remote_cache(&self, snapshots: Option<&[String]>) {
         let Some(c) = &self.remote_cache else { return };
@@ -346,6 +353,8 @@ impl Repository {
             Some(c) if e.kind == format::BlobKind::Tree => {
                 c.read_pack_range(self.backend.as_ref(), &pack, offset, len)
             }
+            // Data: the pack whole, once, for the blobs read after it (a restore's).
+            Some(c) => c.read_data_range(self.backend.as_ref(), &pack, offset, len),
             _ => self.backend.read_range(FileKind::Pack, &pack, offset, len),
         };
         read.map_err(|err| match err.kind() {

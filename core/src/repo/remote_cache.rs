@@ -1,27 +1,37 @@
 //! This host's copies of what commands on a remote repository (a bucket) read again and again:
 //! snapshot manifests and the packs that hold trees (design.md §4.4). `snapshots`, `mount` and
-//! an unchanged re-backup then read them from the local disk, not with a request each.
+//! an unchanged re-backup then read them from the local disk, not with a request each. Data
+//! packs are fetched whole too, and the last [`RECENT_PACKS`] kept: a restore reads a pack's
+//! blobs one after another, so it makes one request per pack, not one per blob.
 //!
 //! Both are named by the blake3 of their bytes, so a copy is checked against its name: a
 //! manifest on every read (it is small), a pack once per process before its first use. A copy
 //! that fails is removed and read from the repository again. Copies are written to a temporary
 //! name and renamed, so a crash leaves none half-written.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::fsio::{self, Durability, Writers};
 use crate::repo::backend::{Backend, FileKind};
+
+/// Data packs kept whole at most (16 MiB each in a bucket: up to 512 MiB of disk while a process
+/// runs).
+const RECENT_PACKS: usize = 32;
 
 /// The cache of one repository at one location.
 pub(super) struct RemoteCache {
     dir: PathBuf,
     /// Packs whose copy was checked in this process.
     checked: Mutex<HashSet<String>>,
+    /// Data packs kept whole in `recent/`, oldest first.
+    recent: Mutex<VecDeque<String>>,
+    /// One lock per data pack being fetched, so that threads wanting it fetch it once.
+    fetching: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl RemoteCache {
@@ -30,6 +40,8 @@ impl RemoteCache {
         RemoteCache {
             dir,
             checked: Mutex::new(HashSet::new()),
+            recent: Mutex::new(VecDeque::new()),
+            fetching: Mutex::new(HashMap::new()),
         }
     }
 
@@ -48,6 +60,18 @@ impl RemoteCache {
         });
         if let Err(e) = kept {
             tracing::debug!("not cached: {}: {e}", path.display());
+        }
+    }
+
+    /// Keeps a copy of a file this process just wrote (its name is its hash): a pack counts as
+    /// checked.
+    pub(super) fn keep_written(&self, kind: FileKind, name: &str, bytes: &[u8]) {
+        self.keep(kind, name, bytes);
+        if kind == FileKind::Pack {
+            self.checked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.to_string());
         }
     }
 
@@ -106,15 +130,88 @@ impl RemoteCache {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(name.to_string());
         }
-        let mut buf = vec![0; len];
-        match fsio::open_nofollow(&path).and_then(|f| f.read_exact_at(&mut buf, offset)) {
-            Ok(()) => Ok(buf),
-            // Not kept (a full cache disk, a misnamed pack): read the range itself.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                backend.read_range(FileKind::Pack, name, offset, len)
+        // Not kept (a full cache disk, a misnamed pack): the range itself.
+        from_copy(backend, &path, name, offset, len)
+    }
+
+    /// `len` bytes at `offset` of data pack `name`: the pack is fetched whole into `recent/`
+    /// (checked against its name) and the last [`RECENT_PACKS`] are kept.
+    ///
+    /// # Errors
+    /// As [`Backend::read`]; `UnexpectedEof` past the pack's end.
+    pub(super) fn read_data_range(
+        &self,
+        backend: &dyn Backend,
+        name: &str,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<Vec<u8>> {
+        crate::repo::backend::check_name(FileKind::Pack, name)?;
+        let dir = self.recent_dir();
+        let path = dir.join(name);
+        let gate = self
+            .fetching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        {
+            let _one = gate.lock().unwrap_or_else(|p| p.into_inner());
+            let known = self
+                .recent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&name.to_string());
+            if !known {
+                let bytes = backend.read(FileKind::Pack, name)?;
+                if blake3::hash(&bytes).to_hex().as_str() != name {
+                    // Not what its name says: no copy; the blob's own check decides.
+                    return slice(&bytes, offset, len);
+                }
+                let kept = fs::create_dir_all(&dir).and_then(|()| {
+                    fsio::write_atomic(&dir, name, Durability::Deferred, Writers::Many, |f| {
+                        f.write_all(&bytes)
+                    })
+                });
+                if kept.is_err() {
+                    return slice(&bytes, offset, len);
+                }
+                let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+                recent.push_back(name.to_string());
+                while recent.len() > RECENT_PACKS {
+                    if let Some(old) = recent.pop_front() {
+                        let _ = fs::remove_file(dir.join(&old));
+                    }
+                }
+                drop(recent);
+                return slice(&bytes, offset, len);
             }
-            Err(e) => Err(e),
         }
+        // Evicted meanwhile by another thread: the range itself.
+        from_copy(backend, &path, name, offset, len)
+    }
+
+    /// This process's directory of recent data packs, `recent-<pid>`: removed when the cache is
+    /// dropped; those of processes that died are removed the first time it is made.
+    fn recent_dir(&self) -> PathBuf {
+        let dir = self.dir.join(format!("recent-{}", std::process::id()));
+        if !dir.exists() {
+            for e in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let dead = name
+                    .strip_prefix("recent-")
+                    .and_then(|p| p.parse::<i32>().ok())
+                    .is_some_and(|pid| {
+                        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                            == Err(nix::errno::Errno::ESRCH)
+                    });
+                if dead {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        dir
     }
 
     /// Removes copies of files of `kind` not in `keep` (forgotten snapshots, pruned packs).
@@ -138,4 +235,38 @@ impl RemoteCache {
             }
         }
     }
+}
+
+impl Drop for RemoteCache {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(self.dir.join(format!("recent-{}", std::process::id())));
+    }
+}
+
+/// `len` bytes at `offset` of the copy of pack `name` at `path`, or from the repository when
+/// there is no copy.
+fn from_copy(
+    backend: &dyn Backend,
+    path: &std::path::Path,
+    name: &str,
+    offset: u64,
+    len: usize,
+) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0; len];
+    match fsio::open_nofollow(path).and_then(|f| f.read_exact_at(&mut buf, offset)) {
+        Ok(()) => Ok(buf),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            backend.read_range(FileKind::Pack, name, offset, len)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `len` bytes at `offset` of `bytes`.
+fn slice(bytes: &[u8], offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    usize::try_from(offset)
+        .ok()
+        .and_then(|o| bytes.get(o..o.checked_add(len)?))
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| io::ErrorKind::UnexpectedEof.into())
 }

@@ -23,6 +23,7 @@ impl Repository {
         self.backend
             .write(FileKind::Snapshot, &id.to_hex(), &bytes)
             .map_err(|e| Error::io(format!("writing snapshot {id}"), e))?;
+        self.keep_remote_copy(FileKind::Snapshot, &id.to_hex(), &bytes);
         Ok(id)
     }
 

@@ -24,7 +24,7 @@ const BUF: usize = 1 << 20;
 /// Largest config or key file copied.
 const MAX_SMALL: u64 = 1 << 20;
 /// The repository's directories, made (and checked to be real directories) by `prepare`.
-const DIRS: [&str; 5] = ["keys", "index", "snapshots", "data", "locks"];
+const DIRS: [&str; 6] = ["keys", "index", "snapshots", "data", "locks", "condemned"];
 
 fn hex64(s: &str) -> bool {
     s.len() == 64
@@ -97,7 +97,12 @@ impl Files for FsTree {
                 inv.files.insert((kind, name), m.size());
             }
         };
-        for kind in [FileKind::Key, FileKind::Index, FileKind::Snapshot] {
+        for kind in [
+            FileKind::Key,
+            FileKind::Index,
+            FileKind::Snapshot,
+            FileKind::Condemned,
+        ] {
             scan(&self.root.join(kind.dir()), kind, &mut inv);
         }
         if let Ok(rd) = std::fs::read_dir(self.root.join("data")) {

@@ -104,3 +104,87 @@ fn a_snapshot_made_from_an_index_read_before_the_prune_keeps_its_blobs() {
     check_clean(&repo);
     assert_eq!(file_in(&repo, &made.snapshot, &src.join("f")), data);
 }
+
+/// A backend over another that runs `hook` once, just before the first write of a `kind` file
+/// through it: another host acting at that moment of a prune.
+struct Hooked {
+    inner: Arc<crate::repo::backend::MemBackend>,
+    kind: FileKind,
+    hook: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl Backend for Hooked {
+    fn location(&self) -> String {
+        "hooked".into()
+    }
+    fn persistent(&self) -> bool {
+        false
+    }
+    fn create(&self) -> std::io::Result<()> {
+        self.inner.create()
+    }
+    fn read(&self, k: FileKind, n: &str) -> std::io::Result<Vec<u8>> {
+        self.inner.read(k, n)
+    }
+    fn read_range(&self, k: FileKind, n: &str, o: u64, l: usize) -> std::io::Result<Vec<u8>> {
+        self.inner.read_range(k, n, o, l)
+    }
+    fn write(&self, k: FileKind, n: &str, d: &[u8]) -> std::io::Result<()> {
+        if k == self.kind {
+            let hook = self.hook.lock().unwrap().take();
+            if let Some(h) = hook {
+                h();
+            }
+        }
+        self.inner.write(k, n, d)
+    }
+    fn list(&self, k: FileKind) -> std::io::Result<Vec<String>> {
+        self.inner.list(k)
+    }
+    fn size(&self, k: FileKind, n: &str) -> std::io::Result<u64> {
+        self.inner.size(k, n)
+    }
+    fn modified(&self, k: FileKind, n: &str) -> std::io::Result<std::time::SystemTime> {
+        self.inner.modified(k, n)
+    }
+    fn remove(&self, k: FileKind, n: &str) -> std::io::Result<()> {
+        self.inner.remove(k, n)
+    }
+}
+
+#[test]
+fn an_index_file_a_backup_writes_during_the_prune_is_kept() {
+    let (_d, src) = source(&[("old", &noise(1 << 20, 11)), ("gone", &noise(2 << 20, 13))]);
+    let (_e, other_src) = source(&[("new", &noise(2 << 20, 12))]);
+    let (mem, repo) = mem_repo();
+    let first = backup_dir(&repo, &src, None);
+    std::fs::remove_file(src.join("gone")).unwrap();
+    let _ = backup_dir(&repo, &src, Some((first.id, first.snapshot.clone())));
+    repo.remove_snapshot(&first.id).unwrap();
+    // The prune's own handle goes through the hook; the other host's does not.
+    let hooked = Arc::new(Hooked {
+        inner: mem.clone(),
+        // The repack's first pack: after the prune read the index, before it replaces it.
+        kind: FileKind::Pack,
+        hook: std::sync::Mutex::new(None),
+    });
+    let pruner = Repository::open(hooked.clone(), b"pw").unwrap();
+    let made = Arc::new(std::sync::Mutex::new(None));
+    let (m, dir) = (made.clone(), other_src.clone());
+    let inner: Arc<dyn Backend> = mem.clone();
+    // Just as the prune writes its first repacked pack, another host completes a backup: its
+    // packs, its index file, its manifest.
+    *hooked.hook.lock().unwrap() = Some(Box::new(move || {
+        let other = Repository::open(inner, b"pw").unwrap();
+        *m.lock().unwrap() = Some(backup_dir(&other, &dir, None));
+    }));
+    let lock = pruner.lock_prune("prune").unwrap();
+    prune(&pruner, &lock, PruneMode::Apply).unwrap();
+    drop(lock);
+    let made = made.lock().unwrap().take().expect("the hook ran");
+    check_clean(&repo);
+    assert_eq!(
+        file_in(&repo, &made.snapshot, &other_src.join("new")),
+        noise(2 << 20, 12)
+    );
+}

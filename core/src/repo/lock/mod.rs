@@ -307,11 +307,17 @@ pub fn hostname() -> String {
 /// # Errors
 /// I/O errors listing.
 pub fn list(backend: &dyn Backend) -> Result<Vec<(String, LockInfo)>> {
+    others(backend, "")
+}
+
+/// As [`list`], without the lock named `own` (not read: a request less in a bucket).
+fn others(backend: &dyn Backend, own: &str) -> Result<Vec<(String, LockInfo)>> {
     let names = backend
         .list(FileKind::Lock)
         .map_err(|e| Error::io("locks/", e))?;
     Ok(names
         .into_iter()
+        .filter(|n| n != own)
         .filter_map(|n| {
             let raw = backend.read(FileKind::Lock, &n).ok()?;
             let info: LockInfo = serde_json::from_slice(&raw).ok()?;
@@ -361,8 +367,8 @@ fn acquire_timed(
     };
     // The storage's "now": when it wrote this lock.
     let now = backend.modified(FileKind::Lock, &name).ok();
-    for (n, other) in list(backend.as_ref())? {
-        if n == name || !mode.conflicts(&other) {
+    for (n, other) in others(backend.as_ref(), &name)? {
+        if !mode.conflicts(&other) {
             continue;
         }
         let written = backend.modified(FileKind::Lock, &n).ok();
@@ -418,18 +424,17 @@ fn storage_now(backend: &dyn Backend) -> Option<SystemTime> {
 pub fn live_locks(backend: &dyn Backend, own: &str) -> Result<Vec<String>> {
     let host = hostname();
     let now = backend.modified(FileKind::Lock, own).ok();
-    Ok(list(backend)?
+    Ok(others(backend, own)?
         .into_iter()
         .filter(|(n, info)| {
-            n != own
-                && staleness(
-                    info,
-                    backend.modified(FileKind::Lock, n).ok(),
-                    now,
-                    &host,
-                    stale_after(),
-                )
-                .is_none()
+            staleness(
+                info,
+                backend.modified(FileKind::Lock, n).ok(),
+                now,
+                &host,
+                stale_after(),
+            )
+            .is_none()
         })
         .map(|(n, _)| n)
         .collect())
