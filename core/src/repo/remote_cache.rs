@@ -158,11 +158,19 @@ impl RemoteCache {
             .clone();
         {
             let _one = gate.lock().unwrap_or_else(|p| p.into_inner());
-            let known = self
-                .recent
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&name.to_string());
+            // Least recently used last out: a pack read again moves to the back.
+            let known = {
+                let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+                match recent.iter().position(|n| n == name) {
+                    Some(i) => {
+                        if let Some(n) = recent.remove(i) {
+                            recent.push_back(n);
+                        }
+                        true
+                    }
+                    None => false,
+                }
+            };
             if !known {
                 let bytes = backend.read(FileKind::Pack, name)?;
                 if blake3::hash(&bytes).to_hex().as_str() != name {

@@ -365,12 +365,13 @@ fn acquire_timed(
         stop: Some(stop),
         refresher: None,
     };
-    // The storage's "now": when it wrote this lock.
-    let now = backend.modified(FileKind::Lock, &name).ok();
+    // The storage's "now": when it wrote this lock (asked only if another lock conflicts).
+    let mut now = None;
     for (n, other) in others(backend.as_ref(), &name)? {
         if !mode.conflicts(&other) {
             continue;
         }
+        let now = *now.get_or_insert_with(|| backend.modified(FileKind::Lock, &name).ok());
         let written = backend.modified(FileKind::Lock, &n).ok();
         if let Some(why) = staleness(&other, written, now, &host, t.stale) {
             tracing::warn!(
