@@ -3,7 +3,7 @@
 //! HTTP proxy in front of it that answers some requests with `503 SlowDown` or delays them. Both
 //! are stopped when the test ends, pass or fail.
 //!
-//! The same tests run against Garage or MinIO: see docs/object-storage.md.
+//! Their bakfs commands run by hand against Garage or MinIO: see docs/object-storage.md.
 #![allow(clippy::unwrap_used, dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
