@@ -82,15 +82,23 @@ pub fn check(repo: &Repository, read_fraction: Option<f64>) -> Result<CheckRepor
             }
         }
     }
+    let pending = repo.pending_packs();
     for name in &on_disk {
-        if PackId::from_hex(name)
-            .map(|id| !indexed.contains_key(&id))
-            .unwrap_or(true)
-        {
-            rep.notes.push(format!(
-                "pack {name} is not in the index (left by an interrupted backup; prune removes it)"
-            ));
+        let id = PackId::from_hex(name).ok();
+        if id.is_some_and(|id| indexed.contains_key(&id)) {
+            continue;
         }
+        rep.notes
+            .push(if id.is_some_and(|id| pending.contains(&id)) {
+                format!(
+                "pack {name} waits: a prune took it out of the index while other processes ran; \
+                 a later prune deletes it, or indexes it again if a newer snapshot needs it"
+            )
+            } else {
+                format!(
+                "pack {name} is not in the index (left by an interrupted backup; prune removes it)"
+            )
+            });
     }
     if let Some(frac) = read_fraction {
         let mut ids: Vec<PackId> = indexed

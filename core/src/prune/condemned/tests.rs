@@ -16,10 +16,11 @@ fn unindexed(mem: &dyn Backend, repo: &Repository) -> usize {
         .count()
 }
 
-fn check_clean(repo: &Repository) {
+fn check_clean(repo: &Repository) -> crate::check::CheckReport {
     repo.load_index().unwrap();
     let rep = crate::check::check(repo, Some(1.0)).unwrap();
     assert!(rep.ok(), "{rep:?}");
+    rep
 }
 
 #[test]
@@ -49,7 +50,14 @@ fn a_prune_beside_a_backup_defers_deletion_to_a_later_prune() {
         "the pack left the index"
     );
     assert_eq!(mem.list(FileKind::Condemned).unwrap().len(), 1);
-    check_clean(&repo);
+    let rep = check_clean(&repo);
+    assert!(
+        rep.notes
+            .iter()
+            .any(|n| n.contains("waits: a prune took it out")),
+        "{:?}",
+        rep.notes
+    );
 
     // The backup ended: the next prune deletes what waited.
     drop(backup_lock);

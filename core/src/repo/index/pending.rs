@@ -71,6 +71,18 @@ impl Repository {
         })
     }
 
+    /// The packs prunes took out of the index and have not deleted yet.
+    pub fn pending_packs(&self) -> std::collections::HashSet<crate::format::id::PackId> {
+        let st = self.index_state();
+        st.pending.as_ref().map_or_else(Default::default, |store| {
+            store
+                .tables
+                .iter()
+                .flat_map(|(t, _)| t.packs().iter().map(|(p, _)| *p))
+                .collect()
+        })
+    }
+
     /// Where to read a blob: the index, else a pack a prune has not deleted yet.
     pub fn locate_for_read(&self, id: &BlobId) -> Option<BlobLocation> {
         self.locate(id).or_else(|| self.locate_pending(id))
