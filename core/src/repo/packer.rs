@@ -51,19 +51,20 @@ fn pack_writer(
         {
             continue;
         }
-        match backend.write(FileKind::Pack, &id.to_hex(), &bytes) {
-            Ok(()) => {
+        let size = bytes.len() as u64;
+        match backend.write_buf(FileKind::Pack, &id.to_hex(), bytes) {
+            Ok(bytes) => {
                 written
                     .packs
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push(IndexPack {
                         id,
-                        size: bytes.len() as u64,
+                        size,
                         blobs: entries,
                     });
                 let mut spare = written.spare.lock().unwrap_or_else(|p| p.into_inner());
-                if spare.len() < SPARE_PACK_BUFFERS {
+                if spare.len() < SPARE_PACK_BUFFERS && bytes.capacity() > 0 {
                     spare.push(bytes);
                 }
             }

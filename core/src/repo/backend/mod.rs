@@ -170,6 +170,14 @@ pub trait Backend: Send + Sync {
     /// # Errors
     /// I/O errors (ENOSPC included); on error no file of that name was created.
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> io::Result<()>;
+    /// As [`Self::write`], taking the buffer and giving it back for reuse: a backend that must
+    /// own what it sends (the S3 client) then needs no copy of a pack.
+    ///
+    /// # Errors
+    /// As [`Self::write`].
+    fn write_buf(&self, kind: FileKind, name: &str, data: Vec<u8>) -> io::Result<Vec<u8>> {
+        self.write(kind, name, &data).map(|()| data)
+    }
     /// Lists names of a kind (sorted).
     ///
     /// # Errors
