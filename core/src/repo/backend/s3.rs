@@ -29,8 +29,8 @@ use super::{check_name, Backend, FileKind, ROOT_FILES};
 
 /// Requests in flight at most, over all threads.
 const MAX_REQUESTS: usize = 16;
-/// Pack uploads in flight at most (see [`Backend::write_concurrency`]): each holds a pack and
-/// the client's copy of it (32 MiB).
+/// Pack uploads in flight at most (see [`Backend::write_concurrency`]): each holds a pack
+/// (16 MiB), sent from the packer's own buffer ([`Backend::write_buf`]).
 const UPLOADS: usize = 2;
 /// Objects larger than this go up in parts (packs are 4–8 MiB, so this is rare).
 const MULTIPART_ABOVE: usize = 32 << 20;
