@@ -361,6 +361,7 @@ impl Mediad {
             .env("BAKFS_STATE_DIR", &e.state)
             .env("XDG_CONFIG_HOME", e.path("no-config"))
             .env("NO_COLOR", "1")
+            .envs(e.vars.iter().map(|(k, v)| (k, v)))
             .env_remove("BAKFS_PASSWORD")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

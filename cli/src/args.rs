@@ -513,6 +513,11 @@ pub enum MediaCmd {
     /// Prepare a NAS share (a mounted NFS, SMB or sshfs directory) as a medium for
     /// bakfs-mediad: it gets its copy whenever it is mounted.
     EnrollShare(EnrollShareArgs),
+    /// Prepare a bucket (or a prefix in one) in S3-compatible object storage as a medium for
+    /// bakfs-mediad: it gets a copy of every new snapshot, encrypted as it is. The access keys
+    /// come from the AWS_* variables or ~/.aws/credentials, here and in bakfs-mediad's
+    /// environment.
+    EnrollBucket(EnrollBucketArgs),
     /// List enrolled media.
     List,
     /// Show what the catalog knows of one medium (no need to plug it in).
@@ -567,6 +572,34 @@ pub struct EnrollArgs {
     #[command(
         flatten,
         next_help_heading = "Retention on the medium (default: --keep-last 3)"
+    )]
+    pub keep: KeepArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct EnrollBucketArgs {
+    /// Where the copies go: s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]. The bucket is created if
+    /// it is missing; the prefix must hold nothing yet.
+    #[arg(value_name = "S3_LOCATION")]
+    pub url: String,
+    /// A unique name for the bucket.
+    #[arg(long)]
+    pub label: String,
+    /// A group of media that rotate together.
+    #[arg(long, default_value = "default")]
+    pub pool: String,
+    /// Where the storage is (`bakfs media set-location` changes it); onsite for a server in
+    /// the same place as the primary.
+    #[arg(long, default_value = "offsite")]
+    pub location: MediumLocation,
+    /// How often it should get a copy at the latest, e.g. 1d [default: its pool's
+    /// `rotate_every` in the configuration, if any].
+    #[arg(long, value_name = "DURATION")]
+    pub rotate_every: Option<String>,
+    // Last: a heading given here holds for every option after it.
+    #[command(
+        flatten,
+        next_help_heading = "Retention in the bucket (default: --keep-last 3)"
     )]
     pub keep: KeepArgs,
 }

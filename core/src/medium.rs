@@ -1,4 +1,5 @@
-//! A medium's directory: the `bakfs/` directory on an enrolled USB stick or disk.
+//! A medium's directory: the `bakfs/` directory on an enrolled USB stick, disk or share. (A
+//! bucket enrolled as a medium holds the same files as objects under its prefix.)
 //!
 //! ```text
 //! <fs>/bakfs/medium.json   identity: medium id, label, repository id (plaintext JSON)
@@ -160,16 +161,31 @@ pub fn read_identity(root: &Path) -> Result<Identity> {
     f.take(IDENTITY_MAX)
         .read_to_end(&mut raw)
         .map_err(io(&path))?;
-    let id: Identity = serde_json::from_slice(&raw)
-        .map_err(|e| unsafe_(&path, format!("not a bakfs identity: {e}")))?;
+    parse_identity(&raw, &path)
+}
+
+/// Checks the identity `raw` read from `path` (a file, or an object named so): at most 64 KiB
+/// of strict JSON in a format this code knows.
+///
+/// # Errors
+/// [`MediumError::Unsafe`] for anything else.
+pub fn parse_identity(raw: &[u8], path: &Path) -> Result<Identity> {
+    if raw.len() as u64 > IDENTITY_MAX {
+        return Err(unsafe_(
+            path,
+            format!("{} bytes: not a bakfs identity", raw.len()),
+        ));
+    }
+    let id: Identity = serde_json::from_slice(raw)
+        .map_err(|e| unsafe_(path, format!("not a bakfs identity: {e}")))?;
     if id.format != IDENTITY_FORMAT {
         return Err(unsafe_(
-            &path,
+            path,
             format!("identity format {} is not supported", id.format),
         ));
     }
     if id.medium_id.len() != 64 || !id.medium_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(unsafe_(&path, "malformed medium id"));
+        return Err(unsafe_(path, "malformed medium id"));
     }
     Ok(id)
 }

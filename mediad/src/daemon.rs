@@ -82,6 +82,8 @@ pub enum Attach {
     /// A share (`medium.share`) mounted on its path, or one the job mounts itself; the job runs
     /// every operation on it under the clock, which the daemon watches.
     Share(Arc<OpClock>),
+    /// A bucket (`medium.bucket`), reached over the network whenever a job runs.
+    Bucket,
 }
 
 #[cfg(test)]
@@ -90,7 +92,7 @@ impl Job {
     pub fn device(&self) -> Option<&Device> {
         match &self.attach {
             Attach::Block(d) => Some(d),
-            Attach::Share(_) => None,
+            Attach::Share(_) | Attach::Bucket => None,
         }
     }
 }

@@ -6,7 +6,7 @@
 //! The trade-off (docs/mediad.md): a daemon that holds a password can read every backup, so by
 //! default mediad holds none and only says when a drill is due.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use bakfs_core::catalog::{
@@ -28,12 +28,12 @@ pub struct DrillSetup {
     pub sandbox: PathBuf,
 }
 
-/// Drills the newest snapshot medium `m` holds from its repository at `dir`, records it in `cat`
+/// Drills the newest snapshot medium `m` holds from its repository at `repo`, records it in `cat`
 /// and returns its outcome and a line saying what it found.
 pub fn run(
     cat: &mut Catalog,
     m: &MediumRecord,
-    dir: &Path,
+    repo: Location,
     d: &DrillSetup,
 ) -> (DrillOutcome, String) {
     let held: Vec<NewestSnapshot> = match cat.medium_snapshots(&m.id) {
@@ -73,7 +73,7 @@ pub fn run(
     let result = (|| -> bakfs_core::Result<drill::DrillReport> {
         let pw = bakfs_host::paths::read_password_file(&d.password_file)
             .map_err(|e| bakfs_core::Error::io(d.password_file.display().to_string(), e))?;
-        let repo = Repository::open(Location::Dir(dir.to_path_buf()).backend()?, &pw)?;
+        let repo = Repository::open(repo.backend()?, &pw)?;
         let (_, snap) = repo.find_snapshot(&want.snapshot_id.to_hex())?;
         ready_seconds = t0.elapsed().as_secs_f64();
         let sb = Sandbox::create(&d.sandbox)?;

@@ -17,6 +17,7 @@ use crate::daemon::{Attach, Job};
 use crate::error::CopyError;
 use crate::ledger;
 use crate::medium::block::BlockDevice;
+use crate::medium::bucket::BucketMedium;
 use crate::medium::share::ShareMedium;
 use crate::medium::Medium;
 use crate::monitor::Monitors;
@@ -54,7 +55,7 @@ pub struct Setup {
     pub share_read_back: f64,
 }
 
-/// The job for a block device or a share (the daemon's runner in production).
+/// The job for a block device, a share or a bucket (the daemon's runner in production).
 pub fn run_attached(setup: &Setup, job: &Job) -> MediumState {
     let (m, cancel) = (&job.medium, job.cancel.as_ref());
     match &job.attach {
@@ -77,6 +78,13 @@ pub fn run_attached(setup: &Setup, job: &Job) -> MediumState {
                 setup.share_timeout,
             );
             run(setup, m, &mut medium, cancel)
+        }
+        Attach::Bucket => {
+            let Some(loc) = &m.bucket else {
+                tracing::error!(medium = %m.label, "{} is enrolled as a bucket without a location", m.label);
+                return MediumState::Failed;
+            };
+            run(setup, m, &mut BucketMedium::new(loc), cancel)
         }
     }
 }
@@ -108,8 +116,11 @@ pub fn run(
             let files = medium.files();
             let r = rotate::copy_onto(setup, &mut cat, m, files, &ident, cancel, &mut stats)
                 .and_then(|()| files.sync());
-            // Its free space as the job leaves it, for `bakfs status`.
-            let free = files.free_bytes().ok();
+            // Its free space as the job leaves it, for `bakfs status` (a bucket has no bound).
+            let free = files
+                .free_bytes()
+                .ok()
+                .filter(|_| m.kind != MediumKind::ObjectStorage);
             (r, Some(ready_after), free)
         }
         Err(e) => (Err(e), None, None),
@@ -154,7 +165,7 @@ pub fn run(
         .flatten();
     let drilled = match (&due, &setup.drill) {
         (Some(_), Some(d)) => {
-            let (o, line) = crate::drill::run(&mut cat, m, medium.files().repository_dir(), d);
+            let (o, line) = crate::drill::run(&mut cat, m, medium.files().repository(), d);
             match o {
                 DrillOutcome::Ok => tracing::info!(medium = %m.label, "{line}"),
                 DrillOutcome::Damaged => tracing::error!(medium = %m.label, "{line}"),
@@ -189,9 +200,10 @@ pub fn run(
     let _ = cat.finish_medium_run(&run);
     let secs = run.seconds;
     let mib_s = stats.bytes_written as f64 / secs.max(1e-9) / (1 << 20) as f64;
-    // A share is not removed by hand: it has its copy (and was unmounted if mediad mounted it).
+    // A share or a bucket is not removed by hand: it has its copy (and a share was unmounted if
+    // mediad mounted it).
     let done = match m.kind {
-        MediumKind::Share => format!("{} has its copy", m.label),
+        MediumKind::Share | MediumKind::ObjectStorage => format!("{} has its copy", m.label),
         _ => format!("safe to remove {}", m.label),
     };
     let summary = match &result {

@@ -22,7 +22,7 @@ impl Rotation<'_> {
     /// Lists the medium's files and compares them with the catalog's record: recorded files
     /// that are gone or have another size are forgotten. Returns the record as it was.
     pub(crate) fn take_stock(&mut self) -> Result<Recorded, CopyError> {
-        let inv = self.files.inventory();
+        let inv = self.files.inventory()?;
         if inv.ignored > 0 {
             tracing::warn!(medium = %self.m.label, "{} entries on the medium are not bakfs files (symlinks or stray files); ignored", inv.ignored);
         }

@@ -11,7 +11,8 @@
 //!       free_ns NULL, rotate_every_s NULL,
 //!       /* schema 5: */ share_path NULL UNIQUE, share_source NULL, share_options NULL,
 //!       /* schema 6: */ tape_set NULL, tape_set_seq NULL, tape_status NULL /* TapeStatus */,
-//!       tape_place NULL /* TapePlace */)
+//!       tape_place NULL /* TapePlace */,
+//!       /* schema 8: */ bucket NULL UNIQUE /* s3: location */)
 //! media_snapshots(medium_id, snapshot_id, time_ns, host, paths /* JSON */, job NULL,
 //!       verified_ns, PK(medium_id, snapshot_id))
 //! media_snapshot_packs(medium_id, snapshot_id, pack_id) -> media_snapshots ON DELETE CASCADE
@@ -35,7 +36,7 @@ use super::{
 };
 use crate::forget::KeepPolicy;
 use crate::format::id::{MediumId, PackId, RepoId, SnapshotId};
-use crate::repo::backend::FileKind;
+use crate::repo::backend::{FileKind, S3Location};
 
 /// How the files given to [`Catalog::record_medium_verified`] came to be verified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +93,10 @@ pub struct MediumRecord {
     /// A tape cartridge's media set, place in it, status and whereabouts (schema 6); `None`
     /// for other kinds.
     pub tape: Option<super::Tape>,
+    /// Where a bucket ([`MediumKind::ObjectStorage`]) is: `s3:http(s)://HOST/BUCKET[/PREFIX]`
+    /// (schema 8); `None` for other kinds. Its `fs_uuid` is a placeholder, `bucket-<medium id>`;
+    /// its `fs_type` is `s3`.
+    pub bucket: Option<S3Location>,
 }
 
 /// A NAS share as a medium: the directory its network filesystem is mounted on. Its
@@ -159,7 +164,13 @@ impl MediumRecord {
             rotate_every: None,
             share: None,
             tape: None,
+            bucket: None,
         }
+    }
+
+    /// The placeholder stored as a bucket's `fs_uuid` (the column is unique and not null).
+    pub fn bucket_fs_uuid(id: &MediumId) -> String {
+        format!("bucket-{}", id.to_hex())
     }
 }
 
@@ -207,7 +218,7 @@ pub struct MediumRun {
 const MEDIUM_COLUMNS: &str = "id, label, repo_id, fs_uuid, fs_type, serial, kind, pool, location,
     capacity, retention, enrolled_ns, last_seen_ns, last_written_ns, last_verified_ns, state,
     message, bytes, presence, presence_ns, free_bytes, free_ns, rotate_every_s, share_path,
-    share_source, share_options, tape_set, tape_set_seq, tape_status, tape_place";
+    share_source, share_options, tape_set, tape_set_seq, tape_status, tape_place, bucket";
 
 fn medium_from_row(r: &Row<'_>) -> rusqlite::Result<MediumRecord> {
     let c = Cols::new(r, "media");
@@ -237,6 +248,7 @@ fn medium_from_row(r: &Row<'_>) -> rusqlite::Result<MediumRecord> {
         rotate_every: c.duration_secs(22)?,
         share: share_from_cols(c.get(23)?, c.get(24)?, c.get(25)?),
         tape: super::tapes::tape_from_cols(c.get(26)?, c.get(27)?, c.get(28)?, c.get(29)?),
+        bucket: c.s3_location(30)?,
     })
 }
 
@@ -277,7 +289,7 @@ impl Catalog {
         let mount = share.and_then(|s| s.mount.as_ref());
         self.write(|tx| {
             tx.execute(
-                &format!("INSERT INTO media ({MEDIUM_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30)"),
+                &format!("INSERT INTO media ({MEDIUM_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30,?31)"),
                 params![
                     m.id, m.label, m.repo_id, m.fs_uuid, m.fs_type, m.serial, m.kind, m.pool,
                     m.location, m.capacity, m.retention, m.enrolled_ns, m.last_seen_ns,
@@ -291,6 +303,7 @@ impl Catalog {
                     m.tape.as_ref().map(|t| t.seq),
                     m.tape.as_ref().map(|t| t.status),
                     m.tape.as_ref().map(|t| t.place),
+                    m.bucket.as_ref().map(|b| b.to_string()),
                 ],
             )
             .map(drop)
@@ -881,7 +894,38 @@ mod tests {
             rotate_every: None,
             share: None,
             tape: None,
+            bucket: None,
         }
+    }
+
+    #[test]
+    fn a_bucket_is_recorded_with_its_location_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Catalog::open(&dir.path().join("c.db")).unwrap();
+        let loc: S3Location = "s3:http://127.0.0.1:9000/offsite/host-a".parse().unwrap();
+        let bucket = |label: &str| MediumRecord {
+            kind: MediumKind::ObjectStorage,
+            fs_type: "s3".into(),
+            bucket: Some(loc.clone()),
+            ..medium(label, &MediumRecord::bucket_fs_uuid(&mid(label)))
+        };
+        c.enroll_medium(&bucket("CLOUD-1")).unwrap();
+        let m = c.medium_by_label("CLOUD-1").unwrap().unwrap();
+        assert_eq!(m, bucket("CLOUD-1"));
+        assert_eq!(m.kind.as_str(), "object storage");
+        assert!(
+            c.enroll_medium(&bucket("CLOUD-2")).is_err(),
+            "a location is enrolled once"
+        );
+        // A location this code cannot read is named, not taken for another.
+        c.conn
+            .execute(
+                "UPDATE media SET bucket = 'ftp://x' WHERE label = 'CLOUD-1'",
+                [],
+            )
+            .unwrap();
+        let e = c.medium_by_label("CLOUD-1").unwrap_err().to_string();
+        assert!(e.contains("media.bucket"), "{e}");
     }
 
     #[test]

@@ -177,6 +177,9 @@ const MIGRATIONS: &[&str] = &[
     // with 2 snapshots, 2.5 s with 6), its size doubled the table's. A path's snapshots are
     // found by the primary key instead, one probe per recorded snapshot (files.rs).
     "DROP INDEX snapshot_files_by_path;",
+    // 8: buckets as media (see media.rs): the `s3:` location of a bucket enrolled as a medium.
+    "ALTER TABLE media ADD COLUMN bucket TEXT NULL;
+    CREATE UNIQUE INDEX media_by_bucket ON media(bucket);",
 ];
 
 /// The newest schema version this code knows (the number of migrations).

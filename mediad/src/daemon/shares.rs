@@ -1,6 +1,8 @@
-//! NAS shares in the daemon. No udev event tells of a network filesystem: the mount table does
-//! ([`Mounts`]: `/proc/self/mountinfo`, which the kernel marks when a mount appears or goes).
-//! Once a tick, for each enrolled share of this repository:
+//! NAS shares and buckets in the daemon. No udev event tells of a network filesystem: the mount
+//! table does ([`Mounts`]: `/proc/self/mountinfo`, which the kernel marks when a mount appears
+//! or goes). A bucket is always there: it is followed as a share that is always mounted (its
+//! jobs reach it over the network; the client's timeouts bound a request, so no clock is
+//! watched). Once a tick, for each enrolled share or bucket of this repository:
 //!
 //! ```text
 //! unmounted --mounted on its path--> mounted: a job when due
@@ -76,7 +78,10 @@ impl Daemon<'_> {
         let enrolled: Vec<MediumRecord> = match self.catalog.media() {
             Ok(m) => m
                 .into_iter()
-                .filter(|m| m.kind == MediumKind::Share && m.share.is_some())
+                .filter(|m| {
+                    m.kind == MediumKind::Share && m.share.is_some()
+                        || m.kind == MediumKind::ObjectStorage && m.bucket.is_some()
+                })
                 .filter(|m| m.repo_id == self.setup.repo_id)
                 .collect(),
             Err(e) => {
@@ -109,6 +114,9 @@ impl Daemon<'_> {
     }
 
     fn share_tick(&mut self, m: MediumRecord, generation: Option<(i64, Option<i64>)>, start: bool) {
+        if m.kind == MediumKind::ObjectStorage {
+            return self.bucket_tick(m, generation, start);
+        }
         let Some(share) = m.share.clone() else { return };
         let mounted = self.mount_points.contains(&share.path);
         let (mut slot, first_look) = match self.shares.remove(&m.id) {
@@ -202,12 +210,50 @@ impl Daemon<'_> {
         slot.job = Some((job, clock));
     }
 
+    /// A bucket: there from the first look on; a job when due as for a mounted share.
+    fn bucket_tick(
+        &mut self,
+        m: MediumRecord,
+        generation: Option<(i64, Option<i64>)>,
+        start: bool,
+    ) {
+        let mut slot = self.shares.remove(&m.id).unwrap_or_else(|| {
+            self.record_presence(&m.id, &m.label, Presence::PluggedIn);
+            ShareSlot {
+                mounted: true,
+                ..ShareSlot::default()
+            }
+        });
+        if let Some((job, clock)) = slot.job.take() {
+            if job.is_finished() {
+                let state = job.thread.join().ok();
+                slot.last_end = Some((Instant::now(), state == Some(MediumState::SafeToRemove)));
+            } else {
+                slot.job = Some((job, clock));
+            }
+        }
+        if start && slot.job.is_none() {
+            let failed_long_ago = slot
+                .last_end
+                .is_some_and(|(t, ok)| !ok && t.elapsed() >= self.setup.share_retry);
+            if slot.copied != generation || failed_long_ago {
+                slot.copied = generation;
+                slot.job = self.start_share_job(m.clone());
+            }
+        }
+        self.shares.insert(m.id, slot);
+    }
+
     fn start_share_job(&mut self, m: MediumRecord) -> Option<(Running, Arc<OpClock>)> {
         let clock = Arc::new(OpClock::default());
         let label = m.label.clone();
+        let attach = match m.kind {
+            MediumKind::ObjectStorage => Attach::Bucket,
+            _ => Attach::Share(clock.clone()),
+        };
         let job = Job {
             medium: m,
-            attach: Attach::Share(clock.clone()),
+            attach,
             cancel: Arc::new(AtomicBool::new(false)),
         };
         let cancel = job.cancel.clone();

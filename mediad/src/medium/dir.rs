@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use bakfs_core::medium::Identity;
-use bakfs_core::repo::backend::FileKind;
+use bakfs_core::repo::backend::{FileKind, Location};
 
 use super::fs::FsTree;
 use super::{Files, Flush, Inventory, Medium, Note};
@@ -68,7 +68,7 @@ impl Files for DirMedium {
         self.tree.prepare()
     }
 
-    fn inventory(&self) -> Inventory {
+    fn inventory(&self) -> Result<Inventory, CopyError> {
         self.tree.inventory()
     }
 
@@ -111,8 +111,8 @@ impl Files for DirMedium {
         self.tree.remove(kind, name)
     }
 
-    fn repository_dir(&self) -> &Path {
-        self.tree.repository_dir()
+    fn repository(&self) -> Location {
+        self.tree.repository()
     }
 
     fn free_bytes(&self) -> Result<u64, CopyError> {

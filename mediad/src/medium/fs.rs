@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bakfs_core::fsio::{self, Durability, Writers};
 use bakfs_core::medium::{self, Identity};
-use bakfs_core::repo::backend::FileKind;
+use bakfs_core::repo::backend::{FileKind, Location};
 
 use super::{Files, Flush, Inventory, Note};
 use crate::error::CopyError;
@@ -78,7 +78,7 @@ impl Files for FsTree {
 
     /// Lists with `lstat`: only regular files with bakfs names count; `.tmp-` files are not
     /// counted at all.
-    fn inventory(&self) -> Inventory {
+    fn inventory(&self) -> Result<Inventory, CopyError> {
         let mut inv = Inventory::default();
         let scan = |dir: &Path, kind: FileKind, inv: &mut Inventory| {
             let Ok(rd) = std::fs::read_dir(dir) else {
@@ -118,7 +118,7 @@ impl Files for FsTree {
                     .insert((FileKind::Config, "config".into()), m.size());
             }
         }
-        inv
+        Ok(inv)
     }
 
     /// Content-addressed files are copied with `copy_file_range` where the primary has local
@@ -212,8 +212,8 @@ impl Files for FsTree {
         medium::free_bytes(&self.root).map_err(medium_err)
     }
 
-    fn repository_dir(&self) -> &Path {
-        &self.root
+    fn repository(&self) -> Location {
+        Location::Dir(self.root.clone())
     }
 
     fn write_note(&self, name: Note, text: &[u8]) -> Result<(), CopyError> {
@@ -266,7 +266,7 @@ mod tests {
         assert!(tree
             .read_back(FileKind::Pack, &name, n + 1, Flush::Synced, &no)
             .is_err());
-        let inv = tree.inventory();
+        let inv = tree.inventory().unwrap();
         assert_eq!(inv.files.get(&(FileKind::Pack, name.clone())), Some(&n));
         assert_eq!(inv.ignored, 0);
         // A copy of a source that does not match its name: the read-back shows it.
@@ -286,7 +286,7 @@ mod tests {
         assert!(tree
             .read_back(FileKind::Pack, &link, 0, Flush::Synced, &no)
             .is_err());
-        assert_eq!(tree.inventory().ignored, 1);
+        assert_eq!(tree.inventory().unwrap().ignored, 1);
         tree.remove(FileKind::Pack, &link).unwrap();
         assert!(std::fs::symlink_metadata(tree.path(FileKind::Pack, &link)).is_err());
         // Cancelled copies leave nothing behind.

@@ -8,11 +8,16 @@
 //! Kinds:
 //! - [`block::BlockDevice`]: a USB stick or disk with a filesystem, mounted privately by UUID
 //!   under the media root. Its files are an [`fs::FsTree`], the `bakfs/` directory on it.
+//! - [`share::ShareMedium`]: a NAS share, a network filesystem mounted on a directory; also an
+//!   [`fs::FsTree`].
+//! - [`bucket::BucketMedium`]: a bucket (or a prefix in one) in S3-compatible object storage;
+//!   its files are objects ([`bucket::BucketFiles`]).
 //! - `dir::DirMedium` (unit tests only): a directory, no mount, with an optional quota.
 //!
 //! docs/mediad.md says how a NAS share and a tape would plug in.
 
 pub mod block;
+pub mod bucket;
 #[cfg(test)]
 pub mod dir;
 pub mod fs;
@@ -22,7 +27,7 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 
 use bakfs_core::medium::Identity;
-use bakfs_core::repo::backend::FileKind;
+use bakfs_core::repo::backend::{FileKind, Location};
 
 use crate::error::CopyError;
 use crate::primary::Source;
@@ -91,7 +96,11 @@ pub trait Files: Sync {
     fn prepare(&self) -> Result<(), CopyError>;
 
     /// The bakfs files the medium holds now.
-    fn inventory(&self) -> Inventory;
+    ///
+    /// # Errors
+    /// A medium that cannot be listed (a share that hangs, a bucket that does not answer): the
+    /// job stops rather than take the medium for empty.
+    fn inventory(&self) -> Result<Inventory, CopyError>;
 
     /// Writes `kind`/`name` from the primary and returns the blake3 its copy must have (its
     /// name for content-addressed kinds, the hash of the bytes for `config` and keys) and its
@@ -139,9 +148,9 @@ pub trait Files: Sync {
     /// I/O errors.
     fn free_bytes(&self) -> Result<u64, CopyError>;
 
-    /// The directory holding the medium's repository (`<fs>/bakfs`), for reading it as one:
-    /// mediad's own drill, when the operator gave it a password.
-    fn repository_dir(&self) -> &std::path::Path;
+    /// Where the medium's repository is (`<fs>/bakfs`, or the bucket's location), for reading
+    /// it as one: mediad's own drill, when the operator gave it a password.
+    fn repository(&self) -> Location;
 
     /// Replaces one of the notes bakfs keeps on the medium for people (`ledger.json`,
     /// `RUNBOOK.md`; informational, never read back), atomically.

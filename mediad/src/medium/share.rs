@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use bakfs_core::catalog::Share;
 use bakfs_core::medium::Identity;
-use bakfs_core::repo::backend::FileKind;
+use bakfs_core::repo::backend::{FileKind, Location};
 use bakfs_core::settings::CommandLine;
 use bakfs_host::{command, mountinfo, mounts};
 
@@ -304,9 +304,8 @@ impl Files for ShareFiles {
         self.op("preparing the repository", || self.tree.prepare())
     }
 
-    fn inventory(&self) -> Inventory {
-        self.op("listing the files", || Ok(self.tree.inventory()))
-            .unwrap_or_default()
+    fn inventory(&self) -> Result<Inventory, CopyError> {
+        self.op("listing the files", || self.tree.inventory())
     }
 
     fn write(
@@ -350,8 +349,8 @@ impl Files for ShareFiles {
         self.op("measuring free space", || self.tree.free_bytes())
     }
 
-    fn repository_dir(&self) -> &Path {
-        self.tree.repository_dir()
+    fn repository(&self) -> Location {
+        self.tree.repository()
     }
 
     fn write_note(&self, name: Note, text: &[u8]) -> Result<(), CopyError> {

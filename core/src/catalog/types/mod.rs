@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | [`RepoId`], [`SnapshotId`], [`BlobId`], [`PackId`], [`MediumId`] | every id column | 64 lowercase hex digits |
 //! | [`BackupOutcome`] | `runs.outcome` | `running`, `ok`, `incomplete`, `failed` |
-//! | [`MediumKind`] | `media.kind` | `usb`, `disk`, `share`, `tape` |
+//! | [`MediumKind`] | `media.kind` | `usb`, `disk`, `share`, `tape`, `object storage` |
 //! | [`TapeStatus`] | `media.tape_status` (schema 6) | `writable`, `full`, `expired`, `damaged`, `retired` |
 //! | [`TapePlace`] | `media.tape_place` (schema 6) | `in drive`, `in library`, `offline`, `vault` |
 //! | [`MediumLocation`] | `media.location` | `onsite`, `offsite` |
@@ -195,6 +195,8 @@ text_enum! {
         /// A tape cartridge, written in a drive through Linux `st` or a virtual drive
         /// (`media.tape_*`, schema 6).
         Tape = "tape",
+        /// A bucket in S3-compatible object storage (`media.bucket`, schema 8).
+        ObjectStorage = "object storage",
     }
 }
 
@@ -469,6 +471,22 @@ pub(crate) fn secs_opt(d: Option<std::time::Duration>) -> rusqlite::Result<Optio
     .transpose()
 }
 
+/// An `s3:` location column, for [`Cols::s3_location`].
+struct S3Col(crate::repo::backend::S3Location);
+
+impl FromSql for S3Col {
+    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+        let t = v.as_str()?;
+        t.parse().map(S3Col).map_err(|e: String| {
+            FromSqlError::Other(Box::new(BadValue {
+                column: "?".into(),
+                value: t.to_string(),
+                expected: format!("an s3: location ({e})"),
+            }))
+        })
+    }
+}
+
 /// Whole seconds of a duration column, for [`Cols::duration_secs`].
 struct Secs(std::time::Duration);
 
@@ -515,6 +533,14 @@ impl<'a, 'r> Cols<'a, 'r> {
         idx: usize,
     ) -> rusqlite::Result<Option<std::time::Duration>> {
         self.get::<Option<Secs>>(idx).map(|d| d.map(|s| s.0))
+    }
+
+    /// Column `idx`, an `s3:` location, or NULL.
+    pub(crate) fn s3_location(
+        &self,
+        idx: usize,
+    ) -> rusqlite::Result<Option<crate::repo::backend::S3Location>> {
+        self.get::<Option<S3Col>>(idx).map(|c| c.map(|c| c.0))
     }
 
     /// Puts the table and column name into a [`BadValue`] raised by a `FromSql`.

@@ -19,7 +19,7 @@ fn stored_texts_never_change() {
     );
     assert_eq!(
         texts(MediumKind::ALL, MediumKind::as_str),
-        ["usb", "disk", "share", "tape"]
+        ["usb", "disk", "share", "tape", "object storage"]
     );
     assert_eq!(
         texts(TapeStatus::ALL, TapeStatus::as_str),
@@ -216,12 +216,20 @@ fn a_catalog_written_before_the_types_reads_and_is_written_the_same() {
     let media = old.media().unwrap();
     let states: Vec<MediumState> = media.iter().map(|m| m.state).collect();
     assert_eq!(states, MediumState::ALL, "M0..M6 hold every state");
-    // Every kind there was then (shares came with schema 5, tapes with 6), and no share path.
+    // Every kind there was then (shares came with schema 5, tapes with 6, buckets with 8), and
+    // no share path, tape or bucket.
     assert!(MediumKind::ALL
         .iter()
-        .filter(|k| !matches!(k, MediumKind::Share | MediumKind::Tape))
+        .filter(|k| {
+            !matches!(
+                k,
+                MediumKind::Share | MediumKind::Tape | MediumKind::ObjectStorage
+            )
+        })
         .all(|k| media.iter().any(|m| m.kind == *k)));
-    assert!(media.iter().all(|m| m.share.is_none() && m.tape.is_none()));
+    assert!(media
+        .iter()
+        .all(|m| m.share.is_none() && m.tape.is_none() && m.bucket.is_none()));
     assert!(MediumLocation::ALL
         .iter()
         .all(|l| media.iter().any(|m| m.location == *l)));

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
-use object_store::aws::{AmazonS3, AmazonS3Builder, AwsAuthorizer, AwsCredential};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::limit::LimitStore;
 use object_store::path::Path as ObjPath;
 use object_store::{
@@ -26,6 +26,9 @@ use object_store::{
 };
 
 use super::{check_name, Backend, FileKind, ROOT_FILES};
+
+mod bucket;
+use bucket::Occupancy;
 
 /// Requests in flight at most, over all threads.
 const MAX_REQUESTS: usize = 16;
@@ -130,6 +133,24 @@ impl fmt::Display for S3Location {
             write!(f, "/{}", self.prefix)?;
         }
         Ok(())
+    }
+}
+
+impl std::str::FromStr for S3Location {
+    type Err = String;
+
+    /// `s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]`, as [`fmt::Display`] writes it.
+    fn from_str(s: &str) -> Result<S3Location, String> {
+        let rest = s
+            .strip_prefix("s3:")
+            .ok_or_else(|| format!("{s}: not an s3: location"))?;
+        S3Location::parse(rest)
+    }
+}
+
+impl serde::Serialize for S3Location {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -335,79 +356,41 @@ impl S3Backend {
         io::Error::new(kind, format!("{what} {key}: {e}{hint}"))
     }
 
-    /// Whether the bucket exists (a listing of one page at the location's prefix).
-    fn bucket_state(&self) -> io::Result<Occupancy> {
+    /// The files of `kind` at the location with their sizes, sorted by name: one listing (S3
+    /// pages it by 1,000), not a HEAD per object. Only what is where the kind's files live
+    /// (`data/<xx>/<id>`, `index/<id>`, the root's known names) is listed.
+    ///
+    /// # Errors
+    /// The server's errors.
+    pub fn list_sized(&self, kind: FileKind) -> io::Result<Vec<(String, u64)>> {
+        let dir = self.loc.dir(kind);
         self.count(&self.counts.list);
-        let prefix = self.dir_or_root();
-        let mut s = self.store.list(prefix.as_ref());
-        let first = self.rt.block_on(s.next());
-        match first {
-            None => Ok(Occupancy::Empty),
-            Some(Ok(_)) => Ok(Occupancy::Used),
-            // A listing's 404 comes back as a generic error; S3's code for it is stable.
-            Some(Err(e)) if e.to_string().contains("NoSuchBucket") => Ok(Occupancy::NoBucket),
-            Some(Err(object_store::Error::NotFound { .. })) => Ok(Occupancy::NoBucket),
-            Some(Err(e)) => Err(self.err("listing", &prefix.unwrap_or_default(), e)),
-        }
-    }
-
-    fn dir_or_root(&self) -> Option<ObjPath> {
-        (!self.loc.prefix.is_empty()).then(|| ObjPath::from(self.loc.prefix.as_str()))
-    }
-
-    /// Creates the bucket (a signed `PUT /BUCKET`; object_store has no call for it).
-    fn create_bucket(&self) -> io::Result<()> {
-        let url = if self.virtual_host {
-            let (scheme, host) = self.loc.endpoint.split_once("://").unwrap_or(("https", ""));
-            format!("{scheme}://{}.{host}/", self.loc.bucket)
-        } else {
-            format!("{}/{}", self.loc.endpoint, self.loc.bucket)
-        };
-        let body = if self.region == "us-east-1" {
-            String::new()
-        } else {
-            format!(
-                "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
-                 <LocationConstraint>{}</LocationConstraint></CreateBucketConfiguration>",
-                self.region
-            )
-        };
-        let mut req = http::Request::put(&url)
-            .body(object_store::client::HttpRequestBody::from(body.clone()))
-            .map_err(io::Error::other)?;
-        let cred = AwsCredential {
-            key_id: self.creds.key_id.clone(),
-            secret_key: self.creds.secret.clone(),
-            token: self.creds.token.clone(),
-        };
-        AwsAuthorizer::new(&cred, "s3", &self.region)
-            .try_authorize(&mut req, None)
-            .map_err(|e| io::Error::other(format!("signing the bucket's creation: {e}")))?;
-        let (parts, _) = req.into_parts();
-        let req = http::Request::from_parts(parts, body);
-        self.count(&self.counts.put);
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .new_agent();
-        let mut resp = agent
-            .run(req)
-            .map_err(|e| io::Error::other(format!("creating bucket {url}: {e}")))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let text = resp.body_mut().read_to_string().unwrap_or_default();
-        let kind = match status.as_u16() {
-            401 | 403 => io::ErrorKind::PermissionDenied,
-            409 => io::ErrorKind::AlreadyExists,
-            _ => io::ErrorKind::Other,
-        };
-        Err(io::Error::new(
-            kind,
-            format!("creating bucket {url}: HTTP {status}: {}", text.trim()),
-        ))
+        let listed = self.rt.block_on(async {
+            if kind == FileKind::Config {
+                return Ok(self.store.list_with_delimiter(dir.as_ref()).await?.objects);
+            }
+            let mut out = Vec::new();
+            let mut s = self.store.list(dir.as_ref());
+            while let Some(m) = s.next().await {
+                out.push(m?);
+            }
+            Ok::<_, object_store::Error>(out)
+        });
+        let listed = listed.map_err(|e| self.err("listing", &dir.unwrap_or_default(), e))?;
+        let mut names: Vec<(String, u64)> = listed
+            .into_iter()
+            .filter_map(|m| {
+                let n = m.location.filename()?.to_string();
+                let ours = if kind == FileKind::Config {
+                    ROOT_FILES.contains(&n.as_str())
+                } else {
+                    check_name(kind, &n).is_ok() && self.loc.key(kind, &n) == m.location
+                };
+                ours.then_some((n, m.size))
+            })
+            .collect();
+        names.sort();
+        Ok(names)
     }
 
     /// Uploads in parts, aborting the upload on failure so no parts stay billed.
@@ -438,13 +421,6 @@ impl S3Backend {
             Err(e) => self.err("reading", key, e),
         }
     }
-}
-
-/// What is at the location.
-enum Occupancy {
-    NoBucket,
-    Empty,
-    Used,
 }
 
 impl Backend for S3Backend {
@@ -552,41 +528,7 @@ impl Backend for S3Backend {
     }
 
     fn list(&self, kind: FileKind) -> io::Result<Vec<String>> {
-        let dir = self.loc.dir(kind);
-        self.count(&self.counts.list);
-        let names: Vec<String> = if kind == FileKind::Config {
-            let listed = self
-                .rt
-                .block_on(self.store.list_with_delimiter(dir.as_ref()));
-            let listed = listed.map_err(|e| self.err("listing", &dir.unwrap_or_default(), e))?;
-            listed
-                .objects
-                .into_iter()
-                .filter_map(|m| m.location.filename().map(String::from))
-                .filter(|n| ROOT_FILES.contains(&n.as_str()))
-                .collect()
-        } else {
-            let metas = self.rt.block_on(async {
-                let mut out = Vec::new();
-                let mut s = self.store.list(dir.as_ref());
-                while let Some(m) = s.next().await {
-                    out.push(m?.location);
-                }
-                Ok::<_, object_store::Error>(out)
-            });
-            let metas = metas.map_err(|e| self.err("listing", &dir.unwrap_or_default(), e))?;
-            metas
-                .into_iter()
-                .filter_map(|p| {
-                    let n = p.filename()?.to_string();
-                    // Only what is where the kind's files live (`data/<xx>/<id>`, `index/<id>`).
-                    (check_name(kind, &n).is_ok() && self.loc.key(kind, &n) == p).then_some(n)
-                })
-                .collect()
-        };
-        let mut names = names;
-        names.sort();
-        Ok(names)
+        Ok(self.list_sized(kind)?.into_iter().map(|(n, _)| n).collect())
     }
 
     fn size(&self, kind: FileKind, name: &str) -> io::Result<u64> {

@@ -13,6 +13,8 @@ use bakfs_host::mounts;
 use serde_json::json;
 
 use crate::args::{EnrollArgs, EnrollShareArgs, MediaCmd};
+
+mod bucket;
 use crate::context::Ctx;
 use crate::progress::mib;
 
@@ -20,6 +22,7 @@ pub fn run(ctx: &Ctx, cmd: MediaCmd) -> Result<u8> {
     match cmd {
         MediaCmd::Enroll(a) => enroll(ctx, a),
         MediaCmd::EnrollShare(a) => enroll_share(ctx, a),
+        MediaCmd::EnrollBucket(a) => bucket::enroll(ctx, a),
         MediaCmd::List => list(ctx),
         MediaCmd::Show { label } => show(ctx, &label),
         MediaCmd::SetLocation { label, location } => {
@@ -91,7 +94,7 @@ fn udev_props(dev: &Path) -> Vec<(String, String)> {
 
 /// What every enrolment needs: the repository's id, the medium's own rotation period and its
 /// retention (`--keep-last 3` when none is given).
-fn enrolment(
+pub(super) fn enrolment(
     ctx: &Ctx,
     rotate_every: Option<&str>,
     keep: &crate::args::KeepArgs,
@@ -106,7 +109,7 @@ fn enrolment(
 }
 
 /// The identity written onto a new medium.
-fn identity(id: MediumId, label: &str, repo_id: RepoId, now: i64) -> Identity {
+pub(super) fn identity(id: MediumId, label: &str, repo_id: RepoId, now: i64) -> Identity {
     Identity {
         format: medium::IDENTITY_FORMAT,
         medium_id: id.to_hex(),
@@ -149,6 +152,9 @@ fn enroll(ctx: &Ctx, a: EnrollArgs) -> Result<u8> {
     }
     let props = udev_props(&a.device);
     let prop = |k: &str| props.iter().find(|(p, _)| p == k).map(|(_, v)| v.clone());
+    if let Some(k @ (MediumKind::Share | MediumKind::Tape | MediumKind::ObjectStorage)) = a.kind {
+        bail!("a block device is not a medium of kind {k}: `bakfs media enroll-share` enrolls a share, `enroll-bucket` a bucket, `bakfs tape label` a tape");
+    }
     let kind = a.kind.unwrap_or_else(|| {
         if prop("ID_BUS").as_deref() == Some("usb") {
             MediumKind::Usb
@@ -295,7 +301,7 @@ pub(crate) fn medium_json(cat: &Catalog, m: &MediumRecord) -> Result<serde_json:
         "presence": m.presence, "presence_since": m.presence_ns.map(timefmt::format_rfc3339),
         "free_bytes": m.free_bytes, "free_measured": m.free_ns.map(timefmt::format_rfc3339),
         "rotate_every": m.rotate_every.map(timefmt::format_duration),
-        "share": m.share, "tape": m.tape,
+        "share": m.share, "tape": m.tape, "bucket": m.bucket,
         "snapshots": snaps.iter().map(|s| json!({
             "id": s.snapshot_id.to_hex(), "time": timefmt::format_rfc3339(s.time_ns),
             "host": s.host, "paths": s.paths, "job": s.job,
@@ -320,13 +326,13 @@ fn list(ctx: &Ctx) -> Result<u8> {
         return Ok(crate::exit::OK);
     }
     println!(
-        "{:<14} {:<5} {:<10} {:<8} {:>5} {:>12} {:<21} STATE",
+        "{:<14} {:<14} {:<10} {:<8} {:>5} {:>12} {:<21} STATE",
         "LABEL", "KIND", "POOL", "WHERE", "SNAPS", "SIZE", "LAST WRITTEN"
     );
     for m in &media {
         let n = cat.medium_snapshots(&m.id)?.len();
         println!(
-            "{:<14} {:<5} {:<10} {:<8} {:>5} {:>12} {:<21} {}",
+            "{:<14} {:<14} {:<10} {:<8} {:>5} {:>12} {:<21} {}",
             m.label,
             m.kind,
             m.pool,
@@ -362,8 +368,8 @@ pub(crate) fn show(ctx: &Ctx, label: &str) -> Result<u8> {
             .map(|x| format!(": {x}"))
             .unwrap_or_default()
     );
-    match &m.share {
-        Some(s) => {
+    match (&m.share, &m.tape, &m.bucket) {
+        (Some(s), _, _) => {
             println!(
                 "  share:         {} on {}, {}",
                 m.fs_type,
@@ -374,21 +380,20 @@ pub(crate) fn show(ctx: &Ctx, label: &str) -> Result<u8> {
                 println!("  mounted from:  {} (by bakfs-mediad)", mnt.source);
             }
         }
-        None => match &m.tape {
-            Some(t) => println!(
-                "  tape:          {}, {} of media set {} (cartridge {} of it)",
-                t.status,
-                t.place,
-                &t.set[..t.set.len().min(12)],
-                t.seq + 1
-            ),
-            None => println!(
-                "  filesystem:    {} {}, {}",
-                m.fs_type,
-                m.fs_uuid,
-                mib(m.capacity as u64)
-            ),
-        },
+        (_, Some(t), _) => println!(
+            "  tape:          {}, {} of media set {} (cartridge {} of it)",
+            t.status,
+            t.place,
+            &t.set[..t.set.len().min(12)],
+            t.seq + 1
+        ),
+        (_, _, Some(b)) => println!("  bucket:        {b}"),
+        _ => println!(
+            "  filesystem:    {} {}, {}",
+            m.fs_type,
+            m.fs_uuid,
+            mib(m.capacity as u64)
+        ),
     }
     println!("  retention:     {}", serde_json::to_string(&m.retention)?);
     println!("  holds:         {} of bakfs files", mib(m.bytes as u64));
