@@ -93,6 +93,10 @@ fn a_bucket_repository_round_trips() {
     for d in ["config", "keys", "index", "snapshots", "data"] {
         assert!(prefix.join(d).exists(), "no {d} under the prefix");
     }
+    // `bakfs status` counts the primary as a copy in object storage.
+    let o = e.run(&["--json", "status"]);
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(st["policy"]["primary_kind"], "object storage", "{st}");
 
     // An unchanged re-backup reads little and writes little.
     let o = e

@@ -225,6 +225,16 @@ fn a_bucket_gets_new_snapshots_keeps_its_retention_and_restores_alone() {
     );
     restores_from_bucket(&e, &loc, &s3id, &src);
 
+    // A drill of the bucket alone (the password, no primary) is recorded for it.
+    let o = e.run_with_config(&cfg, &["--json", "drill", "--medium", "CLOUD-1"]);
+    assert!(o.status.success(), "{}", both(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (&v["drill"]["outcome"], &v["from"]),
+        (&"ok".into(), &"CLOUD-1".into()),
+        "{v}"
+    );
+
     // `bakfs status`: an offsite copy of its own kind, online (not an offline copy).
     let o = e.run_with_config(&cfg, &["--json", "status"]);
     let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bakfs_core::status::{metrics, Filter, Settings};
+use bakfs_core::status::{metrics, Filter};
 use bakfs_core::timefmt;
 use bakfs_host::heartbeat::{self, Event};
 use bakfs_host::logging::{self, Mark};
@@ -87,8 +87,7 @@ pub fn refresh_metrics(ctx: &Ctx) {
     let Some(path) = &ctx.config.metrics.textfile else {
         return;
     };
-    let r = Settings::from_config(&ctx.config)
-        .map_err(anyhow::Error::from)
+    let r = crate::cmd::status::settings(ctx)
         .and_then(|s| crate::cmd::status::report(ctx, &s, &Filter::default(), timefmt::now_ns()))
         .and_then(|report| Ok(metrics::write_textfile(path, &report)?));
     if let Err(e) = r {

@@ -167,7 +167,8 @@ pub struct Policy {
     /// A drill of the job must have proven a copy restorable this recently ("30d"; "off").
     /// Default [`POLICY_DRILL_WITHIN`].
     pub drill_within: Option<String>,
-    /// The kind the primary repository's copy counts as. Default `disk`.
+    /// The kind the primary repository's copy counts as. Default `disk` (`object storage` for a
+    /// repository in a bucket).
     pub primary_kind: Option<MediumKind>,
     /// A medium not plugged in and not seen for longer than this is stale. Default
     /// [`POLICY_STALE_AFTER`]; a pool may say otherwise.

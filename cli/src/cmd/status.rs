@@ -39,9 +39,24 @@ pub fn exit_code(level: Level) -> u8 {
     }
 }
 
+/// The configuration's settings; a primary repository in a bucket counts as a copy of kind
+/// `object storage` unless `[policy] primary_kind` says otherwise.
+pub fn settings(ctx: &Ctx) -> Result<Settings> {
+    let mut s = Settings::from_config(&ctx.config)?;
+    if ctx.config.policy.primary_kind.is_none()
+        && matches!(
+            ctx.location(),
+            Ok(bakfs_core::repo::backend::Location::S3(_))
+        )
+    {
+        s.policy.primary_kind = bakfs_core::catalog::MediumKind::ObjectStorage;
+    }
+    Ok(s)
+}
+
 pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<u8> {
     let now = timefmt::now_ns();
-    let settings = Settings::from_config(&ctx.config)?;
+    let settings = settings(ctx)?;
     let filter = Filter {
         job: a.job,
         medium: a.medium,
@@ -68,7 +83,7 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<u8> {
 
 /// `bakfs metrics`: the report's figures on standard output or into a textfile.
 pub fn metrics(ctx: &Ctx, textfile: Option<&Path>) -> Result<u8> {
-    let settings = Settings::from_config(&ctx.config)?;
+    let settings = settings(ctx)?;
     let report = report(ctx, &settings, &Filter::default(), timefmt::now_ns())?;
     match textfile {
         Some(p) => status::metrics::write_textfile(p, &report)

@@ -1,15 +1,16 @@
 //! The copy a drill restores from, and opening it alone: the primary repository, or a medium's
-//! own repository found by `--medium-path`, an existing mount of its filesystem, or mounted
-//! read-only in the sandbox.
+//! own repository found by `--medium-path`, an existing mount of its filesystem, mounted
+//! read-only in the sandbox, or a bucket's location.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Result};
 use bakfs_core::catalog::{Catalog, MediumRecord, NewestSnapshot};
 use bakfs_core::drill::Sandbox;
 use bakfs_core::format::id::{MediumId, RepoId};
 use bakfs_core::format::Snapshot;
-use bakfs_core::repo::backend::Location;
+use bakfs_core::repo::backend::{Location, S3Backend, S3Credentials};
 use bakfs_core::repo::Repository;
 use bakfs_core::{medium, ErrorKind};
 use bakfs_host::mounts;
@@ -158,6 +159,8 @@ pub fn open(
             tracing::info!("restoring from tape {}", m.label);
             Repository::open(backend, &ctx.password()?)?
         }
+        // A bucket is read where it is, with the access keys of the environment.
+        Source::Medium(m) if m.bucket.is_some() && a.medium_path.is_none() => open_bucket(ctx, m)?,
         Source::Medium(m) => {
             let dir = match (&a.medium_path, &m.share) {
                 (Some(p), _) => medium_dir(p),
@@ -229,6 +232,23 @@ pub fn open(
         );
     }
     Ok(repo)
+}
+
+/// A bucket enrolled as a medium, opened alone: its identity must be this medium's.
+fn open_bucket(ctx: &Ctx, m: &MediumRecord) -> Result<Repository> {
+    let Some(loc) = m.bucket.clone() else {
+        bail!("{} is not a bucket", m.label);
+    };
+    let io = |e| bakfs_core::Error::io(&loc, e);
+    let creds = S3Credentials::from_env().map_err(|e| anyhow!(e))?;
+    let backend = S3Backend::new(loc.clone(), creds).map_err(io)?;
+    let raw = backend.read_note(medium::IDENTITY).map_err(io)?;
+    let id = medium::parse_identity(&raw, medium::IDENTITY.as_ref())?;
+    if id.medium_id != m.id.to_hex() {
+        bail!("{loc} holds medium {}, not {}", id.label, m.label);
+    }
+    tracing::info!("restoring from {} at {loc}", m.label);
+    Ok(Repository::open(Arc::new(backend), &ctx.password()?)?)
 }
 
 /// The snapshot in the opened copy. A medium that lacks one the catalog says it holds is
