@@ -1,7 +1,8 @@
 //! Repositories in an S3 bucket, through the real `bakfs` binary against a real S3 server
 //! (s3s-fs on 127.0.0.1): round trips, request counts, refused credentials, a missing bucket,
 //! unknown schemes, injected 503s and a slow server, the server killed mid-backup, several hosts
-//! at once with a prune, and locks judged by the server's clock.
+//! at once with a prune, locks judged by the server's clock, and an incomplete multipart upload
+//! left behind.
 #![allow(clippy::unwrap_used)]
 
 #[path = "s3_harness.rs"]
@@ -409,4 +410,76 @@ fn a_stale_lock_is_judged_by_the_servers_clock() {
     assert!(both(&o).contains("ignoring stale lock"), "{}", both(&o));
     e.ok(&["unlock"]);
     assert!(!lock.exists(), "unlock left the stale lock");
+}
+
+/// Starts a multipart upload of `key` in `bucket`, sends one 5 MiB part and stops there, as an
+/// uploader that crashed would.
+fn leave_incomplete_upload(s: &S3Server, bucket: &str, key: &str) {
+    use object_store::aws::AmazonS3Builder;
+    use object_store::{ObjectStoreExt, PutPayload};
+    // The TLS provider reqwest is built without, as bakfs's own client installs it.
+    #[allow(deprecated)]
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let store = AmazonS3Builder::new()
+        .with_endpoint(s.endpoint())
+        .with_bucket_name(bucket)
+        .with_region("us-east-1")
+        .with_access_key_id(ACCESS_KEY)
+        .with_secret_access_key(SECRET_KEY)
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut up = store
+            .put_multipart(&object_store::path::Path::from(key))
+            .await
+            .unwrap();
+        up.put_part(PutPayload::from(vec![7u8; 5 << 20]))
+            .await
+            .unwrap();
+        // Neither completed nor aborted.
+        std::mem::forget(up);
+    });
+}
+
+#[test]
+fn an_incomplete_multipart_upload_left_behind_changes_nothing() {
+    if !have_s3("an_incomplete_multipart_upload_left_behind_changes_nothing") {
+        return;
+    }
+    let s = S3Server::start();
+    let e = s3_env(&s.location("backups/mp"));
+    e.ok(&["init"]);
+    let src = tree(&e, "src", 11);
+    let first = e.json(&["backup", src.to_str().unwrap()])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A pack's upload that never completed: its parts are on the server, no object is.
+    let name = "ab".repeat(32);
+    leave_incomplete_upload(&s, "backups", &format!("mp/data/ab/{name}"));
+    let parts: Vec<String> = fs::read_dir(s.root())
+        .unwrap()
+        .flatten()
+        .map(|d| d.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("upload_id") && n.contains("part"))
+        .collect();
+    assert_eq!(parts.len(), 1, "no part left on the server");
+    assert!(!s.object("backups", &format!("mp/data/ab/{name}")).exists());
+
+    // Nothing sees it: check reads every pack, backup and prune go on, restore is whole.
+    let out = e.ok(&["check", "--read-data"]);
+    assert!(!out.contains(&name), "{out}");
+    fs::write(src.join("etc/notes.txt"), "changed\n").unwrap();
+    e.ok(&["backup", src.to_str().unwrap()]);
+    e.ok(&["forget", &first]);
+    let o = e.run(&["prune"]);
+    assert!(o.status.success(), "{}", both(&o));
+    assert!(!both(&o).contains(&name), "{}", both(&o));
+    e.ok(&["check", "--read-data"]);
+    restore_equal(&e, "latest", &src);
 }
