@@ -102,6 +102,14 @@ impl Ctx {
         Ok(Repository::open(backend, &pw)?)
     }
 
+    /// The repository, its index not read yet: for a command that takes its shared lock next
+    /// (which reads it).
+    pub fn open_repo_to_lock(&self) -> Result<Repository> {
+        let backend = self.location()?.backend()?;
+        let pw = self.password()?;
+        Ok(Repository::open_unindexed(backend, &pw)?)
+    }
+
     /// A shared lock for a command that only reads, so that prune cannot delete data under it.
     /// A repository that cannot be written (a read-only medium) is read without a lock.
     /// The index is read again once the lock is held.

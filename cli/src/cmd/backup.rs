@@ -174,9 +174,9 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
 
 /// Runs `plans` in order against the repository, each with its heartbeats.
 fn run_plans(ctx: &Ctx, plans: Vec<Plan>, beats: &mut Beats) -> Result<u8> {
-    let repo = ctx.open_repo()?;
-    // The index is read again under the lock (a prune may have finished between opening and
-    // locking): dedup only against what is there now.
+    // The index is read under the lock (a prune may finish between opening and locking):
+    // dedup only against what is there now.
+    let repo = ctx.open_repo_to_lock()?;
     let _lock = repo.lock_shared("backup")?;
     let mut catalog = match ctx.catalog() {
         Ok(c) => Some(c),
