@@ -167,6 +167,91 @@ fn mount_point(label: &str) -> String {
     format!("/mnt/{safe}")
 }
 
+/// How a medium's copy is reached from a shell: the lines that make it readable, the
+/// restore command's source (`--repo …`, or a tape's drive), and the lines that put it away.
+struct Access {
+    before: String,
+    /// `bakfs restore SNAPSHOT` or `bakfs tape restore SNAPSHOT`, with `{}` for the snapshot,
+    /// then the source, before `--target`.
+    restore: String,
+    /// A command that lists its snapshots, if there is one.
+    list: Option<String>,
+    after: String,
+}
+
+impl Access {
+    fn of(m: &MediumRecord) -> Access {
+        if let Some(loc) = &m.bucket {
+            return Access {
+                before: "export AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=...   # the bucket's keys (not in this runbook)\n".into(),
+                restore: format!("bakfs restore {{}} --repo {loc}"),
+                list: Some(format!("bakfs snapshots --repo {loc}")),
+                after: String::new(),
+            };
+        }
+        if m.tape.is_some() {
+            return Access {
+                before: format!(
+                    "# load cartridge {} in the drive (/dev/nst0 here)\n",
+                    m.label
+                ),
+                restore: "bakfs tape restore {} --drive /dev/nst0".into(),
+                list: None,
+                after: "mt -f /dev/nst0 offline\n".into(),
+            };
+        }
+        if let Some(share) = &m.share {
+            let path = share.path.display();
+            let (before, after) = match &share.mount {
+                Some(mnt) => {
+                    let opts = if mnt.options.is_empty() {
+                        "ro".to_string()
+                    } else {
+                        format!("ro,{}", mnt.options)
+                    };
+                    (
+                        format!(
+                            "mkdir -p {path}\nmount -t {} -o {opts} {} {path}\n",
+                            m.fs_type, mnt.source
+                        ),
+                        format!("umount {path}\n"),
+                    )
+                }
+                None => (
+                    format!(
+                        "# mount the share ({}) on {path}, as the system does\n",
+                        m.fs_type
+                    ),
+                    String::new(),
+                ),
+            };
+            let repo = format!("{path}/{}", medium::DIR);
+            return Access {
+                before,
+                restore: format!("bakfs restore {{}} --repo {repo}"),
+                list: Some(format!("bakfs snapshots --repo {repo}")),
+                after,
+            };
+        }
+        let mp = mount_point(&m.label);
+        let repo = format!("{mp}/{}", medium::DIR);
+        Access {
+            before: format!("mkdir -p {mp}\nmount -o ro UUID={} {mp}\n", m.fs_uuid),
+            restore: format!("bakfs restore {{}} --repo {repo}"),
+            list: Some(format!("bakfs snapshots --repo {repo}")),
+            after: format!("umount {mp}\n"),
+        }
+    }
+
+    /// The restore command for `snapshot` into /srv/restore.
+    fn restore(&self, snapshot: &str) -> String {
+        format!(
+            "{} --target /srv/restore",
+            self.restore.replacen("{}", snapshot, 1)
+        )
+    }
+}
+
 /// The runbook, as Markdown.
 pub fn render(i: &Input<'_>) -> String {
     let mut o = String::new();
@@ -257,13 +342,11 @@ pub fn render(i: &Input<'_>) -> String {
             i.repository
         );
         for m in holders {
-            let mp = mount_point(&m.label);
             let _ = writeln!(
                 o,
-                "From {} alone (see its section below for mounting it):\n\n```sh\nbakfs restore \
-                 {id} --repo {mp}/{} --target /srv/restore\n```\n",
+                "From {} alone (see its section below for reaching it):\n\n```sh\n{}\n```\n",
                 m.label,
-                medium::DIR
+                Access::of(m).restore(id)
             );
         }
     }
@@ -273,12 +356,17 @@ pub fn render(i: &Input<'_>) -> String {
         o.push_str("No medium is enrolled: the primary is the only copy.\n\n");
     }
     for (m, held) in i.media {
-        let mp = mount_point(&m.label);
         let _ = writeln!(o, "### {}\n", m.label);
+        let what = match (&m.bucket, &m.share, &m.tape) {
+            (Some(loc), _, _) => format!("bucket `{loc}`"),
+            (_, Some(s), _) => format!("share on `{}` ({})", s.path.display(), m.fs_type),
+            (_, _, Some(_)) => "a tape cartridge".to_string(),
+            _ => format!("filesystem {} with UUID `{}`", m.fs_type, m.fs_uuid),
+        };
         let _ = writeln!(
             o,
-            "- {} in pool {}, kept {}; filesystem {} with UUID `{}`",
-            m.kind, m.pool, m.location, m.fs_type, m.fs_uuid
+            "- {} in pool {}, kept {}; {what}",
+            m.kind, m.pool, m.location
         );
         let seen = |t: Option<i64>| t.map_or("never".to_string(), |t| when(t, i.tz));
         let _ = writeln!(
@@ -308,13 +396,18 @@ pub fn render(i: &Input<'_>) -> String {
                 when(r.measured_ns, i.tz)
             );
         }
+        let a = Access::of(m);
+        let list = a
+            .list
+            .as_ref()
+            .map(|l| format!("{l}\n"))
+            .unwrap_or_default();
         let _ = writeln!(
             o,
-            "```sh\nmkdir -p {mp}\nmount -o ro UUID={} {mp}\nbakfs snapshots --repo {mp}/{dir}\n\
-             bakfs restore latest --repo {mp}/{dir} --target /srv/restore   # or an id from the list\n\
-             umount {mp}\n```\n",
-            m.fs_uuid,
-            dir = medium::DIR
+            "```sh\n{}{list}{}   # or an id\n{}```\n",
+            a.before,
+            a.restore("latest"),
+            a.after
         );
     }
     o.push_str(
@@ -427,6 +520,85 @@ mod tests {
         assert!(
             !text.contains("11111111"),
             "an old snapshot is not the newest"
+        );
+    }
+
+    #[test]
+    fn each_kind_of_medium_is_reached_its_own_way() {
+        let repo = RepoId::random();
+        let new = snap(repo, "keys", 2_000_000_000, 0x22);
+        let rec = |label: &str, kind| MediumRecord {
+            fs_type: "ext4".into(),
+            ..MediumRecord::enrolled(
+                MediumId::random(),
+                label,
+                repo,
+                "uuid",
+                kind,
+                MediumLocation::Offsite,
+                0,
+            )
+        };
+        let bucket = MediumRecord {
+            bucket: Some("s3:https://s3.example.net/offsite/host-a".parse().unwrap()),
+            fs_type: "s3".into(),
+            ..rec("CLOUD-1", MediumKind::ObjectStorage)
+        };
+        let share = MediumRecord {
+            share: Some(crate::catalog::Share {
+                path: "/mnt/nas".into(),
+                mount: Some(crate::catalog::ShareMount {
+                    source: "nas:/export/backup".into(),
+                    options: "vers=4.2".into(),
+                }),
+            }),
+            fs_type: "nfs4".into(),
+            ..rec("NAS-1", MediumKind::Share)
+        };
+        let held = |m: &MediumRecord| {
+            (
+                m.clone(),
+                vec![MediumSnapshot {
+                    snapshot_id: new.id,
+                    time_ns: new.time_ns,
+                    host: "node".into(),
+                    paths: vec!["/etc".into()],
+                    job: Some("keys".into()),
+                    verified_ns: 2_000_000_000,
+                }],
+            )
+        };
+        let media = [held(&bucket), held(&share)];
+        let text = render(&Input {
+            now_ns: 3_000_000_000,
+            tz: &TimeZone::UTC,
+            host: "node",
+            repository: "/var/lib/bakfs/repo",
+            repo_id: repo,
+            password_file: None,
+            jobs: &[JobSummary {
+                name: "keys".into(),
+                sources: vec!["/etc".into()],
+                rpo: None,
+                pin: false,
+            }],
+            snapshots: &[new],
+            media: &media,
+            rates: &[],
+        });
+        for want in [
+            "bakfs restore 22222222 --repo s3:https://s3.example.net/offsite/host-a --target /srv/restore",
+            "object storage in pool default, kept offsite; bucket `s3:https://s3.example.net/offsite/host-a`",
+            "export AWS_ACCESS_KEY_ID=",
+            "bakfs restore 22222222 --repo /mnt/nas/bakfs --target /srv/restore",
+            "mount -t nfs4 -o ro,vers=4.2 nas:/export/backup /mnt/nas",
+            "umount /mnt/nas",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from:\n{text}");
+        }
+        assert!(
+            !text.contains("UUID="),
+            "no medium here has a filesystem UUID:\n{text}"
         );
     }
 }
