@@ -316,6 +316,22 @@ impl Drop for Inspect {
 }
 
 /// A running bakfs-mediad for an environment's repository and catalog.
+/// A `bakfs-mediad` command for `e`'s repository and catalog, media mounted under
+/// `media_root`, without a password (mediad needs none), with `e`'s variables.
+pub fn mediad_cmd(e: &Env, media_root: &Path) -> Command {
+    let mut c = Command::new(bin("bakfs-mediad"));
+    c.arg("--media-root")
+        .arg(media_root)
+        .env("BAKFS_REPO", &e.repo)
+        .env("BAKFS_STATE_DIR", &e.state)
+        .env("XDG_CONFIG_HOME", e.path("no-config"))
+        .env("NO_COLOR", "1")
+        .envs(e.vars.iter().map(|(k, v)| (k, v)))
+        .env_remove("BAKFS_PASSWORD")
+        .stdin(Stdio::null());
+    c
+}
+
 pub struct Mediad {
     pub child: Option<Child>,
     pub log: PathBuf,
@@ -353,19 +369,8 @@ impl Mediad {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let mut c = Command::new(bin("bakfs-mediad"));
-        c.arg("--media-root")
-            .arg(&self.media_root)
-            .args(&self.args)
-            .env("BAKFS_REPO", &e.repo)
-            .env("BAKFS_STATE_DIR", &e.state)
-            .env("XDG_CONFIG_HOME", e.path("no-config"))
-            .env("NO_COLOR", "1")
-            .envs(e.vars.iter().map(|(k, v)| (k, v)))
-            .env_remove("BAKFS_PASSWORD")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
+        let mut c = mediad_cmd(e, &self.media_root);
+        c.args(&self.args).stdout(Stdio::null()).stderr(log);
         if let Some(ms) = self.pace_ms {
             c.env("BAKFS_MEDIAD_TEST_PACE_MS", ms.to_string());
         }

@@ -11,10 +11,9 @@ mod s3_harness;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use bakfs_e2e::{bin, both, rsync_diff, write_random, Env};
-use media_harness::{held, runs, show, wait_run, Mediad};
+use bakfs_e2e::{both, rsync_diff, write_random, Env};
+use media_harness::{held, mediad_cmd, runs, show, wait_run, Mediad};
 use s3_harness::{have_s3, S3Server, ACCESS_KEY, SECRET_KEY};
 
 fn creds() -> Vec<(String, String)> {
@@ -54,18 +53,9 @@ fn backup(e: &Env, cfg: &Path) -> String {
 
 /// `bakfs-mediad --once`: the copies due now, then exit. Its log is returned.
 fn mediad_once(e: &Env, extra: &[&str]) -> String {
-    let o = Command::new(bin("bakfs-mediad"))
+    let o = mediad_cmd(e, &e.path("media"))
         .arg("--once")
-        .arg("--media-root")
-        .arg(e.path("media"))
         .args(extra)
-        .env("BAKFS_REPO", &e.repo)
-        .env("BAKFS_STATE_DIR", &e.state)
-        .env("XDG_CONFIG_HOME", e.path("no-config"))
-        .env("NO_COLOR", "1")
-        .envs(e.vars.iter().map(|(k, v)| (k, v)))
-        .env_remove("BAKFS_PASSWORD")
-        .stdin(Stdio::null())
         .output()
         .unwrap();
     let log = both(&o);

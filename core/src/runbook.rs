@@ -167,27 +167,27 @@ fn mount_point(label: &str) -> String {
     format!("/mnt/{safe}")
 }
 
-/// How a medium's copy is reached from a shell: the lines that make it readable, the
-/// restore command's source (`--repo …`, or a tape's drive), and the lines that put it away.
+/// How a medium's copy is reached from a shell: the lines that make it readable, where the
+/// restore reads (`--repo …`, or a tape's `--drive …`), and the lines that put it away.
 struct Access {
     before: String,
-    /// `bakfs restore SNAPSHOT` or `bakfs tape restore SNAPSHOT`, with `{}` for the snapshot,
-    /// then the source, before `--target`.
-    restore: String,
-    /// A command that lists its snapshots, if there is one.
-    list: Option<String>,
+    source: String,
+    /// Read through `bakfs tape restore`, which lists nothing beforehand.
+    tape: bool,
     after: String,
 }
 
 impl Access {
     fn of(m: &MediumRecord) -> Access {
+        let repo = |before: String, repo: &str, after: String| Access {
+            before,
+            source: format!("--repo {repo}"),
+            tape: false,
+            after,
+        };
         if let Some(loc) = &m.bucket {
-            return Access {
-                before: "export AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=...   # the bucket's keys (not in this runbook)\n".into(),
-                restore: format!("bakfs restore {{}} --repo {loc}"),
-                list: Some(format!("bakfs snapshots --repo {loc}")),
-                after: String::new(),
-            };
+            let keys = "export AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=...   # the bucket's keys (not in this runbook)\n";
+            return repo(keys.into(), &loc.to_string(), String::new());
         }
         if m.tape.is_some() {
             return Access {
@@ -195,60 +195,61 @@ impl Access {
                     "# load cartridge {} in the drive (/dev/nst0 here)\n",
                     m.label
                 ),
-                restore: "bakfs tape restore {} --drive /dev/nst0".into(),
-                list: None,
+                source: "--drive /dev/nst0".into(),
+                tape: true,
                 after: "mt -f /dev/nst0 offline\n".into(),
             };
         }
         if let Some(share) = &m.share {
             let path = share.path.display();
-            let (before, after) = match &share.mount {
+            let dir = format!("{path}/{}", medium::DIR);
+            return match &share.mount {
                 Some(mnt) => {
-                    let opts = if mnt.options.is_empty() {
-                        "ro".to_string()
-                    } else {
-                        format!("ro,{}", mnt.options)
+                    let opts = match mnt.options.as_str() {
+                        "" => "ro".to_string(),
+                        o => format!("ro,{o}"),
                     };
-                    (
-                        format!(
-                            "mkdir -p {path}\nmount -t {} -o {opts} {} {path}\n",
-                            m.fs_type, mnt.source
-                        ),
-                        format!("umount {path}\n"),
-                    )
+                    let mount = format!(
+                        "mkdir -p {path}\nmount -t {} -o {opts} {} {path}\n",
+                        m.fs_type, mnt.source
+                    );
+                    repo(mount, &dir, format!("umount {path}\n"))
                 }
-                None => (
-                    format!(
+                None => {
+                    let mount = format!(
                         "# mount the share ({}) on {path}, as the system does\n",
                         m.fs_type
-                    ),
-                    String::new(),
-                ),
-            };
-            let repo = format!("{path}/{}", medium::DIR);
-            return Access {
-                before,
-                restore: format!("bakfs restore {{}} --repo {repo}"),
-                list: Some(format!("bakfs snapshots --repo {repo}")),
-                after,
+                    );
+                    repo(mount, &dir, String::new())
+                }
             };
         }
         let mp = mount_point(&m.label);
-        let repo = format!("{mp}/{}", medium::DIR);
-        Access {
-            before: format!("mkdir -p {mp}\nmount -o ro UUID={} {mp}\n", m.fs_uuid),
-            restore: format!("bakfs restore {{}} --repo {repo}"),
-            list: Some(format!("bakfs snapshots --repo {repo}")),
-            after: format!("umount {mp}\n"),
-        }
+        let mount = format!("mkdir -p {mp}\nmount -o ro UUID={} {mp}\n", m.fs_uuid);
+        repo(
+            mount,
+            &format!("{mp}/{}", medium::DIR),
+            format!("umount {mp}\n"),
+        )
     }
 
     /// The restore command for `snapshot` into /srv/restore.
     fn restore(&self, snapshot: &str) -> String {
-        format!(
-            "{} --target /srv/restore",
-            self.restore.replacen("{}", snapshot, 1)
-        )
+        let cmd = if self.tape {
+            "bakfs tape restore"
+        } else {
+            "bakfs restore"
+        };
+        format!("{cmd} {snapshot} {} --target /srv/restore", self.source)
+    }
+
+    /// The command that lists its snapshots, with its newline; none for a tape.
+    fn list(&self) -> String {
+        if self.tape {
+            String::new()
+        } else {
+            format!("bakfs snapshots {}\n", self.source)
+        }
     }
 }
 
@@ -397,15 +398,11 @@ pub fn render(i: &Input<'_>) -> String {
             );
         }
         let a = Access::of(m);
-        let list = a
-            .list
-            .as_ref()
-            .map(|l| format!("{l}\n"))
-            .unwrap_or_default();
         let _ = writeln!(
             o,
-            "```sh\n{}{list}{}   # or an id\n{}```\n",
+            "```sh\n{}{}{}   # or an id\n{}```\n",
             a.before,
+            a.list(),
             a.restore("latest"),
             a.after
         );
@@ -441,6 +438,18 @@ mod tests {
         }
     }
 
+    /// What a medium holding only `s` (of job `keys`) records of it.
+    fn holding(s: &SnapshotRecord) -> Vec<MediumSnapshot> {
+        vec![MediumSnapshot {
+            snapshot_id: s.id,
+            time_ns: s.time_ns,
+            host: "node".into(),
+            paths: vec!["/etc".into()],
+            job: Some("keys".into()),
+            verified_ns: 2_000_000_000,
+        }]
+    }
+
     #[test]
     fn names_every_copy_and_the_commands_and_no_secret() {
         let repo = RepoId::random();
@@ -461,14 +470,7 @@ mod tests {
                 0,
             )
         };
-        let held = vec![MediumSnapshot {
-            snapshot_id: new.id,
-            time_ns: new.time_ns,
-            host: "node".into(),
-            paths: vec!["/etc".into()],
-            job: Some("keys".into()),
-            verified_ns: 2_000_000_000,
-        }];
+        let held = holding(&new);
         let jobs = [
             JobSummary {
                 name: "keys".into(),
@@ -555,20 +557,7 @@ mod tests {
             fs_type: "nfs4".into(),
             ..rec("NAS-1", MediumKind::Share)
         };
-        let held = |m: &MediumRecord| {
-            (
-                m.clone(),
-                vec![MediumSnapshot {
-                    snapshot_id: new.id,
-                    time_ns: new.time_ns,
-                    host: "node".into(),
-                    paths: vec!["/etc".into()],
-                    job: Some("keys".into()),
-                    verified_ns: 2_000_000_000,
-                }],
-            )
-        };
-        let media = [held(&bucket), held(&share)];
+        let media = [(bucket, holding(&new)), (share, holding(&new))];
         let text = render(&Input {
             now_ns: 3_000_000_000,
             tz: &TimeZone::UTC,

@@ -114,11 +114,15 @@ impl Daemon<'_> {
     }
 
     fn share_tick(&mut self, m: MediumRecord, generation: Option<(i64, Option<i64>)>, start: bool) {
-        if m.kind == MediumKind::ObjectStorage {
-            return self.bucket_tick(m, generation, start);
-        }
-        let Some(share) = m.share.clone() else { return };
-        let mounted = self.mount_points.contains(&share.path);
+        // A share is there while something is mounted on its path; a bucket always is.
+        let (mounted, mounts_itself) = match (&m.share, &m.bucket) {
+            (Some(share), _) => (
+                self.mount_points.contains(&share.path),
+                share.mount.is_some(),
+            ),
+            (None, Some(_)) => (true, false),
+            (None, None) => return,
+        };
         let (mut slot, first_look) = match self.shares.remove(&m.id) {
             Some(s) => (s, false),
             None => (ShareSlot::default(), true),
@@ -126,10 +130,12 @@ impl Daemon<'_> {
         if mounted != slot.mounted || first_look {
             slot.mounted = mounted;
             let p = if mounted {
-                tracing::info!("share {} is mounted on {}", m.label, share.path.display());
+                if let Some(share) = &m.share {
+                    tracing::info!("share {} is mounted on {}", m.label, share.path.display());
+                }
                 Presence::PluggedIn
             } else {
-                if !first_look {
+                if let Some(share) = m.share.as_ref().filter(|_| !first_look) {
                     tracing::info!(
                         "share {} is no longer mounted on {}",
                         m.label,
@@ -157,8 +163,7 @@ impl Daemon<'_> {
             // than `share_retry` (a NAS switched off is not hammered).
             let due = (slot.copied != generation || failed_long_ago)
                 && (mounted
-                    || share.mount.is_some()
-                        && slot.last_mount_try.is_none_or(|t| t.elapsed() >= retry));
+                    || mounts_itself && slot.last_mount_try.is_none_or(|t| t.elapsed() >= retry));
             if due {
                 if !mounted {
                     slot.last_mount_try = Some(Instant::now());
@@ -208,40 +213,6 @@ impl Daemon<'_> {
             }
         }
         slot.job = Some((job, clock));
-    }
-
-    /// A bucket: there from the first look on; a job when due as for a mounted share.
-    fn bucket_tick(
-        &mut self,
-        m: MediumRecord,
-        generation: Option<(i64, Option<i64>)>,
-        start: bool,
-    ) {
-        let mut slot = self.shares.remove(&m.id).unwrap_or_else(|| {
-            self.record_presence(&m.id, &m.label, Presence::PluggedIn);
-            ShareSlot {
-                mounted: true,
-                ..ShareSlot::default()
-            }
-        });
-        if let Some((job, clock)) = slot.job.take() {
-            if job.is_finished() {
-                let state = job.thread.join().ok();
-                slot.last_end = Some((Instant::now(), state == Some(MediumState::SafeToRemove)));
-            } else {
-                slot.job = Some((job, clock));
-            }
-        }
-        if start && slot.job.is_none() {
-            let failed_long_ago = slot
-                .last_end
-                .is_some_and(|(t, ok)| !ok && t.elapsed() >= self.setup.share_retry);
-            if slot.copied != generation || failed_long_ago {
-                slot.copied = generation;
-                slot.job = self.start_share_job(m.clone());
-            }
-        }
-        self.shares.insert(m.id, slot);
     }
 
     fn start_share_job(&mut self, m: MediumRecord) -> Option<(Running, Arc<OpClock>)> {

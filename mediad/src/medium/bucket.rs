@@ -16,9 +16,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bakfs_core::medium::{self, Identity};
-use bakfs_core::repo::backend::{
-    Backend, FileKind, Location, S3Backend, S3Credentials, S3Location,
-};
+use bakfs_core::repo::backend::{Backend, FileKind, Location, S3Backend, S3Location};
 
 use super::{Files, Flush, Inventory, Medium, Note};
 use crate::error::CopyError;
@@ -57,9 +55,8 @@ impl Medium for BucketMedium {
     /// Connects with the access keys of mediad's environment and reads `medium.json`.
     fn ready(&mut self) -> Result<Identity, CopyError> {
         let loc = &self.files.loc;
-        let creds = S3Credentials::from_env().map_err(|e| CopyError::Io(format!("{loc}: {e}")))?;
-        let backend =
-            S3Backend::new(loc.clone(), creds).map_err(|e| CopyError::Io(format!("{loc}: {e}")))?;
+        // Without keys the error says where they are looked for; a client error names `loc`.
+        let backend = S3Backend::connect(loc).map_err(|e| CopyError::Io(e.to_string()))?;
         let raw = match backend.read_note(medium::IDENTITY) {
             Ok(raw) => raw,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -178,14 +175,19 @@ impl Files for BucketFiles {
         if cancel.load(Ordering::Relaxed) {
             return Err(CopyError::Cancelled);
         }
-        let raw = self.backend()?.read(kind, name).map_err(|e| self.err(&e))?;
-        if raw.len() as u64 != size {
+        // The size is checked first and only `size` bytes are asked for: an object the server
+        // says is larger (a bucket is untrusted) is never read whole into memory.
+        let b = self.backend()?;
+        let actual = b.size(kind, name).map_err(|e| self.err(&e))?;
+        if actual != size {
             return Err(CopyError::Io(format!(
-                "{}: {kind} {name}: {} bytes, expected {size}",
-                self.loc,
-                raw.len()
+                "{}: {kind} {name}: {actual} bytes, expected {size}",
+                self.loc
             )));
         }
+        let len = usize::try_from(size)
+            .map_err(|_| CopyError::Io(format!("{kind} {name}: {size} bytes")))?;
+        let raw = b.read_range(kind, name, 0, len).map_err(|e| self.err(&e))?;
         Ok(blake3::hash(&raw))
     }
 
@@ -206,5 +208,25 @@ impl Files for BucketFiles {
         self.backend()?
             .write_note(name.file_name(), text)
             .map_err(|e| self.err(&e))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quota_the_bucket_ran_into_is_a_full_medium() {
+        let files = BucketFiles {
+            loc: "s3:http://127.0.0.1:9000/offsite".parse().unwrap(),
+            backend: None,
+        };
+        let quota = std::io::Error::other("writing data/ab/x: 403 QuotaExceeded: bucket quota");
+        assert!(matches!(files.err(&quota), CopyError::Full(_)));
+        let refused = std::io::Error::other("writing data/ab/x: 403 AccessDenied");
+        assert!(matches!(files.err(&refused), CopyError::Io(_)));
+        // Not connected: an error, never an empty medium.
+        assert!(files.inventory().is_err());
     }
 }

@@ -10,7 +10,7 @@ use bakfs_core::catalog::{Catalog, MediumRecord, NewestSnapshot};
 use bakfs_core::drill::Sandbox;
 use bakfs_core::format::id::{MediumId, RepoId};
 use bakfs_core::format::Snapshot;
-use bakfs_core::repo::backend::{Location, S3Backend, S3Credentials};
+use bakfs_core::repo::backend::{Location, S3Backend};
 use bakfs_core::repo::Repository;
 use bakfs_core::{medium, ErrorKind};
 use bakfs_host::mounts;
@@ -240,8 +240,7 @@ fn open_bucket(ctx: &Ctx, m: &MediumRecord) -> Result<Repository> {
         bail!("{} is not a bucket", m.label);
     };
     let io = |e| bakfs_core::Error::io(&loc, e);
-    let creds = S3Credentials::from_env().map_err(|e| anyhow!(e))?;
-    let backend = S3Backend::new(loc.clone(), creds).map_err(io)?;
+    let backend = S3Backend::connect(&loc)?;
     let raw = backend.read_note(medium::IDENTITY).map_err(io)?;
     let id = medium::parse_identity(&raw, medium::IDENTITY.as_ref())?;
     if id.medium_id != m.id.to_hex() {

@@ -5,10 +5,10 @@ use anyhow::{bail, Result};
 use bakfs_core::catalog::{MediumKind, MediumRecord};
 use bakfs_core::format::id::MediumId;
 use bakfs_core::medium;
-use bakfs_core::repo::backend::{Backend, Location, S3Backend, S3Credentials, S3Location};
+use bakfs_core::repo::backend::{Backend, Location, S3Backend, S3Location};
 use bakfs_core::timefmt;
 
-use super::{enrolment, identity, medium_json};
+use super::{catalog_for_new, enrolment, identity, medium_json};
 use crate::args::EnrollBucketArgs;
 use crate::context::Ctx;
 
@@ -28,20 +28,14 @@ pub(super) fn enroll(ctx: &Ctx, a: EnrollBucketArgs) -> Result<u8> {
         }
     }
     let (repo_id, rotate_every, policy) = enrolment(ctx, a.rotate_every.as_deref(), &a.keep)?;
-    let mut cat = ctx.catalog()?;
-    if let Some(m) = cat.medium_by_label(&a.label)? {
-        bail!("label {} is taken by medium {}", a.label, m.id.to_hex());
-    }
-    if let Some(m) = cat
-        .media()?
-        .into_iter()
-        .find(|m| m.bucket.as_ref().is_some_and(|b| overlaps(b, &loc)))
-    {
-        bail!("{loc} is already enrolled as {} (or overlaps it)", m.label);
-    }
-    let creds = S3Credentials::from_env().map_err(anyhow::Error::msg)?;
+    let mut cat = catalog_for_new(ctx, &a.label, |m| {
+        m.bucket
+            .as_ref()
+            .is_some_and(|b| overlaps(b, &loc))
+            .then(|| format!("{loc} is already enrolled as {} (or overlaps it)", m.label))
+    })?;
     let io = |e| bakfs_core::Error::io(&loc, e);
-    let backend = S3Backend::new(loc.clone(), creds).map_err(io)?;
+    let backend = S3Backend::connect(&loc)?;
     match backend.read_note(medium::IDENTITY) {
         Ok(raw) => {
             let what = match medium::parse_identity(&raw, medium::IDENTITY.as_ref()) {

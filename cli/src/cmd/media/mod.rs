@@ -108,6 +108,23 @@ pub(super) fn enrolment(
     Ok((repo_id, rotate_every, policy))
 }
 
+/// The catalog, once it is known that `label` is free and that no enrolled medium is the new
+/// one's place (`taken` says why one is).
+pub(super) fn catalog_for_new(
+    ctx: &Ctx,
+    label: &str,
+    taken: impl Fn(&MediumRecord) -> Option<String>,
+) -> Result<Catalog> {
+    let cat = ctx.catalog()?;
+    if let Some(m) = cat.medium_by_label(label)? {
+        bail!("label {label} is taken by medium {}", m.id.to_hex());
+    }
+    if let Some(why) = cat.media()?.iter().find_map(taken) {
+        bail!("{why}");
+    }
+    Ok(cat)
+}
+
 /// The identity written onto a new medium.
 pub(super) fn identity(id: MediumId, label: &str, repo_id: RepoId, now: i64) -> Identity {
     Identity {
@@ -223,17 +240,12 @@ fn enroll_share(ctx: &Ctx, a: EnrollShareArgs) -> Result<u8> {
         );
     };
     let (repo_id, rotate_every, policy) = enrolment(ctx, a.rotate_every.as_deref(), &a.keep)?;
-    let mut cat = ctx.catalog()?;
-    if let Some(m) = cat.medium_by_label(&a.label)? {
-        bail!("label {} is taken by medium {}", a.label, m.id.to_hex());
-    }
-    if let Some(m) = cat
-        .media()?
-        .into_iter()
-        .find(|m| m.share.as_ref().is_some_and(|s| s.path == path))
-    {
-        bail!("{} is already enrolled as {}", path.display(), m.label);
-    }
+    let mut cat = catalog_for_new(ctx, &a.label, |m| {
+        m.share
+            .as_ref()
+            .is_some_and(|s| s.path == path)
+            .then(|| format!("{} is already enrolled as {}", path.display(), m.label))
+    })?;
     let now = timefmt::now_ns();
     let medium_id = MediumId::random();
     let ident = identity(medium_id, &a.label, repo_id, now);

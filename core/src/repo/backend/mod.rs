@@ -294,13 +294,7 @@ impl Location {
     pub fn backend(&self) -> crate::Result<Arc<dyn Backend>> {
         Ok(match self {
             Location::Dir(p) => Arc::new(LocalBackend::new(p)),
-            Location::S3(l) => {
-                let creds = S3Credentials::from_env().map_err(crate::Error::Invalid)?;
-                Arc::new(
-                    S3Backend::new(l.clone(), creds)
-                        .map_err(|e| crate::Error::io(l.to_string(), e))?,
-                )
-            }
+            Location::S3(l) => Arc::new(S3Backend::connect(l)?),
         })
     }
 

@@ -318,6 +318,17 @@ impl S3Backend {
         })
     }
 
+    /// A client for `loc` with the credentials of the environment or a credentials file
+    /// ([`S3Credentials::from_env`]): what every command and bakfs-mediad use.
+    ///
+    /// # Errors
+    /// [`crate::Error::Invalid`] without credentials; an I/O error naming the location when
+    /// the client cannot be built.
+    pub fn connect(loc: &S3Location) -> crate::Result<S3Backend> {
+        let creds = S3Credentials::from_env().map_err(crate::Error::Invalid)?;
+        S3Backend::new(loc.clone(), creds).map_err(|e| crate::Error::io(loc.to_string(), e))
+    }
+
     /// The location.
     pub fn s3_location(&self) -> &S3Location {
         &self.loc
