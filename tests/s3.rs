@@ -53,6 +53,15 @@ fn restore_equal(e: &Env, snapshot: &str, src: &Path) {
     assert_eq!(rsync_diff(src, &restored), "", "restored tree differs");
 }
 
+/// How many files are under `dir`.
+fn walk_files(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| if p.is_dir() { walk_files(&p) } else { 1 })
+        .sum()
+}
+
 /// The request counts the backend logs at `-v` when it is dropped.
 fn requests(o: &Output) -> (u64, u64, u64) {
     let err = String::from_utf8_lossy(&o.stderr);
@@ -121,6 +130,24 @@ fn a_bucket_repository_round_trips() {
     let check = e.run(&["check", "--read-data"]);
     assert!(check.status.success(), "{}", both(&check));
     restore_equal(&e, "latest", &src);
+    // A restore reads each pack once, by the order of the blobs in it: the packs and the config
+    // and key, the trees from this host's cache.
+    let packs = walk_files(&prefix.join("data"));
+    let target = e.path("restore-counted");
+    let o = e
+        .cmd()
+        .args([
+            "-v",
+            "restore",
+            "latest",
+            "--target",
+            target.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", both(&o));
+    let (get, _, _) = requests(&o);
+    assert!(get <= packs + 3, "restore: {get} GETs for {packs} packs");
 
     // Forget and prune remove what only the first snapshot held.
     fs::remove_file(src.join("big.bin")).unwrap();
