@@ -221,6 +221,60 @@ fn refused_credentials_a_missing_bucket_and_unknown_schemes_are_clear() {
 }
 
 #[test]
+fn credentials_come_from_the_configuration_unless_the_environment_has_them() {
+    if !have_s3("credentials_come_from_the_configuration_unless_the_environment_has_them") {
+        return;
+    }
+    let s = S3Server::start();
+    let mut e = s3_env(&s.location("bkt/r"));
+    e.ok(&["init"]);
+    let src = tree(&e, "src", 3);
+    let env_keys = std::mem::take(&mut e.vars);
+    let secret = e.path("s3.secret");
+    let cfg = e.path("bakfs.toml");
+    let write_cfg = |secret_line: &str| {
+        fs::write(&secret, format!("{secret_line}\n")).unwrap();
+        let text = format!(
+            "[s3]\naccess_key_id = {ACCESS_KEY:?}\nsecret_access_key_file = {:?}\n\
+             region = \"us-east-1\"\n",
+            secret.display().to_string()
+        );
+        fs::write(&cfg, text).unwrap();
+    };
+
+    // No AWS_* variables: the configuration's keys.
+    write_cfg(SECRET_KEY);
+    let o = e.run_with_config(&cfg, &["backup", src.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", both(&o));
+    let o = e.run_with_config(&cfg, &["--json", "snapshots"]);
+    assert!(o.status.success(), "{}", both(&o));
+
+    // A wrong secret in the file: refused, and the message names where the keys came from.
+    write_cfg("not-the-secret");
+    let o = e.run_with_config(&cfg, &["snapshots"]);
+    assert_eq!(o.status.code(), Some(14), "{}", both(&o));
+    assert!(both(&o).contains("secret_access_key_file"), "{}", both(&o));
+
+    // The environment wins over the configuration.
+    e.vars = env_keys.clone();
+    let o = e.run_with_config(&cfg, &["snapshots"]);
+    assert!(o.status.success(), "{}", both(&o));
+    e.vars.clear();
+
+    // An empty secret file and half a pair are refused before any request.
+    write_cfg("");
+    let o = e.run_with_config(&cfg, &["snapshots"]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(both(&o).contains("the first line is empty"), "{}", both(&o));
+    fs::write(&cfg, format!("[s3]\naccess_key_id = {ACCESS_KEY:?}\n")).unwrap();
+    let o = e.run_with_config(&cfg, &["snapshots"]);
+    assert!(!o.status.success(), "{}", both(&o));
+    assert!(both(&o).contains("go together"), "{}", both(&o));
+    e.vars = env_keys;
+    restore_equal(&e, "latest", &src);
+}
+
+#[test]
 fn retries_ride_out_503s_and_a_slow_server() {
     if !have_s3("retries_ride_out_503s_and_a_slow_server") {
         return;

@@ -245,7 +245,7 @@ fn the_daemon_copies_each_new_snapshot_and_retries_a_bucket_that_was_down() {
         return;
     }
     let mut s3 = S3Server::start();
-    let e = primary();
+    let mut e = primary();
     let src = e.path("src");
     fs::create_dir_all(&src).unwrap();
     write_random(&src.join("a.bin"), 1 << 20, 3);
@@ -253,9 +253,19 @@ fn the_daemon_copies_each_new_snapshot_and_retries_a_bucket_that_was_down() {
     let s1 = backup(&e, &bcfg);
     let loc = s3.location("fleet/copies");
     e.ok(&["media", "enroll-bucket", &loc, "--label", "CLOUD-1"]);
+    // The daemon's keys are in its configuration, not its environment.
+    let secret = e.path("s3.secret");
+    fs::write(&secret, format!("{SECRET_KEY}\n")).unwrap();
     let cfg = e.path("mediad.toml");
-    fs::write(&cfg, "[mediad]\nshare_retry = \"2s\"\n").unwrap();
+    let text = format!(
+        "[mediad]\nshare_retry = \"2s\"\n\n[s3]\naccess_key_id = {ACCESS_KEY:?}\n\
+         secret_access_key_file = {:?}\nregion = \"us-east-1\"\n",
+        secret.display().to_string()
+    );
+    fs::write(&cfg, text).unwrap();
+    let vars = std::mem::take(&mut e.vars);
     let mut d = Mediad::start_with(&e, None, &["--config", cfg.to_str().unwrap()]);
+    e.vars = vars;
     // At start: its copy.
     let run = wait_run(&e, "CLOUD-1", 0);
     assert_eq!(run["outcome"], "ok", "{run}");

@@ -22,6 +22,7 @@ pub struct Ctx {
 impl Ctx {
     pub fn new(global: Global) -> Result<Self> {
         let (config, _) = bakfs_host::paths::load_config(global.config.as_deref())?;
+        bakfs_core::repo::backend::configure_s3(&config.s3);
         Ok(Self { global, config })
     }
 

@@ -85,6 +85,25 @@ pub struct Config {
     pub metrics: Metrics,
     #[serde(default)]
     pub drill: Drill,
+    #[serde(default)]
+    pub s3: S3,
+}
+
+/// `[s3]`: how to reach buckets (`s3:` locations) where the environment does not say; the
+/// environment's `AWS_*` variables win.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3 {
+    /// The access key id.
+    pub access_key_id: Option<String>,
+    /// A file whose first line is the secret access key (kept out of the configuration, which
+    /// is often readable by all).
+    pub secret_access_key_file: Option<PathBuf>,
+    /// The region to sign requests for (default `us-east-1`).
+    pub region: Option<String>,
+    /// Virtual-host addressing (`BUCKET.HOST`) instead of path-style (`HOST/BUCKET`).
+    #[serde(default)]
+    pub virtual_hosted_style: bool,
 }
 
 /// `[drill]`: the defaults of `bakfs drill` (its options win).
@@ -551,6 +570,11 @@ pub fn read(path: &Path) -> Result<Config, SettingsError> {
         list.iter()
             .try_for_each(|m| m.check().map_err(|e| err(format!("{what}{e}"))))
     };
+    if cfg.s3.access_key_id.is_some() != cfg.s3.secret_access_key_file.is_some() {
+        return Err(err(
+            "[s3]: access_key_id and secret_access_key_file go together".into(),
+        ));
+    }
     monitors("", &cfg.heartbeats)?;
     monitors("mediad: ", &cfg.mediad.heartbeats)?;
     for (name, job) in &cfg.jobs {

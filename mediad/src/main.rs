@@ -101,6 +101,7 @@ fn tape_watch(cfg: &bakfs_core::settings::Config) -> Result<tape::Watch> {
 
 fn setup(a: &Args) -> Result<(job::Setup, tape::Watch)> {
     let (cfg, _) = bakfs_host::paths::load_config(a.config.as_deref())?;
+    bakfs_core::repo::backend::configure_s3(&cfg.s3);
     let repo_root = a
         .repo
         .clone()

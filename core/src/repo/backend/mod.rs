@@ -12,7 +12,7 @@ mod s3;
 
 pub use local::LocalBackend;
 pub use mem::MemBackend;
-pub use s3::{RequestCounts, S3Backend, S3Credentials, S3Location};
+pub use s3::{configure as configure_s3, RequestCounts, S3Backend, S3Credentials, S3Location};
 
 use std::fmt;
 use std::fs::File;

@@ -154,29 +154,49 @@ impl serde::Serialize for S3Location {
     }
 }
 
-/// Access keys, from the environment or a shared credentials file.
+/// What the configuration file says of S3 (`[s3]`), for the connections this process makes.
+static CONFIGURED: std::sync::OnceLock<crate::settings::S3> = std::sync::OnceLock::new();
+
+/// Takes the configuration's `[s3]` for every connection made after (the first call wins: a
+/// process reads one configuration).
+pub fn configure(s3: &crate::settings::S3) {
+    let _ = CONFIGURED.set(s3.clone());
+}
+
+fn configured() -> Option<&'static crate::settings::S3> {
+    CONFIGURED.get()
+}
+
+/// An environment variable, if set and not empty.
+fn var(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.is_empty())
+}
+
+/// Access keys, from the environment, the configuration or a shared credentials file.
 #[derive(Clone)]
 pub struct S3Credentials {
     key_id: String,
     secret: String,
     token: Option<String>,
+    /// Where they came from, for the message when the server refuses them.
+    from: String,
 }
 
 impl fmt::Debug for S3Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "S3Credentials({})", self.key_id)
+        write!(f, "S3Credentials({} from {})", self.key_id, self.from)
     }
 }
 
 impl S3Credentials {
-    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (with `AWS_SESSION_TOKEN`), else the
-    /// profile `AWS_PROFILE` (or `default`) of `AWS_SHARED_CREDENTIALS_FILE` (or
+    /// The first of: `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (with `AWS_SESSION_TOKEN`);
+    /// the configuration's `[s3] access_key_id` and `secret_access_key_file` ([`configure`]);
+    /// the profile `AWS_PROFILE` (or `default`) of `AWS_SHARED_CREDENTIALS_FILE` (or
     /// `~/.aws/credentials`).
     ///
     /// # Errors
     /// No credentials anywhere, an unreadable file, a profile without both keys.
-    pub fn from_env() -> Result<S3Credentials, String> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    pub fn find() -> Result<S3Credentials, String> {
         if let (Some(key_id), Some(secret)) =
             (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"))
         {
@@ -184,14 +204,23 @@ impl S3Credentials {
                 key_id,
                 secret,
                 token: var("AWS_SESSION_TOKEN"),
+                from: "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into(),
             });
+        }
+        if let Some((key_id, file)) = configured().and_then(|c| {
+            c.access_key_id
+                .clone()
+                .zip(c.secret_access_key_file.clone())
+        }) {
+            return Self::from_secret_file(key_id, &file);
         }
         let file = var("AWS_SHARED_CREDENTIALS_FILE")
             .map(PathBuf::from)
             .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".aws/credentials")));
         let profile = var("AWS_PROFILE").unwrap_or_else(|| "default".into());
-        let none = "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
-                    a profile in ~/.aws/credentials (AWS_SHARED_CREDENTIALS_FILE, AWS_PROFILE)";
+        let none = "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
+                    [s3] access_key_id and secret_access_key_file in the configuration, or a \
+                    profile in ~/.aws/credentials (AWS_SHARED_CREDENTIALS_FILE, AWS_PROFILE)";
         let Some(file) = file else {
             return Err(none.into());
         };
@@ -200,11 +229,37 @@ impl S3Credentials {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(none.into()),
             Err(e) => return Err(format!("{}: {e}", file.display())),
         };
-        Self::from_profile(&text, &profile).ok_or_else(|| {
+        let mut creds = Self::from_profile(&text, &profile).ok_or_else(|| {
             format!(
                 "{}: no profile [{profile}] with aws_access_key_id and aws_secret_access_key",
                 file.display()
             )
+        })?;
+        creds.from = format!("the profile [{profile}] of {}", file.display());
+        Ok(creds)
+    }
+
+    /// `key_id` with the secret on the first line of `file` (the configuration's keys).
+    fn from_secret_file(key_id: String, file: &std::path::Path) -> Result<S3Credentials, String> {
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(file)
+                .map_err(|e| format!("[s3] secret_access_key_file {}: {e}", file.display()))?,
+        );
+        let secret = text.lines().next().unwrap_or("").trim().to_string();
+        if secret.is_empty() {
+            return Err(format!(
+                "[s3] secret_access_key_file {}: the first line is empty",
+                file.display()
+            ));
+        }
+        Ok(S3Credentials {
+            key_id,
+            secret,
+            token: None,
+            from: format!(
+                "[s3] access_key_id and secret_access_key_file {} in the configuration",
+                file.display()
+            ),
         })
     }
 
@@ -232,6 +287,7 @@ impl S3Credentials {
             key_id: key_id?,
             secret: secret?,
             token,
+            from: format!("the profile [{profile}]"),
         })
     }
 }
@@ -265,8 +321,9 @@ pub struct S3Backend {
 
 impl S3Backend {
     /// A client for `loc` with `creds`. The region is `AWS_REGION` (or `AWS_DEFAULT_REGION`,
-    /// else `us-east-1`); requests are path-style unless `AWS_VIRTUAL_HOSTED_STYLE_REQUEST` is
-    /// `true`.
+    /// else the configuration's `[s3] region`, else `us-east-1`); requests are path-style unless
+    /// `AWS_VIRTUAL_HOSTED_STYLE_REQUEST` is `true` (or, without it, the configuration's
+    /// `virtual_hosted_style`).
     ///
     /// # Errors
     /// A client that cannot be built (bad endpoint, no TLS roots).
@@ -276,11 +333,14 @@ impl S3Backend {
         // aws-lc has it, but builds C with cmake). A second install is refused and harmless.
         #[allow(deprecated)]
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let region = var("AWS_REGION")
             .or_else(|| var("AWS_DEFAULT_REGION"))
+            .or_else(|| configured().and_then(|c| c.region.clone()))
             .unwrap_or_else(|| "us-east-1".into());
-        let virtual_host = var("AWS_VIRTUAL_HOSTED_STYLE_REQUEST").is_some_and(|v| v == "true");
+        let virtual_host = match var("AWS_VIRTUAL_HOSTED_STYLE_REQUEST") {
+            Some(v) => v == "true",
+            None => configured().is_some_and(|c| c.virtual_hosted_style),
+        };
         let mut b = AmazonS3Builder::new()
             .with_endpoint(&loc.endpoint)
             .with_bucket_name(&loc.bucket)
@@ -318,14 +378,14 @@ impl S3Backend {
         })
     }
 
-    /// A client for `loc` with the credentials of the environment or a credentials file
-    /// ([`S3Credentials::from_env`]): what every command and bakfs-mediad use.
+    /// A client for `loc` with the credentials of the environment, the configuration or a
+    /// credentials file ([`S3Credentials::find`]): what every command and bakfs-mediad use.
     ///
     /// # Errors
     /// [`crate::Error::Invalid`] without credentials; an I/O error naming the location when
     /// the client cannot be built.
     pub fn connect(loc: &S3Location) -> crate::Result<S3Backend> {
-        let creds = S3Credentials::from_env().map_err(crate::Error::Invalid)?;
+        let creds = S3Credentials::find().map_err(crate::Error::Invalid)?;
         S3Backend::new(loc.clone(), creds).map_err(|e| crate::Error::io(loc.to_string(), e))
     }
 
@@ -357,9 +417,8 @@ impl S3Backend {
         };
         let hint = if kind == io::ErrorKind::PermissionDenied {
             format!(
-                " (the server refused access key {:?}: check AWS_ACCESS_KEY_ID and \
-                 AWS_SECRET_ACCESS_KEY or the profile, and the bucket's policy)",
-                self.creds.key_id
+                " (the server refused access key {:?}: check {}, and the bucket's policy)",
+                self.creds.key_id, self.creds.from
             )
         } else {
             String::new()
