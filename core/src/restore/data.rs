@@ -7,8 +7,8 @@
 //! stored the files' chunks in. Packs are read in parallel; a file is made on its first chunk
 //! written and finished (size, read-back, owner, mode, times) by the thread that writes its last.
 //!
-//! A batch holds at most [`MAX_FILES`] files and [`MAX_CHUNKS`] chunk references, so memory does
-//! not grow with the size of the snapshot.
+//! A batch holds at most [`Scale::files`] files and [`Scale::chunks`] chunk references, so memory
+//! does not grow with the size of the snapshot.
 
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
@@ -29,18 +29,73 @@ use crate::repo::BlobLocation;
 use super::meta::{apply_meta, apply_meta_file};
 use super::Ctx;
 
-/// Files in a batch at most.
-const MAX_FILES: usize = 32_768;
-/// Chunk references of a batch's files at most (about 100 bytes of memory each while planned).
-const MAX_CHUNKS: usize = 262_144;
-/// Directories waiting for their metadata in a batch at most.
-const MAX_DIRS: usize = 32_768;
+/// How large a batch grows, and how its packs are shared among the threads.
+#[derive(Clone, Copy)]
+pub(super) struct Scale {
+    /// Files at most.
+    files: usize,
+    /// Chunk references of the files at most (about 100 bytes of memory each while planned).
+    chunks: usize,
+    /// Directories waiting for their metadata at most.
+    dirs: usize,
+    /// Whether the threads take runs in order from one counter (else rayon splits them).
+    in_order: bool,
+}
+
+impl Scale {
+    /// The scale for `repo`. From a bucket, where reading a pack again is a request and 16 MiB
+    /// of transfer, four times larger (about 40 MiB of memory for a full batch of small files:
+    /// a 100,000-file restore reads each pack once), and the threads work on the same few packs.
+    /// From a disk, where a pack read again is a few range reads, batches stay small: smaller
+    /// batches of small files restore faster (their directories stay in the CPU's caches), and
+    /// threads in different parts of the batch do not create files in one directory at once.
+    pub(super) fn of(repo: &crate::repo::Repository) -> Scale {
+        let remote = repo.backend().remote();
+        // Unit tests use tiny batches unless they ask otherwise: every restore they make
+        // crosses batch boundaries.
+        #[cfg(test)]
+        return TEST_SCALE.with(std::cell::Cell::get).unwrap_or(Scale {
+            files: 3,
+            chunks: 16,
+            dirs: 2,
+            in_order: remote,
+        });
+        #[cfg(not(test))]
+        Scale::real(remote)
+    }
+
+    /// The scale from a bucket (`remote`) or a disk.
+    pub(super) fn real(remote: bool) -> Scale {
+        if remote {
+            Scale {
+                files: 131_072,
+                chunks: 524_288,
+                dirs: 32_768,
+                in_order: true,
+            }
+        } else {
+            Scale {
+                files: 32_768,
+                chunks: 262_144,
+                dirs: 32_768,
+                in_order: false,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// The scale of the restores this thread starts (tests).
+    pub(super) static TEST_SCALE: std::cell::Cell<Option<Scale>> = const { std::cell::Cell::new(None) };
+}
+
 /// Blobs one task writes at most: a pack's blobs are shared among threads in runs this long.
 const RUN: usize = 256;
 
 /// Files to write and directories to finish after them.
-#[derive(Default)]
 pub(super) struct Batch {
+    scale: Scale,
     files: Vec<(PathBuf, Node)>,
     chunks: usize,
     /// Directories whose files are all listed, in the order they were finished (children first).
@@ -48,18 +103,31 @@ pub(super) struct Batch {
 }
 
 impl Batch {
+    pub(super) fn new(scale: Scale) -> Batch {
+        Batch {
+            scale,
+            files: Vec::new(),
+            chunks: 0,
+            dirs: Vec::new(),
+        }
+    }
+
+    pub(super) fn scale(&self) -> Scale {
+        self.scale
+    }
+
     /// Lists a file to write at `path`. Returns whether the batch is full.
     pub(super) fn add_file(&mut self, path: PathBuf, n: Node) -> bool {
         self.chunks += n.content.len();
         self.files.push((path, n));
-        self.files.len() >= MAX_FILES || self.chunks >= MAX_CHUNKS
+        self.files.len() >= self.scale.files || self.chunks >= self.scale.chunks
     }
 
     /// Lists a directory to give its metadata once the files are written. Returns whether the
     /// batch is full.
     pub(super) fn add_dir(&mut self, path: PathBuf, n: Node) -> bool {
         self.dirs.push((path, n));
-        self.dirs.len() >= MAX_DIRS
+        self.dirs.len() >= self.scale.dirs
     }
 
     /// Writes the files, then gives the directories their metadata.
@@ -69,19 +137,34 @@ impl Batch {
             .into_iter()
             .map(|(path, node)| File::new(path, node))
             .collect();
-        let runs = plan(ctx, &files);
+        let runs = plan(ctx, &files, self.scale.in_order);
         // Files without data are made here; those whose chunks could not be found failed.
         files.par_iter().for_each(|f| {
             if f.remaining.load(Ordering::Relaxed) == 0 && f.state() == State::New {
                 f.write_empty(ctx);
             }
         });
-        runs.par_iter().for_each(|(pack, blobs)| {
-            let mut open: Option<(usize, fs::File)> = None;
+        let write_run = |(pack, blobs): &(PackId, Vec<BlobJob>), open: &mut _| {
             for b in blobs {
-                write_blob(ctx, &files, *pack, b, &mut open);
+                write_blob(ctx, &files, *pack, b, open);
             }
-        });
+        };
+        if self.scale.in_order {
+            // The threads take runs in order from one counter, so they work on the same few
+            // packs (split in halves, two threads would each start a pack the other ends, and
+            // a bucket's recent packs might no longer hold it by then).
+            let next = AtomicUsize::new(0);
+            (0..rayon::current_num_threads())
+                .into_par_iter()
+                .for_each(|_| {
+                    let mut open = None;
+                    while let Some(run) = runs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        write_run(run, &mut open);
+                    }
+                });
+        } else {
+            runs.par_iter().for_each(|run| write_run(run, &mut None));
+        }
         for (path, n) in &self.dirs {
             apply_meta(ctx, path, n);
         }
@@ -97,8 +180,10 @@ struct BlobJob {
 /// Looks every chunk of `files` up and groups them by pack, each pack's blobs in their order in
 /// it, in runs of at most [`RUN`]. A file with a chunk the index does not list, or whose chunks do
 /// not add up to its size, fails here and is not made.
-fn plan(ctx: &Ctx, files: &[File]) -> Vec<(PackId, Vec<BlobJob>)> {
+fn plan(ctx: &Ctx, files: &[File], in_order: bool) -> Vec<(PackId, Vec<BlobJob>)> {
     let mut packs: HashMap<PackId, HashMap<crate::format::id::BlobId, BlobJob>> = HashMap::new();
+    // Each pack's place in the order the batch's files first need it.
+    let mut first_use: HashMap<PackId, usize> = HashMap::new();
     for (i, f) in files.iter().enumerate() {
         let mut locs = Vec::with_capacity(f.node.content.len());
         let mut size = 0u64;
@@ -134,6 +219,8 @@ fn plan(ctx: &Ctx, files: &[File]) -> Vec<(PackId, Vec<BlobJob>)> {
         let mut off = 0u64;
         for l in locs {
             let len = u64::from(l.entry.raw_len);
+            let next = first_use.len();
+            first_use.entry(l.pack).or_insert(next);
             packs
                 .entry(l.pack)
                 .or_default()
@@ -156,8 +243,17 @@ fn plan(ctx: &Ctx, files: &[File]) -> Vec<(PackId, Vec<BlobJob>)> {
             runs.push((pack, blobs.by_ref().take(RUN).collect()));
         }
     }
-    // Runs of one pack side by side: the threads read few packs at a time.
-    runs.sort_by_key(|(p, b): &(PackId, Vec<BlobJob>)| (*p, b.first().map(|b| b.entry.offset)));
+    // Runs of one pack side by side, so the threads read few packs at a time; packs in the
+    // order the files need them, so those the last files need are the ones a bucket's recent
+    // packs (repo/remote_cache.rs) still hold when the next batch, which starts with the next
+    // files, needs them too.
+    if in_order {
+        runs.sort_by_key(|(p, b): &(PackId, Vec<BlobJob>)| {
+            (first_use[p], b.first().map(|b| b.entry.offset))
+        });
+    } else {
+        runs.sort_by_key(|(p, b): &(PackId, Vec<BlobJob>)| (*p, b.first().map(|b| b.entry.offset)));
+    }
     runs
 }
 

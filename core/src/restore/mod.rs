@@ -175,9 +175,40 @@ pub fn restore(
     let sub = subpath
         .map(|s| format!("/{}", s.trim_matches('/')))
         .filter(|s| s != "/");
-    let mut walk = tree::Walk::new(&ctx);
-    let all = ctx.filters.all();
-    match &sub {
+    // One thread walks and lists; this one writes each batch as it comes, while the walk lists
+    // the next (two batches at most: the walk waits for this thread to take the next).
+    let scale = data::Scale::of(repo);
+    let (tx, rx) = std::sync::mpsc::sync_channel(0);
+    let walked = std::thread::scope(|scope| {
+        let ctx = &ctx;
+        let walker = scope.spawn(move || {
+            let mut walk = tree::Walk::new(ctx, scale, tx);
+            walk_from(&mut walk, root, sub.as_deref(), target)?;
+            Ok::<_, Error>(walk.finish())
+        });
+        for batch in rx {
+            data::Batch::write(batch, ctx);
+        }
+        walker
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    });
+    walked?.make(&ctx);
+    let damaged_entries = ctx.damaged.into_inner().unwrap_or_else(|p| p.into_inner());
+    Ok(RestoreReport {
+        entries: progress.entries.load(Ordering::Relaxed),
+        bytes: progress.bytes.load(Ordering::Relaxed),
+        errors: ctx.errors.into_inner().unwrap_or_else(|p| p.into_inner()),
+        damaged: !damaged_entries.is_empty(),
+        damaged_entries,
+    })
+}
+
+/// Walks what is asked for: the whole tree `root`, or the entry at `sub` in it.
+fn walk_from(walk: &mut tree::Walk, root: &BlobId, sub: Option<&str>, target: &Path) -> Result<()> {
+    let repo = walk.ctx().repo;
+    let all = walk.ctx().filters.all();
+    match sub {
         None => {
             let tree = repo.read_tree(root)?;
             walk.children(&tree, target, "", all);
@@ -198,25 +229,13 @@ pub fn restore(
                 )));
             }
             Some(n) => {
-                walk.node(
-                    &n,
-                    target,
-                    s.rsplit_once('/').map(|x| x.0).unwrap_or(""),
-                    all,
-                );
+                let dir = s.rsplit_once('/').map(|x| x.0).unwrap_or("");
+                walk.node(&n, target, dir, all);
             }
             None => {}
         },
     }
-    walk.finish();
-    let damaged_entries = ctx.damaged.into_inner().unwrap_or_else(|p| p.into_inner());
-    Ok(RestoreReport {
-        entries: progress.entries.load(Ordering::Relaxed),
-        bytes: progress.bytes.load(Ordering::Relaxed),
-        errors: ctx.errors.into_inner().unwrap_or_else(|p| p.into_inner()),
-        damaged: !damaged_entries.is_empty(),
-        damaged_entries,
-    })
+    Ok(())
 }
 
 #[cfg(test)]

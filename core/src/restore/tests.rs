@@ -47,7 +47,8 @@ impl Backend for Recording {
 /// Three contents, each held by three files in different directories, and a file of its own.
 fn shared_tree() -> (tempfile::TempDir, PathBuf, Vec<(String, Vec<u8>)>) {
     let mut files = Vec::new();
-    for (c, seed) in ["a", "b", "c"].iter().zip(1..) {
+    // noise() takes seed | 1: odd seeds, so that no two contents share a chunk.
+    for (c, seed) in ["a", "b", "c"].iter().zip([11u64, 13, 15]) {
         let bytes = noise(700_000 + seed as usize * 1000, seed);
         for d in 1..=3 {
             files.push((format!("d{d}/{c}{d}"), bytes.clone()));
@@ -73,6 +74,8 @@ fn restore_all(repo: &Repository, root: &BlobId, target: &Path) -> RestoreReport
 
 #[test]
 fn each_blob_is_read_once_whatever_the_files_share() {
+    // In one batch, as they would be outside the unit tests.
+    data::TEST_SCALE.with(|s| s.set(Some(data::Scale::real(false))));
     let (dir, src, files) = shared_tree();
     let (mem, repo) = mem_repo();
     let snap = backup_dir(&repo, &src, None).snapshot;
@@ -145,4 +148,57 @@ fn a_damaged_shared_blob_fails_every_file_holding_it_and_no_other() {
             }
         }
     }
+}
+
+#[test]
+fn directories_and_hard_links_come_out_whole_across_batches() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // Unit tests restore in batches of 3 files: these cross several.
+    let mut files: Vec<(String, Vec<u8>)> = (0..7)
+        .map(|i| (format!("ro/f{i}"), noise(5000 + i, 2 * i as u64 + 21)))
+        .collect();
+    files.push(("other/x".into(), b"x".to_vec()));
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, b)| (p.as_str(), b.as_slice()))
+        .collect();
+    let (dir, src) = source(&refs);
+    fs::hard_link(src.join("ro/f1"), src.join("other/link")).unwrap();
+    let times = nix::sys::time::TimeSpec::new(1_600_000_000, 0);
+    for d in ["ro", "other"] {
+        nix::sys::stat::utimensat(
+            None,
+            &src.join(d),
+            &times,
+            &times,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .unwrap();
+    }
+    fs::set_permissions(src.join("ro"), fs::Permissions::from_mode(0o555)).unwrap();
+    let (_mem, repo) = mem_repo();
+    let snap = backup_dir(&repo, &src, None).snapshot;
+    fs::set_permissions(src.join("ro"), fs::Permissions::from_mode(0o755)).unwrap();
+
+    let target = dir.path().join("restored");
+    let rep = restore_all(&repo, &snap.tree, &target);
+    assert!(rep.errors.is_empty(), "{:?}", rep.errors);
+    let restored = target.join(src.strip_prefix("/").unwrap());
+    for (p, bytes) in &files {
+        assert_eq!(&fs::read(restored.join(p)).unwrap(), bytes, "{p}");
+    }
+    let ro = fs::metadata(restored.join("ro")).unwrap();
+    assert_eq!(ro.mode() & 0o777, 0o555);
+    for d in ["ro", "other"] {
+        let m = fs::metadata(restored.join(d)).unwrap();
+        assert_eq!(
+            m.mtime(),
+            1_600_000_000,
+            "{d}: its files changed its time after"
+        );
+    }
+    let a = fs::metadata(restored.join("ro/f1")).unwrap();
+    let b = fs::metadata(restored.join("other/link")).unwrap();
+    assert_eq!((a.ino(), a.nlink()), (b.ino(), 2), "not linked");
+    fs::set_permissions(restored.join("ro"), fs::Permissions::from_mode(0o755)).unwrap();
 }

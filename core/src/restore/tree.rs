@@ -8,6 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::SyncSender;
 
 use nix::sys::stat::{Mode, SFlag};
 
@@ -18,27 +19,37 @@ use super::data::{self, Batch};
 use super::meta::{apply_meta, set_times};
 use super::Ctx;
 
-/// The walk's state. One thread walks; a full batch writes its files in parallel.
+/// The walk's state. One thread walks and sends each full batch to `to_write`.
 pub(super) struct Walk<'c, 'a> {
     ctx: &'c Ctx<'a>,
     batch: Batch,
+    to_write: SyncSender<Batch>,
+    links: Links,
+}
+
+/// Hard links to make once every batch is written.
+#[derive(Default)]
+pub(super) struct Links {
     /// The first path restored of each hard-linked inode: (dev, inode) → path.
-    hardlinks: HashMap<(u64, u64), PathBuf>,
+    first: HashMap<(u64, u64), PathBuf>,
     /// Hard links to make at the end, once their first path was written: (path, (dev, inode)).
-    deferred_links: Vec<(PathBuf, (u64, u64))>,
+    deferred: Vec<(PathBuf, (u64, u64))>,
     /// The times of each directory restored, set again after a hard link is made in it.
     dir_times: HashMap<PathBuf, (i64, i64)>,
 }
 
 impl<'c, 'a> Walk<'c, 'a> {
-    pub(super) fn new(ctx: &'c Ctx<'a>) -> Self {
+    pub(super) fn new(ctx: &'c Ctx<'a>, scale: data::Scale, to_write: SyncSender<Batch>) -> Self {
         Walk {
             ctx,
-            batch: Batch::default(),
-            hardlinks: HashMap::new(),
-            deferred_links: Vec::new(),
-            dir_times: HashMap::new(),
+            batch: Batch::new(scale),
+            to_write,
+            links: Links::default(),
         }
+    }
+
+    pub(super) fn ctx(&self) -> &'c Ctx<'a> {
+        self.ctx
     }
 
     /// Restores the entries of `tree` into the existing directory `dir`. Returns whether anything
@@ -136,7 +147,8 @@ impl<'c, 'a> Walk<'c, 'a> {
             }
             return Ok(false);
         }
-        self.dir_times
+        self.links
+            .dir_times
             .insert(path.to_path_buf(), (n.mtime_ns, n.mtime_ns));
         self.ctx.progress.entries.fetch_add(1, Ordering::Relaxed);
         self.meta_later(path, n);
@@ -155,11 +167,11 @@ impl<'c, 'a> Walk<'c, 'a> {
             NodeKind::File => {
                 if linked {
                     let key = (n.dev, n.inode);
-                    if self.hardlinks.contains_key(&key) {
-                        self.deferred_links.push((path.to_path_buf(), key));
+                    if self.links.first.contains_key(&key) {
+                        self.links.deferred.push((path.to_path_buf(), key));
                         return Ok(());
                     }
-                    self.hardlinks.insert(key, path.to_path_buf());
+                    self.links.first.insert(key, path.to_path_buf());
                 }
                 if self.batch.add_file(path.to_path_buf(), n.clone()) {
                     self.flush();
@@ -196,24 +208,35 @@ impl<'c, 'a> Walk<'c, 'a> {
         Ok(())
     }
 
-    /// Writes the files listed so far, then gives their directories their metadata.
+    /// Sends the files listed so far to be written (then their directories given their
+    /// metadata).
     fn flush(&mut self) {
-        std::mem::take(&mut self.batch).write(self.ctx);
+        let next = Batch::new(self.batch.scale());
+        let full = std::mem::replace(&mut self.batch, next);
+        // The receiver stops only when this thread is done.
+        let _ = self.to_write.send(full);
     }
 
-    /// Writes what is left, then makes the hard links whose first path was restored elsewhere.
-    pub(super) fn finish(mut self) {
+    /// Sends what is left; returns the hard links to make.
+    pub(super) fn finish(mut self) -> Links {
         self.flush();
-        for (path, key) in std::mem::take(&mut self.deferred_links) {
-            let r = match self.hardlinks.get(&key) {
+        self.links
+    }
+}
+
+impl Links {
+    /// Makes the hard links whose first path was restored elsewhere.
+    pub(super) fn make(self, ctx: &Ctx) {
+        for (path, key) in self.deferred {
+            let r = match self.first.get(&key) {
                 Some(f) => fs::hard_link(f, &path).map_err(|e| Error::io(path.display(), e)),
                 None => Err(Error::Invalid("hard link target was not restored".into())),
             };
             match r {
                 Ok(()) => {
-                    self.ctx.progress.entries.fetch_add(1, Ordering::Relaxed);
+                    ctx.progress.entries.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e) => self.ctx.fail(&path, &e),
+                Err(e) => ctx.fail(&path, &e),
             }
             // Linking changed the parent's times: set them again.
             if let Some((dir, times)) = path
