@@ -90,6 +90,8 @@ fn a_bucket_repository_round_trips() {
     let e = s3_env(&s.location("backups/hosts/validator-1"));
     let out = e.ok(&["init"]);
     assert!(out.contains("created repository"), "{out}");
+    // s3s-fs honours If-None-Match: *, and init asked.
+    assert!(out.contains("honours create-only writes"), "{out}");
     assert!(s.root().join("backups").is_dir(), "init made no bucket");
     // A second init into the same prefix is refused.
     let err = e.fails(&["init"], 1);
@@ -272,6 +274,34 @@ fn credentials_come_from_the_configuration_unless_the_environment_has_them() {
     assert!(both(&o).contains("go together"), "{}", both(&o));
     e.vars = env_keys;
     restore_equal(&e, "latest", &src);
+}
+
+#[test]
+fn create_only_writes_refuse_an_existing_name() {
+    use bakfs_core::repo::backend::{Backend, FileKind, S3Backend, S3Credentials, S3Location};
+    if !have_s3("create_only_writes_refuse_an_existing_name") {
+        return;
+    }
+    let s = S3Server::start();
+    let loc: S3Location = s.location("cas/r").parse().unwrap();
+    let b = S3Backend::new(loc, S3Credentials::new(ACCESS_KEY, SECRET_KEY)).unwrap();
+    b.create().unwrap();
+    // s3s-fs honours If-None-Match: * (it checks, then writes: not atomic against a write at
+    // the same instant, which real servers are; so races are not tested here).
+    assert!(b.honours_create_only());
+    b.write_new(FileKind::Config, "config", b"first").unwrap();
+    let err = b
+        .write_new(FileKind::Config, "config", b"second")
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists, "{err}");
+    assert_eq!(b.read(FileKind::Config, "config").unwrap(), b"first");
+    // The probe's scratch object is gone.
+    assert_eq!(b.list(FileKind::Lock).unwrap(), Vec::<String>::new());
+    // An init into that prefix is refused, and writes nothing.
+    let e = s3_env(&s.location("cas/r"));
+    let err = e.fails(&["init"], 1);
+    assert!(err.contains("already there"), "{err}");
+    assert_eq!(b.list(FileKind::Key).unwrap(), Vec::<String>::new());
 }
 
 #[test]

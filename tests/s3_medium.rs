@@ -288,3 +288,57 @@ fn the_daemon_copies_each_new_snapshot_and_retries_a_bucket_that_was_down() {
     let log = d.log_text();
     assert!(log.contains("CLOUD-1 has its copy"), "{log}");
 }
+
+/// Hosts enrolling one bucket location at once, the bucket not made yet: none trips over the
+/// bucket another made a moment before (409 BucketAlreadyExists was an error), each gets a clear
+/// answer, and the identity in the bucket is a winner's. s3s-fs checks If-None-Match and then
+/// writes, not atomically, so two could both win here; on servers that write create-only
+/// atomically (AWS S3, MinIO) one does (design.md §4.4).
+#[test]
+fn hosts_enrolling_one_bucket_at_once_get_clear_answers() {
+    if !have_s3("hosts_enrolling_one_bucket_at_once_get_clear_answers") {
+        return;
+    }
+    let s3 = S3Server::start();
+    // Four hosts, each with its own primary and catalog.
+    let hosts: Vec<Env> = (0..4).map(|_| primary()).collect();
+    for round in 0..3 {
+        let loc = s3.location(&format!("shared-{round}/copies"));
+        let children: Vec<_> = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                e.cmd()
+                    .args(["media", "enroll-bucket", &loc])
+                    .args(["--label", &format!("CLOUD-{round}-{i}")])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outs: Vec<_> = children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect();
+        let all = || outs.iter().map(both).collect::<Vec<_>>();
+        let won: Vec<usize> = (0..4).filter(|&i| outs[i].status.success()).collect();
+        assert!(!won.is_empty(), "round {round}: {:?}", all());
+        for o in outs.iter().filter(|o| !o.status.success()) {
+            let err = both(o);
+            assert!(
+                err.contains("already there") || err.contains("first"),
+                "round {round}: {err}"
+            );
+        }
+        let ident =
+            fs::read_to_string(s3.root().join(format!("shared-{round}/copies/medium.json")))
+                .unwrap();
+        assert!(
+            won.iter()
+                .any(|i| ident.contains(&format!("\"CLOUD-{round}-{i}\""))),
+            "round {round}: {ident}\n{:?}",
+            all()
+        );
+    }
+}

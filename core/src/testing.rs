@@ -119,3 +119,41 @@ impl Backend for Failing {
         self.inner.remove(k, n)
     }
 }
+
+/// A backend over another whose `config` is written by someone else between the emptiness
+/// check and the create-only write: the loser's side of two inits racing.
+pub struct RacedInit {
+    pub inner: Arc<MemBackend>,
+}
+
+impl Backend for RacedInit {
+    fn location(&self) -> String {
+        "raced".into()
+    }
+    fn create(&self) -> std::io::Result<()> {
+        self.inner.create()
+    }
+    fn read(&self, k: FileKind, n: &str) -> std::io::Result<Vec<u8>> {
+        self.inner.read(k, n)
+    }
+    fn write(&self, k: FileKind, n: &str, d: &[u8]) -> std::io::Result<()> {
+        self.inner.write(k, n, d)
+    }
+    fn read_range(&self, k: FileKind, n: &str, o: u64, l: usize) -> std::io::Result<Vec<u8>> {
+        self.inner.read_range(k, n, o, l)
+    }
+    fn write_new(&self, k: FileKind, n: &str, d: &[u8]) -> std::io::Result<()> {
+        // The other init's config lands first.
+        self.inner.write(k, n, b"the other init's config")?;
+        self.inner.write_new(k, n, d)
+    }
+    fn list(&self, k: FileKind) -> std::io::Result<Vec<String>> {
+        self.inner.list(k)
+    }
+    fn size(&self, k: FileKind, n: &str) -> std::io::Result<u64> {
+        self.inner.size(k, n)
+    }
+    fn remove(&self, k: FileKind, n: &str) -> std::io::Result<()> {
+        self.inner.remove(k, n)
+    }
+}

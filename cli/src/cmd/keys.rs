@@ -31,12 +31,27 @@ pub fn init(ctx: &Ctx) -> Result<u8> {
             bakfs_core::timefmt::now_ns(),
         );
     }
+    let conditional = repo.backend().conditional_writes();
     if ctx.global.json {
-        ctx.print_json(
-            &serde_json::json!({"id": repo.id().to_hex(), "path": location.to_string()}),
-        )?;
+        ctx.print_json(&serde_json::json!({
+            "id": repo.id().to_hex(),
+            "path": location.to_string(),
+            "conditional_writes": conditional,
+        }))?;
     } else {
         println!("created repository {} at {}", repo.id().short(), location);
+        match conditional {
+            Some(true) => println!(
+                "the server honours create-only writes (If-None-Match: *): the config was \
+                 written with one"
+            ),
+            Some(false) => println!(
+                "the server does not honour create-only writes (If-None-Match: *): the config \
+                 was written after looking, so two inits racing into this place could both \
+                 succeed (docs/object-storage.md)"
+            ),
+            None => {}
+        }
         println!("keep the password safe: without it the data cannot be read");
     }
     Ok(0)

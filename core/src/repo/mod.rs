@@ -156,10 +156,19 @@ impl Repository {
         };
         let cjson =
             serde_json::to_vec_pretty(&config).map_err(|e| Error::Invalid(e.to_string()))?;
-        // The config is written last: a place without it is not a repository.
-        backend
-            .write(FileKind::Config, "config", &cjson)
-            .map_err(|e| Error::io(&at, e))?;
+        // The config is written last: a place without it is not a repository. Create-only, so
+        // that of two inits racing into one place only one makes a repository (the other's key
+        // would wrap another master key than the data's).
+        match backend.write_new(FileKind::Config, "config", &cjson) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let _ = backend.remove(FileKind::Key, &key_id.to_hex());
+                return Err(Error::Invalid(format!(
+                    "{e}: another init made a repository there first; this one withdrew its key"
+                )));
+            }
+            Err(e) => return Err(Error::io(&at, e)),
+        }
         Self::with_key(backend, config, master, key_id)
     }
 

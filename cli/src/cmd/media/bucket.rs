@@ -55,9 +55,14 @@ pub(super) fn enroll(ctx: &Ctx, a: EnrollBucketArgs) -> Result<u8> {
     let now = timefmt::now_ns();
     let medium_id = MediumId::random();
     let ident = identity(medium_id, &a.label, repo_id, now);
-    backend
-        .write_note(medium::IDENTITY, &serde_json::to_vec_pretty(&ident)?)
-        .map_err(io)?;
+    // Create-only: of two enrolments racing into one prefix, one makes the medium.
+    match backend.write_note_new(medium::IDENTITY, &serde_json::to_vec_pretty(&ident)?) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("{e}: another enrolment wrote its identity there first")
+        }
+        Err(e) => return Err(io(e).into()),
+    }
     let rec = MediumRecord {
         fs_type: "s3".into(),
         pool: a.pool.clone(),

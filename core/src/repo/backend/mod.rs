@@ -170,6 +170,32 @@ pub trait Backend: Send + Sync {
     /// # Errors
     /// I/O errors (ENOSPC included); on error no file of that name was created.
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> io::Result<()>;
+    /// As [`Self::write`], for a file that must not exist yet (a repository's `config`):
+    /// `AlreadyExists` if it does. Storage that can refuse an existing name in the write itself
+    /// does (a bucket whose server honours `If-None-Match: *`); elsewhere this looks first and
+    /// then writes, and two writers racing between the two may both succeed.
+    ///
+    /// # Errors
+    /// `AlreadyExists`; as [`Self::write`].
+    fn write_new(&self, kind: FileKind, name: &str, data: &[u8]) -> io::Result<()> {
+        match self.size(kind, name) {
+            Ok(_) => Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{}: {} is already there",
+                    self.location(),
+                    kind.rel_path(name).display()
+                ),
+            )),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self.write(kind, name, data),
+            Err(e) => Err(e),
+        }
+    }
+    /// Whether [`Self::write_new`] is one atomic write here: `None` where that was not asked
+    /// (not a bucket), else what the server answered when asked.
+    fn conditional_writes(&self) -> Option<bool> {
+        None
+    }
     /// As [`Self::write`], taking the buffer and giving it back for reuse: a backend that must
     /// own what it sends (the S3 client) then needs no copy of a pack.
     ///
@@ -319,6 +345,33 @@ impl fmt::Display for Location {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_init_that_loses_the_race_for_the_config_withdraws_its_key() {
+        let mem = Arc::new(MemBackend::default());
+        let raced = Arc::new(crate::testing::RacedInit { inner: mem.clone() });
+        let err = crate::repo::Repository::init(
+            raced,
+            b"pw",
+            crate::format::crypto::KdfParams::weak_for_tests(),
+            "test".into(),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.to_string()
+                .contains("another init made a repository there first"),
+            "{err}"
+        );
+        assert_eq!(mem.list(FileKind::Key).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            mem.read(FileKind::Config, "config").unwrap(),
+            b"the other init's config"
+        );
+        // A second create-only write of the same name is refused by the fallback too.
+        let err = mem.write_new(FileKind::Config, "config", b"x").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+    }
 
     #[test]
     fn names_outside_the_repository_are_refused() {

@@ -156,6 +156,16 @@ impl S3Backend {
             .map_err(|e| self.err("writing", &key, e))
     }
 
+    /// As [`S3Backend::write_note`], for a note that must not exist yet (a medium's identity):
+    /// create-only where the server honours it.
+    ///
+    /// # Errors
+    /// `AlreadyExists`; the server's errors.
+    pub fn write_note_new(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let key = self.note_key(name)?;
+        self.put_new(&key, bytes)
+    }
+
     /// Removes the note `name`; one that is not there is no error.
     ///
     /// # Errors

@@ -22,7 +22,8 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::limit::LimitStore;
 use object_store::path::Path as ObjPath;
 use object_store::{
-    ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
+    ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+    WriteMultipart,
 };
 
 use super::{check_name, Backend, FileKind, ROOT_FILES};
@@ -189,6 +190,16 @@ impl fmt::Debug for S3Credentials {
 }
 
 impl S3Credentials {
+    /// Keys given as they are (a caller that has them from elsewhere).
+    pub fn new(key_id: impl Into<String>, secret: impl Into<String>) -> S3Credentials {
+        S3Credentials {
+            key_id: key_id.into(),
+            secret: secret.into(),
+            token: None,
+            from: "the keys given".into(),
+        }
+    }
+
     /// The first of: `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (with `AWS_SESSION_TOKEN`);
     /// the configuration's `[s3] access_key_id` and `secret_access_key_file` ([`configure`]);
     /// the profile `AWS_PROFILE` (or `default`) of `AWS_SHARED_CREDENTIALS_FILE` (or
@@ -315,6 +326,8 @@ pub struct S3Backend {
     region: String,
     virtual_host: bool,
     counts: RequestCounts,
+    /// Whether the server refuses a create-only PUT of an existing name, once asked.
+    conditional: std::sync::OnceLock<bool>,
     /// Last: dropped after the store, whose connections live on it.
     rt: tokio::runtime::Runtime,
 }
@@ -374,6 +387,7 @@ impl S3Backend {
             region,
             virtual_host,
             counts: RequestCounts::default(),
+            conditional: std::sync::OnceLock::new(),
             rt,
         })
     }
@@ -387,6 +401,99 @@ impl S3Backend {
     pub fn connect(loc: &S3Location) -> crate::Result<S3Backend> {
         let creds = S3Credentials::find().map_err(crate::Error::Invalid)?;
         S3Backend::new(loc.clone(), creds).map_err(|e| crate::Error::io(loc.to_string(), e))
+    }
+
+    /// Whether the server honours create-only writes (`If-None-Match: *`), asked once per
+    /// process: a scratch object in `locks/` is written create-only twice, then removed. A
+    /// server that refuses the second write honours them; one that takes it, or refuses the
+    /// header, does not (and an error asking counts as not).
+    pub fn honours_create_only(&self) -> bool {
+        *self
+            .conditional
+            .get_or_init(|| match self.probe_create_only() {
+                Ok(yes) => {
+                    tracing::info!(
+                        "{}: the server {} create-only writes (If-None-Match: *)",
+                        self.loc,
+                        if yes { "honours" } else { "does not honour" }
+                    );
+                    yes
+                }
+                Err(e) => {
+                    tracing::warn!("{}: asking for create-only writes failed: {e}", self.loc);
+                    false
+                }
+            })
+    }
+
+    /// Writes `key`, which must not exist yet: one create-only PUT where the server honours
+    /// them, else a HEAD and then a PUT (two writers racing between them may both succeed).
+    ///
+    /// # Errors
+    /// `AlreadyExists`; the server's errors.
+    fn put_new(&self, key: &ObjPath, data: &[u8]) -> io::Result<()> {
+        let there = || {
+            io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{}: {key} is already there", self.loc),
+            )
+        };
+        let payload = PutPayload::from(bytes::Bytes::copy_from_slice(data));
+        let opts = if self.honours_create_only() {
+            PutOptions::from(PutMode::Create)
+        } else {
+            self.count(&self.counts.head);
+            match self.rt.block_on(self.store.head(key)) {
+                Ok(_) => return Err(there()),
+                Err(object_store::Error::NotFound { .. }) => PutOptions::default(),
+                Err(e) => return Err(self.err("looking for", key, e)),
+            }
+        };
+        self.count(&self.counts.put);
+        match self.rt.block_on(self.store.put_opts(key, payload, opts)) {
+            Ok(_) => Ok(()),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Err(there()),
+            Err(e) => Err(self.err("writing", key, e)),
+        }
+    }
+
+    fn probe_create_only(&self) -> io::Result<bool> {
+        let name = format!("{:032x}", rand::random::<u128>());
+        let key = self.loc.key(FileKind::Lock, &name);
+        let put = || {
+            self.count(&self.counts.put);
+            let payload = PutPayload::from_static(b"bakfs: asking for create-only writes\n");
+            let opts = PutOptions::from(PutMode::Create);
+            self.rt
+                .block_on(self.store.put_opts(&key, payload, opts))
+                .map(|_| ())
+        };
+        let first = put();
+        let second = first.as_ref().ok().map(|()| put());
+        self.count(&self.counts.delete);
+        let _ = self.rt.block_on(self.store.delete(&key));
+        match (first, second) {
+            (Ok(()), Some(Err(object_store::Error::AlreadyExists { .. })))
+            | (Ok(()), Some(Err(object_store::Error::Precondition { .. }))) => Ok(true),
+            (Ok(()), Some(Ok(()))) => Ok(false),
+            (Err(object_store::Error::NotImplemented { .. }), _) => Ok(false),
+            (Ok(()), Some(Err(e))) | (Err(e), _) => Err(self.err("writing", &key, e)),
+            (Ok(()), None) => Ok(false),
+        }
+    }
+
+    /// The error of a prefix that holds objects already.
+    fn used(&self) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{}: a repository or other objects are already there",
+                self.loc
+            ),
+        )
     }
 
     /// The location.
@@ -512,15 +619,19 @@ impl Backend for S3Backend {
                     self.loc.bucket,
                     self.loc.endpoint
                 );
-                self.create_bucket()
+                match self.create_bucket() {
+                    // Made meanwhile by another process (two hosts' first init or enrolment:
+                    // 409, or a server that trips over its own race): what matters is that the
+                    // bucket is there now and the prefix empty.
+                    Err(e) => match self.bucket_state() {
+                        Ok(Occupancy::Empty) => Ok(()),
+                        Ok(Occupancy::Used) => Err(self.used()),
+                        Ok(Occupancy::NoBucket) | Err(_) => Err(e),
+                    },
+                    Ok(()) => Ok(()),
+                }
             }
-            Occupancy::Used => Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!(
-                    "{}: a repository or other objects are already there",
-                    self.loc
-                ),
-            )),
+            Occupancy::Used => Err(self.used()),
         }
     }
 
@@ -576,6 +687,17 @@ impl Backend for S3Backend {
             self.rt.block_on(self.store.put(&key, payload)).map(|_| ())
         };
         done.map_err(|e| self.err("writing", &key, e))
+    }
+
+    /// One create-only PUT where the server honours them ([`S3Backend::honours_create_only`]);
+    /// else a HEAD, then a PUT.
+    fn write_new(&self, kind: FileKind, name: &str, data: &[u8]) -> io::Result<()> {
+        check_name(kind, name)?;
+        self.put_new(&self.loc.key(kind, name), data)
+    }
+
+    fn conditional_writes(&self) -> Option<bool> {
+        Some(self.honours_create_only())
     }
 
     /// Without a copy: the buffer is the payload, and comes back once the client let go of it.
