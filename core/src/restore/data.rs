@@ -296,13 +296,7 @@ fn write_blob(
                     f.reopen()
                 }
             };
-            match fd.and_then(|fd| f.finish(ctx, &fd).map(|()| fd)) {
-                Ok(fd) => {
-                    apply_meta_file(ctx, &fd, &f.path, &f.node);
-                    ctx.progress.entries.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => f.fail(ctx, &e),
-            }
+            f.complete(ctx, fd);
         }
     }
 }
@@ -363,10 +357,13 @@ impl File {
 
     /// Writes a file without data: made and finished at once.
     fn write_empty(&self, ctx: &Ctx) {
-        let r = self
-            .open_for_write()
-            .and_then(|fd| self.finish(ctx, &fd).map(|()| fd));
-        match r {
+        self.complete(ctx, self.open_for_write());
+    }
+
+    /// Finishes the file through `fd` (size, read-back, owner, mode, times) and counts it, or
+    /// reports it failed.
+    fn complete(&self, ctx: &Ctx, fd: Result<fs::File>) {
+        match fd.and_then(|fd| self.finish(ctx, &fd).map(|()| fd)) {
             Ok(fd) => {
                 apply_meta_file(ctx, &fd, &self.path, &self.node);
                 ctx.progress.entries.fetch_add(1, Ordering::Relaxed);
